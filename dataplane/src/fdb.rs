@@ -1,0 +1,4 @@
+//! MAC learning table.
+/// Placeholder.
+#[derive(Debug)]
+pub struct Fdb;

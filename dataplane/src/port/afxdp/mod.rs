@@ -1,0 +1,1 @@
+//! AF_XDP ports: our own loader, UMEM and rings on libc.

@@ -1,0 +1,40 @@
+//! Port backends behind one narrow trait.
+//!
+//! Frames live in a per-thread [`Pool`] (for AF_XDP it is the UMEM), and
+//! move between ports as [`Desc`]riptors: an AF_XDP port hands the pipeline
+//! the very buffer the kernel filled, and a frame forwarded to another
+//! AF_XDP port of the same thread goes out without a copy.
+
+pub mod afxdp;
+pub mod mem;
+pub mod pool;
+pub mod tap;
+
+pub use pool::{Desc, Pool, Region, FRAME_SIZE, HEADROOM};
+
+use std::io;
+
+/// A source and sink of Ethernet frames, polled by one thread.
+///
+/// Implementations must not block, allocate or make more than a bounded
+/// number of syscalls per call (never one per frame where the kernel
+/// offers batching).
+pub trait Port: Send {
+    /// Receives up to `out.len()` frames into `out`, taking buffers from
+    /// `pool` as needed, and returns how many were written. The caller owns
+    /// the returned descriptors and must send or free each one.
+    fn recv(&mut self, pool: &mut Pool, out: &mut [Desc]) -> io::Result<usize>;
+
+    /// Queues `frames` for transmission and takes ownership of all of them:
+    /// those it cannot queue are freed back to `pool`. Returns how many were
+    /// queued; the caller counts the rest as dropped.
+    fn send(&mut self, pool: &mut Pool, frames: &[Desc]) -> usize;
+
+    /// Once per poll round: pushes queued frames to the kernel, returns
+    /// completed buffers to `pool` and refills receive buffers.
+    fn flush(&mut self, pool: &mut Pool) -> io::Result<()>;
+
+    /// Returns every buffer the port still holds to `pool` (called before
+    /// the port is dropped, on the thread that owns the pool).
+    fn release(&mut self, pool: &mut Pool);
+}

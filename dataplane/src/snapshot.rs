@@ -1,0 +1,198 @@
+//! The forwarding configuration the polling threads read.
+//!
+//! The control thread builds a new immutable `Snapshot` for every change and
+//! hands each polling thread an `Arc` of it between batches, so the packet
+//! path reads configuration without a lock and never sees half a change.
+//! Learned MACs are not part of it: they live in each bridge's shared
+//! [`Fdb`](crate::fdb::Fdb), which the snapshot points to.
+
+use crate::fdb::Fdb;
+use std::sync::Arc;
+
+/// Index of a port in `Snapshot::ports`; stable while the port exists.
+pub type PortId = u16;
+/// Index of a bridge in `Snapshot::bridges`.
+pub type BridgeId = u16;
+/// An 802.1Q VLAN id, 1..=4094.
+pub type Vid = u16;
+
+/// Number of VLAN ids (0..4096), for tables indexed by VLAN.
+pub const VLAN_COUNT: usize = 4096;
+
+/// A set of VLAN ids.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VlanSet([u64; VLAN_COUNT / 64]);
+
+impl VlanSet {
+    /// The empty set.
+    pub fn new() -> VlanSet {
+        VlanSet([0; VLAN_COUNT / 64])
+    }
+
+    /// Adds `vid`.
+    pub fn insert(&mut self, vid: Vid) {
+        let v = vid as usize % VLAN_COUNT;
+        self.0[v / 64] |= 1 << (v % 64);
+    }
+
+    /// True if `vid` is in the set.
+    #[inline]
+    pub fn contains(&self, vid: Vid) -> bool {
+        let v = vid as usize % VLAN_COUNT;
+        self.0[v / 64] & (1 << (v % 64)) != 0
+    }
+
+    /// The members in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = Vid> + '_ {
+        (0..VLAN_COUNT as u16).filter(|v| self.contains(*v))
+    }
+}
+
+impl Default for VlanSet {
+    fn default() -> Self {
+        VlanSet::new()
+    }
+}
+
+impl std::fmt::Debug for VlanSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<Vid> for VlanSet {
+    fn from_iter<I: IntoIterator<Item = Vid>>(iter: I) -> Self {
+        let mut s = VlanSet::new();
+        for v in iter {
+            s.insert(v);
+        }
+        s
+    }
+}
+
+/// How a port treats VLANs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VlanMode {
+    /// Access port: untagged frames belong to this VLAN; frames leave untagged.
+    Access(Vid),
+    /// Trunk port: carries the allowed VLANs tagged; untagged frames belong
+    /// to `native` if set (and leave untagged), else are dropped.
+    Trunk {
+        /// VLANs carried tagged.
+        allowed: VlanSet,
+        /// VLAN of untagged frames, if any.
+        native: Option<Vid>,
+    },
+}
+
+impl VlanMode {
+    /// True if the port carries `vid`.
+    #[inline]
+    pub fn carries(&self, vid: Vid) -> bool {
+        match self {
+            VlanMode::Access(v) => *v == vid,
+            VlanMode::Trunk { allowed, native } => allowed.contains(vid) || *native == Some(vid),
+        }
+    }
+
+    /// True if frames of `vid` leave this port with a tag.
+    #[inline]
+    pub fn egress_tagged(&self, vid: Vid) -> bool {
+        match self {
+            VlanMode::Access(_) => false,
+            VlanMode::Trunk { native, .. } => *native != Some(vid),
+        }
+    }
+}
+
+/// A port as the packet path sees it.
+#[derive(Clone, Debug)]
+pub struct PortInfo {
+    /// This port's id.
+    pub id: PortId,
+    /// The bridge it belongs to.
+    pub bridge: BridgeId,
+    /// VLAN handling.
+    pub vlan: VlanMode,
+    /// Interface name, for traces and logs.
+    pub name: String,
+}
+
+/// One member of a flood set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloodMember {
+    /// The port.
+    pub port: PortId,
+    /// Whether the frame leaves this port tagged.
+    pub tagged: bool,
+}
+
+/// A bridge as the packet path sees it.
+#[derive(Debug)]
+pub struct BridgeInfo {
+    /// This bridge's id.
+    pub id: BridgeId,
+    /// Bridge name.
+    pub name: String,
+    /// Learned and static MACs, shared with the control thread and the
+    /// other polling threads.
+    pub fdb: Arc<Fdb>,
+    /// Per VLAN, the ports a flooded frame goes to (the ingress port is
+    /// skipped when flooding). Indexed by VLAN id; empty where unused.
+    pub flood: Vec<Box<[FloodMember]>>,
+}
+
+impl BridgeInfo {
+    /// A bridge with the given ports, flood sets derived from their VLAN modes.
+    pub fn new(id: BridgeId, name: &str, fdb: Arc<Fdb>, ports: &[&PortInfo]) -> BridgeInfo {
+        let mut flood: Vec<Vec<FloodMember>> = vec![Vec::new(); VLAN_COUNT];
+        for p in ports {
+            for (vid, members) in flood.iter_mut().enumerate().skip(1).take(4094) {
+                let vid = vid as Vid;
+                if p.vlan.carries(vid) {
+                    members.push(FloodMember {
+                        port: p.id,
+                        tagged: p.vlan.egress_tagged(vid),
+                    });
+                }
+            }
+        }
+        BridgeInfo {
+            id,
+            name: name.to_string(),
+            fdb,
+            flood: flood.into_iter().map(Vec::into_boxed_slice).collect(),
+        }
+    }
+
+    /// The flood set of `vid`.
+    #[inline]
+    pub fn flood_set(&self, vid: Vid) -> &[FloodMember] {
+        self.flood.get(vid as usize).map_or(&[], |b| b)
+    }
+}
+
+/// Everything the packet path needs to know about configuration.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Increases with every change; threads report the one they run.
+    pub generation: u64,
+    /// Ports by id; `None` for free ids.
+    pub ports: Vec<Option<PortInfo>>,
+    /// Bridges by id; `None` for free ids.
+    pub bridges: Vec<Option<BridgeInfo>>,
+}
+
+impl Snapshot {
+    /// The port with id `id`, if it exists.
+    #[inline]
+    pub fn port(&self, id: PortId) -> Option<&PortInfo> {
+        self.ports.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// The bridge with id `id`, if it exists.
+    #[inline]
+    pub fn bridge(&self, id: BridgeId) -> Option<&BridgeInfo> {
+        self.bridges.get(id as usize).and_then(Option::as_ref)
+    }
+}

@@ -1,0 +1,146 @@
+//! The configuration model: what `rvsctl` changes and the db persists.
+
+use serde::{Deserialize, Serialize};
+
+/// Default MAC aging time in seconds.
+pub const DEFAULT_AGING_SECS: u32 = 300;
+/// Default per-bridge limit on learned MACs.
+pub const DEFAULT_MAX_MACS: u32 = 8192;
+
+/// The whole persisted configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version of the db file.
+    pub version: u32,
+    /// Bridges in creation order.
+    #[serde(default)]
+    pub bridges: Vec<BridgeConfig>,
+}
+
+/// Current db format version.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// One bridge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Bridge name.
+    pub name: String,
+    /// Seconds a learned MAC lives without traffic.
+    #[serde(default = "default_aging")]
+    pub aging_secs: u32,
+    /// Learned-MAC limit.
+    #[serde(default = "default_max_macs")]
+    pub max_macs: u32,
+    /// Ports in creation order.
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+    /// Static FDB entries.
+    #[serde(default)]
+    pub static_macs: Vec<StaticMac>,
+}
+
+fn default_aging() -> u32 {
+    DEFAULT_AGING_SECS
+}
+
+fn default_max_macs() -> u32 {
+    DEFAULT_MAX_MACS
+}
+
+impl BridgeConfig {
+    /// A bridge with default settings and no ports.
+    pub fn new(name: &str) -> BridgeConfig {
+        BridgeConfig {
+            name: name.to_string(),
+            aging_secs: DEFAULT_AGING_SECS,
+            max_macs: DEFAULT_MAX_MACS,
+            ports: Vec::new(),
+            static_macs: Vec::new(),
+        }
+    }
+}
+
+/// Port backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortType {
+    /// AF_XDP sockets on an existing interface.
+    Afxdp,
+    /// A tap device rvsd creates or adopts.
+    Tap,
+}
+
+/// XDP attach mode for AF_XDP ports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic.
+    #[default]
+    Auto,
+    /// Native mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+/// VLAN handling of a port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum PortVlan {
+    /// Access port in one VLAN (1 when not given).
+    Access {
+        /// The VLAN.
+        vlan: u16,
+    },
+    /// Trunk carrying these VLANs tagged, and `native` untagged if set.
+    Trunk {
+        /// Tagged VLANs.
+        vlans: Vec<u16>,
+        /// Untagged VLAN.
+        #[serde(default)]
+        native: Option<u16>,
+    },
+}
+
+impl Default for PortVlan {
+    fn default() -> Self {
+        PortVlan::Access { vlan: 1 }
+    }
+}
+
+/// One port of a bridge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Interface name (the tap's name for tap ports).
+    pub name: String,
+    /// Backend.
+    #[serde(rename = "type")]
+    pub kind: PortType,
+    /// VLAN handling.
+    #[serde(default)]
+    pub vlan: PortVlan,
+    /// AF_XDP: number of queues to open (default: all rx queues of the interface).
+    #[serde(default)]
+    pub queues: Option<u32>,
+    /// AF_XDP: attach mode.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// Tap: network namespace (name under /var/run/netns) the tap lives in.
+    #[serde(default)]
+    pub netns: Option<String>,
+}
+
+/// A static FDB entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticMac {
+    /// MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// VLAN.
+    pub vlan: u16,
+    /// Port name.
+    pub port: String,
+}

@@ -1,0 +1,134 @@
+//! The boundary between the control plane and the packet path.
+//!
+//! The control state machine (`state.rs`) validates requests against the
+//! configuration and calls these methods for their effects; the real
+//! implementation (`dp.rs`) owns ports and polling threads, and tests use a
+//! fake. Each method either does all of its change or none of it, and its
+//! error is one line fit to show a user.
+
+use crate::config::{BridgeConfig, PortConfig};
+use rvs_dataplane::stats::PortCounters;
+use rvs_dataplane::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+
+/// A change the packet path refused, as one line for the user.
+pub type DpResult<T> = Result<T, String>;
+
+/// The packet path, as the control plane drives it.
+pub trait Datapath {
+    /// Creates a bridge with no ports.
+    fn add_bridge(&mut self, br: &BridgeConfig) -> DpResult<()>;
+    /// Changes a bridge's aging time or MAC limit.
+    fn set_bridge(&mut self, br: &BridgeConfig) -> DpResult<()>;
+    /// Removes a bridge; its ports are removed first by the caller.
+    fn del_bridge(&mut self, name: &str) -> DpResult<()>;
+    /// Opens the port and starts switching on it.
+    fn add_port(&mut self, bridge: &str, port: &PortConfig) -> DpResult<()>;
+    /// Stops switching on the port and closes it (a tap device stays).
+    fn del_port(&mut self, name: &str) -> DpResult<()>;
+    /// Adds (or replaces) a static FDB entry.
+    fn fdb_add(&mut self, bridge: &str, mac: MacAddr, vlan: u16, port: &str) -> DpResult<()>;
+    /// Removes an FDB entry, static or learned. Ok(false) if there was none.
+    fn fdb_del(&mut self, bridge: &str, mac: MacAddr, vlan: u16) -> DpResult<bool>;
+    /// Removes learned entries (of one port if given); returns how many.
+    fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize>;
+    /// The FDB of a bridge.
+    fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>>;
+    /// Run-time state of every port.
+    fn port_status(&self) -> Vec<PortStatus>;
+    /// Counters of every port.
+    fn port_stats(&self) -> Vec<PortStatsInfo>;
+    /// Polling threads and what they do.
+    fn threads(&self) -> Vec<ThreadInfo>;
+    /// Periodic housekeeping (MAC aging); called about once a second.
+    fn tick(&mut self);
+}
+
+/// One FDB entry as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbEntryInfo {
+    /// MAC address.
+    pub mac: String,
+    /// VLAN.
+    pub vlan: u16,
+    /// Port name.
+    pub port: String,
+    /// True for static entries.
+    pub is_static: bool,
+    /// Seconds since the MAC was last seen (0 for static entries).
+    pub age_secs: u32,
+}
+
+/// Run-time state of one port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatus {
+    /// Port name.
+    pub name: String,
+    /// Bridge name.
+    pub bridge: String,
+    /// "afxdp" or "tap".
+    pub kind: String,
+    /// "up", or "down: <why>".
+    pub state: String,
+    /// AF_XDP: "native" or "generic"; empty for tap.
+    pub xdp_mode: String,
+    /// Per queue: (queue id, polling thread core).
+    pub queues: Vec<(u32, usize)>,
+}
+
+/// Counters of one port, summed over threads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatsInfo {
+    /// Port name.
+    pub name: String,
+    /// Bridge name.
+    pub bridge: String,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Source MACs not learned because of the bridge's limit.
+    pub learn_refused: u64,
+    /// Drops by reason name; reasons with a zero count are left out.
+    pub drops: Vec<(String, u64)>,
+}
+
+impl PortStatsInfo {
+    /// Builds the user-facing form from counters.
+    pub fn from_counters(name: &str, bridge: &str, c: &PortCounters) -> PortStatsInfo {
+        PortStatsInfo {
+            name: name.to_string(),
+            bridge: bridge.to_string(),
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+            learn_refused: c.learn_refused,
+            drops: rvs_dataplane::stats::DropReason::ALL
+                .iter()
+                .zip(c.drops)
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| (r.name().to_string(), n))
+                .collect(),
+        }
+    }
+}
+
+/// One polling thread.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    /// Core it is pinned to.
+    pub core: usize,
+    /// Receive queues it polls: (port name, queue id).
+    pub rx_queues: Vec<(String, u32)>,
+    /// Frames received.
+    pub packets: u64,
+    /// Nanoseconds in rounds that moved frames.
+    pub busy_ns: u64,
+    /// Nanoseconds in rounds that found nothing.
+    pub idle_ns: u64,
+}

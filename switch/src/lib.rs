@@ -1,0 +1,5 @@
+//! rvsd: the rvs daemon, as a library so `rvsctl` and tests share its
+//! control protocol and configuration model.
+
+pub mod config;
+pub mod datapath;
