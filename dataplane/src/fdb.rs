@@ -1,4 +1,630 @@
-//! MAC learning table.
-/// Placeholder.
-#[derive(Debug)]
-pub struct Fdb;
+//! MAC learning table of one bridge, shared by every polling thread.
+//!
+//! A fixed-capacity open-addressing table. Each slot is a key word and a
+//! value word guarded by a sequence counter: readers never wait (they retry
+//! the slot if a writer was inside), writers take the slot by making its
+//! counter odd. Lookups therefore cost a few loads and no lock, and learning
+//! contends only when two threads write the very same slot.
+//!
+//! Time is whole seconds from an arbitrary start, supplied by the caller, so
+//! the table itself reads no clock and tests drive aging directly.
+
+use crate::snapshot::{PortId, Vid};
+use crate::wire::MacAddr;
+use std::hint;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+const EMPTY: u64 = 0;
+const TOMBSTONE: u64 = u64::MAX;
+const KEY_PRESENT: u64 = 1 << 62;
+const VAL_STATIC: u64 = 1 << 16;
+
+/// What `learn` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learn {
+    /// Already known on this port and seen this second: nothing written.
+    Known,
+    /// Known on this port; its last-seen time was updated.
+    Refreshed,
+    /// A new entry.
+    New,
+    /// The MAC moved here from another port.
+    Moved {
+        /// The port it was on.
+        from: PortId,
+    },
+    /// Not learned: the bridge is at its limit of learned MACs.
+    Refused,
+    /// Not moved: a static entry holds this MAC on another port.
+    Static,
+}
+
+/// One entry, as listed by `entries`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The MAC address.
+    pub mac: MacAddr,
+    /// Its VLAN.
+    pub vid: Vid,
+    /// The port it is reached through.
+    pub port: PortId,
+    /// True for static entries (never aged, never moved by learning).
+    pub is_static: bool,
+    /// When it was last seen (static: when added).
+    pub last_seen: u32,
+}
+
+#[derive(Default)]
+struct Slot {
+    seq: AtomicU32,
+    key: AtomicU64,
+    val: AtomicU64,
+}
+
+/// The MAC table of one bridge.
+pub struct Fdb {
+    slots: Box<[Slot]>,
+    mask: usize,
+    limit: AtomicU32,
+    learned: AtomicU32,
+    epoch: AtomicU64,
+}
+
+impl std::fmt::Debug for Fdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fdb")
+            .field("capacity", &self.slots.len())
+            .field("learned", &self.learned())
+            .field("limit", &self.limit())
+            .finish()
+    }
+}
+
+#[inline]
+fn key_of(mac: MacAddr, vid: Vid) -> u64 {
+    KEY_PRESENT | (u64::from(vid & 0xfff) << 48) | mac.to_u64()
+}
+
+#[inline]
+fn val_of(port: PortId, is_static: bool, seen: u32) -> u64 {
+    (u64::from(seen) << 32) | if is_static { VAL_STATIC } else { 0 } | u64::from(port)
+}
+
+#[inline]
+fn val_port(v: u64) -> PortId {
+    v as PortId
+}
+
+#[inline]
+fn val_static(v: u64) -> bool {
+    v & VAL_STATIC != 0
+}
+
+#[inline]
+fn val_seen(v: u64) -> u32 {
+    (v >> 32) as u32
+}
+
+#[inline]
+fn hash(key: u64) -> usize {
+    // A multiplicative hash (Fibonacci) over the 60 key bits; the top bits
+    // of the product are the well-mixed ones.
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
+}
+
+impl Slot {
+    /// A consistent (key, value) pair, without waiting for writers.
+    #[inline]
+    fn read(&self) -> (u64, u64) {
+        loop {
+            let s1 = self.seq.load(Acquire);
+            if s1 & 1 == 0 {
+                let k = self.key.load(Acquire);
+                let v = self.val.load(Acquire);
+                if self.seq.load(Acquire) == s1 {
+                    return (k, v);
+                }
+            }
+            hint::spin_loop();
+        }
+    }
+
+    /// Takes the slot for writing; returns the guard that releases it.
+    #[inline]
+    fn lock(&self) -> SlotGuard<'_> {
+        loop {
+            let s = self.seq.load(Relaxed);
+            if s & 1 == 0 && self.seq.compare_exchange_weak(s, s + 1, Acquire, Relaxed).is_ok() {
+                return SlotGuard { slot: self };
+            }
+            hint::spin_loop();
+        }
+    }
+}
+
+struct SlotGuard<'a> {
+    slot: &'a Slot,
+}
+
+impl SlotGuard<'_> {
+    fn key(&self) -> u64 {
+        self.slot.key.load(Relaxed)
+    }
+    fn val(&self) -> u64 {
+        self.slot.val.load(Relaxed)
+    }
+    fn set(&self, key: u64, val: u64) {
+        self.slot.key.store(key, Release);
+        self.slot.val.store(val, Release);
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.slot.seq.fetch_add(1, Release);
+    }
+}
+
+impl Fdb {
+    /// A table that may hold `limit` learned MACs (plus static ones).
+    pub fn new(limit: u32) -> Fdb {
+        // Room for twice the limit keeps probe chains short even when the
+        // table is full and static entries are added on top.
+        let cap = (limit as usize * 2).next_power_of_two().max(256);
+        Fdb {
+            slots: (0..cap).map(|_| Slot::default()).collect(),
+            mask: cap - 1,
+            limit: AtomicU32::new(limit),
+            learned: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The most learned MACs this table can be given as a limit.
+    pub fn capacity_limit(&self) -> u32 {
+        (self.slots.len() / 2) as u32
+    }
+
+    /// Learned-MAC limit.
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Relaxed)
+    }
+
+    /// Changes the learned-MAC limit (at most `capacity_limit`). Existing
+    /// entries above a lowered limit stay until they age out.
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit.min(self.capacity_limit()), Relaxed);
+    }
+
+    /// Number of learned (not static) entries.
+    pub fn learned(&self) -> u32 {
+        self.learned.load(Relaxed)
+    }
+
+    /// Counts every change that can alter a forwarding decision (new entry,
+    /// move, removal); a cache of decisions is valid while this is unchanged.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Acquire)
+    }
+
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Release);
+    }
+
+    /// Index of the slot holding `key`, or `None`.
+    #[inline]
+    fn find(&self, key: u64) -> Option<(usize, u64)> {
+        let mut i = hash(key) & self.mask;
+        for _ in 0..self.slots.len() {
+            let (k, v) = self.slots[i].read();
+            if k == key {
+                return Some((i, v));
+            }
+            if k == EMPTY {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// The port `mac` was learned on in VLAN `vid`.
+    #[inline]
+    pub fn lookup(&self, mac: MacAddr, vid: Vid) -> Option<PortId> {
+        self.find(key_of(mac, vid)).map(|(_, v)| val_port(v))
+    }
+
+    /// Records that `mac` was seen on `port` in VLAN `vid` at time `now`.
+    #[inline]
+    pub fn learn(&self, mac: MacAddr, vid: Vid, port: PortId, now: u32) -> Learn {
+        let key = key_of(mac, vid);
+        if let Some((i, v)) = self.find(key) {
+            if val_port(v) == port {
+                if val_static(v) || val_seen(v) == now {
+                    return Learn::Known;
+                }
+                return self.update(i, key, port, now);
+            }
+            if val_static(v) {
+                return Learn::Static;
+            }
+            return self.update(i, key, port, now);
+        }
+        self.insert(key, port, false, now)
+    }
+
+    /// Rewrites an existing learned entry under its slot lock.
+    fn update(&self, i: usize, key: u64, port: PortId, now: u32) -> Learn {
+        let g = self.slots[i].lock();
+        if g.key() != key {
+            // Aged out or replaced meanwhile: learn it afresh.
+            drop(g);
+            return self.insert(key, port, false, now);
+        }
+        let old = g.val();
+        if val_static(old) {
+            return if val_port(old) == port { Learn::Known } else { Learn::Static };
+        }
+        g.set(key, val_of(port, false, now));
+        drop(g);
+        if val_port(old) == port {
+            Learn::Refreshed
+        } else {
+            self.bump();
+            Learn::Moved { from: val_port(old) }
+        }
+    }
+
+    /// Puts `key` in the first free slot of its chain, unless a racing
+    /// writer put it there first.
+    fn insert(&self, key: u64, port: PortId, is_static: bool, now: u32) -> Learn {
+        if !is_static && !self.reserve() {
+            return Learn::Refused;
+        }
+        let mut i = hash(key) & self.mask;
+        for _ in 0..self.slots.len() {
+            let (k, _) = self.slots[i].read();
+            if k == key || k == EMPTY || k == TOMBSTONE {
+                let g = self.slots[i].lock();
+                let k = g.key();
+                if k == key {
+                    // Another thread learned it first: treat as an update.
+                    let old = g.val();
+                    if !is_static && val_static(old) {
+                        drop(g);
+                        self.learned.fetch_sub(1, Relaxed);
+                        return Learn::Static;
+                    }
+                    g.set(key, val_of(port, is_static, now));
+                    drop(g);
+                    // No new learned entry after all: give back the
+                    // reservation, or the one a static entry replaces.
+                    if !is_static || !val_static(old) {
+                        self.learned.fetch_sub(1, Relaxed);
+                    }
+                    self.bump();
+                    return Learn::New;
+                }
+                if k == EMPTY || k == TOMBSTONE {
+                    g.set(key, val_of(port, is_static, now));
+                    drop(g);
+                    self.bump();
+                    return Learn::New;
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+        if !is_static {
+            self.learned.fetch_sub(1, Relaxed);
+        }
+        Learn::Refused
+    }
+
+    /// Counts one more learned entry if below the limit.
+    fn reserve(&self) -> bool {
+        let limit = self.limit();
+        self.learned.fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1)).is_ok()
+    }
+
+    /// Adds or replaces a static entry (not counted against the limit).
+    /// Returns false if the table has no room.
+    pub fn add_static(&self, mac: MacAddr, vid: Vid, port: PortId, now: u32) -> bool {
+        let key = key_of(mac, vid);
+        if let Some((i, _)) = self.find(key) {
+            let g = self.slots[i].lock();
+            if g.key() == key {
+                if !val_static(g.val()) {
+                    self.learned.fetch_sub(1, Relaxed);
+                }
+                g.set(key, val_of(port, true, now));
+                drop(g);
+                self.bump();
+                return true;
+            }
+        }
+        self.insert(key, port, true, now) == Learn::New
+    }
+
+    /// Removes the entry for `mac` in `vid`; true if there was one.
+    pub fn remove(&self, mac: MacAddr, vid: Vid) -> bool {
+        let key = key_of(mac, vid);
+        match self.find(key) {
+            Some((i, _)) => self.remove_slot(i, |k, _| k == key),
+            None => false,
+        }
+    }
+
+    fn remove_slot(&self, i: usize, pred: impl Fn(u64, u64) -> bool) -> bool {
+        let g = self.slots[i].lock();
+        let (k, v) = (g.key(), g.val());
+        if k == EMPTY || k == TOMBSTONE || !pred(k, v) {
+            return false;
+        }
+        g.set(TOMBSTONE, 0);
+        drop(g);
+        if !val_static(v) {
+            self.learned.fetch_sub(1, Relaxed);
+        }
+        self.bump();
+        true
+    }
+
+    /// Removes every entry `pred(entry)` selects; returns how many.
+    pub fn remove_where(&self, pred: impl Fn(&Entry) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.slots.len() {
+            let (k, v) = self.slots[i].read();
+            if k == EMPTY || k == TOMBSTONE {
+                continue;
+            }
+            if pred(&entry_of(k, v)) && self.remove_slot(i, |k2, v2| pred(&entry_of(k2, v2))) {
+                n += 1;
+            }
+        }
+        self.reclaim_tombstones();
+        n
+    }
+
+    /// Removes learned entries not seen for `max_age` seconds at `now`.
+    pub fn age(&self, now: u32, max_age: u32) -> usize {
+        self.remove_where(|e| !e.is_static && now.wrapping_sub(e.last_seen) >= max_age)
+    }
+
+    /// Removes learned entries, of one port if given.
+    pub fn flush(&self, port: Option<PortId>) -> usize {
+        self.remove_where(|e| !e.is_static && port.is_none_or(|p| e.port == p))
+    }
+
+    /// Removes every entry, static ones too, that points at `port` (for a
+    /// port being deleted).
+    pub fn forget_port(&self, port: PortId) -> usize {
+        self.remove_where(|e| e.port == port)
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.slots
+            .iter()
+            .map(Slot::read)
+            .filter(|(k, _)| *k != EMPTY && *k != TOMBSTONE)
+            .map(|(k, v)| entry_of(k, v))
+            .collect()
+    }
+
+    /// Turns tombstones that end a chain back into empty slots, so lookups
+    /// of absent keys stay short after churn. Runs on the control thread.
+    fn reclaim_tombstones(&self) {
+        let n = self.slots.len();
+        for i in 0..n {
+            let next = (i + 1) & self.mask;
+            if self.slots[i].read().0 != TOMBSTONE || self.slots[next].read().0 != EMPTY {
+                continue;
+            }
+            // Walk backwards over the run of tombstones that ends here.
+            let mut j = i;
+            for _ in 0..n {
+                let g_next = self.slots[(j + 1) & self.mask].lock();
+                let g = self.slots[j].lock();
+                if g.key() != TOMBSTONE || g_next.key() != EMPTY {
+                    break;
+                }
+                g.set(EMPTY, 0);
+                drop(g);
+                drop(g_next);
+                j = j.wrapping_sub(1) & self.mask;
+            }
+        }
+    }
+}
+
+fn entry_of(k: u64, v: u64) -> Entry {
+    Entry {
+        mac: MacAddr::from_u64(k & 0xffff_ffff_ffff),
+        vid: ((k >> 48) & 0xfff) as Vid,
+        port: val_port(v),
+        is_static: val_static(v),
+        last_seen: val_seen(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn mac(n: u32) -> MacAddr {
+        let b = n.to_be_bytes();
+        MacAddr([0x02, 0, b[0], b[1], b[2], b[3]])
+    }
+
+    #[test]
+    fn learn_lookup_refresh_move() {
+        let f = Fdb::new(16);
+        assert_eq!(f.lookup(mac(1), 1), None);
+        assert_eq!(f.learn(mac(1), 1, 3, 10), Learn::New);
+        assert_eq!(f.lookup(mac(1), 1), Some(3));
+        assert_eq!(f.lookup(mac(1), 2), None, "VLANs are separate");
+        assert_eq!(f.learn(mac(1), 1, 3, 10), Learn::Known);
+        assert_eq!(f.learn(mac(1), 1, 3, 11), Learn::Refreshed);
+        let e0 = f.epoch();
+        assert_eq!(f.learn(mac(1), 1, 4, 12), Learn::Moved { from: 3 });
+        assert!(f.epoch() > e0, "a move changes decisions");
+        assert_eq!(f.lookup(mac(1), 1), Some(4));
+        assert_eq!(f.learned(), 1);
+    }
+
+    #[test]
+    fn limit_refuses_and_known_hosts_keep_working() {
+        let f = Fdb::new(4);
+        for i in 0..4 {
+            assert_eq!(f.learn(mac(i), 1, 1, 0), Learn::New);
+        }
+        assert_eq!(f.learn(mac(99), 1, 1, 0), Learn::Refused);
+        assert_eq!(f.lookup(mac(99), 1), None);
+        assert_eq!(f.learned(), 4);
+        assert_eq!(f.learn(mac(2), 1, 2, 1), Learn::Moved { from: 1 }, "moves are not refused");
+        assert!(f.remove(mac(0), 1));
+        assert_eq!(f.learn(mac(99), 1, 1, 2), Learn::New);
+    }
+
+    #[test]
+    fn aging_removes_only_stale_learned_entries() {
+        let f = Fdb::new(16);
+        f.learn(mac(1), 1, 1, 0);
+        f.learn(mac(2), 1, 1, 250);
+        assert!(f.add_static(mac(3), 1, 2, 0));
+        assert_eq!(f.age(300, 300), 1);
+        assert_eq!(f.lookup(mac(1), 1), None);
+        assert_eq!(f.lookup(mac(2), 1), Some(1));
+        assert_eq!(f.lookup(mac(3), 1), Some(2), "static entries never age");
+        assert_eq!(f.learned(), 1);
+    }
+
+    #[test]
+    fn static_entries_hold_against_learning() {
+        let f = Fdb::new(16);
+        f.learn(mac(1), 1, 1, 0);
+        assert!(f.add_static(mac(1), 1, 2, 0));
+        assert_eq!(f.learned(), 0, "a learned entry turned static stops counting");
+        assert_eq!(f.learn(mac(1), 1, 5, 1), Learn::Static);
+        assert_eq!(f.lookup(mac(1), 1), Some(2));
+        assert_eq!(f.flush(None), 0, "flush keeps static entries");
+        assert_eq!(f.forget_port(2), 1);
+        assert_eq!(f.lookup(mac(1), 1), None);
+    }
+
+    #[test]
+    fn flush_by_port() {
+        let f = Fdb::new(16);
+        f.learn(mac(1), 1, 1, 0);
+        f.learn(mac(2), 1, 2, 0);
+        f.learn(mac(3), 7, 2, 0);
+        assert_eq!(f.flush(Some(2)), 2);
+        assert_eq!(f.entries().len(), 1);
+        assert_eq!(f.learned(), 1);
+    }
+
+    #[test]
+    fn churn_does_not_fill_the_table_with_tombstones() {
+        let f = Fdb::new(128);
+        for round in 0..200u32 {
+            for i in 0..100 {
+                f.learn(mac(round * 1000 + i), 1, 1, round);
+            }
+            f.age(round + 1, 1);
+        }
+        assert_eq!(f.learned(), 0);
+        // An absent key must meet an empty slot quickly.
+        assert_eq!(f.lookup(mac(7), 1), None);
+        let tomb = f.slots.iter().filter(|s| s.read().0 == TOMBSTONE).count();
+        assert!(tomb < f.slots.len() / 2, "{tomb} tombstones left");
+    }
+
+    #[test]
+    fn concurrent_learning_respects_the_limit() {
+        let f = std::sync::Arc::new(Fdb::new(500));
+        let threads: Vec<_> = (0..4u16)
+            .map(|t| {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        f.learn(mac(i), 1, t, 0);
+                        f.lookup(mac(i / 2), 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let n = f.entries().len();
+        assert!(n <= 500, "{n} entries over the limit");
+        assert_eq!(f.learned() as usize, n);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Learn(u8, u16, u16, u32),
+        Remove(u8, u16),
+        Age(u32),
+        Static(u8, u16, u16),
+        Flush(Option<u16>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..40, 1u16..3, 0u16..4, 0u32..50).prop_map(|(m, v, p, t)| Op::Learn(m, v, p, t)),
+            1 => (0u8..40, 1u16..3).prop_map(|(m, v)| Op::Remove(m, v)),
+            1 => (0u32..60).prop_map(Op::Age),
+            1 => (0u8..40, 1u16..3, 0u16..4).prop_map(|(m, v, p)| Op::Static(m, v, p)),
+            1 => proptest::option::of(0u16..4).prop_map(Op::Flush),
+        ]
+    }
+
+    proptest! {
+        /// The table behaves like a map with a cap on learned entries.
+        #[test]
+        fn matches_a_model(ops in proptest::collection::vec(op(), 1..300)) {
+            const LIMIT: usize = 8;
+            let f = Fdb::new(LIMIT as u32);
+            // (mac, vid) -> (port, static, seen)
+            let mut model: HashMap<(u8, u16), (u16, bool, u32)> = HashMap::new();
+            for o in ops {
+                match o {
+                    Op::Learn(m, v, p, t) => {
+                        let got = f.learn(mac(m.into()), v, p, t);
+                        let learned = model.values().filter(|e| !e.1).count();
+                        match model.get(&(m, v)).copied() {
+                            Some((_, true, _)) => {}
+                            Some((_, false, _)) => { model.insert((m, v), (p, false, t)); }
+                            None if learned < LIMIT => { model.insert((m, v), (p, false, t)); }
+                            None => prop_assert_eq!(got, Learn::Refused),
+                        }
+                    }
+                    Op::Remove(m, v) => {
+                        prop_assert_eq!(f.remove(mac(m.into()), v), model.remove(&(m, v)).is_some());
+                    }
+                    Op::Age(now) => {
+                        f.age(now, 10);
+                        model.retain(|_, e| e.1 || now.wrapping_sub(e.2) < 10);
+                    }
+                    Op::Static(m, v, p) => {
+                        prop_assert!(f.add_static(mac(m.into()), v, p, 0));
+                        model.insert((m, v), (p, true, 0));
+                    }
+                    Op::Flush(port) => {
+                        f.flush(port);
+                        model.retain(|_, e| e.1 || port.is_some_and(|p| e.0 != p));
+                    }
+                }
+                prop_assert!(f.learned() as usize <= LIMIT);
+                prop_assert_eq!(f.learned() as usize, model.values().filter(|e| !e.1).count());
+                for (&(m, v), &(p, _, _)) in &model {
+                    prop_assert_eq!(f.lookup(mac(m.into()), v), Some(p));
+                }
+                prop_assert_eq!(f.entries().len(), model.len());
+            }
+        }
+    }
+}

@@ -1,1 +1,288 @@
-//! The per-batch pipeline.
+//! The forwarding decision: parse → classify VLAN → learn → look up.
+//!
+//! Pure: a frame, its ingress port, the configuration snapshot and the time
+//! go in, a [`Verdict`] comes out; the only side effect is learning into the
+//! bridge's FDB. The polling loop applies verdicts (tag edits, transmit,
+//! flood copies) and the same function answers `rvsctl trace`.
+
+use crate::fdb::Learn;
+use crate::port::MAX_FRAME;
+use crate::snapshot::{BridgeId, PortId, Snapshot, Vid, VlanMode};
+use crate::stats::DropReason;
+use crate::wire::vlan::{self, Tag, TagError};
+use crate::wire::EthernetFrame;
+
+/// Where a frame goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Dropped, and why.
+    Drop(DropReason),
+    /// To one port (its MAC was learned there).
+    Unicast(PortId),
+    /// To every other port of the bridge in the frame's VLAN.
+    Flood(BridgeId),
+}
+
+/// The decision for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Where it goes.
+    pub action: Action,
+    /// The VLAN it was classified into (0 if dropped before that).
+    pub vid: Vid,
+    /// True if it arrived with an 802.1Q tag (priority tags included).
+    pub tagged: bool,
+    /// What learning its source MAC did (`None` if it was not attempted).
+    pub learn: Option<Learn>,
+}
+
+impl Verdict {
+    fn drop(reason: DropReason) -> Verdict {
+        Verdict { action: Action::Drop(reason), vid: 0, tagged: false, learn: None }
+    }
+}
+
+/// Decides what happens to `frame`, received on `ingress` at time `now`
+/// (seconds), learning its source MAC on the way.
+#[inline]
+pub fn classify(snap: &Snapshot, ingress: PortId, frame: &[u8], now: u32) -> Verdict {
+    let Some(eth) = EthernetFrame::new_checked(frame) else {
+        return Verdict::drop(DropReason::Runt);
+    };
+    if frame.len() > MAX_FRAME {
+        return Verdict::drop(DropReason::Oversize);
+    }
+    let Some(port) = snap.port(ingress) else {
+        return Verdict::drop(DropReason::NoBridge);
+    };
+    let Some(bridge) = snap.bridge(port.bridge) else {
+        return Verdict::drop(DropReason::NoBridge);
+    };
+
+    let (vid, tagged) = match ingress_vlan(&port.vlan, frame) {
+        Ok(v) => v,
+        Err(reason) => return Verdict::drop(reason),
+    };
+
+    let src = eth.src();
+    if src.is_multicast() {
+        return Verdict { action: Action::Drop(DropReason::BadSrcMac), vid, tagged, learn: None };
+    }
+    let learn = Some(bridge.fdb.learn(src, vid, ingress, now));
+
+    let dst = eth.dst();
+    let action = if dst.is_multicast() {
+        Action::Flood(bridge.id)
+    } else {
+        match bridge.fdb.lookup(dst, vid) {
+            Some(p) if p == ingress => Action::Drop(DropReason::Hairpin),
+            Some(p) => Action::Unicast(p),
+            None => Action::Flood(bridge.id),
+        }
+    };
+    Verdict { action, vid, tagged, learn }
+}
+
+/// The VLAN a frame belongs to on a port, and whether it came tagged.
+#[inline]
+fn ingress_vlan(mode: &VlanMode, frame: &[u8]) -> Result<(Vid, bool), DropReason> {
+    let tag = vlan::parse(frame).map_err(|e| match e {
+        TagError::Truncated | TagError::Unsupported => DropReason::BadVlan,
+    })?;
+    match (mode, tag) {
+        (VlanMode::Access(v), Tag::Untagged) => Ok((*v, false)),
+        (VlanMode::Access(v), Tag::Dot1q { vid, .. }) if vid == 0 || vid == *v => Ok((*v, true)),
+        (VlanMode::Access(_), Tag::Dot1q { .. }) => Err(DropReason::VlanFiltered),
+        (VlanMode::Trunk { native, .. }, Tag::Untagged) => native.map(|v| (v, false)).ok_or(DropReason::VlanFiltered),
+        (VlanMode::Trunk { native, .. }, Tag::Dot1q { vid: 0, .. }) => {
+            native.map(|v| (v, true)).ok_or(DropReason::VlanFiltered)
+        }
+        (VlanMode::Trunk { allowed, .. }, Tag::Dot1q { vid, .. }) if allowed.contains(vid) => Ok((vid, true)),
+        (VlanMode::Trunk { .. }, Tag::Dot1q { .. }) => Err(DropReason::VlanFiltered),
+    }
+}
+
+/// How a frame's tag must change to leave through a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagEdit {
+    /// Leave the frame as it is.
+    Keep,
+    /// Add a tag with this VLAN.
+    Push(Vid),
+    /// Remove the tag.
+    Pop,
+    /// Rewrite the tag's VLAN (a priority-tagged frame leaving a trunk).
+    Rewrite(Vid),
+}
+
+/// The tag edit for a frame of `vid` (`tagged` on arrival) leaving a port
+/// that sends it tagged or not.
+#[inline]
+pub fn tag_edit(tagged: bool, vid: Vid, egress_tagged: bool) -> TagEdit {
+    match (tagged, egress_tagged) {
+        (false, false) => TagEdit::Keep,
+        (false, true) => TagEdit::Push(vid),
+        (true, false) => TagEdit::Pop,
+        (true, true) => TagEdit::Rewrite(vid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fdb::Fdb;
+    use crate::snapshot::{BridgeInfo, PortInfo, VlanSet};
+    use crate::wire::MacAddr;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+    const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
+
+    fn port(id: PortId, vlan: VlanMode) -> PortInfo {
+        PortInfo { id, bridge: 0, vlan, name: format!("p{id}") }
+    }
+
+    fn trunk(vids: &[Vid], native: Option<Vid>) -> VlanMode {
+        VlanMode::Trunk { allowed: vids.iter().copied().collect::<VlanSet>(), native }
+    }
+
+    /// Ports 0,1: access VLAN 10; 2: access VLAN 20; 3: trunk 10,20.
+    fn snap() -> Snapshot {
+        let ports = vec![
+            port(0, VlanMode::Access(10)),
+            port(1, VlanMode::Access(10)),
+            port(2, VlanMode::Access(20)),
+            port(3, trunk(&[10, 20], None)),
+        ];
+        let refs: Vec<&PortInfo> = ports.iter().collect();
+        let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
+        Snapshot {
+            generation: 1,
+            ports: ports.into_iter().map(Some).collect(),
+            bridges: vec![Some(br)],
+            tx_thread: vec![],
+        }
+    }
+
+    fn frame(dst: MacAddr, src: MacAddr, tag: Option<u16>) -> Vec<u8> {
+        let mut f = dst.0.to_vec();
+        f.extend(src.0);
+        if let Some(t) = tag {
+            f.extend([0x81, 0]);
+            f.extend(t.to_be_bytes());
+        }
+        f.extend([0x08, 0x00]);
+        f.resize(f.len() + 46, 0);
+        f
+    }
+
+    #[test]
+    fn unknown_then_learned_unicast() {
+        let s = snap();
+        let v = classify(&s, 0, &frame(B, A, None), 0);
+        assert_eq!(v.action, Action::Flood(0));
+        assert_eq!(v.learn, Some(Learn::New));
+        assert_eq!((v.vid, v.tagged), (10, false));
+        // B answers from port 1: A is known now.
+        let v = classify(&s, 1, &frame(A, B, None), 0);
+        assert_eq!(v.action, Action::Unicast(0));
+        let v = classify(&s, 0, &frame(B, A, None), 0);
+        assert_eq!(v.action, Action::Unicast(1));
+    }
+
+    #[test]
+    fn never_back_to_the_ingress_port() {
+        let s = snap();
+        classify(&s, 0, &frame(B, A, None), 0);
+        classify(&s, 0, &frame(A, B, None), 0);
+        let v = classify(&s, 0, &frame(A, B, None), 0);
+        assert_eq!(v.action, Action::Drop(DropReason::Hairpin));
+    }
+
+    #[test]
+    fn broadcast_floods_and_multicast_source_is_dropped() {
+        let s = snap();
+        assert_eq!(classify(&s, 2, &frame(MacAddr::BROADCAST, A, None), 0).action, Action::Flood(0));
+        let v = classify(&s, 2, &frame(B, MacAddr([1, 0, 0x5e, 0, 0, 1]), None), 0);
+        assert_eq!(v.action, Action::Drop(DropReason::BadSrcMac));
+    }
+
+    #[test]
+    fn vlans_are_separate_learning_domains() {
+        let s = snap();
+        classify(&s, 0, &frame(B, A, None), 0); // A in VLAN 10 on port 0
+        let v = classify(&s, 2, &frame(A, B, None), 0); // from VLAN 20
+        assert_eq!(v.action, Action::Flood(0), "A is unknown in VLAN 20");
+        assert_eq!(v.vid, 20);
+    }
+
+    #[test]
+    fn access_and_trunk_tag_rules() {
+        let s = snap();
+        type Case = (PortId, Option<u16>, Result<(Vid, bool), DropReason>);
+        let cases: &[Case] = &[
+            (0, None, Ok((10, false))),
+            (0, Some(10), Ok((10, true))),
+            (0, Some(0x2000), Ok((10, true))), // priority tag
+            (0, Some(20), Err(DropReason::VlanFiltered)),
+            (3, Some(20), Ok((20, true))),
+            (3, Some(30), Err(DropReason::VlanFiltered)),
+            (3, None, Err(DropReason::VlanFiltered)), // no native VLAN
+        ];
+        for &(p, tag, want) in cases {
+            let v = classify(&s, p, &frame(B, A, tag), 0);
+            match want {
+                Ok((vid, tagged)) => assert_eq!((v.vid, v.tagged), (vid, tagged), "port {p} tag {tag:?}"),
+                Err(r) => assert_eq!(v.action, Action::Drop(r), "port {p} tag {tag:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn flood_sets_follow_vlan_membership() {
+        let s = snap();
+        let br = s.bridge(0).unwrap();
+        let members = |vid| br.flood_set(vid).iter().map(|m| (m.port, m.tagged)).collect::<Vec<_>>();
+        assert_eq!(members(10), vec![(0, false), (1, false), (3, true)]);
+        assert_eq!(members(20), vec![(2, false), (3, true)]);
+        assert!(members(30).is_empty());
+    }
+
+    #[test]
+    fn malformed_frames_get_named_drops() {
+        let s = snap();
+        assert_eq!(classify(&s, 0, &[0u8; 13], 0).action, Action::Drop(DropReason::Runt));
+        assert_eq!(classify(&s, 0, &vec![0u8; MAX_FRAME + 1], 0).action, Action::Drop(DropReason::Oversize));
+        let mut cut = frame(B, A, Some(10));
+        cut.truncate(16);
+        assert_eq!(classify(&s, 3, &cut, 0).action, Action::Drop(DropReason::BadVlan));
+        let mut qinq = frame(B, A, Some(10));
+        qinq[12] = 0x88;
+        qinq[13] = 0xa8;
+        assert_eq!(classify(&s, 3, &qinq, 0).action, Action::Drop(DropReason::BadVlan));
+        assert_eq!(classify(&s, 9, &frame(B, A, None), 0).action, Action::Drop(DropReason::NoBridge));
+    }
+
+    #[test]
+    fn tag_edits() {
+        assert_eq!(tag_edit(false, 10, false), TagEdit::Keep);
+        assert_eq!(tag_edit(false, 10, true), TagEdit::Push(10));
+        assert_eq!(tag_edit(true, 10, false), TagEdit::Pop);
+        assert_eq!(tag_edit(true, 10, true), TagEdit::Rewrite(10));
+    }
+
+    proptest! {
+        /// Any bytes on any port: a verdict, never a panic; unicast never
+        /// returns to the ingress port and always stays in the frame's VLAN.
+        #[test]
+        fn any_bytes_any_port(bytes in proptest::collection::vec(any::<u8>(), 0..200), p in 0u16..6) {
+            let s = snap();
+            let v = classify(&s, p, &bytes, 0);
+            if let Action::Unicast(out) = v.action {
+                prop_assert_ne!(out, p);
+                prop_assert!(s.port(out).unwrap().vlan.carries(v.vid));
+            }
+        }
+    }
+}

@@ -1,1 +1,634 @@
-//! The polling loop.
+//! The polling loop: one per core, joining ports and pipeline.
+//!
+//! Each round it receives a batch from every receive queue it owns, decides
+//! the whole batch with [`pipeline::classify`], applies the verdicts (tag
+//! edits, flood copies), hands each egress port its frames in one `send`,
+//! and flushes every port once. Configuration arrives as commands between
+//! rounds, so the packet path reads it without locks.
+//!
+//! A frame bound for an AF_XDP port whose queues belong to another thread
+//! is copied into a preallocated parcel and passed to that thread through a
+//! lock-free queue ([`Handoff`]); no allocation happens per frame.
+
+use crate::pipeline::{self, Action, TagEdit, Verdict};
+use crate::port::{Desc, Pool, Port, HEADROOM, MAX_FRAME};
+use crate::snapshot::{PortId, Snapshot};
+use crate::stats::{DropReason, PortStats, ThreadStats};
+use crate::wire::{checksum, vlan};
+use crossbeam::channel::{Receiver, Sender};
+use crossbeam::queue::ArrayQueue;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Frames taken from one receive queue per round.
+pub const BATCH: usize = 64;
+const NO_SLOT: u16 = u16::MAX;
+
+/// A port queue handed to a polling thread.
+pub struct LocalPort {
+    /// The port's id in the snapshot.
+    pub id: PortId,
+    /// The queue this handle serves (0 for single-queue ports).
+    pub queue: u32,
+    /// The backend.
+    pub port: Box<dyn Port>,
+    /// True if this thread receives on it (a tap's transmit-only clones on
+    /// other threads are false).
+    pub rx: bool,
+    /// This thread's counters for the port.
+    pub stats: Arc<PortStats>,
+}
+
+/// What the control thread tells a polling thread.
+pub enum Command {
+    /// Use this configuration from the next round on.
+    Snapshot(Arc<Snapshot>),
+    /// Start polling and transmitting on a port queue.
+    AddPort(LocalPort),
+    /// Stop using every queue of port `id`, give their buffers back, and
+    /// signal `done` once the handles are closed.
+    RemovePort {
+        /// The port.
+        id: PortId,
+        /// Signalled when done.
+        done: Sender<()>,
+    },
+    /// Release everything and end the loop.
+    Stop,
+}
+
+/// A frame in transit between threads.
+pub struct Parcel {
+    port: PortId,
+    len: u16,
+    data: [u8; MAX_FRAME],
+}
+
+/// Queues that carry frames between polling threads, with a shared stock of
+/// parcels allocated once.
+pub struct Handoff {
+    inbox: Vec<ArrayQueue<Box<Parcel>>>,
+    spare: ArrayQueue<Box<Parcel>>,
+}
+
+impl Handoff {
+    /// Queues for `threads` threads, `parcels` parcels in all.
+    pub fn new(threads: usize, parcels: usize) -> Arc<Handoff> {
+        let spare = ArrayQueue::new(parcels.max(1));
+        for _ in 0..parcels {
+            let _ = spare.push(Box::new(Parcel { port: 0, len: 0, data: [0; MAX_FRAME] }));
+        }
+        Arc::new(Handoff { inbox: (0..threads).map(|_| ArrayQueue::new(parcels.max(1))).collect(), spare })
+    }
+}
+
+/// Tuning of a polling thread.
+#[derive(Clone, Copy, Debug)]
+pub struct PmdOptions {
+    /// After this long without frames, the thread sleeps between rounds.
+    pub idle_after: Duration,
+    /// How long it sleeps then (zero: never sleep, pure busy polling).
+    pub idle_sleep: Duration,
+}
+
+impl Default for PmdOptions {
+    fn default() -> Self {
+        PmdOptions { idle_after: Duration::from_millis(1), idle_sleep: Duration::from_micros(20) }
+    }
+}
+
+/// One polling thread's state.
+pub struct Pmd {
+    index: u8,
+    pool: Pool,
+    ports: Vec<LocalPort>,
+    /// Port id → index in `ports` of the handle that transmits on it.
+    tx_slot: Vec<u16>,
+    /// Frames waiting to be sent, per entry of `ports`.
+    txq: Vec<Vec<Desc>>,
+    snap: Arc<Snapshot>,
+    commands: Receiver<Command>,
+    handoff: Arc<Handoff>,
+    stats: Arc<ThreadStats>,
+    start: Instant,
+    opts: PmdOptions,
+    rx: [Desc; BATCH],
+    verdicts: [Verdict; BATCH],
+}
+
+impl Pmd {
+    /// A polling thread numbered `index` (its inbox in `handoff`), using
+    /// `pool` for frames; `start` is the time origin shared with the FDB's
+    /// users.
+    pub fn new(
+        index: u8,
+        pool: Pool,
+        commands: Receiver<Command>,
+        handoff: Arc<Handoff>,
+        stats: Arc<ThreadStats>,
+        start: Instant,
+        opts: PmdOptions,
+    ) -> Pmd {
+        let none = Verdict { action: Action::Drop(DropReason::Runt), vid: 0, tagged: false, learn: None };
+        Pmd {
+            index,
+            pool,
+            ports: Vec::new(),
+            tx_slot: Vec::new(),
+            txq: Vec::new(),
+            snap: Arc::new(Snapshot::default()),
+            commands,
+            handoff,
+            stats,
+            start,
+            opts,
+            rx: [Desc::default(); BATCH],
+            verdicts: [none; BATCH],
+        }
+    }
+
+    /// Polls until told to stop.
+    pub fn run(mut self) {
+        let mut last_busy = Instant::now();
+        loop {
+            if !self.apply_commands() {
+                return;
+            }
+            let t0 = Instant::now();
+            let moved = self.poll_once();
+            let t1 = Instant::now();
+            let ns = (t1 - t0).as_nanos() as u64;
+            if moved > 0 {
+                PortStats::add(&self.stats.busy_ns, ns);
+                PortStats::add(&self.stats.busy_rounds, 1);
+                PortStats::add(&self.stats.packets, moved as u64);
+                last_busy = t1;
+            } else {
+                PortStats::add(&self.stats.idle_rounds, 1);
+                if !self.opts.idle_sleep.is_zero() && t1 - last_busy > self.opts.idle_after {
+                    std::thread::sleep(self.opts.idle_sleep);
+                }
+                PortStats::add(&self.stats.idle_ns, (Instant::now() - t0).as_nanos() as u64);
+            }
+        }
+    }
+
+    /// Applies pending commands; false once told to stop.
+    pub fn apply_commands(&mut self) -> bool {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Snapshot(s) => {
+                    self.stats.generation.store(s.generation, Relaxed);
+                    self.snap = s;
+                }
+                Command::AddPort(p) => {
+                    self.ports.push(p);
+                    self.txq.push(Vec::with_capacity(BATCH * 4));
+                    self.reindex();
+                }
+                Command::RemovePort { id, done } => {
+                    self.remove_port(id);
+                    let _ = done.send(());
+                }
+                Command::Stop => {
+                    let ids: Vec<PortId> = self.ports.iter().map(|p| p.id).collect();
+                    for id in ids {
+                        self.remove_port(id);
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn remove_port(&mut self, id: PortId) {
+        let mut i = 0;
+        while i < self.ports.len() {
+            if self.ports[i].id == id {
+                let mut p = self.ports.remove(i);
+                for d in self.txq.remove(i) {
+                    self.pool.free(d.addr);
+                }
+                p.port.release(&mut self.pool);
+            } else {
+                i += 1;
+            }
+        }
+        self.reindex();
+    }
+
+    fn reindex(&mut self) {
+        self.tx_slot.clear();
+        for (i, p) in self.ports.iter().enumerate() {
+            let id = p.id as usize;
+            if self.tx_slot.len() <= id {
+                self.tx_slot.resize(id + 1, NO_SLOT);
+            }
+            if self.tx_slot[id] == NO_SLOT {
+                self.tx_slot[id] = i as u16;
+            }
+        }
+    }
+
+    /// One round over every queue; returns the frames received.
+    pub fn poll_once(&mut self) -> usize {
+        let now = self.start.elapsed().as_secs() as u32;
+        let mut moved = 0;
+        for i in 0..self.ports.len() {
+            if self.ports[i].rx {
+                moved += self.rx_queue(i, now);
+            }
+        }
+        moved += self.take_parcels();
+        self.transmit();
+        moved
+    }
+
+    fn rx_queue(&mut self, i: usize, now: u32) -> usize {
+        let n = match self.ports[i].port.recv(&mut self.pool, &mut self.rx) {
+            Ok(n) => n,
+            Err(_) => {
+                self.ports[i].stats.drop_one(DropReason::PortDown);
+                0
+            }
+        };
+        if n == 0 {
+            return 0;
+        }
+        let ingress = self.ports[i].id;
+        let snap = self.snap.clone();
+        let mut bytes = 0;
+        for k in 0..n {
+            let d = self.rx[k];
+            bytes += u64::from(d.len);
+            self.verdicts[k] = pipeline::classify(&snap, ingress, self.pool.data(d), now);
+        }
+        let st = self.ports[i].stats.clone();
+        PortStats::add(&st.rx_packets, n as u64);
+        PortStats::add(&st.rx_bytes, bytes);
+        for k in 0..n {
+            let (d, v) = (self.rx[k], self.verdicts[k]);
+            if v.learn == Some(crate::fdb::Learn::Refused) {
+                PortStats::add(&st.learn_refused, 1);
+            }
+            match v.action {
+                Action::Drop(r) => {
+                    st.drop_one(r);
+                    self.pool.free(d.addr);
+                }
+                Action::Unicast(out) => {
+                    checksum::complete_partial(self.pool.data_mut(d));
+                    self.output(&snap, out, d, v, &st);
+                }
+                Action::Flood(b) => {
+                    checksum::complete_partial(self.pool.data_mut(d));
+                    self.flood(&snap, b, ingress, d, v, &st);
+                }
+            }
+        }
+        n
+    }
+
+    fn flood(&mut self, snap: &Snapshot, bridge: u16, ingress: PortId, d: Desc, v: Verdict, st: &PortStats) {
+        let Some(br) = snap.bridge(bridge) else {
+            st.drop_one(DropReason::NoBridge);
+            self.pool.free(d.addr);
+            return;
+        };
+        let members = br.flood_set(v.vid);
+        let last = members.iter().rposition(|m| m.port != ingress);
+        let Some(last) = last else {
+            // Nobody else in this VLAN: flooded to an empty set.
+            self.pool.free(d.addr);
+            return;
+        };
+        for m in &members[..last] {
+            if m.port == ingress {
+                continue;
+            }
+            let Some(chunk) = self.pool.alloc() else {
+                st.drop_one(DropReason::NoBuffer);
+                continue;
+            };
+            let copy = Desc { addr: chunk + HEADROOM as u64, len: d.len };
+            let (src, dst) = self.pool.pair_mut(d, copy);
+            dst.copy_from_slice(src);
+            self.output(snap, m.port, copy, v, st);
+        }
+        self.output(snap, members[last].port, d, v, st);
+    }
+
+    /// Edits the tag of `d` for port `out` and queues it there (or hands it
+    /// to the thread that owns the port's queue).
+    fn output(&mut self, snap: &Snapshot, out: PortId, d: Desc, v: Verdict, st: &PortStats) {
+        let Some(port) = snap.port(out) else {
+            st.drop_one(DropReason::PortDown);
+            self.pool.free(d.addr);
+            return;
+        };
+        if !port.vlan.carries(v.vid) {
+            st.drop_one(DropReason::VlanFiltered);
+            self.pool.free(d.addr);
+            return;
+        }
+        let Some(d) = self.edit_tag(d, pipeline::tag_edit(v.tagged, v.vid, port.vlan.egress_tagged(v.vid))) else {
+            st.drop_one(DropReason::BadVlan);
+            self.pool.free(d.addr);
+            return;
+        };
+        match self.tx_slot.get(out as usize).copied().filter(|s| *s != NO_SLOT) {
+            Some(slot) => self.txq[slot as usize].push(d),
+            None => self.hand_off(snap, out, d, st),
+        }
+    }
+
+    fn edit_tag(&mut self, d: Desc, edit: TagEdit) -> Option<Desc> {
+        let chunk = d.chunk();
+        let off = (d.addr - chunk) as usize;
+        let len = d.len as usize;
+        let buf = self.pool.chunk_mut(chunk);
+        let (off, len) = match edit {
+            TagEdit::Keep => (off, len),
+            TagEdit::Push(vid) => (vlan::push(buf, off, len, vid)?, len + vlan::TAG_LEN),
+            TagEdit::Pop => (vlan::pop(buf, off, len)?, len - vlan::TAG_LEN),
+            TagEdit::Rewrite(vid) => {
+                vlan::set_vid(&mut buf[off..off + len], vid);
+                (off, len)
+            }
+        };
+        Some(Desc { addr: chunk + off as u64, len: len as u32 })
+    }
+
+    fn hand_off(&mut self, snap: &Snapshot, out: PortId, d: Desc, st: &PortStats) {
+        let target = snap.tx_thread(out).map(usize::from).filter(|t| *t != usize::from(self.index));
+        let Some(inbox) = target.and_then(|t| self.handoff.inbox.get(t)) else {
+            st.drop_one(DropReason::PortDown);
+            self.pool.free(d.addr);
+            return;
+        };
+        let Some(mut parcel) = self.handoff.spare.pop() else {
+            st.drop_one(DropReason::NoBuffer);
+            self.pool.free(d.addr);
+            return;
+        };
+        let frame = self.pool.data(d);
+        parcel.port = out;
+        parcel.len = frame.len() as u16;
+        parcel.data[..frame.len()].copy_from_slice(frame);
+        self.pool.free(d.addr);
+        if let Err(p) = inbox.push(parcel) {
+            let _ = self.handoff.spare.push(p);
+            st.drop_one(DropReason::TxFull);
+        }
+    }
+
+    fn take_parcels(&mut self) -> usize {
+        let handoff = self.handoff.clone();
+        let Some(inbox) = handoff.inbox.get(usize::from(self.index)) else { return 0 };
+        let mut n = 0;
+        while n < BATCH {
+            let Some(parcel) = inbox.pop() else { break };
+            n += 1;
+            let slot = self.tx_slot.get(parcel.port as usize).copied().filter(|s| *s != NO_SLOT);
+            match (slot, self.pool.alloc()) {
+                (Some(slot), Some(chunk)) => {
+                    let d = Desc { addr: chunk + HEADROOM as u64, len: u32::from(parcel.len) };
+                    self.pool.data_mut(d).copy_from_slice(&parcel.data[..usize::from(parcel.len)]);
+                    self.txq[slot as usize].push(d);
+                }
+                (Some(slot), None) => self.ports[slot as usize].stats.drop_one(DropReason::NoBuffer),
+                (None, chunk) => {
+                    if let Some(c) = chunk {
+                        self.pool.free(c);
+                    }
+                }
+            }
+            let _ = handoff.spare.push(parcel);
+        }
+        n
+    }
+
+    fn transmit(&mut self) {
+        for i in 0..self.ports.len() {
+            if !self.txq[i].is_empty() {
+                let q = std::mem::take(&mut self.txq[i]);
+                let sent = self.ports[i].port.send(&mut self.pool, &q);
+                let st = &self.ports[i].stats;
+                PortStats::add(&st.tx_packets, sent as u64);
+                PortStats::add(&st.tx_bytes, q[..sent].iter().map(|d| u64::from(d.len)).sum());
+                if sent < q.len() {
+                    st.drop_n(DropReason::TxFull, (q.len() - sent) as u64);
+                }
+                self.txq[i] = q;
+                self.txq[i].clear();
+            }
+            if self.ports[i].port.flush(&mut self.pool).is_err() {
+                self.ports[i].stats.drop_n(DropReason::PortDown, 0);
+            }
+        }
+    }
+
+    /// Frames free in the pool (for tests: every frame must come back).
+    pub fn pool_free(&self) -> usize {
+        self.pool.free_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fdb::Fdb;
+    use crate::port::mem::{mem_port, MemHandle};
+    use crate::snapshot::{BridgeInfo, PortInfo, VlanMode, VlanSet};
+    use crate::wire::MacAddr;
+
+    struct Rig {
+        pmd: Pmd,
+        handles: Vec<MemHandle>,
+        stats: Vec<Arc<PortStats>>,
+        tx: Sender<Command>,
+    }
+
+    fn rig(modes: Vec<VlanMode>) -> Rig {
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let pool = Pool::new(256).unwrap();
+        let mut pmd = Pmd::new(
+            0,
+            pool,
+            rx,
+            Handoff::new(1, 4),
+            Arc::new(ThreadStats::default()),
+            Instant::now(),
+            PmdOptions::default(),
+        );
+        let infos: Vec<PortInfo> = modes
+            .into_iter()
+            .enumerate()
+            .map(|(i, vlan)| PortInfo { id: i as u16, bridge: 0, vlan, name: format!("p{i}") })
+            .collect();
+        let refs: Vec<&PortInfo> = infos.iter().collect();
+        let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
+        let mut handles = Vec::new();
+        let mut stats = Vec::new();
+        for p in &infos {
+            let (port, h) = mem_port();
+            let st = Arc::new(PortStats::default());
+            tx.send(Command::AddPort(LocalPort {
+                id: p.id,
+                queue: 0,
+                port: Box::new(port),
+                rx: true,
+                stats: st.clone(),
+            }))
+            .unwrap();
+            handles.push(h);
+            stats.push(st);
+        }
+        let snap = Snapshot {
+            generation: 1,
+            tx_thread: vec![0; infos.len()],
+            ports: infos.into_iter().map(Some).collect(),
+            bridges: vec![Some(br)],
+        };
+        tx.send(Command::Snapshot(Arc::new(snap))).unwrap();
+        assert!(pmd.apply_commands());
+        Rig { pmd, handles, stats, tx }
+    }
+
+    fn frame(dst: u8, src: u8, tag: Option<u16>) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, dst, 2, 0, 0, 0, 0, src];
+        if dst == 0xff {
+            f[..6].copy_from_slice(&[0xff; 6]);
+        }
+        if let Some(t) = tag {
+            f.extend([0x81, 0]);
+            f.extend(t.to_be_bytes());
+        }
+        f.extend([0x88, 0xb5]);
+        f.resize(f.len() + 46, 0xab);
+        f
+    }
+
+    #[test]
+    fn floods_then_forwards_and_returns_every_buffer() {
+        let mut r = rig(vec![VlanMode::Access(1); 3]);
+        let free0 = r.pmd.pool_free();
+        r.handles[0].inject(&frame(0xb, 0xa, None));
+        r.pmd.poll_once();
+        assert_eq!(r.handles[1].take_sent(), vec![frame(0xb, 0xa, None)]);
+        assert_eq!(r.handles[2].take_sent(), vec![frame(0xb, 0xa, None)]);
+        assert!(r.handles[0].take_sent().is_empty(), "never back to the ingress port");
+        r.handles[1].inject(&frame(0xa, 0xb, None));
+        r.pmd.poll_once();
+        assert_eq!(r.handles[0].take_sent().len(), 1);
+        assert!(r.handles[2].take_sent().is_empty(), "learned: no flood");
+        assert_eq!(r.pmd.pool_free(), free0);
+        assert_eq!(r.stats[0].read().rx_packets, 1);
+        assert_eq!(r.stats[0].read().tx_packets, 1);
+    }
+
+    #[test]
+    fn trunk_tags_and_access_untags() {
+        let trunk = VlanMode::Trunk { allowed: [10, 20].into_iter().collect::<VlanSet>(), native: None };
+        let mut r = rig(vec![VlanMode::Access(10), VlanMode::Access(20), trunk]);
+        r.handles[0].inject(&frame(0xff, 0xa, None));
+        r.pmd.poll_once();
+        assert_eq!(r.handles[2].take_sent(), vec![frame(0xff, 0xa, Some(10))]);
+        assert!(r.handles[1].take_sent().is_empty(), "VLAN 20 is isolated from 10");
+        r.handles[2].inject(&frame(0xff, 0xc, Some(20)));
+        r.pmd.poll_once();
+        assert_eq!(r.handles[1].take_sent(), vec![frame(0xff, 0xc, None)]);
+        assert!(r.handles[0].take_sent().is_empty());
+    }
+
+    #[test]
+    fn bad_frames_are_counted_not_forwarded() {
+        let mut r = rig(vec![VlanMode::Access(1); 2]);
+        let free0 = r.pmd.pool_free();
+        r.handles[0].inject(&[1, 2, 3]);
+        r.handles[0].inject(&frame(0xb, 0xa, Some(7)));
+        let mut mc = frame(0xb, 0xa, None);
+        mc[6] = 1;
+        r.handles[0].inject(&mc);
+        r.pmd.poll_once();
+        assert!(r.handles[1].take_sent().is_empty());
+        let c = r.stats[0].read();
+        assert_eq!(c.drops[DropReason::Runt as usize], 1);
+        assert_eq!(c.drops[DropReason::VlanFiltered as usize], 1);
+        assert_eq!(c.drops[DropReason::BadSrcMac as usize], 1);
+        assert_eq!(r.pmd.pool_free(), free0);
+    }
+
+    #[test]
+    fn full_tx_ring_counts_drops() {
+        let mut r = rig(vec![VlanMode::Access(1); 2]);
+        r.handles[1].limit_tx(Some(1));
+        r.handles[0].inject(&frame(0xff, 0xa, None));
+        r.handles[0].inject(&frame(0xff, 0xa, None));
+        r.pmd.poll_once();
+        assert_eq!(r.handles[1].take_sent().len(), 1);
+        assert_eq!(r.stats[1].read().drops[DropReason::TxFull as usize], 1);
+    }
+
+    #[test]
+    fn removed_port_stops_and_frees() {
+        let mut r = rig(vec![VlanMode::Access(1); 2]);
+        let free0 = r.pmd.pool_free();
+        let (done_tx, done_rx) = crossbeam::channel::bounded(1);
+        r.tx.send(Command::RemovePort { id: 1, done: done_tx }).unwrap();
+        assert!(r.pmd.apply_commands());
+        done_rx.recv().unwrap();
+        r.handles[0].inject(&frame(0xff, 0xa, None));
+        r.handles[1].inject(&frame(0xff, 0xb, None));
+        r.pmd.poll_once();
+        assert!(r.handles[1].take_sent().is_empty());
+        assert_eq!(r.pmd.pool_free(), free0);
+        let _ = MacAddr::BROADCAST;
+    }
+
+    #[test]
+    fn frames_cross_threads_through_the_handoff() {
+        let (tx0, rx0) = crossbeam::channel::unbounded();
+        let (tx1, rx1) = crossbeam::channel::unbounded();
+        let handoff = Handoff::new(2, 8);
+        let mk = |i, rx| {
+            Pmd::new(
+                i,
+                Pool::new(64).unwrap(),
+                rx,
+                handoff.clone(),
+                Arc::new(ThreadStats::default()),
+                Instant::now(),
+                PmdOptions::default(),
+            )
+        };
+        let (mut a, mut b) = (mk(0, rx0), mk(1, rx1));
+        let infos: Vec<PortInfo> =
+            (0..2).map(|i| PortInfo { id: i, bridge: 0, vlan: VlanMode::Access(1), name: format!("p{i}") }).collect();
+        let refs: Vec<&PortInfo> = infos.iter().collect();
+        let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
+        let snap = Arc::new(Snapshot {
+            generation: 1,
+            tx_thread: vec![0, 1],
+            ports: infos.into_iter().map(Some).collect(),
+            bridges: vec![Some(br)],
+        });
+        let (p0, h0) = mem_port();
+        let (p1, h1) = mem_port();
+        let st = Arc::new(PortStats::default());
+        tx0.send(Command::AddPort(LocalPort { id: 0, queue: 0, port: Box::new(p0), rx: true, stats: st.clone() }))
+            .unwrap();
+        tx1.send(Command::AddPort(LocalPort { id: 1, queue: 0, port: Box::new(p1), rx: true, stats: st })).unwrap();
+        tx0.send(Command::Snapshot(snap.clone())).unwrap();
+        tx1.send(Command::Snapshot(snap)).unwrap();
+        a.apply_commands();
+        b.apply_commands();
+        h0.inject(&frame(0xff, 0xa, None));
+        a.poll_once();
+        b.poll_once();
+        assert_eq!(h1.take_sent(), vec![frame(0xff, 0xa, None)]);
+        assert!(h0.take_sent().is_empty());
+    }
+}

@@ -21,12 +21,12 @@ pub const VLAN_COUNT: usize = 4096;
 
 /// A set of VLAN ids.
 #[derive(Clone, PartialEq, Eq)]
-pub struct VlanSet([u64; VLAN_COUNT / 64]);
+pub struct VlanSet(Box<[u64; VLAN_COUNT / 64]>);
 
 impl VlanSet {
     /// The empty set.
     pub fn new() -> VlanSet {
-        VlanSet([0; VLAN_COUNT / 64])
+        VlanSet(Box::new([0; VLAN_COUNT / 64]))
     }
 
     /// Adds `vid`.
@@ -150,19 +150,11 @@ impl BridgeInfo {
             for (vid, members) in flood.iter_mut().enumerate().skip(1).take(4094) {
                 let vid = vid as Vid;
                 if p.vlan.carries(vid) {
-                    members.push(FloodMember {
-                        port: p.id,
-                        tagged: p.vlan.egress_tagged(vid),
-                    });
+                    members.push(FloodMember { port: p.id, tagged: p.vlan.egress_tagged(vid) });
                 }
             }
         }
-        BridgeInfo {
-            id,
-            name: name.to_string(),
-            fdb,
-            flood: flood.into_iter().map(Vec::into_boxed_slice).collect(),
-        }
+        BridgeInfo { id, name: name.to_string(), fdb, flood: flood.into_iter().map(Vec::into_boxed_slice).collect() }
     }
 
     /// The flood set of `vid`.
@@ -181,13 +173,26 @@ pub struct Snapshot {
     pub ports: Vec<Option<PortInfo>>,
     /// Bridges by id; `None` for free ids.
     pub bridges: Vec<Option<BridgeInfo>>,
+    /// Per port id, the polling thread that transmits on it when the
+    /// sending thread has no queue of its own there ([`TX_ANY`] for ports
+    /// every thread can send on).
+    pub tx_thread: Vec<u8>,
 }
+
+/// `Snapshot::tx_thread` value for ports any thread transmits on directly.
+pub const TX_ANY: u8 = u8::MAX;
 
 impl Snapshot {
     /// The port with id `id`, if it exists.
     #[inline]
     pub fn port(&self, id: PortId) -> Option<&PortInfo> {
         self.ports.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// The thread that transmits on `id` for others, if one does.
+    #[inline]
+    pub fn tx_thread(&self, id: PortId) -> Option<u8> {
+        self.tx_thread.get(id as usize).copied().filter(|t| *t != TX_ANY)
     }
 
     /// The bridge with id `id`, if it exists.

@@ -10,7 +10,7 @@ pub mod mem;
 pub mod pool;
 pub mod tap;
 
-pub use pool::{Desc, Pool, Region, FRAME_SIZE, HEADROOM};
+pub use pool::{Desc, Pool, Region, FRAME_SIZE, HEADROOM, MAX_FRAME};
 
 use std::io;
 

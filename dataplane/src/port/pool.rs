@@ -65,8 +65,7 @@ impl Region {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(Arc::new(Region { ptr, len }))
     }
 
@@ -108,15 +107,8 @@ impl Pool {
     /// A pool of `frames` chunks, all free.
     pub fn new(frames: u32) -> io::Result<Pool> {
         let region = Region::new(frames as usize * FRAME_SIZE)?;
-        let free = (0..frames as u64)
-            .rev()
-            .map(|i| i * FRAME_SIZE as u64)
-            .collect();
-        Ok(Pool {
-            region,
-            free,
-            frames,
-        })
+        let free = (0..frames as u64).rev().map(|i| i * FRAME_SIZE as u64).collect();
+        Ok(Pool { region, free, frames })
     }
 
     /// The mapping, for registering it with the kernel.
@@ -144,10 +136,7 @@ impl Pool {
     #[inline]
     pub fn free(&mut self, addr: u64) {
         debug_assert!((addr as usize) < self.region.len);
-        debug_assert!(
-            self.free.len() < self.frames as usize,
-            "double free of {addr:#x}"
-        );
+        debug_assert!(self.free.len() < self.frames as usize, "double free of {addr:#x}");
         self.free.push(addr & !(FRAME_SIZE as u64 - 1));
     }
 
@@ -172,10 +161,7 @@ impl Pool {
     /// The whole chunk at offset `chunk` (a value from `alloc`), writable.
     #[inline]
     pub fn chunk_mut(&mut self, chunk: u64) -> &mut [u8] {
-        self.data_mut(Desc {
-            addr: chunk & !(FRAME_SIZE as u64 - 1),
-            len: FRAME_SIZE as u32,
-        })
+        self.data_mut(Desc { addr: chunk & !(FRAME_SIZE as u64 - 1), len: FRAME_SIZE as u32 })
     }
 
     /// Two distinct frames at once, the first read-only (for copying).
@@ -199,10 +185,7 @@ impl Pool {
         let start = d.addr as usize;
         let len = d.len as usize;
         let chunk_end = (d.chunk() as usize) + FRAME_SIZE;
-        assert!(
-            start + len <= chunk_end && chunk_end <= self.region.len,
-            "descriptor {d:?} outside its chunk"
-        );
+        assert!(start + len <= chunk_end && chunk_end <= self.region.len, "descriptor {d:?} outside its chunk");
         (start, len)
     }
 }
@@ -217,18 +200,8 @@ mod tests {
         let a = p.alloc().unwrap();
         let b = p.alloc().unwrap();
         assert_ne!(a, b);
-        p.data_mut(Desc {
-            addr: a + HEADROOM as u64,
-            len: 4,
-        })
-        .copy_from_slice(&[1, 2, 3, 4]);
-        assert_eq!(
-            p.data(Desc {
-                addr: a + HEADROOM as u64,
-                len: 4
-            }),
-            &[1, 2, 3, 4]
-        );
+        p.data_mut(Desc { addr: a + HEADROOM as u64, len: 4 }).copy_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(p.data(Desc { addr: a + HEADROOM as u64, len: 4 }), &[1, 2, 3, 4]);
         p.free(a + 100);
         assert_eq!(p.free_count(), 3);
         assert_eq!(p.alloc(), Some(a));
@@ -238,9 +211,6 @@ mod tests {
     #[should_panic]
     fn desc_crossing_chunk_panics() {
         let p = Pool::new(2).unwrap();
-        p.data(Desc {
-            addr: 2000,
-            len: 100,
-        });
+        p.data(Desc { addr: 2000, len: 100 });
     }
 }

@@ -1,1 +1,1 @@
-//! Tap ports.
+//! Tap ports (being written on the tap branch).

@@ -41,11 +41,7 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -61,11 +57,7 @@ pub struct BadMac(pub String);
 
 impl fmt::Display for BadMac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid MAC address {:?} (expected six hex bytes like 02:00:00:00:00:01)",
-            self.0
-        )
+        write!(f, "invalid MAC address {:?} (expected six hex bytes like 02:00:00:00:00:01)", self.0)
     }
 }
 
@@ -170,14 +162,7 @@ mod tests {
         assert_eq!(m.to_string(), "02:00:0a:ff:00:01");
         assert_eq!("02-00-0a-ff-00-01".parse::<MacAddr>().unwrap(), m);
         assert_eq!(MacAddr::from_u64(m.to_u64()), m);
-        for bad in [
-            "",
-            "02:00",
-            "02:00:00:00:00:00:00",
-            "0g:00:00:00:00:00",
-            "002:00:00:00:00:0",
-            "::::::",
-        ] {
+        for bad in ["", "02:00", "02:00:00:00:00:00:00", "0g:00:00:00:00:00", "002:00:00:00:00:0", "::::::"] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }
