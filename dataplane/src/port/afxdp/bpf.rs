@@ -249,8 +249,14 @@ impl XdpProgram {
         let map = create_xskmap(queues).map_err(|e| bpf_error(ifname, "creating the XSKMAP", e))?;
         let prog = load_program(map.as_raw_fd()).map_err(|e| bpf_error(ifname, "", e))?;
         let (link, mode) = match mode {
-            XdpMode::Native => (link_create(&prog, ifindex, XDP_FLAGS_DRV_MODE), XdpMode::Native),
-            XdpMode::Generic => (link_create(&prog, ifindex, XDP_FLAGS_SKB_MODE), XdpMode::Generic),
+            XdpMode::Native => (
+                link_create(&prog, ifindex, XDP_FLAGS_DRV_MODE),
+                XdpMode::Native,
+            ),
+            XdpMode::Generic => (
+                link_create(&prog, ifindex, XDP_FLAGS_SKB_MODE),
+                XdpMode::Generic,
+            ),
             XdpMode::Auto => match link_create(&prog, ifindex, XDP_FLAGS_DRV_MODE) {
                 Err(e)
                     if matches!(
@@ -311,15 +317,17 @@ impl XdpProgram {
             value: &value as *const u32 as u64,
             ..Default::default()
         };
-        sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "{}: registering the AF_XDP socket for queue {queue}: {e}",
-                    self.ifname
-                ),
-            )
-        })
+        sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
+            .map(drop)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: registering the AF_XDP socket for queue {queue}: {e}",
+                        self.ifname
+                    ),
+                )
+            })
     }
 
     /// Stops steering `queue` to a socket (its frames go to the kernel stack

@@ -111,7 +111,10 @@ impl<T: Copy> RingMem<T> {
 
     fn new(map: Mmap, off: &Offsets, size: u32) -> RingMem<T> {
         assert!(size.is_power_of_two());
-        assert!(Self::map_len(off, size) <= map.len, "ring mapping too short");
+        assert!(
+            Self::map_len(off, size) <= map.len,
+            "ring mapping too short"
+        );
         let base = map.ptr.as_ptr();
         // SAFETY: the offsets come from the kernel (XDP_MMAP_OFFSETS) or a
         // test, and the assertion above keeps them inside the mapping; the
@@ -349,7 +352,10 @@ mod tests {
             }
             r.submit();
             // SAFETY: the mapping is owned by `r`, alive here.
-            assert_eq!(unsafe { (*p).load(Ordering::Acquire) }, start.wrapping_add(5));
+            assert_eq!(
+                unsafe { (*p).load(Ordering::Acquire) },
+                start.wrapping_add(5)
+            );
             assert_eq!(r.pending(), 5);
             // Only 3 slots left until the kernel consumes.
             assert_eq!(r.reserve(5).1, 3);
@@ -385,7 +391,10 @@ mod tests {
             assert_eq!(r.get(idx), 102);
             r.release();
             // SAFETY: as above.
-            assert_eq!(unsafe { (*c).load(Ordering::Acquire) }, start.wrapping_add(3));
+            assert_eq!(
+                unsafe { (*c).load(Ordering::Acquire) },
+                start.wrapping_add(3)
+            );
             assert_eq!(r.peek(8).1, 0);
         }
     }

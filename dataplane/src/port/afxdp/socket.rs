@@ -157,7 +157,8 @@ impl XskSocket {
             Offsets::from(off.cr),
         );
         let map = |len, pgoff: u64, name: &str| {
-            Mmap::ring(raw, len, pgoff).map_err(|e| ctx(e, format!("{at}: mapping the {name} ring")))
+            Mmap::ring(raw, len, pgoff)
+                .map_err(|e| ctx(e, format!("{at}: mapping the {name} ring")))
         };
         let rx = ConsRing::new(
             map(

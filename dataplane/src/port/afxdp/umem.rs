@@ -36,7 +36,7 @@ pub(crate) enum Join {
 impl Umem {
     /// Wraps `region` (whose length must be a whole number of frames).
     pub fn new(region: Arc<Region>) -> io::Result<Arc<Umem>> {
-        if region.is_empty() || region.len() % FRAME_SIZE != 0 {
+        if region.is_empty() || region.len() & (FRAME_SIZE - 1) != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "UMEM region must be a non-empty whole number of frames",
