@@ -292,3 +292,133 @@ fn link_detaches_when_the_owner_is_killed() {
     child.wait().unwrap();
     assert!(!has_xdp(&a), "XDP program survived its owner's SIGKILL");
 }
+
+/// A veth pair with both ends in the root namespace, removed on drop.
+fn pair(net: &mut Net, tag: &str) -> (String, String) {
+    let pid = std::process::id();
+    let (x, y) = (format!("rvsx{tag}{pid}x"), format!("rvsx{tag}{pid}y"));
+    net.links.push(x.clone());
+    ip(&["link", "add", &x, "type", "veth", "peer", "name", &y]);
+    ip(&["link", "set", &x, "up"]);
+    ip(&["link", "set", &y, "up"]);
+    (x, y)
+}
+
+#[test]
+fn umem_is_shared_and_registered_again_after_churn() {
+    if !privileged("umem_is_shared_and_registered_again_after_churn") {
+        return;
+    }
+    let mut net = Net::empty();
+    let (x, y) = pair(&mut net, "u");
+    let mut pool = Pool::new(256).unwrap();
+    let umem = Umem::new(pool.region().clone()).unwrap();
+    let small = rvs_dataplane::port::afxdp::XskConfig {
+        ring_size: 64,
+        fill_target: 32,
+    };
+    // x registers, y shares x.
+    let mut px = AfXdpPort::open_with(&x, 0, &umem, small).unwrap();
+    let mut py = AfXdpPort::open_with(&y, 0, &umem, small).unwrap();
+    px.flush(&mut pool).unwrap();
+    py.flush(&mut pool).unwrap();
+    assert_eq!(px.held() + py.held(), 64);
+    // The first socket goes; a new one shares the survivor.
+    px.release(&mut pool);
+    drop(px);
+    assert_eq!(umem.sockets(), 1);
+    let mut px = AfXdpPort::open_with(&x, 0, &umem, small).unwrap();
+    px.flush(&mut pool).unwrap();
+    px.release(&mut pool);
+    py.release(&mut pool);
+    drop((px, py));
+    assert_eq!(umem.sockets(), 0);
+    assert_eq!(pool.free_count(), 256);
+    // All gone: the next socket registers the region again.
+    let mut px = AfXdpPort::open_with(&x, 0, &umem, small).unwrap();
+    px.flush(&mut pool).unwrap();
+    assert!(px.xdp_stats().is_ok());
+    px.release(&mut pool);
+    assert!(px.xdp_stats().is_err());
+    assert_eq!(pool.free_count(), 256);
+}
+
+#[test]
+fn bulk_transfer_over_a_veth_pair() {
+    if !privileged("bulk_transfer_over_a_veth_pair") {
+        return;
+    }
+    const FRAMES: u32 = 50_000;
+    let mut net = Net::empty();
+    let (x, y) = pair(&mut net, "t");
+    let prog = XdpProgram::attach(&y, XdpMode::Auto, 1).unwrap();
+    let mut pool = Pool::new(8192).unwrap();
+    let umem = Umem::new(pool.region().clone()).unwrap();
+    let mut tx = AfXdpPort::open(&x, 0, &umem).unwrap();
+    let mut rx = AfXdpPort::open(&y, 0, &umem).unwrap();
+    rx.register(&prog).unwrap();
+
+    let mut batch = [Desc::default(); 64];
+    let mut got = [Desc::default(); 256];
+    let (mut next, mut sent, mut received, mut last) = (0u32, 0u32, 0u32, None::<u32>);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(20);
+    rx.flush(&mut pool).unwrap();
+    let mut iters = 0u64;
+    while Instant::now() < deadline {
+        iters += 1;
+        if next < FRAMES {
+            let n = (FRAMES - next).min(64) as usize;
+            for d in batch.iter_mut().take(n) {
+                let chunk = pool.alloc().expect("pool ran dry");
+                *d = Desc {
+                    addr: chunk + rvs_dataplane::port::HEADROOM as u64,
+                    len: 64,
+                };
+                let f = pool.data_mut(*d);
+                f.fill(0);
+                f[..6].copy_from_slice(&[0xff; 6]);
+                f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+                f[12..14].copy_from_slice(&[0x88, 0xb5]);
+                f[14..18].copy_from_slice(&next.to_be_bytes());
+                next += 1;
+            }
+            sent += tx.send(&mut pool, &batch[..n]) as u32;
+        }
+        tx.flush(&mut pool).unwrap();
+        let n = rx.recv(&mut pool, &mut got).unwrap();
+        for d in &got[..n] {
+            let f = pool.data(*d);
+            if f.len() < 18 || f[12..14] != [0x88, 0xb5] {
+                // The host's own traffic on the link (IPv6 ND, MLD).
+                pool.free(d.addr);
+                continue;
+            }
+            assert_eq!(d.len, 64, "length");
+            let seq = u32::from_be_bytes(f[14..18].try_into().unwrap());
+            assert!(last.is_none_or(|l| seq > l), "{seq} after {last:?}");
+            last = Some(seq);
+            pool.free(d.addr);
+            received += 1;
+        }
+        rx.flush(&mut pool).unwrap();
+        if next == FRAMES && tx.in_flight() == 0 && n == 0 {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "bulk: {iters} rounds, {sent} of {FRAMES} queued, {received} received in {secs:.2}s ({:.3} Mpps received), tx {:?}, rx {:?}",
+        received as f64 / secs / 1e6,
+        tx.counters(),
+        rx.xdp_stats().unwrap(),
+    );
+    assert_eq!(tx.in_flight(), 0, "TX completions missing");
+    assert!(
+        received >= sent / 2,
+        "only {received} of {sent} frames arrived"
+    );
+    tx.release(&mut pool);
+    rx.release(&mut pool);
+    assert_eq!(pool.free_count(), 8192, "frames lost");
+}

@@ -127,6 +127,11 @@ impl AfXdpPort {
         self.counters
     }
 
+    /// Frames queued for TX and not yet completed.
+    pub fn in_flight(&self) -> u32 {
+        self.in_tx
+    }
+
     /// Chunks the kernel holds through this port (fill ring + TX in flight).
     pub fn held(&self) -> u32 {
         self.in_fill + self.in_tx
@@ -209,28 +214,34 @@ impl Port for AfXdpPort {
         };
         let mut result = Ok(());
 
-        // Push TX: copy mode sends at most 32 frames per sendto.
+        // Push TX: copy mode sends at most 32 frames per sendto, and says
+        // EAGAIN when it stops at that budget; only EAGAIN without progress
+        // (completion ring full, device busy) means "try next round".
         if self.in_tx > 0 && sock.tx.needs_wakeup() {
             let mut pending = sock.tx.pending();
             let mut kicks = pending.div_ceil(TX_PER_KICK);
             while pending > 0 && kicks > 0 {
                 kicks -= 1;
                 self.counters.tx_kicks += 1;
-                if let Err(e) = sock.kick_tx() {
+                let r = sock.kick_tx();
+                let before = pending;
+                pending = sock.tx.pending();
+                if let Err(e) = r {
                     match e.raw_os_error() {
+                        Some(libc::EAGAIN) if pending < before => {}
                         Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) => {
                             self.counters.tx_kick_busy += 1;
+                            break;
                         }
                         _ => {
                             result = Err(io::Error::new(
                                 e.kind(),
                                 format!("{} queue {}: transmit: {e}", self.ifname, self.queue),
-                            ))
+                            ));
+                            break;
                         }
                     }
-                    break;
                 }
-                pending = sock.tx.pending();
             }
         }
 

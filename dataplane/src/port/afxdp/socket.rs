@@ -4,10 +4,14 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::iface;
 use super::ring::{ConsRing, Mmap, Offsets, ProdRing};
 use super::umem::{Join, Umem};
+
+/// How long `open` retries a bind that finds its queue still busy.
+const BIND_BUSY_WAIT: Duration = Duration::from_secs(2);
 
 /// Counters the kernel keeps per AF_XDP socket (`XDP_STATISTICS`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -210,13 +214,25 @@ impl XskSocket {
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: shared_fd,
         };
-        // SAFETY: `sa` is a valid sockaddr_xdp of the size we pass.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                &sa as *const libc::sockaddr_xdp as *const libc::sockaddr,
-                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
+        // A socket closed just before on the same queue frees it in deferred
+        // kernel work: retry EBUSY for a while (control plane only).
+        let deadline = Instant::now() + BIND_BUSY_WAIT;
+        let r = loop {
+            // SAFETY: `sa` is a valid sockaddr_xdp of the size we pass.
+            let r = unsafe {
+                libc::bind(
+                    raw,
+                    &sa as *const libc::sockaddr_xdp as *const libc::sockaddr,
+                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            if r == 0
+                || io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY)
+                || Instant::now() >= deadline
+            {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         };
         if r < 0 {
             let e = io::Error::last_os_error();
