@@ -422,3 +422,26 @@ fn bulk_transfer_over_a_veth_pair() {
     rx.release(&mut pool);
     assert_eq!(pool.free_count(), 8192, "frames lost");
 }
+
+#[test]
+fn auto_mode_falls_back_to_generic() {
+    if !privileged("auto_mode_falls_back_to_generic") {
+        return;
+    }
+    let mut net = Net::empty();
+    let (x, y) = pair(&mut net, "m");
+    // Native XDP on veth refuses a peer MTU above 3506 (ERANGE).
+    ip(&["link", "set", &x, "mtu", "9000"]);
+    ip(&["link", "set", &y, "mtu", "9000"]);
+    let e = XdpProgram::attach(&x, XdpMode::Native, 1).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{x}: attaching XDP (native): ")),
+        "{e}"
+    );
+    let prog = XdpProgram::attach(&x, XdpMode::Auto, 1).unwrap();
+    assert_eq!(prog.attached_mode(), XdpMode::Generic);
+    assert!(has_xdp(&x));
+    drop(prog);
+    assert!(!has_xdp(&x));
+}

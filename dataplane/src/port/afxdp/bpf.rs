@@ -217,7 +217,9 @@ fn load_program(map_fd: RawFd) -> io::Result<OwnedFd> {
 /// How to attach the XDP program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XdpMode {
-    /// Native (driver) mode, falling back to generic where the driver lacks it.
+    /// Native (driver) mode, falling back to generic where the driver lacks
+    /// it or refuses it (EOPNOTSUPP, EINVAL, ERANGE: e.g. veth with an MTU
+    /// above 3506).
     Auto,
     /// Native (driver) mode only.
     Native,
@@ -261,7 +263,7 @@ impl XdpProgram {
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
-                        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
+                        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ERANGE)
                     ) =>
                 {
                     (
@@ -404,6 +406,10 @@ fn attach_error(ifname: &str, mode: XdpMode, e: io::Error) -> io::Error {
         Some(libc::ENOSPC) => io::Error::new(
             e.kind(),
             format!("{ifname}: attaching XDP ({how}): {e} (on veth: the interface needs at least as many rx queues as its peer has tx queues)"),
+        ),
+        Some(libc::ERANGE) => io::Error::new(
+            e.kind(),
+            format!("{ifname}: attaching XDP ({how}): {e} (MTU too large for native XDP; on veth the peer MTU must be at most 3506)"),
         ),
         _ => io::Error::new(e.kind(), format!("{ifname}: attaching XDP ({how}): {e}")),
     }
