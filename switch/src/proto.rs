@@ -11,7 +11,8 @@
 
 use crate::config::{PortConfig, PortType, PortVlan, StaticMac, XdpMode};
 use crate::datapath::{PortStatus, ThreadInfo};
-use rvs_dataplane::wire::MacAddr;
+/// The MAC address type requests are checked with.
+pub use rvs_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
