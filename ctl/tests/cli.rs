@@ -85,6 +85,21 @@ fn daemon_not_running_is_clear() {
 }
 
 #[test]
+fn socket_from_environment() {
+    let o = Command::new(env!("CARGO_BIN_EXE_rvsctl"))
+        .arg("ping")
+        .env("RVS_SOCKET", "/nonexistent/env.sock")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/env.sock"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn help_works_everywhere() {
     for args in [
         &["--help"][..],

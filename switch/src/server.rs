@@ -302,8 +302,19 @@ pub fn serve<D: Datapath>(
     state: &mut State<D>,
     shutdown: &AtomicBool,
 ) -> io::Result<()> {
+    serve_with(socket_path, group, state, shutdown, IDLE_TIMEOUT)
+}
+
+/// `serve` with a chosen idle timeout (tests use a short one).
+pub(crate) fn serve_with<D: Datapath>(
+    socket_path: &Path,
+    group: Option<u32>,
+    state: &mut State<D>,
+    shutdown: &AtomicBool,
+    idle: Duration,
+) -> io::Result<()> {
     let bound = bind(socket_path, group)?;
-    let result = serve_bound(&bound, state, shutdown);
+    let result = serve_bound(&bound, state, shutdown, idle);
     // Remove the socket only if it is still ours.
     if let Ok(m) = fs::symlink_metadata(socket_path) {
         if m.dev() == bound.dev && m.ino() == bound.ino {
@@ -317,6 +328,7 @@ fn serve_bound<D: Datapath>(
     bound: &Bound,
     state: &mut State<D>,
     shutdown: &AtomicBool,
+    idle: Duration,
 ) -> io::Result<()> {
     let std_listener = bound.listener.try_clone()?;
     std_listener.set_nonblocking(true)?;
@@ -371,7 +383,7 @@ fn serve_bound<D: Datapath>(
         }
         let now = Instant::now();
         clients.retain(|_, c| {
-            let keep = !c.done() && now.duration_since(c.last_active) < IDLE_TIMEOUT;
+            let keep = !c.done() && now.duration_since(c.last_active) < idle;
             if !keep {
                 let _ = poll.registry().deregister(&mut c.stream);
             }
@@ -486,6 +498,10 @@ mod tests {
 
     impl Daemon {
         fn start(tag: &str) -> Daemon {
+            Daemon::start_idle(tag, IDLE_TIMEOUT)
+        }
+
+        fn start_idle(tag: &str, idle: Duration) -> Daemon {
             let dir = temp_dir(tag);
             let sock = dir.join("rvsd.sock");
             let db = dir.join("conf.json");
@@ -494,7 +510,7 @@ mod tests {
             let (s2, st2, dp2) = (sock.clone(), stop.clone(), dp.clone());
             let thread = thread::spawn(move || {
                 let mut state = State::restore(&db, dp2).map_err(io::Error::other)?;
-                serve(&s2, None, &mut state, &st2)
+                serve_with(&s2, None, &mut state, &st2, idle)
             });
             let t0 = Instant::now();
             while !sock.exists() {
@@ -626,6 +642,19 @@ mod tests {
         }
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
         drop(t);
+    }
+
+    #[test]
+    fn idle_clients_are_dropped() {
+        let d = Daemon::start_idle("srv-idle", Duration::from_millis(300));
+        let (mut s, mut rd) = raw(&d.sock);
+        s.write_all(b"{\"version\":1,").unwrap();
+        let t0 = Instant::now();
+        let mut rest = String::new();
+        assert_eq!(rd.read_line(&mut rest).unwrap(), 0);
+        assert!(t0.elapsed() >= Duration::from_millis(250));
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        assert!(request(&d.sock, &Request::new(Command::Ping)).unwrap().ok);
     }
 
     #[test]
