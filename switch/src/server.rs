@@ -432,6 +432,43 @@ fn accept_all(
     }
 }
 
+/// The id of a group given by name or number, for `serve`'s `group`.
+pub fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    let cname = std::ffi::CString::new(name).map_err(|_| format!("invalid group name {name:?}"))?;
+    let mut buf: Vec<libc::c_char> = vec![0; 16 * 1024];
+    loop {
+        // SAFETY: all-zero is a valid `group` (null pointers, zero id).
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and `buf.len()` is
+        // the true length of `buf`; `grp` is read only if `found` is set.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            let e = io::Error::from_raw_os_error(rc);
+            return Err(format!("cannot look up group {name:?}: {}", io_msg(&e)));
+        }
+        if found.is_null() {
+            return Err(format!("unknown group {name:?}"));
+        }
+        return Ok(grp.gr_gid);
+    }
+}
+
 /// Sends one request to rvsd and waits (at most `CLIENT_TIMEOUT`) for its reply.
 pub fn request(socket_path: &Path, req: &Request) -> Result<Reply, String> {
     let at = socket_path.display();
@@ -642,6 +679,17 @@ mod tests {
         }
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
         drop(t);
+    }
+
+    #[test]
+    fn group_lookup() {
+        assert_eq!(group_id("0"), Ok(0));
+        assert_eq!(group_id("root"), Ok(0));
+        assert_eq!(
+            group_id("no-such-group-rvs"),
+            Err("unknown group \"no-such-group-rvs\"".to_string())
+        );
+        assert!(group_id("a\0b").is_err());
     }
 
     #[test]

@@ -1116,6 +1116,45 @@ mod tests {
         assert_eq!(dp2.inner().ticks, 1);
     }
 
+    /// Mutated requests never panic and always get a one-line answer, and
+    /// whatever was accepted is what the db holds.
+    #[test]
+    fn mutated_requests_never_panic() {
+        let (mut st, _dp, db) = setup("st-fuzz");
+        let seeds = [
+            r#"{"version":1,"cmd":"bridge_add","bridge":"br0","aging_secs":30}"#,
+            r#"{"version":1,"cmd":"port_add","bridge":"br0","port":{"name":"p1","type":"afxdp","vlan":{"trunk":{"vlans":[10,20],"native":1}}}}"#,
+            r#"{"version":1,"cmd":"fdb_add","bridge":"br0","mac":"02:00:00:00:00:01","vlan":10,"port":"p1"}"#,
+            r#"{"version":1,"cmd":"fdb_del","bridge":"br0","mac":"02:00:00:00:00:01","vlan":10}"#,
+            r#"{"version":1,"cmd":"bridge_set","bridge":"br0","max_macs":5}"#,
+            r#"{"version":1,"cmd":"stats","port":"p1"}"#,
+            r#"{"version":1,"cmd":"port_del","bridge":"br0","port":"p1"}"#,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let mut line = seeds[(next() % seeds.len() as u64) as usize]
+                .as_bytes()
+                .to_vec();
+            for _ in 0..(next() % 4) {
+                let i = (next() % line.len() as u64) as usize;
+                let alphabet = b"0123456789:,{}[]\"abpx -\x00\xff";
+                line[i] = alphabet[(next() % alphabet.len() as u64) as usize];
+            }
+            let reply = match Request::parse(&line) {
+                Ok(req) => st.handle(req),
+                Err(e) => Reply::err(e),
+            };
+            assert!(!reply.to_line().contains('\n'));
+        }
+        assert_eq!(&db::load(&db).unwrap(), st.config());
+    }
+
     #[test]
     fn restore_refuses_corrupt_db() {
         let dir = temp_dir("st-corrupt");
