@@ -1,1 +1,89 @@
-fn main() {}
+//! rvsctl: the control tool for rvsd.
+//!
+//! Exit status: 0 on success, 1 when rvsd refuses a request or cannot be
+//! reached, 2 for invalid arguments (nothing is sent then).
+
+mod cli;
+mod output;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use rvs_switch::proto::{Request, DEFAULT_SOCKET};
+use rvs_switch::server;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A clap error as one line, without the usage block.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let line = parts.join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            return match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+                }
+                _ => {
+                    eprintln!("rvsctl: {}", one_line(&e));
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    let plan = match cli.plan() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rvsctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let socket = cli
+        .socket
+        .clone()
+        .or_else(|| std::env::var_os("RVS_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let result = server::request(&socket, &Request::new(plan.cmd)).and_then(|r| r.into_result());
+    let result = match result {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("rvsctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = if cli.json {
+        match serde_json::to_string_pretty(&result) {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                eprintln!("rvsctl: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        match output::render(plan.view, result) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("rvsctl: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`rvsctl show | head`) is not an error worth a panic.
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    ExitCode::SUCCESS
+}

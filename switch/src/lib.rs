@@ -3,3 +3,7 @@
 
 pub mod config;
 pub mod datapath;
+pub mod db;
+pub mod proto;
+pub mod server;
+pub mod state;

@@ -1,0 +1,599 @@
+//! The control protocol between `rvsctl` and `rvsd`.
+//!
+//! Newline-delimited JSON over a Unix stream socket. Every request is one
+//! line `{"version":1,"cmd":"...",...args}`, answered by one line
+//! `{"version":1,"ok":true,"result":...}` or
+//! `{"version":1,"ok":false,"error":"one line"}`.
+//!
+//! The argument rules both sides apply (names, VLANs, trunk lists, MACs)
+//! live here too, so `rvsctl` can refuse bad input before sending it and
+//! `rvsd` refuses the same input from any other client.
+
+use crate::config::{PortConfig, PortType, PortVlan, StaticMac, XdpMode};
+use crate::datapath::{PortStatus, ThreadInfo};
+/// The MAC address type requests are checked with.
+pub use rvs_dataplane::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this build speaks.
+pub const PROTO_VERSION: u32 = 1;
+/// Every protocol version this build accepts.
+pub const SUPPORTED_VERSIONS: [u32; 1] = [PROTO_VERSION];
+/// Longest request line `rvsd` accepts, newline excluded.
+pub const MAX_REQUEST_LEN: usize = 64 * 1024;
+/// Longest reply line `rvsctl` accepts.
+pub const MAX_REPLY_LEN: usize = 64 * 1024 * 1024;
+/// Where `rvsd` listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
+/// Longest interface (and bridge) name: Linux IFNAMSIZ less the NUL.
+pub const MAX_NAME_LEN: usize = 15;
+/// Accepted aging times, seconds.
+pub const AGING_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+/// Accepted per-bridge learned-MAC limits.
+pub const MAX_MACS_RANGE: std::ops::RangeInclusive<u32> = 1..=1 << 20;
+/// Accepted AF_XDP queue counts.
+pub const QUEUES_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
+
+/// One command and its arguments; the `cmd` field of a request names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Creates a bridge.
+    BridgeAdd {
+        /// Bridge name.
+        bridge: String,
+        /// MAC aging time in seconds (default 300).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aging_secs: Option<u32>,
+        /// Learned-MAC limit (default 8192).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_macs: Option<u32>,
+    },
+    /// Deletes a bridge and all its ports.
+    BridgeDel {
+        /// Bridge name.
+        bridge: String,
+    },
+    /// Lists bridges: result `Vec<BridgeSummary>`.
+    BridgeList,
+    /// Changes a bridge's settings.
+    BridgeSet {
+        /// Bridge name.
+        bridge: String,
+        /// New aging time in seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aging_secs: Option<u32>,
+        /// New learned-MAC limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_macs: Option<u32>,
+    },
+    /// Adds a port to a bridge.
+    PortAdd {
+        /// Bridge name.
+        bridge: String,
+        /// The port.
+        port: PortConfig,
+    },
+    /// Removes a port from a bridge.
+    PortDel {
+        /// Bridge name.
+        bridge: String,
+        /// Port name.
+        port: String,
+    },
+    /// Everything: result `ShowResult`.
+    Show,
+    /// A bridge's FDB: result `Vec<FdbEntryInfo>`.
+    FdbShow {
+        /// Bridge name.
+        bridge: String,
+    },
+    /// Adds or replaces a static FDB entry.
+    FdbAdd {
+        /// Bridge name.
+        bridge: String,
+        /// Unicast MAC address.
+        mac: String,
+        /// VLAN.
+        vlan: u16,
+        /// Port of the bridge the MAC is behind.
+        port: String,
+    },
+    /// Removes an FDB entry, static or learned.
+    FdbDel {
+        /// Bridge name.
+        bridge: String,
+        /// MAC address.
+        mac: String,
+        /// VLAN.
+        vlan: u16,
+    },
+    /// Removes learned entries, of one port if given: result `FlushResult`.
+    FdbFlush {
+        /// Bridge name.
+        bridge: String,
+        /// Only entries learned on this port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+    },
+    /// Port counters, of one port if given: result `Vec<PortStatsInfo>`.
+    Stats {
+        /// Only this port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+    },
+    /// Polling threads: result `Vec<ThreadInfo>`.
+    PmdShow,
+    /// Health check: result `PingResult`.
+    Ping,
+}
+
+/// A request: a command and the protocol version it is written in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Protocol version.
+    pub version: u32,
+    /// The command.
+    pub cmd: Command,
+}
+
+impl Request {
+    /// A request in this build's protocol version.
+    pub fn new(cmd: Command) -> Request {
+        Request {
+            version: PROTO_VERSION,
+            cmd,
+        }
+    }
+
+    /// The request as one JSON line, newline excluded.
+    pub fn to_line(&self) -> String {
+        let mut v = serde_json::to_value(&self.cmd).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut v {
+            map.insert("version".to_string(), Value::from(self.version));
+        }
+        v.to_string()
+    }
+
+    /// Parses one request line. The version is checked before the command,
+    /// so a client speaking another version learns which ones rvsd speaks.
+    pub fn parse(line: &[u8]) -> Result<Request, String> {
+        let v: Value = serde_json::from_slice(line).map_err(|e| format!("invalid request: {e}"))?;
+        let Value::Object(mut map) = v else {
+            return Err("invalid request: expected a JSON object".to_string());
+        };
+        let version = match map.remove("version") {
+            None => {
+                return Err(format!(
+                    "invalid request: missing \"version\" ({})",
+                    supported()
+                ))
+            }
+            Some(v) => v.as_u64().unwrap_or(0),
+        };
+        let version = u32::try_from(version).unwrap_or(0);
+        check_version(version)?;
+        let cmd: Command = serde_json::from_value(Value::Object(map))
+            .map_err(|e| format!("invalid request: {e}"))?;
+        Ok(Request { version, cmd })
+    }
+}
+
+fn supported() -> String {
+    let list: Vec<String> = SUPPORTED_VERSIONS.iter().map(|v| v.to_string()).collect();
+    format!("this rvsd speaks protocol version {}", list.join(", "))
+}
+
+/// Ok if `version` is one this build speaks; else the error naming those it does.
+pub fn check_version(version: u32) -> Result<(), String> {
+    if SUPPORTED_VERSIONS.contains(&version) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unsupported protocol version {version} ({})",
+            supported()
+        ))
+    }
+}
+
+/// A reply: a result on success, one line of error otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Protocol version.
+    pub version: u32,
+    /// Whether the command succeeded.
+    pub ok: bool,
+    /// The command's result (on success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Why the command failed (on failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    /// A success carrying `result`.
+    pub fn ok(result: Value) -> Reply {
+        Reply {
+            version: PROTO_VERSION,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// A failure; newlines in `msg` are folded so it stays one line.
+    pub fn err(msg: impl Into<String>) -> Reply {
+        let msg: String = msg.into();
+        Reply {
+            version: PROTO_VERSION,
+            ok: false,
+            result: None,
+            error: Some(msg.replace(['\n', '\r'], " ")),
+        }
+    }
+
+    /// A success carrying a serializable result.
+    pub fn from_result<T: Serialize>(r: Result<T, String>) -> Reply {
+        match r.and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string())) {
+            Ok(v) => Reply::ok(v),
+            Err(e) => Reply::err(e),
+        }
+    }
+
+    /// The result, or the error.
+    pub fn into_result(self) -> Result<Value, String> {
+        if self.ok {
+            Ok(self.result.unwrap_or(Value::Null))
+        } else {
+            Err(self
+                .error
+                .unwrap_or_else(|| "rvsd reported an error without a message".to_string()))
+        }
+    }
+
+    /// The reply as one JSON line, newline excluded.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(
+                r#"{{"version":{PROTO_VERSION},"ok":false,"error":"cannot encode reply: {e}"}}"#
+            )
+        })
+    }
+}
+
+/// One bridge in `bridge_list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeSummary {
+    /// Bridge name.
+    pub name: String,
+    /// MAC aging time, seconds.
+    pub aging_secs: u32,
+    /// Learned-MAC limit.
+    pub max_macs: u32,
+    /// Number of ports.
+    pub ports: usize,
+}
+
+/// The result of `show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowResult {
+    /// Bridges in creation order.
+    pub bridges: Vec<BridgeShow>,
+    /// Polling threads.
+    pub threads: Vec<ThreadInfo>,
+}
+
+/// One bridge in `show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeShow {
+    /// Bridge name.
+    pub name: String,
+    /// MAC aging time, seconds.
+    pub aging_secs: u32,
+    /// Learned-MAC limit.
+    pub max_macs: u32,
+    /// Ports in creation order.
+    pub ports: Vec<PortShow>,
+    /// Static FDB entries.
+    pub static_macs: Vec<StaticMac>,
+}
+
+/// One port in `show`: what was asked for and what runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortShow {
+    /// The configuration.
+    pub config: PortConfig,
+    /// Run-time state.
+    pub status: PortStatus,
+}
+
+/// The result of `fdb_flush`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushResult {
+    /// Entries removed.
+    pub flushed: usize,
+}
+
+/// The result of `ping`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingResult {
+    /// rvsd's package version.
+    pub daemon_version: String,
+    /// Protocol versions it speaks.
+    pub protocol_versions: Vec<u32>,
+}
+
+/// Checks an interface or bridge name: 1..=15 bytes, no '/', whitespace or NUL.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("invalid {what} name \"\" (must not be empty)"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "invalid {what} name {name:?} (at most {MAX_NAME_LEN} bytes)"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("invalid {what} name {name:?}"));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == '\0' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "invalid {what} name {name:?} (no '/', whitespace or control characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a VLAN id: 1..=4094.
+pub fn check_vlan(vlan: u16) -> Result<(), String> {
+    if (1..=4094).contains(&vlan) {
+        Ok(())
+    } else {
+        Err(format!("invalid VLAN {vlan} (must be 1..=4094)"))
+    }
+}
+
+/// Parses a VLAN id from text, checking its range.
+pub fn parse_vlan(s: &str) -> Result<u16, String> {
+    let t = s.trim();
+    let v: u32 = t
+        .parse()
+        .map_err(|_| format!("invalid VLAN {s:?} (must be a number 1..=4094)"))?;
+    let v = u16::try_from(v).map_err(|_| format!("invalid VLAN {v} (must be 1..=4094)"))?;
+    check_vlan(v)?;
+    Ok(v)
+}
+
+/// Parses a trunk list like `10,20,30-35`: sorted, without duplicates.
+pub fn parse_vlan_list(s: &str) -> Result<Vec<u16>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(format!("invalid VLAN list {s:?} (empty element)"));
+        }
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse_vlan(a)?, parse_vlan(b)?);
+                if a > b {
+                    return Err(format!("invalid VLAN range {part:?} (start after end)"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(parse_vlan(part)?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parses a MAC address; `unicast` also refuses group and all-zero addresses.
+pub fn parse_mac(s: &str, unicast: bool) -> Result<MacAddr, String> {
+    let mac: MacAddr = s.parse().map_err(|e| format!("{e}"))?;
+    if unicast && mac.is_multicast() {
+        return Err(format!(
+            "MAC {mac} is a multicast address (static entries must be unicast)"
+        ));
+    }
+    if unicast && mac.is_zero() {
+        return Err(format!("MAC {mac} is not a valid station address"));
+    }
+    Ok(mac)
+}
+
+/// Checks a bridge's aging time.
+pub fn check_aging(secs: u32) -> Result<(), String> {
+    if AGING_RANGE.contains(&secs) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid aging time {secs} (must be {}..={} seconds)",
+            AGING_RANGE.start(),
+            AGING_RANGE.end()
+        ))
+    }
+}
+
+/// Checks a bridge's learned-MAC limit.
+pub fn check_max_macs(n: u32) -> Result<(), String> {
+    if MAX_MACS_RANGE.contains(&n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid MAC limit {n} (must be {}..={})",
+            MAX_MACS_RANGE.start(),
+            MAX_MACS_RANGE.end()
+        ))
+    }
+}
+
+/// Checks a port's own settings (not whether its name is free).
+pub fn check_port(p: &PortConfig) -> Result<(), String> {
+    check_name("port", &p.name)?;
+    match &p.vlan {
+        PortVlan::Access { vlan } => check_vlan(*vlan)?,
+        PortVlan::Trunk { vlans, native } => {
+            if vlans.is_empty() {
+                return Err("invalid trunk: the VLAN list is empty".to_string());
+            }
+            for v in vlans {
+                check_vlan(*v)?;
+            }
+            if let Some(n) = native {
+                check_vlan(*n)?;
+                if vlans.contains(n) {
+                    return Err(format!(
+                        "native VLAN {n} is also in the trunk list (it is carried untagged)"
+                    ));
+                }
+            }
+        }
+    }
+    match p.kind {
+        PortType::Afxdp => {
+            if p.netns.is_some() {
+                return Err(format!(
+                    "port {:?}: a network namespace applies to tap ports only",
+                    p.name
+                ));
+            }
+            if let Some(q) = p.queues {
+                if !QUEUES_RANGE.contains(&q) {
+                    return Err(format!(
+                        "invalid queue count {q} (must be {}..={})",
+                        QUEUES_RANGE.start(),
+                        QUEUES_RANGE.end()
+                    ));
+                }
+            }
+        }
+        PortType::Tap => {
+            if p.queues.is_some() {
+                return Err(format!(
+                    "port {:?}: a queue count applies to afxdp ports only",
+                    p.name
+                ));
+            }
+            if p.xdp_mode != XdpMode::Auto {
+                return Err(format!(
+                    "port {:?}: an XDP mode applies to afxdp ports only",
+                    p.name
+                ));
+            }
+            if let Some(ns) = &p.netns {
+                check_netns(ns)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a network namespace name (a file name under /var/run/netns).
+pub fn check_netns(ns: &str) -> Result<(), String> {
+    if ns.is_empty()
+        || ns.len() > 255
+        || ns == "."
+        || ns == ".."
+        || ns.chars().any(|c| c == '/' || c == '\0' || c.is_control())
+    {
+        return Err(format!("invalid network namespace name {ns:?}"));
+    }
+    Ok(())
+}
+
+/// Whether a port carries `vlan` (tagged or untagged).
+pub fn port_carries(p: &PortConfig, vlan: u16) -> bool {
+    match &p.vlan {
+        PortVlan::Access { vlan: v } => *v == vlan,
+        PortVlan::Trunk { vlans, native } => vlans.contains(&vlan) || *native == Some(vlan),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_roundtrip() {
+        let req = Request::new(Command::FdbAdd {
+            bridge: "br0".into(),
+            mac: "02:00:00:00:00:01".into(),
+            vlan: 10,
+            port: "p1".into(),
+        });
+        let line = req.to_line();
+        assert!(line.contains("\"version\":1"));
+        assert!(line.contains("\"cmd\":\"fdb_add\""));
+        assert_eq!(Request::parse(line.as_bytes()).unwrap(), req);
+        let ping = Request::parse(br#"{"version":1,"cmd":"ping"}"#).unwrap();
+        assert_eq!(ping.cmd, Command::Ping);
+    }
+
+    #[test]
+    fn bad_requests_are_one_line_errors() {
+        for bad in [
+            &b"garbage"[..],
+            b"[1,2]",
+            b"{\"cmd\":\"ping\"}",
+            b"{\"version\":1,\"cmd\":\"nope\"}",
+            b"{\"version\":1,\"cmd\":\"bridge_add\"}",
+            b"{\"version\":1,\"cmd\":\"bridge_add\",\"bridge\":\"b\",\"typo\":1}",
+            b"{\"version\":1,\"cmd\":\"fdb_add\",\"bridge\":\"b\",\"mac\":\"x\",\"vlan\":99999,\"port\":\"p\"}",
+            b"\xff\xfe",
+        ] {
+            let e = Request::parse(bad).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let e = Request::parse(br#"{"version":2,"cmd":"ping"}"#).unwrap_err();
+        assert_eq!(
+            e,
+            "unsupported protocol version 2 (this rvsd speaks protocol version 1)"
+        );
+    }
+
+    #[test]
+    fn reply_shapes() {
+        let ok = Reply::ok(Value::Null).to_line();
+        assert_eq!(ok, r#"{"version":1,"ok":true,"result":null}"#);
+        let err = Reply::err("a\nb").to_line();
+        assert_eq!(err, r#"{"version":1,"ok":false,"error":"a b"}"#);
+        let back: Reply = serde_json::from_str(&ok).unwrap();
+        assert_eq!(back.into_result().unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn argument_rules() {
+        assert!(check_name("port", "veth-a").is_ok());
+        assert!(check_name("port", "").is_err());
+        assert!(check_name("port", "0123456789abcdef").is_err());
+        assert!(check_name("port", "a/b").is_err());
+        assert!(check_name("port", "a b").is_err());
+        assert!(check_name("port", "a\0b").is_err());
+        assert_eq!(
+            check_vlan(4095).unwrap_err(),
+            "invalid VLAN 4095 (must be 1..=4094)"
+        );
+        assert!(check_vlan(0).is_err());
+        assert_eq!(
+            parse_vlan_list("20,10,10,30-32").unwrap(),
+            vec![10, 20, 30, 31, 32]
+        );
+        assert!(parse_vlan_list("10,x").is_err());
+        assert!(parse_vlan_list("10,").is_err());
+        assert!(parse_vlan_list("").is_err());
+        assert!(parse_vlan_list("5-3").is_err());
+        assert!(parse_vlan_list("0").is_err());
+        assert!(parse_vlan_list("70000").is_err());
+        assert!(parse_mac("02:00:00:00:00:01", true).is_ok());
+        assert!(parse_mac("01:00:5e:00:00:01", true).is_err());
+        assert!(parse_mac("00:00:00:00:00:00", true).is_err());
+        assert!(parse_mac("01:00:5e:00:00:01", false).is_ok());
+        assert!(parse_mac("zz", false).is_err());
+    }
+}

@@ -1,0 +1,743 @@
+//! The control socket: one thread, one mio poll loop, many clients.
+//!
+//! No client can hold the loop: reads and writes are non-blocking, a
+//! half-written request just waits in its client's buffer, a request over
+//! `MAX_REQUEST_LEN` is refused and its connection closed, a client silent
+//! for `IDLE_TIMEOUT` is dropped, and a client that does not read its
+//! replies stops being read once its output buffer is full.
+
+use crate::datapath::Datapath;
+use crate::proto::{self, Reply, Request, MAX_REPLY_LEN, MAX_REQUEST_LEN};
+use crate::state::State;
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a client may stay silent before it is dropped.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often `State::tick` runs.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Longest wait in poll, so the shutdown flag is seen promptly.
+pub const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long `request` waits for rvsd.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most clients connected at once; more are refused.
+pub const MAX_CLIENTS: usize = 256;
+/// Replies a client has not read, in bytes, before it stops being read.
+const WBUF_HIGH: usize = 4 << 20;
+
+const LISTENER: Token = Token(0);
+
+/// An io::Error as text without the "(os error N)" suffix.
+pub fn io_msg(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+struct Client {
+    stream: UnixStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    last_active: Instant,
+    /// Peer closed its side, or we will close after flushing.
+    no_more_input: bool,
+    /// Reading stopped until the peer reads its replies.
+    paused: bool,
+    /// Registered for writable events.
+    want_write: bool,
+    dead: bool,
+}
+
+impl Client {
+    fn new(stream: UnixStream) -> Client {
+        Client {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            last_active: Instant::now(),
+            no_more_input: false,
+            paused: false,
+            want_write: false,
+            dead: false,
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    fn reply(&mut self, r: &Reply) {
+        self.wbuf.extend_from_slice(r.to_line().as_bytes());
+        self.wbuf.push(b'\n');
+    }
+
+    fn answer<D: Datapath>(&mut self, line: &[u8], state: &mut State<D>) {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            return;
+        }
+        let reply = match Request::parse(line) {
+            Ok(req) => state.handle(req),
+            Err(e) => Reply::err(e),
+        };
+        self.reply(&reply);
+    }
+
+    /// Answers the complete lines in `rbuf`; refuses an oversize one.
+    fn process<D: Datapath>(&mut self, state: &mut State<D>) {
+        let mut start = 0;
+        while !self.no_more_input && self.pending() < WBUF_HIGH {
+            let Some(n) = self.rbuf[start..].iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            let line = self.rbuf[start..start + n].to_vec();
+            start += n + 1;
+            if line.len() > MAX_REQUEST_LEN {
+                self.too_large();
+                break;
+            }
+            self.answer(&line, state);
+        }
+        self.rbuf.drain(..start.min(self.rbuf.len()));
+        if !self.no_more_input && self.rbuf.len() > MAX_REQUEST_LEN && !self.rbuf.contains(&b'\n') {
+            self.too_large();
+        }
+        if self.no_more_input {
+            self.rbuf.clear();
+        }
+    }
+
+    fn too_large(&mut self) {
+        self.reply(&Reply::err(format!(
+            "request too large (limit {MAX_REQUEST_LEN} bytes)"
+        )));
+        self.no_more_input = true;
+        self.rbuf.clear();
+    }
+
+    /// Reads until the socket is drained, answering as lines complete.
+    fn on_readable<D: Datapath>(&mut self, state: &mut State<D>) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if self.no_more_input || self.dead {
+                return;
+            }
+            if self.pending() >= WBUF_HIGH {
+                self.paused = true;
+                return;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    // A last request without a newline still gets its answer.
+                    let rest = std::mem::take(&mut self.rbuf);
+                    if rest.len() > MAX_REQUEST_LEN {
+                        self.too_large();
+                    } else {
+                        self.answer(&rest, state);
+                    }
+                    self.no_more_input = true;
+                    return;
+                }
+                Ok(n) => {
+                    self.last_active = Instant::now();
+                    self.rbuf.extend_from_slice(&buf[..n]);
+                    self.process(state);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes what it can; returns whether to keep the client.
+    fn flush(&mut self) {
+        while self.pending() > 0 && !self.dead {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => self.dead = true,
+                Ok(n) => {
+                    self.wpos += n;
+                    self.last_active = Instant::now();
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => self.dead = true,
+            }
+        }
+        if self.pending() == 0 {
+            self.wbuf.clear();
+            self.wpos = 0;
+        } else if self.wpos > WBUF_HIGH {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.dead || (self.no_more_input && self.pending() == 0)
+    }
+
+    /// Keeps the poll registration in step with whether output is pending.
+    fn update_interest(&mut self, poll: &Poll, token: Token) {
+        let want = self.pending() > 0;
+        if want != self.want_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if poll
+                .registry()
+                .reregister(&mut self.stream, token, interest)
+                .is_err()
+            {
+                self.dead = true;
+            }
+            self.want_write = want;
+        }
+    }
+}
+
+/// The bound socket and the identity of its file, to remove only our own.
+struct Bound {
+    listener: std::os::unix::net::UnixListener,
+    dev: u64,
+    ino: u64,
+}
+
+/// Binds `path` with mode 0660 (group `group` if given) before any client
+/// can reach it: the socket is made in a private directory beside `path`,
+/// given its mode and group there, then renamed into place.
+fn bind(path: &Path, group: Option<u32>) -> io::Result<Bound> {
+    let ctx = |what: &str, e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("{what} {}: {}", path.display(), io_msg(&e)),
+        )
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&dir)
+        .map_err(|e| ctx("cannot create the directory of", e))?;
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    ErrorKind::AddrInUse,
+                    format!("another rvsd is already serving {}", path.display()),
+                ));
+            }
+            fs::remove_file(path).map_err(|e| ctx("cannot remove stale socket", e))?;
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; refusing to replace it",
+                    path.display()
+                ),
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(ctx("cannot inspect", e)),
+    }
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rvsd.sock".to_string());
+    let private = dir.join(format!(".{file}.{}.d", std::process::id()));
+    let _ = fs::remove_dir_all(&private);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| ctx("cannot create a private directory for", e))?;
+    let tmp = private.join("sock");
+    let result = (|| {
+        let listener =
+            std::os::unix::net::UnixListener::bind(&tmp).map_err(|e| ctx("cannot bind", e))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o660))
+            .map_err(|e| ctx("cannot set the mode of", e))?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))
+                .map_err(|e| ctx(&format!("cannot give group {gid}"), e))?;
+        }
+        fs::rename(&tmp, path).map_err(|e| ctx("cannot move the socket to", e))?;
+        let m = fs::symlink_metadata(path).map_err(|e| ctx("cannot inspect", e))?;
+        Ok(Bound {
+            listener,
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    })();
+    let _ = fs::remove_file(&tmp);
+    let _ = fs::remove_dir(&private);
+    result
+}
+
+/// Serves the control socket at `socket_path` until `shutdown` is set, then
+/// removes the socket file. Calls `state.tick()` about once a second.
+/// Returns an error only if the socket cannot be set up or polled.
+pub fn serve<D: Datapath>(
+    socket_path: &Path,
+    group: Option<u32>,
+    state: &mut State<D>,
+    shutdown: &AtomicBool,
+) -> io::Result<()> {
+    serve_with(socket_path, group, state, shutdown, IDLE_TIMEOUT)
+}
+
+/// `serve` with a chosen idle timeout (tests use a short one).
+pub(crate) fn serve_with<D: Datapath>(
+    socket_path: &Path,
+    group: Option<u32>,
+    state: &mut State<D>,
+    shutdown: &AtomicBool,
+    idle: Duration,
+) -> io::Result<()> {
+    let bound = bind(socket_path, group)?;
+    let result = serve_bound(&bound, state, shutdown, idle);
+    // Remove the socket only if it is still ours.
+    if let Ok(m) = fs::symlink_metadata(socket_path) {
+        if m.dev() == bound.dev && m.ino() == bound.ino {
+            let _ = fs::remove_file(socket_path);
+        }
+    }
+    result
+}
+
+fn serve_bound<D: Datapath>(
+    bound: &Bound,
+    state: &mut State<D>,
+    shutdown: &AtomicBool,
+    idle: Duration,
+) -> io::Result<()> {
+    let std_listener = bound.listener.try_clone()?;
+    std_listener.set_nonblocking(true)?;
+    let mut listener = UnixListener::from_std(std_listener);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut events = Events::with_capacity(256);
+    let mut clients: HashMap<Token, Client> = HashMap::new();
+    let mut next_token = 1usize;
+    let mut last_tick = Instant::now();
+    let mut accept_pending = false;
+
+    while !shutdown.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, Some(POLL_TIMEOUT)) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut touched: Vec<Token> = Vec::new();
+        for ev in events.iter() {
+            let token = ev.token();
+            if token == LISTENER {
+                accept_pending = true;
+                continue;
+            }
+            let Some(c) = clients.get_mut(&token) else {
+                continue;
+            };
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                c.on_readable(state);
+            }
+            touched.push(token);
+        }
+        if accept_pending {
+            accept_pending = accept_all(&listener, &poll, &mut clients, &mut next_token);
+        }
+        for token in touched {
+            let Some(c) = clients.get_mut(&token) else {
+                continue;
+            };
+            c.flush();
+            // Output drained below the mark: read what waited.
+            if c.paused && c.pending() < WBUF_HIGH {
+                c.paused = false;
+                c.process(state);
+                c.on_readable(state);
+                c.flush();
+            }
+            c.update_interest(&poll, token);
+        }
+        let now = Instant::now();
+        clients.retain(|_, c| {
+            let keep = !c.done() && now.duration_since(c.last_active) < idle;
+            if !keep {
+                let _ = poll.registry().deregister(&mut c.stream);
+            }
+            keep
+        });
+        if now.duration_since(last_tick) >= TICK {
+            last_tick = now;
+            state.tick();
+        }
+    }
+    Ok(())
+}
+
+/// Accepts every waiting connection; returns true if it must try again
+/// later (e.g. out of file descriptors).
+fn accept_all(
+    listener: &UnixListener,
+    poll: &Poll,
+    clients: &mut HashMap<Token, Client>,
+    next_token: &mut usize,
+) -> bool {
+    loop {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                if clients.len() >= MAX_CLIENTS {
+                    drop(stream);
+                    continue;
+                }
+                let token = Token(*next_token);
+                *next_token = next_token.wrapping_add(1).max(1);
+                if poll
+                    .registry()
+                    .register(&mut stream, token, Interest::READABLE)
+                    .is_ok()
+                {
+                    clients.insert(token, Client::new(stream));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("rvsd: warning: cannot accept a control connection: {e}");
+                return true;
+            }
+        }
+    }
+}
+
+/// The id of a group given by name or number, for `serve`'s `group`.
+pub fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    let cname = std::ffi::CString::new(name).map_err(|_| format!("invalid group name {name:?}"))?;
+    let mut buf: Vec<libc::c_char> = vec![0; 16 * 1024];
+    loop {
+        // SAFETY: all-zero is a valid `group` (null pointers, zero id).
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and `buf.len()` is
+        // the true length of `buf`; `grp` is read only if `found` is set.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            let e = io::Error::from_raw_os_error(rc);
+            return Err(format!("cannot look up group {name:?}: {}", io_msg(&e)));
+        }
+        if found.is_null() {
+            return Err(format!("unknown group {name:?}"));
+        }
+        return Ok(grp.gr_gid);
+    }
+}
+
+/// Sends one request to rvsd and waits (at most `CLIENT_TIMEOUT`) for its reply.
+pub fn request(socket_path: &Path, req: &Request) -> Result<Reply, String> {
+    let at = socket_path.display();
+    let mut stream = std::os::unix::net::UnixStream::connect(socket_path).map_err(|e| {
+        let hint = match e.kind() {
+            ErrorKind::PermissionDenied => "are you root or in rvsd's group?",
+            _ => "is rvsd running?",
+        };
+        format!("cannot connect to rvsd at {at}: {} ({hint})", io_msg(&e))
+    })?;
+    let timeout = |e: io::Error| {
+        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+            format!(
+                "rvsd at {at} did not answer within {} s",
+                CLIENT_TIMEOUT.as_secs()
+            )
+        } else {
+            format!("lost the connection to rvsd at {at}: {}", io_msg(&e))
+        }
+    };
+    stream
+        .set_read_timeout(Some(CLIENT_TIMEOUT))
+        .and_then(|_| stream.set_write_timeout(Some(CLIENT_TIMEOUT)))
+        .map_err(timeout)?;
+    let mut line = req.to_line().into_bytes();
+    line.push(b'\n');
+    stream.write_all(&line).map_err(timeout)?;
+    let mut reader = BufReader::new(stream.take(MAX_REPLY_LEN as u64 + 1));
+    let mut buf = Vec::new();
+    reader.read_until(b'\n', &mut buf).map_err(timeout)?;
+    if buf.is_empty() {
+        return Err(format!(
+            "rvsd at {at} closed the connection without answering"
+        ));
+    }
+    if buf.len() > MAX_REPLY_LEN {
+        return Err(format!(
+            "rvsd at {at} sent a reply over {MAX_REPLY_LEN} bytes"
+        ));
+    }
+    let reply: Reply = serde_json::from_slice(buf.trim_ascii())
+        .map_err(|e| format!("rvsd at {at} sent a reply that is not understood: {e}"))?;
+    proto::check_version(reply.version)
+        .map_err(|e| format!("rvsd at {at} answered in another protocol: {e}"))?;
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::temp_dir;
+    use crate::proto::Command;
+    use crate::state::fake::FakeDp;
+    use std::os::unix::net::UnixStream as StdStream;
+    use std::sync::Arc;
+    use std::thread;
+
+    struct Daemon {
+        sock: PathBuf,
+        stop: Arc<AtomicBool>,
+        thread: Option<thread::JoinHandle<io::Result<()>>>,
+        dp: FakeDp,
+    }
+
+    impl Daemon {
+        fn start(tag: &str) -> Daemon {
+            Daemon::start_idle(tag, IDLE_TIMEOUT)
+        }
+
+        fn start_idle(tag: &str, idle: Duration) -> Daemon {
+            let dir = temp_dir(tag);
+            let sock = dir.join("rvsd.sock");
+            let db = dir.join("conf.json");
+            let dp = FakeDp::default();
+            let stop = Arc::new(AtomicBool::new(false));
+            let (s2, st2, dp2) = (sock.clone(), stop.clone(), dp.clone());
+            let thread = thread::spawn(move || {
+                let mut state = State::restore(&db, dp2).map_err(io::Error::other)?;
+                serve_with(&s2, None, &mut state, &st2, idle)
+            });
+            let t0 = Instant::now();
+            while !sock.exists() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "server did not start"
+                );
+                thread::sleep(Duration::from_millis(10));
+            }
+            Daemon {
+                sock,
+                stop,
+                thread: Some(thread),
+                dp,
+            }
+        }
+
+        fn stop(&mut self) -> io::Result<()> {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread.take().unwrap().join().unwrap()
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if self.thread.is_some() {
+                let _ = self.stop();
+            }
+        }
+    }
+
+    fn raw(sock: &Path) -> (StdStream, BufReader<StdStream>) {
+        let s = StdStream::connect(sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let r = BufReader::new(s.try_clone().unwrap());
+        (s, r)
+    }
+
+    fn read_reply(r: &mut BufReader<StdStream>) -> Reply {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[test]
+    fn answers_clients_and_survives_garbage() {
+        let mut d = Daemon::start("srv-basic");
+        let mode = fs::metadata(&d.sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+
+        let r = request(&d.sock, &Request::new(Command::Ping)).unwrap();
+        assert!(r.ok);
+        let r = request(
+            &d.sock,
+            &Request::new(Command::BridgeAdd {
+                bridge: "br0".into(),
+                aging_secs: None,
+                max_macs: None,
+            }),
+        )
+        .unwrap();
+        assert!(r.ok, "{r:?}");
+        assert!(d.dp.inner().bridges.contains_key("br0"));
+
+        // Garbage gets error replies and the connection stays usable.
+        let (mut s, mut rd) = raw(&d.sock);
+        s.write_all(b"this is not json\n").unwrap();
+        assert!(read_reply(&mut rd)
+            .error
+            .unwrap()
+            .starts_with("invalid request"));
+        s.write_all(b"{\"version\":1,\"cmd\":\"launch_missiles\"}\n")
+            .unwrap();
+        assert!(!read_reply(&mut rd).ok);
+        s.write_all(b"{\"version\":2,\"cmd\":\"ping\"}\n").unwrap();
+        assert!(read_reply(&mut rd)
+            .error
+            .unwrap()
+            .contains("speaks protocol version 1"));
+        // Two requests in one write, the second split across writes.
+        s.write_all(b"{\"version\":1,\"cmd\":\"ping\"}\n{\"version\":1,")
+            .unwrap();
+        assert!(read_reply(&mut rd).ok);
+        thread::sleep(Duration::from_millis(50));
+        s.write_all(b"\"cmd\":\"bridge_list\"}\n").unwrap();
+        let r = read_reply(&mut rd);
+        assert_eq!(r.result.unwrap()[0]["name"], "br0");
+
+        // Another client is still served.
+        assert!(request(&d.sock, &Request::new(Command::Show)).unwrap().ok);
+
+        d.stop().unwrap();
+        assert!(!d.sock.exists());
+    }
+
+    #[test]
+    fn oversize_request_is_refused() {
+        let d = Daemon::start("srv-big");
+        let (mut s, mut rd) = raw(&d.sock);
+        let big = vec![b'x'; MAX_REQUEST_LEN + 10];
+        // The server may close before we finish writing; that is fine.
+        let _ = s.write_all(&big);
+        let r = read_reply(&mut rd);
+        assert!(r.error.unwrap().starts_with("request too large"));
+        let mut rest = String::new();
+        assert_eq!(rd.read_line(&mut rest).unwrap_or(0), 0);
+        assert!(request(&d.sock, &Request::new(Command::Ping)).unwrap().ok);
+    }
+
+    #[test]
+    fn silent_and_half_written_clients_do_not_block_others() {
+        let d = Daemon::start("srv-silent");
+        let _silent = StdStream::connect(&d.sock).unwrap();
+        let (mut half, _r) = raw(&d.sock);
+        half.write_all(b"{\"version\":1,\"cmd\":").unwrap();
+        // A client that never reads its replies.
+        let (mut greedy, _gr) = raw(&d.sock);
+        let t = thread::spawn(move || {
+            let line = b"{\"version\":1,\"cmd\":\"show\"}\n".repeat(1000);
+            for _ in 0..50 {
+                if greedy.write_all(&line).is_err() {
+                    break;
+                }
+            }
+        });
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            assert!(request(&d.sock, &Request::new(Command::Ping)).unwrap().ok);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        drop(t);
+    }
+
+    #[test]
+    fn group_lookup() {
+        assert_eq!(group_id("0"), Ok(0));
+        assert_eq!(group_id("root"), Ok(0));
+        assert_eq!(
+            group_id("no-such-group-rvs"),
+            Err("unknown group \"no-such-group-rvs\"".to_string())
+        );
+        assert!(group_id("a\0b").is_err());
+    }
+
+    #[test]
+    fn idle_clients_are_dropped() {
+        let d = Daemon::start_idle("srv-idle", Duration::from_millis(300));
+        let (mut s, mut rd) = raw(&d.sock);
+        s.write_all(b"{\"version\":1,").unwrap();
+        let t0 = Instant::now();
+        let mut rest = String::new();
+        assert_eq!(rd.read_line(&mut rest).unwrap(), 0);
+        assert!(t0.elapsed() >= Duration::from_millis(250));
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        assert!(request(&d.sock, &Request::new(Command::Ping)).unwrap().ok);
+    }
+
+    #[test]
+    fn ticks_and_refuses_second_daemon() {
+        let d = Daemon::start("srv-tick");
+        thread::sleep(Duration::from_millis(1300));
+        assert!(d.dp.inner().ticks >= 1);
+        let mut state =
+            State::restore(&d.sock.with_file_name("other.json"), FakeDp::default()).unwrap();
+        let e = serve(&d.sock, None, &mut state, &AtomicBool::new(true)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AddrInUse);
+        assert!(request(&d.sock, &Request::new(Command::Ping)).unwrap().ok);
+    }
+
+    #[test]
+    fn stale_socket_is_replaced_and_not_running_is_clear() {
+        let dir = temp_dir("srv-stale");
+        let sock = dir.join("rvsd.sock");
+        let e = request(&sock, &Request::new(Command::Ping)).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "cannot connect to rvsd at {}: No such file or directory (is rvsd running?)",
+                sock.display()
+            )
+        );
+        // A socket file nobody listens on.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        assert!(sock.exists());
+        let mut state = State::restore(&dir.join("c.json"), FakeDp::default()).unwrap();
+        serve(&sock, None, &mut state, &AtomicBool::new(true)).unwrap();
+        assert!(!sock.exists());
+        // A regular file is never removed.
+        fs::write(&sock, "keep").unwrap();
+        assert!(serve(&sock, None, &mut state, &AtomicBool::new(true)).is_err());
+        assert_eq!(fs::read(&sock).unwrap(), b"keep");
+    }
+}
