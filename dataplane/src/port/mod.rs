@@ -7,6 +7,7 @@
 
 pub mod afxdp;
 pub mod mem;
+pub mod netns;
 pub mod pool;
 pub mod tap;
 

@@ -1,0 +1,104 @@
+//! Running setup code inside a named network namespace.
+//!
+//! Namespaces named by `ip netns add NAME` are bind mounts under
+//! [`NETNS_DIR`]. [`in_netns`] runs a closure on a fresh, short-lived thread
+//! that has joined such a namespace with `setns(CLONE_NEWNET)`, so the rest
+//! of the process never leaves its own. File descriptors made there (a tap
+//! device, a socket) keep working from any thread afterwards: a descriptor
+//! stays bound to the namespace it was created in.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Where `ip netns` keeps named network namespaces.
+pub const NETNS_DIR: &str = "/var/run/netns";
+
+/// Runs `f` in the network namespace `ns` (a name under [`NETNS_DIR`]), or
+/// directly on this thread when `ns` is `None`.
+///
+/// Errors name the namespace: a missing one reads
+/// `network namespace "x" not found (no /var/run/netns/x)`.
+pub fn in_netns<T, F>(ns: Option<&str>, f: F) -> io::Result<T>
+where
+    T: Send,
+    F: FnOnce() -> io::Result<T> + Send,
+{
+    let Some(ns) = ns else {
+        return f();
+    };
+    let fd = open_netns(ns)?;
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("rvs-netns".into())
+            .spawn_scoped(s, move || {
+                // SAFETY: `fd` is an open namespace file owned by this
+                // closure; setns only changes this (fresh, short-lived)
+                // thread's network namespace.
+                if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    let e = io::Error::last_os_error();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot enter network namespace {ns:?}: {e}"),
+                    ));
+                }
+                drop(fd);
+                f()
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// Opens `/var/run/netns/<ns>` after checking that `ns` is a plain name.
+fn open_netns(ns: &str) -> io::Result<OwnedFd> {
+    if ns.is_empty() || ns == "." || ns == ".." || ns.contains('/') || ns.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid network namespace name {ns:?}"),
+        ));
+    }
+    let path = format!("{NETNS_DIR}/{ns}");
+    let cpath = CString::new(path.clone()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `cpath` is a valid NUL-terminated string; the result is
+    // checked before it is wrapped.
+    let fd = unsafe { libc::open(cpath.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        let msg = if e.kind() == io::ErrorKind::NotFound {
+            format!("network namespace {ns:?} not found (no {path})")
+        } else {
+            format!("cannot open network namespace {ns:?} ({path}): {e}")
+        };
+        return Err(io::Error::new(e.kind(), msg));
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_runs_here() {
+        assert_eq!(in_netns(None, || Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for ns in ["", ".", "..", "a/b"] {
+            let e = in_netns(Some(ns), || Ok(())).unwrap_err();
+            assert!(e.to_string().contains("invalid network namespace"), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_namespace_is_named() {
+        let e = in_netns(Some("rvs-no-such-ns-xyz"), || Ok(())).unwrap_err();
+        assert!(
+            e.to_string().contains("\"rvs-no-such-ns-xyz\" not found"),
+            "{e}"
+        );
+    }
+}

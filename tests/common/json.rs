@@ -1,0 +1,160 @@
+//! Every assumption the tests make about `rvsctl --json` output, in one
+//! place. `rvsctl --json` prints the reply's `result` value.
+//!
+//! Assumed shapes (from `switch/src/datapath.rs`), read tolerantly:
+//! - `fdb show BR`: a list of `{mac, vlan, port, is_static, age_secs}`,
+//!   bare or under `entries`/`fdb`.
+//! - `stats`: a list of `{name, bridge, rx_packets, rx_bytes, tx_packets,
+//!   tx_bytes, learn_refused, drops}`, bare or under `ports`; `drops` is a
+//!   list of `[reason, count]` pairs or an object `{reason: count}`.
+//! - `show`: bridges as a list of `{name, ports: [{name, type, ...}]}`,
+//!   bare or under `bridges` (a map keyed by name also works).
+//! - control socket replies: one JSON object per line with `"ok": bool`.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One FDB entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// MAC, lower case.
+    pub mac: String,
+    /// VLAN.
+    pub vlan: u16,
+    /// Port name.
+    pub port: String,
+}
+
+/// Counters of one port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortStat {
+    /// Port name.
+    pub name: String,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Drops by reason name.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// The objects of a list that may be bare, under one of `keys`, or a map
+/// keyed by name (the key is then put in as `name`).
+fn items(v: &Value, keys: &[&str]) -> Vec<Value> {
+    let v = keys
+        .iter()
+        .find_map(|k| v.get(*k))
+        .filter(|_| v.is_object())
+        .unwrap_or(v);
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, x)| x.is_object())
+            .map(|(k, x)| {
+                let mut x = x.clone();
+                if x.get("name").is_none() {
+                    x["name"] = Value::String(k.clone());
+                }
+                x
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn u64_of(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Entries of `rvsctl --json fdb show BR`.
+pub fn fdb_entries(v: &Value) -> Vec<FdbEntry> {
+    items(v, &["entries", "fdb", "macs"])
+        .iter()
+        .map(|e| FdbEntry {
+            mac: str_of(e, "mac").to_lowercase(),
+            vlan: u64_of(e, "vlan") as u16,
+            port: str_of(e, "port"),
+        })
+        .collect()
+}
+
+/// Ports of `rvsctl --json stats`.
+pub fn port_stats(v: &Value) -> Vec<PortStat> {
+    items(v, &["ports", "stats"])
+        .iter()
+        .map(|p| PortStat {
+            name: str_of(p, "name"),
+            rx_packets: u64_of(p, "rx_packets"),
+            tx_packets: u64_of(p, "tx_packets"),
+            drops: drops_of(p.get("drops").unwrap_or(&Value::Null)),
+        })
+        .collect()
+}
+
+fn drops_of(v: &Value) -> BTreeMap<String, u64> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|pair| {
+                let name = pair.get(0)?.as_str()?.to_string();
+                Some((name, pair.get(1)?.as_u64()?))
+            })
+            .collect(),
+        Value::Object(m) => m
+            .iter()
+            .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Counters of port `name` in `rvsctl --json stats` (default if absent).
+pub fn port_stat(v: &Value, name: &str) -> PortStat {
+    port_stats(v)
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap_or_default()
+}
+
+/// Drops under `reason`, summed over all ports.
+pub fn drops_total(v: &Value, reason: &str) -> u64 {
+    port_stats(v)
+        .iter()
+        .map(|p| p.drops.get(reason).copied().unwrap_or(0))
+        .sum()
+}
+
+/// (bridge, port, type) of every port in `rvsctl --json show`, plus
+/// (bridge, "", "") for each bridge, so empty bridges count too.
+pub fn show_ports(v: &Value) -> BTreeSet<(String, String, String)> {
+    let mut set = BTreeSet::new();
+    for br in items(v, &["bridges"]) {
+        let bname = str_of(&br, "name");
+        set.insert((bname.clone(), String::new(), String::new()));
+        for p in items(br.get("ports").unwrap_or(&Value::Null), &[]) {
+            let kind = p
+                .get("type")
+                .or_else(|| p.get("kind"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            set.insert((bname.clone(), str_of(&p, "name"), kind));
+        }
+    }
+    set
+}
+
+/// True if `line` is a control-socket error reply (`"ok": false`).
+pub fn is_error_reply(line: &str) -> bool {
+    serde_json::from_str::<Value>(line.trim())
+        .map(|v| v.get("ok") == Some(&Value::Bool(false)))
+        .unwrap_or(false)
+}
