@@ -40,9 +40,7 @@ fn json_readers_accept_expected_shapes() {
     let keyed = json!({"bridges": {"br0": {"ports": {"a": {"type": "afxdp"}}}}});
     assert!(json::show_ports(&keyed).contains(&("br0".into(), "a".into(), "afxdp".into())));
 
-    assert!(json::is_error_reply(
-        r#"{"ok":false,"error":"bad request"}"#
-    ));
+    assert!(json::is_error_reply(r#"{"ok":false,"error":"bad request"}"#));
     assert!(!json::is_error_reply(r#"{"ok":true,"result":[]}"#));
     assert!(!json::is_error_reply("garbage"));
 }
@@ -86,30 +84,16 @@ fn harness_with_linux_bridge() {
         // Hand-made tagged frames cross the (VLAN-unaware) bridge tagged,
         // and tcpdump shows the tag.
         let cap = Tcpdump::start(Some(&t.ns), &t.dev, 1, &["vlan", "and", "arp"]);
-        let req = arp_request(
-            parse_mac("02:00:00:00:0a:04"),
-            parse_ip("198.18.10.4"),
-            parse_ip("198.18.10.1"),
-            Some(10),
-        );
+        let req =
+            arp_request(parse_mac("02:00:00:00:0a:04"), parse_ip("198.18.10.4"), parse_ip("198.18.10.1"), Some(10));
         send_raw(&a.ns, &a.dev, &[req]);
         let lines = cap.finish(Duration::from_secs(3));
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("vlan 10") && l.contains("198.18.10.1")),
-            "no tagged frame: {lines:?}"
-        );
+        assert!(lines.iter().any(|l| l.contains("vlan 10") && l.contains("198.18.10.1")), "no tagged frame: {lines:?}");
 
         // The raw sender: odd frames reach the wire as sent.
         // (Captured on the sending side: a receiving kernel drops a cut
         // VLAN tag before tcpdump sees it; XDP sees it first.)
-        let cap = Tcpdump::start(
-            Some(&a.ns),
-            &a.dev,
-            3,
-            &["ether", "src", "01:00:5e:00:00:01"],
-        );
+        let cap = Tcpdump::start(Some(&a.ns), &a.dev, 3, &["ether", "src", "01:00:5e:00:00:01"]);
         let mut mcast_src = vec![0xff; 6];
         mcast_src.extend_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1, 0x88, 0xb5]);
         mcast_src.resize(60, 0);
@@ -117,11 +101,8 @@ fn harness_with_linux_bridge() {
         bad_vlan.truncate(16);
         bad_vlan[12..14].copy_from_slice(&[0x81, 0x00]);
         send_raw(&a.ns, &a.dev, &[mcast_src.clone(), bad_vlan, mcast_src]);
-        let lines: Vec<String> = cap
-            .finish(Duration::from_secs(3))
-            .into_iter()
-            .filter(|l| !l.starts_with('\t'))
-            .collect();
+        let lines: Vec<String> =
+            cap.finish(Duration::from_secs(3)).into_iter().filter(|l| !l.starts_with('\t')).collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(lines.iter().any(|l| l.contains("[|vlan]")), "{lines:?}");
     }
@@ -131,9 +112,6 @@ fn harness_with_linux_bridge() {
         assert!(!nss.contains(n.as_str()), "namespace {n} left");
     }
     for d in &devs {
-        assert!(
-            !run(&["ip", "link", "show", "dev", d]).status.success(),
-            "{d} left"
-        );
+        assert!(!run(&["ip", "link", "show", "dev", d]).status.success(), "{d} left");
     }
 }

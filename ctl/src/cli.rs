@@ -237,9 +237,7 @@ fn port_name(s: &str) -> Result<String, String> {
 }
 
 fn number(s: &str) -> Result<u32, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a whole number"))
+    s.trim().parse().map_err(|_| format!("{s:?} is not a whole number"))
 }
 
 fn aging(s: &str) -> Result<u32, String> {
@@ -294,12 +292,7 @@ impl Cli {
                 },
                 View::Quiet,
             ),
-            Cmd::Bridge(BridgeCmd::Del { bridge }) => (
-                Command::BridgeDel {
-                    bridge: bridge.clone(),
-                },
-                View::Quiet,
-            ),
+            Cmd::Bridge(BridgeCmd::Del { bridge }) => (Command::BridgeDel { bridge: bridge.clone() }, View::Quiet),
             Cmd::Bridge(BridgeCmd::List) => (Command::BridgeList, View::BridgeList),
             Cmd::Bridge(BridgeCmd::Set { bridge, settings }) => {
                 if settings.aging_secs.is_none() && settings.max_macs.is_none() {
@@ -314,56 +307,24 @@ impl Cli {
                     View::Quiet,
                 )
             }
-            Cmd::Port(PortCmd::Add(a)) => (
-                Command::PortAdd {
-                    bridge: a.bridge.clone(),
-                    port: a.port_config()?,
-                },
-                View::Quiet,
-            ),
-            Cmd::Port(PortCmd::Del { bridge, port }) => (
-                Command::PortDel {
-                    bridge: bridge.clone(),
-                    port: port.clone(),
-                },
-                View::Quiet,
-            ),
+            Cmd::Port(PortCmd::Add(a)) => {
+                (Command::PortAdd { bridge: a.bridge.clone(), port: a.port_config()? }, View::Quiet)
+            }
+            Cmd::Port(PortCmd::Del { bridge, port }) => {
+                (Command::PortDel { bridge: bridge.clone(), port: port.clone() }, View::Quiet)
+            }
             Cmd::Show => (Command::Show, View::Show),
-            Cmd::Fdb(FdbCmd::Show { bridge }) => (
-                Command::FdbShow {
-                    bridge: bridge.clone(),
-                },
-                View::Fdb,
-            ),
-            Cmd::Fdb(FdbCmd::Add {
-                bridge,
-                mac,
-                vlan,
-                port,
-            }) => (
-                Command::FdbAdd {
-                    bridge: bridge.clone(),
-                    mac: mac.clone(),
-                    vlan: *vlan,
-                    port: port.clone(),
-                },
+            Cmd::Fdb(FdbCmd::Show { bridge }) => (Command::FdbShow { bridge: bridge.clone() }, View::Fdb),
+            Cmd::Fdb(FdbCmd::Add { bridge, mac, vlan, port }) => (
+                Command::FdbAdd { bridge: bridge.clone(), mac: mac.clone(), vlan: *vlan, port: port.clone() },
                 View::Quiet,
             ),
-            Cmd::Fdb(FdbCmd::Del { bridge, mac, vlan }) => (
-                Command::FdbDel {
-                    bridge: bridge.clone(),
-                    mac: mac.clone(),
-                    vlan: *vlan,
-                },
-                View::Quiet,
-            ),
-            Cmd::Fdb(FdbCmd::Flush { bridge, port }) => (
-                Command::FdbFlush {
-                    bridge: bridge.clone(),
-                    port: port.clone(),
-                },
-                View::Flush,
-            ),
+            Cmd::Fdb(FdbCmd::Del { bridge, mac, vlan }) => {
+                (Command::FdbDel { bridge: bridge.clone(), mac: mac.clone(), vlan: *vlan }, View::Quiet)
+            }
+            Cmd::Fdb(FdbCmd::Flush { bridge, port }) => {
+                (Command::FdbFlush { bridge: bridge.clone(), port: port.clone() }, View::Flush)
+            }
             Cmd::Stats { port } => (Command::Stats { port: port.clone() }, View::Stats),
             Cmd::Pmd(PmdCmd::Show) => (Command::PmdShow, View::Pmd),
             Cmd::Ping => (Command::Ping, View::Ping),
@@ -391,13 +352,8 @@ impl PortAddArgs {
             return Err("--netns applies to tap ports only".to_string());
         }
         let vlan = match (&self.trunk, self.vlan) {
-            (Some(VlanList(vlans)), _) => PortVlan::Trunk {
-                vlans: vlans.clone(),
-                native: self.native_vlan,
-            },
-            (None, v) => PortVlan::Access {
-                vlan: v.unwrap_or(1),
-            },
+            (Some(VlanList(vlans)), _) => PortVlan::Trunk { vlans: vlans.clone(), native: self.native_vlan },
+            (None, v) => PortVlan::Access { vlan: v.unwrap_or(1) },
         };
         let port = PortConfig {
             name: self.name.clone(),
@@ -436,28 +392,13 @@ mod tests {
     #[test]
     fn good_commands() {
         assert_eq!(
-            plan(&[
-                "port",
-                "add",
-                "br0",
-                "t0",
-                "--type",
-                "afxdp",
-                "--trunk",
-                "20,10",
-                "--native-vlan",
-                "5"
-            ])
-            .unwrap(),
+            plan(&["port", "add", "br0", "t0", "--type", "afxdp", "--trunk", "20,10", "--native-vlan", "5"]).unwrap(),
             Command::PortAdd {
                 bridge: "br0".into(),
                 port: PortConfig {
                     name: "t0".into(),
                     kind: PortType::Afxdp,
-                    vlan: PortVlan::Trunk {
-                        vlans: vec![10, 20],
-                        native: Some(5)
-                    },
+                    vlan: PortVlan::Trunk { vlans: vec![10, 20], native: Some(5) },
                     queues: None,
                     xdp_mode: XdpMode::Auto,
                     netns: None,
@@ -466,12 +407,7 @@ mod tests {
         );
         assert_eq!(
             plan(&["fdb", "add", "br0", "02:00:00:00:00:0A", "--port", "p"]).unwrap(),
-            Command::FdbAdd {
-                bridge: "br0".into(),
-                mac: "02:00:00:00:00:0a".into(),
-                vlan: 1,
-                port: "p".into()
-            }
+            Command::FdbAdd { bridge: "br0".into(), mac: "02:00:00:00:00:0a".into(), vlan: 1, port: "p".into() }
         );
         assert!(plan(&["--json", "show"]).is_ok());
         assert!(plan(&["stats", "veth-a", "--socket", "/tmp/x"]).is_ok());
@@ -483,40 +419,14 @@ mod tests {
         for args in [
             &["fdb", "add", "br0", "zz:00:00:00:00:01", "--port", "p"][..],
             &["fdb", "add", "br0", "01:00:5e:00:00:01", "--port", "p"],
-            &[
-                "fdb",
-                "add",
-                "br0",
-                "02:00:00:00:00:01",
-                "--vlan",
-                "0",
-                "--port",
-                "p",
-            ],
+            &["fdb", "add", "br0", "02:00:00:00:00:01", "--vlan", "0", "--port", "p"],
             &["fdb", "del", "br0", "02:00:00:00:00:01", "--vlan", "4095"],
             &["port", "add", "br0", "p", "--type", "afxdp", "--vlan", "0"],
-            &[
-                "port", "add", "br0", "p", "--type", "afxdp", "--vlan", "4095",
-            ],
-            &[
-                "port", "add", "br0", "p", "--type", "afxdp", "--trunk", "10,x",
-            ],
-            &[
-                "port", "add", "br0", "p", "--type", "afxdp", "--trunk", "10", "--vlan", "3",
-            ],
-            &[
-                "port",
-                "add",
-                "br0",
-                "p",
-                "--type",
-                "afxdp",
-                "--native-vlan",
-                "3",
-            ],
-            &[
-                "port", "add", "br0", "p", "--type", "afxdp", "--netns", "ns1",
-            ],
+            &["port", "add", "br0", "p", "--type", "afxdp", "--vlan", "4095"],
+            &["port", "add", "br0", "p", "--type", "afxdp", "--trunk", "10,x"],
+            &["port", "add", "br0", "p", "--type", "afxdp", "--trunk", "10", "--vlan", "3"],
+            &["port", "add", "br0", "p", "--type", "afxdp", "--native-vlan", "3"],
+            &["port", "add", "br0", "p", "--type", "afxdp", "--netns", "ns1"],
             &["port", "add", "br0", "p", "--type", "tap", "--queues", "2"],
             &["port", "add", "br0", "p", "--type", "vhost"],
             &["port", "add", "br0", "name-far-too-long", "--type", "tap"],

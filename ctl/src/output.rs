@@ -73,11 +73,7 @@ pub fn vlan_ranges(vlans: &[u16]) -> String {
         while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
             j += 1;
         }
-        parts.push(if i == j {
-            v[i].to_string()
-        } else {
-            format!("{}-{}", v[i], v[j])
-        });
+        parts.push(if i == j { v[i].to_string() } else { format!("{}-{}", v[i], v[j]) });
         i = j + 1;
     }
     parts.join(",")
@@ -99,14 +95,7 @@ fn vlan_mode(p: &PortConfig) -> String {
 fn bridge_list(list: &[BridgeSummary]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
-        .map(|b| {
-            vec![
-                b.name.clone(),
-                format!("{} s", b.aging_secs),
-                b.max_macs.to_string(),
-                b.ports.to_string(),
-            ]
-        })
+        .map(|b| vec![b.name.clone(), format!("{} s", b.aging_secs), b.max_macs.to_string(), b.ports.to_string()])
         .collect();
     table("", &["BRIDGE", "AGING", "MAX-MACS", "PORTS"], &rows)
 }
@@ -117,11 +106,7 @@ fn show(s: &ShowResult) -> String {
         out.push_str("no bridges\n");
     }
     for b in &s.bridges {
-        let _ = writeln!(
-            out,
-            "bridge {}: aging {} s, at most {} learned MACs",
-            b.name, b.aging_secs, b.max_macs
-        );
+        let _ = writeln!(out, "bridge {}: aging {} s, at most {} learned MACs", b.name, b.aging_secs, b.max_macs);
         if b.ports.is_empty() {
             out.push_str("  no ports\n");
         } else {
@@ -129,42 +114,22 @@ fn show(s: &ShowResult) -> String {
                 .ports
                 .iter()
                 .map(|p| {
-                    let queues: Vec<String> = p
-                        .status
-                        .queues
-                        .iter()
-                        .map(|(q, core)| format!("{q}→{core}"))
-                        .collect();
+                    let queues: Vec<String> = p.status.queues.iter().map(|(q, core)| format!("{q}→{core}")).collect();
                     vec![
                         p.config.name.clone(),
                         kind_name(p.config.kind).to_string(),
                         vlan_mode(&p.config),
                         p.status.state.clone(),
-                        if p.status.xdp_mode.is_empty() {
-                            "-".to_string()
-                        } else {
-                            p.status.xdp_mode.clone()
-                        },
-                        if queues.is_empty() {
-                            "-".to_string()
-                        } else {
-                            queues.join(" ")
-                        },
+                        if p.status.xdp_mode.is_empty() { "-".to_string() } else { p.status.xdp_mode.clone() },
+                        if queues.is_empty() { "-".to_string() } else { queues.join(" ") },
                     ]
                 })
                 .collect();
-            out.push_str(&table(
-                "  ",
-                &["PORT", "TYPE", "VLAN", "STATE", "XDP", "QUEUE→CORE"],
-                &rows,
-            ));
+            out.push_str(&table("  ", &["PORT", "TYPE", "VLAN", "STATE", "XDP", "QUEUE→CORE"], &rows));
         }
         if !b.static_macs.is_empty() {
-            let macs: Vec<String> = b
-                .static_macs
-                .iter()
-                .map(|m| format!("{} vlan {} → {}", m.mac, m.vlan, m.port))
-                .collect();
+            let macs: Vec<String> =
+                b.static_macs.iter().map(|m| format!("{} vlan {} → {}", m.mac, m.vlan, m.port)).collect();
             let _ = writeln!(out, "  static MACs: {}", macs.join(", "));
         }
     }
@@ -187,11 +152,7 @@ fn fdb(entries: &[FdbEntryInfo]) -> String {
                 e.vlan.to_string(),
                 e.mac.clone(),
                 e.port.clone(),
-                if e.is_static {
-                    "static".to_string()
-                } else {
-                    e.age_secs.to_string()
-                },
+                if e.is_static { "static".to_string() } else { e.age_secs.to_string() },
             ]
         })
         .collect();
@@ -213,21 +174,11 @@ fn stats(ports: &[PortStatsInfo]) -> String {
                 p.rx_bytes.to_string(),
                 p.tx_packets.to_string(),
                 p.tx_bytes.to_string(),
-                if drops.is_empty() {
-                    "-".to_string()
-                } else {
-                    drops.join(" ")
-                },
+                if drops.is_empty() { "-".to_string() } else { drops.join(" ") },
             ]
         })
         .collect();
-    table(
-        "",
-        &[
-            "PORT", "BRIDGE", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS",
-        ],
-        &rows,
-    )
+    table("", &["PORT", "BRIDGE", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS"], &rows)
 }
 
 /// busy_ns / (busy_ns + idle_ns) as a percentage, "-" before any round.
@@ -244,20 +195,12 @@ fn pmd_table(indent: &str, threads: &[ThreadInfo]) -> String {
     let rows: Vec<Vec<String>> = threads
         .iter()
         .map(|t| {
-            let q: Vec<String> = t
-                .rx_queues
-                .iter()
-                .map(|(p, q)| format!("{p}/{q}"))
-                .collect();
+            let q: Vec<String> = t.rx_queues.iter().map(|(p, q)| format!("{p}/{q}")).collect();
             vec![
                 t.core.to_string(),
                 t.packets.to_string(),
                 busy_pct(t),
-                if q.is_empty() {
-                    "-".to_string()
-                } else {
-                    q.join(" ")
-                },
+                if q.is_empty() { "-".to_string() } else { q.join(" ") },
             ]
         })
         .collect();
@@ -280,29 +223,15 @@ mod tests {
         let t = table(
             "",
             &["VLAN", "MAC", "PORT", "AGE"],
-            &[vec![
-                "1".into(),
-                "02:00:00:00:00:01".into(),
-                "veth-a".into(),
-                "static".into(),
-            ]],
+            &[vec!["1".into(), "02:00:00:00:00:01".into(), "veth-a".into(), "static".into()]],
         );
-        assert_eq!(
-            t,
-            "VLAN  MAC                PORT    AGE\n1     02:00:00:00:00:01  veth-a  static\n"
-        );
+        assert_eq!(t, "VLAN  MAC                PORT    AGE\n1     02:00:00:00:00:01  veth-a  static\n");
     }
 
     #[test]
     fn ranges_and_busy() {
         assert_eq!(vlan_ranges(&[20, 10, 11, 12, 30]), "10-12,20,30");
-        let t = ThreadInfo {
-            core: 1,
-            rx_queues: vec![],
-            packets: 0,
-            busy_ns: 1,
-            idle_ns: 3,
-        };
+        let t = ThreadInfo { core: 1, rx_queues: vec![], packets: 0, busy_ns: 1, idle_ns: 3 };
         assert_eq!(busy_pct(&t), "25.0%");
     }
 }

@@ -3,9 +3,7 @@
 //! datapath.
 
 use rvs_switch::config::{BridgeConfig, PortConfig};
-use rvs_switch::datapath::{
-    Datapath, DpResult, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo,
-};
+use rvs_switch::datapath::{Datapath, DpResult, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo};
 use rvs_switch::proto::MacAddr;
 use rvs_switch::server::serve;
 use rvs_switch::state::State;
@@ -50,15 +48,9 @@ fn bad_arguments_exit_2_with_one_line() {
         &["fdb", "add", "br0", "ff:ff:ff:ff:ff:ff", "--port", "p"],
         &["fdb", "del", "br0", "02:00:00:00:00:01", "--vlan", "0"],
         &["port", "add", "br0", "p", "--type", "afxdp", "--vlan", "0"],
-        &[
-            "port", "add", "br0", "p", "--type", "afxdp", "--vlan", "4095",
-        ],
-        &[
-            "port", "add", "br0", "p", "--type", "afxdp", "--trunk", "10,x",
-        ],
-        &[
-            "port", "add", "br0", "p", "--type", "afxdp", "--netns", "ns",
-        ],
+        &["port", "add", "br0", "p", "--type", "afxdp", "--vlan", "4095"],
+        &["port", "add", "br0", "p", "--type", "afxdp", "--trunk", "10,x"],
+        &["port", "add", "br0", "p", "--type", "afxdp", "--netns", "ns"],
         &["port", "add", "br0", "p"],
         &["bridge", "set", "br0"],
         &["nonsense"],
@@ -92,21 +84,12 @@ fn socket_from_environment() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("/nonexistent/env.sock"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("/nonexistent/env.sock"), "{}", stderr(&o));
 }
 
 #[test]
 fn help_works_everywhere() {
-    for args in [
-        &["--help"][..],
-        &["port", "add", "--help"],
-        &["fdb", "--help"],
-        &["pmd", "show", "--help"],
-    ] {
+    for args in [&["--help"][..], &["port", "add", "--help"], &["fdb", "--help"], &["pmd", "show", "--help"]] {
         let o = rvsctl(Path::new("/x"), args);
         assert_eq!(o.status.code(), Some(0), "{args:?}");
         assert!(stdout(&o).contains("Usage:"));
@@ -143,13 +126,7 @@ impl Datapath for Fake {
         Ok(())
     }
     fn fdb_add(&mut self, _: &str, mac: MacAddr, vlan: u16, port: &str) -> DpResult<()> {
-        self.fdb.push(FdbEntryInfo {
-            mac: mac.to_string(),
-            vlan,
-            port: port.into(),
-            is_static: true,
-            age_secs: 0,
-        });
+        self.fdb.push(FdbEntryInfo { mac: mac.to_string(), vlan, port: port.into(), is_static: true, age_secs: 0 });
         self.fdb.push(FdbEntryInfo {
             mac: "02:00:00:00:00:99".into(),
             vlan,
@@ -161,8 +138,7 @@ impl Datapath for Fake {
     }
     fn fdb_del(&mut self, _: &str, mac: MacAddr, vlan: u16) -> DpResult<bool> {
         let n = self.fdb.len();
-        self.fdb
-            .retain(|e| !(e.mac == mac.to_string() && e.vlan == vlan));
+        self.fdb.retain(|e| !(e.mac == mac.to_string() && e.vlan == vlan));
         Ok(self.fdb.len() != n)
     }
     fn fdb_flush(&mut self, _: &str, _: Option<&str>) -> DpResult<usize> {
@@ -202,13 +178,7 @@ impl Datapath for Fake {
             .collect()
     }
     fn threads(&self) -> Vec<ThreadInfo> {
-        vec![ThreadInfo {
-            core: 2,
-            rx_queues: vec![("veth-a".into(), 0)],
-            packets: 100,
-            busy_ns: 1,
-            idle_ns: 1,
-        }]
+        vec![ThreadInfo { core: 2, rx_queues: vec![("veth-a".into(), 0)], packets: 100, busy_ns: 1, idle_ns: 1 }]
     }
     fn tick(&mut self) {}
 }
@@ -236,16 +206,11 @@ fn round_trip_through_a_real_socket() {
     };
     ok(&["bridge", "add", "br0"]);
     ok(&["port", "add", "br0", "veth-a", "--type", "afxdp"]);
-    ok(&[
-        "port", "add", "br0", "trunk0", "--type", "afxdp", "--trunk", "10-12,20",
-    ]);
+    ok(&["port", "add", "br0", "trunk0", "--type", "afxdp", "--trunk", "10-12,20"]);
     let o = rvsctl(&sock, &["bridge", "add", "br0"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), "rvsctl: bridge \"br0\" already exists\n");
-    let o = rvsctl(
-        &sock,
-        &["port", "add", "br0", "missing0", "--type", "afxdp"],
-    );
+    let o = rvsctl(&sock, &["port", "add", "br0", "missing0", "--type", "afxdp"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), "rvsctl: no interface \"missing0\"\n");
 

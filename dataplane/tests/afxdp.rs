@@ -29,28 +29,16 @@ fn privileged(test: &str) -> bool {
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 fn ip_quiet(args: &[&str]) {
-    let _ = Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let _ = Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
 /// `ip -o link show dev X` mentions an XDP program.
 fn has_xdp(dev: &str) -> bool {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show", "dev", dev])
-        .output()
-        .expect("running ip");
+    let out = Command::new("ip").args(["-o", "link", "show", "dev", dev]).output().expect("running ip");
     assert!(out.status.success(), "no link {dev}");
     String::from_utf8_lossy(&out.stdout).contains(" xdp")
 }
@@ -63,10 +51,7 @@ struct Net {
 
 impl Net {
     fn empty() -> Net {
-        Net {
-            namespaces: Vec::new(),
-            links: Vec::new(),
-        }
+        Net { namespaces: Vec::new(), links: Vec::new() }
     }
 
     /// A namespace `rvsx-<tag>-<pid>-<side>` holding `<base>0` with `addr`,
@@ -80,9 +65,7 @@ impl Net {
         self.namespaces.push(ns.clone());
         ip(&["netns", "add", &ns]);
         self.links.push(outer.clone());
-        ip(&[
-            "link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns", &ns,
-        ]);
+        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns", &ns]);
         ip(&["-n", &ns, "addr", "add", addr, "dev", &inner]);
         ip(&["-n", &ns, "link", "set", &inner, "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
@@ -138,11 +121,7 @@ fn ping_through_switch(tag: &str, mode: XdpMode) {
 
     let prog_a = XdpProgram::attach(&a, mode, 1).expect("attach a");
     let prog_b = XdpProgram::attach(&b, mode, 1).expect("attach b");
-    let expect = if mode == XdpMode::Generic {
-        XdpMode::Generic
-    } else {
-        XdpMode::Native
-    };
+    let expect = if mode == XdpMode::Generic { XdpMode::Generic } else { XdpMode::Native };
     assert_eq!(prog_a.attached_mode(), expect);
     assert!(has_xdp(&a) && has_xdp(&b));
 
@@ -160,9 +139,7 @@ fn ping_through_switch(tag: &str, mode: XdpMode) {
 
     let ns_a = format!("rvsx-{tag}-{}-a", std::process::id());
     let out = Command::new("ip")
-        .args([
-            "netns", "exec", &ns_a, "ping", "-c", "5", "-i", "0.2", "-W", "2",
-        ])
+        .args(["netns", "exec", &ns_a, "ping", "-c", "5", "-i", "0.2", "-W", "2"])
         .arg("198.18.0.2")
         .output()
         .expect("running ping");
@@ -176,11 +153,7 @@ fn ping_through_switch(tag: &str, mode: XdpMode) {
     );
     // 5 requests + 5 replies, plus ARP.
     assert!(forwarded >= 10, "only {forwarded} frames forwarded");
-    assert_eq!(
-        pool.free_count(),
-        pool.frames() as usize,
-        "release() did not return every frame"
-    );
+    assert_eq!(pool.free_count(), pool.frames() as usize, "release() did not return every frame");
     assert_eq!(umem.sockets(), 0);
 
     drop(prog_a);
@@ -282,10 +255,7 @@ fn link_detaches_when_the_owner_is_killed() {
     if !attached {
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
-        panic!(
-            "helper did not attach: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        panic!("helper did not attach: {}", String::from_utf8_lossy(&out.stderr));
     }
     assert!(has_xdp(&a), "helper attached but {a} shows no XDP program");
     child.kill().unwrap(); // SIGKILL: no destructor runs
@@ -313,10 +283,7 @@ fn umem_is_shared_and_registered_again_after_churn() {
     let (x, y) = pair(&mut net, "u");
     let mut pool = Pool::new(256).unwrap();
     let umem = Umem::new(pool.region().clone()).unwrap();
-    let small = rvs_dataplane::port::afxdp::XskConfig {
-        ring_size: 64,
-        fill_target: 32,
-    };
+    let small = rvs_dataplane::port::afxdp::XskConfig { ring_size: 64, fill_target: 32 };
     // x registers, y shares x.
     let mut px = AfXdpPort::open_with(&x, 0, &umem, small).unwrap();
     let mut py = AfXdpPort::open_with(&y, 0, &umem, small).unwrap();
@@ -371,10 +338,7 @@ fn bulk_transfer_over_a_veth_pair() {
             let n = (FRAMES - next).min(64) as usize;
             for d in batch.iter_mut().take(n) {
                 let chunk = pool.alloc().expect("pool ran dry");
-                *d = Desc {
-                    addr: chunk + rvs_dataplane::port::HEADROOM as u64,
-                    len: 64,
-                };
+                *d = Desc { addr: chunk + rvs_dataplane::port::HEADROOM as u64, len: 64 };
                 let f = pool.data_mut(*d);
                 f.fill(0);
                 f[..6].copy_from_slice(&[0xff; 6]);
@@ -414,10 +378,7 @@ fn bulk_transfer_over_a_veth_pair() {
         rx.xdp_stats().unwrap(),
     );
     assert_eq!(tx.in_flight(), 0, "TX completions missing");
-    assert!(
-        received >= sent / 2,
-        "only {received} of {sent} frames arrived"
-    );
+    assert!(received >= sent / 2, "only {received} of {sent} frames arrived");
     tx.release(&mut pool);
     rx.release(&mut pool);
     assert_eq!(pool.free_count(), 8192, "frames lost");
@@ -434,11 +395,7 @@ fn auto_mode_falls_back_to_generic() {
     ip(&["link", "set", &x, "mtu", "9000"]);
     ip(&["link", "set", &y, "mtu", "9000"]);
     let e = XdpProgram::attach(&x, XdpMode::Native, 1).unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with(&format!("{x}: attaching XDP (native): ")),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with(&format!("{x}: attaching XDP (native): ")), "{e}");
     let prog = XdpProgram::attach(&x, XdpMode::Auto, 1).unwrap();
     assert_eq!(prog.attached_mode(), XdpMode::Generic);
     assert!(has_xdp(&x));

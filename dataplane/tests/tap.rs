@@ -28,11 +28,7 @@ struct Ns(String);
 impl Ns {
     fn new() -> Ns {
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "rvsdt{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("rvsdt{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         sh(&["ip", "netns", "add", &name]);
         sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
         Ns(name)
@@ -68,20 +64,12 @@ impl Drop for ChildGuard {
 }
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 fn sh(args: &[&str]) {
     let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Receives frames until `want` accepts one (returned) or `timeout` passes.
@@ -114,10 +102,7 @@ fn recv_until(
 /// Copies `frame` into a pool chunk at HEADROOM.
 fn put(pool: &mut Pool, frame: &[u8]) -> Desc {
     let chunk = pool.alloc().expect("pool empty");
-    let d = Desc {
-        addr: chunk + HEADROOM as u64,
-        len: frame.len() as u32,
-    };
+    let d = Desc { addr: chunk + HEADROOM as u64, len: frame.len() as u32 };
     pool.data_mut(d).copy_from_slice(frame);
     d
 }
@@ -169,23 +154,11 @@ fn ping_through_tap_in_namespace() {
     let mut tx = tap.try_clone().expect("clone");
     let o = ns.ip(&["-o", "link", "show", "rvstap0"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains(",UP"), "{o:?}");
-    sh(&[
-        "ip",
-        "-n",
-        &ns.0,
-        "addr",
-        "add",
-        "198.18.200.1/24",
-        "dev",
-        "rvstap0",
-    ]);
+    sh(&["ip", "-n", &ns.0, "addr", "add", "198.18.200.1/24", "dev", "rvstap0"]);
 
     let mut pool = Pool::new(64).unwrap();
-    let ping = ns
-        .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.200.2"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let ping =
+        ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.200.2"]).stdout(Stdio::null()).spawn().unwrap();
     let mut ping = ChildGuard(ping);
 
     // Play the peer: answer the kernel's ARP request, then its echo
@@ -258,18 +231,7 @@ fn adopts_multi_queue_tap() {
         return;
     }
     let ns = Ns::new();
-    sh(&[
-        "ip",
-        "-n",
-        &ns.0,
-        "tuntap",
-        "add",
-        "dev",
-        "rvsmq0",
-        "mode",
-        "tap",
-        "multi_queue",
-    ]);
+    sh(&["ip", "-n", &ns.0, "tuntap", "add", "dev", "rvsmq0", "mode", "tap", "multi_queue"]);
     let tap = TapPort::open("rvsmq0", Some(&ns.0)).expect("adopt multi-queue tap");
     let _second = tap.try_clone().expect("clone");
     drop(tap);
@@ -282,17 +244,13 @@ fn refuses_other_devices() {
         return;
     }
     let ns = Ns::new();
-    sh(&[
-        "ip", "-n", &ns.0, "link", "add", "rvsve0", "type", "veth", "peer", "name", "rvsve1",
-    ]);
+    sh(&["ip", "-n", &ns.0, "link", "add", "rvsve0", "type", "veth", "peer", "name", "rvsve1"]);
     let e = TapPort::open("rvsve0", Some(&ns.0)).unwrap_err();
     let s = e.to_string();
     assert!(s.contains("exists and is not a tap device"), "{s}");
     assert!(s.contains(&ns.0), "{s}");
 
-    sh(&[
-        "ip", "-n", &ns.0, "tuntap", "add", "dev", "rvstun0", "mode", "tun",
-    ]);
+    sh(&["ip", "-n", &ns.0, "tuntap", "add", "dev", "rvstun0", "mode", "tun"]);
     let e = TapPort::open("rvstun0", Some(&ns.0)).unwrap_err();
     assert!(e.to_string().contains("is not a tap device"), "{e}");
 }
@@ -307,44 +265,19 @@ fn drops_frames_larger_than_a_chunk() {
     for args in [
         &["link", "set", "rvstap2", "mtu", "4000"][..],
         &["addr", "add", "198.18.201.1/24", "dev", "rvstap2"],
-        &[
-            "neigh",
-            "add",
-            "198.18.201.2",
-            "lladdr",
-            "02:00:00:00:c9:02",
-            "dev",
-            "rvstap2",
-        ],
+        &["neigh", "add", "198.18.201.2", "lladdr", "02:00:00:00:c9:02", "dev", "rvstap2"],
     ] {
         let o = ns.ip(args);
         assert!(o.status.success(), "{args:?}: {o:?}");
     }
     let mut pool = Pool::new(32).unwrap();
     let big = 2500;
-    let o = ns
-        .exec(&[
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "1",
-            "-s",
-            &big.to_string(),
-            "198.18.201.2",
-        ])
-        .output()
-        .unwrap();
+    let o = ns.exec(&["ping", "-c", "1", "-W", "1", "-s", &big.to_string(), "198.18.201.2"]).output().unwrap();
     assert!(!o.status.success());
-    let small = ns
-        .exec(&["ping", "-c", "1", "-W", "1", "-s", "100", "198.18.201.2"])
-        .output()
-        .unwrap();
+    let small = ns.exec(&["ping", "-c", "1", "-W", "1", "-s", "100", "198.18.201.2"]).output().unwrap();
     assert!(!small.status.success());
-    let f = recv_until(&mut tap, &mut pool, Duration::from_secs(2), |f| {
-        f.len() == 14 + 20 + 8 + 100
-    })
-    .expect("the small echo request");
+    let f = recv_until(&mut tap, &mut pool, Duration::from_secs(2), |f| f.len() == 14 + 20 + 8 + 100)
+        .expect("the small echo request");
     assert!(f.len() <= MAX_FRAME);
     assert_eq!(tap.oversize_drops(), 1, "the big one is counted, not cut");
     assert_eq!(pool.free_count(), 32);
@@ -361,11 +294,7 @@ fn send_skips_runts_and_counts_written() {
     let mut good = vec![0xff; 6];
     good.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5]);
     good.resize(60, 0);
-    let frames = [
-        put(&mut pool, &good),
-        put(&mut pool, &[1, 2, 3]),
-        put(&mut pool, &good),
-    ];
+    let frames = [put(&mut pool, &good), put(&mut pool, &[1, 2, 3]), put(&mut pool, &good)];
     assert_eq!(tap.send(&mut pool, &frames), 2);
     assert_eq!(pool.free_count(), 8);
     let o = ns.ip(&["-s", "-j", "link", "show", "rvstap3"]);

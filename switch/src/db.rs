@@ -20,10 +20,7 @@ pub const DEFAULT_DB: &str = "/var/lib/rvs/conf.json";
 
 /// An empty configuration, as on first start.
 pub fn empty() -> Config {
-    Config {
-        version: CONFIG_VERSION,
-        bridges: Vec::new(),
-    }
+    Config { version: CONFIG_VERSION, bridges: Vec::new() }
 }
 
 /// Loads the database; a missing file is an empty configuration.
@@ -32,11 +29,7 @@ pub fn load(path: &Path) -> Result<Config, String> {
         Ok(d) => d,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(empty()),
         Err(e) => {
-            return Err(format!(
-                "cannot read configuration database {}: {}",
-                path.display(),
-                crate::server::io_msg(&e)
-            ))
+            return Err(format!("cannot read configuration database {}: {}", path.display(), crate::server::io_msg(&e)))
         }
     };
     let cfg: Config = serde_json::from_slice(&data).map_err(|e| {
@@ -75,13 +68,8 @@ pub fn save(path: &Path, cfg: &Config) -> Result<(), String> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&dir)
-        .map_err(|e| ctx("create directory", &dir, e))?;
-    let mut data =
-        serde_json::to_vec_pretty(cfg).map_err(|e| format!("cannot encode configuration: {e}"))?;
+    DirBuilder::new().recursive(true).mode(0o755).create(&dir).map_err(|e| ctx("create directory", &dir, e))?;
+    let mut data = serde_json::to_vec_pretty(cfg).map_err(|e| format!("cannot encode configuration: {e}"))?;
     data.push(b'\n');
     let mut tmp = OsString::from(path.as_os_str());
     tmp.push(".tmp");
@@ -102,9 +90,7 @@ pub fn save(path: &Path, cfg: &Config) -> Result<(), String> {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ctx("fsync directory", &dir, e))
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| ctx("fsync directory", &dir, e))
 }
 
 /// Checks a configuration as the state machine would have built it: valid
@@ -165,23 +151,13 @@ pub(crate) mod tests {
         br.ports.push(PortConfig {
             name: "veth-a".into(),
             kind: PortType::Afxdp,
-            vlan: PortVlan::Trunk {
-                vlans: vec![10, 20],
-                native: Some(1),
-            },
+            vlan: PortVlan::Trunk { vlans: vec![10, 20], native: Some(1) },
             queues: Some(2),
             xdp_mode: XdpMode::Generic,
             netns: None,
         });
-        br.static_macs.push(StaticMac {
-            mac: "02:00:00:00:00:01".into(),
-            vlan: 10,
-            port: "veth-a".into(),
-        });
-        Config {
-            version: CONFIG_VERSION,
-            bridges: vec![br],
-        }
+        br.static_macs.push(StaticMac { mac: "02:00:00:00:00:01".into(), vlan: 10, port: "veth-a".into() });
+        Config { version: CONFIG_VERSION, bridges: vec![br] }
     }
 
     #[test]

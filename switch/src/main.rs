@@ -1,1 +1,98 @@
-fn main() {}
+//! rvsd: the rvs host vswitch daemon.
+
+use clap::Parser;
+use rvs_dataplane::pmd::PmdOptions;
+use rvs_switch::dp::Dp;
+use rvs_switch::{server, state::State};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The rvs host vswitch daemon: switches frames between AF_XDP and tap
+/// ports on pinned polling threads; configure it with rvsctl.
+#[derive(Parser, Debug)]
+#[command(name = "rvsd", version)]
+struct Args {
+    /// Cores for polling threads, one pinned thread each: "1", "2,3", "0-3".
+    /// Default: the last core of the machine.
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<CoreList>,
+    /// Control socket path.
+    #[arg(long, default_value = "/run/rvs/rvsd.sock")]
+    socket: PathBuf,
+    /// Configuration database.
+    #[arg(long, default_value = "/var/lib/rvs/conf.json")]
+    db: PathBuf,
+    /// Group (name or id) allowed to use the control socket besides root.
+    #[arg(long)]
+    group: Option<String>,
+    /// Microseconds a polling thread sleeps between polls after 1 ms
+    /// without traffic (0: busy-poll always, lowest latency, a full core).
+    #[arg(long, default_value_t = 20)]
+    idle_sleep_us: u64,
+}
+
+/// Cores named by `--cores`, sorted, without duplicates.
+#[derive(Clone, Debug)]
+struct CoreList(Vec<usize>);
+
+fn parse_cores(s: &str) -> Result<CoreList, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let bad = || format!("invalid core list {s:?} (expected e.g. 1 or 2,3 or 0-3)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                if a > b || b - a > 1024 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(CoreList(out))
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let cores = match args.cores {
+        Some(CoreList(c)) => c,
+        None => {
+            let ids = core_affinity::get_core_ids().unwrap_or_default();
+            vec![ids.last().map_or(0, |c| c.id)]
+        }
+    };
+    let group = args.group.as_deref().map(server::group_id).transpose()?;
+    // Read the db before touching any interface: a corrupt one stops us here.
+    rvs_switch::db::load(&args.db)?;
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, shutdown.clone()).map_err(|e| format!("installing signal handler: {e}"))?;
+    }
+    let opts = PmdOptions { idle_sleep: Duration::from_micros(args.idle_sleep_us), ..PmdOptions::default() };
+    let dp = Dp::start(&cores, opts)?;
+    let mut state = State::restore(&args.db, dp)?;
+    eprintln!("rvsd: started: cores={cores:?} socket={} db={}", args.socket.display(), args.db.display());
+    let served = server::serve(&args.socket, group, &mut state, &shutdown)
+        .map_err(|e| format!("control socket {}: {e}", args.socket.display()));
+    state.into_datapath().shutdown();
+    served?;
+    eprintln!("rvsd: stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -141,10 +141,7 @@ pub struct Request {
 impl Request {
     /// A request in this build's protocol version.
     pub fn new(cmd: Command) -> Request {
-        Request {
-            version: PROTO_VERSION,
-            cmd,
-        }
+        Request { version: PROTO_VERSION, cmd }
     }
 
     /// The request as one JSON line, newline excluded.
@@ -164,18 +161,12 @@ impl Request {
             return Err("invalid request: expected a JSON object".to_string());
         };
         let version = match map.remove("version") {
-            None => {
-                return Err(format!(
-                    "invalid request: missing \"version\" ({})",
-                    supported()
-                ))
-            }
+            None => return Err(format!("invalid request: missing \"version\" ({})", supported())),
             Some(v) => v.as_u64().unwrap_or(0),
         };
         let version = u32::try_from(version).unwrap_or(0);
         check_version(version)?;
-        let cmd: Command = serde_json::from_value(Value::Object(map))
-            .map_err(|e| format!("invalid request: {e}"))?;
+        let cmd: Command = serde_json::from_value(Value::Object(map)).map_err(|e| format!("invalid request: {e}"))?;
         Ok(Request { version, cmd })
     }
 }
@@ -190,10 +181,7 @@ pub fn check_version(version: u32) -> Result<(), String> {
     if SUPPORTED_VERSIONS.contains(&version) {
         Ok(())
     } else {
-        Err(format!(
-            "unsupported protocol version {version} ({})",
-            supported()
-        ))
+        Err(format!("unsupported protocol version {version} ({})", supported()))
     }
 }
 
@@ -215,23 +203,13 @@ pub struct Reply {
 impl Reply {
     /// A success carrying `result`.
     pub fn ok(result: Value) -> Reply {
-        Reply {
-            version: PROTO_VERSION,
-            ok: true,
-            result: Some(result),
-            error: None,
-        }
+        Reply { version: PROTO_VERSION, ok: true, result: Some(result), error: None }
     }
 
     /// A failure; newlines in `msg` are folded so it stays one line.
     pub fn err(msg: impl Into<String>) -> Reply {
         let msg: String = msg.into();
-        Reply {
-            version: PROTO_VERSION,
-            ok: false,
-            result: None,
-            error: Some(msg.replace(['\n', '\r'], " ")),
-        }
+        Reply { version: PROTO_VERSION, ok: false, result: None, error: Some(msg.replace(['\n', '\r'], " ")) }
     }
 
     /// A success carrying a serializable result.
@@ -247,18 +225,14 @@ impl Reply {
         if self.ok {
             Ok(self.result.unwrap_or(Value::Null))
         } else {
-            Err(self
-                .error
-                .unwrap_or_else(|| "rvsd reported an error without a message".to_string()))
+            Err(self.error.unwrap_or_else(|| "rvsd reported an error without a message".to_string()))
         }
     }
 
     /// The reply as one JSON line, newline excluded.
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(
-                r#"{{"version":{PROTO_VERSION},"ok":false,"error":"cannot encode reply: {e}"}}"#
-            )
+            format!(r#"{{"version":{PROTO_VERSION},"ok":false,"error":"cannot encode reply: {e}"}}"#)
         })
     }
 }
@@ -331,20 +305,13 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
         return Err(format!("invalid {what} name \"\" (must not be empty)"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "invalid {what} name {name:?} (at most {MAX_NAME_LEN} bytes)"
-        ));
+        return Err(format!("invalid {what} name {name:?} (at most {MAX_NAME_LEN} bytes)"));
     }
     if name == "." || name == ".." {
         return Err(format!("invalid {what} name {name:?}"));
     }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == '\0' || c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "invalid {what} name {name:?} (no '/', whitespace or control characters)"
-        ));
+    if name.chars().any(|c| c == '/' || c == '\0' || c.is_whitespace() || c.is_control()) {
+        return Err(format!("invalid {what} name {name:?} (no '/', whitespace or control characters)"));
     }
     Ok(())
 }
@@ -361,9 +328,7 @@ pub fn check_vlan(vlan: u16) -> Result<(), String> {
 /// Parses a VLAN id from text, checking its range.
 pub fn parse_vlan(s: &str) -> Result<u16, String> {
     let t = s.trim();
-    let v: u32 = t
-        .parse()
-        .map_err(|_| format!("invalid VLAN {s:?} (must be a number 1..=4094)"))?;
+    let v: u32 = t.parse().map_err(|_| format!("invalid VLAN {s:?} (must be a number 1..=4094)"))?;
     let v = u16::try_from(v).map_err(|_| format!("invalid VLAN {v} (must be 1..=4094)"))?;
     check_vlan(v)?;
     Ok(v)
@@ -397,9 +362,7 @@ pub fn parse_vlan_list(s: &str) -> Result<Vec<u16>, String> {
 pub fn parse_mac(s: &str, unicast: bool) -> Result<MacAddr, String> {
     let mac: MacAddr = s.parse().map_err(|e| format!("{e}"))?;
     if unicast && mac.is_multicast() {
-        return Err(format!(
-            "MAC {mac} is a multicast address (static entries must be unicast)"
-        ));
+        return Err(format!("MAC {mac} is a multicast address (static entries must be unicast)"));
     }
     if unicast && mac.is_zero() {
         return Err(format!("MAC {mac} is not a valid station address"));
@@ -412,11 +375,7 @@ pub fn check_aging(secs: u32) -> Result<(), String> {
     if AGING_RANGE.contains(&secs) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid aging time {secs} (must be {}..={} seconds)",
-            AGING_RANGE.start(),
-            AGING_RANGE.end()
-        ))
+        Err(format!("invalid aging time {secs} (must be {}..={} seconds)", AGING_RANGE.start(), AGING_RANGE.end()))
     }
 }
 
@@ -425,11 +384,7 @@ pub fn check_max_macs(n: u32) -> Result<(), String> {
     if MAX_MACS_RANGE.contains(&n) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid MAC limit {n} (must be {}..={})",
-            MAX_MACS_RANGE.start(),
-            MAX_MACS_RANGE.end()
-        ))
+        Err(format!("invalid MAC limit {n} (must be {}..={})", MAX_MACS_RANGE.start(), MAX_MACS_RANGE.end()))
     }
 }
 
@@ -448,9 +403,7 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             if let Some(n) = native {
                 check_vlan(*n)?;
                 if vlans.contains(n) {
-                    return Err(format!(
-                        "native VLAN {n} is also in the trunk list (it is carried untagged)"
-                    ));
+                    return Err(format!("native VLAN {n} is also in the trunk list (it is carried untagged)"));
                 }
             }
         }
@@ -458,10 +411,7 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
     match p.kind {
         PortType::Afxdp => {
             if p.netns.is_some() {
-                return Err(format!(
-                    "port {:?}: a network namespace applies to tap ports only",
-                    p.name
-                ));
+                return Err(format!("port {:?}: a network namespace applies to tap ports only", p.name));
             }
             if let Some(q) = p.queues {
                 if !QUEUES_RANGE.contains(&q) {
@@ -475,16 +425,10 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
         }
         PortType::Tap => {
             if p.queues.is_some() {
-                return Err(format!(
-                    "port {:?}: a queue count applies to afxdp ports only",
-                    p.name
-                ));
+                return Err(format!("port {:?}: a queue count applies to afxdp ports only", p.name));
             }
             if p.xdp_mode != XdpMode::Auto {
-                return Err(format!(
-                    "port {:?}: an XDP mode applies to afxdp ports only",
-                    p.name
-                ));
+                return Err(format!("port {:?}: an XDP mode applies to afxdp ports only", p.name));
             }
             if let Some(ns) = &p.netns {
                 check_netns(ns)?;
@@ -551,10 +495,7 @@ mod tests {
             assert!(!e.contains('\n'), "{e}");
         }
         let e = Request::parse(br#"{"version":2,"cmd":"ping"}"#).unwrap_err();
-        assert_eq!(
-            e,
-            "unsupported protocol version 2 (this rvsd speaks protocol version 1)"
-        );
+        assert_eq!(e, "unsupported protocol version 2 (this rvsd speaks protocol version 1)");
     }
 
     #[test]
@@ -575,15 +516,9 @@ mod tests {
         assert!(check_name("port", "a/b").is_err());
         assert!(check_name("port", "a b").is_err());
         assert!(check_name("port", "a\0b").is_err());
-        assert_eq!(
-            check_vlan(4095).unwrap_err(),
-            "invalid VLAN 4095 (must be 1..=4094)"
-        );
+        assert_eq!(check_vlan(4095).unwrap_err(), "invalid VLAN 4095 (must be 1..=4094)");
         assert!(check_vlan(0).is_err());
-        assert_eq!(
-            parse_vlan_list("20,10,10,30-32").unwrap(),
-            vec![10, 20, 30, 31, 32]
-        );
+        assert_eq!(parse_vlan_list("20,10,10,30-32").unwrap(), vec![10, 20, 30, 31, 32]);
         assert!(parse_vlan_list("10,x").is_err());
         assert!(parse_vlan_list("10,").is_err());
         assert!(parse_vlan_list("").is_err());

@@ -119,9 +119,7 @@ impl Client {
     }
 
     fn too_large(&mut self) {
-        self.reply(&Reply::err(format!(
-            "request too large (limit {MAX_REQUEST_LEN} bytes)"
-        )));
+        self.reply(&Reply::err(format!("request too large (limit {MAX_REQUEST_LEN} bytes)")));
         self.no_more_input = true;
         self.rbuf.clear();
     }
@@ -195,16 +193,8 @@ impl Client {
     fn update_interest(&mut self, poll: &Poll, token: Token) {
         let want = self.pending() > 0;
         if want != self.want_write {
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if poll
-                .registry()
-                .reregister(&mut self.stream, token, interest)
-                .is_err()
-            {
+            let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            if poll.registry().reregister(&mut self.stream, token, interest).is_err() {
                 self.dead = true;
             }
             self.want_write = want;
@@ -223,12 +213,7 @@ struct Bound {
 /// can reach it: the socket is made in a private directory beside `path`,
 /// given its mode and group there, then renamed into place.
 fn bind(path: &Path, group: Option<u32>) -> io::Result<Bound> {
-    let ctx = |what: &str, e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("{what} {}: {}", path.display(), io_msg(&e)),
-        )
-    };
+    let ctx = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} {}: {}", path.display(), io_msg(&e)));
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -251,42 +236,26 @@ fn bind(path: &Path, group: Option<u32>) -> io::Result<Bound> {
         Ok(_) => {
             return Err(io::Error::new(
                 ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists and is not a socket; refusing to replace it",
-                    path.display()
-                ),
+                format!("{} exists and is not a socket; refusing to replace it", path.display()),
             ))
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(ctx("cannot inspect", e)),
     }
-    let file = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "rvsd.sock".to_string());
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "rvsd.sock".to_string());
     let private = dir.join(format!(".{file}.{}.d", std::process::id()));
     let _ = fs::remove_dir_all(&private);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&private)
-        .map_err(|e| ctx("cannot create a private directory for", e))?;
+    fs::DirBuilder::new().mode(0o700).create(&private).map_err(|e| ctx("cannot create a private directory for", e))?;
     let tmp = private.join("sock");
     let result = (|| {
-        let listener =
-            std::os::unix::net::UnixListener::bind(&tmp).map_err(|e| ctx("cannot bind", e))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o660))
-            .map_err(|e| ctx("cannot set the mode of", e))?;
+        let listener = std::os::unix::net::UnixListener::bind(&tmp).map_err(|e| ctx("cannot bind", e))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o660)).map_err(|e| ctx("cannot set the mode of", e))?;
         if let Some(gid) = group {
-            std::os::unix::fs::chown(&tmp, None, Some(gid))
-                .map_err(|e| ctx(&format!("cannot give group {gid}"), e))?;
+            std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(|e| ctx(&format!("cannot give group {gid}"), e))?;
         }
         fs::rename(&tmp, path).map_err(|e| ctx("cannot move the socket to", e))?;
         let m = fs::symlink_metadata(path).map_err(|e| ctx("cannot inspect", e))?;
-        Ok(Bound {
-            listener,
-            dev: m.dev(),
-            ino: m.ino(),
-        })
+        Ok(Bound { listener, dev: m.dev(), ino: m.ino() })
     })();
     let _ = fs::remove_file(&tmp);
     let _ = fs::remove_dir(&private);
@@ -334,8 +303,7 @@ fn serve_bound<D: Datapath>(
     std_listener.set_nonblocking(true)?;
     let mut listener = UnixListener::from_std(std_listener);
     let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut events = Events::with_capacity(256);
     let mut clients: HashMap<Token, Client> = HashMap::new();
     let mut next_token = 1usize;
@@ -414,11 +382,7 @@ fn accept_all(
                 }
                 let token = Token(*next_token);
                 *next_token = next_token.wrapping_add(1).max(1);
-                if poll
-                    .registry()
-                    .register(&mut stream, token, Interest::READABLE)
-                    .is_ok()
-                {
+                if poll.registry().register(&mut stream, token, Interest::READABLE).is_ok() {
                     clients.insert(token, Client::new(stream));
                 }
             }
@@ -445,15 +409,7 @@ pub fn group_id(name: &str) -> Result<u32, String> {
         let mut found: *mut libc::group = std::ptr::null_mut();
         // SAFETY: every pointer is valid for the call and `buf.len()` is
         // the true length of `buf`; `grp` is read only if `found` is set.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut found,
-            )
-        };
+        let rc = unsafe { libc::getgrnam_r(cname.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut found) };
         if rc == libc::ERANGE && buf.len() < (1 << 20) {
             buf.resize(buf.len() * 2, 0);
             continue;
@@ -481,10 +437,7 @@ pub fn request(socket_path: &Path, req: &Request) -> Result<Reply, String> {
     })?;
     let timeout = |e: io::Error| {
         if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-            format!(
-                "rvsd at {at} did not answer within {} s",
-                CLIENT_TIMEOUT.as_secs()
-            )
+            format!("rvsd at {at} did not answer within {} s", CLIENT_TIMEOUT.as_secs())
         } else {
             format!("lost the connection to rvsd at {at}: {}", io_msg(&e))
         }
@@ -500,19 +453,14 @@ pub fn request(socket_path: &Path, req: &Request) -> Result<Reply, String> {
     let mut buf = Vec::new();
     reader.read_until(b'\n', &mut buf).map_err(timeout)?;
     if buf.is_empty() {
-        return Err(format!(
-            "rvsd at {at} closed the connection without answering"
-        ));
+        return Err(format!("rvsd at {at} closed the connection without answering"));
     }
     if buf.len() > MAX_REPLY_LEN {
-        return Err(format!(
-            "rvsd at {at} sent a reply over {MAX_REPLY_LEN} bytes"
-        ));
+        return Err(format!("rvsd at {at} sent a reply over {MAX_REPLY_LEN} bytes"));
     }
     let reply: Reply = serde_json::from_slice(buf.trim_ascii())
         .map_err(|e| format!("rvsd at {at} sent a reply that is not understood: {e}"))?;
-    proto::check_version(reply.version)
-        .map_err(|e| format!("rvsd at {at} answered in another protocol: {e}"))?;
+    proto::check_version(reply.version).map_err(|e| format!("rvsd at {at} answered in another protocol: {e}"))?;
     Ok(reply)
 }
 
@@ -551,18 +499,10 @@ mod tests {
             });
             let t0 = Instant::now();
             while !sock.exists() {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(5),
-                    "server did not start"
-                );
+                assert!(t0.elapsed() < Duration::from_secs(5), "server did not start");
                 thread::sleep(Duration::from_millis(10));
             }
-            Daemon {
-                sock,
-                stop,
-                thread: Some(thread),
-                dp,
-            }
+            Daemon { sock, stop, thread: Some(thread), dp }
         }
 
         fn stop(&mut self) -> io::Result<()> {
@@ -602,11 +542,7 @@ mod tests {
         assert!(r.ok);
         let r = request(
             &d.sock,
-            &Request::new(Command::BridgeAdd {
-                bridge: "br0".into(),
-                aging_secs: None,
-                max_macs: None,
-            }),
+            &Request::new(Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None }),
         )
         .unwrap();
         assert!(r.ok, "{r:?}");
@@ -615,21 +551,13 @@ mod tests {
         // Garbage gets error replies and the connection stays usable.
         let (mut s, mut rd) = raw(&d.sock);
         s.write_all(b"this is not json\n").unwrap();
-        assert!(read_reply(&mut rd)
-            .error
-            .unwrap()
-            .starts_with("invalid request"));
-        s.write_all(b"{\"version\":1,\"cmd\":\"launch_missiles\"}\n")
-            .unwrap();
+        assert!(read_reply(&mut rd).error.unwrap().starts_with("invalid request"));
+        s.write_all(b"{\"version\":1,\"cmd\":\"launch_missiles\"}\n").unwrap();
         assert!(!read_reply(&mut rd).ok);
         s.write_all(b"{\"version\":2,\"cmd\":\"ping\"}\n").unwrap();
-        assert!(read_reply(&mut rd)
-            .error
-            .unwrap()
-            .contains("speaks protocol version 1"));
+        assert!(read_reply(&mut rd).error.unwrap().contains("speaks protocol version 1"));
         // Two requests in one write, the second split across writes.
-        s.write_all(b"{\"version\":1,\"cmd\":\"ping\"}\n{\"version\":1,")
-            .unwrap();
+        s.write_all(b"{\"version\":1,\"cmd\":\"ping\"}\n{\"version\":1,").unwrap();
         assert!(read_reply(&mut rd).ok);
         thread::sleep(Duration::from_millis(50));
         s.write_all(b"\"cmd\":\"bridge_list\"}\n").unwrap();
@@ -685,10 +613,7 @@ mod tests {
     fn group_lookup() {
         assert_eq!(group_id("0"), Ok(0));
         assert_eq!(group_id("root"), Ok(0));
-        assert_eq!(
-            group_id("no-such-group-rvs"),
-            Err("unknown group \"no-such-group-rvs\"".to_string())
-        );
+        assert_eq!(group_id("no-such-group-rvs"), Err("unknown group \"no-such-group-rvs\"".to_string()));
         assert!(group_id("a\0b").is_err());
     }
 
@@ -710,8 +635,7 @@ mod tests {
         let d = Daemon::start("srv-tick");
         thread::sleep(Duration::from_millis(1300));
         assert!(d.dp.inner().ticks >= 1);
-        let mut state =
-            State::restore(&d.sock.with_file_name("other.json"), FakeDp::default()).unwrap();
+        let mut state = State::restore(&d.sock.with_file_name("other.json"), FakeDp::default()).unwrap();
         let e = serve(&d.sock, None, &mut state, &AtomicBool::new(true)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::AddrInUse);
         assert!(request(&d.sock, &Request::new(Command::Ping)).unwrap().ok);
@@ -724,10 +648,7 @@ mod tests {
         let e = request(&sock, &Request::new(Command::Ping)).unwrap_err();
         assert_eq!(
             e,
-            format!(
-                "cannot connect to rvsd at {}: No such file or directory (is rvsd running?)",
-                sock.display()
-            )
+            format!("cannot connect to rvsd at {}: No such file or directory (is rvsd running?)", sock.display())
         );
         // A socket file nobody listens on.
         drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());

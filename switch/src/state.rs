@@ -11,8 +11,7 @@ use crate::config::{BridgeConfig, Config, PortConfig, PortType, PortVlan, Static
 use crate::datapath::{Datapath, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo};
 use crate::db;
 use crate::proto::{
-    self, BridgeShow, BridgeSummary, Command, FlushResult, PingResult, PortShow, Reply, Request,
-    ShowResult,
+    self, BridgeShow, BridgeSummary, Command, FlushResult, PingResult, PortShow, Reply, Request, ShowResult,
 };
 use rvs_dataplane::wire::MacAddr;
 use std::collections::HashMap;
@@ -96,34 +95,21 @@ impl<D: Datapath> State<D> {
             return Reply::err(e);
         }
         match req.cmd {
-            Command::BridgeAdd {
-                bridge,
-                aging_secs,
-                max_macs,
-            } => Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs)),
+            Command::BridgeAdd { bridge, aging_secs, max_macs } => {
+                Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs))
+            }
             Command::BridgeDel { bridge } => Reply::from_result(self.bridge_del(&bridge)),
             Command::BridgeList => Reply::from_result(Ok(self.bridge_list())),
-            Command::BridgeSet {
-                bridge,
-                aging_secs,
-                max_macs,
-            } => Reply::from_result(self.bridge_set(&bridge, aging_secs, max_macs)),
+            Command::BridgeSet { bridge, aging_secs, max_macs } => {
+                Reply::from_result(self.bridge_set(&bridge, aging_secs, max_macs))
+            }
             Command::PortAdd { bridge, port } => Reply::from_result(self.port_add(&bridge, port)),
             Command::PortDel { bridge, port } => Reply::from_result(self.port_del(&bridge, &port)),
             Command::Show => Reply::from_result(Ok(self.show())),
             Command::FdbShow { bridge } => Reply::from_result(self.fdb_show(&bridge)),
-            Command::FdbAdd {
-                bridge,
-                mac,
-                vlan,
-                port,
-            } => Reply::from_result(self.fdb_add(&bridge, &mac, vlan, &port)),
-            Command::FdbDel { bridge, mac, vlan } => {
-                Reply::from_result(self.fdb_del(&bridge, &mac, vlan))
-            }
-            Command::FdbFlush { bridge, port } => {
-                Reply::from_result(self.fdb_flush(&bridge, port.as_deref()))
-            }
+            Command::FdbAdd { bridge, mac, vlan, port } => Reply::from_result(self.fdb_add(&bridge, &mac, vlan, &port)),
+            Command::FdbDel { bridge, mac, vlan } => Reply::from_result(self.fdb_del(&bridge, &mac, vlan)),
+            Command::FdbFlush { bridge, port } => Reply::from_result(self.fdb_flush(&bridge, port.as_deref())),
             Command::Stats { port } => Reply::from_result(self.stats(port.as_deref())),
             Command::PmdShow => Reply::from_result(Ok(self.dp.threads())),
             Command::Ping => Reply::from_result(Ok(PingResult {
@@ -136,11 +122,7 @@ impl<D: Datapath> State<D> {
     // ---- lookups ----
 
     fn bridge_idx(&self, name: &str) -> Result<usize, String> {
-        self.config
-            .bridges
-            .iter()
-            .position(|b| b.name == name)
-            .ok_or_else(|| unknown_bridge(name))
+        self.config.bridges.iter().position(|b| b.name == name).ok_or_else(|| unknown_bridge(name))
     }
 
     /// (bridge index, port index) of a port in any bridge.
@@ -159,10 +141,7 @@ impl<D: Datapath> State<D> {
             return Ok(j);
         }
         Err(match self.port_loc(port) {
-            Some((k, _)) => format!(
-                "port {port:?} is in bridge {:?}, not {:?}",
-                self.config.bridges[k].name, br.name
-            ),
+            Some((k, _)) => format!("port {port:?} is in bridge {:?}, not {:?}", self.config.bridges[k].name, br.name),
             None => format!("unknown port {port:?} in bridge {:?}", br.name),
         })
     }
@@ -173,13 +152,9 @@ impl<D: Datapath> State<D> {
     /// what failed; failures are warnings on stderr.
     fn replay_bridge(&mut self, br: &BridgeConfig) {
         if let Err(e) = self.dp.add_bridge(br) {
-            eprintln!(
-                "rvsd: warning: bridge {:?} not restored: {e}; kept in the configuration",
-                br.name
-            );
+            eprintln!("rvsd: warning: bridge {:?} not restored: {e}; kept in the configuration", br.name);
             for p in &br.ports {
-                self.down_ports
-                    .insert(p.name.clone(), format!("bridge {:?} is down", br.name));
+                self.down_ports.insert(p.name.clone(), format!("bridge {:?} is down", br.name));
             }
             self.down_bridges.insert(br.name.clone(), e);
             return;
@@ -202,13 +177,9 @@ impl<D: Datapath> State<D> {
         }
         self.down_ports.remove(&p.name);
         for m in br.static_macs.iter().filter(|m| m.port == p.name) {
-            let res = proto::parse_mac(&m.mac, true)
-                .and_then(|mac| self.dp.fdb_add(&br.name, mac, m.vlan, &m.port));
+            let res = proto::parse_mac(&m.mac, true).and_then(|mac| self.dp.fdb_add(&br.name, mac, m.vlan, &m.port));
             if let Err(e) = res {
-                eprintln!(
-                    "rvsd: warning: static MAC {} VLAN {} on port {:?} not restored: {e}",
-                    m.mac, m.vlan, m.port
-                );
+                eprintln!("rvsd: warning: static MAC {} VLAN {} on port {:?} not restored: {e}", m.mac, m.vlan, m.port);
             }
         }
     }
@@ -229,12 +200,7 @@ impl<D: Datapath> State<D> {
 
     // ---- commands ----
 
-    fn bridge_add(
-        &mut self,
-        name: String,
-        aging: Option<u32>,
-        max_macs: Option<u32>,
-    ) -> Result<(), String> {
+    fn bridge_add(&mut self, name: String, aging: Option<u32>, max_macs: Option<u32>) -> Result<(), String> {
         proto::check_name("bridge", &name)?;
         if self.bridge_idx(&name).is_ok() {
             return Err(format!("bridge {name:?} already exists"));
@@ -256,12 +222,7 @@ impl<D: Datapath> State<D> {
         })
     }
 
-    fn bridge_set(
-        &mut self,
-        name: &str,
-        aging: Option<u32>,
-        max_macs: Option<u32>,
-    ) -> Result<(), String> {
+    fn bridge_set(&mut self, name: &str, aging: Option<u32>, max_macs: Option<u32>) -> Result<(), String> {
         let i = self.bridge_idx(name)?;
         if aging.is_none() && max_macs.is_none() {
             return Err("nothing to change (give an aging time or a MAC limit)".to_string());
@@ -306,10 +267,7 @@ impl<D: Datapath> State<D> {
                     for q in removed.into_iter().rev() {
                         self.replay_port(&br, q);
                     }
-                    return Err(format!(
-                        "cannot delete port {:?} of bridge {name:?}: {e}",
-                        p.name
-                    ));
+                    return Err(format!("cannot delete port {:?} of bridge {name:?}: {e}", p.name));
                 }
                 removed.push(p);
             }
@@ -355,15 +313,10 @@ impl<D: Datapath> State<D> {
         }
         proto::check_port(&port)?;
         if let Some((k, _)) = self.port_loc(&port.name) {
-            return Err(format!(
-                "port {:?} already exists in bridge {:?}",
-                port.name, self.config.bridges[k].name
-            ));
+            return Err(format!("port {:?} already exists in bridge {:?}", port.name, self.config.bridges[k].name));
         }
         if let Some(why) = self.down_bridges.get(bridge) {
-            return Err(format!(
-                "bridge {bridge:?} is down ({why}); delete and re-add it"
-            ));
+            return Err(format!("bridge {bridge:?} is down ({why}); delete and re-add it"));
         }
         self.dp.add_port(bridge, &port)?;
         let name = port.name.clone();
@@ -412,33 +365,23 @@ impl<D: Datapath> State<D> {
                     .iter()
                     .map(|p| PortShow {
                         config: p.clone(),
-                        status: status
-                            .iter()
-                            .find(|s| s.name == p.name)
-                            .cloned()
-                            .unwrap_or_else(|| PortStatus {
-                                name: p.name.clone(),
-                                bridge: b.name.clone(),
-                                kind: kind_name(p.kind).to_string(),
-                                state: format!(
-                                    "down: {}",
-                                    self.down_ports
-                                        .get(&p.name)
-                                        .map(String::as_str)
-                                        .unwrap_or("not in the datapath")
-                                ),
-                                xdp_mode: String::new(),
-                                queues: Vec::new(),
-                            }),
+                        status: status.iter().find(|s| s.name == p.name).cloned().unwrap_or_else(|| PortStatus {
+                            name: p.name.clone(),
+                            bridge: b.name.clone(),
+                            kind: kind_name(p.kind).to_string(),
+                            state: format!(
+                                "down: {}",
+                                self.down_ports.get(&p.name).map(String::as_str).unwrap_or("not in the datapath")
+                            ),
+                            xdp_mode: String::new(),
+                            queues: Vec::new(),
+                        }),
                     })
                     .collect(),
                 static_macs: b.static_macs.clone(),
             })
             .collect();
-        ShowResult {
-            bridges,
-            threads: self.dp.threads(),
-        }
+        ShowResult { bridges, threads: self.dp.threads() }
     }
 
     fn fdb_show(&self, bridge: &str) -> Result<Vec<FdbEntryInfo>, String> {
@@ -453,9 +396,7 @@ impl<D: Datapath> State<D> {
         let i = self.bridge_idx(bridge)?;
         let mac = proto::parse_mac(mac, true)?;
         proto::check_vlan(vlan)?;
-        let j = self
-            .port_in_bridge(i, port)
-            .map_err(|_| format!("port {port:?} is not in bridge {bridge:?}"))?;
+        let j = self.port_in_bridge(i, port).map_err(|_| format!("port {port:?} is not in bridge {bridge:?}"))?;
         let br = &self.config.bridges[i];
         if !proto::port_carries(&br.ports[j], vlan) {
             return Err(format!("port {port:?} does not carry VLAN {vlan}"));
@@ -463,17 +404,9 @@ impl<D: Datapath> State<D> {
         if let Some(why) = self.down_ports.get(port) {
             return Err(format!("port {port:?} is down ({why})"));
         }
-        let old = br
-            .static_macs
-            .iter()
-            .position(|m| same_entry(m, mac, vlan))
-            .map(|k| br.static_macs[k].clone());
+        let old = br.static_macs.iter().position(|m| same_entry(m, mac, vlan)).map(|k| br.static_macs[k].clone());
         self.dp.fdb_add(bridge, mac, vlan, port)?;
-        let entry = StaticMac {
-            mac: mac.to_string(),
-            vlan,
-            port: port.to_string(),
-        };
+        let entry = StaticMac { mac: mac.to_string(), vlan, port: port.to_string() };
         let mut new = self.config.clone();
         let macs = &mut new.bridges[i].static_macs;
         match macs.iter_mut().find(|m| same_entry(m, mac, vlan)) {
@@ -494,22 +427,14 @@ impl<D: Datapath> State<D> {
         let i = self.bridge_idx(bridge)?;
         let mac = proto::parse_mac(mac, false)?;
         proto::check_vlan(vlan)?;
-        let old = self.config.bridges[i]
-            .static_macs
-            .iter()
-            .position(|m| same_entry(m, mac, vlan));
-        let removed = if self.down_bridges.contains_key(bridge) {
-            false
-        } else {
-            self.dp.fdb_del(bridge, mac, vlan)?
-        };
+        let old = self.config.bridges[i].static_macs.iter().position(|m| same_entry(m, mac, vlan));
+        let removed =
+            if self.down_bridges.contains_key(bridge) { false } else { self.dp.fdb_del(bridge, mac, vlan)? };
         let Some(k) = old else {
             return if removed {
                 Ok(())
             } else {
-                Err(format!(
-                    "no FDB entry for {mac} in VLAN {vlan} of bridge {bridge:?}"
-                ))
+                Err(format!("no FDB entry for {mac} in VLAN {vlan} of bridge {bridge:?}"))
             };
         };
         let entry = self.config.bridges[i].static_macs[k].clone();
@@ -627,10 +552,7 @@ pub(crate) mod fake {
             if g.ports.values().any(|(b, _)| b == name) {
                 return Err("fake: bridge has ports".into());
             }
-            g.bridges
-                .remove(name)
-                .map(|_| ())
-                .ok_or("fake: no bridge".into())
+            g.bridges.remove(name).map(|_| ()).ok_or("fake: no bridge".into())
         }
         fn add_port(&mut self, bridge: &str, port: &PortConfig) -> DpResult<()> {
             self.check()?;
@@ -641,18 +563,14 @@ pub(crate) mod fake {
             if !g.bridges.contains_key(bridge) || g.ports.contains_key(&port.name) {
                 return Err("fake: bad add_port".into());
             }
-            g.ports
-                .insert(port.name.clone(), (bridge.to_string(), port.clone()));
+            g.ports.insert(port.name.clone(), (bridge.to_string(), port.clone()));
             Ok(())
         }
         fn del_port(&mut self, name: &str) -> DpResult<()> {
             self.check()?;
             let mut g = self.inner();
             g.fdb.retain(|_, (p, _)| p != name);
-            g.ports
-                .remove(name)
-                .map(|_| ())
-                .ok_or("fake: no port".into())
+            g.ports.remove(name).map(|_| ()).ok_or("fake: no port".into())
         }
         fn fdb_add(&mut self, bridge: &str, mac: MacAddr, vlan: u16, port: &str) -> DpResult<()> {
             self.check()?;
@@ -660,25 +578,18 @@ pub(crate) mod fake {
             if !g.ports.contains_key(port) {
                 return Err("fake: no port".into());
             }
-            g.fdb
-                .insert((bridge.to_string(), mac, vlan), (port.to_string(), true));
+            g.fdb.insert((bridge.to_string(), mac, vlan), (port.to_string(), true));
             Ok(())
         }
         fn fdb_del(&mut self, bridge: &str, mac: MacAddr, vlan: u16) -> DpResult<bool> {
             self.check()?;
-            Ok(self
-                .inner()
-                .fdb
-                .remove(&(bridge.to_string(), mac, vlan))
-                .is_some())
+            Ok(self.inner().fdb.remove(&(bridge.to_string(), mac, vlan)).is_some())
         }
         fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize> {
             self.check()?;
             let mut g = self.inner();
             let before = g.fdb.len();
-            g.fdb.retain(|(b, _, _), (p, st)| {
-                *st || b != bridge || port.is_some_and(|want| want != p)
-            });
+            g.fdb.retain(|(b, _, _), (p, st)| *st || b != bridge || port.is_some_and(|want| want != p));
             Ok(before - g.fdb.len())
         }
         fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
@@ -779,156 +690,73 @@ mod tests {
     }
 
     fn br_add(name: &str) -> Command {
-        Command::BridgeAdd {
-            bridge: name.into(),
-            aging_secs: None,
-            max_macs: None,
-        }
+        Command::BridgeAdd { bridge: name.into(), aging_secs: None, max_macs: None }
     }
 
     fn p_add(br: &str, p: PortConfig) -> Command {
-        Command::PortAdd {
-            bridge: br.into(),
-            port: p,
-        }
+        Command::PortAdd { bridge: br.into(), port: p }
     }
 
     #[test]
     fn bridges_and_ports() {
         let (mut st, dp, db) = setup("st-basic");
         run(&mut st, br_add("br0")).unwrap();
-        assert_eq!(
-            run(&mut st, br_add("br0")).unwrap_err(),
-            "bridge \"br0\" already exists"
-        );
+        assert_eq!(run(&mut st, br_add("br0")).unwrap_err(), "bridge \"br0\" already exists");
         run(&mut st, br_add("br1")).unwrap();
         run(&mut st, p_add("br0", port("veth-a"))).unwrap();
         assert_eq!(
             run(&mut st, p_add("br1", port("veth-a"))).unwrap_err(),
             "port \"veth-a\" already exists in bridge \"br0\""
         );
-        assert_eq!(
-            run(&mut st, p_add("br9", port("x"))).unwrap_err(),
-            "unknown bridge \"br9\""
-        );
+        assert_eq!(run(&mut st, p_add("br9", port("x"))).unwrap_err(), "unknown bridge \"br9\"");
         let mut bad = port("veth-b");
         bad.vlan = PortVlan::Access { vlan: 4095 };
-        assert_eq!(
-            run(&mut st, p_add("br0", bad)).unwrap_err(),
-            "invalid VLAN 4095 (must be 1..=4094)"
-        );
+        assert_eq!(run(&mut st, p_add("br0", bad)).unwrap_err(), "invalid VLAN 4095 (must be 1..=4094)");
         let mut bad = port("veth-b");
-        bad.vlan = PortVlan::Trunk {
-            vlans: vec![],
-            native: None,
-        };
+        bad.vlan = PortVlan::Trunk { vlans: vec![], native: None };
         assert!(run(&mut st, p_add("br0", bad)).is_err());
         let mut bad = port("veth-b");
         bad.netns = Some("ns1".into());
         assert!(run(&mut st, p_add("br0", bad)).is_err());
         assert!(run(&mut st, p_add("br0", port("this-name-is-too-long"))).is_err());
         let mut trunk = port("trunk0");
-        trunk.vlan = PortVlan::Trunk {
-            vlans: vec![20, 10, 20],
-            native: None,
-        };
+        trunk.vlan = PortVlan::Trunk { vlans: vec![20, 10, 20], native: None };
         run(&mut st, p_add("br1", trunk)).unwrap();
-        assert_eq!(
-            st.config().bridges[1].ports[0].vlan,
-            PortVlan::Trunk {
-                vlans: vec![10, 20],
-                native: None
-            }
-        );
+        assert_eq!(st.config().bridges[1].ports[0].vlan, PortVlan::Trunk { vlans: vec![10, 20], native: None });
         assert_eq!(dp.inner().ports.len(), 2);
 
         // show / list / stats / pmd read.
-        let show: ShowResult =
-            serde_json::from_value(run(&mut st, Command::Show).unwrap()).unwrap();
+        let show: ShowResult = serde_json::from_value(run(&mut st, Command::Show).unwrap()).unwrap();
         assert_eq!(show.bridges.len(), 2);
         assert_eq!(show.bridges[0].ports[0].status.state, "up");
         assert_eq!(show.threads.len(), 1);
-        let list: Vec<BridgeSummary> =
-            serde_json::from_value(run(&mut st, Command::BridgeList).unwrap()).unwrap();
+        let list: Vec<BridgeSummary> = serde_json::from_value(run(&mut st, Command::BridgeList).unwrap()).unwrap();
         assert_eq!(list[0].ports, 1);
-        let stats: Vec<PortStatsInfo> = serde_json::from_value(
-            run(
-                &mut st,
-                Command::Stats {
-                    port: Some("veth-a".into()),
-                },
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let stats: Vec<PortStatsInfo> =
+            serde_json::from_value(run(&mut st, Command::Stats { port: Some("veth-a".into()) }).unwrap()).unwrap();
         assert_eq!(stats.len(), 1);
-        assert!(run(
-            &mut st,
-            Command::Stats {
-                port: Some("nope".into())
-            }
-        )
-        .is_err());
+        assert!(run(&mut st, Command::Stats { port: Some("nope".into()) }).is_err());
         run(&mut st, Command::PmdShow).unwrap();
         run(&mut st, Command::Ping).unwrap();
 
         // bridge_set
-        run(
-            &mut st,
-            Command::BridgeSet {
-                bridge: "br0".into(),
-                aging_secs: Some(60),
-                max_macs: None,
-            },
-        )
-        .unwrap();
+        run(&mut st, Command::BridgeSet { bridge: "br0".into(), aging_secs: Some(60), max_macs: None }).unwrap();
         assert_eq!(dp.inner().bridges["br0"].aging_secs, 60);
-        assert!(run(
-            &mut st,
-            Command::BridgeSet {
-                bridge: "br0".into(),
-                aging_secs: Some(0),
-                max_macs: None,
-            }
-        )
-        .is_err());
+        assert!(run(&mut st, Command::BridgeSet { bridge: "br0".into(), aging_secs: Some(0), max_macs: None }).is_err());
 
         // port_del, wrong bridge
         assert_eq!(
-            run(
-                &mut st,
-                Command::PortDel {
-                    bridge: "br1".into(),
-                    port: "veth-a".into()
-                }
-            )
-            .unwrap_err(),
+            run(&mut st, Command::PortDel { bridge: "br1".into(), port: "veth-a".into() }).unwrap_err(),
             "port \"veth-a\" is in bridge \"br0\", not \"br1\""
         );
-        run(
-            &mut st,
-            Command::PortDel {
-                bridge: "br0".into(),
-                port: "veth-a".into(),
-            },
-        )
-        .unwrap();
+        run(&mut st, Command::PortDel { bridge: "br0".into(), port: "veth-a".into() }).unwrap();
         // bridge_del removes its ports too
-        run(
-            &mut st,
-            Command::BridgeDel {
-                bridge: "br1".into(),
-            },
-        )
-        .unwrap();
+        run(&mut st, Command::BridgeDel { bridge: "br1".into() }).unwrap();
         assert!(dp.inner().ports.is_empty());
         assert_eq!(dp.inner().bridges.len(), 1);
         assert_eq!(db::load(&db).unwrap().bridges.len(), 1);
         // wrong version
-        let r = st.handle(Request {
-            version: 9,
-            cmd: Command::Ping,
-        });
+        let r = st.handle(Request { version: 9, cmd: Command::Ping });
         assert!(r.error.unwrap().contains("unsupported protocol version 9"));
     }
 
@@ -939,18 +767,9 @@ mod tests {
         let before = fs::read(&db).unwrap();
         let cfg = st.config().clone();
         dp.inner().fail_next = Some("no such interface".into());
-        assert_eq!(
-            run(&mut st, p_add("br0", port("veth-a"))).unwrap_err(),
-            "no such interface"
-        );
+        assert_eq!(run(&mut st, p_add("br0", port("veth-a"))).unwrap_err(), "no such interface");
         dp.inner().fail_next = Some("boom".into());
-        assert!(run(
-            &mut st,
-            Command::BridgeDel {
-                bridge: "br0".into()
-            }
-        )
-        .is_err());
+        assert!(run(&mut st, Command::BridgeDel { bridge: "br0".into() }).is_err());
         assert_eq!(st.config(), &cfg);
         assert_eq!(fs::read(&db).unwrap(), before);
         assert!(dp.inner().ports.is_empty());
@@ -971,13 +790,7 @@ mod tests {
         assert!(dp.inner().ports.is_empty());
         assert!(run(&mut st, br_add("br1")).is_err());
         assert!(!dp.inner().bridges.contains_key("br1"));
-        assert!(run(
-            &mut st,
-            Command::BridgeDel {
-                bridge: "br0".into()
-            }
-        )
-        .is_err());
+        assert!(run(&mut st, Command::BridgeDel { bridge: "br0".into() }).is_err());
         assert!(dp.inner().bridges.contains_key("br0"));
         assert_eq!(st.config(), &cfg);
         fs::remove_dir(&tmp).unwrap();
@@ -1000,65 +813,31 @@ mod tests {
         assert!(run(&mut st, add("01:00:5e:00:00:01", 1, "p1")).is_err());
         assert!(run(&mut st, add("nonsense", 1, "p1")).is_err());
         assert!(run(&mut st, add("02:00:00:00:00:01", 0, "p1")).is_err());
-        assert!(run(&mut st, add("02:00:00:00:00:01", 10, "p1"))
-            .unwrap_err()
-            .contains("does not carry VLAN 10"));
+        assert!(run(&mut st, add("02:00:00:00:00:01", 10, "p1")).unwrap_err().contains("does not carry VLAN 10"));
         assert_eq!(
             run(&mut st, add("02:00:00:00:00:01", 1, "p2")).unwrap_err(),
             "port \"p2\" is not in bridge \"br0\""
         );
         run(&mut st, add("02:00:00:00:00:0A", 1, "p1")).unwrap();
-        assert_eq!(
-            st.config().bridges[0].static_macs[0].mac,
-            "02:00:00:00:00:0a"
-        );
+        assert_eq!(st.config().bridges[0].static_macs[0].mac, "02:00:00:00:00:0a");
         run(&mut st, add("02:00:00:00:00:0a", 1, "p1")).unwrap();
         assert_eq!(st.config().bridges[0].static_macs.len(), 1);
-        let fdb: Vec<FdbEntryInfo> = serde_json::from_value(
-            run(
-                &mut st,
-                Command::FdbShow {
-                    bridge: "br0".into(),
-                },
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let fdb: Vec<FdbEntryInfo> =
+            serde_json::from_value(run(&mut st, Command::FdbShow { bridge: "br0".into() }).unwrap()).unwrap();
         assert_eq!(fdb.len(), 1);
         assert!(fdb[0].is_static);
-        let flushed: FlushResult = serde_json::from_value(
-            run(
-                &mut st,
-                Command::FdbFlush {
-                    bridge: "br0".into(),
-                    port: None,
-                },
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let flushed: FlushResult =
+            serde_json::from_value(run(&mut st, Command::FdbFlush { bridge: "br0".into(), port: None }).unwrap())
+                .unwrap();
         assert_eq!(flushed.flushed, 0);
-        let del = |mac: &str| Command::FdbDel {
-            bridge: "br0".into(),
-            mac: mac.into(),
-            vlan: 1,
-        };
+        let del = |mac: &str| Command::FdbDel { bridge: "br0".into(), mac: mac.into(), vlan: 1 };
         run(&mut st, del("02:00:00:00:00:0a")).unwrap();
         assert!(st.config().bridges[0].static_macs.is_empty());
         assert!(dp.inner().fdb.is_empty());
-        assert!(run(&mut st, del("02:00:00:00:00:0a"))
-            .unwrap_err()
-            .contains("no FDB entry"));
+        assert!(run(&mut st, del("02:00:00:00:00:0a")).unwrap_err().contains("no FDB entry"));
         // Deleting the port drops its static entries from the config.
         run(&mut st, add("02:00:00:00:00:0b", 1, "p1")).unwrap();
-        run(
-            &mut st,
-            Command::PortDel {
-                bridge: "br0".into(),
-                port: "p1".into(),
-            },
-        )
-        .unwrap();
+        run(&mut st, Command::PortDel { bridge: "br0".into(), port: "p1".into() }).unwrap();
         assert!(st.config().bridges[0].static_macs.is_empty());
     }
 
@@ -1070,12 +849,7 @@ mod tests {
         run(&mut st, p_add("br0", port("gone"))).unwrap();
         run(
             &mut st,
-            Command::FdbAdd {
-                bridge: "br0".into(),
-                mac: "02:00:00:00:00:01".into(),
-                vlan: 1,
-                port: "p1".into(),
-            },
+            Command::FdbAdd { bridge: "br0".into(), mac: "02:00:00:00:00:01".into(), vlan: 1, port: "p1".into() },
         )
         .unwrap();
         let saved = st.config().clone();
@@ -1093,25 +867,13 @@ mod tests {
             assert_eq!(g.fdb.len(), 1);
         }
         // The failed port is shown down and stays in the db.
-        let show: ShowResult =
-            serde_json::from_value(run(&mut st2, Command::Show).unwrap()).unwrap();
+        let show: ShowResult = serde_json::from_value(run(&mut st2, Command::Show).unwrap()).unwrap();
         let gone = &show.bridges[0].ports[1];
-        assert!(
-            gone.status.state.starts_with("down: no interface"),
-            "{:?}",
-            gone
-        );
+        assert!(gone.status.state.starts_with("down: no interface"), "{:?}", gone);
         run(&mut st2, br_add("br1")).unwrap();
         assert_eq!(db::load(&db).unwrap().bridges[0].ports.len(), 2);
         // ...and can be deleted.
-        run(
-            &mut st2,
-            Command::PortDel {
-                bridge: "br0".into(),
-                port: "gone".into(),
-            },
-        )
-        .unwrap();
+        run(&mut st2, Command::PortDel { bridge: "br0".into(), port: "gone".into() }).unwrap();
         st2.tick();
         assert_eq!(dp2.inner().ticks, 1);
     }
@@ -1138,9 +900,7 @@ mod tests {
             x
         };
         for _ in 0..3000 {
-            let mut line = seeds[(next() % seeds.len() as u64) as usize]
-                .as_bytes()
-                .to_vec();
+            let mut line = seeds[(next() % seeds.len() as u64) as usize].as_bytes().to_vec();
             for _ in 0..(next() % 4) {
                 let i = (next() % line.len() as u64) as usize;
                 let alphabet = b"0123456789:,{}[]\"abpx -\x00\xff";

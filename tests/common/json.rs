@@ -41,11 +41,7 @@ pub struct PortStat {
 /// The objects of a list that may be bare, under one of `keys`, or a map
 /// keyed by name (the key is then put in as `name`).
 fn items(v: &Value, keys: &[&str]) -> Vec<Value> {
-    let v = keys
-        .iter()
-        .find_map(|k| v.get(*k))
-        .filter(|_| v.is_object())
-        .unwrap_or(v);
+    let v = keys.iter().find_map(|k| v.get(*k)).filter(|_| v.is_object()).unwrap_or(v);
     match v {
         Value::Array(a) => a.clone(),
         Value::Object(m) => m
@@ -64,10 +60,7 @@ fn items(v: &Value, keys: &[&str]) -> Vec<Value> {
 }
 
 fn str_of(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 fn u64_of(v: &Value, key: &str) -> u64 {
@@ -108,28 +101,19 @@ fn drops_of(v: &Value) -> BTreeMap<String, u64> {
                 Some((name, pair.get(1)?.as_u64()?))
             })
             .collect(),
-        Value::Object(m) => m
-            .iter()
-            .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
-            .collect(),
+        Value::Object(m) => m.iter().filter_map(|(k, n)| Some((k.clone(), n.as_u64()?))).collect(),
         _ => BTreeMap::new(),
     }
 }
 
 /// Counters of port `name` in `rvsctl --json stats` (default if absent).
 pub fn port_stat(v: &Value, name: &str) -> PortStat {
-    port_stats(v)
-        .into_iter()
-        .find(|p| p.name == name)
-        .unwrap_or_default()
+    port_stats(v).into_iter().find(|p| p.name == name).unwrap_or_default()
 }
 
 /// Drops under `reason`, summed over all ports.
 pub fn drops_total(v: &Value, reason: &str) -> u64 {
-    port_stats(v)
-        .iter()
-        .map(|p| p.drops.get(reason).copied().unwrap_or(0))
-        .sum()
+    port_stats(v).iter().map(|p| p.drops.get(reason).copied().unwrap_or(0)).sum()
 }
 
 /// (bridge, port, type) of every port in `rvsctl --json show`, plus
@@ -140,12 +124,7 @@ pub fn show_ports(v: &Value) -> BTreeSet<(String, String, String)> {
         let bname = str_of(&br, "name");
         set.insert((bname.clone(), String::new(), String::new()));
         for p in items(br.get("ports").unwrap_or(&Value::Null), &[]) {
-            let kind = p
-                .get("type")
-                .or_else(|| p.get("kind"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let kind = p.get("type").or_else(|| p.get("kind")).and_then(Value::as_str).unwrap_or_default().to_string();
             set.insert((bname.clone(), str_of(&p, "name"), kind));
         }
     }
@@ -154,7 +133,5 @@ pub fn show_ports(v: &Value) -> BTreeSet<(String, String, String)> {
 
 /// True if `line` is a control-socket error reply (`"ok": false`).
 pub fn is_error_reply(line: &str) -> bool {
-    serde_json::from_str::<Value>(line.trim())
-        .map(|v| v.get("ok") == Some(&Value::Bool(false)))
-        .unwrap_or(false)
+    serde_json::from_str::<Value>(line.trim()).map(|v| v.get("ok") == Some(&Value::Bool(false))).unwrap_or(false)
 }

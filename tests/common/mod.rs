@@ -29,18 +29,11 @@ pub mod json;
 pub fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    let missing: Vec<&str> = ["ip", "ping", "iperf3", "tcpdump"]
-        .into_iter()
-        .filter(|t| !have_tool(t))
-        .collect();
+    let missing: Vec<&str> = ["ip", "ping", "iperf3", "tcpdump"].into_iter().filter(|t| !have_tool(t)).collect();
     if root && missing.is_empty() {
         return true;
     }
-    let why = if root {
-        format!("missing tools: {}", missing.join(", "))
-    } else {
-        "not root".to_string()
-    };
+    let why = if root { format!("missing tools: {}", missing.join(", ")) } else { "not root".to_string() };
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("integration test cannot run under CI=true: {why} (run scripts/test.sh as root)");
     }
@@ -49,12 +42,8 @@ pub fn require_root() -> bool {
 }
 
 fn have_tool(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
-        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(name).is_file())
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file())).unwrap_or(false)
+        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| Path::new(d).join(name).is_file())
 }
 
 /// Serializes tests that run an `rvsd`: a 2-core machine cannot poll for
@@ -68,11 +57,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// pid and a counter in base 36 (at most 7 characters).
 pub fn tag() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{}{}",
-        base36(std::process::id()),
-        base36(N.fetch_add(1, Ordering::Relaxed))
-    )
+    format!("{}{}", base36(std::process::id()), base36(N.fetch_add(1, Ordering::Relaxed)))
 }
 
 fn base36(mut n: u32) -> String {
@@ -122,11 +107,7 @@ impl Netns {
     /// Creates the namespace and sets its loopback up.
     pub fn new() -> Netns {
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "rvst{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("rvst{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         run_ok(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -143,9 +124,7 @@ impl Netns {
 
     /// Runs a command inside the namespace.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {args:?} in {}: {e}", self.name))
+        self.cmd(args).output().unwrap_or_else(|e| panic!("cannot run {args:?} in {}: {e}", self.name))
     }
 
     /// Runs a command inside the namespace that must succeed; its stdout.
@@ -170,19 +149,14 @@ impl Netns {
 
     /// True if interface `dev` exists in the namespace.
     pub fn has_link(&self, dev: &str) -> bool {
-        run(&["ip", "-n", &self.name, "link", "show", "dev", dev])
-            .status
-            .success()
+        run(&["ip", "-n", &self.name, "link", "show", "dev", dev]).status.success()
     }
 
     /// The MAC address of `dev` in the namespace, lower case.
     pub fn mac(&self, dev: &str) -> String {
         let out = self.ip(&["-j", "link", "show", "dev", dev]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
-        v[0]["address"]
-            .as_str()
-            .expect("address in ip -j link output")
-            .to_lowercase()
+        v[0]["address"].as_str().expect("address in ip -j link output").to_lowercase()
     }
 
     /// Adds `addr` (CIDR; IPv6 without duplicate address detection) to `dev`
@@ -205,10 +179,7 @@ impl Default for Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Ok(o) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
+        if let Ok(o) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
             for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
                     // SAFETY: plain signal to a process that lives in our
@@ -239,14 +210,8 @@ impl Veth {
     pub fn new(ns: &Netns, addrs: &[&str]) -> Veth {
         let t = tag();
         let (host, inner) = (format!("rv{t}h"), format!("rv{t}n"));
-        run_ok(&[
-            "ip", "link", "add", &host, "type", "veth", "peer", "name", &inner, "netns", &ns.name,
-        ]);
-        let v = Veth {
-            host,
-            inner,
-            ns: ns.name.clone(),
-        };
+        run_ok(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &inner, "netns", &ns.name]);
+        let v = Veth { host, inner, ns: ns.name.clone() };
         run_ok(&["ip", "link", "set", &v.host, "up"]);
         ns.ip(&["link", "set", &v.inner, "up"]);
         for a in addrs {
@@ -325,40 +290,14 @@ impl Host {
 
 /// `ping -c COUNT -i 0.2 -W 1 ADDR` from `ns`: true if every reply came.
 pub fn ping(ns: &Netns, addr: &str, count: u32) -> bool {
-    ns.run(&[
-        "ping",
-        "-n",
-        "-q",
-        "-c",
-        &count.to_string(),
-        "-i",
-        "0.2",
-        "-W",
-        "1",
-        addr,
-    ])
-    .status
-    .success()
+    ns.run(&["ping", "-n", "-q", "-c", &count.to_string(), "-i", "0.2", "-W", "1", addr]).status.success()
 }
 
 /// Pings from `ns` every 0.1 s until one reply comes or `within` (whole
 /// seconds, at least 1) passes.
 pub fn ping_within(ns: &Netns, addr: &str, within: Duration) -> bool {
     let secs = within.as_secs_f64().ceil().max(1.0) as u64;
-    ns.run(&[
-        "ping",
-        "-n",
-        "-q",
-        "-c",
-        "1",
-        "-i",
-        "0.1",
-        "-w",
-        &secs.to_string(),
-        addr,
-    ])
-    .status
-    .success()
+    ns.run(&["ping", "-n", "-q", "-c", "1", "-i", "0.1", "-w", &secs.to_string(), addr]).status.success()
 }
 
 /// Waits (up to 10 s) until `ns` reaches `addr`, then requires
@@ -431,8 +370,8 @@ impl Iperf3Server {
 pub fn iperf3(ns: &Netns, addr: &str, secs: u32) -> Result<f64, String> {
     let o = ns.run(&["iperf3", "-c", addr, "-t", &secs.to_string(), "-J"]);
     let text = String::from_utf8_lossy(&o.stdout);
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("iperf3 output is not JSON ({e}): {text}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("iperf3 output is not JSON ({e}): {text}"))?;
     if let Some(err) = v["error"].as_str() {
         return Err(format!("iperf3: {err}"));
     }
@@ -459,11 +398,7 @@ impl Tcpdump {
                 c
             }
         };
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcpdump");
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start tcpdump");
         let stderr = child.stderr.take().unwrap();
         let guard = ChildGuard(child);
         let mut lines = BufReader::new(stderr).lines();
@@ -549,10 +484,7 @@ pub fn send_raw(ns: &Netns, dev: &str, frames: &[Vec<u8>]) {
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).expect("hex"))
-        .collect();
+    let v: Vec<u8> = s.split(':').map(|x| u8::from_str_radix(x, 16).expect("hex")).collect();
     v.try_into().expect("six bytes")
 }
 
@@ -565,12 +497,7 @@ pub fn parse_ip(s: &str) -> [u8; 4] {
 /// A broadcast ARP request "who has `target` tell `src_ip`" from
 /// `src_mac`, 802.1Q-tagged with `vlan` if given (this kernel has no VLAN
 /// devices, so tagged traffic is made by hand and sent with [`send_raw`]).
-pub fn arp_request(
-    src_mac: [u8; 6],
-    src_ip: [u8; 4],
-    target: [u8; 4],
-    vlan: Option<u16>,
-) -> Vec<u8> {
+pub fn arp_request(src_mac: [u8; 6], src_ip: [u8; 4], target: [u8; 4], vlan: Option<u16>) -> Vec<u8> {
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&src_mac);
     if let Some(v) = vlan {
@@ -605,13 +532,7 @@ pub fn rvsctl_bin() -> PathBuf {
 
 /// Runs `rvsctl --socket SOCKET ARGS`.
 pub fn rvsctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(rvsctl_bin())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run rvsctl")
+    Command::new(rvsctl_bin()).arg("--socket").arg(socket).args(args).stdin(Stdio::null()).output().expect("run rvsctl")
 }
 
 /// The cores to give rvsd: core 1 where there are two or more (core 0
@@ -660,11 +581,7 @@ impl Rvsd {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("rvsd log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("rvsd log file");
         let child = Command::new(rvsd_bin())
             .arg("--cores")
             .arg(&self.cores)
@@ -726,8 +643,7 @@ impl Rvsd {
         let mut v = vec!["--json"];
         v.extend_from_slice(args);
         let out = self.ctl_ok(&v);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("rvsctl --json {args:?}: not JSON ({e}): {out}"))
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("rvsctl --json {args:?}: not JSON ({e}): {out}"))
     }
 
     /// Kills rvsd with SIGKILL and reaps it.
@@ -770,11 +686,7 @@ impl Drop for Rvsd {
     fn drop(&mut self) {
         self.stop();
         if std::thread::panicking() {
-            eprintln!(
-                "--- rvsd log ({}) ---\n{}",
-                self.log.display(),
-                self.log_text()
-            );
+            eprintln!("--- rvsd log ({}) ---\n{}", self.log.display(), self.log_text());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -785,10 +697,8 @@ impl Drop for Rvsd {
 pub fn xdp_attached(devs: &[&str]) -> Vec<String> {
     devs.iter()
         .filter(|d| {
-            let out = String::from_utf8_lossy(&run(&["ip", "-o", "link", "show", "dev", d]).stdout)
-                .into_owned();
-            out.split_whitespace()
-                .any(|w| matches!(w, "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload"))
+            let out = String::from_utf8_lossy(&run(&["ip", "-o", "link", "show", "dev", d]).stdout).into_owned();
+            out.split_whitespace().any(|w| matches!(w, "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload"))
         })
         .map(|d| d.to_string())
         .collect()

@@ -37,10 +37,7 @@ where
                 // thread's network namespace.
                 if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                     let e = io::Error::last_os_error();
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot enter network namespace {ns:?}: {e}"),
-                    ));
+                    return Err(io::Error::new(e.kind(), format!("cannot enter network namespace {ns:?}: {e}")));
                 }
                 drop(fd);
                 f()
@@ -53,10 +50,7 @@ where
 /// Opens `/var/run/netns/<ns>` after checking that `ns` is a plain name.
 fn open_netns(ns: &str) -> io::Result<OwnedFd> {
     if ns.is_empty() || ns == "." || ns == ".." || ns.contains('/') || ns.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid network namespace name {ns:?}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid network namespace name {ns:?}")));
     }
     let path = format!("{NETNS_DIR}/{ns}");
     let cpath = CString::new(path.clone()).map_err(|_| io::ErrorKind::InvalidInput)?;
@@ -96,9 +90,6 @@ mod tests {
     #[test]
     fn missing_namespace_is_named() {
         let e = in_netns(Some("rvs-no-such-ns-xyz"), || Ok(())).unwrap_err();
-        assert!(
-            e.to_string().contains("\"rvs-no-such-ns-xyz\" not found"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("\"rvs-no-such-ns-xyz\" not found"), "{e}");
     }
 }

@@ -41,12 +41,7 @@ impl TapPort {
         let ctx = |e: io::Error| with_context(e, name, netns);
         ifreq_for(name).map_err(ctx)?;
         let fd = in_netns(netns, || open_here(name)).map_err(ctx)?;
-        Ok(TapPort {
-            fd,
-            name: name.to_string(),
-            netns: netns.map(str::to_string),
-            oversize: 0,
-        })
+        Ok(TapPort { fd, name: name.to_string(), netns: netns.map(str::to_string), oversize: 0 })
     }
 
     /// The tap's interface name.
@@ -68,12 +63,7 @@ impl TapPort {
     /// A second handle on the same tap queue (a duplicated descriptor), so
     /// other polling threads can transmit to it.
     pub fn try_clone(&self) -> io::Result<TapPort> {
-        Ok(TapPort {
-            fd: self.fd.try_clone()?,
-            name: self.name.clone(),
-            netns: self.netns.clone(),
-            oversize: 0,
-        })
+        Ok(TapPort { fd: self.fd.try_clone()?, name: self.name.clone(), netns: self.netns.clone(), oversize: 0 })
     }
 }
 
@@ -102,14 +92,8 @@ impl Port for TapPort {
             // to the buffer, so a plain read could not tell).
             let mut spare = 0u8;
             let iov = [
-                libc::iovec {
-                    iov_base: buf.as_mut_ptr().cast(),
-                    iov_len: buf.len(),
-                },
-                libc::iovec {
-                    iov_base: (&mut spare as *mut u8).cast(),
-                    iov_len: 1,
-                },
+                libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() },
+                libc::iovec { iov_base: (&mut spare as *mut u8).cast(), iov_len: 1 },
             ];
             // SAFETY: both iovecs point to writable memory of their length
             // (a chunk of the pool this thread owns, a local byte) that
@@ -134,10 +118,7 @@ impl Port for TapPort {
                 }
                 continue;
             }
-            out[n] = Desc {
-                addr: chunk + HEADROOM as u64,
-                len: len as u32,
-            };
+            out[n] = Desc { addr: chunk + HEADROOM as u64, len: len as u32 };
             n += 1;
         }
         Ok(n)
@@ -205,10 +186,7 @@ fn open_here(name: &str) -> io::Result<OwnedFd> {
     // SAFETY: TUNSETPERSIST takes an integer argument, not a pointer.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot make it persistent: {e}"),
-        ));
+        return Err(io::Error::new(e.kind(), format!("cannot make it persistent: {e}")));
     }
     set_up(ifreq_for(name)?)?;
     Ok(fd)
@@ -219,18 +197,10 @@ fn open_here(name: &str) -> io::Result<OwnedFd> {
 fn attach(name: &str) -> io::Result<OwnedFd> {
     let ifr = ifreq_for(name)?;
     // SAFETY: `TUN_PATH` is a NUL-terminated path; the result is checked.
-    let raw = unsafe {
-        libc::open(
-            TUN_PATH.as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
+    let raw = unsafe { libc::open(TUN_PATH.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
     if raw < 0 {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot open /dev/net/tun: {e}"),
-        ));
+        return Err(io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e}")));
     }
     // SAFETY: `raw` was just opened and is owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -255,14 +225,12 @@ fn attach(name: &str) -> io::Result<OwnedFd> {
     }
     let e = last.unwrap_or_else(|| io::Error::other("TUNSETIFF failed"));
     Err(match e.raw_os_error() {
-        Some(libc::EINVAL) if interface_exists(&ifr) => io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("interface {name:?} exists and is not a tap device"),
-        ),
-        Some(libc::EBUSY) => io::Error::new(
-            io::ErrorKind::ResourceBusy,
-            format!("tap {name:?} is in use by another program"),
-        ),
+        Some(libc::EINVAL) if interface_exists(&ifr) => {
+            io::Error::new(io::ErrorKind::AlreadyExists, format!("interface {name:?} exists and is not a tap device"))
+        }
+        Some(libc::EBUSY) => {
+            io::Error::new(io::ErrorKind::ResourceBusy, format!("tap {name:?} is in use by another program"))
+        }
         Some(libc::EPERM) => io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!("not allowed to attach to tap {name:?} (needs CAP_NET_ADMIN or its owner)"),
@@ -291,10 +259,7 @@ fn set_up(ifr: libc::ifreq) -> io::Result<()> {
     // which lives on this stack frame for the whole call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot read link flags: {e}"),
-        ));
+        return Err(io::Error::new(e.kind(), format!("cannot read link flags: {e}")));
     }
     // SAFETY: the kernel just wrote `ifru_flags`, the union member read here.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
@@ -314,23 +279,15 @@ fn set_up(ifr: libc::ifreq) -> io::Result<()> {
 /// (Built where it is used: `ifreq` holds a pointer member, so it is not
 /// `Send` and cannot cross into the namespace thread.)
 fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
-    let invalid = |why: &str| {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid interface name {name:?}: {why}"),
-        ))
-    };
+    let invalid =
+        |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid interface name {name:?}: {why}")));
     if name.is_empty() {
         return invalid("empty");
     }
     if name.len() >= libc::IFNAMSIZ {
         return invalid("longer than 15 bytes");
     }
-    if name == "."
-        || name == ".."
-        || name
-            .bytes()
-            .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':')
+    if name == "." || name == ".." || name.bytes().any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':')
     {
         return invalid("contains '/', ':', whitespace or NUL");
     }
@@ -358,12 +315,9 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        for (name, why) in [
-            ("", "empty"),
-            ("sixteen-chars-xx", "longer than 15"),
-            ("a/b", "contains"),
-            ("a b", "contains"),
-        ] {
+        for (name, why) in
+            [("", "empty"), ("sixteen-chars-xx", "longer than 15"), ("a/b", "contains"), ("a b", "contains")]
+        {
             let e = TapPort::open(name, None).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
             assert!(e.to_string().contains(why), "{name:?}: {e}");

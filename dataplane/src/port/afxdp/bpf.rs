@@ -91,12 +91,7 @@ struct Insn {
 
 impl Insn {
     const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-        Insn {
-            code,
-            regs: (src << 4) | (dst & 0xf),
-            off,
-            imm,
-        }
+        Insn { code, regs: (src << 4) | (dst & 0xf), off, imm }
     }
 }
 
@@ -130,12 +125,7 @@ fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
     // for some commands writes) only memory we own; any pointers inside it
     // were set by the caller to buffers that outlive this call.
     let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            size_of::<T>() as libc::c_uint,
-        )
+        libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, size_of::<T>() as libc::c_uint)
     };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -200,15 +190,9 @@ fn load_program(map_fd: RawFd) -> io::Result<OwnedFd> {
             let text = String::from_utf8_lossy(&log[..end]);
             let text = text.trim().replace('\n', " | ");
             if text.is_empty() {
-                Err(io::Error::new(
-                    e.kind(),
-                    format!("loading the XDP program: {e}"),
-                ))
+                Err(io::Error::new(e.kind(), format!("loading the XDP program: {e}")))
             } else {
-                Err(io::Error::new(
-                    e.kind(),
-                    format!("loading the XDP program: {e}; verifier: {text}"),
-                ))
+                Err(io::Error::new(e.kind(), format!("loading the XDP program: {e}; verifier: {text}")))
             }
         }
     }
@@ -251,38 +235,19 @@ impl XdpProgram {
         let map = create_xskmap(queues).map_err(|e| bpf_error(ifname, "creating the XSKMAP", e))?;
         let prog = load_program(map.as_raw_fd()).map_err(|e| bpf_error(ifname, "", e))?;
         let (link, mode) = match mode {
-            XdpMode::Native => (
-                link_create(&prog, ifindex, XDP_FLAGS_DRV_MODE),
-                XdpMode::Native,
-            ),
-            XdpMode::Generic => (
-                link_create(&prog, ifindex, XDP_FLAGS_SKB_MODE),
-                XdpMode::Generic,
-            ),
+            XdpMode::Native => (link_create(&prog, ifindex, XDP_FLAGS_DRV_MODE), XdpMode::Native),
+            XdpMode::Generic => (link_create(&prog, ifindex, XDP_FLAGS_SKB_MODE), XdpMode::Generic),
             XdpMode::Auto => match link_create(&prog, ifindex, XDP_FLAGS_DRV_MODE) {
                 Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ERANGE)
-                    ) =>
+                    if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ERANGE)) =>
                 {
-                    (
-                        link_create(&prog, ifindex, XDP_FLAGS_SKB_MODE),
-                        XdpMode::Generic,
-                    )
+                    (link_create(&prog, ifindex, XDP_FLAGS_SKB_MODE), XdpMode::Generic)
                 }
                 other => (other, XdpMode::Native),
             },
         };
         let link = link.map_err(|e| attach_error(ifname, mode, e))?;
-        Ok(XdpProgram {
-            link,
-            prog,
-            map,
-            mode,
-            ifname: ifname.to_owned(),
-            queues,
-        })
+        Ok(XdpProgram { link, prog, map, mode, ifname: ifname.to_owned(), queues })
     }
 
     /// The mode the program runs in: `Native` or `Generic`.
@@ -319,28 +284,17 @@ impl XdpProgram {
             value: &value as *const u32 as u64,
             ..Default::default()
         };
-        sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
-            .map(drop)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{}: registering the AF_XDP socket for queue {queue}: {e}",
-                        self.ifname
-                    ),
-                )
-            })
+        sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop).map_err(|e| {
+            io::Error::new(e.kind(), format!("{}: registering the AF_XDP socket for queue {queue}: {e}", self.ifname))
+        })
     }
 
     /// Stops steering `queue` to a socket (its frames go to the kernel stack
     /// again). Closing the socket does the same.
     pub fn unregister(&self, queue: u32) {
         let key = queue;
-        let mut attr = MapElemAttr {
-            map_fd: self.map.as_raw_fd() as u32,
-            key: &key as *const u32 as u64,
-            ..Default::default()
-        };
+        let mut attr =
+            MapElemAttr { map_fd: self.map.as_raw_fd() as u32, key: &key as *const u32 as u64, ..Default::default() };
         // ENOENT (nothing registered) is the only expected failure.
         let _ = sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr);
     }
@@ -357,12 +311,8 @@ impl XdpProgram {
 }
 
 fn link_create(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
-    let mut attr = LinkCreateAttr {
-        prog_fd: prog.as_raw_fd() as u32,
-        target_ifindex: ifindex,
-        attach_type: BPF_XDP,
-        flags,
-    };
+    let mut attr =
+        LinkCreateAttr { prog_fd: prog.as_raw_fd() as u32, target_ifindex: ifindex, attach_type: BPF_XDP, flags };
     sys_bpf(BPF_LINK_CREATE, &mut attr).map(owned)
 }
 

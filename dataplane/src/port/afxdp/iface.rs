@@ -5,10 +5,7 @@ use std::fs;
 use std::io;
 
 fn no_such(ifname: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("no interface named {ifname}"),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("no interface named {ifname}"))
 }
 
 /// The interface index of `ifname`, or a "no interface named X" error.
@@ -43,9 +40,7 @@ pub fn rx_queues(ifname: &str) -> io::Result<u32> {
 pub fn mtu(ifname: &str) -> io::Result<u32> {
     ifindex(ifname)?;
     let s = fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))?;
-    s.trim()
-        .parse()
-        .map_err(|_| io::Error::other(format!("{ifname}: unreadable MTU {s:?}")))
+    s.trim().parse().map_err(|_| io::Error::other(format!("{ifname}: unreadable MTU {s:?}")))
 }
 
 #[cfg(test)]

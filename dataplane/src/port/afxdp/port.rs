@@ -24,10 +24,7 @@ pub struct XskConfig {
 
 impl Default for XskConfig {
     fn default() -> XskConfig {
-        XskConfig {
-            ring_size: 2048,
-            fill_target: 1024,
-        }
+        XskConfig { ring_size: 2048, fill_target: 1024 }
     }
 }
 
@@ -75,12 +72,7 @@ impl AfXdpPort {
     }
 
     /// [`open`](Self::open) with explicit ring sizes.
-    pub fn open_with(
-        ifname: &str,
-        queue: u32,
-        umem: &Arc<Umem>,
-        cfg: XskConfig,
-    ) -> io::Result<AfXdpPort> {
+    pub fn open_with(ifname: &str, queue: u32, umem: &Arc<Umem>, cfg: XskConfig) -> io::Result<AfXdpPort> {
         let sock = XskSocket::open(ifname, queue, umem, cfg.ring_size)?;
         Ok(AfXdpPort {
             sock: Some(sock),
@@ -165,10 +157,7 @@ impl Port for AfXdpPort {
         }
         for (i, slot) in out.iter_mut().take(n as usize).enumerate() {
             let d = sock.rx.get(idx.wrapping_add(i as u32));
-            *slot = Desc {
-                addr: d.addr,
-                len: d.len,
-            };
+            *slot = Desc { addr: d.addr, len: d.len };
             self.owned[(d.addr / FRAME_SIZE as u64) as usize] = 0;
         }
         sock.rx.release();
@@ -183,14 +172,7 @@ impl Port for AfXdpPort {
             Some(sock) => {
                 let (idx, n) = sock.tx.reserve(frames.len().min(u32::MAX as usize) as u32);
                 for (i, f) in frames.iter().take(n as usize).enumerate() {
-                    sock.tx.set(
-                        idx.wrapping_add(i as u32),
-                        libc::xdp_desc {
-                            addr: f.addr,
-                            len: f.len,
-                            options: 0,
-                        },
-                    );
+                    sock.tx.set(idx.wrapping_add(i as u32), libc::xdp_desc { addr: f.addr, len: f.len, options: 0 });
                     self.owned[(f.addr / FRAME_SIZE as u64) as usize] = 1;
                 }
                 if n > 0 {
@@ -279,10 +261,8 @@ impl Port for AfXdpPort {
         if self.in_fill > 0 && sock.fill.needs_wakeup() {
             self.counters.rx_kicks += 1;
             if let Err(e) = sock.kick_rx() {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS)
-                ) && result.is_ok()
+                if !matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS))
+                    && result.is_ok()
                 {
                     result = Err(io::Error::new(
                         e.kind(),

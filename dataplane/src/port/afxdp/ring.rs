@@ -81,12 +81,7 @@ pub(crate) struct Offsets {
 
 impl From<libc::xdp_ring_offset> for Offsets {
     fn from(o: libc::xdp_ring_offset) -> Offsets {
-        Offsets {
-            producer: o.producer,
-            consumer: o.consumer,
-            flags: o.flags,
-            desc: o.desc,
-        }
+        Offsets { producer: o.producer, consumer: o.consumer, flags: o.flags, desc: o.desc }
     }
 }
 
@@ -111,10 +106,7 @@ impl<T: Copy> RingMem<T> {
 
     fn new(map: Mmap, off: &Offsets, size: u32) -> RingMem<T> {
         assert!(size.is_power_of_two());
-        assert!(
-            Self::map_len(off, size) <= map.len,
-            "ring mapping too short"
-        );
+        assert!(Self::map_len(off, size) <= map.len, "ring mapping too short");
         let base = map.ptr.as_ptr();
         // SAFETY: the offsets come from the kernel (XDP_MMAP_OFFSETS) or a
         // test, and the assertion above keeps them inside the mapping; the
@@ -189,11 +181,7 @@ impl<T: Copy> ProdRing<T> {
         let mem = RingMem::new(map, off, size);
         let cached_prod = mem.producer().load(Ordering::Relaxed);
         let cached_cons = mem.consumer().load(Ordering::Acquire).wrapping_add(size);
-        ProdRing {
-            mem,
-            cached_prod,
-            cached_cons,
-        }
+        ProdRing { mem, cached_prod, cached_cons }
     }
 
     /// Free slots, refreshing our view of the kernel's consumer if fewer than `want`.
@@ -203,11 +191,7 @@ impl<T: Copy> ProdRing<T> {
         if free >= want {
             return free;
         }
-        self.cached_cons = self
-            .mem
-            .consumer()
-            .load(Ordering::Acquire)
-            .wrapping_add(self.mem.size);
+        self.cached_cons = self.mem.consumer().load(Ordering::Acquire).wrapping_add(self.mem.size);
         self.cached_cons.wrapping_sub(self.cached_prod)
     }
 
@@ -235,16 +219,13 @@ impl<T: Copy> ProdRing<T> {
     /// Publishes everything reserved so far to the kernel.
     #[inline]
     pub(crate) fn submit(&mut self) {
-        self.mem
-            .producer()
-            .store(self.cached_prod, Ordering::Release);
+        self.mem.producer().store(self.cached_prod, Ordering::Release);
     }
 
     /// Entries published but not yet taken by the kernel.
     #[inline]
     pub(crate) fn pending(&self) -> u32 {
-        self.cached_prod
-            .wrapping_sub(self.mem.consumer().load(Ordering::Acquire))
+        self.cached_prod.wrapping_sub(self.mem.consumer().load(Ordering::Acquire))
     }
 
     /// True when the kernel asks for a syscall to process this ring.
@@ -273,11 +254,7 @@ impl<T: Copy> ConsRing<T> {
         let mem = RingMem::new(map, off, size);
         let cached_cons = mem.consumer().load(Ordering::Relaxed);
         let cached_prod = mem.producer().load(Ordering::Acquire);
-        ConsRing {
-            mem,
-            cached_prod,
-            cached_cons,
-        }
+        ConsRing { mem, cached_prod, cached_cons }
     }
 
     /// Takes up to `n` available entries; returns the first index and how many.
@@ -303,9 +280,7 @@ impl<T: Copy> ConsRing<T> {
     /// Hands every peeked entry back to the kernel.
     #[inline]
     pub(crate) fn release(&mut self) {
-        self.mem
-            .consumer()
-            .store(self.cached_cons, Ordering::Release);
+        self.mem.consumer().store(self.cached_cons, Ordering::Release);
     }
 }
 
@@ -313,12 +288,7 @@ impl<T: Copy> ConsRing<T> {
 mod tests {
     use super::*;
 
-    const OFF: Offsets = Offsets {
-        producer: 0,
-        consumer: 64,
-        flags: 128,
-        desc: 192,
-    };
+    const OFF: Offsets = Offsets { producer: 0, consumer: 64, flags: 128, desc: 192 };
 
     /// A ring in plain memory plus a raw view of its indices, standing in
     /// for the kernel side.
@@ -327,10 +297,7 @@ mod tests {
         let base = m.ptr.as_ptr();
         // SAFETY: offsets 0 and 64 are inside the fresh mapping and aligned.
         let (p, c) = unsafe {
-            (
-                base.add(OFF.producer as usize) as *const AtomicU32,
-                base.add(OFF.consumer as usize) as *const AtomicU32,
-            )
+            (base.add(OFF.producer as usize) as *const AtomicU32, base.add(OFF.consumer as usize) as *const AtomicU32)
         };
         // SAFETY: as above; the mapping lives until the ring made from it drops.
         unsafe {
@@ -352,10 +319,7 @@ mod tests {
             }
             r.submit();
             // SAFETY: the mapping is owned by `r`, alive here.
-            assert_eq!(
-                unsafe { (*p).load(Ordering::Acquire) },
-                start.wrapping_add(5)
-            );
+            assert_eq!(unsafe { (*p).load(Ordering::Acquire) }, start.wrapping_add(5));
             assert_eq!(r.pending(), 5);
             // Only 3 slots left until the kernel consumes.
             assert_eq!(r.reserve(5).1, 3);
@@ -391,10 +355,7 @@ mod tests {
             assert_eq!(r.get(idx), 102);
             r.release();
             // SAFETY: as above.
-            assert_eq!(
-                unsafe { (*c).load(Ordering::Acquire) },
-                start.wrapping_add(3)
-            );
+            assert_eq!(unsafe { (*c).load(Ordering::Acquire) }, start.wrapping_add(3));
             assert_eq!(r.peek(8).1, 0);
         }
     }
@@ -404,9 +365,7 @@ mod tests {
         let (m, _, _) = mem(4, 0);
         let r = ProdRing::<u64>::new(m, &OFF, 4);
         assert!(!r.needs_wakeup());
-        r.mem
-            .flags()
-            .store(libc::XDP_RING_NEED_WAKEUP, Ordering::Relaxed);
+        r.mem.flags().store(libc::XDP_RING_NEED_WAKEUP, Ordering::Relaxed);
         assert!(r.needs_wakeup());
     }
 }

@@ -86,15 +86,7 @@ fn getsockopt<T: Pod>(fd: RawFd, opt: libc::c_int) -> io::Result<T> {
     let mut val: T = unsafe { std::mem::zeroed() };
     let mut len = size_of::<T>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `val`, which we own.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_XDP,
-            opt,
-            &mut val as *mut T as *mut libc::c_void,
-            &mut len,
-        )
-    };
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_XDP, opt, &mut val as *mut T as *mut libc::c_void, &mut len) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -110,12 +102,7 @@ fn getsockopt<T: Pod>(fd: RawFd, opt: libc::c_int) -> io::Result<T> {
 impl XskSocket {
     /// Creates a socket bound to `ifname`/`queue` whose rings hold `ring_size`
     /// entries each, joining `umem`.
-    pub(crate) fn open(
-        ifname: &str,
-        queue: u32,
-        umem: &Arc<Umem>,
-        ring_size: u32,
-    ) -> io::Result<XskSocket> {
+    pub(crate) fn open(ifname: &str, queue: u32, umem: &Arc<Umem>, ring_size: u32) -> io::Result<XskSocket> {
         if !ring_size.is_power_of_two() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -128,10 +115,7 @@ impl XskSocket {
         // SAFETY: plain socket(2); the result is checked.
         let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
-            return Err(ctx(
-                io::Error::last_os_error(),
-                format!("{at}: AF_XDP socket"),
-            ));
+            return Err(ctx(io::Error::last_os_error(), format!("{at}: AF_XDP socket")));
         }
         // SAFETY: `raw` is a fresh fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -149,54 +133,32 @@ impl XskSocket {
             (libc::XDP_RX_RING, "rx"),
             (libc::XDP_TX_RING, "tx"),
         ] {
-            setsockopt(raw, opt, &ring_size)
-                .map_err(|e| ctx(e, format!("{at}: sizing the {name} ring")))?;
+            setsockopt(raw, opt, &ring_size).map_err(|e| ctx(e, format!("{at}: sizing the {name} ring")))?;
         }
-        let off: libc::xdp_mmap_offsets = getsockopt(raw, libc::XDP_MMAP_OFFSETS)
-            .map_err(|e| ctx(e, format!("{at}: reading ring offsets")))?;
-        let (rx_o, tx_o, fr_o, cr_o) = (
-            Offsets::from(off.rx),
-            Offsets::from(off.tx),
-            Offsets::from(off.fr),
-            Offsets::from(off.cr),
-        );
+        let off: libc::xdp_mmap_offsets =
+            getsockopt(raw, libc::XDP_MMAP_OFFSETS).map_err(|e| ctx(e, format!("{at}: reading ring offsets")))?;
+        let (rx_o, tx_o, fr_o, cr_o) =
+            (Offsets::from(off.rx), Offsets::from(off.tx), Offsets::from(off.fr), Offsets::from(off.cr));
         let map = |len, pgoff: u64, name: &str| {
-            Mmap::ring(raw, len, pgoff)
-                .map_err(|e| ctx(e, format!("{at}: mapping the {name} ring")))
+            Mmap::ring(raw, len, pgoff).map_err(|e| ctx(e, format!("{at}: mapping the {name} ring")))
         };
         let rx = ConsRing::new(
-            map(
-                ConsRing::<libc::xdp_desc>::map_len(&rx_o, ring_size),
-                libc::XDP_PGOFF_RX_RING as u64,
-                "rx",
-            )?,
+            map(ConsRing::<libc::xdp_desc>::map_len(&rx_o, ring_size), libc::XDP_PGOFF_RX_RING as u64, "rx")?,
             &rx_o,
             ring_size,
         );
         let tx = ProdRing::new(
-            map(
-                ProdRing::<libc::xdp_desc>::map_len(&tx_o, ring_size),
-                libc::XDP_PGOFF_TX_RING as u64,
-                "tx",
-            )?,
+            map(ProdRing::<libc::xdp_desc>::map_len(&tx_o, ring_size), libc::XDP_PGOFF_TX_RING as u64, "tx")?,
             &tx_o,
             ring_size,
         );
         let fill = ProdRing::new(
-            map(
-                ProdRing::<u64>::map_len(&fr_o, ring_size),
-                libc::XDP_UMEM_PGOFF_FILL_RING,
-                "fill",
-            )?,
+            map(ProdRing::<u64>::map_len(&fr_o, ring_size), libc::XDP_UMEM_PGOFF_FILL_RING, "fill")?,
             &fr_o,
             ring_size,
         );
         let comp = ConsRing::new(
-            map(
-                ConsRing::<u64>::map_len(&cr_o, ring_size),
-                libc::XDP_UMEM_PGOFF_COMPLETION_RING,
-                "completion",
-            )?,
+            map(ConsRing::<u64>::map_len(&cr_o, ring_size), libc::XDP_UMEM_PGOFF_COMPLETION_RING, "completion")?,
             &cr_o,
             ring_size,
         );
@@ -226,10 +188,7 @@ impl XskSocket {
                     size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
                 )
             };
-            if r == 0
-                || io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY)
-                || Instant::now() >= deadline
-            {
+            if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY) || Instant::now() >= deadline {
                 break r;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -241,21 +200,11 @@ impl XskSocket {
                 Some(libc::EBUSY) => " (another AF_XDP socket is bound to this queue)",
                 _ => "",
             };
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{at}: binding the AF_XDP socket: {e}{hint}"),
-            ));
+            return Err(io::Error::new(e.kind(), format!("{at}: binding the AF_XDP socket: {e}{hint}")));
         }
         bound.push(raw);
         drop(bound);
-        Ok(XskSocket {
-            rx,
-            tx,
-            fill,
-            comp,
-            fd: Some(fd),
-            umem: umem.clone(),
-        })
+        Ok(XskSocket { rx, tx, fill, comp, fd: Some(fd), umem: umem.clone() })
     }
 
     /// The socket's fd (valid until drop).
@@ -268,16 +217,7 @@ impl XskSocket {
     pub(crate) fn kick_tx(&self) -> io::Result<()> {
         // SAFETY: a zero-length sendto with no buffer and no address only
         // tells the kernel to process the TX ring; it reads no memory.
-        let r = unsafe {
-            libc::sendto(
-                self.fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null(),
-                0,
-            )
-        };
+        let r = unsafe { libc::sendto(self.fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
         if r < 0 {
             Err(io::Error::last_os_error())
         } else {

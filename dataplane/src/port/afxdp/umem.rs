@@ -42,10 +42,7 @@ impl Umem {
                 "UMEM region must be a non-empty whole number of frames",
             ));
         }
-        Ok(Arc::new(Umem {
-            region,
-            bound: Mutex::new(Vec::new()),
-        }))
+        Ok(Arc::new(Umem { region, bound: Mutex::new(Vec::new()) }))
     }
 
     /// The memory behind the UMEM.

@@ -1,0 +1,496 @@
+//! The real packet path behind [`Datapath`]: polling threads, their frame
+//! pools (one UMEM each), the ports' sockets and XDP programs.
+//!
+//! Everything here runs on the control thread. A change opens what it needs
+//! (sockets, taps) first, so a failure leaves nothing half-done, then hands
+//! port queues to their polling threads and publishes a new snapshot. A
+//! removal unpublishes first and waits until every thread runs the new
+//! snapshot, so no thread can still learn or send on a port being closed.
+
+use crate::config::{BridgeConfig, PortConfig, PortType, PortVlan, XdpMode};
+use crate::datapath::{Datapath, DpResult, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo};
+use crossbeam::channel::{self, Sender};
+use rvs_dataplane::fdb::Fdb;
+use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
+use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram};
+use rvs_dataplane::port::tap::TapPort;
+use rvs_dataplane::port::Pool;
+use rvs_dataplane::snapshot::{BridgeId, BridgeInfo, PortId, PortInfo, Snapshot, VlanMode, TX_ANY};
+use rvs_dataplane::stats::{PortCounters, PortStats, ThreadStats};
+use rvs_dataplane::wire::MacAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Frames in each polling thread's pool (2 KiB each).
+const POOL_FRAMES: u32 = 16384;
+/// Parcels for frames crossing between threads.
+const HANDOFF_PARCELS: usize = 4096;
+
+struct Thread {
+    core: usize,
+    tx: Sender<Command>,
+    stats: Arc<ThreadStats>,
+    umem: Arc<Umem>,
+    join: Option<JoinHandle<()>>,
+}
+
+struct Bridge {
+    name: String,
+    fdb: Arc<Fdb>,
+    aging_secs: u32,
+}
+
+struct Port {
+    name: String,
+    bridge: BridgeId,
+    kind: PortType,
+    vlan: VlanMode,
+    /// (queue, thread index) of every handle, receiving or not.
+    handles: Vec<(u32, usize, bool)>,
+    /// Counters per thread holding a handle.
+    stats: Vec<Arc<PortStats>>,
+    xdp: Option<XdpProgram>,
+}
+
+/// Polling threads and the ports they serve.
+pub struct Dp {
+    start: Instant,
+    threads: Vec<Thread>,
+    bridges: Vec<Option<Bridge>>,
+    ports: Vec<Option<Port>>,
+    generation: u64,
+}
+
+impl Dp {
+    /// Starts one polling thread per core in `cores`, each pinned to it.
+    pub fn start(cores: &[usize], opts: PmdOptions) -> Result<Dp, String> {
+        let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().iter().map(|c| c.id).collect();
+        if cores.is_empty() {
+            return Err("--cores lists no core".into());
+        }
+        if cores.len() > 64 {
+            return Err("--cores lists more than 64 cores".into());
+        }
+        for c in cores {
+            if !available.contains(c) {
+                return Err(format!("core {c} is not available to rvsd (available: {available:?})"));
+            }
+        }
+        let start = Instant::now();
+        let handoff = Handoff::new(cores.len(), HANDOFF_PARCELS);
+        let mut threads = Vec::new();
+        for (i, &core) in cores.iter().enumerate() {
+            let pool = Pool::new(POOL_FRAMES).map_err(|e| format!("allocating frame memory for core {core}: {e}"))?;
+            let umem = Umem::new(pool.region().clone()).map_err(|e| format!("preparing UMEM for core {core}: {e}"))?;
+            let (tx, rx) = channel::unbounded();
+            let stats = Arc::new(ThreadStats::default());
+            let pmd = Pmd::new(i as u8, pool, rx, handoff.clone(), stats.clone(), start, opts);
+            let join = std::thread::Builder::new()
+                .name(format!("pmd{core}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        eprintln!("rvsd: warning: could not pin the polling thread to core {core}");
+                    }
+                    pmd.run();
+                })
+                .map_err(|e| format!("starting the polling thread for core {core}: {e}"))?;
+            threads.push(Thread { core, tx, stats, umem, join: Some(join) });
+        }
+        Ok(Dp { start, threads, bridges: Vec::new(), ports: Vec::new(), generation: 0 })
+    }
+
+    /// Stops every polling thread and closes every port (XDP programs are
+    /// detached; tap devices stay).
+    pub fn shutdown(&mut self) {
+        for t in &self.threads {
+            let _ = t.tx.send(Command::Stop);
+        }
+        for t in &mut self.threads {
+            if let Some(j) = t.join.take() {
+                let _ = j.join();
+            }
+        }
+        self.ports.clear();
+    }
+
+    fn now(&self) -> u32 {
+        self.start.elapsed().as_secs() as u32
+    }
+
+    fn bridge_id(&self, name: &str) -> DpResult<BridgeId> {
+        self.bridges
+            .iter()
+            .position(|b| b.as_ref().is_some_and(|b| b.name == name))
+            .map(|i| i as BridgeId)
+            .ok_or_else(|| format!("unknown bridge \"{name}\""))
+    }
+
+    fn port_id(&self, name: &str) -> DpResult<PortId> {
+        self.ports
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.name == name))
+            .map(|i| i as PortId)
+            .ok_or_else(|| format!("unknown port \"{name}\""))
+    }
+
+    fn port_name(&self, id: PortId) -> String {
+        self.ports.get(id as usize).and_then(Option::as_ref).map_or_else(|| format!("#{id}"), |p| p.name.clone())
+    }
+
+    /// Builds and sends a snapshot of the current configuration, and waits
+    /// until every thread runs it.
+    fn publish(&mut self) {
+        self.generation += 1;
+        let ports: Vec<Option<PortInfo>> = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.as_ref().map(|p| PortInfo {
+                    id: i as PortId,
+                    bridge: p.bridge,
+                    vlan: p.vlan.clone(),
+                    name: p.name.clone(),
+                })
+            })
+            .collect();
+        let bridges = self
+            .bridges
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                b.as_ref().map(|b| {
+                    let members: Vec<&PortInfo> =
+                        ports.iter().flatten().filter(|p| p.bridge == i as BridgeId).collect();
+                    BridgeInfo::new(i as BridgeId, &b.name, b.fdb.clone(), &members)
+                })
+            })
+            .collect();
+        let tx_thread = self
+            .ports
+            .iter()
+            .map(|p| match p {
+                Some(p) if p.kind == PortType::Tap => TX_ANY,
+                Some(p) => p.handles.first().map_or(TX_ANY, |h| h.1 as u8),
+                None => TX_ANY,
+            })
+            .collect();
+        let snap = Arc::new(Snapshot { generation: self.generation, ports, bridges, tx_thread });
+        for t in &self.threads {
+            let _ = t.tx.send(Command::Snapshot(snap.clone()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline
+            && self.threads.iter().any(|t| t.stats.generation.load(Relaxed) < self.generation)
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// The thread with the fewest receive queues.
+    fn least_loaded(&self) -> usize {
+        let mut load = vec![0usize; self.threads.len()];
+        for p in self.ports.iter().flatten() {
+            for &(_, t, rx) in &p.handles {
+                if rx {
+                    load[t] += 1;
+                }
+            }
+        }
+        (0..load.len()).min_by_key(|&i| (load[i], i)).unwrap_or(0)
+    }
+
+    fn remove_handles(&self, id: PortId, port: &Port) {
+        let mut seen = Vec::new();
+        for &(_, t, _) in &port.handles {
+            if seen.contains(&t) {
+                continue;
+            }
+            seen.push(t);
+            let (done_tx, done_rx) = channel::bounded(1);
+            if self.threads[t].tx.send(Command::RemovePort { id, done: done_tx }).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(5));
+            }
+        }
+    }
+
+    fn open_afxdp(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
+        let name = &cfg.name;
+        let mode = match cfg.xdp_mode {
+            XdpMode::Auto => afxdp::XdpMode::Auto,
+            XdpMode::Native => afxdp::XdpMode::Native,
+            XdpMode::Generic => afxdp::XdpMode::Generic,
+        };
+        let available = afxdp::iface::rx_queues(name).map_err(|e| e.to_string())?;
+        let queues = cfg.queues.unwrap_or(available);
+        if queues == 0 || queues > available {
+            return Err(format!("{name} has {available} rx queue(s); cannot open {queues}"));
+        }
+        let xdp = XdpProgram::attach(name, mode, queues).map_err(|e| e.to_string())?;
+        let mut opened = Vec::new();
+        let base = self.least_loaded();
+        for q in 0..queues {
+            // Spread queues over threads, starting with the least loaded.
+            let t = (base + q as usize) % self.threads.len();
+            let sock = AfXdpPort::open(name, q, &self.threads[t].umem).map_err(|e| format!("{name} queue {q}: {e}"))?;
+            sock.register(&xdp).map_err(|e| format!("{name} queue {q}: {e}"))?;
+            opened.push((q, t, sock));
+        }
+        let mut port = Port {
+            name: name.clone(),
+            bridge: 0,
+            kind: PortType::Afxdp,
+            vlan: VlanMode::Access(1),
+            handles: Vec::new(),
+            stats: Vec::new(),
+            xdp: Some(xdp),
+        };
+        for (q, t, sock) in opened {
+            let stats = Arc::new(PortStats::default());
+            port.stats.push(stats.clone());
+            port.handles.push((q, t, true));
+            let lp = LocalPort { id, queue: q, port: Box::new(sock), rx: true, stats };
+            let _ = self.threads[t].tx.send(Command::AddPort(lp));
+        }
+        Ok(port)
+    }
+
+    fn open_tap(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
+        let tap = TapPort::open(&cfg.name, cfg.netns.as_deref()).map_err(|e| e.to_string())?;
+        let rx_thread = self.least_loaded();
+        let mut handles = Vec::new();
+        for t in 0..self.threads.len() {
+            let h = if t == rx_thread { None } else { Some(tap.try_clone().map_err(|e| e.to_string())?) };
+            handles.push(h);
+        }
+        let mut port = Port {
+            name: cfg.name.clone(),
+            bridge: 0,
+            kind: PortType::Tap,
+            vlan: VlanMode::Access(1),
+            handles: Vec::new(),
+            stats: Vec::new(),
+            xdp: None,
+        };
+        let mut tap = Some(tap);
+        for (t, h) in handles.into_iter().enumerate() {
+            let (handle, rx) = match h {
+                Some(clone) => (clone, false),
+                None => (tap.take().expect("the tap is used once"), true),
+            };
+            let stats = Arc::new(PortStats::default());
+            port.stats.push(stats.clone());
+            port.handles.push((0, t, rx));
+            let lp = LocalPort { id, queue: 0, port: Box::new(handle), rx, stats };
+            let _ = self.threads[t].tx.send(Command::AddPort(lp));
+        }
+        Ok(port)
+    }
+}
+
+fn vlan_mode(v: &PortVlan) -> VlanMode {
+    match v {
+        PortVlan::Access { vlan } => VlanMode::Access(*vlan),
+        PortVlan::Trunk { vlans, native } => {
+            VlanMode::Trunk { allowed: vlans.iter().copied().collect(), native: *native }
+        }
+    }
+}
+
+impl Drop for Dp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Datapath for Dp {
+    fn add_bridge(&mut self, br: &BridgeConfig) -> DpResult<()> {
+        if self.bridge_id(&br.name).is_ok() {
+            return Err(format!("bridge \"{}\" already exists", br.name));
+        }
+        let b = Bridge { name: br.name.clone(), fdb: Arc::new(Fdb::new(br.max_macs)), aging_secs: br.aging_secs };
+        match self.bridges.iter().position(Option::is_none) {
+            Some(i) => self.bridges[i] = Some(b),
+            None if self.bridges.len() < usize::from(u16::MAX) => self.bridges.push(Some(b)),
+            None => return Err("too many bridges".into()),
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn set_bridge(&mut self, br: &BridgeConfig) -> DpResult<()> {
+        let id = self.bridge_id(&br.name)?;
+        let b = self.bridges[id as usize].as_mut().expect("bridge_id found it");
+        b.aging_secs = br.aging_secs;
+        if br.max_macs <= b.fdb.capacity_limit() {
+            b.fdb.set_limit(br.max_macs);
+            return Ok(());
+        }
+        // A larger limit needs a larger table: carry the entries over.
+        let fdb = Arc::new(Fdb::new(br.max_macs));
+        for e in b.fdb.entries() {
+            if e.is_static {
+                fdb.add_static(e.mac, e.vid, e.port, e.last_seen);
+            } else {
+                fdb.learn(e.mac, e.vid, e.port, e.last_seen);
+            }
+        }
+        b.fdb = fdb;
+        self.publish();
+        Ok(())
+    }
+
+    fn del_bridge(&mut self, name: &str) -> DpResult<()> {
+        let id = self.bridge_id(name)?;
+        if self.ports.iter().flatten().any(|p| p.bridge == id) {
+            return Err(format!("bridge \"{name}\" still has ports"));
+        }
+        self.bridges[id as usize] = None;
+        self.publish();
+        Ok(())
+    }
+
+    fn add_port(&mut self, bridge: &str, cfg: &PortConfig) -> DpResult<()> {
+        let bid = self.bridge_id(bridge)?;
+        if self.port_id(&cfg.name).is_ok() {
+            return Err(format!("port \"{}\" already exists", cfg.name));
+        }
+        let id = match self.ports.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.ports.len() < 4096 => {
+                self.ports.push(None);
+                self.ports.len() - 1
+            }
+            None => return Err("too many ports (4096)".into()),
+        } as PortId;
+        let mut port = match cfg.kind {
+            PortType::Afxdp => self.open_afxdp(id, cfg)?,
+            PortType::Tap => self.open_tap(id, cfg)?,
+        };
+        port.bridge = bid;
+        port.vlan = vlan_mode(&cfg.vlan);
+        self.ports[id as usize] = Some(port);
+        self.publish();
+        Ok(())
+    }
+
+    fn del_port(&mut self, name: &str) -> DpResult<()> {
+        let id = self.port_id(name)?;
+        let port = self.ports[id as usize].take().expect("port_id found it");
+        self.publish();
+        self.remove_handles(id, &port);
+        if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
+            b.fdb.forget_port(id);
+        }
+        drop(port); // detaches the XDP program
+        Ok(())
+    }
+
+    fn fdb_add(&mut self, bridge: &str, mac: MacAddr, vlan: u16, port: &str) -> DpResult<()> {
+        let bid = self.bridge_id(bridge)?;
+        let pid = self.port_id(port)?;
+        let now = self.now();
+        let b = self.bridges[bid as usize].as_ref().expect("bridge_id found it");
+        if !b.fdb.add_static(mac, vlan, pid, now) {
+            return Err(format!("the FDB of bridge \"{bridge}\" is full"));
+        }
+        Ok(())
+    }
+
+    fn fdb_del(&mut self, bridge: &str, mac: MacAddr, vlan: u16) -> DpResult<bool> {
+        let bid = self.bridge_id(bridge)?;
+        Ok(self.bridges[bid as usize].as_ref().expect("bridge_id found it").fdb.remove(mac, vlan))
+    }
+
+    fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize> {
+        let bid = self.bridge_id(bridge)?;
+        let pid = port.map(|p| self.port_id(p)).transpose()?;
+        Ok(self.bridges[bid as usize].as_ref().expect("bridge_id found it").fdb.flush(pid))
+    }
+
+    fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
+        let bid = self.bridge_id(bridge)?;
+        let now = self.now();
+        let mut entries: Vec<FdbEntryInfo> = self.bridges[bid as usize]
+            .as_ref()
+            .expect("bridge_id found it")
+            .fdb
+            .entries()
+            .into_iter()
+            .map(|e| FdbEntryInfo {
+                mac: e.mac.to_string(),
+                vlan: e.vid,
+                port: self.port_name(e.port),
+                is_static: e.is_static,
+                age_secs: if e.is_static { 0 } else { now.saturating_sub(e.last_seen) },
+            })
+            .collect();
+        entries.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
+        Ok(entries)
+    }
+
+    fn port_status(&self) -> Vec<PortStatus> {
+        self.ports
+            .iter()
+            .flatten()
+            .map(|p| PortStatus {
+                name: p.name.clone(),
+                bridge: self.bridges[p.bridge as usize].as_ref().map_or_else(String::new, |b| b.name.clone()),
+                kind: match p.kind {
+                    PortType::Afxdp => "afxdp".into(),
+                    PortType::Tap => "tap".into(),
+                },
+                state: "up".into(),
+                xdp_mode: match p.xdp.as_ref().map(XdpProgram::attached_mode) {
+                    Some(afxdp::XdpMode::Generic) => "generic".into(),
+                    Some(_) => "native".into(),
+                    None => String::new(),
+                },
+                queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
+            })
+            .collect()
+    }
+
+    fn port_stats(&self) -> Vec<PortStatsInfo> {
+        self.ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                let mut c = PortCounters::default();
+                for s in &p.stats {
+                    c.accumulate(&s.read());
+                }
+                let bridge = self.bridges[p.bridge as usize].as_ref().map_or("", |b| b.name.as_str());
+                PortStatsInfo::from_counters(&p.name, bridge, &c)
+            })
+            .collect()
+    }
+
+    fn threads(&self) -> Vec<ThreadInfo> {
+        self.threads
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ThreadInfo {
+                core: t.core,
+                rx_queues: self
+                    .ports
+                    .iter()
+                    .flatten()
+                    .flat_map(|p| p.handles.iter().filter(|h| h.1 == i && h.2).map(|h| (p.name.clone(), h.0)))
+                    .collect(),
+                packets: t.stats.packets.load(Relaxed),
+                busy_ns: t.stats.busy_ns.load(Relaxed),
+                idle_ns: t.stats.idle_ns.load(Relaxed),
+            })
+            .collect()
+    }
+
+    fn tick(&mut self) {
+        let now = self.now();
+        for b in self.bridges.iter().flatten() {
+            b.fdb.age(now, b.aging_secs);
+        }
+    }
+}
