@@ -366,6 +366,7 @@ impl PortAddArgs {
                 Some(XdpModeArg::Generic) => XdpMode::Generic,
             },
             netns: self.netns.clone(),
+            vxlan: None,
         };
         proto::check_port(&port)?;
         Ok(port)
@@ -402,6 +403,7 @@ mod tests {
                     queues: None,
                     xdp_mode: XdpMode::Auto,
                     netns: None,
+                    vxlan: None,
                 }
             }
         );

@@ -126,13 +126,21 @@ impl Datapath for Fake {
         Ok(())
     }
     fn fdb_add(&mut self, _: &str, mac: MacAddr, vlan: u16, port: &str) -> DpResult<()> {
-        self.fdb.push(FdbEntryInfo { mac: mac.to_string(), vlan, port: port.into(), is_static: true, age_secs: 0 });
+        self.fdb.push(FdbEntryInfo {
+            mac: mac.to_string(),
+            vlan,
+            port: port.into(),
+            is_static: true,
+            age_secs: 0,
+            remote: None,
+        });
         self.fdb.push(FdbEntryInfo {
             mac: "02:00:00:00:00:99".into(),
             vlan,
             port: port.into(),
             is_static: false,
             age_secs: 7,
+            remote: None,
         });
         Ok(())
     }
@@ -159,6 +167,8 @@ impl Datapath for Fake {
                 state: "up".into(),
                 xdp_mode: "native".into(),
                 queues: vec![(0, 2), (1, 3)],
+                inner_mtu: None,
+                remotes: Vec::new(),
             })
             .collect()
     }

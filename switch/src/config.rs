@@ -16,6 +16,56 @@ pub struct Config {
     /// Bridges in creation order.
     #[serde(default)]
     pub bridges: Vec<BridgeConfig>,
+    /// Underlay interfaces carrying VXLAN, restored before the bridges.
+    #[serde(default)]
+    pub uplinks: Vec<UplinkConfig>,
+}
+
+/// An underlay interface: rvs takes the VXLAN frames for its VTEPs from it
+/// and sends encapsulated frames on it; the host keeps every other use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    /// Interface name.
+    pub name: String,
+    /// Number of queues to open (default: all rx queues).
+    #[serde(default)]
+    pub queues: Option<u32>,
+    /// XDP attach mode.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+}
+
+/// Default VXLAN UDP destination port (IANA).
+pub const VXLAN_PORT: u16 = 4789;
+/// Default TTL (IPv4) or hop limit (IPv6) of encapsulated frames.
+pub const DEFAULT_TTL: u8 = 64;
+
+/// The tunnel of a VXLAN port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanConfig {
+    /// VXLAN network identifier, 0..=16777215.
+    pub vni: u32,
+    /// Local VTEP address: an address of an uplink interface.
+    pub local: std::net::IpAddr,
+    /// Remote VTEPs (head-end replication list); same family as `local`.
+    #[serde(default)]
+    pub remotes: Vec<std::net::IpAddr>,
+    /// UDP destination port.
+    #[serde(default = "default_vxlan_port")]
+    pub dstport: u16,
+    /// TTL / hop limit of the outer header.
+    #[serde(default = "default_ttl")]
+    pub ttl: u8,
+}
+
+fn default_vxlan_port() -> u16 {
+    VXLAN_PORT
+}
+
+fn default_ttl() -> u8 {
+    DEFAULT_TTL
 }
 
 /// Current db format version.
@@ -131,6 +181,9 @@ pub struct PortConfig {
     /// Tap: network namespace (name under /var/run/netns) the tap lives in.
     #[serde(default)]
     pub netns: Option<String>,
+    /// VXLAN: the tunnel (required for, and only for, `type: vxlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<VxlanConfig>,
 }
 
 /// A static FDB entry.

@@ -6,10 +6,11 @@
 //! fake. Each method either does all of its change or none of it, and its
 //! error is one line fit to show a user.
 
-use crate::config::{BridgeConfig, PortConfig};
+use crate::config::{BridgeConfig, PortConfig, UplinkConfig};
 use rvs_dataplane::stats::PortCounters;
 use rvs_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// A change the packet path refused, as one line for the user.
 pub type DpResult<T> = Result<T, String>;
@@ -42,6 +43,50 @@ pub trait Datapath {
     fn threads(&self) -> Vec<ThreadInfo>;
     /// Periodic housekeeping (MAC aging); called about once a second.
     fn tick(&mut self);
+
+    /// Attaches to an underlay interface for VXLAN.
+    fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
+        Err(format!("uplink {:?}: VXLAN is not supported by this datapath", up.name))
+    }
+    /// Detaches from an underlay interface (no VXLAN port may use it).
+    fn del_uplink(&mut self, name: &str) -> DpResult<()> {
+        Err(format!("unknown uplink {name:?}"))
+    }
+    /// Replaces the remote VTEP list of a VXLAN port, live.
+    fn set_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
+        let _ = remotes;
+        Err(format!("port {port:?} is not a VXLAN port"))
+    }
+    /// Run-time state of every uplink.
+    fn uplink_status(&self) -> Vec<UplinkStatus> {
+        Vec::new()
+    }
+}
+
+/// Run-time state of one uplink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkStatus {
+    /// Interface name.
+    pub name: String,
+    /// "up", or "down: <why>".
+    pub state: String,
+    /// "native" or "generic".
+    pub xdp_mode: String,
+    /// Interface MTU.
+    pub mtu: u32,
+    /// Local VTEP addresses rvs takes VXLAN frames for.
+    pub vteps: Vec<String>,
+    /// Per queue: (queue id, polling thread core).
+    pub queues: Vec<(u32, usize)>,
+}
+
+/// A remote VTEP of a VXLAN port as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteStatus {
+    /// Remote VTEP address.
+    pub ip: String,
+    /// MAC of the next hop toward it, once resolved.
+    pub next_hop_mac: Option<String>,
 }
 
 /// One FDB entry as shown to users.
@@ -57,6 +102,9 @@ pub struct FdbEntryInfo {
     pub is_static: bool,
     /// Seconds since the MAC was last seen (0 for static entries).
     pub age_secs: u32,
+    /// For MACs behind a VXLAN port: the remote VTEP they were learned from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// Run-time state of one port.
@@ -74,6 +122,12 @@ pub struct PortStatus {
     pub xdp_mode: String,
     /// Per queue: (queue id, polling thread core).
     pub queues: Vec<(u32, usize)>,
+    /// VXLAN: largest inner frame payload (MTU) that fits the uplink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_mtu: Option<u32>,
+    /// VXLAN: the remote VTEPs and their next hops.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remotes: Vec<RemoteStatus>,
 }
 
 /// Counters of one port, summed over threads.

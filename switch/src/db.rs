@@ -20,7 +20,7 @@ pub const DEFAULT_DB: &str = "/var/lib/rvs/conf.json";
 
 /// An empty configuration, as on first start.
 pub fn empty() -> Config {
-    Config { version: CONFIG_VERSION, bridges: Vec::new() }
+    Config { version: CONFIG_VERSION, bridges: Vec::new(), uplinks: Vec::new() }
 }
 
 /// Loads the database; a missing file is an empty configuration.
@@ -155,9 +155,10 @@ pub(crate) mod tests {
             queues: Some(2),
             xdp_mode: XdpMode::Generic,
             netns: None,
+            vxlan: None,
         });
         br.static_macs.push(StaticMac { mac: "02:00:00:00:00:01".into(), vlan: 10, port: "veth-a".into() });
-        Config { version: CONFIG_VERSION, bridges: vec![br] }
+        Config { version: CONFIG_VERSION, bridges: vec![br], uplinks: Vec::new() }
     }
 
     #[test]

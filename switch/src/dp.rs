@@ -425,6 +425,7 @@ impl Datapath for Dp {
                 port: self.port_name(e.port),
                 is_static: e.is_static,
                 age_secs: if e.is_static { 0 } else { now.saturating_sub(e.last_seen) },
+                remote: None,
             })
             .collect();
         entries.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
@@ -449,6 +450,8 @@ impl Datapath for Dp {
                     None => String::new(),
                 },
                 queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
+                inner_mtu: None,
+                remotes: Vec::new(),
             })
             .collect()
     }

@@ -375,6 +375,8 @@ impl<D: Datapath> State<D> {
                             ),
                             xdp_mode: String::new(),
                             queues: Vec::new(),
+                            inner_mtu: None,
+                            remotes: Vec::new(),
                         }),
                     })
                     .collect(),
@@ -604,6 +606,7 @@ pub(crate) mod fake {
                     port: port.clone(),
                     is_static: *st,
                     age_secs: 0,
+                    remote: None,
                 })
                 .collect())
         }
@@ -618,6 +621,8 @@ pub(crate) mod fake {
                     state: "up".into(),
                     xdp_mode: "generic".into(),
                     queues: vec![(0, 1)],
+                    inner_mtu: None,
+                    remotes: Vec::new(),
                 })
                 .collect()
         }
@@ -669,6 +674,7 @@ mod tests {
             queues: None,
             xdp_mode: XdpMode::Auto,
             netns: None,
+            vxlan: None,
         }
     }
 
