@@ -6,5 +6,6 @@
 pub mod checksum;
 pub mod ethernet;
 pub mod vlan;
+pub mod vxlan;
 
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
