@@ -29,6 +29,23 @@ fn three_hosts_afxdp_and_tap() {
         }
     }
 
+    // IPv6 too (neighbour discovery is multicast: flooded).
+    for (h, addr) in [
+        (&a, "2001:2::1/64"),
+        (&b, "2001:2::2/64"),
+        (&c, "2001:2::3/64"),
+    ] {
+        h.ns.addr_add(&h.dev, addr);
+    }
+    assert!(
+        ping_settled(&a.ns, "2001:2::3", 3),
+        "ping 2001:2::1 -> 2001:2::3"
+    );
+    assert!(
+        ping_settled(&c.ns, "2001:2::2", 3),
+        "ping 2001:2::3 -> 2001:2::2"
+    );
+
     let fdb = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"]));
     for h in hosts {
         let mac = h.mac();
