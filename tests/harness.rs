@@ -37,6 +37,14 @@ fn json_readers_accept_expected_shapes() {
     let s = json::show_ports(&show);
     assert!(s.contains(&("br0".into(), "t".into(), "tap".into())));
     assert!(s.contains(&("br1".into(), "".into(), "".into())));
+    let real = json!({"bridges": [{"name": "br0", "aging_secs": 300, "max_macs": 8192,
+        "static_macs": [], "ports": [{
+            "config": {"name": "a", "type": "afxdp", "vlan": {"access": {"vlan": 1}},
+                       "queues": null, "xdp_mode": "auto", "netns": null},
+            "status": {"name": "a", "bridge": "br0", "kind": "afxdp", "state": "up",
+                       "xdp_mode": "native", "queues": [[0, 1]]}}]}],
+        "threads": []});
+    assert!(json::show_ports(&real).contains(&("br0".into(), "a".into(), "afxdp".into())));
     let keyed = json!({"bridges": {"br0": {"ports": {"a": {"type": "afxdp"}}}}});
     assert!(json::show_ports(&keyed).contains(&("br0".into(), "a".into(), "afxdp".into())));
 

@@ -7,8 +7,10 @@
 //! - `stats`: a list of `{name, bridge, rx_packets, rx_bytes, tx_packets,
 //!   tx_bytes, learn_refused, drops}`, bare or under `ports`; `drops` is a
 //!   list of `[reason, count]` pairs or an object `{reason: count}`.
-//! - `show`: bridges as a list of `{name, ports: [{name, type, ...}]}`,
-//!   bare or under `bridges` (a map keyed by name also works).
+//! - `show`: `{bridges: [{name, ports: [{config: {name, type, ...},
+//!   status: {name, kind, state, ...}}]}], threads}` (switch/src/proto.rs
+//!   `ShowResult`); ports with `name`/`type` at the top also work, and so
+//!   does a map keyed by name.
 //! - control socket replies: one JSON object per line with `"ok": bool`.
 
 use serde_json::Value;
@@ -124,8 +126,14 @@ pub fn show_ports(v: &Value) -> BTreeSet<(String, String, String)> {
         let bname = str_of(&br, "name");
         set.insert((bname.clone(), String::new(), String::new()));
         for p in items(br.get("ports").unwrap_or(&Value::Null), &[]) {
-            let kind = p.get("type").or_else(|| p.get("kind")).and_then(Value::as_str).unwrap_or_default().to_string();
-            set.insert((bname.clone(), str_of(&p, "name"), kind));
+            let cfg = p.get("config").unwrap_or(&p);
+            let status = p.get("status").unwrap_or(&Value::Null);
+            let first = |keys: &[(&Value, &str)]| {
+                keys.iter().find_map(|(v, k)| v.get(*k).and_then(Value::as_str)).unwrap_or_default().to_string()
+            };
+            let name = first(&[(cfg, "name"), (&p, "name"), (status, "name")]);
+            let kind = first(&[(cfg, "type"), (&p, "type"), (&p, "kind"), (status, "kind")]);
+            set.insert((bname.clone(), name, kind));
         }
     }
     set

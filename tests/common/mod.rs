@@ -646,6 +646,47 @@ impl Rvsd {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("rvsctl --json {args:?}: not JSON ({e}): {out}"))
     }
 
+    /// `rvsctl bridge add BR`, which must succeed.
+    pub fn add_bridge(&self, br: &str) {
+        self.ctl_ok(&["bridge", "add", br]);
+    }
+
+    /// `rvsctl port add BR PORT ARGS...` (e.g. `--type afxdp --vlan 10`),
+    /// which must succeed.
+    pub fn add_port(&self, br: &str, port: &str, args: &[&str]) {
+        let mut v = vec!["port", "add", br, port];
+        v.extend_from_slice(args);
+        self.ctl_ok(&v);
+    }
+
+    /// Adds `host`'s port to `br`: AF_XDP for a veth host, a tap in the
+    /// host's namespace (then given the host's address) for a tap host.
+    /// `args` are extra options such as `--vlan 10`.
+    pub fn add_host(&self, br: &str, host: &Host, args: &[&str]) {
+        let mut v: Vec<&str> = Vec::new();
+        if host.veth.is_some() {
+            v.extend_from_slice(&["--type", "afxdp"]);
+        } else {
+            v.extend_from_slice(&["--type", "tap", "--netns", &host.ns.name]);
+        }
+        v.extend_from_slice(args);
+        self.add_port(br, host.port(), &v);
+        if host.veth.is_none() {
+            assert!(host.ns.has_link(&host.dev), "tap {} not created in {}", host.dev, host.ns.name);
+            host.configure_tap();
+        }
+    }
+
+    /// `rvsctl --json show`, reduced to (bridge, port, type) triples.
+    pub fn show_ports(&self) -> std::collections::BTreeSet<(String, String, String)> {
+        json::show_ports(&self.ctl_json(&["show"]))
+    }
+
+    /// True while the rvsd process is alive.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
     /// Kills rvsd with SIGKILL and reaps it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -690,6 +731,16 @@ impl Drop for Rvsd {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Asserts that a command failed with one non-empty line on stderr, and
+/// returns that line.
+pub fn one_line_error(what: &str, o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert!(!o.status.success(), "{what}: succeeded, expected an error");
+    assert!(!err.is_empty(), "{what}: failed with an empty stderr");
+    assert!(!err.contains('\n'), "{what}: error is not one line:\n{err}");
+    err
 }
 
 /// Interfaces in the root namespace that have an XDP program attached

@@ -1,0 +1,64 @@
+//! Issue 2, test 1: switching between two AF_XDP-port hosts and a tap-port
+//! host; MAC learning and counters.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn three_hosts_afxdp_and_tap() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let a = Host::on_veth("198.18.1.1/24");
+    let b = Host::on_veth("198.18.1.2/24");
+    let c = Host::on_tap("198.18.1.3/24");
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    for h in [&a, &b, &c] {
+        rvsd.add_host("br0", h, &[]);
+    }
+
+    let hosts = [&a, &b, &c];
+    for x in hosts {
+        for y in hosts {
+            if x.ip != y.ip {
+                assert!(ping_settled(&x.ns, &y.ip, 3), "ping {} -> {}", x.ip, y.ip);
+            }
+        }
+    }
+
+    // IPv6 too (neighbour discovery is multicast: flooded).
+    for (h, addr) in [(&a, "2001:2::1/64"), (&b, "2001:2::2/64"), (&c, "2001:2::3/64")] {
+        h.ns.addr_add(&h.dev, addr);
+    }
+    assert!(ping_settled(&a.ns, "2001:2::3", 3), "ping 2001:2::1 -> 2001:2::3");
+    assert!(ping_settled(&c.ns, "2001:2::2", 3), "ping 2001:2::3 -> 2001:2::2");
+
+    let fdb = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"]));
+    for h in hosts {
+        let mac = h.mac();
+        assert!(
+            fdb.iter().any(|e| e.mac == mac && e.port == h.port()),
+            "{mac} of {} not learned on {}: {fdb:?}",
+            h.ip,
+            h.port()
+        );
+    }
+    println!("{}", rvsd.ctl_ok(&["fdb", "show", "br0"]));
+
+    let before = rvsd.ctl_json(&["stats"]);
+    assert!(ping(&a.ns, &c.ip, 3));
+    assert!(ping(&b.ns, &a.ip, 3));
+    let after = rvsd.ctl_json(&["stats"]);
+    for h in hosts {
+        let (x, y) = (json::port_stat(&before, h.port()), json::port_stat(&after, h.port()));
+        assert!(
+            y.rx_packets >= x.rx_packets + 3 && y.tx_packets >= x.tx_packets + 3,
+            "counters of {} did not move: {x:?} -> {y:?}",
+            h.port()
+        );
+    }
+    println!("{}", rvsd.ctl_ok(&["stats"]));
+}
