@@ -101,7 +101,7 @@ fn harness_with_linux_bridge() {
         // The raw sender: odd frames reach the wire as sent.
         // (Captured on the sending side: a receiving kernel drops a cut
         // VLAN tag before tcpdump sees it; XDP sees it first.)
-        let cap = Tcpdump::start(Some(&a.ns), &a.dev, 3, &["ether", "src", "01:00:5e:00:00:01"]);
+        let cap = Tcpdump::start_dir(Some(&a.ns), &a.dev, "out", 3, &["ether", "src", "01:00:5e:00:00:01"]);
         let mut mcast_src = vec![0xff; 6];
         mcast_src.extend_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1, 0x88, 0xb5]);
         mcast_src.resize(60, 0);

@@ -387,8 +387,13 @@ pub struct Tcpdump(ChildGuard);
 impl Tcpdump {
     /// Starts tcpdump and waits for "listening on".
     pub fn start(ns: Option<&Netns>, dev: &str, count: u32, filter: &[&str]) -> Tcpdump {
+        Tcpdump::start_dir(ns, dev, "in", count, filter)
+    }
+
+    /// Like `start`, for frames in direction `dir` ("in", "out" or "inout").
+    pub fn start_dir(ns: Option<&Netns>, dev: &str, dir: &str, count: u32, filter: &[&str]) -> Tcpdump {
         let c = count.to_string();
-        let mut args = vec!["tcpdump", "-l", "-n", "-e", "-i", dev, "-c", &c];
+        let mut args = vec!["tcpdump", "-l", "-n", "-e", "-Q", dir, "-i", dev, "-c", &c];
         args.extend_from_slice(filter);
         let mut cmd = match ns {
             Some(ns) => ns.cmd(&args),
