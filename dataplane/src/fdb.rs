@@ -18,6 +18,27 @@ const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = u64::MAX;
 const KEY_PRESENT: u64 = 1 << 62;
 const VAL_STATIC: u64 = 1 << 16;
+const VAL_REMOTE_SHIFT: u32 = 17;
+
+/// `remote` of a MAC not behind a tunnel.
+pub const NO_REMOTE: u16 = 0x7fff;
+
+/// Where a MAC is: a port, and behind a tunnel port, which remote VTEP
+/// (an index into the tunnel's remote list; [`NO_REMOTE`] otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dest {
+    /// The port.
+    pub port: PortId,
+    /// The remote VTEP index, or `NO_REMOTE`.
+    pub remote: u16,
+}
+
+impl Dest {
+    /// A MAC on a plain port.
+    pub fn port(port: PortId) -> Dest {
+        Dest { port, remote: NO_REMOTE }
+    }
+}
 
 /// What `learn` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,10 +49,10 @@ pub enum Learn {
     Refreshed,
     /// A new entry.
     New,
-    /// The MAC moved here from another port.
+    /// The MAC moved here from another port (or another remote VTEP).
     Moved {
-        /// The port it was on.
-        from: PortId,
+        /// Where it was.
+        from: Dest,
     },
     /// Not learned: the bridge is at its limit of learned MACs.
     Refused,
@@ -48,6 +69,8 @@ pub struct Entry {
     pub vid: Vid,
     /// The port it is reached through.
     pub port: PortId,
+    /// Behind a tunnel port: the remote VTEP index; else `NO_REMOTE`.
+    pub remote: u16,
     /// True for static entries (never aged, never moved by learning).
     pub is_static: bool,
     /// When it was last seen (static: when added).
@@ -86,13 +109,21 @@ fn key_of(mac: MacAddr, vid: Vid) -> u64 {
 }
 
 #[inline]
-fn val_of(port: PortId, is_static: bool, seen: u32) -> u64 {
-    (u64::from(seen) << 32) | if is_static { VAL_STATIC } else { 0 } | u64::from(port)
+fn val_of(d: Dest, is_static: bool, seen: u32) -> u64 {
+    (u64::from(seen) << 32)
+        | (u64::from(d.remote & NO_REMOTE) << VAL_REMOTE_SHIFT)
+        | if is_static { VAL_STATIC } else { 0 }
+        | u64::from(d.port)
 }
 
 #[inline]
 fn val_port(v: u64) -> PortId {
     v as PortId
+}
+
+#[inline]
+fn val_dest(v: u64) -> Dest {
+    Dest { port: v as PortId, remote: ((v >> VAL_REMOTE_SHIFT) as u16) & NO_REMOTE }
 }
 
 #[inline]
@@ -231,53 +262,66 @@ impl Fdb {
     /// The port `mac` was learned on in VLAN `vid`.
     #[inline]
     pub fn lookup(&self, mac: MacAddr, vid: Vid) -> Option<PortId> {
-        self.find(key_of(mac, vid)).map(|(_, v)| val_port(v))
+        self.lookup_dest(mac, vid).map(|d| d.port)
+    }
+
+    /// Where `mac` was learned in VLAN `vid`, remote VTEP included.
+    #[inline]
+    pub fn lookup_dest(&self, mac: MacAddr, vid: Vid) -> Option<Dest> {
+        self.find(key_of(mac, vid)).map(|(_, v)| val_dest(v))
     }
 
     /// Records that `mac` was seen on `port` in VLAN `vid` at time `now`.
     #[inline]
     pub fn learn(&self, mac: MacAddr, vid: Vid, port: PortId, now: u32) -> Learn {
+        self.learn_at(mac, vid, Dest::port(port), now)
+    }
+
+    /// Records that `mac` was seen at `at` (a port, and maybe a remote VTEP
+    /// behind it) in VLAN `vid` at time `now`.
+    #[inline]
+    pub fn learn_at(&self, mac: MacAddr, vid: Vid, at: Dest, now: u32) -> Learn {
         let key = key_of(mac, vid);
         if let Some((i, v)) = self.find(key) {
-            if val_port(v) == port {
+            if val_dest(v) == at {
                 if val_static(v) || val_seen(v) == now {
                     return Learn::Known;
                 }
-                return self.update(i, key, port, now);
+                return self.update(i, key, at, now);
             }
             if val_static(v) {
                 return Learn::Static;
             }
-            return self.update(i, key, port, now);
+            return self.update(i, key, at, now);
         }
-        self.insert(key, port, false, now)
+        self.insert(key, at, false, now)
     }
 
     /// Rewrites an existing learned entry under its slot lock.
-    fn update(&self, i: usize, key: u64, port: PortId, now: u32) -> Learn {
+    fn update(&self, i: usize, key: u64, at: Dest, now: u32) -> Learn {
         let g = self.slots[i].lock();
         if g.key() != key {
             // Aged out or replaced meanwhile: learn it afresh.
             drop(g);
-            return self.insert(key, port, false, now);
+            return self.insert(key, at, false, now);
         }
         let old = g.val();
         if val_static(old) {
-            return if val_port(old) == port { Learn::Known } else { Learn::Static };
+            return if val_dest(old) == at { Learn::Known } else { Learn::Static };
         }
-        g.set(key, val_of(port, false, now));
+        g.set(key, val_of(at, false, now));
         drop(g);
-        if val_port(old) == port {
+        if val_dest(old) == at {
             Learn::Refreshed
         } else {
             self.bump();
-            Learn::Moved { from: val_port(old) }
+            Learn::Moved { from: val_dest(old) }
         }
     }
 
     /// Puts `key` in the first free slot of its chain, unless a racing
     /// writer put it there first.
-    fn insert(&self, key: u64, port: PortId, is_static: bool, now: u32) -> Learn {
+    fn insert(&self, key: u64, at: Dest, is_static: bool, now: u32) -> Learn {
         if !is_static && !self.reserve() {
             return Learn::Refused;
         }
@@ -295,7 +339,7 @@ impl Fdb {
                         self.learned.fetch_sub(1, Relaxed);
                         return Learn::Static;
                     }
-                    g.set(key, val_of(port, is_static, now));
+                    g.set(key, val_of(at, is_static, now));
                     drop(g);
                     // No new learned entry after all: give back the
                     // reservation, or the one a static entry replaces.
@@ -306,7 +350,7 @@ impl Fdb {
                     return Learn::New;
                 }
                 if k == EMPTY || k == TOMBSTONE {
-                    g.set(key, val_of(port, is_static, now));
+                    g.set(key, val_of(at, is_static, now));
                     drop(g);
                     self.bump();
                     return Learn::New;
@@ -329,6 +373,11 @@ impl Fdb {
     /// Adds or replaces a static entry (not counted against the limit).
     /// Returns false if the table has no room.
     pub fn add_static(&self, mac: MacAddr, vid: Vid, port: PortId, now: u32) -> bool {
+        self.add_static_at(mac, vid, Dest::port(port), now)
+    }
+
+    /// Adds or replaces a static entry at a port and maybe a remote VTEP.
+    pub fn add_static_at(&self, mac: MacAddr, vid: Vid, at: Dest, now: u32) -> bool {
         let key = key_of(mac, vid);
         if let Some((i, _)) = self.find(key) {
             let g = self.slots[i].lock();
@@ -336,13 +385,13 @@ impl Fdb {
                 if !val_static(g.val()) {
                     self.learned.fetch_sub(1, Relaxed);
                 }
-                g.set(key, val_of(port, true, now));
+                g.set(key, val_of(at, true, now));
                 drop(g);
                 self.bump();
                 return true;
             }
         }
-        self.insert(key, port, true, now) == Learn::New
+        self.insert(key, at, true, now) == Learn::New
     }
 
     /// Removes the entry for `mac` in `vid`; true if there was one.
@@ -442,6 +491,7 @@ fn entry_of(k: u64, v: u64) -> Entry {
         mac: MacAddr::from_u64(k & 0xffff_ffff_ffff),
         vid: ((k >> 48) & 0xfff) as Vid,
         port: val_port(v),
+        remote: val_dest(v).remote,
         is_static: val_static(v),
         last_seen: val_seen(v),
     }
@@ -468,7 +518,7 @@ mod tests {
         assert_eq!(f.learn(mac(1), 1, 3, 10), Learn::Known);
         assert_eq!(f.learn(mac(1), 1, 3, 11), Learn::Refreshed);
         let e0 = f.epoch();
-        assert_eq!(f.learn(mac(1), 1, 4, 12), Learn::Moved { from: 3 });
+        assert_eq!(f.learn(mac(1), 1, 4, 12), Learn::Moved { from: Dest::port(3) });
         assert!(f.epoch() > e0, "a move changes decisions");
         assert_eq!(f.lookup(mac(1), 1), Some(4));
         assert_eq!(f.learned(), 1);
@@ -483,7 +533,7 @@ mod tests {
         assert_eq!(f.learn(mac(99), 1, 1, 0), Learn::Refused);
         assert_eq!(f.lookup(mac(99), 1), None);
         assert_eq!(f.learned(), 4);
-        assert_eq!(f.learn(mac(2), 1, 2, 1), Learn::Moved { from: 1 }, "moves are not refused");
+        assert_eq!(f.learn(mac(2), 1, 2, 1), Learn::Moved { from: Dest::port(1) }, "moves are not refused");
         assert!(f.remove(mac(0), 1));
         assert_eq!(f.learn(mac(99), 1, 1, 2), Learn::New);
     }
@@ -512,6 +562,19 @@ mod tests {
         assert_eq!(f.flush(None), 0, "flush keeps static entries");
         assert_eq!(f.forget_port(2), 1);
         assert_eq!(f.lookup(mac(1), 1), None);
+    }
+
+    #[test]
+    fn remote_vteps_are_part_of_the_location() {
+        let f = Fdb::new(16);
+        let at = |r| Dest { port: 5, remote: r };
+        assert_eq!(f.learn_at(mac(1), 1, at(0), 0), Learn::New);
+        assert_eq!(f.lookup_dest(mac(1), 1), Some(at(0)));
+        assert_eq!(f.learn_at(mac(1), 1, at(3), 0), Learn::Moved { from: at(0) });
+        assert_eq!(f.lookup_dest(mac(1), 1), Some(at(3)));
+        assert_eq!(f.entries()[0].remote, 3);
+        f.learn(mac(2), 1, 1, 0);
+        assert_eq!(f.lookup_dest(mac(2), 1), Some(Dest::port(1)));
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! bridge's FDB. The polling loop applies verdicts (tag edits, transmit,
 //! flood copies) and the same function answers `rvsctl trace`.
 
-use crate::fdb::Learn;
+use crate::fdb::{Dest, Learn, NO_REMOTE};
 use crate::port::MAX_FRAME;
-use crate::snapshot::{BridgeId, PortId, Snapshot, Vid, VlanMode};
+use crate::snapshot::{BridgeId, PortId, PortKind, Snapshot, Vid, VlanMode};
 use crate::stats::DropReason;
 use crate::wire::vlan::{self, Tag, TagError};
+use crate::wire::vxlan::{self, DecapError};
 use crate::wire::EthernetFrame;
 
 /// Where a frame goes.
@@ -34,11 +35,15 @@ pub struct Verdict {
     pub tagged: bool,
     /// What learning its source MAC did (`None` if it was not attempted).
     pub learn: Option<Learn>,
+    /// For `Unicast` to a tunnel port: the remote VTEP index; else
+    /// `NO_REMOTE` (a flood to a tunnel goes to every remote).
+    pub remote: u16,
 }
 
 impl Verdict {
-    fn drop(reason: DropReason) -> Verdict {
-        Verdict { action: Action::Drop(reason), vid: 0, tagged: false, learn: None }
+    /// A verdict that drops for `reason`.
+    pub fn drop(reason: DropReason) -> Verdict {
+        Verdict { action: Action::Drop(reason), vid: 0, tagged: false, learn: None, remote: NO_REMOTE }
     }
 }
 
@@ -46,6 +51,13 @@ impl Verdict {
 /// (seconds), learning its source MAC on the way.
 #[inline]
 pub fn classify(snap: &Snapshot, ingress: PortId, frame: &[u8], now: u32) -> Verdict {
+    classify_from(snap, ingress, NO_REMOTE, frame, now)
+}
+
+/// `classify` for a frame that came through a tunnel port from remote VTEP
+/// `remote` (an index into the tunnel's remotes), which is learned with it.
+#[inline]
+pub fn classify_from(snap: &Snapshot, ingress: PortId, remote: u16, frame: &[u8], now: u32) -> Verdict {
     let Some(eth) = EthernetFrame::new_checked(frame) else {
         return Verdict::drop(DropReason::Runt);
     };
@@ -66,21 +78,59 @@ pub fn classify(snap: &Snapshot, ingress: PortId, frame: &[u8], now: u32) -> Ver
 
     let src = eth.src();
     if src.is_multicast() {
-        return Verdict { action: Action::Drop(DropReason::BadSrcMac), vid, tagged, learn: None };
+        return Verdict { action: Action::Drop(DropReason::BadSrcMac), vid, tagged, learn: None, remote: NO_REMOTE };
     }
-    let learn = Some(bridge.fdb.learn(src, vid, ingress, now));
+    let learn = Some(bridge.fdb.learn_at(src, vid, Dest { port: ingress, remote }, now));
 
     let dst = eth.dst();
-    let action = if dst.is_multicast() {
-        Action::Flood(bridge.id)
+    let (action, remote) = if dst.is_multicast() {
+        (Action::Flood(bridge.id), NO_REMOTE)
     } else {
-        match bridge.fdb.lookup(dst, vid) {
-            Some(p) if p == ingress => Action::Drop(DropReason::Hairpin),
-            Some(p) => Action::Unicast(p),
-            None => Action::Flood(bridge.id),
+        match bridge.fdb.lookup_dest(dst, vid) {
+            // Never back out of the port it came in on; for a tunnel that
+            // is split horizon: remotes reach each other directly.
+            Some(d) if d.port == ingress => (Action::Drop(DropReason::Hairpin), NO_REMOTE),
+            Some(d) => (Action::Unicast(d.port), d.remote),
+            None => (Action::Flood(bridge.id), NO_REMOTE),
         }
     };
-    Verdict { action, vid, tagged, learn }
+    Verdict { action, vid, tagged, learn, remote }
+}
+
+/// A frame from an uplink, taken apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decapped {
+    /// The tunnel port it belongs to.
+    pub port: PortId,
+    /// The remote VTEP it came from (index into the tunnel's remotes).
+    pub remote: u16,
+    /// Offset of the inner frame.
+    pub inner: usize,
+    /// Length of the inner frame.
+    pub len: usize,
+}
+
+/// Finds the tunnel port and remote VTEP of a VXLAN frame received on an
+/// uplink, or the reason to drop it.
+#[inline]
+pub fn decap(snap: &Snapshot, frame: &[u8]) -> Result<Decapped, DropReason> {
+    let o = vxlan::decap(frame).map_err(|e| match e {
+        DecapError::NotVxlan => DropReason::NotVxlan,
+        DecapError::Truncated => DropReason::VxlanTruncated,
+        DecapError::BadFlags => DropReason::VxlanBadFlags,
+    })?;
+    let Some(port) = snap.vtep(o.dst, o.dst_port, o.vni) else {
+        return Err(if snap.is_local_vtep(o.dst, o.dst_port) {
+            DropReason::VxlanUnknownVni
+        } else {
+            DropReason::NotVxlan
+        });
+    };
+    let Some(PortKind::Vxlan(tunnel)) = snap.port(port).map(|p| &p.kind) else {
+        return Err(DropReason::NoBridge);
+    };
+    let remote = tunnel.remote_index(o.src).ok_or(DropReason::VxlanUnknownVtep)?;
+    Ok(Decapped { port, remote, inner: o.inner, len: vxlan::inner_len(frame, &o) })
 }
 
 /// The VLAN a frame belongs to on a port, and whether it came tagged.
@@ -140,7 +190,7 @@ mod tests {
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 
     fn port(id: PortId, vlan: VlanMode) -> PortInfo {
-        PortInfo { id, bridge: 0, vlan, name: format!("p{id}") }
+        PortInfo { id, bridge: 0, vlan, name: format!("p{id}"), kind: PortKind::Plain }
     }
 
     fn trunk(vids: &[Vid], native: Option<Vid>) -> VlanMode {
@@ -162,6 +212,7 @@ mod tests {
             ports: ports.into_iter().map(Some).collect(),
             bridges: vec![Some(br)],
             tx_thread: vec![],
+            vteps: vec![],
         }
     }
 

@@ -10,11 +10,12 @@
 //! is copied into a preallocated parcel and passed to that thread through a
 //! lock-free queue ([`Handoff`]); no allocation happens per frame.
 
+use crate::fdb::NO_REMOTE;
 use crate::pipeline::{self, Action, TagEdit, Verdict};
 use crate::port::{Desc, Pool, Port, HEADROOM, MAX_FRAME};
-use crate::snapshot::{PortId, Snapshot};
+use crate::snapshot::{PortId, PortKind, Snapshot, Tunnel};
 use crate::stats::{DropReason, PortStats, ThreadStats};
-use crate::wire::{checksum, vlan};
+use crate::wire::{checksum, vlan, vxlan};
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,8 +32,9 @@ pub struct LocalPort {
     pub id: PortId,
     /// The queue this handle serves (0 for single-queue ports).
     pub queue: u32,
-    /// The backend.
-    pub port: Box<dyn Port>,
+    /// The backend; `None` for a tunnel port, which has no I/O of its own
+    /// (its frames leave through an uplink) but keeps counters per thread.
+    pub port: Option<Box<dyn Port>>,
     /// True if this thread receives on it (a tap's transmit-only clones on
     /// other threads are false).
     pub rx: bool,
@@ -115,6 +117,9 @@ pub struct Pmd {
     opts: PmdOptions,
     rx: [Desc; BATCH],
     verdicts: [Verdict; BATCH],
+    /// Per frame of the batch: the port it entered the bridge through (the
+    /// tunnel port for a decapsulated frame).
+    ingress: [PortId; BATCH],
 }
 
 impl Pmd {
@@ -130,7 +135,7 @@ impl Pmd {
         start: Instant,
         opts: PmdOptions,
     ) -> Pmd {
-        let none = Verdict { action: Action::Drop(DropReason::Runt), vid: 0, tagged: false, learn: None };
+        let none = Verdict::drop(DropReason::Runt);
         Pmd {
             index,
             pool,
@@ -145,6 +150,7 @@ impl Pmd {
             opts,
             rx: [Desc::default(); BATCH],
             verdicts: [none; BATCH],
+            ingress: [0; BATCH],
         }
     }
 
@@ -211,7 +217,9 @@ impl Pmd {
                 for d in self.txq.remove(i) {
                     self.pool.free(d.addr);
                 }
-                p.port.release(&mut self.pool);
+                if let Some(port) = p.port.as_mut() {
+                    port.release(&mut self.pool);
+                }
             } else {
                 i += 1;
             }
@@ -247,7 +255,8 @@ impl Pmd {
     }
 
     fn rx_queue(&mut self, i: usize, now: u32) -> usize {
-        let n = match self.ports[i].port.recv(&mut self.pool, &mut self.rx) {
+        let Some(port) = self.ports[i].port.as_mut() else { return 0 };
+        let n = match port.recv(&mut self.pool, &mut self.rx) {
             Ok(n) => n,
             Err(_) => {
                 self.ports[i].stats.drop_one(DropReason::PortDown);
@@ -257,19 +266,41 @@ impl Pmd {
         if n == 0 {
             return 0;
         }
-        let ingress = self.ports[i].id;
+        let port_id = self.ports[i].id;
         let snap = self.snap.clone();
+        let from_uplink = matches!(snap.port(port_id).map(|p| &p.kind), Some(PortKind::Uplink));
+        let st = self.ports[i].stats.clone();
         let mut bytes = 0;
         for k in 0..n {
             let d = self.rx[k];
             bytes += u64::from(d.len);
-            self.verdicts[k] = pipeline::classify(&snap, ingress, self.pool.data(d), now);
+            self.ingress[k] = port_id;
+            self.verdicts[k] = if from_uplink {
+                match pipeline::decap(&snap, self.pool.data(d)) {
+                    Ok(x) => {
+                        let inner = Desc { addr: d.addr + x.inner as u64, len: x.len as u32 };
+                        self.rx[k] = inner;
+                        self.ingress[k] = x.port;
+                        let tst = self.stats_of(x.port).unwrap_or(&st);
+                        PortStats::add(&tst.rx_packets, 1);
+                        PortStats::add(&tst.rx_bytes, u64::from(inner.len));
+                        pipeline::classify_from(&snap, x.port, x.remote, self.pool.data(inner), now)
+                    }
+                    Err(r) => Verdict::drop(r),
+                }
+            } else {
+                pipeline::classify(&snap, port_id, self.pool.data(d), now)
+            };
         }
-        let st = self.ports[i].stats.clone();
         PortStats::add(&st.rx_packets, n as u64);
         PortStats::add(&st.rx_bytes, bytes);
         for k in 0..n {
-            let (d, v) = (self.rx[k], self.verdicts[k]);
+            let (d, v, ingress) = (self.rx[k], self.verdicts[k], self.ingress[k]);
+            // Counters of the port the frame entered the bridge through.
+            let st = match ingress == port_id {
+                true => st.clone(),
+                false => self.stats_of(ingress).cloned().unwrap_or_else(|| st.clone()),
+            };
             if v.learn == Some(crate::fdb::Learn::Refused) {
                 PortStats::add(&st.learn_refused, 1);
             }
@@ -289,6 +320,12 @@ impl Pmd {
             }
         }
         n
+    }
+
+    /// This thread's counters of port `id`, if it has a handle on it.
+    fn stats_of(&self, id: PortId) -> Option<&Arc<PortStats>> {
+        let slot = self.tx_slot.get(id as usize).copied().filter(|s| *s != NO_SLOT)?;
+        Some(&self.ports[slot as usize].stats)
     }
 
     fn flood(&mut self, snap: &Snapshot, bridge: u16, ingress: PortId, d: Desc, v: Verdict, st: &PortStats) {
@@ -338,9 +375,74 @@ impl Pmd {
             self.pool.free(d.addr);
             return;
         };
+        match &port.kind {
+            PortKind::Vxlan(t) => self.encap(snap, t, out, d, v.remote, st),
+            _ => self.queue_tx(snap, out, d, st),
+        }
+    }
+
+    /// Queues `d` on port `out`: on this thread's handle, or through the
+    /// thread that has one.
+    fn queue_tx(&mut self, snap: &Snapshot, out: PortId, d: Desc, st: &PortStats) {
         match self.tx_slot.get(out as usize).copied().filter(|s| *s != NO_SLOT) {
-            Some(slot) => self.txq[slot as usize].push(d),
-            None => self.hand_off(snap, out, d, st),
+            Some(slot) if self.ports[slot as usize].port.is_some() => self.txq[slot as usize].push(d),
+            _ => self.hand_off(snap, out, d, st),
+        }
+    }
+
+    /// Sends `d` through tunnel port `port`: to remote `remote`, or to every
+    /// remote (head-end replication) for `NO_REMOTE`.
+    fn encap(&mut self, snap: &Snapshot, t: &Tunnel, port: PortId, d: Desc, remote: u16, st: &PortStats) {
+        let tst = self.stats_of(port).cloned();
+        let tst: &PortStats = tst.as_deref().unwrap_or(st);
+        if d.len > t.max_inner_frame {
+            tst.drop_one(DropReason::TunnelMtu);
+            self.pool.free(d.addr);
+            return;
+        }
+        let targets = match remote {
+            NO_REMOTE => 0..t.remotes.len(),
+            r if usize::from(r) < t.remotes.len() => usize::from(r)..usize::from(r) + 1,
+            _ => 0..0,
+        };
+        if targets.is_empty() {
+            tst.drop_one(DropReason::NoNeighbor);
+            self.pool.free(d.addr);
+            return;
+        }
+        let sport = vxlan::src_port(vxlan::flow_hash(self.pool.data(d)));
+        let last = targets.end - 1;
+        for r in targets {
+            let Some(outer) = t.remotes[r].outer.as_ref() else {
+                tst.drop_one(DropReason::NoNeighbor);
+                if r == last {
+                    self.pool.free(d.addr);
+                }
+                continue;
+            };
+            let frame = if r == last {
+                d
+            } else {
+                let Some(chunk) = self.pool.alloc() else {
+                    tst.drop_one(DropReason::NoBuffer);
+                    continue;
+                };
+                let copy = Desc { addr: chunk + HEADROOM as u64, len: d.len };
+                let (src, dst) = self.pool.pair_mut(d, copy);
+                dst.copy_from_slice(src);
+                copy
+            };
+            let chunk = frame.chunk();
+            let off = (frame.addr - chunk) as usize;
+            let Some(start) = outer.encap(self.pool.chunk_mut(chunk), off, frame.len as usize, sport) else {
+                tst.drop_one(DropReason::NoBuffer);
+                self.pool.free(frame.addr);
+                continue;
+            };
+            PortStats::add(&tst.tx_packets, 1);
+            PortStats::add(&tst.tx_bytes, u64::from(frame.len));
+            let outer_frame = Desc { addr: chunk + start as u64, len: frame.len + outer.len() as u32 };
+            self.queue_tx(snap, t.uplink, outer_frame, tst);
         }
     }
 
@@ -391,7 +493,11 @@ impl Pmd {
         while n < BATCH {
             let Some(parcel) = inbox.pop() else { break };
             n += 1;
-            let slot = self.tx_slot.get(parcel.port as usize).copied().filter(|s| *s != NO_SLOT);
+            let slot = self
+                .tx_slot
+                .get(parcel.port as usize)
+                .copied()
+                .filter(|s| *s != NO_SLOT && self.ports[*s as usize].port.is_some());
             match (slot, self.pool.alloc()) {
                 (Some(slot), Some(chunk)) => {
                     let d = Desc { addr: chunk + HEADROOM as u64, len: u32::from(parcel.len) };
@@ -411,22 +517,22 @@ impl Pmd {
     }
 
     fn transmit(&mut self) {
-        for i in 0..self.ports.len() {
-            if !self.txq[i].is_empty() {
-                let q = std::mem::take(&mut self.txq[i]);
-                let sent = self.ports[i].port.send(&mut self.pool, &q);
-                let st = &self.ports[i].stats;
-                PortStats::add(&st.tx_packets, sent as u64);
-                PortStats::add(&st.tx_bytes, q[..sent].iter().map(|d| u64::from(d.len)).sum());
+        for (i, lp) in self.ports.iter_mut().enumerate() {
+            let Some(port) = lp.port.as_mut() else { continue };
+            let q = &mut self.txq[i];
+            if !q.is_empty() {
+                let sent = port.send(&mut self.pool, q);
+                PortStats::add(&lp.stats.tx_packets, sent as u64);
+                PortStats::add(&lp.stats.tx_bytes, q[..sent].iter().map(|d| u64::from(d.len)).sum());
                 if sent < q.len() {
-                    st.drop_n(DropReason::TxFull, (q.len() - sent) as u64);
+                    lp.stats.drop_n(DropReason::TxFull, (q.len() - sent) as u64);
                 }
-                self.txq[i] = q;
-                self.txq[i].clear();
+                q.clear();
             }
-            if self.ports[i].port.flush(&mut self.pool).is_err() {
-                self.ports[i].stats.drop_n(DropReason::PortDown, 0);
-            }
+            // A failing flush means the interface is going away; the frames
+            // it held are counted when they are refused, and the control
+            // thread takes the port down.
+            let _ = port.flush(&mut self.pool);
         }
     }
 
@@ -466,7 +572,7 @@ mod tests {
         let infos: Vec<PortInfo> = modes
             .into_iter()
             .enumerate()
-            .map(|(i, vlan)| PortInfo { id: i as u16, bridge: 0, vlan, name: format!("p{i}") })
+            .map(|(i, vlan)| PortInfo { id: i as u16, bridge: 0, vlan, name: format!("p{i}"), kind: PortKind::Plain })
             .collect();
         let refs: Vec<&PortInfo> = infos.iter().collect();
         let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
@@ -478,7 +584,7 @@ mod tests {
             tx.send(Command::AddPort(LocalPort {
                 id: p.id,
                 queue: 0,
-                port: Box::new(port),
+                port: Some(Box::new(port)),
                 rx: true,
                 stats: st.clone(),
             }))
@@ -489,6 +595,7 @@ mod tests {
         let snap = Snapshot {
             generation: 1,
             tx_thread: vec![0; infos.len()],
+            vteps: vec![],
             ports: infos.into_iter().map(Some).collect(),
             bridges: vec![Some(br)],
         };
@@ -605,22 +712,37 @@ mod tests {
             )
         };
         let (mut a, mut b) = (mk(0, rx0), mk(1, rx1));
-        let infos: Vec<PortInfo> =
-            (0..2).map(|i| PortInfo { id: i, bridge: 0, vlan: VlanMode::Access(1), name: format!("p{i}") }).collect();
+        let infos: Vec<PortInfo> = (0..2)
+            .map(|i| PortInfo {
+                id: i,
+                bridge: 0,
+                vlan: VlanMode::Access(1),
+                name: format!("p{i}"),
+                kind: PortKind::Plain,
+            })
+            .collect();
         let refs: Vec<&PortInfo> = infos.iter().collect();
         let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
         let snap = Arc::new(Snapshot {
             generation: 1,
             tx_thread: vec![0, 1],
+            vteps: vec![],
             ports: infos.into_iter().map(Some).collect(),
             bridges: vec![Some(br)],
         });
         let (p0, h0) = mem_port();
         let (p1, h1) = mem_port();
         let st = Arc::new(PortStats::default());
-        tx0.send(Command::AddPort(LocalPort { id: 0, queue: 0, port: Box::new(p0), rx: true, stats: st.clone() }))
+        tx0.send(Command::AddPort(LocalPort {
+            id: 0,
+            queue: 0,
+            port: Some(Box::new(p0)),
+            rx: true,
+            stats: st.clone(),
+        }))
+        .unwrap();
+        tx1.send(Command::AddPort(LocalPort { id: 1, queue: 0, port: Some(Box::new(p1)), rx: true, stats: st }))
             .unwrap();
-        tx1.send(Command::AddPort(LocalPort { id: 1, queue: 0, port: Box::new(p1), rx: true, stats: st })).unwrap();
         tx0.send(Command::Snapshot(snap.clone())).unwrap();
         tx1.send(Command::Snapshot(snap)).unwrap();
         a.apply_commands();

@@ -7,6 +7,8 @@
 //! [`Fdb`](crate::fdb::Fdb), which the snapshot points to.
 
 use crate::fdb::Fdb;
+use crate::wire::vxlan::OuterTemplate;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Index of a port in `Snapshot::ports`; stable while the port exists.
@@ -110,12 +112,78 @@ impl VlanMode {
 pub struct PortInfo {
     /// This port's id.
     pub id: PortId,
-    /// The bridge it belongs to.
+    /// The bridge it belongs to ([`NO_BRIDGE`] for uplinks).
     pub bridge: BridgeId,
     /// VLAN handling.
     pub vlan: VlanMode,
     /// Interface name, for traces and logs.
     pub name: String,
+    /// What kind of port it is.
+    pub kind: PortKind,
+}
+
+/// `PortInfo::bridge` of ports in no bridge (uplinks).
+pub const NO_BRIDGE: BridgeId = BridgeId::MAX;
+
+/// What a port is, beyond its VLAN handling.
+#[derive(Clone, Debug, Default)]
+pub enum PortKind {
+    /// Frames go in and out as they are (AF_XDP, tap).
+    #[default]
+    Plain,
+    /// A VXLAN tunnel: frames leave encapsulated through an uplink.
+    Vxlan(Arc<Tunnel>),
+    /// An underlay interface: frames from it are decapsulated.
+    Uplink,
+}
+
+/// A VXLAN tunnel port's settings.
+#[derive(Clone, Debug)]
+pub struct Tunnel {
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// Local VTEP address.
+    pub local: IpAddr,
+    /// UDP destination port.
+    pub dst_port: u16,
+    /// The uplink port frames leave through.
+    pub uplink: PortId,
+    /// Largest inner frame (Ethernet header included) that fits the
+    /// uplink's MTU after encapsulation.
+    pub max_inner_frame: u32,
+    /// Remote VTEPs; FDB entries behind this port index into it.
+    pub remotes: Vec<Remote>,
+}
+
+/// A remote VTEP.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    /// Its address.
+    pub ip: IpAddr,
+    /// The outer headers toward it; `None` until its next hop is resolved.
+    pub outer: Option<OuterTemplate>,
+}
+
+impl Tunnel {
+    /// The index of remote `ip`, if it is one of ours.
+    #[inline]
+    pub fn remote_index(&self, ip: IpAddr) -> Option<u16> {
+        self.remotes.iter().position(|r| r.ip == ip).map(|i| i as u16)
+    }
+}
+
+/// A local VTEP endpoint: frames to (`local`, `dst_port`) with `vni` belong
+/// to tunnel port `port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vtep {
+    /// Local address.
+    pub local: IpAddr,
+    /// UDP port.
+    pub dst_port: u16,
+    /// VNI.
+    pub vni: u32,
+    /// The tunnel port.
+    pub port: PortId,
 }
 
 /// One member of a flood set.
@@ -173,6 +241,8 @@ pub struct Snapshot {
     pub ports: Vec<Option<PortInfo>>,
     /// Bridges by id; `None` for free ids.
     pub bridges: Vec<Option<BridgeInfo>>,
+    /// Every tunnel's local endpoint, for decapsulation.
+    pub vteps: Vec<Vtep>,
     /// Per port id, the polling thread that transmits on it when the
     /// sending thread has no queue of its own there ([`TX_ANY`] for ports
     /// every thread can send on).
@@ -193,6 +263,18 @@ impl Snapshot {
     #[inline]
     pub fn tx_thread(&self, id: PortId) -> Option<u8> {
         self.tx_thread.get(id as usize).copied().filter(|t| *t != TX_ANY)
+    }
+
+    /// The tunnel port for a decapsulated frame, if any.
+    #[inline]
+    pub fn vtep(&self, local: IpAddr, dst_port: u16, vni: u32) -> Option<PortId> {
+        self.vteps.iter().find(|v| v.vni == vni && v.local == local && v.dst_port == dst_port).map(|v| v.port)
+    }
+
+    /// True if some tunnel listens on (`local`, `dst_port`).
+    #[inline]
+    pub fn is_local_vtep(&self, local: IpAddr, dst_port: u16) -> bool {
+        self.vteps.iter().any(|v| v.local == local && v.dst_port == dst_port)
     }
 
     /// The bridge with id `id`, if it exists.

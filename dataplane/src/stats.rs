@@ -31,11 +31,25 @@ pub enum DropReason {
     NoBuffer,
     /// The egress port is down or went away.
     PortDown,
+    /// A frame on an uplink that is not VXLAN for a local VTEP.
+    NotVxlan,
+    /// VXLAN flags other than the I flag alone.
+    VxlanBadFlags,
+    /// VXLAN to a local VTEP with a VNI no tunnel port has.
+    VxlanUnknownVni,
+    /// VXLAN from an address that is not a remote of the tunnel.
+    VxlanUnknownVtep,
+    /// VXLAN headers or inner frame cut short.
+    VxlanTruncated,
+    /// The inner frame would not fit the uplink MTU once encapsulated.
+    TunnelMtu,
+    /// The next hop toward the remote VTEP is not resolved yet.
+    NoNeighbor,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Runt,
         DropReason::Oversize,
         DropReason::BadVlan,
@@ -46,6 +60,13 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::NoBuffer,
         DropReason::PortDown,
+        DropReason::NotVxlan,
+        DropReason::VxlanBadFlags,
+        DropReason::VxlanUnknownVni,
+        DropReason::VxlanUnknownVtep,
+        DropReason::VxlanTruncated,
+        DropReason::TunnelMtu,
+        DropReason::NoNeighbor,
     ];
 
     /// The stable name shown by `rvsctl stats` and in metrics.
@@ -61,6 +82,13 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::NoBuffer => "no_buffer",
             DropReason::PortDown => "port_down",
+            DropReason::NotVxlan => "not_vxlan",
+            DropReason::VxlanBadFlags => "vxlan_bad_flags",
+            DropReason::VxlanUnknownVni => "vxlan_unknown_vni",
+            DropReason::VxlanUnknownVtep => "vxlan_unknown_vtep",
+            DropReason::VxlanTruncated => "vxlan_truncated",
+            DropReason::TunnelMtu => "tunnel_mtu",
+            DropReason::NoNeighbor => "no_neighbor",
         }
     }
 }

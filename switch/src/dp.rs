@@ -15,7 +15,7 @@ use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
 use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram};
 use rvs_dataplane::port::tap::TapPort;
 use rvs_dataplane::port::Pool;
-use rvs_dataplane::snapshot::{BridgeId, BridgeInfo, PortId, PortInfo, Snapshot, VlanMode, TX_ANY};
+use rvs_dataplane::snapshot::{BridgeId, BridgeInfo, PortId, PortInfo, PortKind, Snapshot, VlanMode, TX_ANY};
 use rvs_dataplane::stats::{PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::MacAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -153,6 +153,7 @@ impl Dp {
                     bridge: p.bridge,
                     vlan: p.vlan.clone(),
                     name: p.name.clone(),
+                    kind: PortKind::Plain,
                 })
             })
             .collect();
@@ -177,7 +178,7 @@ impl Dp {
                 None => TX_ANY,
             })
             .collect();
-        let snap = Arc::new(Snapshot { generation: self.generation, ports, bridges, tx_thread });
+        let snap = Arc::new(Snapshot { generation: self.generation, ports, bridges, tx_thread, vteps: Vec::new() });
         for t in &self.threads {
             let _ = t.tx.send(Command::Snapshot(snap.clone()));
         }
@@ -251,7 +252,7 @@ impl Dp {
             let stats = Arc::new(PortStats::default());
             port.stats.push(stats.clone());
             port.handles.push((q, t, true));
-            let lp = LocalPort { id, queue: q, port: Box::new(sock), rx: true, stats };
+            let lp = LocalPort { id, queue: q, port: Some(Box::new(sock)), rx: true, stats };
             let _ = self.threads[t].tx.send(Command::AddPort(lp));
         }
         Ok(port)
@@ -283,7 +284,7 @@ impl Dp {
             let stats = Arc::new(PortStats::default());
             port.stats.push(stats.clone());
             port.handles.push((0, t, rx));
-            let lp = LocalPort { id, queue: 0, port: Box::new(handle), rx, stats };
+            let lp = LocalPort { id, queue: 0, port: Some(Box::new(handle)), rx, stats };
             let _ = self.threads[t].tx.send(Command::AddPort(lp));
         }
         Ok(port)
