@@ -3,9 +3,10 @@
 //! Every argument is checked here with the same rules rvsd applies, so a
 //! bad MAC, VLAN or name is refused before anything is sent.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use rvs_switch::config::{PortConfig, PortType, PortVlan, XdpMode};
-use rvs_switch::proto::{self, Command};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use rvs_switch::config::{PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_switch::proto::{self, Command, ShowResult};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// Command-line interface of rvsctl.
@@ -35,10 +36,13 @@ pub enum Cmd {
     /// Add, delete, list or change bridges
     #[command(subcommand, arg_required_else_help = true)]
     Bridge(BridgeCmd),
-    /// Add or delete ports
+    /// Add, delete or change ports
     #[command(subcommand, arg_required_else_help = true)]
     Port(PortCmd),
-    /// Show bridges, ports and polling threads
+    /// Add, delete or list uplinks (underlay interfaces for VXLAN)
+    #[command(subcommand, arg_required_else_help = true)]
+    Uplink(UplinkCmd),
+    /// Show uplinks, bridges, ports and polling threads
     Show,
     /// Show or change a bridge's MAC table
     #[command(subcommand, arg_required_else_help = true)]
@@ -100,6 +104,8 @@ pub enum TypeArg {
     Afxdp,
     /// A tap device rvsd creates (or adopts)
     Tap,
+    /// A VXLAN tunnel over an uplink
+    Vxlan,
 }
 
 /// XDP attach modes, as typed.
@@ -125,6 +131,75 @@ pub enum PortCmd {
         /// Port name
         port: String,
     },
+    /// Change a port: replace a vxlan port's remote VTEPs, live
+    Set(PortSetArgs),
+    /// Add or remove one remote VTEP of a vxlan port
+    #[command(subcommand, arg_required_else_help = true)]
+    Remote(RemoteCmd),
+}
+
+/// `rvsctl port set` arguments.
+#[derive(Debug, Args)]
+pub struct PortSetArgs {
+    /// Bridge name
+    pub bridge: String,
+    /// Port name (a vxlan port)
+    pub name: String,
+    /// The new remote VTEP list (repeat for each; replaces the old list)
+    #[arg(long = "remote", value_name = "IP", value_parser = remote_ip, action = ArgAction::Append)]
+    pub remotes: Vec<IpAddr>,
+    /// Make the remote VTEP list empty
+    #[arg(long, conflicts_with = "remotes")]
+    pub no_remotes: bool,
+}
+
+/// `rvsctl port remote ...`
+#[derive(Debug, Subcommand)]
+pub enum RemoteCmd {
+    /// Add a remote VTEP to a vxlan port
+    Add {
+        /// Bridge name
+        bridge: String,
+        /// Port name (a vxlan port)
+        port: String,
+        /// Remote VTEP address
+        #[arg(value_parser = remote_ip)]
+        ip: IpAddr,
+    },
+    /// Remove a remote VTEP from a vxlan port
+    Del {
+        /// Bridge name
+        bridge: String,
+        /// Port name (a vxlan port)
+        port: String,
+        /// Remote VTEP address
+        #[arg(value_parser = any_ip)]
+        ip: IpAddr,
+    },
+}
+
+/// `rvsctl uplink ...`
+#[derive(Debug, Subcommand)]
+pub enum UplinkCmd {
+    /// Take VXLAN traffic for rvs's VTEPs from an interface (the host keeps the rest)
+    Add {
+        /// Interface name
+        #[arg(value_parser = uplink_name)]
+        iface: String,
+        /// Number of queues [default: all rx queues]
+        #[arg(long, value_name = "N", value_parser = queues)]
+        queues: Option<u32>,
+        /// XDP attach mode
+        #[arg(long, value_enum, value_name = "MODE")]
+        xdp_mode: Option<XdpModeArg>,
+    },
+    /// Stop using an interface as an uplink
+    Del {
+        /// Interface name
+        iface: String,
+    },
+    /// List uplinks
+    List,
 }
 
 /// `rvsctl port add` arguments.
@@ -156,6 +231,21 @@ pub struct PortAddArgs {
     /// Tap: network namespace (name under /var/run/netns) to put the tap in
     #[arg(long, value_name = "NS")]
     pub netns: Option<String>,
+    /// VXLAN: network identifier, 0..=16777215
+    #[arg(long, value_name = "N", value_parser = vni)]
+    pub vni: Option<u32>,
+    /// VXLAN: local VTEP address (an address of an uplink)
+    #[arg(long, value_name = "IP", value_parser = local_ip)]
+    pub local: Option<IpAddr>,
+    /// VXLAN: remote VTEP (repeat for each)
+    #[arg(long = "remote", value_name = "IP", value_parser = remote_ip, action = ArgAction::Append)]
+    pub remotes: Vec<IpAddr>,
+    /// VXLAN: UDP destination port [default: 4789]
+    #[arg(long, value_name = "PORT", value_parser = dstport)]
+    pub dstport: Option<u16>,
+    /// VXLAN: TTL (IPv4) or hop limit (IPv6) of the outer header [default: 64]
+    #[arg(long, value_name = "N", value_parser = ttl)]
+    pub ttl: Option<u8>,
 }
 
 /// `rvsctl fdb ...`
@@ -236,6 +326,43 @@ fn port_name(s: &str) -> Result<String, String> {
     proto::check_name("port", s).map(|()| s.to_string())
 }
 
+fn uplink_name(s: &str) -> Result<String, String> {
+    proto::check_name("uplink", s).map(|()| s.to_string())
+}
+
+fn vni(s: &str) -> Result<u32, String> {
+    proto::parse_vni(s)
+}
+
+fn local_ip(s: &str) -> Result<IpAddr, String> {
+    let ip = proto::parse_ip("local", s)?;
+    proto::check_vtep_addr("local", ip).map(|()| ip)
+}
+
+fn remote_ip(s: &str) -> Result<IpAddr, String> {
+    let ip = proto::parse_ip("remote", s)?;
+    proto::check_vtep_addr("remote", ip).map(|()| ip)
+}
+
+fn any_ip(s: &str) -> Result<IpAddr, String> {
+    proto::parse_ip("remote", s)
+}
+
+fn dstport(s: &str) -> Result<u16, String> {
+    let n = s.trim().parse().map_err(|_| format!("invalid UDP port {s:?} (must be 1..=65535)"))?;
+    proto::check_udp_port(n)
+}
+
+fn ttl(s: &str) -> Result<u8, String> {
+    let n = s.trim().parse().map_err(|_| format!("invalid TTL {s:?} (must be 1..=255)"))?;
+    proto::check_ttl(n)
+}
+
+fn queues(s: &str) -> Result<u32, String> {
+    let n = number(s)?;
+    proto::check_queues(n).map(|()| n)
+}
+
 fn number(s: &str) -> Result<u32, String> {
     s.trim().parse().map_err(|_| format!("{s:?} is not a whole number"))
 }
@@ -257,6 +384,56 @@ pub struct Plan {
     pub cmd: Command,
     /// How the result is shown.
     pub view: View,
+    /// When set, `cmd` is `show` and its result feeds this edit, whose
+    /// `port_set_remotes` is the request that makes the change.
+    pub remote_edit: Option<RemoteEdit>,
+}
+
+/// `rvsctl port remote add|del`: one remote more or less, sent as the whole
+/// new list with the list it was computed from, so rvsd refuses it if
+/// another client changed the list in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEdit {
+    /// Bridge name.
+    pub bridge: String,
+    /// Port name.
+    pub port: String,
+    /// Add (true) or remove (false).
+    pub add: bool,
+    /// The remote.
+    pub ip: IpAddr,
+}
+
+impl RemoteEdit {
+    /// The `port_set_remotes` request that makes the edit on what `show` returned.
+    pub fn command(&self, show: &ShowResult) -> Result<Command, String> {
+        let (b, p) = (&self.bridge, &self.port);
+        let br = show.bridges.iter().find(|x| &x.name == b).ok_or_else(|| format!("unknown bridge {b:?}"))?;
+        let port = br
+            .ports
+            .iter()
+            .find(|x| &x.config.name == p)
+            .ok_or_else(|| format!("unknown port {p:?} in bridge {b:?}"))?;
+        let Some(v) = port.config.vxlan.as_ref().filter(|_| port.config.kind == PortType::Vxlan) else {
+            return Err(format!("port {p:?} is not a vxlan port"));
+        };
+        let mut remotes = v.remotes.clone();
+        let at = remotes.iter().position(|r| *r == self.ip);
+        match (self.add, at) {
+            (true, Some(_)) => return Err(format!("{} is already a remote of port {p:?}", self.ip)),
+            (true, None) => remotes.push(self.ip),
+            (false, Some(k)) => {
+                remotes.remove(k);
+            }
+            (false, None) => return Err(format!("{} is not a remote of port {p:?}", self.ip)),
+        }
+        Ok(Command::PortSetRemotes {
+            bridge: b.clone(),
+            port: p.clone(),
+            remotes,
+            expect_remotes: Some(v.remotes.clone()),
+        })
+    }
 }
 
 /// How a result is printed for humans.
@@ -278,11 +455,14 @@ pub enum View {
     Pmd,
     /// Health.
     Ping,
+    /// Uplink table.
+    Uplinks,
 }
 
 impl Cli {
     /// Checks what clap cannot and builds the request; errors are usage errors.
     pub fn plan(&self) -> Result<Plan, String> {
+        let mut remote_edit = None;
         let (cmd, view) = match &self.cmd {
             Cmd::Bridge(BridgeCmd::Add { bridge, settings }) => (
                 Command::BridgeAdd {
@@ -313,6 +493,36 @@ impl Cli {
             Cmd::Port(PortCmd::Del { bridge, port }) => {
                 (Command::PortDel { bridge: bridge.clone(), port: port.clone() }, View::Quiet)
             }
+            Cmd::Port(PortCmd::Set(a)) => {
+                if a.remotes.is_empty() && !a.no_remotes {
+                    return Err("nothing to change: give --remote IP (once per remote) or --no-remotes".to_string());
+                }
+                proto::check_remote_list(&a.remotes)?;
+                (
+                    Command::PortSetRemotes {
+                        bridge: a.bridge.clone(),
+                        port: a.name.clone(),
+                        remotes: a.remotes.clone(),
+                        expect_remotes: None,
+                    },
+                    View::Quiet,
+                )
+            }
+            Cmd::Port(PortCmd::Remote(r)) => {
+                let (bridge, port, add, ip) = match r {
+                    RemoteCmd::Add { bridge, port, ip } => (bridge, port, true, ip),
+                    RemoteCmd::Del { bridge, port, ip } => (bridge, port, false, ip),
+                };
+                remote_edit = Some(RemoteEdit { bridge: bridge.clone(), port: port.clone(), add, ip: *ip });
+                (Command::Show, View::Quiet)
+            }
+            Cmd::Uplink(UplinkCmd::Add { iface, queues, xdp_mode }) => {
+                let uplink = UplinkConfig { name: iface.clone(), queues: *queues, xdp_mode: xdp_mode_of(*xdp_mode) };
+                proto::check_uplink(&uplink)?;
+                (Command::UplinkAdd { uplink }, View::Quiet)
+            }
+            Cmd::Uplink(UplinkCmd::Del { iface }) => (Command::UplinkDel { uplink: iface.clone() }, View::Quiet),
+            Cmd::Uplink(UplinkCmd::List) => (Command::UplinkList, View::Uplinks),
             Cmd::Show => (Command::Show, View::Show),
             Cmd::Fdb(FdbCmd::Show { bridge }) => (Command::FdbShow { bridge: bridge.clone() }, View::Fdb),
             Cmd::Fdb(FdbCmd::Add { bridge, mac, vlan, port }) => (
@@ -329,18 +539,61 @@ impl Cli {
             Cmd::Pmd(PmdCmd::Show) => (Command::PmdShow, View::Pmd),
             Cmd::Ping => (Command::Ping, View::Ping),
         };
-        Ok(Plan { cmd, view })
+        Ok(Plan { cmd, view, remote_edit })
+    }
+}
+
+fn xdp_mode_of(m: Option<XdpModeArg>) -> XdpMode {
+    match m {
+        None | Some(XdpModeArg::Auto) => XdpMode::Auto,
+        Some(XdpModeArg::Native) => XdpMode::Native,
+        Some(XdpModeArg::Generic) => XdpMode::Generic,
     }
 }
 
 impl PortAddArgs {
+    /// The tunnel options given, by flag name.
+    fn vxlan_flags(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (given, flag) in [
+            (self.vni.is_some(), "--vni"),
+            (self.local.is_some(), "--local"),
+            (!self.remotes.is_empty(), "--remote"),
+            (self.dstport.is_some(), "--dstport"),
+            (self.ttl.is_some(), "--ttl"),
+        ] {
+            if given {
+                v.push(flag);
+            }
+        }
+        v
+    }
+
+    /// The tunnel of a vxlan port.
+    fn vxlan_config(&self) -> Result<VxlanConfig, String> {
+        let vni = self.vni.ok_or("a vxlan port needs --vni N")?;
+        let local = self.local.ok_or("a vxlan port needs --local IP (an address of an uplink)")?;
+        if self.remotes.is_empty() {
+            return Err("a vxlan port needs at least one --remote IP".to_string());
+        }
+        let mut v = VxlanConfig::new(vni, local, self.remotes.clone());
+        if let Some(p) = self.dstport {
+            v.dstport = p;
+        }
+        if let Some(t) = self.ttl {
+            v.ttl = t;
+        }
+        Ok(v)
+    }
+
     /// The port as rvsd stores it, checked by rvsd's own rules.
     pub fn port_config(&self) -> Result<PortConfig, String> {
         let kind = match self.kind {
             TypeArg::Afxdp => PortType::Afxdp,
             TypeArg::Tap => PortType::Tap,
+            TypeArg::Vxlan => PortType::Vxlan,
         };
-        if kind == PortType::Tap {
+        if kind != PortType::Afxdp {
             if self.queues.is_some() {
                 return Err("--queues applies to afxdp ports only".to_string());
             }
@@ -348,9 +601,17 @@ impl PortAddArgs {
                 return Err("--xdp-mode applies to afxdp ports only".to_string());
             }
         }
-        if kind == PortType::Afxdp && self.netns.is_some() {
+        if kind != PortType::Tap && self.netns.is_some() {
             return Err("--netns applies to tap ports only".to_string());
         }
+        let vxlan = if kind == PortType::Vxlan {
+            Some(self.vxlan_config()?)
+        } else {
+            if let Some(flag) = self.vxlan_flags().first() {
+                return Err(format!("{flag} applies to vxlan ports only"));
+            }
+            None
+        };
         let vlan = match (&self.trunk, self.vlan) {
             (Some(VlanList(vlans)), _) => PortVlan::Trunk { vlans: vlans.clone(), native: self.native_vlan },
             (None, v) => PortVlan::Access { vlan: v.unwrap_or(1) },
@@ -360,13 +621,9 @@ impl PortAddArgs {
             kind,
             vlan,
             queues: self.queues,
-            xdp_mode: match self.xdp_mode {
-                None | Some(XdpModeArg::Auto) => XdpMode::Auto,
-                Some(XdpModeArg::Native) => XdpMode::Native,
-                Some(XdpModeArg::Generic) => XdpMode::Generic,
-            },
+            xdp_mode: xdp_mode_of(self.xdp_mode),
             netns: self.netns.clone(),
-            vxlan: None,
+            vxlan,
         };
         proto::check_port(&port)?;
         Ok(port)
@@ -414,6 +671,234 @@ mod tests {
         assert!(plan(&["--json", "show"]).is_ok());
         assert!(plan(&["stats", "veth-a", "--socket", "/tmp/x"]).is_ok());
         assert!(plan(&["bridge", "add", "br0", "--aging", "60", "--max-macs", "100"]).is_ok());
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn vx_port(name: &str, v: VxlanConfig, vlan: PortVlan) -> PortConfig {
+        PortConfig {
+            name: name.into(),
+            kind: PortType::Vxlan,
+            vlan,
+            queues: None,
+            xdp_mode: XdpMode::Auto,
+            netns: None,
+            vxlan: Some(v),
+        }
+    }
+
+    #[test]
+    fn vxlan_and_uplink_commands() {
+        let add = ["port", "add", "br0", "vx42", "--type", "vxlan", "--vni", "42", "--local", "198.18.1.1"];
+        let mut args = add.to_vec();
+        args.extend(["--remote", "198.18.1.2", "--remote", "198.18.1.3"]);
+        assert_eq!(
+            plan(&args).unwrap(),
+            Command::PortAdd {
+                bridge: "br0".into(),
+                port: vx_port(
+                    "vx42",
+                    VxlanConfig::new(42, ip("198.18.1.1"), vec![ip("198.18.1.2"), ip("198.18.1.3")]),
+                    PortVlan::Access { vlan: 1 }
+                ),
+            }
+        );
+        let mut args = add.to_vec();
+        args.extend(["--remote", "198.18.1.2", "--dstport", "8472", "--ttl", "16", "--trunk", "10,20"]);
+        let mut v = VxlanConfig::new(42, ip("198.18.1.1"), vec![ip("198.18.1.2")]);
+        v.dstport = 8472;
+        v.ttl = 16;
+        assert_eq!(
+            plan(&args).unwrap(),
+            Command::PortAdd {
+                bridge: "br0".into(),
+                port: vx_port("vx42", v, PortVlan::Trunk { vlans: vec![10, 20], native: None }),
+            }
+        );
+        let six = ["port", "add", "br0", "vx6", "--type", "vxlan", "--vni", "16777215", "--vlan", "10"];
+        let mut args = six.to_vec();
+        args.extend(["--local", "2001:db8::1", "--remote", "2001:db8::2"]);
+        assert_eq!(
+            plan(&args).unwrap(),
+            Command::PortAdd {
+                bridge: "br0".into(),
+                port: vx_port(
+                    "vx6",
+                    VxlanConfig::new(16_777_215, ip("2001:db8::1"), vec![ip("2001:db8::2")]),
+                    PortVlan::Access { vlan: 10 }
+                ),
+            }
+        );
+
+        let set = |remotes: Vec<IpAddr>| Command::PortSetRemotes {
+            bridge: "br0".into(),
+            port: "vx42".into(),
+            remotes,
+            expect_remotes: None,
+        };
+        assert_eq!(
+            plan(&["port", "set", "br0", "vx42", "--remote", "198.18.1.2", "--remote", "198.18.1.4"]).unwrap(),
+            set(vec![ip("198.18.1.2"), ip("198.18.1.4")])
+        );
+        assert_eq!(plan(&["port", "set", "br0", "vx42", "--no-remotes"]).unwrap(), set(vec![]));
+
+        let cli = Cli::try_parse_from(["rvsctl", "port", "remote", "add", "br0", "vx42", "198.18.1.9"]).unwrap();
+        let p = cli.plan().unwrap();
+        assert_eq!(p.cmd, Command::Show);
+        assert_eq!(
+            p.remote_edit,
+            Some(RemoteEdit { bridge: "br0".into(), port: "vx42".into(), add: true, ip: ip("198.18.1.9") })
+        );
+        let cli = Cli::try_parse_from(["rvsctl", "port", "remote", "del", "br0", "vx42", "2001:db8::2"]).unwrap();
+        assert!(!cli.plan().unwrap().remote_edit.unwrap().add);
+
+        let mut up = UplinkConfig::new("eth1");
+        assert_eq!(plan(&["uplink", "add", "eth1"]).unwrap(), Command::UplinkAdd { uplink: up.clone() });
+        up.queues = Some(2);
+        up.xdp_mode = XdpMode::Native;
+        assert_eq!(
+            plan(&["uplink", "add", "eth1", "--queues", "2", "--xdp-mode", "native"]).unwrap(),
+            Command::UplinkAdd { uplink: up }
+        );
+        assert_eq!(plan(&["uplink", "del", "eth1"]).unwrap(), Command::UplinkDel { uplink: "eth1".into() });
+        assert_eq!(plan(&["uplink", "list"]).unwrap(), Command::UplinkList);
+    }
+
+    #[test]
+    fn remote_edit_on_show() {
+        use rvs_switch::datapath::PortStatus;
+        use rvs_switch::proto::{BridgeShow, PortShow};
+        let status = |n: &str| PortStatus {
+            name: n.into(),
+            bridge: "br0".into(),
+            kind: "vxlan".into(),
+            state: "up".into(),
+            xdp_mode: String::new(),
+            queues: vec![],
+            inner_mtu: None,
+            remotes: vec![],
+        };
+        let vx = vx_port("vx42", VxlanConfig::new(42, ip("198.18.1.1"), vec![ip("198.18.1.2")]), PortVlan::default());
+        let mut tap = vx_port("tap0", VxlanConfig::new(1, ip("198.18.1.1"), vec![]), PortVlan::default());
+        tap.kind = PortType::Tap;
+        tap.vxlan = None;
+        let show = ShowResult {
+            uplinks: vec![],
+            bridges: vec![BridgeShow {
+                name: "br0".into(),
+                aging_secs: 300,
+                max_macs: 10,
+                ports: vec![
+                    PortShow { config: vx, status: status("vx42") },
+                    PortShow { config: tap, status: status("tap0") },
+                ],
+                static_macs: vec![],
+            }],
+            threads: vec![],
+        };
+        let edit = |port: &str, add: bool, a: &str| {
+            RemoteEdit { bridge: "br0".into(), port: port.into(), add, ip: ip(a) }.command(&show)
+        };
+        assert_eq!(
+            edit("vx42", true, "198.18.1.3").unwrap(),
+            Command::PortSetRemotes {
+                bridge: "br0".into(),
+                port: "vx42".into(),
+                remotes: vec![ip("198.18.1.2"), ip("198.18.1.3")],
+                expect_remotes: Some(vec![ip("198.18.1.2")]),
+            }
+        );
+        assert_eq!(
+            edit("vx42", false, "198.18.1.2").unwrap(),
+            Command::PortSetRemotes {
+                bridge: "br0".into(),
+                port: "vx42".into(),
+                remotes: vec![],
+                expect_remotes: Some(vec![ip("198.18.1.2")]),
+            }
+        );
+        assert_eq!(edit("vx42", true, "198.18.1.2").unwrap_err(), "198.18.1.2 is already a remote of port \"vx42\"");
+        assert_eq!(edit("vx42", false, "198.18.1.9").unwrap_err(), "198.18.1.9 is not a remote of port \"vx42\"");
+        assert_eq!(edit("tap0", true, "198.18.1.9").unwrap_err(), "port \"tap0\" is not a vxlan port");
+        assert_eq!(edit("vx9", true, "198.18.1.9").unwrap_err(), "unknown port \"vx9\" in bridge \"br0\"");
+        let e = RemoteEdit { bridge: "br9".into(), port: "vx42".into(), add: true, ip: ip("198.18.1.9") };
+        assert_eq!(e.command(&show).unwrap_err(), "unknown bridge \"br9\"");
+    }
+
+    #[test]
+    fn bad_vxlan_and_uplink_arguments() {
+        let vx = ["port", "add", "br0", "vx1", "--type", "vxlan"];
+        let with = |extra: &[&'static str]| {
+            let mut v = vx.to_vec();
+            v.extend_from_slice(extra);
+            v
+        };
+        let e = plan(&with(&["--vni", "16777216", "--local", "198.18.1.1", "--remote", "198.18.1.2"])).unwrap_err();
+        assert!(e.contains("invalid VNI 16777216 (must be 0..=16777215)"), "{e}");
+        let e = plan(&with(&["--vni", "1", "--local", "198.18.1.1", "--remote", "2001:db8::2"])).unwrap_err();
+        assert_eq!(e, "remote 2001:db8::2 and local 198.18.1.1 are of different address families");
+        let e = plan(&with(&["--vni", "1", "--local", "198.18.1.1", "--remote", "198.18.1.1"])).unwrap_err();
+        assert_eq!(e, "remote 198.18.1.1 is the local address");
+        let e = plan(&with(&["--vni", "1", "--local", "198.18.1.1"])).unwrap_err();
+        assert_eq!(e, "a vxlan port needs at least one --remote IP");
+        let e = plan(&with(&["--vni", "1", "--remote", "198.18.1.2"])).unwrap_err();
+        assert!(e.starts_with("a vxlan port needs --local"), "{e}");
+        let e = plan(&with(&["--local", "198.18.1.1", "--remote", "198.18.1.2"])).unwrap_err();
+        assert_eq!(e, "a vxlan port needs --vni N");
+        let ok = ["--vni", "1", "--local", "198.18.1.1", "--remote", "198.18.1.2"];
+        for extra in [
+            &["--vni", "-1"][..],
+            &["--vni", "x"],
+            &["--local", "198.18.1"],
+            &["--local", "0.0.0.0"],
+            &["--remote", "fe80::1%eth0"],
+            &["--remote", "239.1.1.1"],
+            &["--remote", "255.255.255.255"],
+            &["--remote", "198.18.1.2"],
+            &["--remote", "198.18.1.3", "--remote", "2001:db8::3"],
+            &["--dstport", "0"],
+            &["--dstport", "65536"],
+            &["--ttl", "0"],
+            &["--ttl", "256"],
+            &["--queues", "2"],
+            &["--xdp-mode", "native"],
+            &["--netns", "ns1"],
+            &["--vlan", "4095"],
+        ] {
+            let mut args = vx.to_vec();
+            args.extend_from_slice(&ok);
+            args.extend_from_slice(extra);
+            assert!(plan(&args).is_err(), "{args:?} was accepted");
+        }
+        for args in [
+            &["port", "add", "br0", "p", "--type", "afxdp", "--vni", "1"][..],
+            &["port", "add", "br0", "p", "--type", "tap", "--remote", "198.18.1.2"],
+            &["port", "add", "br0", "p", "--type", "afxdp", "--local", "198.18.1.2"],
+            &["port", "add", "br0", "p", "--type", "afxdp", "--dstport", "4789"],
+            &["port", "set", "br0", "vx42"],
+            &["port", "set", "br0", "vx42", "--remote", "198.18.1.2", "--no-remotes"],
+            &["port", "set", "br0", "vx42", "--remote", "198.18.1.2", "--remote", "198.18.1.2"],
+            &["port", "set", "br0", "vx42", "--remote", "198.18.1.2", "--remote", "::2"],
+            &["port", "set", "br0", "vx42", "--remote", "nope"],
+            &["port", "remote", "add", "br0", "vx42", "nope"],
+            &["port", "remote", "add", "br0", "vx42", "224.0.0.1"],
+            &["port", "remote", "add", "br0", "vx42"],
+            &["port", "remote", "del", "br0", "vx42", "1.2.3"],
+            &["uplink", "add", "eth1", "--queues", "0"],
+            &["uplink", "add", "eth1", "--queues", "1025"],
+            &["uplink", "add", "eth1", "--xdp-mode", "fast"],
+            &["uplink", "add", "name-far-too-long"],
+            &["uplink", "add"],
+            &["uplink", "del"],
+        ] {
+            assert!(plan(args).is_err(), "{args:?} was accepted");
+        }
+        assert_eq!(
+            plan(&["port", "add", "br0", "p", "--type", "afxdp", "--vni", "1", "--remote", "198.18.1.2"]).unwrap_err(),
+            "--vni applies to vxlan ports only"
+        );
     }
 
     #[test]

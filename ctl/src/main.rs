@@ -8,10 +8,11 @@ mod output;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use rvs_switch::proto::{Request, DEFAULT_SOCKET};
+use rvs_switch::proto::{Request, ShowResult, DEFAULT_SOCKET};
 use rvs_switch::server;
+use serde_json::Value;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// A clap error as one line, without the usage block.
@@ -25,6 +26,19 @@ fn one_line(e: &clap::Error) -> String {
         .collect();
     let line = parts.join(" ");
     line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
+
+/// Sends `cmd`; for a remote edit, `cmd` reads the current list and the
+/// edit's own request follows.
+fn send(socket: &Path, cmd: rvs_switch::proto::Command, edit: Option<&cli::RemoteEdit>) -> Result<Value, String> {
+    let result = server::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())?;
+    let Some(edit) = edit else {
+        return Ok(result);
+    };
+    let show: ShowResult =
+        serde_json::from_value(result).map_err(|e| format!("cannot understand rvsd's answer: {e}"))?;
+    let cmd = edit.command(&show)?;
+    server::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())
 }
 
 fn main() -> ExitCode {
@@ -57,7 +71,7 @@ fn main() -> ExitCode {
         .clone()
         .or_else(|| std::env::var_os("RVS_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    let result = server::request(&socket, &Request::new(plan.cmd)).and_then(|r| r.into_result());
+    let result = send(&socket, plan.cmd, plan.remote_edit.as_ref());
     let result = match result {
         Ok(v) => v,
         Err(e) => {

@@ -2,7 +2,7 @@
 
 use rvs_switch::config::{PortConfig, PortVlan};
 use rvs_switch::datapath::{FdbEntryInfo, PortStatsInfo, ThreadInfo};
-use rvs_switch::proto::{BridgeSummary, FlushResult, PingResult, ShowResult};
+use rvs_switch::proto::{BridgeSummary, FlushResult, PingResult, PortShow, ShowResult, UplinkShow};
 use rvs_switch::state::kind_name;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -26,6 +26,14 @@ pub fn render(view: View, result: Value) -> Result<String, String> {
         View::Ping => {
             let p: PingResult = decode(result)?;
             format!("rvsd {} is running\n", p.daemon_version)
+        }
+        View::Uplinks => {
+            let list: Vec<UplinkShow> = decode(result)?;
+            if list.is_empty() {
+                "no uplinks\n".to_string()
+            } else {
+                uplink_table("", &list)
+            }
         }
     })
 }
@@ -100,8 +108,72 @@ fn bridge_list(list: &[BridgeSummary]) -> String {
     table("", &["BRIDGE", "AGING", "MAX-MACS", "PORTS"], &rows)
 }
 
+/// "-" for an empty field.
+fn or_dash(s: String) -> String {
+    if s.is_empty() {
+        "-".to_string()
+    } else {
+        s
+    }
+}
+
+fn queue_map(queues: &[(u32, usize)]) -> String {
+    queues.iter().map(|(q, core)| format!("{q}→{core}")).collect::<Vec<_>>().join(" ")
+}
+
+fn uplink_table(indent: &str, list: &[UplinkShow]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|u| {
+            vec![
+                u.config.name.clone(),
+                u.status.state.clone(),
+                or_dash(u.status.xdp_mode.clone()),
+                if u.status.mtu == 0 { "-".to_string() } else { u.status.mtu.to_string() },
+                or_dash(u.status.vteps.join(",")),
+                or_dash(queue_map(&u.status.queues)),
+            ]
+        })
+        .collect();
+    table(indent, &["UPLINK", "STATE", "XDP", "MTU", "VTEPS", "QUEUE→CORE"], &rows)
+}
+
+/// The tunnel of a vxlan port: settings, then each remote and its next hop.
+fn vxlan_block(p: &PortShow) -> String {
+    let Some(v) = &p.config.vxlan else {
+        return String::new();
+    };
+    let mtu = p.status.inner_mtu.map_or_else(|| "unknown".to_string(), |m| m.to_string());
+    let mut out = format!(
+        "  {}: VNI {}, local {}, dstport {}, ttl {}, inner MTU {mtu}\n",
+        p.config.name, v.vni, v.local, v.dstport, v.ttl
+    );
+    if v.remotes.is_empty() {
+        out.push_str("    no remotes\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = v
+        .remotes
+        .iter()
+        .map(|ip| {
+            let ip = ip.to_string();
+            let hop = p.status.remotes.iter().find(|r| r.ip == ip).and_then(|r| r.next_hop_mac.clone());
+            vec![ip, hop.unwrap_or_else(|| "unresolved".to_string())]
+        })
+        .collect();
+    out.push_str(&table("    ", &["REMOTE", "NEXT-HOP"], &rows));
+    out
+}
+
 fn show(s: &ShowResult) -> String {
     let mut out = String::new();
+    let any_vxlan = s.bridges.iter().flat_map(|b| &b.ports).any(|p| p.config.vxlan.is_some());
+    if !s.uplinks.is_empty() {
+        out.push_str("uplinks:\n");
+        out.push_str(&uplink_table("  ", &s.uplinks));
+    } else if any_vxlan {
+        out.push_str("uplinks: none (vxlan ports need one: rvsctl uplink add IFACE)\n");
+    }
     if s.bridges.is_empty() {
         out.push_str("no bridges\n");
     }
@@ -114,18 +186,20 @@ fn show(s: &ShowResult) -> String {
                 .ports
                 .iter()
                 .map(|p| {
-                    let queues: Vec<String> = p.status.queues.iter().map(|(q, core)| format!("{q}→{core}")).collect();
                     vec![
                         p.config.name.clone(),
                         kind_name(p.config.kind).to_string(),
                         vlan_mode(&p.config),
                         p.status.state.clone(),
-                        if p.status.xdp_mode.is_empty() { "-".to_string() } else { p.status.xdp_mode.clone() },
-                        if queues.is_empty() { "-".to_string() } else { queues.join(" ") },
+                        or_dash(p.status.xdp_mode.clone()),
+                        or_dash(queue_map(&p.status.queues)),
                     ]
                 })
                 .collect();
             out.push_str(&table("  ", &["PORT", "TYPE", "VLAN", "STATE", "XDP", "QUEUE→CORE"], &rows));
+            for p in &b.ports {
+                out.push_str(&vxlan_block(p));
+            }
         }
         if !b.static_macs.is_empty() {
             let macs: Vec<String> =
@@ -151,7 +225,10 @@ fn fdb(entries: &[FdbEntryInfo]) -> String {
             vec![
                 e.vlan.to_string(),
                 e.mac.clone(),
-                e.port.clone(),
+                match &e.remote {
+                    Some(r) => format!("{} ({r})", e.port),
+                    None => e.port.clone(),
+                },
                 if e.is_static { "static".to_string() } else { e.age_secs.to_string() },
             ]
         })
@@ -226,6 +303,59 @@ mod tests {
             &[vec!["1".into(), "02:00:00:00:00:01".into(), "veth-a".into(), "static".into()]],
         );
         assert_eq!(t, "VLAN  MAC                PORT    AGE\n1     02:00:00:00:00:01  veth-a  static\n");
+    }
+
+    #[test]
+    fn vxlan_show_and_fdb() {
+        let show: ShowResult = serde_json::from_str(
+            r#"{"uplinks":[{"config":{"name":"eth1","queues":null,"xdp_mode":"auto"},
+                "status":{"name":"eth1","state":"up","xdp_mode":"native","mtu":1500,"vteps":["198.18.1.1"],"queues":[[0,1],[1,2]]}},
+               {"config":{"name":"eth2","queues":null,"xdp_mode":"auto"},
+                "status":{"name":"eth2","state":"down: no interface \"eth2\"","xdp_mode":"","mtu":0,"vteps":[],"queues":[]}}],
+              "bridges":[{"name":"br0","aging_secs":300,"max_macs":8192,"static_macs":[],"ports":[
+               {"config":{"name":"vx42","type":"vxlan","vlan":{"access":{"vlan":1}},"queues":null,"xdp_mode":"auto","netns":null,
+                 "vxlan":{"vni":42,"local":"198.18.1.1","remotes":["198.18.1.2","198.18.1.3"],"dstport":4789,"ttl":64}},
+                "status":{"name":"vx42","bridge":"br0","kind":"vxlan","state":"up","xdp_mode":"","queues":[],"inner_mtu":1450,
+                 "remotes":[{"ip":"198.18.1.2","next_hop_mac":"02:00:00:00:00:fe"},{"ip":"198.18.1.3","next_hop_mac":null}]}}]}],
+              "threads":[]}"#,
+        )
+        .unwrap();
+        let text = render(View::Show, serde_json::to_value(&show).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "uplinks:
+  UPLINK  STATE                      XDP     MTU   VTEPS       QUEUE→CORE
+  eth1    up                         native  1500  198.18.1.1  0→1 1→2
+  eth2    down: no interface \"eth2\"  -       -     -           -
+bridge br0: aging 300 s, at most 8192 learned MACs
+  PORT  TYPE   VLAN      STATE  XDP  QUEUE→CORE
+  vx42  vxlan  access 1  up     -    -
+  vx42: VNI 42, local 198.18.1.1, dstport 4789, ttl 64, inner MTU 1450
+    REMOTE      NEXT-HOP
+    198.18.1.2  02:00:00:00:00:fe
+    198.18.1.3  unresolved
+threads:
+  none
+"
+        );
+        let uplinks = render(View::Uplinks, serde_json::to_value(&show.uplinks).unwrap()).unwrap();
+        assert!(uplinks.starts_with("UPLINK  STATE"), "{uplinks}");
+        assert_eq!(render(View::Uplinks, serde_json::json!([])).unwrap(), "no uplinks\n");
+        let fdb = render(
+            View::Fdb,
+            serde_json::json!([
+                {"mac":"02:00:00:00:00:01","vlan":1,"port":"vx42","is_static":false,"age_secs":3,"remote":"198.18.1.2"},
+                {"mac":"02:00:00:00:00:02","vlan":1,"port":"veth-a","is_static":false,"age_secs":5}
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            fdb,
+            "VLAN  MAC                PORT               AGE
+1     02:00:00:00:00:01  vx42 (198.18.1.2)  3
+1     02:00:00:00:00:02  veth-a             5
+"
+        );
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! through a real control socket served by rvsd's server with a fake
 //! datapath.
 
-use rvs_switch::config::{BridgeConfig, PortConfig};
-use rvs_switch::datapath::{Datapath, DpResult, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo};
+use rvs_switch::config::{BridgeConfig, PortConfig, UplinkConfig};
+use rvs_switch::datapath::{
+    Datapath, DpResult, FdbEntryInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, UplinkStatus,
+};
 use rvs_switch::proto::MacAddr;
 use rvs_switch::server::serve;
 use rvs_switch::state::State;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +57,19 @@ fn bad_arguments_exit_2_with_one_line() {
         &["port", "add", "br0", "p"],
         &["bridge", "set", "br0"],
         &["nonsense"],
+        &[
+            "port", "add", "br0", "vx", "--type", "vxlan", "--vni", "16777216", "--local", "10.0.0.1", "--remote",
+            "10.0.0.2",
+        ],
+        &["port", "add", "br0", "vx", "--type", "vxlan", "--vni", "1", "--local", "10.0.0", "--remote", "10.0.0.2"],
+        &["port", "add", "br0", "vx", "--type", "vxlan", "--vni", "1", "--local", "10.0.0.1", "--remote", "::2"],
+        &["port", "add", "br0", "vx", "--type", "vxlan", "--vni", "1", "--local", "10.0.0.1", "--remote", "10.0.0.1"],
+        &["port", "add", "br0", "vx", "--type", "vxlan", "--vni", "1", "--local", "10.0.0.1"],
+        &["port", "set", "br0", "vx", "--remote", "10.0.0.2", "--remote", "10.0.0.2"],
+        &["port", "set", "br0", "vx"],
+        &["port", "remote", "add", "br0", "vx", "10.0.0.256"],
+        &["uplink", "add", "eth1", "--queues", "0"],
+        &["uplink", "add", "eth1", "--xdp-mode", "turbo"],
     ] {
         let o = rvsctl(sock, args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -89,7 +105,15 @@ fn socket_from_environment() {
 
 #[test]
 fn help_works_everywhere() {
-    for args in [&["--help"][..], &["port", "add", "--help"], &["fdb", "--help"], &["pmd", "show", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["port", "add", "--help"],
+        &["fdb", "--help"],
+        &["pmd", "show", "--help"],
+        &["uplink", "add", "--help"],
+        &["port", "set", "--help"],
+        &["port", "remote", "add", "--help"],
+    ] {
         let o = rvsctl(Path::new("/x"), args);
         assert_eq!(o.status.code(), Some(0), "{args:?}");
         assert!(stdout(&o).contains("Usage:"));
@@ -99,8 +123,9 @@ fn help_works_everywhere() {
 /// Just enough datapath to answer.
 #[derive(Default)]
 struct Fake {
-    ports: BTreeMap<String, String>,
+    ports: BTreeMap<String, (String, PortConfig)>,
     fdb: Vec<FdbEntryInfo>,
+    uplinks: BTreeMap<String, UplinkConfig>,
 }
 
 impl Datapath for Fake {
@@ -117,7 +142,21 @@ impl Datapath for Fake {
         if port.name == "missing0" {
             return Err("no interface \"missing0\"".into());
         }
-        self.ports.insert(port.name.clone(), bridge.into());
+        if port.vxlan.is_some() && self.uplinks.is_empty() {
+            return Err("no uplink serves the local address".into());
+        }
+        self.ports.insert(port.name.clone(), (bridge.into(), port.clone()));
+        if let Some(v) = &port.vxlan {
+            // A MAC learned behind the first remote.
+            self.fdb.push(FdbEntryInfo {
+                mac: "02:00:00:00:00:42".into(),
+                vlan: 1,
+                port: port.name.clone(),
+                is_static: false,
+                age_secs: 1,
+                remote: v.remotes.first().map(|r| r.to_string()),
+            });
+        }
         Ok(())
     }
     fn del_port(&mut self, name: &str) -> DpResult<()> {
@@ -160,22 +199,30 @@ impl Datapath for Fake {
     fn port_status(&self) -> Vec<PortStatus> {
         self.ports
             .iter()
-            .map(|(n, b)| PortStatus {
+            .map(|(n, (b, p))| PortStatus {
                 name: n.clone(),
                 bridge: b.clone(),
-                kind: "afxdp".into(),
+                kind: p.kind.name().into(),
                 state: "up".into(),
-                xdp_mode: "native".into(),
-                queues: vec![(0, 2), (1, 3)],
-                inner_mtu: None,
-                remotes: Vec::new(),
+                xdp_mode: if p.vxlan.is_some() { String::new() } else { "native".into() },
+                queues: if p.vxlan.is_some() { vec![] } else { vec![(0, 2), (1, 3)] },
+                inner_mtu: p.vxlan.as_ref().map(|_| 1450),
+                remotes: p
+                    .vxlan
+                    .iter()
+                    .flat_map(|v| &v.remotes)
+                    .map(|r| RemoteStatus {
+                        ip: r.to_string(),
+                        next_hop_mac: r.is_ipv4().then(|| "02:00:00:00:00:fe".into()),
+                    })
+                    .collect(),
             })
             .collect()
     }
     fn port_stats(&self) -> Vec<PortStatsInfo> {
         self.ports
             .iter()
-            .map(|(n, b)| PortStatsInfo {
+            .map(|(n, (b, _))| PortStatsInfo {
                 name: n.clone(),
                 bridge: b.clone(),
                 rx_packets: 1,
@@ -191,6 +238,177 @@ impl Datapath for Fake {
         vec![ThreadInfo { core: 2, rx_queues: vec![("veth-a".into(), 0)], packets: 100, busy_ns: 1, idle_ns: 1 }]
     }
     fn tick(&mut self) {}
+    fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
+        if up.name == "missing0" {
+            return Err("no interface \"missing0\"".into());
+        }
+        self.uplinks.insert(up.name.clone(), up.clone());
+        Ok(())
+    }
+    fn del_uplink(&mut self, name: &str) -> DpResult<()> {
+        if self.ports.values().any(|(_, p)| p.vxlan.is_some()) {
+            return Err(format!("uplink {name:?} serves vxlan port(s); delete them first"));
+        }
+        self.uplinks.remove(name).map(|_| ()).ok_or_else(|| format!("unknown uplink {name:?}"))
+    }
+    fn set_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
+        match self.ports.get_mut(port).and_then(|(_, p)| p.vxlan.as_mut()) {
+            Some(v) => {
+                v.remotes = remotes.to_vec();
+                Ok(())
+            }
+            None => Err(format!("port {port:?} is not a VXLAN port")),
+        }
+    }
+    fn uplink_status(&self) -> Vec<UplinkStatus> {
+        self.uplinks
+            .values()
+            .map(|u| UplinkStatus {
+                name: u.name.clone(),
+                state: "up".into(),
+                xdp_mode: "native".into(),
+                mtu: 1500,
+                vteps: vec!["198.18.1.1".into()],
+                queues: vec![(0, 2), (1, 3)],
+            })
+            .collect()
+    }
+}
+
+/// A daemon thread serving `sock` from `db` with the fake datapath; stop it
+/// by setting the flag and joining.
+fn start_daemon(sock: &Path, db: &Path) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s2, st2, db2) = (sock.to_path_buf(), stop.clone(), db.to_path_buf());
+    let server = thread::spawn(move || {
+        let mut state = State::restore(&db2, Fake::default()).unwrap();
+        serve(&s2, None, &mut state, &st2).unwrap();
+    });
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        thread::sleep(Duration::from_millis(10));
+    }
+    (stop, server)
+}
+
+#[test]
+fn vxlan_and_uplinks_through_a_real_socket() {
+    let dir = temp_dir("e2e-vxlan");
+    let sock = dir.join("rvsd.sock");
+    let db = dir.join("conf.json");
+    let (stop, server) = start_daemon(&sock, &db);
+    let ok = |args: &[&str]| {
+        let o = rvsctl(&sock, args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let fails = |args: &[&str], want: &str| {
+        let o = rvsctl(&sock, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), format!("rvsctl: {want}\n"), "{args:?}");
+    };
+    let remotes = || -> Vec<String> {
+        let cfg = rvs_switch::db::load(&db).unwrap();
+        cfg.bridges[0].ports[0].vxlan.as_ref().unwrap().remotes.iter().map(|r| r.to_string()).collect()
+    };
+
+    ok(&["bridge", "add", "br0"]);
+    let vx42 = [
+        "port",
+        "add",
+        "br0",
+        "vx42",
+        "--type",
+        "vxlan",
+        "--vni",
+        "42",
+        "--local",
+        "198.18.1.1",
+        "--remote",
+        "198.18.1.2",
+        "--remote",
+        "198.18.1.3",
+    ];
+    fails(&vx42, "no uplink serves the local address");
+    assert_eq!(ok(&["uplink", "list"]), "no uplinks\n");
+    ok(&["uplink", "add", "eth1", "--queues", "2", "--xdp-mode", "native"]);
+    fails(&["uplink", "add", "eth1"], "uplink \"eth1\" already exists");
+    fails(&["uplink", "add", "missing0"], "no interface \"missing0\"");
+    let list = ok(&["uplink", "list"]);
+    assert!(list.contains("eth1    up     native  1500  198.18.1.1  0→2 1→3"), "{list}");
+    ok(&vx42);
+    fails(&vx42, "port \"vx42\" already exists in bridge \"br0\"");
+    let mut clash = vx42;
+    clash[3] = "vx43";
+    let o = rvsctl(&sock, &clash);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("rvsctl: port \"vx42\" already uses local 198.18.1.1, dstport 4789, VNI 42"));
+    assert_eq!(remotes(), ["198.18.1.2", "198.18.1.3"]);
+
+    let show = ok(&["show"]);
+    assert!(show.starts_with("uplinks:\n  UPLINK"), "{show}");
+    assert!(show.contains("vx42  vxlan  access 1  up"), "{show}");
+    assert!(show.contains("vx42: VNI 42, local 198.18.1.1, dstport 4789, ttl 64, inner MTU 1450"), "{show}");
+    assert!(show.contains("198.18.1.3  02:00:00:00:00:fe"), "{show}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&["--json", "show"])).unwrap();
+    assert_eq!(json["uplinks"][0]["config"]["name"], "eth1");
+    assert_eq!(json["uplinks"][0]["status"]["vteps"][0], "198.18.1.1");
+    let port = &json["bridges"][0]["ports"][0];
+    assert_eq!(port["config"]["type"], "vxlan");
+    assert_eq!(port["config"]["vxlan"]["vni"], 42);
+    assert_eq!(port["config"]["vxlan"]["remotes"][1], "198.18.1.3");
+    assert_eq!(port["status"]["inner_mtu"], 1450);
+    assert_eq!(port["status"]["remotes"][0]["next_hop_mac"], "02:00:00:00:00:fe");
+    let fdb = ok(&["fdb", "show", "br0"]);
+    assert!(fdb.contains("02:00:00:00:00:42  vx42 (198.18.1.2)  1"), "{fdb}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&["--json", "fdb", "show", "br0"])).unwrap();
+    assert_eq!(json[0]["remote"], "198.18.1.2");
+
+    // Remote changes: whole list, one more, one less, none.
+    ok(&["port", "set", "br0", "vx42", "--remote", "198.18.1.4", "--remote", "198.18.1.5"]);
+    assert_eq!(remotes(), ["198.18.1.4", "198.18.1.5"]);
+    ok(&["port", "remote", "add", "br0", "vx42", "198.18.1.6"]);
+    assert_eq!(remotes(), ["198.18.1.4", "198.18.1.5", "198.18.1.6"]);
+    ok(&["port", "remote", "del", "br0", "vx42", "198.18.1.4"]);
+    assert_eq!(remotes(), ["198.18.1.5", "198.18.1.6"]);
+    fails(&["port", "remote", "add", "br0", "vx42", "198.18.1.5"], "198.18.1.5 is already a remote of port \"vx42\"");
+    fails(&["port", "remote", "del", "br0", "vx42", "198.18.1.9"], "198.18.1.9 is not a remote of port \"vx42\"");
+    fails(&["port", "remote", "add", "br0", "vx42", "198.18.1.1"], "remote 198.18.1.1 is the local address");
+    fails(&["port", "remote", "add", "br9", "vx42", "198.18.1.7"], "unknown bridge \"br9\"");
+    fails(
+        &["port", "set", "br0", "vx42", "--remote", "2001:db8::2"],
+        "remote 2001:db8::2 and local 198.18.1.1 are of different address families",
+    );
+    ok(&["port", "set", "br0", "vx42", "--no-remotes"]);
+    assert!(remotes().is_empty());
+    assert!(ok(&["show"]).contains("    no remotes\n"));
+    ok(&["port", "set", "br0", "vx42", "--remote", "198.18.1.2"]);
+
+    // The datapath refuses to take the uplink from under the tunnel.
+    fails(&["uplink", "del", "eth1"], "uplink \"eth1\" serves vxlan port(s); delete them first");
+    assert_eq!(rvs_switch::db::load(&db).unwrap().uplinks.len(), 1);
+
+    // A restart brings uplinks and tunnels back.
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let before = rvs_switch::db::load(&db).unwrap();
+    let (stop, server) = start_daemon(&sock, &db);
+    let show = ok(&["show"]);
+    assert!(show.contains("eth1    up"), "{show}");
+    assert!(show.contains("vx42  vxlan  access 1  up"), "{show}");
+    assert_eq!(rvs_switch::db::load(&db).unwrap(), before);
+
+    ok(&["port", "del", "br0", "vx42"]);
+    ok(&["uplink", "del", "eth1"]);
+    fails(&["uplink", "del", "eth1"], "unknown uplink \"eth1\"");
+    let saved = rvs_switch::db::load(&db).unwrap();
+    assert!(saved.uplinks.is_empty());
+    assert!(saved.bridges[0].ports.is_empty());
+
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

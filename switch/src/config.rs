@@ -36,6 +36,13 @@ pub struct UplinkConfig {
     pub xdp_mode: XdpMode,
 }
 
+impl UplinkConfig {
+    /// An uplink using every rx queue, in the automatic XDP mode.
+    pub fn new(name: &str) -> UplinkConfig {
+        UplinkConfig { name: name.to_string(), queues: None, xdp_mode: XdpMode::Auto }
+    }
+}
+
 /// Default VXLAN UDP destination port (IANA).
 pub const VXLAN_PORT: u16 = 4789;
 /// Default TTL (IPv4) or hop limit (IPv6) of encapsulated frames.
@@ -58,6 +65,18 @@ pub struct VxlanConfig {
     /// TTL / hop limit of the outer header.
     #[serde(default = "default_ttl")]
     pub ttl: u8,
+}
+
+impl VxlanConfig {
+    /// A tunnel with the default UDP port and TTL.
+    pub fn new(vni: u32, local: std::net::IpAddr, remotes: Vec<std::net::IpAddr>) -> VxlanConfig {
+        VxlanConfig { vni, local, remotes, dstport: VXLAN_PORT, ttl: DEFAULT_TTL }
+    }
+
+    /// What identifies the tunnel on the wire: no two ports may share it.
+    pub fn key(&self) -> (std::net::IpAddr, u16, u32) {
+        (self.local, self.dstport, self.vni)
+    }
 }
 
 fn default_vxlan_port() -> u16 {
@@ -120,6 +139,19 @@ pub enum PortType {
     Afxdp,
     /// A tap device rvsd creates or adopts.
     Tap,
+    /// A VXLAN tunnel over an uplink (its settings in `PortConfig.vxlan`).
+    Vxlan,
+}
+
+impl PortType {
+    /// The `type` name users write and see: "afxdp", "tap" or "vxlan".
+    pub fn name(self) -> &'static str {
+        match self {
+            PortType::Afxdp => "afxdp",
+            PortType::Tap => "tap",
+            PortType::Vxlan => "vxlan",
+        }
+    }
 }
 
 /// XDP attach mode for AF_XDP ports.

@@ -8,7 +8,7 @@
 
 use crate::config::{Config, CONFIG_VERSION};
 use crate::proto;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -94,11 +94,20 @@ pub fn save(path: &Path, cfg: &Config) -> Result<(), String> {
 }
 
 /// Checks a configuration as the state machine would have built it: valid
-/// names, VLANs and MACs, no duplicate bridge or port, static entries on
-/// ports of their own bridge.
+/// names, VLANs, MACs and tunnels, no duplicate uplink, bridge or port, no
+/// name both an uplink and a port, no two tunnels on the same (local,
+/// dstport, VNI), static entries on ports of their own bridge.
 pub fn validate(cfg: &Config) -> Result<(), String> {
+    let mut uplinks = HashSet::new();
+    for u in &cfg.uplinks {
+        proto::check_uplink(u)?;
+        if !uplinks.insert(u.name.as_str()) {
+            return Err(format!("uplink {:?} appears twice", u.name));
+        }
+    }
     let mut bridges = HashSet::new();
     let mut ports = HashSet::new();
+    let mut tunnels = HashMap::new();
     for br in &cfg.bridges {
         proto::check_name("bridge", &br.name)?;
         if !bridges.insert(br.name.as_str()) {
@@ -110,6 +119,17 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
             proto::check_port(p)?;
             if !ports.insert(p.name.as_str()) {
                 return Err(format!("port {:?} appears twice", p.name));
+            }
+            if uplinks.contains(p.name.as_str()) {
+                return Err(format!("{:?} is both an uplink and a port", p.name));
+            }
+            if let Some(v) = &p.vxlan {
+                if let Some(other) = tunnels.insert(v.key(), p.name.as_str()) {
+                    return Err(format!(
+                        "ports {other:?} and {:?} both use local {}, dstport {}, VNI {}",
+                        p.name, v.local, v.dstport, v.vni
+                    ));
+                }
             }
         }
         for m in &br.static_macs {
@@ -129,7 +149,7 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::{BridgeConfig, PortConfig, PortType, PortVlan, StaticMac, XdpMode};
+    use crate::config::{BridgeConfig, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig, VxlanConfig, XdpMode};
     use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -159,6 +179,124 @@ pub(crate) mod tests {
         });
         br.static_macs.push(StaticMac { mac: "02:00:00:00:00:01".into(), vlan: 10, port: "veth-a".into() });
         Config { version: CONFIG_VERSION, bridges: vec![br], uplinks: Vec::new() }
+    }
+
+    /// `sample` plus two uplinks and an IPv4 and an IPv6 vxlan port.
+    fn sample_vxlan() -> Config {
+        let mut cfg = sample();
+        let mut up = UplinkConfig::new("eth1");
+        up.queues = Some(4);
+        up.xdp_mode = XdpMode::Native;
+        cfg.uplinks = vec![up, UplinkConfig::new("eth2")];
+        let mut v4 = VxlanConfig::new(42, "198.18.1.1".parse().unwrap(), vec!["198.18.1.2".parse().unwrap()]);
+        v4.dstport = 8472;
+        v4.ttl = 16;
+        let v6 = VxlanConfig::new(16_777_215, "2001:db8::1".parse().unwrap(), Vec::new());
+        for (name, v, vlan) in [
+            ("vx42", v4, PortVlan::Access { vlan: 10 }),
+            ("vx6", v6, PortVlan::Trunk { vlans: vec![10, 20], native: None }),
+        ] {
+            cfg.bridges[0].ports.push(PortConfig {
+                name: name.into(),
+                kind: PortType::Vxlan,
+                vlan,
+                queues: None,
+                xdp_mode: XdpMode::Auto,
+                netns: None,
+                vxlan: Some(v),
+            });
+        }
+        cfg
+    }
+
+    #[test]
+    fn vxlan_roundtrip() {
+        let d = temp_dir("db-vxlan");
+        let path = d.join("conf.json");
+        let cfg = sample_vxlan();
+        save(&path, &cfg).unwrap();
+        assert_eq!(load(&path).unwrap(), cfg);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"type\": \"vxlan\""), "{text}");
+        assert!(text.contains("\"local\": \"2001:db8::1\""), "{text}");
+        // Ports without a tunnel carry no `vxlan` field, as before.
+        assert_eq!(text.matches("\"vxlan\": {").count(), 2, "{text}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A db written before uplinks and tunnels existed still loads.
+    #[test]
+    fn old_db_without_uplinks_or_vxlan_loads() {
+        let d = temp_dir("db-old");
+        let path = d.join("conf.json");
+        let old = r#"{
+  "version": 1,
+  "bridges": [
+    {
+      "name": "br0",
+      "aging_secs": 300,
+      "max_macs": 8192,
+      "ports": [
+        {"name": "veth-a", "type": "afxdp", "vlan": {"trunk": {"vlans": [10, 20], "native": 1}},
+         "queues": 2, "xdp_mode": "generic", "netns": null}
+      ],
+      "static_macs": [{"mac": "02:00:00:00:00:01", "vlan": 10, "port": "veth-a"}]
+    }
+  ]
+}
+"#;
+        fs::write(&path, old).unwrap();
+        assert_eq!(load(&path).unwrap(), sample());
+        // A vxlan port written with only the required fields gets the defaults.
+        fs::write(
+            &path,
+            r#"{"version":1,"bridges":[{"name":"b","ports":[{"name":"vx","type":"vxlan","vxlan":{"vni":7,"local":"10.0.0.1"}}]}]}"#,
+        )
+        .unwrap();
+        let cfg = load(&path).unwrap();
+        let v = cfg.bridges[0].ports[0].vxlan.clone().unwrap();
+        assert_eq!(v, VxlanConfig::new(7, "10.0.0.1".parse().unwrap(), Vec::new()));
+        assert_eq!((v.dstport, v.ttl), (4789, 64));
+        assert!(cfg.uplinks.is_empty());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn invalid_vxlan_and_uplinks_are_refused() {
+        let d = temp_dir("db-badvx");
+        let path = d.join("conf.json");
+        let vx = |extra: &str| {
+            format!(
+                r#"{{"version":1,"bridges":[{{"name":"b","ports":[{{"name":"vx","type":"vxlan","vxlan":{{"vni":7,"local":"10.0.0.1"{extra}}}}}]}}]}}"#
+            )
+        };
+        for bad in [
+            r#"{"version":1,"uplinks":[{"name":"eth1"},{"name":"eth1"}]}"#.to_string(),
+            r#"{"version":1,"uplinks":[{"name":"eth1","queues":0}]}"#.to_string(),
+            r#"{"version":1,"uplinks":[{"name":"eth1","typo":0}]}"#.to_string(),
+            r#"{"version":1,"uplinks":[{"name":"p"}],"bridges":[{"name":"b","ports":[{"name":"p","type":"tap"}]}]}"#
+                .to_string(),
+            r#"{"version":1,"bridges":[{"name":"b","ports":[{"name":"vx","type":"vxlan"}]}]}"#.to_string(),
+            r#"{"version":1,"bridges":[{"name":"b","ports":[{"name":"p","type":"tap","vxlan":{"vni":7,"local":"10.0.0.1"}}]}]}"#.to_string(),
+            r#"{"version":1,"bridges":[{"name":"b","ports":[{"name":"vx","type":"vxlan","vxlan":{"vni":16777216,"local":"10.0.0.1"}}]}]}"#.to_string(),
+            vx(r#","remotes":["2001:db8::2"]"#),
+            vx(r#","remotes":["10.0.0.1"]"#),
+            vx(r#","remotes":["10.0.0.2","10.0.0.2"]"#),
+            vx(r#","remotes":["not-an-ip"]"#),
+            vx(r#","dstport":0"#),
+            vx(r#","ttl":0"#),
+            r#"{"version":1,"bridges":[{"name":"b","ports":[
+                {"name":"vx1","type":"vxlan","vxlan":{"vni":7,"local":"10.0.0.1"}},
+                {"name":"vx2","type":"vxlan","vxlan":{"vni":7,"local":"10.0.0.1","dstport":4789}}]}]}"#
+                .to_string(),
+        ] {
+            fs::write(&path, &bad).unwrap();
+            let e = load(&path).unwrap_err();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+            assert_eq!(fs::read_to_string(&path).unwrap(), bad);
+        }
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

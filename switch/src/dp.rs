@@ -369,6 +369,7 @@ impl Datapath for Dp {
         let mut port = match cfg.kind {
             PortType::Afxdp => self.open_afxdp(id, cfg)?,
             PortType::Tap => self.open_tap(id, cfg)?,
+            PortType::Vxlan => return Err("VXLAN ports are not supported yet".into()),
         };
         port.bridge = bid;
         port.vlan = vlan_mode(&cfg.vlan);
@@ -443,6 +444,7 @@ impl Datapath for Dp {
                 kind: match p.kind {
                     PortType::Afxdp => "afxdp".into(),
                     PortType::Tap => "tap".into(),
+                    PortType::Vxlan => "vxlan".into(),
                 },
                 state: "up".into(),
                 xdp_mode: match p.xdp.as_ref().map(XdpProgram::attached_mode) {

@@ -9,12 +9,14 @@
 //! live here too, so `rvsctl` can refuse bad input before sending it and
 //! `rvsd` refuses the same input from any other client.
 
-use crate::config::{PortConfig, PortType, PortVlan, StaticMac, XdpMode};
-use crate::datapath::{PortStatus, ThreadInfo};
+use crate::config::{PortConfig, PortType, PortVlan, StaticMac, UplinkConfig, VxlanConfig, XdpMode};
+use crate::datapath::{PortStatus, ThreadInfo, UplinkStatus};
 /// The MAC address type requests are checked with.
 pub use rvs_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashSet;
+use std::net::IpAddr;
 
 /// The protocol version this build speaks.
 pub const PROTO_VERSION: u32 = 1;
@@ -34,6 +36,10 @@ pub const AGING_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 pub const MAX_MACS_RANGE: std::ops::RangeInclusive<u32> = 1..=1 << 20;
 /// Accepted AF_XDP queue counts.
 pub const QUEUES_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
+/// Largest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// Most remote VTEPs one VXLAN port replicates floods to.
+pub const MAX_REMOTES: usize = 1024;
 
 /// One command and its arguments; the `cmd` field of a request names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +88,31 @@ pub enum Command {
         /// Port name.
         port: String,
     },
+    /// Replaces the remote VTEP list of a VXLAN port, live.
+    PortSetRemotes {
+        /// Bridge name.
+        bridge: String,
+        /// Port name (a `vxlan` port).
+        port: String,
+        /// The new list, in order; may be empty.
+        remotes: Vec<IpAddr>,
+        /// Refuse the change unless the list is now exactly this (so a
+        /// read-modify-write like `rvsctl port remote add` loses no update).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_remotes: Option<Vec<IpAddr>>,
+    },
+    /// Attaches rvs to an underlay interface for VXLAN.
+    UplinkAdd {
+        /// The uplink.
+        uplink: UplinkConfig,
+    },
+    /// Detaches rvs from an underlay interface.
+    UplinkDel {
+        /// Interface name.
+        uplink: String,
+    },
+    /// Uplinks: result `Vec<UplinkShow>`.
+    UplinkList,
     /// Everything: result `ShowResult`.
     Show,
     /// A bridge's FDB: result `Vec<FdbEntryInfo>`.
@@ -253,6 +284,9 @@ pub struct BridgeSummary {
 /// The result of `show`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShowResult {
+    /// Uplinks in creation order (absent from an older rvsd's answer).
+    #[serde(default)]
+    pub uplinks: Vec<UplinkShow>,
     /// Bridges in creation order.
     pub bridges: Vec<BridgeShow>,
     /// Polling threads.
@@ -281,6 +315,15 @@ pub struct PortShow {
     pub config: PortConfig,
     /// Run-time state.
     pub status: PortStatus,
+}
+
+/// One uplink in `show` and `uplink_list`: what was asked for and what runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkShow {
+    /// The configuration.
+    pub config: UplinkConfig,
+    /// Run-time state.
+    pub status: UplinkStatus,
 }
 
 /// The result of `fdb_flush`.
@@ -408,19 +451,16 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             }
         }
     }
+    if p.kind != PortType::Vxlan && p.vxlan.is_some() {
+        return Err(format!("port {:?}: tunnel settings apply to vxlan ports only", p.name));
+    }
     match p.kind {
         PortType::Afxdp => {
             if p.netns.is_some() {
                 return Err(format!("port {:?}: a network namespace applies to tap ports only", p.name));
             }
             if let Some(q) = p.queues {
-                if !QUEUES_RANGE.contains(&q) {
-                    return Err(format!(
-                        "invalid queue count {q} (must be {}..={})",
-                        QUEUES_RANGE.start(),
-                        QUEUES_RANGE.end()
-                    ));
-                }
+                check_queues(q)?;
             }
         }
         PortType::Tap => {
@@ -434,8 +474,154 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
                 check_netns(ns)?;
             }
         }
+        PortType::Vxlan => {
+            if p.queues.is_some() {
+                return Err(format!("port {:?}: a queue count applies to afxdp ports only", p.name));
+            }
+            if p.xdp_mode != XdpMode::Auto {
+                return Err(format!("port {:?}: an XDP mode applies to afxdp ports only", p.name));
+            }
+            if p.netns.is_some() {
+                return Err(format!("port {:?}: a network namespace applies to tap ports only", p.name));
+            }
+            let Some(v) = &p.vxlan else {
+                return Err(format!("port {:?}: a vxlan port needs its tunnel settings (VNI, local address)", p.name));
+            };
+            check_vxlan(v)?;
+        }
     }
     Ok(())
+}
+
+/// Checks a VXLAN network identifier: 0..=16777215.
+pub fn check_vni(vni: u32) -> Result<(), String> {
+    if vni <= MAX_VNI {
+        Ok(())
+    } else {
+        Err(format!("invalid VNI {vni} (must be 0..={MAX_VNI})"))
+    }
+}
+
+/// Parses a VNI from text, checking its range.
+pub fn parse_vni(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let v: u64 = t.parse().map_err(|_| format!("invalid VNI {s:?} (must be a number 0..={MAX_VNI})"))?;
+    let v = u32::try_from(v).map_err(|_| format!("invalid VNI {v} (must be 0..={MAX_VNI})"))?;
+    check_vni(v)?;
+    Ok(v)
+}
+
+/// Parses an IPv4 or IPv6 address (`what` names it in the error).
+pub fn parse_ip(what: &str, s: &str) -> Result<IpAddr, String> {
+    s.trim().parse().map_err(|_| format!("invalid {what} address {s:?} (must be an IPv4 or IPv6 address)"))
+}
+
+/// Checks an address a VTEP can have: not unspecified, multicast or broadcast.
+pub fn check_vtep_addr(what: &str, ip: IpAddr) -> Result<(), String> {
+    let why = if ip.is_unspecified() {
+        "unspecified"
+    } else if ip.is_multicast() {
+        "multicast"
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        "broadcast"
+    } else {
+        return Ok(());
+    };
+    Err(format!("invalid {what} address {ip} (a VTEP address must not be {why})"))
+}
+
+/// Checks a remote VTEP list on its own: valid addresses, one family, no
+/// duplicates, at most 1024.
+pub fn check_remote_list(remotes: &[IpAddr]) -> Result<(), String> {
+    if remotes.len() > MAX_REMOTES {
+        return Err(format!("too many remotes: {} (at most {MAX_REMOTES})", remotes.len()));
+    }
+    let mut seen = HashSet::new();
+    for r in remotes {
+        check_vtep_addr("remote", *r)?;
+        if !seen.insert(*r) {
+            return Err(format!("remote {r} is given twice"));
+        }
+        if r.is_ipv4() != remotes[0].is_ipv4() {
+            return Err(format!("remotes {} and {r} are of different address families", remotes[0]));
+        }
+    }
+    Ok(())
+}
+
+/// Checks remotes against the local VTEP: same family and not the local address.
+pub fn check_remotes(local: IpAddr, remotes: &[IpAddr]) -> Result<(), String> {
+    for r in remotes {
+        if r.is_ipv4() != local.is_ipv4() {
+            return Err(format!("remote {r} and local {local} are of different address families"));
+        }
+        if *r == local {
+            return Err(format!("remote {r} is the local address"));
+        }
+    }
+    check_remote_list(remotes)
+}
+
+/// Checks a UDP port: 1..=65535.
+pub fn check_udp_port(port: u32) -> Result<u16, String> {
+    match u16::try_from(port) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(format!("invalid UDP port {port} (must be 1..=65535)")),
+    }
+}
+
+/// Checks an outer TTL / hop limit: 1..=255.
+pub fn check_ttl(ttl: u32) -> Result<u8, String> {
+    match u8::try_from(ttl) {
+        Ok(t) if t != 0 => Ok(t),
+        _ => Err(format!("invalid TTL {ttl} (must be 1..=255)")),
+    }
+}
+
+/// Checks a tunnel's own settings (not whether another port uses the same
+/// local address, UDP port and VNI).
+pub fn check_vxlan(v: &VxlanConfig) -> Result<(), String> {
+    check_vni(v.vni)?;
+    check_vtep_addr("local", v.local)?;
+    check_remotes(v.local, &v.remotes)?;
+    check_udp_port(v.dstport.into())?;
+    check_ttl(v.ttl.into())?;
+    Ok(())
+}
+
+/// The other port among `ports` whose tunnel is on the same local address,
+/// UDP port and VNI as `p`'s, as an error.
+pub fn check_vxlan_unique<'a>(p: &PortConfig, ports: impl IntoIterator<Item = &'a PortConfig>) -> Result<(), String> {
+    let Some(v) = &p.vxlan else {
+        return Ok(());
+    };
+    for q in ports {
+        if q.name != p.name && q.vxlan.as_ref().is_some_and(|w| w.key() == v.key()) {
+            return Err(format!(
+                "port {:?} already uses local {}, dstport {}, VNI {} (port {:?} would receive the same frames)",
+                q.name, v.local, v.dstport, v.vni, p.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an uplink's own settings.
+pub fn check_uplink(u: &UplinkConfig) -> Result<(), String> {
+    check_name("uplink", &u.name)?;
+    if let Some(q) = u.queues {
+        check_queues(q)?;
+    }
+    Ok(())
+}
+
+/// Checks an AF_XDP queue count.
+pub fn check_queues(q: u32) -> Result<(), String> {
+    if QUEUES_RANGE.contains(&q) {
+        Ok(())
+    } else {
+        Err(format!("invalid queue count {q} (must be {}..={})", QUEUES_RANGE.start(), QUEUES_RANGE.end()))
+    }
 }
 
 /// Checks a network namespace name (a file name under /var/run/netns).
@@ -477,6 +663,71 @@ mod tests {
         assert_eq!(Request::parse(line.as_bytes()).unwrap(), req);
         let ping = Request::parse(br#"{"version":1,"cmd":"ping"}"#).unwrap();
         assert_eq!(ping.cmd, Command::Ping);
+    }
+
+    #[test]
+    fn vxlan_and_uplink_requests() {
+        let line = r#"{"version":1,"cmd":"port_set_remotes","bridge":"br0","port":"vx42","remotes":["198.18.1.2","2001:db8::2"]}"#;
+        let req = Request::parse(line.as_bytes()).unwrap();
+        let remotes: Vec<IpAddr> = vec!["198.18.1.2".parse().unwrap(), "2001:db8::2".parse().unwrap()];
+        assert_eq!(
+            req.cmd,
+            Command::PortSetRemotes { bridge: "br0".into(), port: "vx42".into(), remotes, expect_remotes: None }
+        );
+        assert_eq!(Request::parse(req.to_line().as_bytes()).unwrap(), req);
+        let up = Request::new(Command::UplinkAdd { uplink: UplinkConfig::new("eth1") });
+        assert_eq!(
+            up.to_line(),
+            r#"{"cmd":"uplink_add","uplink":{"name":"eth1","queues":null,"xdp_mode":"auto"},"version":1}"#
+        );
+        let min = Request::parse(br#"{"version":1,"cmd":"uplink_add","uplink":{"name":"eth1"}}"#).unwrap();
+        assert_eq!(min, up);
+        for cmd in [Command::UplinkDel { uplink: "eth1".into() }, Command::UplinkList] {
+            let req = Request::new(cmd);
+            assert_eq!(Request::parse(req.to_line().as_bytes()).unwrap(), req);
+        }
+        for bad in [
+            &br#"{"version":1,"cmd":"port_set_remotes","bridge":"b","port":"p","remotes":["x"]}"#[..],
+            br#"{"version":1,"cmd":"port_set_remotes","bridge":"b","port":"p"}"#,
+            br#"{"version":1,"cmd":"uplink_add","uplink":{"name":"eth1","xdp_mode":"fast"}}"#,
+            br#"{"version":1,"cmd":"uplink_del"}"#,
+        ] {
+            assert!(Request::parse(bad).is_err());
+        }
+        // An older rvsd's show result (no uplinks) still decodes.
+        let old: ShowResult = serde_json::from_str(r#"{"bridges":[],"threads":[]}"#).unwrap();
+        assert!(old.uplinks.is_empty());
+    }
+
+    #[test]
+    fn vxlan_rules() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert!(check_vni(0).is_ok());
+        assert!(check_vni(MAX_VNI).is_ok());
+        assert_eq!(check_vni(16_777_216).unwrap_err(), "invalid VNI 16777216 (must be 0..=16777215)");
+        assert_eq!(parse_vni("16777216").unwrap_err(), "invalid VNI 16777216 (must be 0..=16777215)");
+        assert_eq!(parse_vni("99999999999").unwrap_err(), "invalid VNI 99999999999 (must be 0..=16777215)");
+        assert!(parse_vni("-1").is_err());
+        assert!(parse_vni("x").is_err());
+        assert_eq!(parse_vni(" 42 ").unwrap(), 42);
+        assert_eq!(parse_ip("remote", "2001:db8::1").unwrap(), ip("2001:db8::1"));
+        assert_eq!(
+            parse_ip("remote", "198.18.1").unwrap_err(),
+            "invalid remote address \"198.18.1\" (must be an IPv4 or IPv6 address)"
+        );
+        assert!(check_vtep_addr("local", ip("::")).is_err());
+        assert!(check_vtep_addr("local", ip("224.0.0.1")).is_err());
+        assert!(check_vtep_addr("local", ip("198.18.1.1")).is_ok());
+        assert!(check_remote_list(&[ip("10.0.0.1"), ip("::1")]).unwrap_err().contains("different address families"));
+        assert!(check_remote_list(&[]).is_ok());
+        assert!(check_remotes(ip("10.0.0.1"), &[ip("10.0.0.2"), ip("10.0.0.3")]).is_ok());
+        assert_eq!(check_udp_port(0).unwrap_err(), "invalid UDP port 0 (must be 1..=65535)");
+        assert_eq!(check_udp_port(65536).unwrap_err(), "invalid UDP port 65536 (must be 1..=65535)");
+        assert_eq!(check_udp_port(65535).unwrap(), 65535);
+        assert_eq!(check_ttl(256).unwrap_err(), "invalid TTL 256 (must be 1..=255)");
+        assert_eq!(check_ttl(1).unwrap(), 1);
+        assert!(check_uplink(&UplinkConfig::new("eth1")).is_ok());
+        assert!(check_uplink(&UplinkConfig { queues: Some(1025), ..UplinkConfig::new("eth1") }).is_err());
     }
 
     #[test]

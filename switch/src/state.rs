@@ -7,14 +7,15 @@
 //! datapath change (best effort) and fails the request, so the db, the
 //! in-memory configuration and the datapath agree after every reply.
 
-use crate::config::{BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac};
-use crate::datapath::{Datapath, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo};
+use crate::config::{BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
+use crate::datapath::{Datapath, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo, UplinkStatus};
 use crate::db;
 use crate::proto::{
-    self, BridgeShow, BridgeSummary, Command, FlushResult, PingResult, PortShow, Reply, Request, ShowResult,
+    self, BridgeShow, BridgeSummary, Command, FlushResult, PingResult, PortShow, Reply, Request, ShowResult, UplinkShow,
 };
 use rvs_dataplane::wire::MacAddr;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// The daemon's configuration, its db file and the datapath it drives.
@@ -26,14 +27,18 @@ pub struct State<D: Datapath> {
     down_bridges: HashMap<String, String>,
     /// Ports in the configuration that the datapath does not have, and why.
     down_ports: HashMap<String, String>,
+    /// Uplinks in the configuration that the datapath does not have, and why.
+    down_uplinks: HashMap<String, String>,
 }
 
 /// The `type` name of a port backend.
 pub fn kind_name(k: PortType) -> &'static str {
-    match k {
-        PortType::Afxdp => "afxdp",
-        PortType::Tap => "tap",
-    }
+    k.name()
+}
+
+/// Addresses as `a, b, c`.
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn unknown_bridge(name: &str) -> String {
@@ -45,19 +50,29 @@ fn same_entry(m: &StaticMac, mac: MacAddr, vlan: u16) -> bool {
 }
 
 impl<D: Datapath> State<D> {
-    /// Loads the db at `db_path` and replays it into `dp`. A bridge, port or
-    /// static MAC the datapath refuses is reported on stderr and kept in the
-    /// configuration (shown as down); only an unreadable db is an error.
+    /// Loads the db at `db_path` and replays it into `dp`: uplinks first (a
+    /// VXLAN port needs the uplink serving its local address), then bridges
+    /// with their ports. An uplink, bridge, port or static MAC the datapath
+    /// refuses is reported on stderr and kept in the configuration (shown as
+    /// down); only an unreadable db is an error.
     pub fn restore(db_path: &Path, dp: D) -> Result<State<D>, String> {
         let config = db::load(db_path)?;
         let bridges = config.bridges.clone();
+        let uplinks = config.uplinks.clone();
         let mut st = State {
             config,
             db_path: db_path.to_path_buf(),
             dp,
             down_bridges: HashMap::new(),
             down_ports: HashMap::new(),
+            down_uplinks: HashMap::new(),
         };
+        for up in &uplinks {
+            if let Err(e) = st.dp.add_uplink(up) {
+                eprintln!("rvsd: warning: uplink {:?} not restored: {e}; kept in the configuration", up.name);
+                st.down_uplinks.insert(up.name.clone(), e);
+            }
+        }
         for br in &bridges {
             st.replay_bridge(br);
         }
@@ -105,6 +120,12 @@ impl<D: Datapath> State<D> {
             }
             Command::PortAdd { bridge, port } => Reply::from_result(self.port_add(&bridge, port)),
             Command::PortDel { bridge, port } => Reply::from_result(self.port_del(&bridge, &port)),
+            Command::PortSetRemotes { bridge, port, remotes, expect_remotes } => {
+                Reply::from_result(self.port_set_remotes(&bridge, &port, remotes, expect_remotes))
+            }
+            Command::UplinkAdd { uplink } => Reply::from_result(self.uplink_add(uplink)),
+            Command::UplinkDel { uplink } => Reply::from_result(self.uplink_del(&uplink)),
+            Command::UplinkList => Reply::from_result(Ok(self.uplink_list())),
             Command::Show => Reply::from_result(Ok(self.show())),
             Command::FdbShow { bridge } => Reply::from_result(self.fdb_show(&bridge)),
             Command::FdbAdd { bridge, mac, vlan, port } => Reply::from_result(self.fdb_add(&bridge, &mac, vlan, &port)),
@@ -132,6 +153,10 @@ impl<D: Datapath> State<D> {
             .iter()
             .enumerate()
             .find_map(|(i, b)| b.ports.iter().position(|p| p.name == name).map(|j| (i, j)))
+    }
+
+    fn uplink_idx(&self, name: &str) -> Option<usize> {
+        self.config.uplinks.iter().position(|u| u.name == name)
     }
 
     /// Index of `port` in bridge `i`, or an error saying where it is.
@@ -315,6 +340,10 @@ impl<D: Datapath> State<D> {
         if let Some((k, _)) = self.port_loc(&port.name) {
             return Err(format!("port {:?} already exists in bridge {:?}", port.name, self.config.bridges[k].name));
         }
+        if self.uplink_idx(&port.name).is_some() {
+            return Err(format!("{:?} is an uplink; it cannot also be a port", port.name));
+        }
+        proto::check_vxlan_unique(&port, self.config.bridges.iter().flat_map(|b| &b.ports))?;
         if let Some(why) = self.down_bridges.get(bridge) {
             return Err(format!("bridge {bridge:?} is down ({why}); delete and re-add it"));
         }
@@ -350,6 +379,113 @@ impl<D: Datapath> State<D> {
         Ok(())
     }
 
+    fn port_set_remotes(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        remotes: Vec<IpAddr>,
+        expect: Option<Vec<IpAddr>>,
+    ) -> Result<(), String> {
+        let i = self.bridge_idx(bridge)?;
+        let j = self.port_in_bridge(i, port)?;
+        let p = &self.config.bridges[i].ports[j];
+        let Some(old) = p.vxlan.as_ref().filter(|_| p.kind == PortType::Vxlan) else {
+            return Err(format!("port {port:?} is not a vxlan port"));
+        };
+        if let Some(want) = expect {
+            if want != old.remotes {
+                return Err(format!(
+                    "the remotes of port {port:?} changed meanwhile (now: {}); try again",
+                    if old.remotes.is_empty() { "none".to_string() } else { join(&old.remotes) }
+                ));
+            }
+        }
+        proto::check_remotes(old.local, &remotes)?;
+        if remotes == old.remotes {
+            return Ok(());
+        }
+        let old_remotes = old.remotes.clone();
+        let live = !self.down_ports.contains_key(port);
+        if live {
+            self.dp.set_remotes(port, &remotes)?;
+        }
+        let mut new = self.config.clone();
+        if let Some(v) = new.bridges[i].ports[j].vxlan.as_mut() {
+            v.remotes = remotes;
+        }
+        self.commit(new, |s| {
+            if live {
+                let _ = s.dp.set_remotes(port, &old_remotes);
+            }
+        })
+    }
+
+    fn uplink_add(&mut self, up: UplinkConfig) -> Result<(), String> {
+        proto::check_uplink(&up)?;
+        if self.uplink_idx(&up.name).is_some() {
+            return Err(format!("uplink {:?} already exists", up.name));
+        }
+        if let Some((k, _)) = self.port_loc(&up.name) {
+            return Err(format!(
+                "{:?} is a port of bridge {:?}; it cannot also be an uplink",
+                up.name, self.config.bridges[k].name
+            ));
+        }
+        self.dp.add_uplink(&up)?;
+        let name = up.name.clone();
+        let mut new = self.config.clone();
+        new.uplinks.push(up);
+        self.commit(new, |s| {
+            let _ = s.dp.del_uplink(&name);
+        })?;
+        self.down_uplinks.remove(&name);
+        Ok(())
+    }
+
+    fn uplink_del(&mut self, name: &str) -> Result<(), String> {
+        let Some(k) = self.uplink_idx(name) else {
+            return Err(format!("unknown uplink {name:?}"));
+        };
+        let up = self.config.uplinks[k].clone();
+        let live = !self.down_uplinks.contains_key(name);
+        if live {
+            self.dp.del_uplink(name)?;
+        }
+        let mut new = self.config.clone();
+        new.uplinks.remove(k);
+        self.commit(new, |s| {
+            if live {
+                if let Err(e) = s.dp.add_uplink(&up) {
+                    s.down_uplinks.insert(up.name.clone(), e);
+                }
+            }
+        })?;
+        self.down_uplinks.remove(name);
+        Ok(())
+    }
+
+    fn uplink_list(&self) -> Vec<UplinkShow> {
+        let status = self.dp.uplink_status();
+        self.config
+            .uplinks
+            .iter()
+            .map(|u| UplinkShow {
+                config: u.clone(),
+                status: status.iter().find(|s| s.name == u.name).cloned().unwrap_or_else(|| UplinkStatus {
+                    name: u.name.clone(),
+                    state: format!(
+                        "down: {}",
+                        self.down_uplinks.get(&u.name).map(String::as_str).unwrap_or("not in the datapath")
+                    ),
+                    xdp_mode: String::new(),
+                    mtu: 0,
+                    vteps: Vec::new(),
+                    queues: Vec::new(),
+                }),
+            })
+            .collect()
+    }
+
     fn show(&self) -> ShowResult {
         let status = self.dp.port_status();
         let bridges = self
@@ -383,7 +519,7 @@ impl<D: Datapath> State<D> {
                 static_macs: b.static_macs.clone(),
             })
             .collect();
-        ShowResult { bridges, threads: self.dp.threads() }
+        ShowResult { uplinks: self.uplink_list(), bridges, threads: self.dp.threads() }
     }
 
     fn fdb_show(&self, bridge: &str) -> Result<Vec<FdbEntryInfo>, String> {
@@ -495,7 +631,7 @@ impl<D: Datapath> State<D> {
 #[cfg(test)]
 pub(crate) mod fake {
     use super::*;
-    use crate::datapath::DpResult;
+    use crate::datapath::{DpResult, RemoteStatus};
     use std::collections::{BTreeMap, HashSet};
     use std::sync::{Arc, Mutex};
 
@@ -506,7 +642,10 @@ pub(crate) mod fake {
         pub bridges: BTreeMap<String, BridgeConfig>,
         pub ports: BTreeMap<String, (String, PortConfig)>,
         pub fdb: BTreeMap<(String, MacAddr, u16), (String, bool)>,
-        /// add_port fails for these names, like a missing interface.
+        pub uplinks: BTreeMap<String, UplinkConfig>,
+        /// Every successful add_uplink/add_bridge/add_port, in order.
+        pub log: Vec<String>,
+        /// add_port and add_uplink fail for these names, like a missing interface.
         pub missing: HashSet<String>,
         /// The next mutating call fails with this message.
         pub fail_next: Option<String>,
@@ -536,6 +675,7 @@ pub(crate) mod fake {
                 return Err("fake: bridge exists".into());
             }
             g.bridges.insert(br.name.clone(), br.clone());
+            g.log.push(format!("bridge {}", br.name));
             Ok(())
         }
         fn set_bridge(&mut self, br: &BridgeConfig) -> DpResult<()> {
@@ -565,7 +705,13 @@ pub(crate) mod fake {
             if !g.bridges.contains_key(bridge) || g.ports.contains_key(&port.name) {
                 return Err("fake: bad add_port".into());
             }
+            if let Some(v) = &port.vxlan {
+                if g.uplinks.is_empty() {
+                    return Err(format!("no uplink serves local address {}", v.local));
+                }
+            }
             g.ports.insert(port.name.clone(), (bridge.to_string(), port.clone()));
+            g.log.push(format!("port {}", port.name));
             Ok(())
         }
         fn del_port(&mut self, name: &str) -> DpResult<()> {
@@ -621,8 +767,17 @@ pub(crate) mod fake {
                     state: "up".into(),
                     xdp_mode: "generic".into(),
                     queues: vec![(0, 1)],
-                    inner_mtu: None,
-                    remotes: Vec::new(),
+                    inner_mtu: p.vxlan.as_ref().map(|v| if v.local.is_ipv4() { 1450 } else { 1430 }),
+                    remotes: p
+                        .vxlan
+                        .iter()
+                        .flat_map(|v| &v.remotes)
+                        .enumerate()
+                        .map(|(k, ip)| RemoteStatus {
+                            ip: ip.to_string(),
+                            next_hop_mac: (k == 0).then(|| "02:00:00:00:00:fe".to_string()),
+                        })
+                        .collect(),
                 })
                 .collect()
         }
@@ -654,6 +809,50 @@ pub(crate) mod fake {
         fn tick(&mut self) {
             self.inner().ticks += 1;
         }
+        fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
+            self.check()?;
+            let mut g = self.inner();
+            if g.missing.contains(&up.name) {
+                return Err(format!("no interface {:?}", up.name));
+            }
+            if g.uplinks.insert(up.name.clone(), up.clone()).is_some() {
+                return Err("fake: uplink exists".into());
+            }
+            g.log.push(format!("uplink {}", up.name));
+            Ok(())
+        }
+        fn del_uplink(&mut self, name: &str) -> DpResult<()> {
+            self.check()?;
+            let mut g = self.inner();
+            if g.uplinks.len() == 1 && g.ports.values().any(|(_, p)| p.vxlan.is_some()) {
+                return Err(format!("uplink {name:?} serves the local address of a vxlan port"));
+            }
+            g.uplinks.remove(name).map(|_| ()).ok_or("fake: no uplink".into())
+        }
+        fn set_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
+            self.check()?;
+            match self.inner().ports.get_mut(port).and_then(|(_, p)| p.vxlan.as_mut()) {
+                Some(v) => {
+                    v.remotes = remotes.to_vec();
+                    Ok(())
+                }
+                None => Err("fake: no vxlan port".into()),
+            }
+        }
+        fn uplink_status(&self) -> Vec<UplinkStatus> {
+            self.inner()
+                .uplinks
+                .values()
+                .map(|u| UplinkStatus {
+                    name: u.name.clone(),
+                    state: "up".into(),
+                    xdp_mode: "native".into(),
+                    mtu: 1500,
+                    vteps: vec!["198.18.1.1".into()],
+                    queues: vec![(0, 1)],
+                })
+                .collect()
+        }
     }
 }
 
@@ -661,7 +860,8 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::FakeDp;
     use super::*;
-    use crate::config::XdpMode;
+    use crate::config::{VxlanConfig, XdpMode};
+    use crate::datapath::RemoteStatus;
     use crate::db::tests::temp_dir;
     use serde_json::Value;
     use std::fs;
@@ -675,6 +875,35 @@ mod tests {
             xdp_mode: XdpMode::Auto,
             netns: None,
             vxlan: None,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn vx(name: &str, vni: u32, local: &str, remotes: &[&str]) -> PortConfig {
+        PortConfig {
+            name: name.into(),
+            kind: PortType::Vxlan,
+            vlan: PortVlan::default(),
+            queues: None,
+            xdp_mode: XdpMode::Auto,
+            netns: None,
+            vxlan: Some(VxlanConfig::new(vni, ip(local), remotes.iter().map(|r| ip(r)).collect())),
+        }
+    }
+
+    fn up_add(name: &str) -> Command {
+        Command::UplinkAdd { uplink: UplinkConfig::new(name) }
+    }
+
+    fn set_remotes(br: &str, port: &str, remotes: &[&str]) -> Command {
+        Command::PortSetRemotes {
+            bridge: br.into(),
+            port: port.into(),
+            remotes: remotes.iter().map(|r| ip(r)).collect(),
+            expect_remotes: None,
         }
     }
 
@@ -897,6 +1126,10 @@ mod tests {
             r#"{"version":1,"cmd":"bridge_set","bridge":"br0","max_macs":5}"#,
             r#"{"version":1,"cmd":"stats","port":"p1"}"#,
             r#"{"version":1,"cmd":"port_del","bridge":"br0","port":"p1"}"#,
+            r#"{"version":1,"cmd":"uplink_add","uplink":{"name":"eth1","queues":2,"xdp_mode":"native"}}"#,
+            r#"{"version":1,"cmd":"port_add","bridge":"br0","port":{"name":"vx4","type":"vxlan","vxlan":{"vni":42,"local":"198.18.1.1","remotes":["198.18.1.2"],"dstport":4789,"ttl":64}}}"#,
+            r#"{"version":1,"cmd":"port_set_remotes","bridge":"br0","port":"vx4","remotes":["198.18.1.3","198.18.1.4"]}"#,
+            r#"{"version":1,"cmd":"uplink_del","uplink":"eth1"}"#,
         ];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
@@ -919,6 +1152,234 @@ mod tests {
             assert!(!reply.to_line().contains('\n'));
         }
         assert_eq!(&db::load(&db).unwrap(), st.config());
+    }
+
+    #[test]
+    fn vxlan_ports() {
+        let (mut st, dp, _db) = setup("st-vxlan");
+        run(&mut st, br_add("br0")).unwrap();
+        run(&mut st, br_add("br1")).unwrap();
+        // The datapath needs an uplink for the local address.
+        let e = run(&mut st, p_add("br0", vx("vx42", 42, "198.18.1.1", &["198.18.1.2"]))).unwrap_err();
+        assert_eq!(e, "no uplink serves local address 198.18.1.1");
+        assert!(st.config().bridges[0].ports.is_empty());
+        run(&mut st, up_add("eth1")).unwrap();
+        run(&mut st, p_add("br0", vx("vx42", 42, "198.18.1.1", &["198.18.1.2", "198.18.1.3"]))).unwrap();
+        assert_eq!(dp.inner().ports["vx42"].1.vxlan.as_ref().unwrap().remotes.len(), 2);
+        assert_eq!(st.config().bridges[0].ports[0].vxlan.as_ref().unwrap().dstport, 4789);
+
+        let bad = |p: PortConfig| p_add("br0", p);
+        let e = run(&mut st, bad(vx("vx1", 16_777_216, "198.18.1.1", &["198.18.1.2"]))).unwrap_err();
+        assert_eq!(e, "invalid VNI 16777216 (must be 0..=16777215)");
+        let e = run(&mut st, bad(vx("vx1", 1, "198.18.1.1", &["2001:db8::2"]))).unwrap_err();
+        assert_eq!(e, "remote 2001:db8::2 and local 198.18.1.1 are of different address families");
+        let e = run(&mut st, bad(vx("vx1", 1, "198.18.1.1", &["198.18.1.1"]))).unwrap_err();
+        assert_eq!(e, "remote 198.18.1.1 is the local address");
+        let e = run(&mut st, bad(vx("vx1", 1, "198.18.1.1", &["198.18.1.2", "198.18.1.2"]))).unwrap_err();
+        assert_eq!(e, "remote 198.18.1.2 is given twice");
+        for (local, remote) in [
+            ("198.18.1.1", "239.1.1.1"),
+            ("198.18.1.1", "255.255.255.255"),
+            ("198.18.1.1", "0.0.0.0"),
+            ("0.0.0.0", "198.18.1.2"),
+            ("ff02::1", "2001:db8::2"),
+        ] {
+            let e = run(&mut st, bad(vx("vx1", 1, local, &[remote]))).unwrap_err();
+            assert!(e.contains("a VTEP address must not be"), "{e}");
+        }
+        let many: Vec<String> = (0..1025).map(|k| format!("10.0.{}.{}", k / 200, k % 200 + 1)).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = run(&mut st, bad(vx("vx1", 1, "198.18.1.1", &many))).unwrap_err();
+        assert_eq!(e, "too many remotes: 1025 (at most 1024)");
+        let mut p = vx("vx1", 1, "198.18.1.1", &[]);
+        p.vxlan.as_mut().unwrap().dstport = 0;
+        assert_eq!(run(&mut st, bad(p)).unwrap_err(), "invalid UDP port 0 (must be 1..=65535)");
+        let mut p = vx("vx1", 1, "198.18.1.1", &[]);
+        p.vxlan.as_mut().unwrap().ttl = 0;
+        assert_eq!(run(&mut st, bad(p)).unwrap_err(), "invalid TTL 0 (must be 1..=255)");
+        let mut p = vx("vx1", 1, "198.18.1.1", &[]);
+        p.queues = Some(2);
+        assert!(run(&mut st, bad(p)).unwrap_err().contains("queue count applies to afxdp ports only"));
+        let mut p = vx("vx1", 1, "198.18.1.1", &[]);
+        p.xdp_mode = XdpMode::Native;
+        assert!(run(&mut st, bad(p)).is_err());
+        let mut p = vx("vx1", 1, "198.18.1.1", &[]);
+        p.netns = Some("ns1".into());
+        assert!(run(&mut st, bad(p)).is_err());
+        let mut p = vx("vx1", 1, "198.18.1.1", &[]);
+        p.vxlan = None;
+        assert!(run(&mut st, bad(p)).unwrap_err().contains("needs its tunnel settings"));
+        let mut p = port("veth-a");
+        p.vxlan = vx("x", 1, "198.18.1.1", &[]).vxlan;
+        assert!(run(&mut st, bad(p)).unwrap_err().contains("tunnel settings apply to vxlan ports only"));
+        // The same (local, dstport, VNI) twice, even in another bridge.
+        let e = run(&mut st, p_add("br1", vx("vx43", 42, "198.18.1.1", &["198.18.1.9"]))).unwrap_err();
+        assert!(e.starts_with("port \"vx42\" already uses local 198.18.1.1, dstport 4789, VNI 42"), "{e}");
+        // Another VNI, another UDP port or another local address is a different tunnel.
+        run(&mut st, p_add("br1", vx("vx43", 43, "198.18.1.1", &["198.18.1.9"]))).unwrap();
+        let mut p = vx("vx44", 42, "198.18.1.1", &["198.18.1.9"]);
+        p.vxlan.as_mut().unwrap().dstport = 8472;
+        p.vlan = PortVlan::Trunk { vlans: vec![10, 20], native: None };
+        run(&mut st, p_add("br1", p)).unwrap();
+        run(&mut st, p_add("br1", vx("vx6", 42, "2001:db8::1", &["2001:db8::2"]))).unwrap();
+        assert_eq!(st.config().bridges[1].ports.len(), 3);
+        // Names are shared between uplinks and ports.
+        assert_eq!(
+            run(&mut st, p_add("br0", port("eth1"))).unwrap_err(),
+            "\"eth1\" is an uplink; it cannot also be a port"
+        );
+
+        let show: ShowResult = serde_json::from_value(run(&mut st, Command::Show).unwrap()).unwrap();
+        let p = &show.bridges[0].ports[0];
+        assert_eq!(p.config.kind, PortType::Vxlan);
+        assert_eq!(p.status.kind, "vxlan");
+        assert_eq!(p.status.inner_mtu, Some(1450));
+        assert_eq!(p.status.remotes.len(), 2);
+        assert_eq!(p.status.remotes[1], RemoteStatus { ip: "198.18.1.3".into(), next_hop_mac: None });
+        assert_eq!(show.uplinks.len(), 1);
+        assert_eq!(show.uplinks[0].status.state, "up");
+    }
+
+    #[test]
+    fn set_remotes_live_and_persisted() {
+        let (mut st, dp, db) = setup("st-remotes");
+        run(&mut st, br_add("br0")).unwrap();
+        run(&mut st, up_add("eth1")).unwrap();
+        run(&mut st, p_add("br0", vx("vx42", 42, "198.18.1.1", &["198.18.1.2"]))).unwrap();
+        run(&mut st, p_add("br0", port("veth-a"))).unwrap();
+        // `run` checks the db holds the change before the reply.
+        run(&mut st, set_remotes("br0", "vx42", &["198.18.1.3", "198.18.1.4"])).unwrap();
+        let want = vec![ip("198.18.1.3"), ip("198.18.1.4")];
+        assert_eq!(st.config().bridges[0].ports[0].vxlan.as_ref().unwrap().remotes, want);
+        assert_eq!(dp.inner().ports["vx42"].1.vxlan.as_ref().unwrap().remotes, want);
+        assert_eq!(db::load(&db).unwrap().bridges[0].ports[0].vxlan.as_ref().unwrap().remotes, want);
+        run(&mut st, set_remotes("br0", "vx42", &[])).unwrap();
+        assert!(dp.inner().ports["vx42"].1.vxlan.as_ref().unwrap().remotes.is_empty());
+        run(&mut st, set_remotes("br0", "vx42", &["198.18.1.2"])).unwrap();
+
+        let before = fs::read(&db).unwrap();
+        let cfg = st.config().clone();
+        let e = run(&mut st, set_remotes("br0", "veth-a", &["198.18.1.3"])).unwrap_err();
+        assert_eq!(e, "port \"veth-a\" is not a vxlan port");
+        assert!(run(&mut st, set_remotes("br0", "vx9", &[])).unwrap_err().contains("unknown port"));
+        assert!(run(&mut st, set_remotes("br9", "vx42", &[])).unwrap_err().contains("unknown bridge"));
+        let e = run(&mut st, set_remotes("br0", "vx42", &["198.18.1.1"])).unwrap_err();
+        assert_eq!(e, "remote 198.18.1.1 is the local address");
+        assert!(run(&mut st, set_remotes("br0", "vx42", &["2001:db8::1"])).is_err());
+        // A stale read-modify-write is refused.
+        let stale = Command::PortSetRemotes {
+            bridge: "br0".into(),
+            port: "vx42".into(),
+            remotes: vec![ip("198.18.1.5")],
+            expect_remotes: Some(vec![]),
+        };
+        let e = run(&mut st, stale).unwrap_err();
+        assert_eq!(e, "the remotes of port \"vx42\" changed meanwhile (now: 198.18.1.2); try again");
+        // The datapath refusing leaves config, db and datapath as they were.
+        dp.inner().fail_next = Some("cannot resolve".into());
+        assert_eq!(run(&mut st, set_remotes("br0", "vx42", &["198.18.1.7"])).unwrap_err(), "cannot resolve");
+        assert_eq!(st.config(), &cfg);
+        assert_eq!(fs::read(&db).unwrap(), before);
+        assert_eq!(dp.inner().ports["vx42"].1.vxlan.as_ref().unwrap().remotes, vec![ip("198.18.1.2")]);
+
+        // A failed save puts the old list back into the datapath.
+        let mut tmp = db.clone().into_os_string();
+        tmp.push(".tmp");
+        fs::create_dir(&tmp).unwrap();
+        assert!(run(&mut st, set_remotes("br0", "vx42", &["198.18.1.8"])).is_err());
+        assert_eq!(dp.inner().ports["vx42"].1.vxlan.as_ref().unwrap().remotes, vec![ip("198.18.1.2")]);
+        assert_eq!(st.config(), &cfg);
+        fs::remove_dir(&tmp).unwrap();
+    }
+
+    #[test]
+    fn uplinks() {
+        let (mut st, dp, db) = setup("st-uplink");
+        let mut up = UplinkConfig::new("eth1");
+        up.queues = Some(2);
+        up.xdp_mode = XdpMode::Generic;
+        run(&mut st, Command::UplinkAdd { uplink: up.clone() }).unwrap();
+        assert_eq!(db::load(&db).unwrap().uplinks, vec![up.clone()]);
+        assert_eq!(dp.inner().uplinks["eth1"], up);
+        assert_eq!(run(&mut st, up_add("eth1")).unwrap_err(), "uplink \"eth1\" already exists");
+        assert!(run(&mut st, up_add("")).is_err());
+        assert!(run(&mut st, up_add("name-far-too-long")).is_err());
+        let mut bad = UplinkConfig::new("eth2");
+        bad.queues = Some(0);
+        assert_eq!(
+            run(&mut st, Command::UplinkAdd { uplink: bad }).unwrap_err(),
+            "invalid queue count 0 (must be 1..=1024)"
+        );
+        dp.inner().missing.insert("eth3".into());
+        assert_eq!(run(&mut st, up_add("eth3")).unwrap_err(), "no interface \"eth3\"");
+        assert_eq!(st.config().uplinks.len(), 1);
+
+        run(&mut st, br_add("br0")).unwrap();
+        run(&mut st, p_add("br0", port("veth-a"))).unwrap();
+        assert_eq!(
+            run(&mut st, up_add("veth-a")).unwrap_err(),
+            "\"veth-a\" is a port of bridge \"br0\"; it cannot also be an uplink"
+        );
+        let list: Vec<UplinkShow> = serde_json::from_value(run(&mut st, Command::UplinkList).unwrap()).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].config, up);
+        assert_eq!(list[0].status.vteps, vec!["198.18.1.1".to_string()]);
+
+        // The datapath refuses to drop the uplink under a vxlan port: nothing changes.
+        run(&mut st, p_add("br0", vx("vx42", 42, "198.18.1.1", &["198.18.1.2"]))).unwrap();
+        let before = fs::read(&db).unwrap();
+        let e = run(&mut st, Command::UplinkDel { uplink: "eth1".into() }).unwrap_err();
+        assert_eq!(e, "uplink \"eth1\" serves the local address of a vxlan port");
+        assert_eq!(fs::read(&db).unwrap(), before);
+        assert!(dp.inner().uplinks.contains_key("eth1"));
+        run(&mut st, Command::PortDel { bridge: "br0".into(), port: "vx42".into() }).unwrap();
+        run(&mut st, Command::UplinkDel { uplink: "eth1".into() }).unwrap();
+        assert!(dp.inner().uplinks.is_empty());
+        assert!(db::load(&db).unwrap().uplinks.is_empty());
+        assert_eq!(run(&mut st, Command::UplinkDel { uplink: "eth1".into() }).unwrap_err(), "unknown uplink \"eth1\"");
+    }
+
+    #[test]
+    fn restore_uplinks_first_and_keeps_failed_ones() {
+        let (mut st, _dp, db) = setup("st-restore-vx");
+        run(&mut st, up_add("eth1")).unwrap();
+        run(&mut st, up_add("eth2")).unwrap();
+        run(&mut st, br_add("br0")).unwrap();
+        run(&mut st, p_add("br0", vx("vx42", 42, "198.18.1.1", &["198.18.1.2"]))).unwrap();
+        run(&mut st, p_add("br0", port("veth-a"))).unwrap();
+        let saved = st.config().clone();
+        drop(st);
+
+        let dp2 = FakeDp::default();
+        dp2.inner().missing.insert("eth2".into());
+        let mut st2 = State::restore(&db, dp2.clone()).unwrap();
+        assert_eq!(st2.config(), &saved);
+        assert_eq!(dp2.inner().log, ["uplink eth1", "bridge br0", "port vx42", "port veth-a"]);
+        let show: ShowResult = serde_json::from_value(run(&mut st2, Command::Show).unwrap()).unwrap();
+        assert_eq!(show.uplinks.len(), 2);
+        assert_eq!(show.uplinks[0].status.state, "up");
+        assert_eq!(show.uplinks[1].status.state, "down: no interface \"eth2\"");
+        assert_eq!(show.uplinks[1].config.name, "eth2");
+        // The down uplink stays in the db through other changes, and can be deleted.
+        run(&mut st2, br_add("br1")).unwrap();
+        assert_eq!(db::load(&db).unwrap().uplinks.len(), 2);
+        run(&mut st2, Command::UplinkDel { uplink: "eth2".into() }).unwrap();
+        assert_eq!(db::load(&db).unwrap().uplinks, vec![UplinkConfig::new("eth1")]);
+        drop(st2);
+
+        // With no uplink at all the vxlan port cannot come up: kept, shown down.
+        let dp3 = FakeDp::default();
+        dp3.inner().missing.insert("eth1".into());
+        let mut st3 = State::restore(&db, dp3.clone()).unwrap();
+        assert_eq!(dp3.inner().log, ["bridge br0", "port veth-a", "bridge br1"]);
+        let show: ShowResult = serde_json::from_value(run(&mut st3, Command::Show).unwrap()).unwrap();
+        assert!(show.uplinks[0].status.state.starts_with("down: "));
+        let vx42 = &show.bridges[0].ports[0];
+        assert_eq!(vx42.status.state, "down: no uplink serves local address 198.18.1.1");
+        assert_eq!(vx42.status.kind, "vxlan");
+        // Changing the remotes of a down port changes the configuration only.
+        run(&mut st3, set_remotes("br0", "vx42", &["198.18.1.3"])).unwrap();
+        assert_eq!(st3.config().bridges[0].ports[0].vxlan.as_ref().unwrap().remotes, vec![ip("198.18.1.3")]);
     }
 
     #[test]
