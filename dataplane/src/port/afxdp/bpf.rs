@@ -1,19 +1,27 @@
-//! A minimal BPF loader on the bpf(2) syscall: one XSKMAP, one six-instruction
-//! XDP program that redirects every frame to the AF_XDP socket registered
-//! for its receive queue, attached through a bpf_link so that the kernel
-//! detaches it when the last file descriptor goes away (even on SIGKILL).
+//! A minimal BPF loader on the bpf(2) syscall: one XSKMAP and one of two XDP
+//! programs, attached through a bpf_link so that the kernel detaches it when
+//! the last file descriptor goes away (even on SIGKILL):
+//!
+//! - the six-instruction redirect program, which sends every frame to the
+//!   AF_XDP socket registered for its receive queue ([`XdpProgram::attach`]);
+//! - the uplink program ([`super::filter`]), which takes only VXLAN/UDP
+//!   frames addressed to a registered local VTEP and passes everything else
+//!   to the kernel ([`XdpProgram::attach_uplink`]).
 
 use std::io;
 use std::mem::size_of;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::filter::{self, VtepMap};
 use super::iface;
 
 // bpf(2) commands.
-const BPF_MAP_CREATE: libc::c_int = 0;
-const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
+pub(super) const BPF_MAP_CREATE: libc::c_int = 0;
+pub(super) const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+pub(super) const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
 const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_PROG_TEST_RUN: libc::c_int = 10;
 const BPF_LINK_CREATE: libc::c_int = 28;
 
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
@@ -27,27 +35,27 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 /// the rest of its union when `size` is smaller than its own).
 #[repr(C)]
 #[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    inner_map_fd: u32,
-    numa_node: u32,
-    map_name: [u8; 16],
-    map_ifindex: u32,
+pub(super) struct MapCreateAttr {
+    pub(super) map_type: u32,
+    pub(super) key_size: u32,
+    pub(super) value_size: u32,
+    pub(super) max_entries: u32,
+    pub(super) map_flags: u32,
+    pub(super) inner_map_fd: u32,
+    pub(super) numa_node: u32,
+    pub(super) map_name: [u8; 16],
+    pub(super) map_ifindex: u32,
 }
 
 /// `bpf_attr` for `BPF_MAP_*_ELEM`.
 #[repr(C)]
 #[derive(Default)]
-struct MapElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
+pub(super) struct MapElemAttr {
+    pub(super) map_fd: u32,
+    pub(super) _pad: u32,
+    pub(super) key: u64,
+    pub(super) value: u64,
+    pub(super) flags: u64,
 }
 
 /// `bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`.
@@ -78,28 +86,50 @@ struct LinkCreateAttr {
     flags: u32,
 }
 
+/// `bpf_attr` for `BPF_PROG_TEST_RUN`.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Insn {
-    code: u8,
+pub(super) struct Insn {
+    pub(super) code: u8,
     /// dst_reg in the low nibble, src_reg in the high one (little endian).
-    regs: u8,
-    off: i16,
-    imm: i32,
+    pub(super) regs: u8,
+    pub(super) off: i16,
+    pub(super) imm: i32,
 }
 
 impl Insn {
-    const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    pub(super) const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
         Insn { code, regs: (src << 4) | (dst & 0xf), off, imm }
     }
 }
 
-const BPF_PSEUDO_MAP_FD: u8 = 1;
-const XDP_PASS: i32 = 2;
-const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+pub(super) const BPF_PSEUDO_MAP_FD: u8 = 1;
+pub(super) const XDP_PASS: i32 = 2;
+pub(super) const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 /// Offset of `rx_queue_index` in `struct xdp_md`.
-const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
+pub(super) const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
 
 /// The redirect program: `return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);`
 fn redirect_program(map_fd: RawFd) -> [Insn; 6] {
@@ -119,7 +149,7 @@ fn redirect_program(map_fd: RawFd) -> [Insn; 6] {
 }
 
 /// Runs one bpf(2) command on `attr`; returns the syscall's result.
-fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
+pub(super) fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, fully initialised `#[repr(C)]` value without
     // implicit padding, and we pass its exact size, so the kernel reads (and
     // for some commands writes) only memory we own; any pointers inside it
@@ -135,12 +165,12 @@ fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
 }
 
 /// Wraps a new fd returned by bpf(2).
-fn owned(fd: libc::c_long) -> OwnedFd {
+pub(super) fn owned(fd: libc::c_long) -> OwnedFd {
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }
 
-fn name16(s: &str) -> [u8; 16] {
+pub(super) fn name16(s: &str) -> [u8; 16] {
     let mut n = [0u8; 16];
     let b = s.as_bytes();
     let l = b.len().min(15);
@@ -148,7 +178,7 @@ fn name16(s: &str) -> [u8; 16] {
     n
 }
 
-fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
+pub(super) fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
     let mut attr = MapCreateAttr {
         map_type: BPF_MAP_TYPE_XSKMAP,
         key_size: 4,
@@ -160,8 +190,9 @@ fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
     sys_bpf(BPF_MAP_CREATE, &mut attr).map(owned)
 }
 
-fn load_program(map_fd: RawFd) -> io::Result<OwnedFd> {
-    let insns = redirect_program(map_fd);
+/// Loads `insns` as an XDP program named `name`; on failure the error
+/// carries the verifier's log.
+pub(super) fn load_program(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
     let license = c"GPL";
     let attempt = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
@@ -169,7 +200,7 @@ fn load_program(map_fd: RawFd) -> io::Result<OwnedFd> {
             insn_cnt: insns.len() as u32,
             insns: insns.as_ptr() as u64,
             license: license.as_ptr() as u64,
-            prog_name: name16("rvs_xsk_redir"),
+            prog_name: name16(name),
             expected_attach_type: BPF_XDP,
             ..Default::default()
         };
@@ -211,16 +242,20 @@ pub enum XdpMode {
     Generic,
 }
 
-/// The redirect program attached to one interface, with its XSKMAP.
+/// An XDP program attached to one interface, with its XSKMAP: either the
+/// redirect-everything program ([`attach`](Self::attach)) or the uplink
+/// program ([`attach_uplink`](Self::attach_uplink)) with its map of local
+/// VTEPs.
 ///
 /// Dropping it closes the link, map and program fds, which detaches the
 /// program; the kernel does the same when the process dies.
 #[derive(Debug)]
 pub struct XdpProgram {
-    // Field order is drop order: link first (detach), then program, then map.
+    // Field order is drop order: link first (detach), then program, then maps.
     link: OwnedFd,
     prog: OwnedFd,
     map: OwnedFd,
+    vteps: Option<VtepMap>,
     mode: XdpMode,
     ifname: String,
     queues: u32,
@@ -230,10 +265,37 @@ impl XdpProgram {
     /// Loads the program and attaches it to `ifname` with room for `queues`
     /// receive queues (at least 1) in its socket map.
     pub fn attach(ifname: &str, mode: XdpMode, queues: u32) -> io::Result<XdpProgram> {
+        Self::attach_with(ifname, mode, queues, None)
+    }
+
+    /// Loads the uplink program and attaches it to `ifname` (the host's
+    /// underlay interface), with room for `queues` receive queues (at least
+    /// 1) in its socket map and [`MAX_VTEPS`](Self::MAX_VTEPS) local VTEPs.
+    ///
+    /// The program steers to the queue's AF_XDP socket only UDP frames
+    /// (IPv4 without options or fragmentation, or IPv6 without extension
+    /// headers; untagged or with one 802.1Q tag) whose destination address
+    /// and port were registered with [`add_vtep`](Self::add_vtep); every
+    /// other frame, and every frame of a queue without a socket, goes to the
+    /// kernel's stack unchanged (XDP_PASS). With no VTEP registered it takes
+    /// nothing.
+    pub fn attach_uplink(ifname: &str, mode: XdpMode, queues: u32) -> io::Result<XdpProgram> {
+        let vteps = VtepMap::create(Self::MAX_VTEPS).map_err(|e| bpf_error(ifname, "creating the VTEP map", e))?;
+        Self::attach_with(ifname, mode, queues, Some(vteps))
+    }
+
+    /// Number of local VTEPs an uplink program holds.
+    pub const MAX_VTEPS: u32 = 256;
+
+    fn attach_with(ifname: &str, mode: XdpMode, queues: u32, vteps: Option<VtepMap>) -> io::Result<XdpProgram> {
         let ifindex = iface::ifindex(ifname)?;
         let queues = queues.max(1);
         let map = create_xskmap(queues).map_err(|e| bpf_error(ifname, "creating the XSKMAP", e))?;
-        let prog = load_program(map.as_raw_fd()).map_err(|e| bpf_error(ifname, "", e))?;
+        let prog = match &vteps {
+            None => load_program(&redirect_program(map.as_raw_fd()), "rvs_xsk_redir"),
+            Some(v) => load_program(&filter::uplink_program(map.as_raw_fd(), v.fd(), XDP_PASS), "rvs_uplink"),
+        }
+        .map_err(|e| bpf_error(ifname, "", e))?;
         let (link, mode) = match mode {
             XdpMode::Native => (link_create(&prog, ifindex, XDP_FLAGS_DRV_MODE), XdpMode::Native),
             XdpMode::Generic => (link_create(&prog, ifindex, XDP_FLAGS_SKB_MODE), XdpMode::Generic),
@@ -247,7 +309,54 @@ impl XdpProgram {
             },
         };
         let link = link.map_err(|e| attach_error(ifname, mode, e))?;
-        Ok(XdpProgram { link, prog, map, mode, ifname: ifname.to_owned(), queues })
+        Ok(XdpProgram { link, prog, map, vteps, mode, ifname: ifname.to_owned(), queues })
+    }
+
+    /// Whether this is the uplink program (which takes only VTEP traffic).
+    pub fn is_uplink(&self) -> bool {
+        self.vteps.is_some()
+    }
+
+    /// Uplink program: steer UDP frames to `addr`:`udp_port` (a local VTEP,
+    /// e.g. port 4789) to the AF_XDP sockets. Adding one twice is no error.
+    /// An IPv4-mapped IPv6 address counts as its IPv4 address.
+    pub fn add_vtep(&self, addr: IpAddr, udp_port: u16) -> io::Result<()> {
+        let what = || format!("{}: adding VTEP {}", self.ifname, filter::vtep_name(addr, udp_port));
+        self.vtep_map(&what)?.add(addr, udp_port).map_err(|e| match e.raw_os_error() {
+            Some(libc::E2BIG) => {
+                io::Error::new(e.kind(), format!("{}: table full ({} VTEPs at most)", what(), Self::MAX_VTEPS))
+            }
+            _ => io::Error::new(e.kind(), format!("{}: {e}", what())),
+        })
+    }
+
+    /// Uplink program: stop steering `addr`:`udp_port` to the AF_XDP
+    /// sockets (its frames go to the kernel again). A VTEP that was never
+    /// added is an error of kind `NotFound`.
+    pub fn remove_vtep(&self, addr: IpAddr, udp_port: u16) -> io::Result<()> {
+        let what = || format!("{}: removing VTEP {}", self.ifname, filter::vtep_name(addr, udp_port));
+        self.vtep_map(&what)?.remove(addr, udp_port).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => io::Error::new(io::ErrorKind::NotFound, format!("{}: not registered", what())),
+            _ => io::Error::new(e.kind(), format!("{}: {e}", what())),
+        })
+    }
+
+    fn vtep_map(&self, what: &dyn Fn() -> String) -> io::Result<&VtepMap> {
+        self.vteps.as_ref().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not an uplink program (attach it with attach_uplink)", what()),
+            )
+        })
+    }
+
+    /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN`, as if it
+    /// arrived on queue 0, and returns its XDP action (1 drop, 2 pass,
+    /// 4 redirect). Nothing is sent or redirected; for tests and diagnostics.
+    /// The kernel refuses frames shorter than 14 bytes (EINVAL).
+    pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        test_run(self.prog.as_raw_fd(), frame)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: BPF_PROG_TEST_RUN: {e}", self.ifname)))
     }
 
     /// The mode the program runs in: `Native` or `Generic`.
@@ -308,6 +417,21 @@ impl XdpProgram {
     pub fn link_fd(&self) -> RawFd {
         self.link.as_raw_fd()
     }
+}
+
+/// Runs the XDP program `prog` once on `frame` (BPF_PROG_TEST_RUN, queue 0)
+/// and returns its action. The kernel refuses frames shorter than an
+/// Ethernet header (14 bytes) with EINVAL, before running the program.
+pub(super) fn test_run(prog: RawFd, frame: &[u8]) -> io::Result<u32> {
+    let mut attr = TestRunAttr {
+        prog_fd: prog as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok(attr.retval)
 }
 
 fn link_create(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
@@ -392,6 +516,13 @@ mod tests {
         assert_eq!(size_of::<LinkCreateAttr>(), 16);
         assert_eq!(offset_of!(LinkCreateAttr, attach_type), 8);
         assert_eq!(offset_of!(LinkCreateAttr, flags), 12);
+        assert_eq!(size_of::<TestRunAttr>(), 80);
+        assert_eq!(offset_of!(TestRunAttr, data_in), 16);
+        assert_eq!(offset_of!(TestRunAttr, repeat), 32);
+        assert_eq!(offset_of!(TestRunAttr, ctx_size_in), 40);
+        assert_eq!(offset_of!(TestRunAttr, ctx_in), 48);
+        assert_eq!(offset_of!(TestRunAttr, flags), 64);
+        assert_eq!(offset_of!(TestRunAttr, batch_size), 72);
     }
 
     #[test]

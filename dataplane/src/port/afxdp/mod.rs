@@ -8,6 +8,7 @@
 //! them. Dropping the `XdpProgram` (or the process dying) detaches it.
 
 mod bpf;
+mod filter;
 pub mod iface;
 mod port;
 mod ring;
