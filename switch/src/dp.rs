@@ -6,18 +6,30 @@
 //! port queues to their polling threads and publishes a new snapshot. A
 //! removal unpublishes first and waits until every thread runs the new
 //! snapshot, so no thread can still learn or send on a port being closed.
+//!
+//! Uplinks are AF_XDP ports in no bridge whose XDP program takes only VXLAN
+//! frames for local VTEPs. A VXLAN port has no I/O of its own: its frames
+//! leave through its uplink, toward next hops resolved from the kernel's
+//! routes and neighbours, re-checked every tick.
 
-use crate::config::{BridgeConfig, PortConfig, PortType, PortVlan, XdpMode};
-use crate::datapath::{Datapath, DpResult, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo};
+use crate::config::{BridgeConfig, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use crate::datapath::{
+    Datapath, DpResult, FdbEntryInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, UplinkStatus,
+};
+use crate::netlink;
 use crossbeam::channel::{self, Sender};
-use rvs_dataplane::fdb::Fdb;
+use rvs_dataplane::fdb::{Fdb, NO_REMOTE};
 use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
 use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram};
 use rvs_dataplane::port::tap::TapPort;
 use rvs_dataplane::port::Pool;
-use rvs_dataplane::snapshot::{BridgeId, BridgeInfo, PortId, PortInfo, PortKind, Snapshot, VlanMode, TX_ANY};
+use rvs_dataplane::snapshot::{
+    BridgeId, BridgeInfo, PortId, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, NO_BRIDGE, TX_ANY,
+};
 use rvs_dataplane::stats::{PortCounters, PortStats, ThreadStats};
+use rvs_dataplane::wire::vxlan::{OuterTemplate, OVERHEAD_V4, OVERHEAD_V6};
 use rvs_dataplane::wire::MacAddr;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -52,6 +64,28 @@ struct Port {
     /// Counters per thread holding a handle.
     stats: Vec<Arc<PortStats>>,
     xdp: Option<XdpProgram>,
+    role: Role,
+}
+
+/// What a port does besides switching frames as they are.
+enum Role {
+    Plain,
+    Uplink { mac: MacAddr, mtu: u32 },
+    Vxlan(Vx),
+}
+
+/// A VXLAN port's run-time state.
+struct Vx {
+    cfg: VxlanConfig,
+    uplink: PortId,
+    remotes: Vec<RemoteState>,
+}
+
+/// A remote VTEP and what we know of the way to it.
+struct RemoteState {
+    ip: IpAddr,
+    next_hop: Option<MacAddr>,
+    outer: Option<OuterTemplate>,
 }
 
 /// Polling threads and the ports they serve.
@@ -153,7 +187,7 @@ impl Dp {
                     bridge: p.bridge,
                     vlan: p.vlan.clone(),
                     name: p.name.clone(),
-                    kind: PortKind::Plain,
+                    kind: self.port_kind(p),
                 })
             })
             .collect();
@@ -173,12 +207,23 @@ impl Dp {
             .ports
             .iter()
             .map(|p| match p {
-                Some(p) if p.kind == PortType::Tap => TX_ANY,
+                Some(p) if p.kind == PortType::Tap || p.kind == PortType::Vxlan => TX_ANY,
                 Some(p) => p.handles.first().map_or(TX_ANY, |h| h.1 as u8),
                 None => TX_ANY,
             })
             .collect();
-        let snap = Arc::new(Snapshot { generation: self.generation, ports, bridges, tx_thread, vteps: Vec::new() });
+        let vteps = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p.as_ref().map(|p| &p.role) {
+                Some(Role::Vxlan(vx)) => {
+                    Some(Vtep { local: vx.cfg.local, dst_port: vx.cfg.dstport, vni: vx.cfg.vni, port: i as PortId })
+                }
+                _ => None,
+            })
+            .collect();
+        let snap = Arc::new(Snapshot { generation: self.generation, ports, bridges, tx_thread, vteps });
         for t in &self.threads {
             let _ = t.tx.send(Command::Snapshot(snap.clone()));
         }
@@ -188,6 +233,150 @@ impl Dp {
         {
             std::thread::sleep(Duration::from_micros(200));
         }
+    }
+
+    /// The packet path's view of a port's role.
+    fn port_kind(&self, p: &Port) -> PortKind {
+        match &p.role {
+            Role::Plain => PortKind::Plain,
+            Role::Uplink { .. } => PortKind::Uplink,
+            Role::Vxlan(vx) => PortKind::Vxlan(Arc::new(Tunnel {
+                vni: vx.cfg.vni,
+                local: vx.cfg.local,
+                dst_port: vx.cfg.dstport,
+                uplink: vx.uplink,
+                max_inner_frame: self.max_inner_frame(vx),
+                remotes: vx.remotes.iter().map(|r| Remote { ip: r.ip, outer: r.outer.clone() }).collect(),
+            })),
+        }
+    }
+
+    /// The uplink's MTU, if `id` is an uplink.
+    fn uplink_mtu(&self, id: PortId) -> Option<u32> {
+        match self.ports.get(id as usize).and_then(Option::as_ref).map(|p| &p.role) {
+            Some(Role::Uplink { mtu, .. }) => Some(*mtu),
+            _ => None,
+        }
+    }
+
+    /// Largest inner frame (Ethernet header included) that fits the uplink
+    /// once encapsulated: the outer IP packet must fit the MTU.
+    fn max_inner_frame(&self, vx: &Vx) -> u32 {
+        let mtu = self.uplink_mtu(vx.uplink).unwrap_or(0);
+        let outer_ip = if vx.cfg.local.is_ipv4() { OVERHEAD_V4 } else { OVERHEAD_V6 } - 14;
+        mtu.saturating_sub(outer_ip as u32)
+    }
+
+    /// Finds the next hop toward every remote of tunnel `id` and rebuilds
+    /// the outer headers; starts the kernel's resolution where it has none.
+    /// Returns true if anything changed.
+    fn resolve_remotes(&mut self, id: PortId) -> bool {
+        let Some(Some(port)) = self.ports.get(id as usize) else { return false };
+        let Role::Vxlan(vx) = &port.role else { return false };
+        let Some(Some(up)) = self.ports.get(vx.uplink as usize) else { return false };
+        let Role::Uplink { mac: up_mac, .. } = up.role else { return false };
+        let up_name = up.name.clone();
+        let cfg = vx.cfg.clone();
+        let found: Vec<Option<MacAddr>> = vx
+            .remotes
+            .iter()
+            .map(|r| match netlink::resolve(r.ip) {
+                Ok(nh) if nh.ifname == up_name => {
+                    if nh.mac.is_none() {
+                        let _ = netlink::trigger_resolution(nh.ifindex, nh.gateway.unwrap_or(r.ip));
+                    }
+                    nh.mac
+                }
+                // No route, or one through another interface: our frames
+                // leave only through the uplink, so nothing to send to.
+                _ => None,
+            })
+            .collect();
+        let Some(Some(port)) = self.ports.get_mut(id as usize) else { return false };
+        let Role::Vxlan(vx) = &mut port.role else { return false };
+        let mut changed = false;
+        for (r, mac) in vx.remotes.iter_mut().zip(found) {
+            if r.next_hop != mac || (mac.is_some() && r.outer.is_none()) {
+                r.next_hop = mac;
+                r.outer =
+                    mac.and_then(|m| OuterTemplate::new(up_mac, m, cfg.local, r.ip, cfg.dstport, cfg.ttl, cfg.vni));
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The uplink that has `addr` configured.
+    fn uplink_with(&self, addr: IpAddr) -> DpResult<PortId> {
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(p @ Port { role: Role::Uplink { .. }, .. }) = p {
+                if netlink::interface_addrs(&p.name).is_ok_and(|a| a.contains(&addr)) {
+                    return Ok(i as PortId);
+                }
+            }
+        }
+        Err(format!(
+            "local address {addr} is not configured on any uplink (add it to the underlay interface, \
+             and the interface with `rvsctl uplink add IFACE`)"
+        ))
+    }
+
+    /// True if a VXLAN port other than `except` listens on (`local`, `port`).
+    fn vtep_in_use(&self, local: IpAddr, port: u16, except: PortId) -> bool {
+        self.ports.iter().enumerate().any(|(i, p)| {
+            i != except as usize
+                && matches!(p.as_ref().map(|p| &p.role), Some(Role::Vxlan(vx)) if vx.cfg.local == local && vx.cfg.dstport == port)
+        })
+    }
+
+    fn free_port_id(&mut self) -> DpResult<PortId> {
+        let id = match self.ports.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.ports.len() < 4096 => {
+                self.ports.push(None);
+                self.ports.len() - 1
+            }
+            None => return Err("too many ports (4096)".into()),
+        };
+        Ok(id as PortId)
+    }
+
+    fn bridge_name(&self, id: BridgeId) -> &str {
+        self.bridges.get(id as usize).and_then(Option::as_ref).map_or("", |b| b.name.as_str())
+    }
+
+    fn open_vxlan(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
+        let vcfg =
+            cfg.vxlan.clone().ok_or_else(|| format!("port {:?}: a VXLAN port needs its tunnel settings", cfg.name))?;
+        let uplink = self.uplink_with(vcfg.local)?;
+        let up = self.ports[uplink as usize].as_ref().expect("uplink_with found it");
+        if let Some(xdp) = &up.xdp {
+            xdp.add_vtep(vcfg.local, vcfg.dstport)
+                .map_err(|e| format!("steering VTEP {}:{} on {}: {e}", vcfg.local, vcfg.dstport, up.name))?;
+        }
+        let mut port = Port {
+            name: cfg.name.clone(),
+            bridge: 0,
+            kind: PortType::Vxlan,
+            vlan: VlanMode::Access(1),
+            handles: Vec::new(),
+            stats: Vec::new(),
+            xdp: None,
+            role: Role::Vxlan(Vx {
+                remotes: vcfg.remotes.iter().map(|&ip| RemoteState { ip, next_hop: None, outer: None }).collect(),
+                cfg: vcfg,
+                uplink,
+            }),
+        };
+        // Every thread may send through the tunnel: each keeps counters.
+        for t in 0..self.threads.len() {
+            let stats = Arc::new(PortStats::default());
+            port.stats.push(stats.clone());
+            port.handles.push((0, t, false));
+            let lp = LocalPort { id, queue: 0, port: None, rx: false, stats };
+            let _ = self.threads[t].tx.send(Command::AddPort(lp));
+        }
+        Ok(port)
     }
 
     /// The thread with the fewest receive queues.
@@ -217,19 +406,48 @@ impl Dp {
         }
     }
 
+    /// Unpublishes port `id`, closes its handles and forgets its MACs.
+    fn remove_port(&mut self, id: PortId) {
+        let Some(port) = self.ports[id as usize].take() else { return };
+        self.publish();
+        self.remove_handles(id, &port);
+        if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
+            b.fdb.forget_port(id);
+        }
+        if let Role::Vxlan(vx) = &port.role {
+            if !self.vtep_in_use(vx.cfg.local, vx.cfg.dstport, id) {
+                if let Some(xdp) =
+                    self.ports.get(vx.uplink as usize).and_then(Option::as_ref).and_then(|u| u.xdp.as_ref())
+                {
+                    let _ = xdp.remove_vtep(vx.cfg.local, vx.cfg.dstport);
+                }
+            }
+        }
+        drop(port); // detaches an XDP program
+    }
+
     fn open_afxdp(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
-        let name = &cfg.name;
-        let mode = match cfg.xdp_mode {
+        self.open_xsk(id, &cfg.name, cfg.xdp_mode, cfg.queues, false)
+    }
+
+    /// AF_XDP sockets on every queue of `name`, spread over the threads,
+    /// behind the redirect program (or the VTEP-only one for an uplink).
+    fn open_xsk(&self, id: PortId, name: &str, mode: XdpMode, queues: Option<u32>, uplink: bool) -> DpResult<Port> {
+        let mode = match mode {
             XdpMode::Auto => afxdp::XdpMode::Auto,
             XdpMode::Native => afxdp::XdpMode::Native,
             XdpMode::Generic => afxdp::XdpMode::Generic,
         };
         let available = afxdp::iface::rx_queues(name).map_err(|e| e.to_string())?;
-        let queues = cfg.queues.unwrap_or(available);
+        let queues = queues.unwrap_or(available);
         if queues == 0 || queues > available {
             return Err(format!("{name} has {available} rx queue(s); cannot open {queues}"));
         }
-        let xdp = XdpProgram::attach(name, mode, queues).map_err(|e| e.to_string())?;
+        let xdp = match uplink {
+            true => XdpProgram::attach_uplink(name, mode, queues),
+            false => XdpProgram::attach(name, mode, queues),
+        }
+        .map_err(|e| e.to_string())?;
         let mut opened = Vec::new();
         let base = self.least_loaded();
         for q in 0..queues {
@@ -240,13 +458,14 @@ impl Dp {
             opened.push((q, t, sock));
         }
         let mut port = Port {
-            name: name.clone(),
+            name: name.to_string(),
             bridge: 0,
             kind: PortType::Afxdp,
             vlan: VlanMode::Access(1),
             handles: Vec::new(),
             stats: Vec::new(),
             xdp: Some(xdp),
+            role: Role::Plain,
         };
         for (q, t, sock) in opened {
             let stats = Arc::new(PortStats::default());
@@ -274,6 +493,7 @@ impl Dp {
             handles: Vec::new(),
             stats: Vec::new(),
             xdp: None,
+            role: Role::Plain,
         };
         let mut tap = Some(tap);
         for (t, h) in handles.into_iter().enumerate() {
@@ -288,6 +508,14 @@ impl Dp {
             let _ = self.threads[t].tx.send(Command::AddPort(lp));
         }
         Ok(port)
+    }
+}
+
+fn xdp_mode_name(p: &Port) -> String {
+    match p.xdp.as_ref().map(XdpProgram::attached_mode) {
+        Some(afxdp::XdpMode::Generic) => "generic".into(),
+        Some(_) => "native".into(),
+        None => String::new(),
     }
 }
 
@@ -358,35 +586,26 @@ impl Datapath for Dp {
         if self.port_id(&cfg.name).is_ok() {
             return Err(format!("port \"{}\" already exists", cfg.name));
         }
-        let id = match self.ports.iter().position(Option::is_none) {
-            Some(i) => i,
-            None if self.ports.len() < 4096 => {
-                self.ports.push(None);
-                self.ports.len() - 1
-            }
-            None => return Err("too many ports (4096)".into()),
-        } as PortId;
+        let id = self.free_port_id()?;
         let mut port = match cfg.kind {
             PortType::Afxdp => self.open_afxdp(id, cfg)?,
             PortType::Tap => self.open_tap(id, cfg)?,
-            PortType::Vxlan => return Err("VXLAN ports are not supported yet".into()),
+            PortType::Vxlan => self.open_vxlan(id, cfg)?,
         };
         port.bridge = bid;
         port.vlan = vlan_mode(&cfg.vlan);
         self.ports[id as usize] = Some(port);
+        self.resolve_remotes(id);
         self.publish();
         Ok(())
     }
 
     fn del_port(&mut self, name: &str) -> DpResult<()> {
         let id = self.port_id(name)?;
-        let port = self.ports[id as usize].take().expect("port_id found it");
-        self.publish();
-        self.remove_handles(id, &port);
-        if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
-            b.fdb.forget_port(id);
+        if matches!(self.ports[id as usize].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+            return Err(format!("{name:?} is an uplink (remove it with `rvsctl uplink del`)"));
         }
-        drop(port); // detaches the XDP program
+        self.remove_port(id);
         Ok(())
     }
 
@@ -412,6 +631,80 @@ impl Datapath for Dp {
         Ok(self.bridges[bid as usize].as_ref().expect("bridge_id found it").fdb.flush(pid))
     }
 
+    fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
+        if self.port_id(&up.name).is_ok() {
+            return Err(format!("{:?} is already in use as a port or uplink", up.name));
+        }
+        let (mtu, mac) = netlink::link_info(&up.name).map_err(|e| format!("uplink {}: {e}", up.name))?;
+        let id = self.free_port_id()?;
+        let mut port = self.open_xsk(id, &up.name, up.xdp_mode, up.queues, true)?;
+        port.bridge = NO_BRIDGE;
+        port.role = Role::Uplink { mac, mtu };
+        self.ports[id as usize] = Some(port);
+        self.publish();
+        Ok(())
+    }
+
+    fn del_uplink(&mut self, name: &str) -> DpResult<()> {
+        let id = self.port_id(name).map_err(|_| format!("unknown uplink {name:?}"))?;
+        if !matches!(self.ports[id as usize].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+            return Err(format!("{name:?} is not an uplink"));
+        }
+        if let Some(user) = self.ports.iter().flatten().find(|p| matches!(&p.role, Role::Vxlan(vx) if vx.uplink == id))
+        {
+            return Err(format!("uplink {name:?} carries VXLAN port {:?}; delete that first", user.name));
+        }
+        self.remove_port(id);
+        Ok(())
+    }
+
+    fn set_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
+        let id = self.port_id(port)?;
+        let p = self.ports[id as usize].as_mut().expect("port_id found it");
+        let Role::Vxlan(vx) = &mut p.role else { return Err(format!("port {port:?} is not a VXLAN port")) };
+        vx.cfg.remotes = remotes.to_vec();
+        vx.remotes = remotes.iter().map(|&ip| RemoteState { ip, next_hop: None, outer: None }).collect();
+        let bridge = p.bridge;
+        self.resolve_remotes(id);
+        self.publish();
+        // Learned entries point into the old list by index.
+        if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
+            b.fdb.flush(Some(id));
+        }
+        Ok(())
+    }
+
+    fn uplink_status(&self) -> Vec<UplinkStatus> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Some(p @ Port { role: Role::Uplink { mtu, .. }, .. }) => Some(UplinkStatus {
+                    name: p.name.clone(),
+                    state: "up".into(),
+                    xdp_mode: xdp_mode_name(p),
+                    mtu: *mtu,
+                    vteps: {
+                        let mut v: Vec<String> = self
+                            .ports
+                            .iter()
+                            .flatten()
+                            .filter_map(|q| match &q.role {
+                                Role::Vxlan(vx) if vx.uplink == i as PortId => Some(vx.cfg.local.to_string()),
+                                _ => None,
+                            })
+                            .collect();
+                        v.sort();
+                        v.dedup();
+                        v
+                    },
+                    queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
         let bid = self.bridge_id(bridge)?;
         let now = self.now();
@@ -427,7 +720,12 @@ impl Datapath for Dp {
                 port: self.port_name(e.port),
                 is_static: e.is_static,
                 age_secs: if e.is_static { 0 } else { now.saturating_sub(e.last_seen) },
-                remote: None,
+                remote: match self.ports.get(e.port as usize).and_then(Option::as_ref).map(|p| &p.role) {
+                    Some(Role::Vxlan(vx)) if e.remote != NO_REMOTE => {
+                        vx.remotes.get(usize::from(e.remote)).map(|r| r.ip.to_string())
+                    }
+                    _ => None,
+                },
             })
             .collect();
         entries.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
@@ -438,23 +736,30 @@ impl Datapath for Dp {
         self.ports
             .iter()
             .flatten()
+            .filter(|p| !matches!(p.role, Role::Uplink { .. }))
             .map(|p| PortStatus {
                 name: p.name.clone(),
-                bridge: self.bridges[p.bridge as usize].as_ref().map_or_else(String::new, |b| b.name.clone()),
+                bridge: self.bridge_name(p.bridge).to_string(),
                 kind: match p.kind {
                     PortType::Afxdp => "afxdp".into(),
                     PortType::Tap => "tap".into(),
                     PortType::Vxlan => "vxlan".into(),
                 },
                 state: "up".into(),
-                xdp_mode: match p.xdp.as_ref().map(XdpProgram::attached_mode) {
-                    Some(afxdp::XdpMode::Generic) => "generic".into(),
-                    Some(_) => "native".into(),
-                    None => String::new(),
-                },
+                xdp_mode: xdp_mode_name(p),
                 queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
-                inner_mtu: None,
-                remotes: Vec::new(),
+                inner_mtu: match &p.role {
+                    Role::Vxlan(vx) => Some(self.max_inner_frame(vx).saturating_sub(14)),
+                    _ => None,
+                },
+                remotes: match &p.role {
+                    Role::Vxlan(vx) => vx
+                        .remotes
+                        .iter()
+                        .map(|r| RemoteStatus { ip: r.ip.to_string(), next_hop_mac: r.next_hop.map(|m| m.to_string()) })
+                        .collect(),
+                    _ => Vec::new(),
+                },
             })
             .collect()
     }
@@ -468,7 +773,10 @@ impl Datapath for Dp {
                 for s in &p.stats {
                     c.accumulate(&s.read());
                 }
-                let bridge = self.bridges[p.bridge as usize].as_ref().map_or("", |b| b.name.as_str());
+                let bridge = match p.role {
+                    Role::Uplink { .. } => "(uplink)",
+                    _ => self.bridge_name(p.bridge),
+                };
                 PortStatsInfo::from_counters(&p.name, bridge, &c)
             })
             .collect()
@@ -497,6 +805,17 @@ impl Datapath for Dp {
         let now = self.now();
         for b in self.bridges.iter().flatten() {
             b.fdb.age(now, b.aging_secs);
+        }
+        let tunnels: Vec<PortId> = (0..self.ports.len())
+            .filter(|&i| matches!(self.ports[i].as_ref().map(|p| &p.role), Some(Role::Vxlan(_))))
+            .map(|i| i as PortId)
+            .collect();
+        let mut changed = false;
+        for id in tunnels {
+            changed |= self.resolve_remotes(id);
+        }
+        if changed {
+            self.publish();
         }
     }
 }
