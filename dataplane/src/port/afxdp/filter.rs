@@ -462,6 +462,7 @@ mod tests {
                 assert!(insn.off != 0 && to > i as isize && (to as usize) < p.len(), "jump {i} to {to}");
             }
         }
+        assert_eq!(p.len(), 67, "65 instructions, two of them ld_imm64 (two slots)");
         assert_eq!(p.last().unwrap().code, EXIT);
         assert_eq!(p[p.len() - 2], Insn::new(MOV_K, R0, 0, 0, XDP_PASS));
     }

@@ -6,6 +6,13 @@
 //! it with the interface's program. Polling thread: drive the ports through
 //! the [`Port`](crate::port::Port) trait and call `release` before dropping
 //! them. Dropping the `XdpProgram` (or the process dying) detaches it.
+//!
+//! An uplink (the host's underlay interface, which keeps its addresses and
+//! the host's own traffic) gets [`XdpProgram::attach_uplink`] instead: only
+//! UDP frames to the VTEPs given to [`XdpProgram::add_vtep`] reach the
+//! AF_XDP sockets; everything else goes to the kernel. Register a socket on
+//! every receive queue of the uplink: VTEP frames arriving on a queue
+//! without one go to the kernel too.
 
 mod bpf;
 mod filter;
