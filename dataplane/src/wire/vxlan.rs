@@ -49,31 +49,39 @@ pub struct Outer {
     pub inner: usize,
 }
 
-/// Parses the outer headers of `frame`. `Ok` guarantees at least a full
-/// inner Ethernet header after `inner`.
+/// Parses the outer headers of `frame` (untagged, or with one 802.1Q tag
+/// on a tagged underlay). `Ok` guarantees at least a full inner Ethernet
+/// header after `inner`.
 pub fn decap(frame: &[u8]) -> Result<Outer, DecapError> {
     let et = frame.get(12..14).ok_or(DecapError::Truncated)?;
-    let (src, dst, udp) = match u16::from_be_bytes([et[0], et[1]]) {
+    let mut et = u16::from_be_bytes([et[0], et[1]]);
+    let mut l3 = HEADER_LEN;
+    if et == EtherType::VLAN {
+        let t = frame.get(16..18).ok_or(DecapError::Truncated)?;
+        et = u16::from_be_bytes([t[0], t[1]]);
+        l3 += 4;
+    }
+    let (src, dst, udp) = match et {
         EtherType::IPV4 => {
-            let h = frame.get(HEADER_LEN..HEADER_LEN + 20).ok_or(DecapError::Truncated)?;
+            let h = frame.get(l3..l3 + 20).ok_or(DecapError::Truncated)?;
             let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
             if h[0] != 0x45 || h[9] != UDP || frag != 0 {
                 return Err(DecapError::NotVxlan);
             }
             let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            if total < 20 || HEADER_LEN + total > frame.len() {
+            if total < 20 || l3 + total > frame.len() {
                 return Err(DecapError::Truncated);
             }
             let a = |o: usize| IpAddr::from([h[o], h[o + 1], h[o + 2], h[o + 3]]);
-            (a(12), a(16), HEADER_LEN + 20)
+            (a(12), a(16), l3 + 20)
         }
         EtherType::IPV6 => {
-            let h = frame.get(HEADER_LEN..HEADER_LEN + 40).ok_or(DecapError::Truncated)?;
+            let h = frame.get(l3..l3 + 40).ok_or(DecapError::Truncated)?;
             if h[0] >> 4 != 6 || h[6] != UDP {
                 return Err(DecapError::NotVxlan);
             }
             let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if HEADER_LEN + 40 + payload > frame.len() {
+            if l3 + 40 + payload > frame.len() {
                 return Err(DecapError::Truncated);
             }
             let a = |o: usize| {
@@ -81,7 +89,7 @@ pub fn decap(frame: &[u8]) -> Result<Outer, DecapError> {
                 b.copy_from_slice(&h[o..o + 16]);
                 IpAddr::from(b)
             };
-            (a(8), a(24), HEADER_LEN + 40)
+            (a(8), a(24), l3 + 40)
         }
         _ => return Err(DecapError::NotVxlan),
     };
@@ -338,6 +346,19 @@ mod tests {
         assert_eq!(ip6.header().hop_limit(), 64);
         let o = decap(&got).unwrap();
         assert_eq!((o.vni, o.inner), (0xabcdef, OVERHEAD_V6));
+    }
+
+    #[test]
+    fn decap_accepts_one_outer_vlan_tag() {
+        let l = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1));
+        let r = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 2));
+        let plain = encapped(l, r, 9);
+        let mut tagged = plain[..12].to_vec();
+        tagged.extend([0x81, 0x00, 0x00, 0x64]);
+        tagged.extend(&plain[12..]);
+        let o = decap(&tagged).unwrap();
+        assert_eq!((o.vni, o.inner), (9, OVERHEAD_V4 + 4));
+        assert_eq!(&tagged[o.inner..o.inner + inner_len(&tagged, &o)], &inner()[..]);
     }
 
     #[test]
