@@ -361,7 +361,7 @@ threads:
     #[test]
     fn ranges_and_busy() {
         assert_eq!(vlan_ranges(&[20, 10, 11, 12, 30]), "10-12,20,30");
-        let t = ThreadInfo { core: 1, rx_queues: vec![], packets: 0, busy_ns: 1, idle_ns: 3 };
+        let t = ThreadInfo { core: 1, rx_queues: vec![], packets: 0, busy_ns: 1, idle_ns: 3, ..ThreadInfo::default() };
         assert_eq!(busy_pct(&t), "25.0%");
     }
 }

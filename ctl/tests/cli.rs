@@ -235,7 +235,14 @@ impl Datapath for Fake {
             .collect()
     }
     fn threads(&self) -> Vec<ThreadInfo> {
-        vec![ThreadInfo { core: 2, rx_queues: vec![("veth-a".into(), 0)], packets: 100, busy_ns: 1, idle_ns: 1 }]
+        vec![ThreadInfo {
+            core: 2,
+            rx_queues: vec![("veth-a".into(), 0)],
+            packets: 100,
+            busy_ns: 1,
+            idle_ns: 1,
+            ..ThreadInfo::default()
+        }]
     }
     fn tick(&mut self) {}
     fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {

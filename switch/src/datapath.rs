@@ -61,6 +61,42 @@ pub trait Datapath {
     fn uplink_status(&self) -> Vec<UplinkStatus> {
         Vec::new()
     }
+    /// The flow cache entries of every polling thread.
+    fn flows(&self) -> Vec<FlowInfo> {
+        Vec::new()
+    }
+    /// Empties every polling thread's flow cache.
+    fn flows_flush(&mut self) {}
+    /// Moves receive queue `queue` of port (or uplink) `port` to the
+    /// polling thread on `core`, without disturbing other queues.
+    fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {
+        let _ = (queue, core);
+        Err(format!("cannot move queues of {port:?} in this datapath"))
+    }
+}
+
+/// One flow cache entry as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowInfo {
+    /// Core of the polling thread that holds it.
+    pub core: usize,
+    /// Bridge.
+    pub bridge: String,
+    /// Ingress port.
+    pub in_port: String,
+    /// For frames from a tunnel: the remote VTEP they came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Source MAC.
+    pub src: String,
+    /// Destination MAC.
+    pub dst: String,
+    /// VLAN the frames were classified into.
+    pub vlan: u16,
+    /// The cached decision: "output:PORT", "output:PORT->VTEP", "flood", or "drop:REASON".
+    pub action: String,
+    /// Frames that used this entry.
+    pub hits: u64,
 }
 
 /// Run-time state of one uplink.
@@ -173,7 +209,7 @@ impl PortStatsInfo {
 }
 
 /// One polling thread.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadInfo {
     /// Core it is pinned to.
     pub core: usize,
@@ -185,4 +221,22 @@ pub struct ThreadInfo {
     pub busy_ns: u64,
     /// Nanoseconds in rounds that found nothing.
     pub idle_ns: u64,
+    /// TSC cycles in rounds that moved frames (0 where no TSC).
+    #[serde(default)]
+    pub busy_cycles: u64,
+    /// TSC cycles in rounds that found nothing.
+    #[serde(default)]
+    pub idle_cycles: u64,
+    /// Flow cache hits.
+    #[serde(default)]
+    pub cache_hits: u64,
+    /// Flow cache misses (decisions taken by the full pipeline).
+    #[serde(default)]
+    pub cache_misses: u64,
+    /// Flow cache entries replaced by another flow.
+    #[serde(default)]
+    pub cache_evictions: u64,
+    /// Flow cache entries in use.
+    #[serde(default)]
+    pub cache_entries: u64,
 }

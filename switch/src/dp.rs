@@ -797,6 +797,7 @@ impl Datapath for Dp {
                 packets: t.stats.packets.load(Relaxed),
                 busy_ns: t.stats.busy_ns.load(Relaxed),
                 idle_ns: t.stats.idle_ns.load(Relaxed),
+                ..ThreadInfo::default()
             })
             .collect()
     }

@@ -804,6 +804,7 @@ pub(crate) mod fake {
                 packets: 42,
                 busy_ns: 25,
                 idle_ns: 75,
+                ..ThreadInfo::default()
             }]
         }
         fn tick(&mut self) {
