@@ -7,9 +7,11 @@
 #![deny(missing_docs)]
 
 pub mod fdb;
+pub mod flow_cache;
 pub mod pipeline;
 pub mod pmd;
 pub mod port;
 pub mod snapshot;
 pub mod stats;
+pub mod tsc;
 pub mod wire;

@@ -11,10 +11,12 @@
 //! lock-free queue ([`Handoff`]); no allocation happens per frame.
 
 use crate::fdb::NO_REMOTE;
+use crate::flow_cache::{CachedFlow, FlowCache, DEFAULT_ENTRIES};
 use crate::pipeline::{self, Action, TagEdit, Verdict};
 use crate::port::{Desc, Pool, Port, HEADROOM, MAX_FRAME};
 use crate::snapshot::{PortId, PortKind, Snapshot, Tunnel};
 use crate::stats::{DropReason, PortStats, ThreadStats};
+use crate::tsc;
 use crate::wire::{checksum, vlan, vxlan};
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
@@ -56,6 +58,27 @@ pub enum Command {
         /// Signalled when done.
         done: Sender<()>,
     },
+    /// Stop using queue `queue` of port `id` (give its buffers back, close
+    /// it) and signal `done`; other queues keep running.
+    RemoveQueue {
+        /// The port.
+        id: PortId,
+        /// The queue.
+        queue: u32,
+        /// Signalled when done.
+        done: Sender<()>,
+    },
+    /// Start or stop receiving on this thread's handles of port `id`.
+    SetRx {
+        /// The port.
+        id: PortId,
+        /// Receive on it or not.
+        rx: bool,
+    },
+    /// Empty the flow cache.
+    FlushFlows,
+    /// Send a copy of the valid flow cache entries.
+    DumpFlows(Sender<Vec<CachedFlow>>),
     /// Release everything and end the loop.
     Stop,
 }
@@ -115,6 +138,7 @@ pub struct Pmd {
     stats: Arc<ThreadStats>,
     start: Instant,
     opts: PmdOptions,
+    cache: FlowCache,
     rx: [Desc; BATCH],
     verdicts: [Verdict; BATCH],
     /// Per frame of the batch: the port it entered the bridge through (the
@@ -148,6 +172,7 @@ impl Pmd {
             stats,
             start,
             opts,
+            cache: FlowCache::new(DEFAULT_ENTRIES),
             rx: [Desc::default(); BATCH],
             verdicts: [none; BATCH],
             ingress: [0; BATCH],
@@ -161,14 +186,15 @@ impl Pmd {
             if !self.apply_commands() {
                 return;
             }
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), tsc::now());
             let moved = self.poll_once();
-            let t1 = Instant::now();
-            let ns = (t1 - t0).as_nanos() as u64;
+            let (t1, c1) = (Instant::now(), tsc::now());
             if moved > 0 {
-                PortStats::add(&self.stats.busy_ns, ns);
+                PortStats::add(&self.stats.busy_ns, (t1 - t0).as_nanos() as u64);
+                PortStats::add(&self.stats.busy_cycles, c1.wrapping_sub(c0));
                 PortStats::add(&self.stats.busy_rounds, 1);
                 PortStats::add(&self.stats.packets, moved as u64);
+                self.publish_cache_stats();
                 last_busy = t1;
             } else {
                 PortStats::add(&self.stats.idle_rounds, 1);
@@ -176,8 +202,17 @@ impl Pmd {
                     std::thread::sleep(self.opts.idle_sleep);
                 }
                 PortStats::add(&self.stats.idle_ns, (Instant::now() - t0).as_nanos() as u64);
+                PortStats::add(&self.stats.idle_cycles, tsc::now().wrapping_sub(c0));
             }
         }
+    }
+
+    fn publish_cache_stats(&self) {
+        let c = self.cache.stats();
+        self.stats.cache_hits.store(c.hits, Relaxed);
+        self.stats.cache_misses.store(c.misses, Relaxed);
+        self.stats.cache_evictions.store(c.evictions, Relaxed);
+        self.stats.cache_entries.store(c.entries, Relaxed);
     }
 
     /// Applies pending commands; false once told to stop.
@@ -197,6 +232,22 @@ impl Pmd {
                     self.remove_port(id);
                     let _ = done.send(());
                 }
+                Command::RemoveQueue { id, queue, done } => {
+                    self.remove_where(|p| p.id == id && p.queue == queue);
+                    let _ = done.send(());
+                }
+                Command::SetRx { id, rx } => {
+                    for p in self.ports.iter_mut().filter(|p| p.id == id) {
+                        p.rx = rx;
+                    }
+                }
+                Command::FlushFlows => {
+                    self.cache.flush();
+                    self.publish_cache_stats();
+                }
+                Command::DumpFlows(reply) => {
+                    let _ = reply.send(self.cache.flows(&self.snap));
+                }
                 Command::Stop => {
                     let ids: Vec<PortId> = self.ports.iter().map(|p| p.id).collect();
                     for id in ids {
@@ -210,9 +261,13 @@ impl Pmd {
     }
 
     fn remove_port(&mut self, id: PortId) {
+        self.remove_where(|p| p.id == id);
+    }
+
+    fn remove_where(&mut self, pred: impl Fn(&LocalPort) -> bool) {
         let mut i = 0;
         while i < self.ports.len() {
-            if self.ports[i].id == id {
+            if pred(&self.ports[i]) {
                 let mut p = self.ports.remove(i);
                 for d in self.txq.remove(i) {
                     self.pool.free(d.addr);
@@ -284,12 +339,12 @@ impl Pmd {
                         let tst = self.stats_of(x.port).unwrap_or(&st);
                         PortStats::add(&tst.rx_packets, 1);
                         PortStats::add(&tst.rx_bytes, u64::from(inner.len));
-                        pipeline::classify_from(&snap, x.port, x.remote, self.pool.data(inner), now)
+                        self.cache.classify(&snap, x.port, x.remote, self.pool.data(inner), now)
                     }
                     Err(r) => Verdict::drop(r),
                 }
             } else {
-                pipeline::classify(&snap, port_id, self.pool.data(d), now)
+                self.cache.classify(&snap, port_id, NO_REMOTE, self.pool.data(d), now)
             };
         }
         PortStats::add(&st.rx_packets, n as u64);

@@ -197,4 +197,16 @@ pub struct ThreadStats {
     pub idle_ns: AtomicU64,
     /// The snapshot generation the thread runs.
     pub generation: AtomicU64,
+    /// TSC cycles in busy rounds.
+    pub busy_cycles: AtomicU64,
+    /// TSC cycles in idle rounds (sleep included).
+    pub idle_cycles: AtomicU64,
+    /// Flow cache hits.
+    pub cache_hits: AtomicU64,
+    /// Flow cache misses.
+    pub cache_misses: AtomicU64,
+    /// Flow cache evictions.
+    pub cache_evictions: AtomicU64,
+    /// Flow cache slots in use.
+    pub cache_entries: AtomicU64,
 }
