@@ -324,7 +324,6 @@ impl Pmd {
         let port_id = self.ports[i].id;
         let snap = self.snap.clone();
         let from_uplink = matches!(snap.port(port_id).map(|p| &p.kind), Some(PortKind::Uplink));
-        let st = self.ports[i].stats.clone();
         let mut bytes = 0;
         for k in 0..n {
             let d = self.rx[k];
@@ -336,7 +335,7 @@ impl Pmd {
                         let inner = Desc { addr: d.addr + x.inner as u64, len: x.len as u32 };
                         self.rx[k] = inner;
                         self.ingress[k] = x.port;
-                        let tst = self.stats_of(x.port).unwrap_or(&st);
+                        let tst = &self.ports[self.slot_of(x.port).unwrap_or(i)].stats;
                         PortStats::add(&tst.rx_packets, 1);
                         PortStats::add(&tst.rx_bytes, u64::from(inner.len));
                         self.cache.classify(&snap, x.port, x.remote, self.pool.data(inner), now)
@@ -347,45 +346,49 @@ impl Pmd {
                 self.cache.classify(&snap, port_id, NO_REMOTE, self.pool.data(d), now)
             };
         }
+        let st = &self.ports[i].stats;
         PortStats::add(&st.rx_packets, n as u64);
         PortStats::add(&st.rx_bytes, bytes);
         for k in 0..n {
             let (d, v, ingress) = (self.rx[k], self.verdicts[k], self.ingress[k]);
             // Counters of the port the frame entered the bridge through.
-            let st = match ingress == port_id {
-                true => st.clone(),
-                false => self.stats_of(ingress).cloned().unwrap_or_else(|| st.clone()),
-            };
+            let st = if ingress == port_id { i } else { self.slot_of(ingress).unwrap_or(i) };
             if v.learn == Some(crate::fdb::Learn::Refused) {
-                PortStats::add(&st.learn_refused, 1);
+                PortStats::add(&self.ports[st].stats.learn_refused, 1);
             }
             match v.action {
                 Action::Drop(r) => {
-                    st.drop_one(r);
+                    self.ports[st].stats.drop_one(r);
                     self.pool.free(d.addr);
                 }
                 Action::Unicast(out) => {
                     checksum::complete_partial(self.pool.data_mut(d));
-                    self.output(&snap, out, d, v, &st);
+                    self.output(&snap, out, d, v, st);
                 }
                 Action::Flood(b) => {
                     checksum::complete_partial(self.pool.data_mut(d));
-                    self.flood(&snap, b, ingress, d, v, &st);
+                    self.flood(&snap, b, ingress, d, v, st);
                 }
             }
         }
         n
     }
 
-    /// This thread's counters of port `id`, if it has a handle on it.
-    fn stats_of(&self, id: PortId) -> Option<&Arc<PortStats>> {
-        let slot = self.tx_slot.get(id as usize).copied().filter(|s| *s != NO_SLOT)?;
-        Some(&self.ports[slot as usize].stats)
+    /// Index in `ports` of this thread's handle on port `id`, if any; the
+    /// counters of a frame's port are passed around as this index.
+    #[inline]
+    fn slot_of(&self, id: PortId) -> Option<usize> {
+        self.tx_slot.get(id as usize).copied().filter(|s| *s != NO_SLOT).map(usize::from)
     }
 
-    fn flood(&mut self, snap: &Snapshot, bridge: u16, ingress: PortId, d: Desc, v: Verdict, st: &PortStats) {
+    #[inline]
+    fn count_drop(&self, st: usize, r: DropReason) {
+        self.ports[st].stats.drop_one(r);
+    }
+
+    fn flood(&mut self, snap: &Snapshot, bridge: u16, ingress: PortId, d: Desc, v: Verdict, st: usize) {
         let Some(br) = snap.bridge(bridge) else {
-            st.drop_one(DropReason::NoBridge);
+            self.count_drop(st, DropReason::NoBridge);
             self.pool.free(d.addr);
             return;
         };
@@ -401,7 +404,7 @@ impl Pmd {
                 continue;
             }
             let Some(chunk) = self.pool.alloc() else {
-                st.drop_one(DropReason::NoBuffer);
+                self.count_drop(st, DropReason::NoBuffer);
                 continue;
             };
             let copy = Desc { addr: chunk + HEADROOM as u64, len: d.len };
@@ -414,19 +417,19 @@ impl Pmd {
 
     /// Edits the tag of `d` for port `out` and queues it there (or hands it
     /// to the thread that owns the port's queue).
-    fn output(&mut self, snap: &Snapshot, out: PortId, d: Desc, v: Verdict, st: &PortStats) {
+    fn output(&mut self, snap: &Snapshot, out: PortId, d: Desc, v: Verdict, st: usize) {
         let Some(port) = snap.port(out) else {
-            st.drop_one(DropReason::PortDown);
+            self.count_drop(st, DropReason::PortDown);
             self.pool.free(d.addr);
             return;
         };
         if !port.vlan.carries(v.vid) {
-            st.drop_one(DropReason::VlanFiltered);
+            self.count_drop(st, DropReason::VlanFiltered);
             self.pool.free(d.addr);
             return;
         }
         let Some(d) = self.edit_tag(d, pipeline::tag_edit(v.tagged, v.vid, port.vlan.egress_tagged(v.vid))) else {
-            st.drop_one(DropReason::BadVlan);
+            self.count_drop(st, DropReason::BadVlan);
             self.pool.free(d.addr);
             return;
         };
@@ -438,7 +441,7 @@ impl Pmd {
 
     /// Queues `d` on port `out`: on this thread's handle, or through the
     /// thread that has one.
-    fn queue_tx(&mut self, snap: &Snapshot, out: PortId, d: Desc, st: &PortStats) {
+    fn queue_tx(&mut self, snap: &Snapshot, out: PortId, d: Desc, st: usize) {
         match self.tx_slot.get(out as usize).copied().filter(|s| *s != NO_SLOT) {
             Some(slot) if self.ports[slot as usize].port.is_some() => self.txq[slot as usize].push(d),
             _ => self.hand_off(snap, out, d, st),
@@ -447,11 +450,10 @@ impl Pmd {
 
     /// Sends `d` through tunnel port `port`: to remote `remote`, or to every
     /// remote (head-end replication) for `NO_REMOTE`.
-    fn encap(&mut self, snap: &Snapshot, t: &Tunnel, port: PortId, d: Desc, remote: u16, st: &PortStats) {
-        let tst = self.stats_of(port).cloned();
-        let tst: &PortStats = tst.as_deref().unwrap_or(st);
+    fn encap(&mut self, snap: &Snapshot, t: &Tunnel, port: PortId, d: Desc, remote: u16, st: usize) {
+        let tst = self.slot_of(port).unwrap_or(st);
         if d.len > t.max_inner_frame {
-            tst.drop_one(DropReason::TunnelMtu);
+            self.count_drop(tst, DropReason::TunnelMtu);
             self.pool.free(d.addr);
             return;
         }
@@ -461,7 +463,7 @@ impl Pmd {
             _ => 0..0,
         };
         if targets.is_empty() {
-            tst.drop_one(DropReason::NoNeighbor);
+            self.count_drop(tst, DropReason::NoNeighbor);
             self.pool.free(d.addr);
             return;
         }
@@ -469,7 +471,7 @@ impl Pmd {
         let last = targets.end - 1;
         for r in targets {
             let Some(outer) = t.remotes[r].outer.as_ref() else {
-                tst.drop_one(DropReason::NoNeighbor);
+                self.count_drop(tst, DropReason::NoNeighbor);
                 if r == last {
                     self.pool.free(d.addr);
                 }
@@ -479,7 +481,7 @@ impl Pmd {
                 d
             } else {
                 let Some(chunk) = self.pool.alloc() else {
-                    tst.drop_one(DropReason::NoBuffer);
+                    self.count_drop(tst, DropReason::NoBuffer);
                     continue;
                 };
                 let copy = Desc { addr: chunk + HEADROOM as u64, len: d.len };
@@ -490,12 +492,12 @@ impl Pmd {
             let chunk = frame.chunk();
             let off = (frame.addr - chunk) as usize;
             let Some(start) = outer.encap(self.pool.chunk_mut(chunk), off, frame.len as usize, sport) else {
-                tst.drop_one(DropReason::NoBuffer);
+                self.count_drop(tst, DropReason::NoBuffer);
                 self.pool.free(frame.addr);
                 continue;
             };
-            PortStats::add(&tst.tx_packets, 1);
-            PortStats::add(&tst.tx_bytes, u64::from(frame.len));
+            PortStats::add(&self.ports[tst].stats.tx_packets, 1);
+            PortStats::add(&self.ports[tst].stats.tx_bytes, u64::from(frame.len));
             let outer_frame = Desc { addr: chunk + start as u64, len: frame.len + outer.len() as u32 };
             self.queue_tx(snap, t.uplink, outer_frame, tst);
         }
@@ -518,15 +520,15 @@ impl Pmd {
         Some(Desc { addr: chunk + off as u64, len: len as u32 })
     }
 
-    fn hand_off(&mut self, snap: &Snapshot, out: PortId, d: Desc, st: &PortStats) {
+    fn hand_off(&mut self, snap: &Snapshot, out: PortId, d: Desc, st: usize) {
         let target = snap.tx_thread(out).map(usize::from).filter(|t| *t != usize::from(self.index));
         let Some(inbox) = target.and_then(|t| self.handoff.inbox.get(t)) else {
-            st.drop_one(DropReason::PortDown);
+            self.count_drop(st, DropReason::PortDown);
             self.pool.free(d.addr);
             return;
         };
         let Some(mut parcel) = self.handoff.spare.pop() else {
-            st.drop_one(DropReason::NoBuffer);
+            self.count_drop(st, DropReason::NoBuffer);
             self.pool.free(d.addr);
             return;
         };
@@ -537,7 +539,7 @@ impl Pmd {
         self.pool.free(d.addr);
         if let Err(p) = inbox.push(parcel) {
             let _ = self.handoff.spare.push(p);
-            st.drop_one(DropReason::TxFull);
+            self.count_drop(st, DropReason::TxFull);
         }
     }
 
