@@ -517,7 +517,12 @@ impl Cli {
                 (Command::Show, View::Quiet)
             }
             Cmd::Uplink(UplinkCmd::Add { iface, queues, xdp_mode }) => {
-                let uplink = UplinkConfig { name: iface.clone(), queues: *queues, xdp_mode: xdp_mode_of(*xdp_mode) };
+                let uplink = UplinkConfig {
+                    name: iface.clone(),
+                    queues: *queues,
+                    xdp_mode: xdp_mode_of(*xdp_mode),
+                    pmd: Vec::new(),
+                };
                 proto::check_uplink(&uplink)?;
                 (Command::UplinkAdd { uplink }, View::Quiet)
             }
@@ -624,6 +629,7 @@ impl PortAddArgs {
             xdp_mode: xdp_mode_of(self.xdp_mode),
             netns: self.netns.clone(),
             vxlan,
+            pmd: Vec::new(),
         };
         proto::check_port(&port)?;
         Ok(port)
@@ -661,6 +667,7 @@ mod tests {
                     xdp_mode: XdpMode::Auto,
                     netns: None,
                     vxlan: None,
+                    pmd: Vec::new(),
                 }
             }
         );
@@ -686,6 +693,7 @@ mod tests {
             xdp_mode: XdpMode::Auto,
             netns: None,
             vxlan: Some(v),
+            pmd: Vec::new(),
         }
     }
 
