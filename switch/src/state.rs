@@ -60,9 +60,11 @@ fn same_entry(m: &StaticMac, mac: MacAddr, vlan: u16) -> bool {
 impl<D: Datapath> State<D> {
     /// Loads the db at `db_path` and replays it into `dp`: uplinks first (a
     /// VXLAN port needs the uplink serving its local address), then bridges
-    /// with their ports. An uplink, bridge, port or static MAC the datapath
-    /// refuses is reported on stderr and kept in the configuration (shown as
-    /// down); only an unreadable db is an error.
+    /// with their ports. Each uplink and port that comes back gets its
+    /// receive queues moved to the polling threads `pmd_assign` chose. An
+    /// uplink, bridge, port, static MAC or queue move the datapath refuses
+    /// is reported on stderr and kept in the configuration (shown as down);
+    /// only an unreadable db is an error.
     pub fn restore(db_path: &Path, dp: D) -> Result<State<D>, String> {
         let config = db::load(db_path)?;
         let bridges = config.bridges.clone();
