@@ -52,9 +52,12 @@ pub enum Cmd {
         /// Only this port
         port: Option<String>,
     },
-    /// Polling threads
+    /// Polling threads: load, flow cache, and which thread polls which queue
     #[command(subcommand, arg_required_else_help = true)]
     Pmd(PmdCmd),
+    /// The polling threads' flow caches
+    #[command(subcommand, arg_required_else_help = true)]
+    Flows(FlowsCmd),
     /// Check that rvsd answers
     Ping,
 }
@@ -294,8 +297,29 @@ pub enum FdbCmd {
 /// `rvsctl pmd ...`
 #[derive(Debug, Subcommand)]
 pub enum PmdCmd {
-    /// Per thread: core, rx queues, packets, busy %
+    /// Per thread: core, rx queues, packets, cycles per packet, busy %, flow cache use
     Show,
+    /// Move a receive queue to the polling thread on a core (kept across restarts)
+    Assign {
+        /// Port or uplink name
+        #[arg(value_parser = port_name)]
+        port: String,
+        /// Receive queue id
+        #[arg(value_parser = queue_id)]
+        queue: u32,
+        /// Core of the polling thread to poll it
+        #[arg(value_parser = core_id)]
+        core: usize,
+    },
+}
+
+/// `rvsctl flows ...`
+#[derive(Debug, Subcommand)]
+pub enum FlowsCmd {
+    /// Cached forwarding decisions of every polling thread
+    Show,
+    /// Empty every flow cache (frames take the full pipeline until it refills)
+    Flush,
 }
 
 fn vlan(s: &str) -> Result<u16, String> {
@@ -361,6 +385,14 @@ fn ttl(s: &str) -> Result<u8, String> {
 fn queues(s: &str) -> Result<u32, String> {
     let n = number(s)?;
     proto::check_queues(n).map(|()| n)
+}
+
+fn queue_id(s: &str) -> Result<u32, String> {
+    s.trim().parse().map_err(|_| format!("invalid queue {s:?} (must be a whole number 0..={})", u32::MAX))
+}
+
+fn core_id(s: &str) -> Result<usize, String> {
+    s.trim().parse().map_err(|_| format!("invalid core {s:?} (must be a whole number)"))
 }
 
 fn number(s: &str) -> Result<u32, String> {
@@ -453,6 +485,8 @@ pub enum View {
     Stats,
     /// Threads.
     Pmd,
+    /// Flow cache entries.
+    Flows,
     /// Health.
     Ping,
     /// Uplink table.
@@ -517,7 +551,12 @@ impl Cli {
                 (Command::Show, View::Quiet)
             }
             Cmd::Uplink(UplinkCmd::Add { iface, queues, xdp_mode }) => {
-                let uplink = UplinkConfig { name: iface.clone(), queues: *queues, xdp_mode: xdp_mode_of(*xdp_mode) };
+                let uplink = UplinkConfig {
+                    name: iface.clone(),
+                    queues: *queues,
+                    xdp_mode: xdp_mode_of(*xdp_mode),
+                    pmd: Vec::new(),
+                };
                 proto::check_uplink(&uplink)?;
                 (Command::UplinkAdd { uplink }, View::Quiet)
             }
@@ -537,6 +576,11 @@ impl Cli {
             }
             Cmd::Stats { port } => (Command::Stats { port: port.clone() }, View::Stats),
             Cmd::Pmd(PmdCmd::Show) => (Command::PmdShow, View::Pmd),
+            Cmd::Pmd(PmdCmd::Assign { port, queue, core }) => {
+                (Command::PmdAssign { port: port.clone(), queue: *queue, core: *core }, View::Quiet)
+            }
+            Cmd::Flows(FlowsCmd::Show) => (Command::FlowsShow, View::Flows),
+            Cmd::Flows(FlowsCmd::Flush) => (Command::FlowsFlush, View::Quiet),
             Cmd::Ping => (Command::Ping, View::Ping),
         };
         Ok(Plan { cmd, view, remote_edit })
@@ -624,6 +668,7 @@ impl PortAddArgs {
             xdp_mode: xdp_mode_of(self.xdp_mode),
             netns: self.netns.clone(),
             vxlan,
+            pmd: Vec::new(),
         };
         proto::check_port(&port)?;
         Ok(port)
@@ -661,6 +706,7 @@ mod tests {
                     xdp_mode: XdpMode::Auto,
                     netns: None,
                     vxlan: None,
+                    pmd: Vec::new(),
                 }
             }
         );
@@ -686,6 +732,7 @@ mod tests {
             xdp_mode: XdpMode::Auto,
             netns: None,
             vxlan: Some(v),
+            pmd: Vec::new(),
         }
     }
 
@@ -899,6 +946,52 @@ mod tests {
             plan(&["port", "add", "br0", "p", "--type", "afxdp", "--vni", "1", "--remote", "198.18.1.2"]).unwrap_err(),
             "--vni applies to vxlan ports only"
         );
+    }
+
+    #[test]
+    fn pmd_and_flows_commands() {
+        assert_eq!(plan(&["pmd", "show"]).unwrap(), Command::PmdShow);
+        assert_eq!(
+            plan(&["pmd", "assign", "veth-a", "3", "12"]).unwrap(),
+            Command::PmdAssign { port: "veth-a".into(), queue: 3, core: 12 }
+        );
+        assert_eq!(
+            plan(&["pmd", "assign", "eth1", "4294967295", "0"]).unwrap(),
+            Command::PmdAssign { port: "eth1".into(), queue: u32::MAX, core: 0 }
+        );
+        assert_eq!(plan(&["flows", "show"]).unwrap(), Command::FlowsShow);
+        assert_eq!(plan(&["flows", "flush"]).unwrap(), Command::FlowsFlush);
+        let view = |args: &[&str]| {
+            let mut v = vec!["rvsctl"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v).unwrap().plan().unwrap().view
+        };
+        assert_eq!(view(&["flows", "show"]), View::Flows);
+        assert_eq!(view(&["flows", "flush"]), View::Quiet);
+        assert_eq!(view(&["pmd", "assign", "p", "0", "1"]), View::Quiet);
+        for args in [
+            &["pmd", "assign", "veth-a", "x", "1"][..],
+            &["pmd", "assign", "veth-a", "1", "y"],
+            &["pmd", "assign", "veth-a", "-1", "1"],
+            &["pmd", "assign", "veth-a", "1", "-1"],
+            &["pmd", "assign", "veth-a", "4294967296", "1"],
+            &["pmd", "assign", "veth-a", "1", "1.5"],
+            &["pmd", "assign", "veth-a", "1", "99999999999999999999999"],
+            &["pmd", "assign", "veth-a", "", "1"],
+            &["pmd", "assign", "veth-a", "1"],
+            &["pmd", "assign", "veth-a", "1", "2", "3"],
+            &["pmd", "assign", "name-far-too-long", "0", "1"],
+            &["pmd", "assign", "a/b", "0", "1"],
+            &["flows", "show", "br0"],
+            &["flows", "flush", "--port", "p"],
+            &["flows"],
+        ] {
+            assert!(plan(args).is_err(), "{args:?} was accepted");
+        }
+        let e = plan(&["pmd", "assign", "veth-a", "x", "1"]).unwrap_err();
+        assert!(e.contains("invalid queue \"x\" (must be a whole number 0..=4294967295)"), "{e}");
+        let e = plan(&["pmd", "assign", "veth-a", "1", "y"]).unwrap_err();
+        assert!(e.contains("invalid core \"y\" (must be a whole number)"), "{e}");
     }
 
     #[test]

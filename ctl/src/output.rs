@@ -1,7 +1,7 @@
 //! Human output: aligned plain-text tables.
 
 use rvs_switch::config::{PortConfig, PortVlan};
-use rvs_switch::datapath::{FdbEntryInfo, PortStatsInfo, ThreadInfo};
+use rvs_switch::datapath::{FdbEntryInfo, FlowInfo, PortStatsInfo, ThreadInfo};
 use rvs_switch::proto::{BridgeSummary, FlushResult, PingResult, PortShow, ShowResult, UplinkShow};
 use rvs_switch::state::kind_name;
 use serde::de::DeserializeOwned;
@@ -23,6 +23,7 @@ pub fn render(view: View, result: Value) -> Result<String, String> {
         }
         View::Stats => stats(&decode::<Vec<_>>(result)?),
         View::Pmd => pmd(&decode::<Vec<_>>(result)?),
+        View::Flows => flows(&decode::<Vec<_>>(result)?),
         View::Ping => {
             let p: PingResult = decode(result)?;
             format!("rvsd {} is running\n", p.daemon_version)
@@ -258,14 +259,37 @@ fn stats(ports: &[PortStatsInfo]) -> String {
     table("", &["PORT", "BRIDGE", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS"], &rows)
 }
 
-/// busy_ns / (busy_ns + idle_ns) as a percentage, "-" before any round.
-pub fn busy_pct(t: &ThreadInfo) -> String {
-    let total = t.busy_ns as f64 + t.idle_ns as f64;
-    if total == 0.0 {
+/// `part / total` as a percentage with one decimal, "-" when `total` is 0.
+fn pct(part: u64, total: u64) -> String {
+    if total == 0 {
         "-".to_string()
     } else {
-        format!("{:.1}%", 100.0 * t.busy_ns as f64 / total)
+        format!("{:.1}%", 100.0 * part as f64 / total as f64)
     }
+}
+
+/// Busy share of a thread's rounds, "-" before any round: by TSC cycles
+/// where the thread counts them, else by nanoseconds.
+pub fn busy_pct(t: &ThreadInfo) -> String {
+    if t.busy_cycles > 0 || t.idle_cycles > 0 {
+        pct(t.busy_cycles, t.busy_cycles.saturating_add(t.idle_cycles))
+    } else {
+        pct(t.busy_ns, t.busy_ns.saturating_add(t.idle_ns))
+    }
+}
+
+/// Busy cycles per received frame, rounded; "-" without frames or cycles.
+pub fn cycles_per_packet(t: &ThreadInfo) -> String {
+    if t.packets == 0 || t.busy_cycles == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.0}", t.busy_cycles as f64 / t.packets as f64)
+    }
+}
+
+/// Flow cache hits / lookups, "-" before any lookup.
+pub fn cache_hit_pct(t: &ThreadInfo) -> String {
+    pct(t.cache_hits, t.cache_hits.saturating_add(t.cache_misses))
 }
 
 fn pmd_table(indent: &str, threads: &[ThreadInfo]) -> String {
@@ -275,13 +299,51 @@ fn pmd_table(indent: &str, threads: &[ThreadInfo]) -> String {
             let q: Vec<String> = t.rx_queues.iter().map(|(p, q)| format!("{p}/{q}")).collect();
             vec![
                 t.core.to_string(),
-                t.packets.to_string(),
-                busy_pct(t),
                 if q.is_empty() { "-".to_string() } else { q.join(" ") },
+                t.packets.to_string(),
+                cycles_per_packet(t),
+                busy_pct(t),
+                cache_hit_pct(t),
+                t.cache_entries.to_string(),
+                t.cache_evictions.to_string(),
             ]
         })
         .collect();
-    table(indent, &["CORE", "PACKETS", "BUSY", "RX-QUEUES"], &rows)
+    table(
+        indent,
+        &["CORE", "RX-QUEUES", "PACKETS", "CYCLES/PKT", "BUSY %", "CACHE HIT %", "CACHE ENTRIES", "EVICTIONS"],
+        &rows,
+    )
+}
+
+fn flows(entries: &[FlowInfo]) -> String {
+    if entries.is_empty() {
+        return "no cached flows\n".to_string();
+    }
+    let mut e = entries.to_vec();
+    e.sort_by(|a, b| {
+        (a.core, &a.bridge, &a.in_port, a.vlan, &a.src, &a.dst)
+            .cmp(&(b.core, &b.bridge, &b.in_port, b.vlan, &b.src, &b.dst))
+    });
+    let rows: Vec<Vec<String>> = e
+        .iter()
+        .map(|f| {
+            vec![
+                f.core.to_string(),
+                f.bridge.clone(),
+                match &f.remote {
+                    Some(r) => format!("{} ({r})", f.in_port),
+                    None => f.in_port.clone(),
+                },
+                f.src.clone(),
+                f.dst.clone(),
+                f.vlan.to_string(),
+                f.action.clone(),
+                f.hits.to_string(),
+            ]
+        })
+        .collect();
+    table("", &["CORE", "BRIDGE", "IN-PORT", "SRC", "DST", "VLAN", "ACTION", "HITS"], &rows)
 }
 
 fn pmd(threads: &[ThreadInfo]) -> String {
@@ -363,5 +425,63 @@ threads:
         assert_eq!(vlan_ranges(&[20, 10, 11, 12, 30]), "10-12,20,30");
         let t = ThreadInfo { core: 1, rx_queues: vec![], packets: 0, busy_ns: 1, idle_ns: 3, ..ThreadInfo::default() };
         assert_eq!(busy_pct(&t), "25.0%");
+        assert_eq!(cycles_per_packet(&t), "-");
+        assert_eq!(cache_hit_pct(&t), "-");
+        // Cycles, where counted, win over nanoseconds.
+        let t = ThreadInfo { busy_cycles: 3, idle_cycles: 1, ..t };
+        assert_eq!(busy_pct(&t), "75.0%");
+        assert_eq!(busy_pct(&ThreadInfo::default()), "-");
+        let big = ThreadInfo { busy_ns: u64::MAX, idle_ns: u64::MAX, cache_hits: u64::MAX, cache_misses: 1, ..t };
+        assert_eq!(busy_pct(&big), "75.0%");
+        assert_eq!(cache_hit_pct(&big), "100.0%");
+    }
+
+    #[test]
+    fn pmd_with_and_without_cycles() {
+        let threads = serde_json::json!([
+            {"core":2,"rx_queues":[["veth-a",0],["eth1",1]],"packets":1000,"busy_ns":500,"idle_ns":1500,
+             "busy_cycles":250000,"idle_cycles":750000,"cache_hits":950,"cache_misses":50,
+             "cache_evictions":3,"cache_entries":17},
+            {"core":3,"rx_queues":[],"packets":0,"busy_ns":0,"idle_ns":0,
+             "busy_cycles":0,"idle_cycles":0,"cache_hits":0,"cache_misses":0,"cache_evictions":0,"cache_entries":0}
+        ]);
+        assert_eq!(
+            render(View::Pmd, threads).unwrap(),
+            "CORE  RX-QUEUES        PACKETS  CYCLES/PKT  BUSY %  CACHE HIT %  CACHE ENTRIES  EVICTIONS
+2     veth-a/0 eth1/1  1000     250         25.0%   95.0%        17             3
+3     -                0        -           -       -            0              0
+"
+        );
+        // Without a TSC (or from an older rvsd: no cycle or cache fields at all),
+        // busy % comes from nanoseconds and cycles per packet is unknown.
+        let old = serde_json::json!([{"core":1,"rx_queues":[["veth-a",0]],"packets":42,"busy_ns":1,"idle_ns":3}]);
+        assert_eq!(
+            render(View::Pmd, old).unwrap(),
+            "CORE  RX-QUEUES  PACKETS  CYCLES/PKT  BUSY %  CACHE HIT %  CACHE ENTRIES  EVICTIONS
+1     veth-a/0   42       -           25.0%   -            0              0
+"
+        );
+        assert_eq!(render(View::Pmd, serde_json::json!([])).unwrap(), "no polling threads\n");
+    }
+
+    #[test]
+    fn flows_with_a_remote() {
+        let flows = serde_json::json!([
+            {"core":3,"bridge":"br0","in_port":"veth-a","src":"02:00:00:00:00:02","dst":"02:00:00:00:00:01",
+             "vlan":1,"action":"output:vx42->198.18.1.2","hits":5},
+            {"core":2,"bridge":"br0","in_port":"vx42","remote":"198.18.1.2","src":"02:00:00:00:00:01",
+             "dst":"02:00:00:00:00:02","vlan":1,"action":"output:veth-a","hits":12},
+            {"core":2,"bridge":"br0","in_port":"veth-a","src":"02:00:00:00:00:02","dst":"ff:ff:ff:ff:ff:ff",
+             "vlan":10,"action":"flood","hits":1}
+        ]);
+        assert_eq!(
+            render(View::Flows, flows).unwrap(),
+            "CORE  BRIDGE  IN-PORT            SRC                DST                VLAN  ACTION                   HITS
+2     br0     veth-a             02:00:00:00:00:02  ff:ff:ff:ff:ff:ff  10    flood                    1
+2     br0     vx42 (198.18.1.2)  02:00:00:00:00:01  02:00:00:00:00:02  1     output:veth-a            12
+3     br0     veth-a             02:00:00:00:00:02  02:00:00:00:00:01  1     output:vx42->198.18.1.2  5
+"
+        );
+        assert_eq!(render(View::Flows, serde_json::json!([])).unwrap(), "no cached flows\n");
     }
 }

@@ -4,7 +4,7 @@
 
 use rvs_switch::config::{BridgeConfig, PortConfig, UplinkConfig};
 use rvs_switch::datapath::{
-    Datapath, DpResult, FdbEntryInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, UplinkStatus,
+    Datapath, DpResult, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, UplinkStatus,
 };
 use rvs_switch::proto::MacAddr;
 use rvs_switch::server::serve;
@@ -70,6 +70,15 @@ fn bad_arguments_exit_2_with_one_line() {
         &["port", "remote", "add", "br0", "vx", "10.0.0.256"],
         &["uplink", "add", "eth1", "--queues", "0"],
         &["uplink", "add", "eth1", "--xdp-mode", "turbo"],
+        &["pmd", "assign", "veth-a", "x", "2"],
+        &["pmd", "assign", "veth-a", "0", "core2"],
+        &["pmd", "assign", "veth-a", "-1", "2"],
+        &["pmd", "assign", "veth-a", "0", "-2"],
+        &["pmd", "assign", "veth-a", "4294967296", "2"],
+        &["pmd", "assign", "veth-a", "0"],
+        &["pmd", "assign", "name-far-too-long", "0", "2"],
+        &["flows", "show", "br0"],
+        &["flows", "drop"],
     ] {
         let o = rvsctl(sock, args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -113,6 +122,9 @@ fn help_works_everywhere() {
         &["uplink", "add", "--help"],
         &["port", "set", "--help"],
         &["port", "remote", "add", "--help"],
+        &["pmd", "assign", "--help"],
+        &["flows", "show", "--help"],
+        &["flows", "flush", "--help"],
     ] {
         let o = rvsctl(Path::new("/x"), args);
         assert_eq!(o.status.code(), Some(0), "{args:?}");
@@ -126,6 +138,20 @@ struct Fake {
     ports: BTreeMap<String, (String, PortConfig)>,
     fdb: Vec<FdbEntryInfo>,
     uplinks: BTreeMap<String, UplinkConfig>,
+    /// Queue moves: (port or uplink, queue) → core.
+    pmd: BTreeMap<(String, u32), usize>,
+    /// Set by flows_flush.
+    flushed: bool,
+}
+
+/// Cores the fake has polling threads on.
+const CORES: [usize; 3] = [2, 3, 5];
+
+impl Fake {
+    /// Queues 0 and 1, on cores 2 and 3 unless moved.
+    fn queues(&self, name: &str) -> Vec<(u32, usize)> {
+        [(0, 2), (1, 3)].map(|(q, c)| (q, self.pmd.get(&(name.to_string(), q)).copied().unwrap_or(c))).to_vec()
+    }
 }
 
 impl Datapath for Fake {
@@ -205,7 +231,7 @@ impl Datapath for Fake {
                 kind: p.kind.name().into(),
                 state: "up".into(),
                 xdp_mode: if p.vxlan.is_some() { String::new() } else { "native".into() },
-                queues: if p.vxlan.is_some() { vec![] } else { vec![(0, 2), (1, 3)] },
+                queues: if p.vxlan.is_some() { vec![] } else { self.queues(n) },
                 inner_mtu: p.vxlan.as_ref().map(|_| 1450),
                 remotes: p
                     .vxlan
@@ -241,7 +267,12 @@ impl Datapath for Fake {
             packets: 100,
             busy_ns: 1,
             idle_ns: 1,
-            ..ThreadInfo::default()
+            busy_cycles: 3000,
+            idle_cycles: 3000,
+            cache_hits: 90,
+            cache_misses: 10,
+            cache_evictions: 1,
+            cache_entries: 2,
         }]
     }
     fn tick(&mut self) {}
@@ -276,9 +307,65 @@ impl Datapath for Fake {
                 xdp_mode: "native".into(),
                 mtu: 1500,
                 vteps: vec!["198.18.1.1".into()],
-                queues: vec![(0, 2), (1, 3)],
+                queues: self.queues(&u.name),
             })
             .collect()
+    }
+    fn flows(&self) -> Vec<FlowInfo> {
+        if self.flushed {
+            return Vec::new();
+        }
+        // A flow into each vxlan port's first remote, and one back from it.
+        let mut out = Vec::new();
+        for (name, (bridge, p)) in &self.ports {
+            let Some(remote) = p.vxlan.as_ref().and_then(|v| v.remotes.first()) else {
+                continue;
+            };
+            let flow = |in_port: &str, remote: Option<String>, src: &str, dst: &str, action: String, hits| FlowInfo {
+                core: 2,
+                bridge: bridge.clone(),
+                in_port: in_port.into(),
+                remote,
+                src: src.into(),
+                dst: dst.into(),
+                vlan: 1,
+                action,
+                hits,
+            };
+            out.push(flow(
+                name,
+                Some(remote.to_string()),
+                "02:00:00:00:00:42",
+                "02:00:00:00:00:01",
+                "output:veth-a".into(),
+                9,
+            ));
+            out.push(flow(
+                "veth-a",
+                None,
+                "02:00:00:00:00:01",
+                "02:00:00:00:00:42",
+                format!("output:{name}->{remote}"),
+                4,
+            ));
+        }
+        out
+    }
+    fn flows_flush(&mut self) {
+        self.flushed = true;
+    }
+    fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {
+        if !self.ports.contains_key(port) && !self.uplinks.contains_key(port) {
+            return Err(format!("no port or uplink {port:?}"));
+        }
+        if queue > 1 {
+            return Err(format!("{port:?} has 2 rx queues"));
+        }
+        if !CORES.contains(&core) {
+            return Err(format!("no polling thread on core {core}"));
+        }
+        self.pmd.insert((port.to_string(), queue), core);
+        Ok(())
     }
 }
 
@@ -480,5 +567,89 @@ fn round_trip_through_a_real_socket() {
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
     assert!(!sock.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pmd_and_flows_through_a_real_socket() {
+    let dir = temp_dir("e2e-pmd");
+    let sock = dir.join("rvsd.sock");
+    let db = dir.join("conf.json");
+    let (stop, server) = start_daemon(&sock, &db);
+    let ok = |args: &[&str]| {
+        let o = rvsctl(&sock, args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let fails = |args: &[&str], want: &str| {
+        let o = rvsctl(&sock, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), format!("rvsctl: {want}\n"), "{args:?}");
+    };
+    let saved = || rvs_switch::db::load(&db).unwrap();
+
+    ok(&["bridge", "add", "br0"]);
+    ok(&["port", "add", "br0", "veth-a", "--type", "afxdp"]);
+    ok(&["uplink", "add", "eth1"]);
+    let vx = ["port", "add", "br0", "vx42", "--type", "vxlan", "--vni", "42", "--local", "198.18.1.1"];
+    let mut vx = vx.to_vec();
+    vx.extend(["--remote", "198.18.1.2"]);
+    ok(&vx);
+
+    // pmd show: load, cycles and cache columns.
+    assert_eq!(
+        ok(&["pmd", "show"]),
+        "CORE  RX-QUEUES  PACKETS  CYCLES/PKT  BUSY %  CACHE HIT %  CACHE ENTRIES  EVICTIONS\n\
+         2     veth-a/0   100      30          50.0%   90.0%        2              1\n"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&["--json", "pmd", "show"])).unwrap();
+    assert_eq!(json[0]["busy_cycles"], 3000);
+    assert_eq!(json[0]["cache_hits"], 90);
+    assert_eq!(json[0]["cache_entries"], 2);
+
+    // flows show / flush.
+    let flows = ok(&["flows", "show"]);
+    assert!(flows.starts_with("CORE  BRIDGE  IN-PORT            SRC"), "{flows}");
+    assert!(
+        flows.contains("2     br0     vx42 (198.18.1.2)  02:00:00:00:00:42  02:00:00:00:00:01  1     output:veth-a"),
+        "{flows}"
+    );
+    assert!(flows.contains("output:vx42->198.18.1.2  4"), "{flows}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&["--json", "flows", "show"])).unwrap();
+    let back = json.as_array().unwrap().iter().find(|f| f["in_port"] == "vx42").unwrap();
+    assert_eq!(back["remote"], "198.18.1.2");
+    assert_eq!(back["hits"], 9);
+    assert!(json.as_array().unwrap().iter().any(|f| f["in_port"] == "veth-a" && f.get("remote").is_none()));
+    let before = std::fs::read(&db).unwrap();
+    assert_eq!(ok(&["flows", "flush"]), "");
+    assert_eq!(ok(&["--json", "flows", "flush"]), "null\n");
+    assert_eq!(ok(&["flows", "show"]), "no cached flows\n");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "a flush is not persisted");
+
+    // pmd assign: live, persisted, refused cleanly.
+    assert_eq!(ok(&["pmd", "assign", "veth-a", "1", "5"]), "");
+    ok(&["pmd", "assign", "eth1", "0", "3"]);
+    assert_eq!(saved().bridges[0].ports[0].pmd, vec![(1, 5)]);
+    assert_eq!(saved().uplinks[0].pmd, vec![(0, 3)]);
+    assert!(ok(&["show"]).contains("veth-a  afxdp  access 1  up     native  0→2 1→5"));
+    assert!(ok(&["uplink", "list"]).contains("0→3 1→3"));
+    let json: serde_json::Value = serde_json::from_str(&ok(&["--json", "show"])).unwrap();
+    assert_eq!(json["bridges"][0]["ports"][0]["config"]["pmd"], serde_json::json!([[1, 5]]));
+    let before = std::fs::read(&db).unwrap();
+    fails(&["pmd", "assign", "veth-a", "0", "9"], "no polling thread on core 9");
+    fails(&["pmd", "assign", "veth-a", "7", "2"], "\"veth-a\" has 2 rx queues");
+    fails(&["pmd", "assign", "nope", "0", "2"], "unknown port or uplink \"nope\"");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+
+    // A restart puts the queues back where they were assigned.
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let (stop, server) = start_daemon(&sock, &db);
+    assert!(ok(&["show"]).contains("veth-a  afxdp  access 1  up     native  0→2 1→5"));
+    assert!(ok(&["uplink", "list"]).contains("0→3 1→3"));
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

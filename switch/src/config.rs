@@ -34,12 +34,31 @@ pub struct UplinkConfig {
     /// XDP attach mode.
     #[serde(default)]
     pub xdp_mode: XdpMode,
+    /// Receive queues moved to a chosen polling thread (`pmd_assign`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pmd: PmdAssignments,
 }
 
 impl UplinkConfig {
     /// An uplink using every rx queue, in the automatic XDP mode.
     pub fn new(name: &str) -> UplinkConfig {
-        UplinkConfig { name: name.to_string(), queues: None, xdp_mode: XdpMode::Auto }
+        UplinkConfig { name: name.to_string(), queues: None, xdp_mode: XdpMode::Auto, pmd: Vec::new() }
+    }
+}
+
+/// Receive queues pinned to polling threads: (queue id, core), sorted by
+/// queue, one entry per queue. Queues not listed go where the datapath
+/// places them.
+pub type PmdAssignments = Vec<(u32, usize)>;
+
+/// Records that `queue` polls on `core`, replacing an earlier choice.
+pub fn set_pmd(pmd: &mut PmdAssignments, queue: u32, core: usize) {
+    match pmd.iter_mut().find(|(q, _)| *q == queue) {
+        Some(e) => e.1 = core,
+        None => {
+            pmd.push((queue, core));
+            pmd.sort_unstable_by_key(|&(q, _)| q);
+        }
     }
 }
 
@@ -216,6 +235,9 @@ pub struct PortConfig {
     /// VXLAN: the tunnel (required for, and only for, `type: vxlan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<VxlanConfig>,
+    /// Receive queues moved to a chosen polling thread (`pmd_assign`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pmd: PmdAssignments,
 }
 
 /// A static FDB entry.
@@ -228,4 +250,18 @@ pub struct StaticMac {
     pub vlan: u16,
     /// Port name.
     pub port: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_pmd_keeps_one_sorted_entry_per_queue() {
+        let mut pmd = PmdAssignments::new();
+        set_pmd(&mut pmd, 3, 1);
+        set_pmd(&mut pmd, 0, 2);
+        set_pmd(&mut pmd, 3, 5);
+        assert_eq!(pmd, vec![(0, 2), (3, 5)]);
+    }
 }

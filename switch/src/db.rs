@@ -176,6 +176,7 @@ pub(crate) mod tests {
             xdp_mode: XdpMode::Generic,
             netns: None,
             vxlan: None,
+            pmd: Vec::new(),
         });
         br.static_macs.push(StaticMac { mac: "02:00:00:00:00:01".into(), vlan: 10, port: "veth-a".into() });
         Config { version: CONFIG_VERSION, bridges: vec![br], uplinks: Vec::new() }
@@ -204,6 +205,7 @@ pub(crate) mod tests {
                 xdp_mode: XdpMode::Auto,
                 netns: None,
                 vxlan: Some(v),
+                pmd: Vec::new(),
             });
         }
         cfg

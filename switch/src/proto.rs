@@ -156,6 +156,20 @@ pub enum Command {
     },
     /// Polling threads: result `Vec<ThreadInfo>`.
     PmdShow,
+    /// Moves one receive queue of a port or uplink to the polling thread on
+    /// a core, and keeps it there across restarts.
+    PmdAssign {
+        /// Port or uplink name.
+        port: String,
+        /// Receive queue id (the datapath checks it against the queue count).
+        queue: u32,
+        /// Core of the polling thread (the datapath checks there is one).
+        core: usize,
+    },
+    /// Every polling thread's flow cache: result `Vec<FlowInfo>`.
+    FlowsShow,
+    /// Empties every flow cache (run-time state only; nothing is saved).
+    FlowsFlush,
     /// Health check: result `PingResult`.
     Ping,
 }
@@ -490,6 +504,17 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             check_vxlan(v)?;
         }
     }
+    check_pmd("port", &p.name, &p.pmd)
+}
+
+/// Checks stored queue assignments: each queue at most once.
+pub fn check_pmd(what: &str, name: &str, pmd: &[(u32, usize)]) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for (q, _) in pmd {
+        if !seen.insert(*q) {
+            return Err(format!("{what} {name:?}: queue {q} is assigned to a polling thread twice"));
+        }
+    }
     Ok(())
 }
 
@@ -612,7 +637,7 @@ pub fn check_uplink(u: &UplinkConfig) -> Result<(), String> {
     if let Some(q) = u.queues {
         check_queues(q)?;
     }
-    Ok(())
+    check_pmd("uplink", &u.name, &u.pmd)
 }
 
 /// Checks an AF_XDP queue count.
@@ -694,6 +719,27 @@ mod tests {
         ] {
             assert!(Request::parse(bad).is_err());
         }
+        let assign = Request::new(Command::PmdAssign { port: "veth-a".into(), queue: 1, core: 3 });
+        assert_eq!(assign.to_line(), r#"{"cmd":"pmd_assign","core":3,"port":"veth-a","queue":1,"version":1}"#);
+        assert_eq!(Request::parse(assign.to_line().as_bytes()).unwrap(), assign);
+        for (cmd, line) in [(Command::FlowsShow, "flows_show"), (Command::FlowsFlush, "flows_flush")] {
+            let req = Request::new(cmd);
+            assert_eq!(req.to_line(), format!(r#"{{"cmd":"{line}","version":1}}"#));
+            assert_eq!(Request::parse(req.to_line().as_bytes()).unwrap(), req);
+        }
+        for bad in [
+            &br#"{"version":1,"cmd":"pmd_assign","port":"p","queue":-1,"core":1}"#[..],
+            br#"{"version":1,"cmd":"pmd_assign","port":"p","queue":4294967296,"core":1}"#,
+            br#"{"version":1,"cmd":"pmd_assign","port":"p","queue":0}"#,
+            br#"{"version":1,"cmd":"pmd_assign","port":"p","queue":0,"core":"1"}"#,
+        ] {
+            assert!(Request::parse(bad).is_err());
+        }
+        let mut dup = UplinkConfig::new("eth1");
+        dup.pmd = vec![(0, 1), (1, 2), (0, 3)];
+        assert_eq!(check_uplink(&dup).unwrap_err(), "uplink \"eth1\": queue 0 is assigned to a polling thread twice");
+        dup.pmd.pop();
+        assert!(check_uplink(&dup).is_ok());
         // An older rvsd's show result (no uplinks) still decodes.
         let old: ShowResult = serde_json::from_str(r#"{"bridges":[],"threads":[]}"#).unwrap();
         assert!(old.uplinks.is_empty());

@@ -7,8 +7,8 @@
 //! datapath change (best effort) and fails the request, so the db, the
 //! in-memory configuration and the datapath agree after every reply.
 
-use crate::config::{BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
-use crate::datapath::{Datapath, FdbEntryInfo, PortStatsInfo, PortStatus, ThreadInfo, UplinkStatus};
+use crate::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
+use crate::datapath::{Datapath, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, UplinkStatus};
 use crate::db;
 use crate::proto::{
     self, BridgeShow, BridgeSummary, Command, FlushResult, PingResult, PortShow, Reply, Request, ShowResult, UplinkShow,
@@ -41,6 +41,14 @@ fn join(ips: &[IpAddr]) -> String {
     ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// What a receive queue belongs to, by index into the configuration.
+enum QueueOwner {
+    /// Bridge index, port index.
+    Port(usize, usize),
+    /// Uplink index.
+    Uplink(usize),
+}
+
 fn unknown_bridge(name: &str) -> String {
     format!("unknown bridge {name:?}")
 }
@@ -52,9 +60,11 @@ fn same_entry(m: &StaticMac, mac: MacAddr, vlan: u16) -> bool {
 impl<D: Datapath> State<D> {
     /// Loads the db at `db_path` and replays it into `dp`: uplinks first (a
     /// VXLAN port needs the uplink serving its local address), then bridges
-    /// with their ports. An uplink, bridge, port or static MAC the datapath
-    /// refuses is reported on stderr and kept in the configuration (shown as
-    /// down); only an unreadable db is an error.
+    /// with their ports. Each uplink and port that comes back gets its
+    /// receive queues moved to the polling threads `pmd_assign` chose. An
+    /// uplink, bridge, port, static MAC or queue move the datapath refuses
+    /// is reported on stderr and kept in the configuration (shown as down);
+    /// only an unreadable db is an error.
     pub fn restore(db_path: &Path, dp: D) -> Result<State<D>, String> {
         let config = db::load(db_path)?;
         let bridges = config.bridges.clone();
@@ -71,6 +81,8 @@ impl<D: Datapath> State<D> {
             if let Err(e) = st.dp.add_uplink(up) {
                 eprintln!("rvsd: warning: uplink {:?} not restored: {e}; kept in the configuration", up.name);
                 st.down_uplinks.insert(up.name.clone(), e);
+            } else {
+                st.replay_pmd("uplink", &up.name, &up.pmd);
             }
         }
         for br in &bridges {
@@ -133,6 +145,12 @@ impl<D: Datapath> State<D> {
             Command::FdbFlush { bridge, port } => Reply::from_result(self.fdb_flush(&bridge, port.as_deref())),
             Command::Stats { port } => Reply::from_result(self.stats(port.as_deref())),
             Command::PmdShow => Reply::from_result(Ok(self.dp.threads())),
+            Command::PmdAssign { port, queue, core } => Reply::from_result(self.pmd_assign(&port, queue, core)),
+            Command::FlowsShow => Reply::from_result(Ok(self.flows_show())),
+            Command::FlowsFlush => {
+                self.dp.flows_flush();
+                Reply::from_result(Ok(()))
+            }
             Command::Ping => Reply::from_result(Ok(PingResult {
                 daemon_version: env!("CARGO_PKG_VERSION").to_string(),
                 protocol_versions: proto::SUPPORTED_VERSIONS.to_vec(),
@@ -205,6 +223,21 @@ impl<D: Datapath> State<D> {
             let res = proto::parse_mac(&m.mac, true).and_then(|mac| self.dp.fdb_add(&br.name, mac, m.vlan, &m.port));
             if let Err(e) = res {
                 eprintln!("rvsd: warning: static MAC {} VLAN {} on port {:?} not restored: {e}", m.mac, m.vlan, m.port);
+            }
+        }
+        self.replay_pmd("port", &p.name, &p.pmd);
+    }
+
+    /// Moves the queues of a port or uplink that just came (back) up to the
+    /// polling threads the configuration names. A queue the datapath will
+    /// not move is a warning: it keeps polling where the datapath put it,
+    /// and the assignment stays in the configuration for the next restart.
+    fn replay_pmd(&mut self, what: &str, name: &str, pmd: &[(u32, usize)]) {
+        for &(queue, core) in pmd {
+            if let Err(e) = self.dp.pmd_assign(name, queue, core) {
+                eprintln!(
+                    "rvsd: warning: queue {queue} of {what} {name:?} not moved to core {core}: {e}; kept in the configuration"
+                );
             }
         }
     }
@@ -337,6 +370,9 @@ impl<D: Datapath> State<D> {
             vlans.dedup();
         }
         proto::check_port(&port)?;
+        if !port.pmd.is_empty() {
+            return Err(format!("port {:?}: queues are assigned with pmd_assign once the port exists", port.name));
+        }
         if let Some((k, _)) = self.port_loc(&port.name) {
             return Err(format!("port {:?} already exists in bridge {:?}", port.name, self.config.bridges[k].name));
         }
@@ -422,6 +458,9 @@ impl<D: Datapath> State<D> {
 
     fn uplink_add(&mut self, up: UplinkConfig) -> Result<(), String> {
         proto::check_uplink(&up)?;
+        if !up.pmd.is_empty() {
+            return Err(format!("uplink {:?}: queues are assigned with pmd_assign once the uplink exists", up.name));
+        }
         if self.uplink_idx(&up.name).is_some() {
             return Err(format!("uplink {:?} already exists", up.name));
         }
@@ -455,8 +494,11 @@ impl<D: Datapath> State<D> {
         new.uplinks.remove(k);
         self.commit(new, |s| {
             if live {
-                if let Err(e) = s.dp.add_uplink(&up) {
-                    s.down_uplinks.insert(up.name.clone(), e);
+                match s.dp.add_uplink(&up) {
+                    Ok(()) => s.replay_pmd("uplink", &up.name, &up.pmd),
+                    Err(e) => {
+                        s.down_uplinks.insert(up.name.clone(), e);
+                    }
                 }
             }
         })?;
@@ -625,6 +667,47 @@ impl<D: Datapath> State<D> {
     pub fn threads(&self) -> Vec<ThreadInfo> {
         self.dp.threads()
     }
+
+    fn flows_show(&self) -> Vec<FlowInfo> {
+        self.dp.flows()
+    }
+
+    /// The core now polling `queue` of port or uplink `name`, as the
+    /// datapath reports it.
+    fn polling_core(&self, name: &str, queue: u32) -> Option<usize> {
+        let ports = self.dp.port_status().into_iter().filter(|p| p.name == name).flat_map(|p| p.queues);
+        let uplinks = self.dp.uplink_status().into_iter().filter(|u| u.name == name).flat_map(|u| u.queues);
+        ports.chain(uplinks).find(|&(q, _)| q == queue).map(|(_, core)| core)
+    }
+
+    fn pmd_assign(&mut self, name: &str, queue: u32, core: usize) -> Result<(), String> {
+        let (at, what, down) = if let Some((i, j)) = self.port_loc(name) {
+            (QueueOwner::Port(i, j), "port", self.down_ports.get(name))
+        } else if let Some(k) = self.uplink_idx(name) {
+            (QueueOwner::Uplink(k), "uplink", self.down_uplinks.get(name))
+        } else {
+            return Err(format!("unknown port or uplink {name:?}"));
+        };
+        if let Some(why) = down {
+            return Err(format!("{what} {name:?} is down ({why}); its queues cannot be moved"));
+        }
+        let old_core = self.polling_core(name, queue);
+        self.dp.pmd_assign(name, queue, core)?;
+        let mut new = self.config.clone();
+        let pmd = match at {
+            QueueOwner::Port(i, j) => &mut new.bridges[i].ports[j].pmd,
+            QueueOwner::Uplink(k) => &mut new.uplinks[k].pmd,
+        };
+        config::set_pmd(pmd, queue, core);
+        if new == self.config {
+            return Ok(());
+        }
+        self.commit(new, |s| {
+            if let Some(c) = old_core {
+                let _ = s.dp.pmd_assign(name, queue, c);
+            }
+        })
+    }
 }
 
 /// A Datapath fake for tests: keeps tables in maps and fails on request.
@@ -650,6 +733,24 @@ pub(crate) mod fake {
         /// The next mutating call fails with this message.
         pub fail_next: Option<String>,
         pub ticks: usize,
+        /// Queue moves: (port or uplink, queue) → core. Every port and uplink
+        /// has queues 0 and 1, polled on core 1 unless moved.
+        pub pmd: BTreeMap<(String, u32), usize>,
+        /// Cores with no polling thread (the fake has threads on 1 and 2).
+        pub no_thread: HashSet<usize>,
+        /// The flow caches.
+        pub flows: Vec<FlowInfo>,
+    }
+
+    /// Cores the fake has polling threads on.
+    pub(crate) const FAKE_CORES: [usize; 2] = [1, 2];
+    /// Receive queues of every fake port and uplink.
+    pub(crate) const FAKE_QUEUES: u32 = 2;
+
+    impl Inner {
+        fn queues(&self, name: &str) -> Vec<(u32, usize)> {
+            (0..FAKE_QUEUES).map(|q| (q, self.pmd.get(&(name.to_string(), q)).copied().unwrap_or(1))).collect()
+        }
     }
 
     #[derive(Clone, Default)]
@@ -718,6 +819,7 @@ pub(crate) mod fake {
             self.check()?;
             let mut g = self.inner();
             g.fdb.retain(|_, (p, _)| p != name);
+            g.pmd.retain(|(p, _), _| p != name);
             g.ports.remove(name).map(|_| ()).ok_or("fake: no port".into())
         }
         fn fdb_add(&mut self, bridge: &str, mac: MacAddr, vlan: u16, port: &str) -> DpResult<()> {
@@ -757,8 +859,8 @@ pub(crate) mod fake {
                 .collect())
         }
         fn port_status(&self) -> Vec<PortStatus> {
-            self.inner()
-                .ports
+            let g = self.inner();
+            g.ports
                 .iter()
                 .map(|(n, (b, p))| PortStatus {
                     name: n.clone(),
@@ -766,7 +868,7 @@ pub(crate) mod fake {
                     kind: kind_name(p.kind).into(),
                     state: "up".into(),
                     xdp_mode: "generic".into(),
-                    queues: vec![(0, 1)],
+                    queues: g.queues(n),
                     inner_mtu: p.vxlan.as_ref().map(|v| if v.local.is_ipv4() { 1450 } else { 1430 }),
                     remotes: p
                         .vxlan
@@ -828,6 +930,7 @@ pub(crate) mod fake {
             if g.uplinks.len() == 1 && g.ports.values().any(|(_, p)| p.vxlan.is_some()) {
                 return Err(format!("uplink {name:?} serves the local address of a vxlan port"));
             }
+            g.pmd.retain(|(p, _), _| p != name);
             g.uplinks.remove(name).map(|_| ()).ok_or("fake: no uplink".into())
         }
         fn set_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
@@ -841,8 +944,8 @@ pub(crate) mod fake {
             }
         }
         fn uplink_status(&self) -> Vec<UplinkStatus> {
-            self.inner()
-                .uplinks
+            let g = self.inner();
+            g.uplinks
                 .values()
                 .map(|u| UplinkStatus {
                     name: u.name.clone(),
@@ -850,9 +953,31 @@ pub(crate) mod fake {
                     xdp_mode: "native".into(),
                     mtu: 1500,
                     vteps: vec!["198.18.1.1".into()],
-                    queues: vec![(0, 1)],
+                    queues: g.queues(&u.name),
                 })
                 .collect()
+        }
+        fn flows(&self) -> Vec<FlowInfo> {
+            self.inner().flows.clone()
+        }
+        fn flows_flush(&mut self) {
+            self.inner().flows.clear();
+        }
+        fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {
+            self.check()?;
+            let mut g = self.inner();
+            if !g.ports.contains_key(port) && !g.uplinks.contains_key(port) {
+                return Err(format!("fake: no port {port:?}"));
+            }
+            if queue >= FAKE_QUEUES {
+                return Err(format!("{port:?} has {FAKE_QUEUES} rx queues; there is no queue {queue}"));
+            }
+            if !FAKE_CORES.contains(&core) || g.no_thread.contains(&core) {
+                return Err(format!("no polling thread on core {core}"));
+            }
+            g.pmd.insert((port.to_string(), queue), core);
+            g.log.push(format!("pmd {port}/{queue}->{core}"));
+            Ok(())
         }
     }
 }
@@ -876,6 +1001,7 @@ mod tests {
             xdp_mode: XdpMode::Auto,
             netns: None,
             vxlan: None,
+            pmd: Vec::new(),
         }
     }
 
@@ -892,7 +1018,12 @@ mod tests {
             xdp_mode: XdpMode::Auto,
             netns: None,
             vxlan: Some(VxlanConfig::new(vni, ip(local), remotes.iter().map(|r| ip(r)).collect())),
+            pmd: Vec::new(),
         }
+    }
+
+    fn assign(port: &str, queue: u32, core: usize) -> Command {
+        Command::PmdAssign { port: port.into(), queue, core }
     }
 
     fn up_add(name: &str) -> Command {
@@ -1131,6 +1262,9 @@ mod tests {
             r#"{"version":1,"cmd":"port_add","bridge":"br0","port":{"name":"vx4","type":"vxlan","vxlan":{"vni":42,"local":"198.18.1.1","remotes":["198.18.1.2"],"dstport":4789,"ttl":64}}}"#,
             r#"{"version":1,"cmd":"port_set_remotes","bridge":"br0","port":"vx4","remotes":["198.18.1.3","198.18.1.4"]}"#,
             r#"{"version":1,"cmd":"uplink_del","uplink":"eth1"}"#,
+            r#"{"version":1,"cmd":"pmd_assign","port":"p1","queue":1,"core":2}"#,
+            r#"{"version":1,"cmd":"flows_show"}"#,
+            r#"{"version":1,"cmd":"flows_flush"}"#,
         ];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
@@ -1391,5 +1525,195 @@ mod tests {
         let e = State::restore(&db, FakeDp::default()).err().unwrap();
         assert!(e.contains(&db.display().to_string()));
         assert_eq!(fs::read(&db).unwrap(), b"{not json");
+    }
+
+    #[test]
+    fn pmd_assign_is_live_and_persisted() {
+        let (mut st, dp, db) = setup("st-pmd");
+        run(&mut st, br_add("br0")).unwrap();
+        run(&mut st, p_add("br0", port("veth-a"))).unwrap();
+        run(&mut st, p_add("br0", port("veth-b"))).unwrap();
+        run(&mut st, up_add("eth1")).unwrap();
+        // No assignment yet: nothing about queues in the db file.
+        assert!(!fs::read_to_string(&db).unwrap().contains("pmd"));
+
+        // `run` checks the db holds the change before the reply.
+        assert_eq!(run(&mut st, assign("veth-a", 1, 2)).unwrap(), Value::Null);
+        assert_eq!(st.config().bridges[0].ports[0].pmd, vec![(1, 2)]);
+        assert_eq!(dp.inner().pmd[&("veth-a".to_string(), 1)], 2);
+        run(&mut st, assign("veth-a", 0, 2)).unwrap();
+        run(&mut st, assign("veth-a", 1, 1)).unwrap();
+        assert_eq!(st.config().bridges[0].ports[0].pmd, vec![(0, 2), (1, 1)]);
+        assert!(st.config().bridges[0].ports[1].pmd.is_empty());
+        run(&mut st, assign("eth1", 0, 2)).unwrap();
+        assert_eq!(st.config().uplinks[0].pmd, vec![(0, 2)]);
+        let saved = db::load(&db).unwrap();
+        assert_eq!(saved.bridges[0].ports[0].pmd, vec![(0, 2), (1, 1)]);
+        assert_eq!(saved.uplinks[0].pmd, vec![(0, 2)]);
+        // On disk: [queue, core] pairs; ports without assignments have no "pmd".
+        let file: Value = serde_json::from_slice(&fs::read(&db).unwrap()).unwrap();
+        assert_eq!(file["bridges"][0]["ports"][0]["pmd"], serde_json::json!([[0, 2], [1, 1]]));
+        assert_eq!(file["uplinks"][0]["pmd"], serde_json::json!([[0, 2]]));
+        assert!(file["bridges"][0]["ports"][1].get("pmd").is_none());
+        // The same assignment again is fine and changes nothing.
+        let before = fs::read(&db).unwrap();
+        run(&mut st, assign("eth1", 0, 2)).unwrap();
+        assert_eq!(fs::read(&db).unwrap(), before);
+        // The show result carries the assignment in the config and the move in the status.
+        let show: ShowResult = serde_json::from_value(run(&mut st, Command::Show).unwrap()).unwrap();
+        assert_eq!(show.bridges[0].ports[0].config.pmd, vec![(0, 2), (1, 1)]);
+        assert_eq!(show.bridges[0].ports[0].status.queues, vec![(0, 2), (1, 1)]);
+        assert_eq!(show.uplinks[0].status.queues, vec![(0, 2), (1, 1)]);
+
+        // Refusals leave config, db and datapath as they were.
+        let cfg = st.config().clone();
+        let moves = dp.inner().pmd.clone();
+        assert_eq!(run(&mut st, assign("nope", 0, 1)).unwrap_err(), "unknown port or uplink \"nope\"");
+        assert_eq!(run(&mut st, assign("veth-b", 0, 9)).unwrap_err(), "no polling thread on core 9");
+        assert_eq!(
+            run(&mut st, assign("veth-b", 7, 1)).unwrap_err(),
+            "\"veth-b\" has 2 rx queues; there is no queue 7"
+        );
+        dp.inner().fail_next = Some("cannot move queue".into());
+        assert_eq!(run(&mut st, assign("veth-b", 0, 2)).unwrap_err(), "cannot move queue");
+        assert_eq!(st.config(), &cfg);
+        assert_eq!(fs::read(&db).unwrap(), before);
+        assert_eq!(dp.inner().pmd, moves);
+
+        // A failed save moves the queue back where it was polled.
+        let mut tmp = db.clone().into_os_string();
+        tmp.push(".tmp");
+        fs::create_dir(&tmp).unwrap();
+        let e = run(&mut st, assign("veth-a", 0, 1)).unwrap_err();
+        assert!(e.ends_with("(the change was undone)"), "{e}");
+        assert_eq!(dp.inner().pmd[&("veth-a".to_string(), 0)], 2);
+        assert_eq!(st.config(), &cfg);
+        fs::remove_dir(&tmp).unwrap();
+
+        // Assignments come only from pmd_assign, never with the port or uplink.
+        let mut p = port("veth-c");
+        p.pmd = vec![(0, 2)];
+        let e = run(&mut st, p_add("br0", p)).unwrap_err();
+        assert_eq!(e, "port \"veth-c\": queues are assigned with pmd_assign once the port exists");
+        let mut up = UplinkConfig::new("eth2");
+        up.pmd = vec![(0, 2)];
+        let e = run(&mut st, Command::UplinkAdd { uplink: up }).unwrap_err();
+        assert_eq!(e, "uplink \"eth2\": queues are assigned with pmd_assign once the uplink exists");
+        assert_eq!(st.config(), &cfg);
+
+        // Deleting the port forgets its assignments.
+        run(&mut st, Command::PortDel { bridge: "br0".into(), port: "veth-a".into() }).unwrap();
+        run(&mut st, p_add("br0", port("veth-a"))).unwrap();
+        assert!(st.config().bridges[0].ports[1].pmd.is_empty());
+    }
+
+    #[test]
+    fn restore_reapplies_pmd_assignments() {
+        let (mut st, _dp, db) = setup("st-pmd-restore");
+        run(&mut st, up_add("eth1")).unwrap();
+        run(&mut st, br_add("br0")).unwrap();
+        run(&mut st, p_add("br0", port("veth-a"))).unwrap();
+        run(&mut st, p_add("br0", port("veth-b"))).unwrap();
+        run(&mut st, assign("eth1", 1, 2)).unwrap();
+        run(&mut st, assign("veth-a", 1, 2)).unwrap();
+        run(&mut st, assign("veth-a", 0, 2)).unwrap();
+        let saved = st.config().clone();
+        drop(st);
+
+        // Each port's queues move right after the port comes back, in queue order.
+        let dp2 = FakeDp::default();
+        let st2 = State::restore(&db, dp2.clone()).unwrap();
+        assert_eq!(st2.config(), &saved);
+        assert_eq!(
+            dp2.inner().log,
+            [
+                "uplink eth1",
+                "pmd eth1/1->2",
+                "bridge br0",
+                "port veth-a",
+                "pmd veth-a/0->2",
+                "pmd veth-a/1->2",
+                "port veth-b"
+            ]
+        );
+        assert_eq!(st2.datapath().port_status()[0].queues, vec![(0, 2), (1, 2)]);
+        drop(st2);
+
+        // A core that lost its thread: a warning, the rest still comes up, and
+        // the assignment stays for the next restart.
+        let before = fs::read(&db).unwrap();
+        let dp3 = FakeDp::default();
+        dp3.inner().no_thread.insert(2);
+        let mut st3 = State::restore(&db, dp3.clone()).unwrap();
+        assert_eq!(st3.config(), &saved);
+        assert_eq!(dp3.inner().log, ["uplink eth1", "bridge br0", "port veth-a", "port veth-b"]);
+        let show: ShowResult = serde_json::from_value(run(&mut st3, Command::Show).unwrap()).unwrap();
+        assert_eq!(show.bridges[0].ports[0].status.state, "up");
+        assert_eq!(show.bridges[0].ports[0].status.queues, vec![(0, 1), (1, 1)]);
+        assert_eq!(show.bridges[0].ports[0].config.pmd, vec![(0, 2), (1, 2)]);
+        assert_eq!(fs::read(&db).unwrap(), before);
+        drop(st3);
+
+        // A port that does not come back keeps its assignments and refuses new ones.
+        let dp4 = FakeDp::default();
+        dp4.inner().missing.insert("veth-a".into());
+        let mut st4 = State::restore(&db, dp4.clone()).unwrap();
+        assert!(!dp4.inner().log.iter().any(|l| l.starts_with("pmd veth-a")));
+        assert_eq!(
+            run(&mut st4, assign("veth-a", 0, 1)).unwrap_err(),
+            "port \"veth-a\" is down (no interface \"veth-a\"); its queues cannot be moved"
+        );
+        assert_eq!(st4.config(), &saved);
+    }
+
+    #[test]
+    fn db_without_pmd_still_loads() {
+        let dir = temp_dir("st-pmd-old");
+        let db = dir.join("conf.json");
+        fs::write(
+            &db,
+            r#"{"version":1,"uplinks":[{"name":"eth1","queues":null,"xdp_mode":"auto"}],
+                "bridges":[{"name":"br0","aging_secs":300,"max_macs":8192,"static_macs":[],
+                 "ports":[{"name":"veth-a","type":"afxdp","vlan":{"access":{"vlan":1}},"queues":null,"xdp_mode":"auto","netns":null}]}]}"#,
+        )
+        .unwrap();
+        let dp = FakeDp::default();
+        let st = State::restore(&db, dp.clone()).unwrap();
+        assert!(st.config().uplinks[0].pmd.is_empty());
+        assert!(st.config().bridges[0].ports[0].pmd.is_empty());
+        assert!(!dp.inner().log.iter().any(|l| l.starts_with("pmd")));
+        // A queue assigned twice is an inconsistent db, refused like a duplicate port.
+        fs::write(&db, r#"{"version":1,"uplinks":[{"name":"eth1","pmd":[[0,1],[0,2]]}],"bridges":[]}"#).unwrap();
+        let e = State::restore(&db, FakeDp::default()).err().unwrap();
+        assert!(e.contains("uplink \"eth1\": queue 0 is assigned to a polling thread twice"), "{e}");
+    }
+
+    #[test]
+    fn flows_show_and_flush() {
+        let (mut st, dp, db) = setup("st-flows");
+        run(&mut st, br_add("br0")).unwrap();
+        let flow = FlowInfo {
+            core: 1,
+            bridge: "br0".into(),
+            in_port: "vx42".into(),
+            remote: Some("198.18.1.2".into()),
+            src: "02:00:00:00:00:01".into(),
+            dst: "02:00:00:00:00:02".into(),
+            vlan: 1,
+            action: "output:veth-a".into(),
+            hits: 7,
+        };
+        dp.inner().flows = vec![flow.clone()];
+        let v = run(&mut st, Command::FlowsShow).unwrap();
+        assert_eq!(v[0]["remote"], "198.18.1.2");
+        assert_eq!(v[0]["in_port"], "vx42");
+        let flows: Vec<FlowInfo> = serde_json::from_value(v).unwrap();
+        assert_eq!(flows, vec![flow]);
+        // Flushing is run-time only: the db is not written.
+        let before = fs::read(&db).unwrap();
+        assert_eq!(run(&mut st, Command::FlowsFlush).unwrap(), Value::Null);
+        assert!(dp.inner().flows.is_empty());
+        assert_eq!(run(&mut st, Command::FlowsShow).unwrap(), serde_json::json!([]));
+        assert_eq!(fs::read(&db).unwrap(), before);
     }
 }
