@@ -297,6 +297,18 @@ impl Fdb {
         self.insert(key, at, false, now)
     }
 
+    /// What `learn_at` would do, without changing anything.
+    pub fn predict(&self, mac: MacAddr, vid: Vid, at: Dest, now: u32) -> Learn {
+        match self.find(key_of(mac, vid)) {
+            Some((_, v)) if val_dest(v) == at && (val_static(v) || val_seen(v) == now) => Learn::Known,
+            Some((_, v)) if val_dest(v) == at => Learn::Refreshed,
+            Some((_, v)) if val_static(v) => Learn::Static,
+            Some((_, v)) => Learn::Moved { from: val_dest(v) },
+            None if self.learned() >= self.limit() => Learn::Refused,
+            None => Learn::New,
+        }
+    }
+
     /// Rewrites an existing learned entry under its slot lock.
     fn update(&self, i: usize, key: u64, at: Dest, now: u32) -> Learn {
         let g = self.slots[i].lock();

@@ -172,6 +172,14 @@ impl FlowCache {
             .collect()
     }
 
+    /// The valid entry for `key`, if the cache holds one: (verdict, hits).
+    pub fn peek(&self, snap: &Snapshot, key: &FlowKey) -> Option<(Verdict, u64)> {
+        let e = &self.entries[key.hash() & self.mask];
+        let valid =
+            e.used && e.key == *key && e.generation == snap.generation && Some(e.epoch) == epoch_of(snap, key.ingress);
+        valid.then_some((e.verdict, e.hits))
+    }
+
     /// The decision for `frame` (from `ingress`, and remote VTEP `remote`
     /// behind it), from the cache when it holds a valid one, else from
     /// [`pipeline::classify_from`], whose result is then cached.

@@ -58,6 +58,17 @@ pub fn classify(snap: &Snapshot, ingress: PortId, frame: &[u8], now: u32) -> Ver
 /// `remote` (an index into the tunnel's remotes), which is learned with it.
 #[inline]
 pub fn classify_from(snap: &Snapshot, ingress: PortId, remote: u16, frame: &[u8], now: u32) -> Verdict {
+    decide::<true>(snap, ingress, remote, frame, now)
+}
+
+/// The decision `classify_from` would take, by the same code, without
+/// learning: `Verdict::learn` says what learning would do. For `rvsctl trace`.
+pub fn dry_run(snap: &Snapshot, ingress: PortId, remote: u16, frame: &[u8], now: u32) -> Verdict {
+    decide::<false>(snap, ingress, remote, frame, now)
+}
+
+#[inline]
+fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, frame: &[u8], now: u32) -> Verdict {
     let Some(eth) = EthernetFrame::new_checked(frame) else {
         return Verdict::drop(DropReason::Runt);
     };
@@ -80,7 +91,9 @@ pub fn classify_from(snap: &Snapshot, ingress: PortId, remote: u16, frame: &[u8]
     if src.is_multicast() {
         return Verdict { action: Action::Drop(DropReason::BadSrcMac), vid, tagged, learn: None, remote: NO_REMOTE };
     }
-    let learn = Some(bridge.fdb.learn_at(src, vid, Dest { port: ingress, remote }, now));
+    let at = Dest { port: ingress, remote };
+    let learn =
+        Some(if LEARN { bridge.fdb.learn_at(src, vid, at, now) } else { bridge.fdb.predict(src, vid, at, now) });
 
     let dst = eth.dst();
     let (action, remote) = if dst.is_multicast() {
@@ -240,6 +253,19 @@ mod tests {
         assert_eq!(v.action, Action::Unicast(0));
         let v = classify(&s, 0, &frame(B, A, None), 0);
         assert_eq!(v.action, Action::Unicast(1));
+    }
+
+    #[test]
+    fn dry_run_decides_alike_and_learns_nothing() {
+        let s = snap();
+        classify(&s, 1, &frame(A, B, None), 0);
+        let f = frame(B, A, None);
+        let dry = dry_run(&s, 0, NO_REMOTE, &f, 0);
+        assert_eq!(dry.learn, Some(Learn::New));
+        assert_eq!(s.bridge(0).unwrap().fdb.lookup(A, 10), None, "a dry run learned");
+        let real = classify(&s, 0, &f, 0);
+        assert_eq!((dry.action, dry.vid, dry.learn), (real.action, real.vid, real.learn));
+        assert_eq!(dry_run(&s, 0, NO_REMOTE, &f, 0).learn, Some(Learn::Known));
     }
 
     #[test]

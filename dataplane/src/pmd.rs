@@ -11,7 +11,7 @@
 //! lock-free queue ([`Handoff`]); no allocation happens per frame.
 
 use crate::fdb::NO_REMOTE;
-use crate::flow_cache::{CachedFlow, FlowCache, DEFAULT_ENTRIES};
+use crate::flow_cache::{CachedFlow, FlowCache, FlowKey, DEFAULT_ENTRIES};
 use crate::pipeline::{self, Action, TagEdit, Verdict};
 use crate::port::{Desc, Pool, Port, HEADROOM, MAX_FRAME};
 use crate::snapshot::{PortId, PortKind, Snapshot, Tunnel};
@@ -79,6 +79,8 @@ pub enum Command {
     FlushFlows,
     /// Send a copy of the valid flow cache entries.
     DumpFlows(Sender<Vec<CachedFlow>>),
+    /// Send the valid cache entry for a flow, if any: (verdict, hits).
+    PeekFlow(FlowKey, Sender<Option<(Verdict, u64)>>),
     /// Release everything and end the loop.
     Stop,
 }
@@ -247,6 +249,9 @@ impl Pmd {
                 }
                 Command::DumpFlows(reply) => {
                     let _ = reply.send(self.cache.flows(&self.snap));
+                }
+                Command::PeekFlow(key, reply) => {
+                    let _ = reply.send(self.cache.peek(&self.snap, &key));
                 }
                 Command::Stop => {
                     let ids: Vec<PortId> = self.ports.iter().map(|p| p.id).collect();

@@ -67,12 +67,64 @@ pub trait Datapath {
     }
     /// Empties every polling thread's flow cache.
     fn flows_flush(&mut self) {}
+    /// Runs `frame` as if received on `port` (of `bridge`, or an uplink)
+    /// through the packet path's own decision code, without sending or
+    /// learning anything, and says what would happen at each step.
+    fn trace(&self, bridge: &str, port: &str, frame: &[u8]) -> DpResult<TraceResult> {
+        let _ = (bridge, frame);
+        Err(format!("cannot trace on {port:?} in this datapath"))
+    }
     /// Moves receive queue `queue` of port (or uplink) `port` to the
     /// polling thread on `core`, without disturbing other queues.
     fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {
         let _ = (queue, core);
         Err(format!("cannot move queues of {port:?} in this datapath"))
     }
+}
+
+/// What the packet path would do with a frame, step by step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceResult {
+    /// Each stage in order: (stage, what happened).
+    pub steps: Vec<(String, String)>,
+    /// The decision: "output", "flood" or "drop:REASON".
+    pub decision: String,
+    /// Where copies of the frame would go.
+    pub outputs: Vec<TraceOutput>,
+}
+
+/// One place a traced frame would be sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceOutput {
+    /// Egress port.
+    pub port: String,
+    /// VLAN tag handling: "none", "push N", "pop", "rewrite N".
+    pub tag: String,
+    /// For a VXLAN port: the encapsulation toward one remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<TraceVxlan>,
+    /// Set if this copy would be dropped, with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<String>,
+}
+
+/// The outer headers a traced frame would get.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceVxlan {
+    /// Remote VTEP.
+    pub remote: String,
+    /// Outer source address.
+    pub local: String,
+    /// Next-hop MAC (outer destination), if resolved.
+    pub next_hop_mac: Option<String>,
+    /// VNI.
+    pub vni: u32,
+    /// UDP source port chosen from the inner flow's hash.
+    pub udp_src: u16,
+    /// UDP destination port.
+    pub udp_dst: u16,
+    /// TTL / hop limit.
+    pub ttl: u8,
 }
 
 /// One flow cache entry as shown to users.
