@@ -6,6 +6,7 @@
 //! loop. Everything but `port` can be tested without privileges.
 #![deny(missing_docs)]
 
+pub mod capture;
 pub mod fdb;
 pub mod flow_cache;
 pub mod pipeline;

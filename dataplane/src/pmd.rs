@@ -10,6 +10,7 @@
 //! is copied into a preallocated parcel and passed to that thread through a
 //! lock-free queue ([`Handoff`]); no allocation happens per frame.
 
+use crate::capture::CaptureRing;
 use crate::fdb::NO_REMOTE;
 use crate::flow_cache::{CachedFlow, FlowCache, FlowKey, DEFAULT_ENTRIES};
 use crate::pipeline::{self, Action, TagEdit, Verdict};
@@ -74,6 +75,19 @@ pub enum Command {
         id: PortId,
         /// Receive on it or not.
         rx: bool,
+    },
+    /// Copy the frames port `id` receives or sends into a capture ring
+    /// (one capture per port; a new one replaces the old).
+    StartCapture {
+        /// The port.
+        id: PortId,
+        /// Where the frames go.
+        ring: Arc<CaptureRing>,
+    },
+    /// Stop capturing on port `id`.
+    StopCapture {
+        /// The port.
+        id: PortId,
     },
     /// Empty the flow cache.
     FlushFlows,
@@ -141,6 +155,8 @@ pub struct Pmd {
     start: Instant,
     opts: PmdOptions,
     cache: FlowCache,
+    /// Running captures: (port, ring). Usually empty.
+    captures: Vec<(PortId, Arc<CaptureRing>)>,
     rx: [Desc; BATCH],
     verdicts: [Verdict; BATCH],
     /// Per frame of the batch: the port it entered the bridge through (the
@@ -175,6 +191,7 @@ impl Pmd {
             start,
             opts,
             cache: FlowCache::new(DEFAULT_ENTRIES),
+            captures: Vec::new(),
             rx: [Desc::default(); BATCH],
             verdicts: [none; BATCH],
             ingress: [0; BATCH],
@@ -243,6 +260,11 @@ impl Pmd {
                         p.rx = rx;
                     }
                 }
+                Command::StartCapture { id, ring } => {
+                    self.captures.retain(|(p, _)| *p != id);
+                    self.captures.push((id, ring));
+                }
+                Command::StopCapture { id } => self.captures.retain(|(p, _)| *p != id),
                 Command::FlushFlows => {
                     self.cache.flush();
                     self.publish_cache_stats();
@@ -327,6 +349,11 @@ impl Pmd {
             return 0;
         }
         let port_id = self.ports[i].id;
+        if !self.captures.is_empty() {
+            for k in 0..n {
+                self.capture(port_id, self.rx[k], false);
+            }
+        }
         let snap = self.snap.clone();
         let from_uplink = matches!(snap.port(port_id).map(|p| &p.kind), Some(PortKind::Uplink));
         let mut bytes = 0;
@@ -339,6 +366,9 @@ impl Pmd {
                     Ok(x) => {
                         let inner = Desc { addr: d.addr + x.inner as u64, len: x.len as u32 };
                         self.rx[k] = inner;
+                        if !self.captures.is_empty() {
+                            self.capture(x.port, inner, false);
+                        }
                         self.ingress[k] = x.port;
                         let tst = &self.ports[self.slot_of(x.port).unwrap_or(i)].stats;
                         PortStats::add(&tst.rx_packets, 1);
@@ -377,6 +407,14 @@ impl Pmd {
             }
         }
         n
+    }
+
+    /// Offers a frame to the capture on `port`, if one runs.
+    #[inline]
+    fn capture(&self, port: PortId, d: Desc, out: bool) {
+        if let Some((_, ring)) = self.captures.iter().find(|(p, _)| *p == port) {
+            ring.offer(self.pool.data(d), out);
+        }
     }
 
     /// Index in `ports` of this thread's handle on port `id`, if any; the
@@ -471,6 +509,9 @@ impl Pmd {
             self.count_drop(tst, DropReason::NoNeighbor);
             self.pool.free(d.addr);
             return;
+        }
+        if !self.captures.is_empty() {
+            self.capture(port, d, true);
         }
         let sport = vxlan::src_port(vxlan::flow_hash(self.pool.data(d)));
         let last = targets.end - 1;
@@ -583,6 +624,11 @@ impl Pmd {
             let Some(port) = lp.port.as_mut() else { continue };
             let q = &mut self.txq[i];
             if !q.is_empty() {
+                if let Some((_, ring)) = self.captures.iter().find(|(p, _)| *p == lp.id) {
+                    for d in q.iter() {
+                        ring.offer(self.pool.data(*d), true);
+                    }
+                }
                 let sent = port.send(&mut self.pool, q);
                 PortStats::add(&lp.stats.tx_packets, sent as u64);
                 PortStats::add(&lp.stats.tx_bytes, q[..sent].iter().map(|d| u64::from(d.len)).sum());
@@ -728,6 +774,30 @@ mod tests {
         assert_eq!(c.drops[DropReason::VlanFiltered as usize], 1);
         assert_eq!(c.drops[DropReason::BadSrcMac as usize], 1);
         assert_eq!(r.pmd.pool_free(), free0);
+    }
+
+    #[test]
+    fn captures_what_ports_receive_and_send() {
+        use crate::capture::{CaptureRing, Direction};
+        let mut r = rig(vec![VlanMode::Access(1); 2]);
+        let rx = CaptureRing::new(8, 2048, Direction::In);
+        let tx = CaptureRing::new(8, 20, Direction::Both);
+        r.tx.send(Command::StartCapture { id: 0, ring: rx.clone() }).unwrap();
+        r.tx.send(Command::StartCapture { id: 1, ring: tx.clone() }).unwrap();
+        r.pmd.apply_commands();
+        let f = frame(0xff, 0xa, None);
+        r.handles[0].inject(&f);
+        r.pmd.poll_once();
+        let got = rx.take().unwrap();
+        assert_eq!((got.bytes(), got.out), (&f[..], false));
+        let sent = tx.take().unwrap();
+        assert_eq!((sent.bytes(), sent.orig_len, sent.out), (&f[..20], f.len() as u32, true));
+        assert!(rx.take().is_none() && tx.take().is_none());
+        r.tx.send(Command::StopCapture { id: 0 }).unwrap();
+        r.pmd.apply_commands();
+        r.handles[0].inject(&f);
+        r.pmd.poll_once();
+        assert!(rx.take().is_none(), "captured after stop");
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! error is one line fit to show a user.
 
 use crate::config::{BridgeConfig, PortConfig, UplinkConfig};
+pub use rvs_dataplane::capture::{CaptureRing, Direction};
 use rvs_dataplane::stats::PortCounters;
 use rvs_dataplane::wire::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A change the packet path refused, as one line for the user.
 pub type DpResult<T> = Result<T, String>;
@@ -73,6 +75,16 @@ pub trait Datapath {
     fn trace(&self, bridge: &str, port: &str, frame: &[u8]) -> DpResult<TraceResult> {
         let _ = (bridge, frame);
         Err(format!("cannot trace on {port:?} in this datapath"))
+    }
+    /// Starts copying what `port` (or an uplink) receives and/or sends into
+    /// a capture ring that the caller drains; replaces a running capture.
+    fn capture_start(&mut self, port: &str, dir: Direction, snaplen: u32) -> DpResult<Arc<CaptureRing>> {
+        let _ = (dir, snaplen);
+        Err(format!("cannot capture on {port:?} in this datapath"))
+    }
+    /// Stops the capture on `port`.
+    fn capture_stop(&mut self, port: &str) {
+        let _ = port;
     }
     /// Moves receive queue `queue` of port (or uplink) `port` to the
     /// polling thread on `core`, without disturbing other queues.

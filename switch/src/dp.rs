@@ -14,8 +14,8 @@
 
 use crate::config::{BridgeConfig, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
 use crate::datapath::{
-    Datapath, DpResult, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput,
-    TraceResult, TraceVxlan, UplinkStatus,
+    CaptureRing, Datapath, Direction, DpResult, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus,
+    ThreadInfo, TraceOutput, TraceResult, TraceVxlan, UplinkStatus,
 };
 use crate::netlink;
 use crossbeam::channel::{self, Sender};
@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 const POOL_FRAMES: u32 = 16384;
 /// Parcels for frames crossing between threads.
 const HANDOFF_PARCELS: usize = 4096;
+/// Frames a capture buffers before it counts drops.
+const CAPTURE_RING: usize = 4096;
 
 struct Thread {
     core: usize,
@@ -1070,6 +1072,23 @@ impl Datapath for Dp {
             outputs.extend(self.trace_output(&snap, o, r, &v, &frame));
         }
         Ok(TraceResult { steps, decision, outputs })
+    }
+
+    fn capture_start(&mut self, port: &str, dir: Direction, snaplen: u32) -> DpResult<Arc<CaptureRing>> {
+        let id = self.port_id(port)?;
+        let ring = CaptureRing::new(CAPTURE_RING, snaplen, dir);
+        for t in &self.threads {
+            let _ = t.tx.send(Command::StartCapture { id, ring: ring.clone() });
+        }
+        Ok(ring)
+    }
+
+    fn capture_stop(&mut self, port: &str) {
+        if let Ok(id) = self.port_id(port) {
+            for t in &self.threads {
+                let _ = t.tx.send(Command::StopCapture { id });
+            }
+        }
     }
 
     fn flows_flush(&mut self) {
