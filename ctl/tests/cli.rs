@@ -257,6 +257,7 @@ impl Datapath for Fake {
                 tx_bytes: 128,
                 learn_refused: 0,
                 drops: vec![("runt".into(), 3)],
+                link_downs: 0,
             })
             .collect()
     }

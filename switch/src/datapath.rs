@@ -249,6 +249,9 @@ pub struct PortStatsInfo {
     pub learn_refused: u64,
     /// Drops by reason name; reasons with a zero count are left out.
     pub drops: Vec<(String, u64)>,
+    /// Times the interface under the port went away.
+    #[serde(default)]
+    pub link_downs: u64,
 }
 
 impl PortStatsInfo {
@@ -268,6 +271,7 @@ impl PortStatsInfo {
                 .filter(|(_, n)| *n > 0)
                 .map(|(r, n)| (r.name().to_string(), n))
                 .collect(),
+            link_downs: 0,
         }
     }
 }

@@ -72,7 +72,25 @@ struct Port {
     stats: Vec<Arc<PortStats>>,
     xdp: Option<XdpProgram>,
     role: Role,
+    /// For AF_XDP ports and uplinks: the interface under them.
+    link: Option<Link>,
 }
+
+/// The interface under an AF_XDP port, watched so the port goes down when
+/// it disappears and comes back when an interface of that name returns.
+struct Link {
+    ifindex: u32,
+    mode: XdpMode,
+    queues: Option<u32>,
+    uplink: bool,
+    /// Why the port is down, if it is.
+    down: Option<String>,
+    /// How many times it went down.
+    downs: u64,
+}
+
+/// An XDP program and the sockets opened on its interface's queues.
+type Attached = (XdpProgram, Vec<(u32, usize, AfXdpPort)>);
 
 /// What a port does besides switching frames as they are.
 enum Role {
@@ -465,6 +483,7 @@ impl Dp {
             handles: Vec::new(),
             stats: Vec::new(),
             xdp: None,
+            link: None,
             role: Role::Vxlan(Vx {
                 remotes: vcfg.remotes.iter().map(|&ip| RemoteState { ip, next_hop: None, outer: None }).collect(),
                 cfg: vcfg,
@@ -536,6 +555,38 @@ impl Dp {
     /// AF_XDP sockets on every queue of `name`, spread over the threads,
     /// behind the redirect program (or the VTEP-only one for an uplink).
     fn open_xsk(&self, id: PortId, name: &str, mode: XdpMode, queues: Option<u32>, uplink: bool) -> DpResult<Port> {
+        let ifindex = afxdp::iface::ifindex(name).map_err(|e| e.to_string())?;
+        let attached = self.attach_xsk(name, mode, queues, uplink)?;
+        let mut port = Port {
+            name: name.to_string(),
+            bridge: 0,
+            kind: PortType::Afxdp,
+            vlan: VlanMode::Access(1),
+            handles: Vec::new(),
+            stats: Vec::new(),
+            xdp: None,
+            role: Role::Plain,
+            link: Some(Link { ifindex, mode, queues, uplink, down: None, downs: 0 }),
+        };
+        self.hand_out(id, &mut port, attached);
+        Ok(port)
+    }
+
+    /// Gives the opened sockets to their threads and the program to `port`.
+    fn hand_out(&self, id: PortId, port: &mut Port, (xdp, opened): Attached) {
+        for (q, t, sock) in opened {
+            let stats = Arc::new(PortStats::default());
+            port.stats.push(stats.clone());
+            port.handles.push((q, t, true));
+            let lp = LocalPort { id, queue: q, port: Some(Box::new(sock)), rx: true, stats };
+            let _ = self.threads[t].tx.send(Command::AddPort(lp));
+        }
+        port.xdp = Some(xdp);
+    }
+
+    /// Attaches the program to `name` and opens a socket per queue, spread
+    /// over the threads; nothing is handed to a thread yet.
+    fn attach_xsk(&self, name: &str, mode: XdpMode, queues: Option<u32>, uplink: bool) -> DpResult<Attached> {
         let mode = match mode {
             XdpMode::Auto => afxdp::XdpMode::Auto,
             XdpMode::Native => afxdp::XdpMode::Native,
@@ -560,24 +611,65 @@ impl Dp {
             sock.register(&xdp).map_err(|e| format!("{name} queue {q}: {e}"))?;
             opened.push((q, t, sock));
         }
-        let mut port = Port {
-            name: name.to_string(),
-            bridge: 0,
-            kind: PortType::Afxdp,
-            vlan: VlanMode::Access(1),
-            handles: Vec::new(),
-            stats: Vec::new(),
-            xdp: Some(xdp),
-            role: Role::Plain,
-        };
-        for (q, t, sock) in opened {
-            let stats = Arc::new(PortStats::default());
-            port.stats.push(stats.clone());
-            port.handles.push((q, t, true));
-            let lp = LocalPort { id, queue: q, port: Some(Box::new(sock)), rx: true, stats };
-            let _ = self.threads[t].tx.send(Command::AddPort(lp));
+        Ok((xdp, opened))
+    }
+
+    /// Takes AF_XDP ports whose interface went away down (counted), and
+    /// brings back those whose interface is there again. True if anything
+    /// changed.
+    fn watch_links(&mut self) -> bool {
+        let mut changed = false;
+        for i in 0..self.ports.len() {
+            let Some(port) = self.ports[i].as_ref() else { continue };
+            let Some(link) = port.link.as_ref() else { continue };
+            let now_index = afxdp::iface::ifindex(&port.name).ok();
+            let id = i as PortId;
+            match (&link.down, now_index) {
+                (None, Some(ix)) if ix == link.ifindex => {}
+                (None, _) => {
+                    let mut port = self.ports[i].take().expect("checked above");
+                    self.remove_handles(id, &port);
+                    port.handles.clear();
+                    port.xdp = None; // the link died with the interface, or detaches now
+                    // MACs learned behind it are gone with it.
+                    if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
+                        b.fdb.flush(Some(id));
+                    }
+                    let link = port.link.as_mut().expect("checked above");
+                    link.down = Some("interface gone".into());
+                    link.downs += 1;
+                    eprintln!("rvsd: warning: interface {} went away; port down until it returns", port.name);
+                    self.ports[i] = Some(port);
+                    changed = true;
+                }
+                (Some(_), Some(ix)) => {
+                    let (mode, queues, uplink) = (link.mode, link.queues, link.uplink);
+                    let name = port.name.clone();
+                    let Ok(attached) = self.attach_xsk(&name, mode, queues, uplink) else { continue };
+                    if uplink {
+                        for vx in self.ports.iter().flatten().filter_map(|p| match &p.role {
+                            Role::Vxlan(vx) if vx.uplink == id => Some(vx),
+                            _ => None,
+                        }) {
+                            let _ = attached.0.add_vtep(vx.cfg.local, vx.cfg.dstport);
+                        }
+                    }
+                    let info = if uplink { netlink::link_info(&name).ok() } else { None };
+                    let mut port = self.ports[i].take().expect("checked above");
+                    self.hand_out(id, &mut port, attached);
+                    if let (Role::Uplink { mtu, mac }, Some((m, a))) = (&mut port.role, info) {
+                        (*mtu, *mac) = (m, a);
+                    }
+                    let link = port.link.as_mut().expect("checked above");
+                    (link.ifindex, link.down) = (ix, None);
+                    eprintln!("rvsd: interface {name} is back; port up again");
+                    self.ports[i] = Some(port);
+                    changed = true;
+                }
+                (Some(_), None) => {}
+            }
         }
-        Ok(port)
+        changed
     }
 
     fn open_tap(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
@@ -597,6 +689,7 @@ impl Dp {
             stats: Vec::new(),
             xdp: None,
             role: Role::Plain,
+            link: None,
         };
         let mut tap = Some(tap);
         for (t, h) in handles.into_iter().enumerate() {
@@ -611,6 +704,13 @@ impl Dp {
             let _ = self.threads[t].tx.send(Command::AddPort(lp));
         }
         Ok(port)
+    }
+}
+
+fn port_state(p: &Port) -> String {
+    match p.link.as_ref().and_then(|l| l.down.as_ref()) {
+        Some(why) => format!("down: {why}"),
+        None => "up".into(),
     }
 }
 
@@ -784,7 +884,7 @@ impl Datapath for Dp {
             .filter_map(|(i, p)| match p {
                 Some(p @ Port { role: Role::Uplink { mtu, .. }, .. }) => Some(UplinkStatus {
                     name: p.name.clone(),
-                    state: "up".into(),
+                    state: port_state(p),
                     xdp_mode: xdp_mode_name(p),
                     mtu: *mtu,
                     vteps: {
@@ -848,7 +948,7 @@ impl Datapath for Dp {
                     PortType::Tap => "tap".into(),
                     PortType::Vxlan => "vxlan".into(),
                 },
-                state: "up".into(),
+                state: port_state(p),
                 xdp_mode: xdp_mode_name(p),
                 queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
                 inner_mtu: match &p.role {
@@ -880,7 +980,9 @@ impl Datapath for Dp {
                     Role::Uplink { .. } => "(uplink)",
                     _ => self.bridge_name(p.bridge),
                 };
-                PortStatsInfo::from_counters(&p.name, bridge, &c)
+                let mut info = PortStatsInfo::from_counters(&p.name, bridge, &c);
+                info.link_downs = p.link.as_ref().map_or(0, |l| l.downs);
+                info
             })
             .collect()
     }
@@ -1162,7 +1264,7 @@ impl Datapath for Dp {
             .filter(|&i| matches!(self.ports[i].as_ref().map(|p| &p.role), Some(Role::Vxlan(_))))
             .map(|i| i as PortId)
             .collect();
-        let mut changed = false;
+        let mut changed = self.watch_links();
         for id in tunnels {
             changed |= self.resolve_remotes(id);
         }

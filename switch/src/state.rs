@@ -660,6 +660,7 @@ impl<D: Datapath> State<D> {
             tx_bytes: 0,
             learn_refused: 0,
             drops: Vec::new(),
+            link_downs: 0,
         }])
     }
 
@@ -896,6 +897,7 @@ pub(crate) mod fake {
                     tx_bytes: 500,
                     learn_refused: 0,
                     drops: vec![("runt".into(), 2)],
+                    link_downs: 0,
                 })
                 .collect()
         }
