@@ -631,7 +631,7 @@ impl Dp {
                     self.remove_handles(id, &port);
                     port.handles.clear();
                     port.xdp = None; // the link died with the interface, or detaches now
-                    // MACs learned behind it are gone with it.
+                                     // MACs learned behind it are gone with it.
                     if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
                         b.fdb.flush(Some(id));
                     }
