@@ -86,6 +86,18 @@ pub trait Datapath {
     fn capture_stop(&mut self, port: &str) {
         let _ = port;
     }
+    /// MACs this host has behind VXLAN port `port`'s bridge in the port's
+    /// VLAN, not learned through a tunnel: what it advertises to peers.
+    fn local_macs(&self, port: &str) -> DpResult<Vec<(MacAddr, u16)>> {
+        Err(format!("port {port:?} is not a VXLAN port"))
+    }
+    /// Installs MACs that peers advertise behind VXLAN port `port`: each
+    /// (mac, vlan, remote VTEP) replaces what the previous call installed;
+    /// entries for VTEPs not among the port's remotes are skipped.
+    fn set_remote_macs(&mut self, port: &str, macs: &[(MacAddr, u16, IpAddr)]) -> DpResult<()> {
+        let _ = macs;
+        Err(format!("port {port:?} is not a VXLAN port"))
+    }
     /// Moves receive queue `queue` of port (or uplink) `port` to the
     /// polling thread on `core`, without disturbing other queues.
     fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {

@@ -104,6 +104,8 @@ struct Vx {
     cfg: VxlanConfig,
     uplink: PortId,
     remotes: Vec<RemoteState>,
+    /// MACs installed from peers' advertisements (mac, vlan).
+    advertised: Vec<(MacAddr, u16)>,
 }
 
 /// A remote VTEP and what we know of the way to it.
@@ -488,6 +490,7 @@ impl Dp {
                 remotes: vcfg.remotes.iter().map(|&ip| RemoteState { ip, next_hop: None, outer: None }).collect(),
                 cfg: vcfg,
                 uplink,
+                advertised: Vec::new(),
             }),
         };
         // Every thread may send through the tunnel: each keeps counters.
@@ -1191,6 +1194,50 @@ impl Datapath for Dp {
                 let _ = t.tx.send(Command::StopCapture { id });
             }
         }
+    }
+
+    fn local_macs(&self, port: &str) -> DpResult<Vec<(MacAddr, u16)>> {
+        let id = self.port_id(port)?;
+        let p = self.ports[id as usize].as_ref().expect("port_id found it");
+        if !matches!(p.role, Role::Vxlan(_)) {
+            return Err(format!("port {port:?} is not a VXLAN port"));
+        }
+        let Some(b) = self.bridges.get(p.bridge as usize).and_then(Option::as_ref) else { return Ok(Vec::new()) };
+        let is_tunnel = |q: PortId| {
+            matches!(self.ports.get(q as usize).and_then(Option::as_ref).map(|x| &x.role), Some(Role::Vxlan(_)))
+        };
+        let mut macs: Vec<(MacAddr, u16)> = b
+            .fdb
+            .entries()
+            .into_iter()
+            .filter(|e| !is_tunnel(e.port) && p.vlan.carries(e.vid))
+            .map(|e| (e.mac, e.vid))
+            .collect();
+        macs.sort();
+        Ok(macs)
+    }
+
+    fn set_remote_macs(&mut self, port: &str, macs: &[(MacAddr, u16, IpAddr)]) -> DpResult<()> {
+        let id = self.port_id(port)?;
+        let now = self.now();
+        let p = self.ports[id as usize].as_mut().expect("port_id found it");
+        let Role::Vxlan(vx) = &mut p.role else { return Err(format!("port {port:?} is not a VXLAN port")) };
+        let Some(b) = self.bridges.get(p.bridge as usize).and_then(Option::as_ref) else { return Ok(()) };
+        let mut installed = Vec::new();
+        for &(mac, vid, ip) in macs {
+            let Some(r) = vx.remotes.iter().position(|x| x.ip == ip) else { continue };
+            // Learned, not static: refreshed by every call, aged out if the
+            // peer stops advertising, and real traffic may still move it.
+            b.fdb.learn_at(mac, vid, rvs_dataplane::fdb::Dest { port: id, remote: r as u16 }, now);
+            installed.push((mac, vid));
+        }
+        for &(mac, vid) in &vx.advertised {
+            if !installed.contains(&(mac, vid)) && b.fdb.lookup(mac, vid) == Some(id) {
+                b.fdb.remove(mac, vid);
+            }
+        }
+        vx.advertised = installed;
+        Ok(())
     }
 
     fn flows_flush(&mut self) {
