@@ -46,6 +46,9 @@ const POOL_FRAMES: u32 = 16384;
 const HANDOFF_PARCELS: usize = 4096;
 /// Frames a capture buffers before it counts drops.
 const CAPTURE_RING: usize = 4096;
+/// How long a configuration change waits for the kernel to resolve the
+/// next hop toward a new remote VTEP (a veth answers in well under 1 ms).
+const RESOLVE_WAIT: Duration = Duration::from_millis(100);
 
 struct Thread {
     core: usize,
@@ -429,6 +432,24 @@ impl Dp {
         changed
     }
 
+    /// `resolve_remotes` on a configuration change, giving the kernel a
+    /// moment to answer the solicitations it started, so the tunnel's first
+    /// frames find their next hop rather than a `no_neighbor` drop. A remote
+    /// still unresolved then is picked up by a later tick.
+    fn resolve_remotes_now(&mut self, id: PortId) {
+        self.resolve_remotes(id);
+        let end = Instant::now() + RESOLVE_WAIT;
+        while self.has_unresolved(id) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+            self.resolve_remotes(id);
+        }
+    }
+
+    fn has_unresolved(&self, id: PortId) -> bool {
+        matches!(self.ports.get(id as usize), Some(Some(Port { role: Role::Vxlan(vx), .. }))
+            if vx.remotes.iter().any(|r| r.outer.is_none()))
+    }
+
     /// The uplink that has `addr` configured.
     fn uplink_with(&self, addr: IpAddr) -> DpResult<PortId> {
         for (i, p) in self.ports.iter().enumerate() {
@@ -801,7 +822,7 @@ impl Datapath for Dp {
         port.bridge = bid;
         port.vlan = vlan_mode(&cfg.vlan);
         self.ports[id as usize] = Some(port);
-        self.resolve_remotes(id);
+        self.resolve_remotes_now(id);
         self.publish();
         Ok(())
     }
@@ -871,12 +892,13 @@ impl Datapath for Dp {
         vx.cfg.remotes = remotes.to_vec();
         vx.remotes = remotes.iter().map(|&ip| RemoteState { ip, next_hop: None, outer: None }).collect();
         let bridge = p.bridge;
-        self.resolve_remotes(id);
-        self.publish();
-        // Learned entries point into the old list by index.
+        self.resolve_remotes_now(id);
+        // Learned entries point into the old list by index: gone before
+        // the new list is published.
         if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
             b.fdb.flush(Some(id));
         }
+        self.publish();
         Ok(())
     }
 
