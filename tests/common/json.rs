@@ -2,7 +2,8 @@
 //! place. `rvsctl --json` prints the reply's `result` value.
 //!
 //! Assumed shapes (from `switch/src/datapath.rs`), read tolerantly:
-//! - `fdb show BR`: a list of `{mac, vlan, port, is_static, age_secs}`,
+//! - `fdb show BR`: a list of `{mac, vlan, port, is_static, age_secs}`
+//!   (and `remote`, the VTEP address, behind a VXLAN port),
 //!   bare or under `entries`/`fdb`.
 //! - `stats`: a list of `{name, bridge, rx_packets, rx_bytes, tx_packets,
 //!   tx_bytes, learn_refused, drops}`, bare or under `ports`; `drops` is a
@@ -25,6 +26,8 @@ pub struct FdbEntry {
     pub vlan: u16,
     /// Port name.
     pub port: String,
+    /// For an entry behind a VXLAN port: the remote VTEP's address.
+    pub remote: Option<String>,
 }
 
 /// Counters of one port.
@@ -77,6 +80,7 @@ pub fn fdb_entries(v: &Value) -> Vec<FdbEntry> {
             mac: str_of(e, "mac").to_lowercase(),
             vlan: u64_of(e, "vlan") as u16,
             port: str_of(e, "port"),
+            remote: e.get("remote").and_then(Value::as_str).map(str::to_string),
         })
         .collect()
 }

@@ -227,6 +227,14 @@ impl Drop for Veth {
     }
 }
 
+/// Connects namespaces `a` and `b` with a veth pair, `a_dev` in `a` and
+/// `b_dev` in `b`, both up (the pair goes away with either namespace).
+pub fn veth_between(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) {
+    run_ok(&["ip", "link", "add", a_dev, "netns", &a.name, "type", "veth", "peer", "name", b_dev, "netns", &b.name]);
+    a.ip(&["link", "set", a_dev, "up"]);
+    b.ip(&["link", "set", b_dev, "up"]);
+}
+
 /// A host: its own namespace with one interface and one address.
 #[derive(Debug)]
 pub struct Host {
@@ -426,6 +434,64 @@ impl Tcpdump {
     }
 }
 
+/// A running `tcpdump -U -w FILE` on `dev` in `ns`, started and ready.
+pub struct PcapCapture {
+    dump: Tcpdump,
+    /// Where the frames are written.
+    pub file: PathBuf,
+}
+
+impl PcapCapture {
+    /// Starts capturing `count` frames that match `filter` into a file in
+    /// the temporary directory.
+    pub fn start(ns: &Netns, dev: &str, count: u32, filter: &[&str]) -> PcapCapture {
+        let file = std::env::temp_dir().join(format!("rvst-{}.pcap", tag()));
+        let f = file.to_str().expect("utf-8 temp path").to_string();
+        let mut args = vec!["-U", "-Z", "root", "-w", &f];
+        args.extend_from_slice(filter);
+        PcapCapture { dump: Tcpdump::start_dir(Some(ns), dev, "inout", count, &args), file }
+    }
+
+    /// Waits up to `timeout` for `count` frames (or stops the capture),
+    /// then returns the frames captured.
+    pub fn finish(self, timeout: Duration) -> Vec<Vec<u8>> {
+        self.dump.finish(timeout);
+        let frames = read_pcap(&self.file);
+        let _ = std::fs::remove_file(&self.file);
+        frames
+    }
+}
+
+/// The frames of a classic pcap file (either byte order, any timestamp
+/// precision); panics on a malformed file.
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(data.len() >= 24, "{}: no pcap header", path.display());
+    let le = match &data[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        m => panic!("{}: not a pcap file (magic {m:02x?})", path.display()),
+    };
+    let u32_at = |off: usize| {
+        let b: [u8; 4] = data[off..off + 4].try_into().unwrap();
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut frames = Vec::new();
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let len = u32_at(off + 8) as usize;
+        let start = off + 16;
+        assert!(start + len <= data.len(), "{}: record cut short", path.display());
+        frames.push(data[start..start + len].to_vec());
+        off = start + len;
+    }
+    frames
+}
+
 /// Sends raw Ethernet frames out of `dev` in namespace `ns` through an
 /// AF_PACKET socket (the kernel pads frames shorter than 14 bytes to 14).
 pub fn send_raw(ns: &Netns, dev: &str, frames: &[Vec<u8>]) {
@@ -561,6 +627,7 @@ pub struct Rvsd {
     /// rvsd's stderr.
     pub log: PathBuf,
     cores: String,
+    netns: Option<String>,
 }
 
 impl Rvsd {
@@ -571,6 +638,16 @@ impl Rvsd {
 
     /// Starts rvsd with `--cores cores` and waits until it answers.
     pub fn start_on(cores: &str) -> Rvsd {
+        Rvsd::start_with(cores, None)
+    }
+
+    /// Starts rvsd inside network namespace `ns` (a host of its own: its
+    /// ports and uplinks are interfaces of `ns`), on [`default_cores`].
+    pub fn start_in(ns: &Netns) -> Rvsd {
+        Rvsd::start_with(&default_cores(), Some(&ns.name))
+    }
+
+    fn start_with(cores: &str, netns: Option<&str>) -> Rvsd {
         let dir = std::env::temp_dir().join(format!("rvst-{}", tag()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut d = Rvsd {
@@ -580,6 +657,7 @@ impl Rvsd {
             log: dir.join("rvsd.log"),
             dir,
             cores: cores.to_string(),
+            netns: netns.map(str::to_string),
         };
         d.spawn();
         d
@@ -587,7 +665,16 @@ impl Rvsd {
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("rvsd log file");
-        let child = Command::new(rvsd_bin())
+        // `ip netns exec` execs rvsd in place: the child's pid is rvsd's.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(rvsd_bin());
+                c
+            }
+            None => Command::new(rvsd_bin()),
+        };
+        let child = cmd
             .arg("--cores")
             .arg(&self.cores)
             .arg("--socket")

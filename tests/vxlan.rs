@@ -1,0 +1,463 @@
+//! Issue 3: the VXLAN overlay between hosts, each host a namespace of its
+//! own. One side is rvs (rvsd running inside the host's namespace, an
+//! uplink and a tunnel port); the other a Linux kernel vxlan device on a
+//! kernel bridge, or a second rvsd. Nothing is configured on either side
+//! but the tunnel: no static ARP, neighbour or FDB entries anywhere.
+
+mod common;
+
+use common::*;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+const VNI: &str = "42";
+/// Inner MTU of the hosts: what fits the 1500-byte underlay after
+/// encapsulation (50 bytes over IPv4, 70 over IPv6), as Flannel sets it.
+const MTU_V4: &str = "1450";
+const MTU_V6: &str = "1430";
+
+/// The two ends of the underlay, IPv4 and IPv6.
+struct Underlay {
+    rvs: &'static str,
+    peer: &'static str,
+    prefix: u8,
+    inner_mtu: &'static str,
+}
+
+const V4: Underlay = Underlay { rvs: "198.18.200.1", peer: "198.18.200.2", prefix: 24, inner_mtu: MTU_V4 };
+const V6: Underlay = Underlay { rvs: "2001:2:0:200::1", peer: "2001:2:0:200::2", prefix: 64, inner_mtu: MTU_V6 };
+
+/// A host behind a switch: a namespace whose `eth0` has one address.
+struct Guest {
+    ns: Netns,
+    ip: String,
+}
+
+impl Guest {
+    /// A host with `eth0` (address `cidr`, MTU `mtu`) whose other end is
+    /// `port` in namespace `machine`.
+    fn new(machine: &Netns, port: &str, cidr: &str, mtu: &str) -> Guest {
+        let ns = Netns::new();
+        veth_between(machine, port, &ns, "eth0");
+        ns.ip(&["link", "set", "eth0", "mtu", mtu]);
+        ns.addr_add("eth0", cidr);
+        Guest { ns, ip: cidr.split('/').next().unwrap().to_string() }
+    }
+
+    fn mac(&self) -> String {
+        self.ns.mac("eth0")
+    }
+}
+
+/// The first echo request is answered (ARP across the tunnel included):
+/// one ping, waiting up to 5 s for its reply.
+fn first_ping(from: &Guest, to: &Guest) -> bool {
+    from.ns.run(&["ping", "-n", "-q", "-c", "1", "-W", "5", &to.ip]).status.success()
+}
+
+/// Sets up rvs in `machine` as a VTEP: bridge br0, the uplink `ul`, the
+/// tunnel port vx42 toward `peer`, and an AF_XDP port per name in `ports`.
+fn configure_rvs(rvsd: &Rvsd, local: &str, peer: &str, ports: &[&str]) {
+    rvsd.add_bridge("br0");
+    rvsd.ctl_ok(&["uplink", "add", "ul"]);
+    rvsd.add_port("br0", "vx42", &["--type", "vxlan", "--vni", VNI, "--local", local, "--remote", peer]);
+    for p in ports {
+        rvsd.add_port("br0", p, &["--type", "afxdp"]);
+    }
+}
+
+/// A Linux host with the Flannel-style setup: kernel bridge br0 with a
+/// vxlan device (VNI 42, dstport 4789) toward `remote` over `ul`.
+fn configure_kernel_vtep(machine: &Netns, local: &str, remote: &str) {
+    machine.ip(&["link", "add", "br0", "type", "bridge"]);
+    machine.ip(&["link", "set", "br0", "up"]);
+    machine.ip(&[
+        "link", "add", "vx42", "type", "vxlan", "id", VNI, "local", local, "remote", remote, "dstport", "4789", "dev",
+        "ul",
+    ]);
+    machine.ip(&["link", "set", "vx42", "master", "br0"]);
+    machine.ip(&["link", "set", "vx42", "up"]);
+}
+
+/// rvs on one host and a kernel vxlan VTEP on the other, two guests
+/// behind each. Fields drop top to bottom: rvsd stops before its
+/// interfaces go away.
+struct KernelPeer {
+    rvsd: Rvsd,
+    a: [Guest; 2],
+    b: [Guest; 2],
+    rvs_host: Netns,
+    peer_host: Netns,
+}
+
+impl KernelPeer {
+    fn new(u: &Underlay) -> KernelPeer {
+        let rvs_host = Netns::new();
+        let peer_host = Netns::new();
+        veth_between(&rvs_host, "ul", &peer_host, "ul");
+        rvs_host.addr_add("ul", &format!("{}/{}", u.rvs, u.prefix));
+        peer_host.addr_add("ul", &format!("{}/{}", u.peer, u.prefix));
+        configure_kernel_vtep(&peer_host, u.peer, u.rvs);
+        let a = [
+            Guest::new(&rvs_host, "pa0", "198.18.20.1/24", u.inner_mtu),
+            Guest::new(&rvs_host, "pa1", "198.18.20.2/24", u.inner_mtu),
+        ];
+        let b = [
+            Guest::new(&peer_host, "pb0", "198.18.20.11/24", u.inner_mtu),
+            Guest::new(&peer_host, "pb1", "198.18.20.12/24", u.inner_mtu),
+        ];
+        for p in ["pb0", "pb1"] {
+            peer_host.ip(&["link", "set", p, "master", "br0"]);
+        }
+        let rvsd = Rvsd::start_in(&rvs_host);
+        configure_rvs(&rvsd, u.rvs, u.peer, &["pa0", "pa1"]);
+        KernelPeer { rvsd, a, b, rvs_host, peer_host }
+    }
+
+    /// rvs's uplink MAC (where the peer sends its VXLAN frames).
+    fn rvs_ul_mac(&self) -> [u8; 6] {
+        parse_mac(&self.rvs_host.mac("ul"))
+    }
+}
+
+/// No static neighbour entry on any interface of `ns`.
+fn assert_no_static_neighbours(ns: &Netns) {
+    let perm = ns.ip(&["neigh", "show", "nud", "permanent"]);
+    assert!(perm.trim().is_empty(), "static neighbour entries in {}: {perm}", ns.name);
+}
+
+#[test]
+fn kernel_vxlan_peer_ping_and_iperf3_both_ways() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let t = KernelPeer::new(&V4);
+    let (a, b) = (&t.a, &t.b);
+
+    // First packets in both directions: a0 → b0 (rvs encapsulates first),
+    // then b1 → a1 (the kernel does, toward a host rvs has not seen yet).
+    assert!(first_ping(&a[0], &b[0]), "first ping rvs side -> kernel side\n{}", t.rvsd.log_text());
+    assert!(first_ping(&b[1], &a[1]), "first ping kernel side -> rvs side\n{}", t.rvsd.log_text());
+    for (x, y) in [(&a[0], &b[1]), (&a[1], &b[0]), (&b[0], &a[0]), (&b[1], &a[1]), (&a[0], &a[1])] {
+        assert!(ping_settled(&x.ns, &y.ip, 3), "ping {} -> {}", x.ip, y.ip);
+    }
+
+    // TCP both ways, hosts with their default offloads.
+    for (client, server) in [(&a[0], &b[0]), (&b[1], &a[1])] {
+        let _srv = Iperf3Server::start(&server.ns, &server.ip);
+        let bps =
+            iperf3(&client.ns, &server.ip, 2).unwrap_or_else(|e| panic!("iperf3 {} -> {}: {e}", client.ip, server.ip));
+        println!("iperf3 {} -> {}: {:.2} Gbit/s", client.ip, server.ip, bps / 1e9);
+        assert!(bps > 0.0);
+    }
+
+    // The kernel side's MACs were learned behind the tunnel, with their VTEP.
+    let fdb = json::fdb_entries(&t.rvsd.ctl_json(&["fdb", "show", "br0"]));
+    for g in b {
+        let mac = g.mac();
+        assert!(
+            fdb.iter().any(|e| e.mac == mac && e.port == "vx42" && e.remote.as_deref() == Some(V4.peer)),
+            "{mac} of {} not learned behind vx42 from {}: {fdb:?}",
+            g.ip,
+            V4.peer
+        );
+    }
+    let text = t.rvsd.ctl_ok(&["fdb", "show", "br0"]);
+    assert!(text.contains(V4.peer), "fdb show does not name the remote VTEP:\n{text}");
+    println!("{text}");
+    // Nothing but the tunnel was configured on either host.
+    assert_no_static_neighbours(&t.rvs_host);
+    assert_no_static_neighbours(&t.peer_host);
+    // The kernel VTEP's own table ("self") has one static entry: the
+    // tunnel's default destination.
+    let kfdb = t.peer_host.ok(&["bridge", "fdb", "show", "dev", "vx42"]);
+    for line in kfdb.lines().filter(|l| l.contains(" self") && (l.contains("permanent") || l.contains("static"))) {
+        assert!(line.starts_with("00:00:00:00:00:00 "), "static FDB entry on the kernel VTEP: {line}");
+    }
+    println!("{}", t.rvsd.ctl_ok(&["stats"]));
+}
+
+#[test]
+fn uplink_keeps_the_hosts_own_traffic() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let t = KernelPeer::new(&V4);
+    let shown = t.rvs_host.ip(&["-o", "link", "show", "ul"]);
+    assert!(shown.split_whitespace().any(|w| w.starts_with("xdp")), "no XDP program on the uplink: {shown}");
+
+    // The uplink's own address answers ping and TCP from the underlay...
+    assert!(ping_settled(&t.peer_host, V4.rvs, 3), "ping the uplink's own address");
+    {
+        let _srv = Iperf3Server::start(&t.rvs_host, V4.rvs);
+        let bps = iperf3(&t.peer_host, V4.rvs, 1).unwrap_or_else(|e| panic!("TCP to the uplink's address: {e}"));
+        assert!(bps > 0.0);
+    }
+    // ... while the overlay runs over the same interface.
+    assert!(first_ping(&t.a[0], &t.b[0]), "overlay ping");
+    assert!(ping(&t.peer_host, V4.rvs, 3), "ping the uplink's own address with the overlay in use");
+    let up = json::port_stat(&t.rvsd.ctl_json(&["stats"]), "ul");
+    assert!(up.rx_packets > 0 && up.tx_packets > 0, "no VXLAN through the uplink: {up:?}");
+    assert_eq!(up.drops.get("not_vxlan").copied().unwrap_or(0), 0, "host traffic reached rvs: {up:?}");
+}
+
+/// One VXLAN frame as parsed off the wire.
+#[derive(Debug)]
+struct Outer {
+    src_port: u16,
+    inner_dst_port: Option<u16>,
+}
+
+/// Checks the outer headers of a frame rvs sent toward `peer`, and
+/// returns its UDP source port and the inner UDP destination port.
+fn check_outer(frame: &[u8], rvs_mac: &str, peer_mac: &str) -> Outer {
+    let p = SlicedPacket::from_ethernet(frame).expect("outer frame parses");
+    let eth = match p.link {
+        Some(etherparse::LinkSlice::Ethernet2(e)) => e,
+        l => panic!("not Ethernet II: {l:?}"),
+    };
+    assert_eq!(format_mac(&eth.source()), rvs_mac, "outer source MAC is the uplink's");
+    assert_eq!(format_mac(&eth.destination()), peer_mac, "outer destination MAC is the next hop's");
+    let ip = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => ip.header(),
+        n => panic!("not IPv4: {n:?}"),
+    };
+    assert!(ip.dont_fragment(), "DF not set");
+    assert_eq!(ip.ttl(), 64, "outer TTL");
+    assert_eq!(ip.source(), parse_ip(V4.rvs));
+    assert_eq!(ip.destination(), parse_ip(V4.peer));
+    let udp = match &p.transport {
+        Some(TransportSlice::Udp(u)) => u,
+        t => panic!("not UDP: {t:?}"),
+    };
+    assert_eq!(udp.destination_port(), 4789, "outer destination port");
+    assert!((49152..=65535).contains(&udp.source_port()), "source port {} outside 49152-65535", udp.source_port());
+    assert_eq!(udp.checksum(), 0, "UDP checksum over IPv4 is 0");
+    let vx = udp.payload();
+    assert!(vx.len() >= 8 + 14, "VXLAN payload cut short");
+    assert_eq!(vx[0], 0x08, "VXLAN flags: I only");
+    assert_eq!(u32::from_be_bytes([0, vx[4], vx[5], vx[6]]), 42, "VNI");
+    let inner = SlicedPacket::from_ethernet(&vx[8..]).expect("inner frame parses");
+    let inner_dst_port = match inner.transport {
+        Some(TransportSlice::Udp(u)) => Some(u.destination_port()),
+        _ => None,
+    };
+    Outer { src_port: udp.source_port(), inner_dst_port }
+}
+
+fn format_mac(m: &[u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[test]
+fn wire_format_dstport_vni_df_and_per_flow_source_ports() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let t = KernelPeer::new(&V4);
+    assert!(first_ping(&t.a[0], &t.b[0]), "overlay ping");
+
+    // Eight inner UDP flows (destination ports 10001..10008), two
+    // datagrams each, read on the peer's underlay interface.
+    const FLOWS: u16 = 8;
+    let filter = format!("udp and src host {} and dst port 4789", V4.rvs);
+    let cap = PcapCapture::start(&t.peer_host, "ul", 1000, &[&filter]);
+    let (a_mac, b_mac) = (parse_mac(&t.a[0].mac()), parse_mac(&t.b[0].mac()));
+    let flows: Vec<Vec<u8>> = (1..=FLOWS)
+        .map(|i| {
+            let b = PacketBuilder::ethernet2(a_mac, b_mac)
+                .ipv4(parse_ip(&t.a[0].ip), parse_ip(&t.b[0].ip), 64)
+                .udp(40000 + i, 10000 + i);
+            let mut f = Vec::new();
+            b.write(&mut f, b"flow").expect("build inner frame");
+            f
+        })
+        .collect();
+    send_raw(&t.a[0].ns, "eth0", &[flows.clone(), flows].concat());
+    std::thread::sleep(Duration::from_millis(500));
+    let frames = cap.finish(Duration::from_secs(2));
+
+    let (rvs_mac, peer_mac) = (t.rvs_host.mac("ul"), t.peer_host.mac("ul"));
+    let mut port_of: BTreeMap<u16, BTreeSet<u16>> = BTreeMap::new();
+    for f in &frames {
+        let o = check_outer(f, &rvs_mac, &peer_mac);
+        if let Some(p) = o.inner_dst_port.filter(|p| (10001..=10000 + FLOWS).contains(p)) {
+            port_of.entry(p).or_default().insert(o.src_port);
+        }
+    }
+    println!("inner destination port -> outer source ports: {port_of:?}");
+    assert_eq!(port_of.len(), usize::from(FLOWS), "not every flow was seen on the wire: {port_of:?}");
+    for (flow, ports) in &port_of {
+        assert_eq!(ports.len(), 1, "flow to port {flow} used several source ports: {ports:?}");
+    }
+    let distinct: BTreeSet<u16> = port_of.values().flatten().copied().collect();
+    assert!(distinct.len() >= 4, "{FLOWS} flows share only {} source ports: {port_of:?}", distinct.len());
+}
+
+/// A VXLAN frame from the peer host to rvs's uplink: `flags`, `vni`, an
+/// inner frame, outer IPv4 from `src` to `dst`, UDP port 4789.
+fn vxlan_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: &str, dst: &str, flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![flags, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(parse_ip(src), parse_ip(dst), 64).udp(50000, 4789);
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, &payload).expect("build VXLAN frame");
+    out
+}
+
+/// An inner broadcast ARP request from a MAC that must never be learned.
+const BOGUS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+
+fn udp_no_ports(ns: &Netns) -> u64 {
+    // /proc/net/snmp: a "Udp:" header line, then a "Udp:" value line.
+    let snmp = ns.ok(&["cat", "/proc/net/snmp"]);
+    let lines: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let (names, values) = (lines[0].split_whitespace(), lines[1].split_whitespace());
+    names.zip(values).find(|(n, _)| *n == "NoPorts").and_then(|(_, v)| v.parse().ok()).expect("Udp NoPorts")
+}
+
+#[test]
+fn bad_vxlan_input_is_dropped_and_counted() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let t = KernelPeer::new(&V4);
+    assert!(first_ping(&t.a[0], &t.b[0]), "overlay ping before");
+    // A second address on the uplink that is not a VTEP.
+    t.rvs_host.ip(&["addr", "add", "198.18.200.3/24", "dev", "ul"]);
+
+    let (to, from) = (t.rvs_ul_mac(), parse_mac(&t.peer_host.mac("ul")));
+    let inner = arp_request(BOGUS_MAC, [198, 18, 20, 99], [198, 18, 20, 1], None);
+    let good = |flags, vni, inner: &[u8]| vxlan_frame(to, from, V4.peer, V4.rvs, flags, vni, inner);
+    const N: u64 = 5;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("vxlan_unknown_vni", good(0x08, 43, &inner)),
+        ("vxlan_bad_flags", good(0x0c, 42, &inner)),
+        ("vxlan_bad_flags", good(0x00, 42, &inner)),
+        ("vxlan_truncated", good(0x08, 42, &inner[..10])),
+        ("vxlan_unknown_vtep", vxlan_frame(to, from, "198.18.200.9", V4.rvs, 0x08, 42, &inner)),
+    ];
+    let before = t.rvsd.ctl_json(&["stats"]);
+    let no_ports_before = udp_no_ports(&t.rvs_host);
+    for (_, f) in &cases {
+        send_raw(&t.peer_host, "ul", &vec![f.clone(); N as usize]);
+    }
+    // To an address of the uplink that is no VTEP: the kernel's, not ours.
+    let stray = vxlan_frame(to, from, V4.peer, "198.18.200.3", 0x08, 42, &inner);
+    send_raw(&t.peer_host, "ul", &vec![stray; N as usize]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let after = t.rvsd.ctl_json(&["stats"]);
+    let mut expect: BTreeMap<&str, u64> = BTreeMap::new();
+    for (reason, _) in &cases {
+        *expect.entry(reason).or_default() += N;
+    }
+    for (reason, n) in &expect {
+        let got = json::drops_total(&after, reason) - json::drops_total(&before, reason);
+        assert_eq!(got, *n, "drops counted as {reason}\n{}", t.rvsd.ctl_ok(&["stats"]));
+    }
+    // The stray frames were left to the kernel (no socket there: NoPorts).
+    assert!(udp_no_ports(&t.rvs_host) >= no_ports_before + N, "the kernel did not get the stray VXLAN frames");
+    let fdb = json::fdb_entries(&t.rvsd.ctl_json(&["fdb", "show", "br0"]));
+    assert!(!fdb.iter().any(|e| e.mac == "02:00:00:00:00:99"), "a bad frame's source was learned: {fdb:?}");
+
+    // An inner frame too large for the tunnel: dropped and counted, not
+    // fragmented. a0's MTU goes up to 1500, the tunnel carries 1450.
+    t.a[0].ns.ip(&["link", "set", "eth0", "mtu", "1500"]);
+    let mtu_before = json::drops_total(&t.rvsd.ctl_json(&["stats"]), "tunnel_mtu");
+    let big =
+        t.a[0].ns.run(&["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", "-s", "1472", "-M", "do", &t.b[0].ip]);
+    assert!(!big.status.success(), "a 1500-byte packet crossed a 1450-byte tunnel");
+    let mtu_drops = json::drops_total(&t.rvsd.ctl_json(&["stats"]), "tunnel_mtu") - mtu_before;
+    assert_eq!(mtu_drops, 3, "oversize inner frames counted as tunnel_mtu");
+    let shown = t.rvsd.ctl_ok(&["show"]);
+    assert!(shown.contains("inner MTU 1450"), "show does not tell the tunnel's inner MTU:\n{shown}");
+
+    // And the overlay still works.
+    assert!(ping(&t.a[0].ns, &t.b[0].ip, 3), "overlay ping after the bad input");
+    assert!(t.rvsd.ctl(&["ping"]).status.success(), "rvsd stopped answering");
+}
+
+#[test]
+fn ipv6_underlay() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let t = KernelPeer::new(&V6);
+    let cap = PcapCapture::start(
+        &t.peer_host,
+        "ul",
+        4,
+        &["ip6", "and", "udp", "dst", "port", "4789", "and", "src", "host", V6.rvs],
+    );
+    assert!(first_ping(&t.a[0], &t.b[0]), "first ping over IPv6, rvs side first\n{}", t.rvsd.log_text());
+    assert!(first_ping(&t.b[1], &t.a[1]), "first ping over IPv6, kernel side first");
+    assert!(ping_settled(&t.a[1].ns, &t.b[0].ip, 3), "ping over IPv6");
+    let frames = cap.finish(Duration::from_secs(2));
+    assert!(!frames.is_empty(), "no IPv6 VXLAN frames from rvs on the wire");
+    for f in &frames {
+        let p = SlicedPacket::from_ethernet(f).expect("outer frame parses");
+        let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!("not IPv6: {:?}", p.net) };
+        let Some(TransportSlice::Udp(udp)) = &p.transport else { panic!("not UDP") };
+        assert_eq!(ip.header().hop_limit(), 64);
+        let want = udp.to_header().calc_checksum_ipv6(&ip.header().to_header(), udp.payload()).unwrap();
+        assert_ne!(udp.checksum(), 0, "UDP checksum over IPv6 must be set");
+        assert_eq!(udp.checksum(), want, "UDP checksum over IPv6");
+        assert!((49152..=65535).contains(&udp.source_port()));
+    }
+    let shown = t.rvsd.ctl_ok(&["show"]);
+    assert!(shown.contains("inner MTU 1430"), "IPv6 tunnel's inner MTU:\n{shown}");
+    let _srv = Iperf3Server::start(&t.b[0].ns, &t.b[0].ip);
+    let bps = iperf3(&t.a[0].ns, &t.b[0].ip, 1).expect("iperf3 over the IPv6 underlay");
+    println!("iperf3 over IPv6 underlay: {:.2} Gbit/s", bps / 1e9);
+}
+
+#[test]
+fn rvs_to_rvs() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let h1 = Netns::new();
+    let h2 = Netns::new();
+    veth_between(&h1, "ul", &h2, "ul");
+    h1.addr_add("ul", "198.18.200.1/24");
+    h2.addr_add("ul", "198.18.200.2/24");
+    let a = [Guest::new(&h1, "pa0", "198.18.20.1/24", MTU_V4), Guest::new(&h1, "pa1", "198.18.20.2/24", MTU_V4)];
+    let b = [Guest::new(&h2, "pb0", "198.18.20.11/24", MTU_V4), Guest::new(&h2, "pb1", "198.18.20.12/24", MTU_V4)];
+    let r1 = Rvsd::start_in(&h1);
+    let r2 = Rvsd::start_in(&h2);
+    configure_rvs(&r1, "198.18.200.1", "198.18.200.2", &["pa0", "pa1"]);
+    configure_rvs(&r2, "198.18.200.2", "198.18.200.1", &["pb0", "pb1"]);
+
+    assert!(first_ping(&a[0], &b[0]), "first ping h1 -> h2\n{}\n{}", r1.log_text(), r2.log_text());
+    assert!(first_ping(&b[1], &a[1]), "first ping h2 -> h1");
+    for (x, y) in [(&a[0], &b[1]), (&a[1], &b[0]), (&b[0], &a[0])] {
+        assert!(ping_settled(&x.ns, &y.ip, 3), "ping {} -> {}", x.ip, y.ip);
+    }
+    for (client, server) in [(&a[0], &b[0]), (&b[1], &a[1])] {
+        let _srv = Iperf3Server::start(&server.ns, &server.ip);
+        let bps =
+            iperf3(&client.ns, &server.ip, 2).unwrap_or_else(|e| panic!("iperf3 {} -> {}: {e}", client.ip, server.ip));
+        println!("iperf3 {} -> {}: {:.2} Gbit/s", client.ip, server.ip, bps / 1e9);
+    }
+    for (rvsd, far, vtep) in [(&r1, &b, "198.18.200.2"), (&r2, &a, "198.18.200.1")] {
+        let fdb = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"]));
+        for g in far {
+            let mac = g.mac();
+            assert!(
+                fdb.iter().any(|e| e.mac == mac && e.port == "vx42" && e.remote.as_deref() == Some(vtep)),
+                "{mac} not learned behind vx42 from {vtep}: {fdb:?}"
+            );
+        }
+    }
+    assert_no_static_neighbours(&h1);
+    assert_no_static_neighbours(&h2);
+}
