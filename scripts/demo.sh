@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # rvs in one minute: three hosts in network namespaces, two on veth pairs
 # switched through AF_XDP ports and one on a tap port in its own namespace,
-# all on bridge br0 of an rvsd started just for this. Pings every pair,
-# runs a 3 s iperf3, shows the learned MACs and the counters, prints a
-# summary, and removes everything on exit (also on Ctrl-C or failure).
+# all on bridge br0 of an rvsd started just for this; and a second host
+# machine (namespace k) running the Linux bridge + kernel vxlan setup
+# (Flannel's), with host d behind it, joined to br0 over VXLAN VNI 42
+# through rvs's uplink. Pings every pair (across the overlay too), runs
+# iperf3, shows the learned MACs (remote ones with their VTEP) and the
+# counters, prints a summary, and removes everything on exit (also on
+# Ctrl-C or failure).
 #
 # Run as root. Addresses come from 198.18.0.0/15 (benchmarking range).
 set -euo pipefail
@@ -35,10 +39,14 @@ fi
 id=$$
 tmp=$(mktemp -d "/tmp/rvs-demo.XXXXXX")
 sock=$tmp/rvsd.sock
-declare -A ns=([a]="rvdemo-$id-a" [b]="rvdemo-$id-b" [c]="rvdemo-$id-c")
-declare -A ip4=([a]=198.18.100.1 [b]=198.18.100.2 [c]=198.18.100.3)
-# a and b: veth pairs, root end = AF_XDP port; c: tap in its namespace.
-declare -A port=([a]="rvd${id}a" [b]="rvd${id}b" [c]="rvd${id}t")
+declare -A ns=([a]="rvdemo-$id-a" [b]="rvdemo-$id-b" [c]="rvdemo-$id-c" [d]="rvdemo-$id-d" [k]="rvdemo-$id-k")
+declare -A ip4=([a]=198.18.100.1 [b]=198.18.100.2 [c]=198.18.100.3 [d]=198.18.100.4)
+# a and b: veth pairs, root end = AF_XDP port; c: tap in its namespace;
+# d: behind the kernel VTEP in k. The underlay: uplink u <-> k's eth0.
+declare -A port=([a]="rvd${id}a" [b]="rvd${id}b" [c]="rvd${id}t" [u]="rvd${id}u")
+vtep_rvs=198.18.200.1
+vtep_k=198.18.200.2
+hosts=(a b c d)
 rvsd_pid=
 
 cleanup() {
@@ -55,12 +63,11 @@ cleanup() {
         kill -KILL "$rvsd_pid" 2>/dev/null
         wait "$rvsd_pid" 2>/dev/null
     fi
-    for h in a b c; do
+    for h in a b c d k; do
         ip netns pids "${ns[$h]}" 2>/dev/null | xargs -r kill 2>/dev/null
         ip netns del "${ns[$h]}" 2>/dev/null # takes the tap and veth ends inside
     done
-    ip link del "${port[a]}" 2>/dev/null
-    ip link del "${port[b]}" 2>/dev/null
+    for p in a b u; do ip link del "${port[$p]}" 2>/dev/null; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -70,7 +77,7 @@ ctl() { "$bin/rvsctl" --socket "$sock" "$@"; }
 in_ns() { local h=$1; shift; ip netns exec "${ns[$h]}" "$@"; }
 
 echo "== hosts"
-for h in a b c; do
+for h in a b c d k; do
     ip netns add "${ns[$h]}"
     ip -n "${ns[$h]}" link set lo up
 done
@@ -82,6 +89,24 @@ for h in a b; do
     echo "host $h: ${ip4[$h]} in ${ns[$h]}, eth0 <-> ${port[$h]} (AF_XDP port)"
 done
 echo "host c: ${ip4[c]} in ${ns[c]}, tap ${port[c]} (tap port, made by rvsd)"
+# The second machine: underlay veth, kernel bridge + vxlan, host d behind.
+ip link add "${port[u]}" type veth peer name eth0 netns "${ns[k]}"
+ip addr add "$vtep_rvs/24" dev "${port[u]}"
+ip link set "${port[u]}" up
+ip -n "${ns[k]}" addr add "$vtep_k/24" dev eth0
+ip -n "${ns[k]}" link set eth0 up
+ip -n "${ns[k]}" link add br0 type bridge
+ip -n "${ns[k]}" link add vx42 type vxlan id 42 local "$vtep_k" remote "$vtep_rvs" dstport 4789 dev eth0
+ip -n "${ns[k]}" link set vx42 master br0
+ip -n "${ns[k]}" link add pd type veth peer name eth0 netns "${ns[d]}"
+ip -n "${ns[k]}" link set pd master br0
+for dev in br0 vx42 pd; do ip -n "${ns[k]}" link set "$dev" up; done
+ip -n "${ns[d]}" addr add "${ip4[d]}/24" dev eth0
+ip -n "${ns[d]}" link set eth0 up
+echo "host d: ${ip4[d]} in ${ns[d]}, behind a Linux bridge + kernel vxlan (VNI 42) on machine ${ns[k]}"
+echo "underlay: ${port[u]} $vtep_rvs (rvs uplink, host traffic stays with the kernel) <-> $vtep_k (${ns[k]})"
+# Inner frames must fit the 1500-byte underlay after 50 bytes of VXLAN.
+for h in a b d; do ip -n "${ns[$h]}" link set eth0 mtu 1450; done # c: once rvsd made its tap
 
 echo "== rvsd"
 cores=1
@@ -106,14 +131,16 @@ run port add br0 "${port[a]}" --type afxdp
 run port add br0 "${port[b]}" --type afxdp
 run port add br0 "${port[c]}" --type tap --netns "${ns[c]}"
 ip -n "${ns[c]}" addr add "${ip4[c]}/24" dev "${port[c]}"
-ip -n "${ns[c]}" link set "${port[c]}" up
+ip -n "${ns[c]}" link set "${port[c]}" mtu 1450 up
+run uplink add "${port[u]}"
+run port add br0 vx42 --type vxlan --vni 42 --local "$vtep_rvs" --remote "$vtep_k"
 run show
 
 echo "== ping every pair"
 declare -A result
 failed=0
-for x in a b c; do
-    for y in a b c; do
+for x in "${hosts[@]}"; do
+    for y in "${hosts[@]}"; do
         [[ $x == "$y" ]] && continue
         out=$(in_ns "$x" ping -n -q -c 5 -i 0.2 -W 1 "${ip4[$y]}" 2>&1) || failed=1
         loss=$(grep -o '[0-9.]*% packet loss' <<<"$out" | cut -d' ' -f1 || true)
@@ -122,16 +149,26 @@ for x in a b c; do
     done
 done
 
-echo "== iperf3 a -> b, 3 s"
-in_ns b iperf3 -s -1 -B "${ip4[b]}" >/dev/null 2>&1 &
-for _ in $(seq 50); do
-    in_ns b ss -Hltn 'sport = :5201' | grep -q . && break
-    sleep 0.1
-done
-gbps=$(in_ns a iperf3 -c "${ip4[b]}" -t 3 -f g 2>&1 |
-    awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Gbits/sec") print $(i - 1) }')
+# iperf3 from host $1 to host $2 for 3 s; prints Gbit/s.
+iperf() {
+    in_ns "$2" iperf3 -s -1 -B "${ip4[$2]}" >/dev/null 2>&1 &
+    for _ in $(seq 50); do
+        in_ns "$2" ss -Hltn 'sport = :5201' | grep -q . && break
+        sleep 0.1
+    done
+    in_ns "$1" iperf3 -c "${ip4[$2]}" -t 3 -f g 2>&1 |
+        awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Gbits/sec") print $(i - 1) }'
+}
+echo "== iperf3 a -> b (L2, AF_XDP ports), 3 s"
+gbps=$(iperf a b)
 [[ -n $gbps ]] || { gbps="failed"; failed=1; }
 echo "a -> b: $gbps Gbit/s"
+echo "== iperf3 a -> d (through the VXLAN tunnel to the kernel VTEP), 3 s"
+gbps_vx=$(iperf a d)
+[[ -n $gbps_vx ]] || { gbps_vx="failed"; failed=1; }
+echo "a -> d: $gbps_vx Gbit/s"
+echo "== the uplink's own address still answers the underlay (ping $vtep_rvs from ${ns[k]})"
+in_ns k ping -n -q -c 2 -i 0.2 -W 1 "$vtep_rvs" | grep -E 'packet loss' || failed=1
 
 echo "== rvsctl fdb show br0"
 ctl fdb show br0
@@ -140,15 +177,18 @@ ctl stats
 
 echo
 echo "== summary"
-printf '%-8s %-10s %s\n' pair ping iperf3
-for x in a b c; do
-    for y in a b c; do
+printf '%-8s %-8s %-10s %s\n' pair path ping iperf3
+for x in "${hosts[@]}"; do
+    for y in "${hosts[@]}"; do
         [[ $x == "$y" ]] && continue
         status=ok
         [[ ${result[$x$y]} == 0% ]] || status="loss ${result[$x$y]}"
+        path=L2
+        [[ $x == d || $y == d ]] && path=VXLAN
         extra=
         [[ $x$y == ab ]] && extra="$gbps Gbit/s"
-        printf '%-8s %-10s %s\n' "$x -> $y" "$status" "$extra"
+        [[ $x$y == ad ]] && extra="$gbps_vx Gbit/s"
+        printf '%-8s %-8s %-10s %s\n' "$x -> $y" "$path" "$status" "$extra"
     done
 done
 if ((failed)); then
