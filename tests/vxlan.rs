@@ -67,17 +67,17 @@ fn configure_rvs(rvsd: &Rvsd, local: &str, peer: &str, ports: &[&str]) {
     }
 }
 
-/// A Linux host with the Flannel-style setup: kernel bridge br0 with a
-/// vxlan device (VNI 42, dstport 4789) toward `remote` over `ul`.
-fn configure_kernel_vtep(machine: &Netns, local: &str, remote: &str) {
-    machine.ip(&["link", "add", "br0", "type", "bridge"]);
-    machine.ip(&["link", "set", "br0", "up"]);
+/// A Linux host with the Flannel-style setup: kernel bridge `bridge` with
+/// a vxlan device `dev` (VNI `vni`, dstport 4789) toward `remote` over `ul`.
+fn configure_kernel_vtep(machine: &Netns, bridge: &str, dev: &str, vni: &str, local: &str, remote: &str) {
+    machine.ip(&["link", "add", bridge, "type", "bridge"]);
+    machine.ip(&["link", "set", bridge, "up"]);
     machine.ip(&[
-        "link", "add", "vx42", "type", "vxlan", "id", VNI, "local", local, "remote", remote, "dstport", "4789", "dev",
+        "link", "add", dev, "type", "vxlan", "id", vni, "local", local, "remote", remote, "dstport", "4789", "dev",
         "ul",
     ]);
-    machine.ip(&["link", "set", "vx42", "master", "br0"]);
-    machine.ip(&["link", "set", "vx42", "up"]);
+    machine.ip(&["link", "set", dev, "master", bridge]);
+    machine.ip(&["link", "set", dev, "up"]);
 }
 
 /// rvs on one host and a kernel vxlan VTEP on the other, two guests
@@ -98,7 +98,7 @@ impl KernelPeer {
         veth_between(&rvs_host, "ul", &peer_host, "ul");
         rvs_host.addr_add("ul", &format!("{}/{}", u.rvs, u.prefix));
         peer_host.addr_add("ul", &format!("{}/{}", u.peer, u.prefix));
-        configure_kernel_vtep(&peer_host, u.peer, u.rvs);
+        configure_kernel_vtep(&peer_host, "br0", "vx42", VNI, u.peer, u.rvs);
         let a = [
             Guest::new(&rvs_host, "pa0", "198.18.20.1/24", u.inner_mtu),
             Guest::new(&rvs_host, "pa1", "198.18.20.2/24", u.inner_mtu),
@@ -460,4 +460,74 @@ fn rvs_to_rvs() {
     }
     assert_no_static_neighbours(&h1);
     assert_no_static_neighbours(&h2);
+}
+
+/// Two pings from `from` to `to` both go unanswered (ping fails only when
+/// no reply at all came).
+fn unreachable(from: &Guest, to: &Guest) -> bool {
+    !from.ns.run(&["ping", "-n", "-q", "-c", "2", "-i", "0.3", "-W", "1", &to.ip]).status.success()
+}
+
+#[test]
+fn several_vnis_live_changes_and_restart() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let (h, k) = (Netns::new(), Netns::new());
+    veth_between(&h, "ul", &k, "ul");
+    h.addr_add("ul", "198.18.200.1/24");
+    k.addr_add("ul", "198.18.200.2/24");
+    configure_kernel_vtep(&k, "br42", "vx42", "42", "198.18.200.2", "198.18.200.1");
+    configure_kernel_vtep(&k, "br43", "vx43", "43", "198.18.200.2", "198.18.200.1");
+    // One subnet over two VNIs: only the VNI keeps a0/b0 apart from a1/b1.
+    let a = [Guest::new(&h, "pa0", "198.18.20.1/24", MTU_V4), Guest::new(&h, "pa1", "198.18.20.2/24", MTU_V4)];
+    let b = [Guest::new(&k, "pb0", "198.18.20.11/24", MTU_V4), Guest::new(&k, "pb1", "198.18.20.12/24", MTU_V4)];
+    k.ip(&["link", "set", "pb0", "master", "br42"]);
+    k.ip(&["link", "set", "pb1", "master", "br43"]);
+    let mut rvsd = Rvsd::start_in(&h);
+    rvsd.ctl_ok(&["uplink", "add", "ul"]);
+    for (br, vx, vni, port) in [("br0", "vx42", "42", "pa0"), ("br1", "vx43", "43", "pa1")] {
+        rvsd.add_bridge(br);
+        rvsd.add_port(
+            br,
+            vx,
+            &["--type", "vxlan", "--vni", vni, "--local", "198.18.200.1", "--remote", "198.18.200.2"],
+        );
+        rvsd.add_port(br, port, &["--type", "afxdp"]);
+    }
+    assert!(first_ping(&a[0], &b[0]), "VNI 42");
+    assert!(first_ping(&a[1], &b[1]), "VNI 43");
+    assert!(unreachable(&a[0], &b[1]), "VNI 42 reached a host on VNI 43");
+
+    // Remote changes take effect live.
+    rvsd.ctl_ok(&["port", "remote", "add", "br0", "vx42", "198.18.200.9"]);
+    assert!(ping_settled(&a[0].ns, &b[0].ip, 3), "with a second (absent) remote");
+    let shown = rvsd.ctl_ok(&["show"]);
+    assert!(shown.contains("198.18.200.9"), "show lacks the added remote:\n{shown}");
+    rvsd.ctl_ok(&["port", "set", "br0", "vx42", "--no-remotes"]);
+    assert!(unreachable(&a[0], &b[0]), "VNI 42 still carried with no remotes");
+    assert!(ping(&a[1].ns, &b[1].ip, 2), "VNI 43 disturbed by a change to VNI 42");
+    rvsd.ctl_ok(&["port", "set", "br0", "vx42", "--remote", "198.18.200.2"]);
+    assert!(ping_settled(&a[0].ns, &b[0].ip, 3), "remote restored");
+
+    // Deleting a tunnel port stops its VNI, and only that one.
+    rvsd.ctl_ok(&["port", "del", "br1", "vx43"]);
+    assert!(unreachable(&a[1], &b[1]), "VNI 43 carried after port del");
+    assert!(ping(&a[0].ns, &b[0].ip, 2), "VNI 42 disturbed by deleting VNI 43");
+    rvsd.add_port(
+        "br1",
+        "vx43",
+        &["--type", "vxlan", "--vni", "43", "--local", "198.18.200.1", "--remote", "198.18.200.2"],
+    );
+    assert!(ping_settled(&a[1].ns, &b[1].ip, 3), "VNI 43 back");
+
+    // The overlay configuration survives a restart.
+    rvsd.restart();
+    let shown = rvsd.ctl_ok(&["show"]);
+    for what in ["VNI 42", "VNI 43", "198.18.200.2"] {
+        assert!(shown.contains(what), "{what} lost in the restart:\n{shown}");
+    }
+    assert!(ping_settled(&a[0].ns, &b[0].ip, 3), "VNI 42 after restart");
+    assert!(ping_settled(&a[1].ns, &b[1].ip, 3), "VNI 43 after restart");
 }

@@ -348,6 +348,26 @@ mod tests {
         assert_eq!((o.vni, o.inner), (0xabcdef, OVERHEAD_V6));
     }
 
+    /// A frame Linux's vxlan driver sent (kernel 6.18, captured with
+    /// tcpdump): VNI 42, UDP checksum set, DF clear, an MLD report inside.
+    const KERNEL_FRAME: &str = "4a9417a9d5948a4944bb3ac308004500007e24920000401101b5c6126402c6126401e22012b5006a54a4\
+        0800000000002a0033330000001632e43dcfe37286dd6000000000240001fe8000000000000030e43dfffecfe372ff02000000000000\
+        00000000000000163a000502000001008f003ba10000000104000000ff0200000000000000000001ffcfe372";
+
+    #[test]
+    fn decap_takes_a_frame_from_the_linux_kernel() {
+        let frame: Vec<u8> = (0..KERNEL_FRAME.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&KERNEL_FRAME[i..i + 2], 16).unwrap())
+            .collect();
+        let o = decap(&frame).unwrap();
+        let (src, dst) = (IpAddr::V4(Ipv4Addr::new(198, 18, 100, 2)), IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1)));
+        assert_eq!((o.src, o.dst, o.dst_port, o.vni, o.inner), (src, dst, PORT, 42, OVERHEAD_V4));
+        let inner = &frame[o.inner..o.inner + inner_len(&frame, &o)];
+        assert_eq!(inner.len(), frame.len() - OVERHEAD_V4);
+        assert_eq!(&inner[..6], &[0x33, 0x33, 0, 0, 0, 0x16], "inner destination: the MLDv2 group");
+    }
+
     #[test]
     fn decap_accepts_one_outer_vlan_tag() {
         let l = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1));
