@@ -885,4 +885,143 @@ mod tests {
         assert_eq!(h1.take_sent(), vec![frame(0xff, 0xa, None)]);
         assert!(h0.take_sent().is_empty());
     }
+
+    /// p0 and p1 local ports, p2 the uplink, p3 a VXLAN port (VNI 42) to
+    /// three remote VTEPs, all on one thread.
+    fn tunnel_rig() -> (Pmd, Vec<MemHandle>, Vec<Arc<PortStats>>, Vec<std::net::IpAddr>) {
+        use crate::snapshot::{Remote, Tunnel, Vtep, NO_BRIDGE, TX_ANY};
+        use crate::wire::vxlan::{OuterTemplate, PORT};
+        let ip = |last: u8| std::net::IpAddr::from([198, 18, 9, last]);
+        let remotes = vec![ip(2), ip(3), ip(4)];
+        let up = MacAddr([2, 0, 0, 0, 9, 1]);
+        let tunnel = Tunnel {
+            vni: 42,
+            local: ip(1),
+            dst_port: PORT,
+            uplink: 2,
+            max_inner_frame: 1464,
+            remotes: remotes
+                .iter()
+                .enumerate()
+                .map(|(i, &r)| Remote {
+                    ip: r,
+                    outer: OuterTemplate::new(up, MacAddr([2, 0, 0, 0, 9, 0x10 + i as u8]), ip(1), r, PORT, 64, 42),
+                })
+                .collect(),
+        };
+        let info =
+            |id: u16, bridge, kind| PortInfo { id, bridge, vlan: VlanMode::Access(1), name: format!("p{id}"), kind };
+        let infos = vec![
+            info(0, 0, PortKind::Plain),
+            info(1, 0, PortKind::Plain),
+            info(2, NO_BRIDGE, PortKind::Uplink),
+            info(3, 0, PortKind::Vxlan(Arc::new(tunnel))),
+        ];
+        let refs: Vec<&PortInfo> = infos.iter().filter(|p| p.bridge == 0).collect();
+        let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let mut pmd = Pmd::new(
+            0,
+            Pool::new(256).unwrap(),
+            rx,
+            Handoff::new(1, 4),
+            Arc::default(),
+            Instant::now(),
+            PmdOptions::default(),
+        );
+        let (mut handles, mut stats) = (Vec::new(), Vec::new());
+        for id in 0..4u16 {
+            let st = Arc::new(PortStats::default());
+            let port: Option<Box<dyn Port>> = if id < 3 {
+                let (p, h) = mem_port();
+                handles.push(h);
+                Some(Box::new(p))
+            } else {
+                None
+            };
+            tx.send(Command::AddPort(LocalPort { id, queue: 0, rx: port.is_some(), port, stats: st.clone() })).unwrap();
+            stats.push(st);
+        }
+        let snap = Snapshot {
+            generation: 1,
+            tx_thread: vec![0, 0, 0, TX_ANY],
+            vteps: vec![Vtep { local: ip(1), dst_port: PORT, vni: 42, port: 3 }],
+            ports: infos.into_iter().map(Some).collect(),
+            bridges: vec![Some(br)],
+        };
+        tx.send(Command::Snapshot(Arc::new(snap))).unwrap();
+        assert!(pmd.apply_commands());
+        (pmd, handles, stats, remotes)
+    }
+
+    /// The remote VTEP (outer IPv4 destination) of each encapsulated frame.
+    fn outer_dsts(frames: &[Vec<u8>]) -> Vec<std::net::IpAddr> {
+        frames.iter().map(|f| crate::wire::vxlan::decap(f).expect("a VXLAN frame").dst).collect()
+    }
+
+    #[test]
+    fn tunnel_floods_to_every_remote_learns_and_never_returns() {
+        use crate::wire::vxlan::OuterTemplate;
+        let (mut pmd, h, stats, remotes) = tunnel_rig();
+        let free0 = pmd.pool_free();
+        // A broadcast from a local host: to p1, and once to every remote.
+        h[0].inject(&frame(0xff, 0xa, None));
+        pmd.poll_once();
+        assert_eq!(h[1].take_sent().len(), 1);
+        let out = h[2].take_sent();
+        assert_eq!(outer_dsts(&out), remotes, "head-end replication to every remote");
+        for f in &out {
+            assert_eq!(&f[crate::wire::vxlan::OVERHEAD_V4..], &frame(0xff, 0xa, None)[..], "inner frame unchanged");
+        }
+
+        // A broadcast from behind remote 1 (198.18.9.3): to the local
+        // ports only, never back into the tunnel (split horizon).
+        let from_remote = |src: u8, dst: u8| {
+            let t = OuterTemplate::new(
+                MacAddr([2, 0, 0, 0, 9, 0x11]),
+                MacAddr([2, 0, 0, 0, 9, 1]),
+                remotes[1],
+                std::net::IpAddr::from([198, 18, 9, 1]),
+                crate::wire::vxlan::PORT,
+                64,
+                42,
+            )
+            .unwrap();
+            let inner = frame(dst, src, None);
+            let mut buf = vec![0u8; t.len()];
+            buf.extend(&inner);
+            let off = t.encap(&mut buf, t.len(), inner.len(), 50000).unwrap();
+            buf[off..].to_vec()
+        };
+        h[2].inject(&from_remote(0xc, 0xff));
+        pmd.poll_once();
+        assert_eq!(h[0].take_sent(), vec![frame(0xff, 0xc, None)]);
+        assert_eq!(h[1].take_sent(), vec![frame(0xff, 0xc, None)]);
+        assert!(h[2].take_sent().is_empty(), "flooded back across the tunnel");
+        assert_eq!(stats[3].read().rx_packets, 1, "decapsulated frames count on the tunnel port");
+
+        // Its source was learned behind remote 1: a reply goes there alone.
+        h[0].inject(&frame(0xc, 0xa, None));
+        pmd.poll_once();
+        assert_eq!(outer_dsts(&h[2].take_sent()), vec![remotes[1]]);
+        assert!(h[1].take_sent().is_empty(), "known unicast flooded");
+        assert_eq!(pmd.pool_free(), free0, "every buffer returned");
+    }
+
+    #[test]
+    fn tunnel_drops_what_does_not_fit_and_bad_vxlan() {
+        let (mut pmd, h, stats, _) = tunnel_rig();
+        let free0 = pmd.pool_free();
+        let mut big = frame(0xff, 0xa, None);
+        big.resize(1465, 0);
+        h[0].inject(&big);
+        pmd.poll_once();
+        assert!(h[2].take_sent().is_empty(), "an oversize inner frame was encapsulated");
+        assert_eq!(h[1].take_sent().len(), 1, "local ports still get it");
+        assert_eq!(stats[3].read().drops[DropReason::TunnelMtu as usize], 1);
+        h[2].inject(&[0u8; 60]);
+        pmd.poll_once();
+        assert_eq!(stats[2].read().drops[DropReason::NotVxlan as usize], 1);
+        assert_eq!(pmd.pool_free(), free0);
+    }
 }
