@@ -58,8 +58,18 @@ pub enum Cmd {
     /// The polling threads' flow caches
     #[command(subcommand, arg_required_else_help = true)]
     Flows(FlowsCmd),
+    /// Cluster membership through etcd (rvsd --etcd URL --node NAME)
+    #[command(subcommand, arg_required_else_help = true)]
+    Cluster(ClusterCmd),
     /// Check that rvsd answers
     Ping,
+}
+
+/// `rvsctl cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// This node, its link to etcd, the other nodes and each tunnel's remotes
+    Show,
 }
 
 /// `rvsctl bridge ...`
@@ -240,7 +250,7 @@ pub struct PortAddArgs {
     /// VXLAN: local VTEP address (an address of an uplink)
     #[arg(long, value_name = "IP", value_parser = local_ip)]
     pub local: Option<IpAddr>,
-    /// VXLAN: remote VTEP (repeat for each)
+    /// VXLAN: remote VTEP (repeat for each; none: the cluster's, see rvsd --etcd)
     #[arg(long = "remote", value_name = "IP", value_parser = remote_ip, action = ArgAction::Append)]
     pub remotes: Vec<IpAddr>,
     /// VXLAN: UDP destination port [default: 4789]
@@ -491,6 +501,8 @@ pub enum View {
     Ping,
     /// Uplink table.
     Uplinks,
+    /// Cluster membership.
+    Cluster,
 }
 
 impl Cli {
@@ -581,6 +593,7 @@ impl Cli {
             }
             Cmd::Flows(FlowsCmd::Show) => (Command::FlowsShow, View::Flows),
             Cmd::Flows(FlowsCmd::Flush) => (Command::FlowsFlush, View::Quiet),
+            Cmd::Cluster(ClusterCmd::Show) => (Command::ClusterShow, View::Cluster),
             Cmd::Ping => (Command::Ping, View::Ping),
         };
         Ok(Plan { cmd, view, remote_edit })
@@ -617,9 +630,6 @@ impl PortAddArgs {
     fn vxlan_config(&self) -> Result<VxlanConfig, String> {
         let vni = self.vni.ok_or("a vxlan port needs --vni N")?;
         let local = self.local.ok_or("a vxlan port needs --local IP (an address of an uplink)")?;
-        if self.remotes.is_empty() {
-            return Err("a vxlan port needs at least one --remote IP".to_string());
-        }
         let mut v = VxlanConfig::new(vni, local, self.remotes.clone());
         if let Some(p) = self.dstport {
             v.dstport = p;
@@ -888,8 +898,8 @@ mod tests {
         assert_eq!(e, "remote 2001:db8::2 and local 198.18.1.1 are of different address families");
         let e = plan(&with(&["--vni", "1", "--local", "198.18.1.1", "--remote", "198.18.1.1"])).unwrap_err();
         assert_eq!(e, "remote 198.18.1.1 is the local address");
-        let e = plan(&with(&["--vni", "1", "--local", "198.18.1.1"])).unwrap_err();
-        assert_eq!(e, "a vxlan port needs at least one --remote IP");
+        // No --remote: the remotes come from the cluster (rvsd --etcd).
+        assert!(plan(&with(&["--vni", "1", "--local", "198.18.1.1"])).is_ok());
         let e = plan(&with(&["--vni", "1", "--remote", "198.18.1.2"])).unwrap_err();
         assert!(e.starts_with("a vxlan port needs --local"), "{e}");
         let e = plan(&with(&["--local", "198.18.1.1", "--remote", "198.18.1.2"])).unwrap_err();

@@ -3,7 +3,7 @@
 use rvs_switch::config::{PortConfig, PortVlan};
 use rvs_switch::datapath::{FdbEntryInfo, FlowInfo, PortStatsInfo, ThreadInfo};
 use rvs_switch::proto::{BridgeSummary, FlushResult, PingResult, PortShow, ShowResult, UplinkShow};
-use rvs_switch::state::kind_name;
+use rvs_switch::state::{kind_name, ClusterShow};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt::Write;
@@ -28,6 +28,7 @@ pub fn render(view: View, result: Value) -> Result<String, String> {
             let p: PingResult = decode(result)?;
             format!("rvsd {} is running\n", p.daemon_version)
         }
+        View::Cluster => cluster(&decode(result)?),
         View::Uplinks => {
             let list: Vec<UplinkShow> = decode(result)?;
             if list.is_empty() {
@@ -37,6 +38,48 @@ pub fn render(view: View, result: Value) -> Result<String, String> {
             }
         }
     })
+}
+
+fn cluster(c: &ClusterShow) -> String {
+    let Some(cfg) = &c.config else {
+        return "not in a cluster (start rvsd with --etcd URL --node NAME)\n".to_string();
+    };
+    let mut out = format!("node {}: etcd {}, lease TTL {} s\n", cfg.node, cfg.etcd.join(","), cfg.lease_ttl_secs);
+    if let Some(st) = &c.status {
+        let _ = write!(out, "  state: {} for {} s", st.state, st.since_secs);
+        if let Some(e) = &st.error {
+            let _ = write!(out, " ({e})");
+        }
+        let _ = writeln!(out, "; lease {:x}, {} connects", st.lease, st.connects);
+    }
+    let rows: Vec<Vec<String>> = c
+        .peers
+        .iter()
+        .map(|p| {
+            let vteps: Vec<String> = p.vteps.iter().map(|t| format!("{}@{}", t.vni, t.addr)).collect();
+            vec![p.node.clone(), vteps.join(" "), p.macs.to_string()]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("peers: none\n");
+    } else {
+        out.push_str("peers:\n");
+        out.push_str(&table("  ", &["NODE", "VNI@VTEP", "MACS"], &rows));
+    }
+    let rows: Vec<Vec<String>> = c
+        .tunnels
+        .iter()
+        .map(|t| {
+            let remotes: Vec<String> = t.remotes.iter().map(|r| r.to_string()).collect();
+            let from = if t.from_cluster { "cluster" } else { "configured" };
+            vec![t.port.clone(), t.vni.to_string(), from.to_string(), remotes.join(" ")]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str("tunnels:\n");
+        out.push_str(&table("  ", &["PORT", "VNI", "REMOTES FROM", "REMOTES"], &rows));
+    }
+    out
 }
 
 fn decode<T: DeserializeOwned>(v: Value) -> Result<T, String> {

@@ -19,6 +19,9 @@ pub struct Config {
     /// Underlay interfaces carrying VXLAN, restored before the bridges.
     #[serde(default)]
     pub uplinks: Vec<UplinkConfig>,
+    /// Cluster membership through etcd, if this node is in a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// An underlay interface: rvs takes the VXLAN frames for its VTEPs from it

@@ -20,7 +20,7 @@ pub const DEFAULT_DB: &str = "/var/lib/rvs/conf.json";
 
 /// An empty configuration, as on first start.
 pub fn empty() -> Config {
-    Config { version: CONFIG_VERSION, bridges: Vec::new(), uplinks: Vec::new() }
+    Config { version: CONFIG_VERSION, bridges: Vec::new(), uplinks: Vec::new(), cluster: None }
 }
 
 /// Loads the database; a missing file is an empty configuration.
@@ -179,7 +179,7 @@ pub(crate) mod tests {
             pmd: Vec::new(),
         });
         br.static_macs.push(StaticMac { mac: "02:00:00:00:00:01".into(), vlan: 10, port: "veth-a".into() });
-        Config { version: CONFIG_VERSION, bridges: vec![br], uplinks: Vec::new() }
+        Config { version: CONFIG_VERSION, bridges: vec![br], uplinks: Vec::new(), cluster: None }
     }
 
     /// `sample` plus two uplinks and an IPv4 and an IPv6 vxlan port.

@@ -1,10 +1,12 @@
 //! rvsd: the rvs daemon, as a library so `rvsctl` and tests share its
 //! control protocol and configuration model.
 
+pub mod cluster;
 pub mod config;
 pub mod datapath;
 pub mod db;
 pub mod dp;
+pub mod etcd;
 pub mod netlink;
 pub mod proto;
 pub mod server;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use rvs_dataplane::pmd::PmdOptions;
+use rvs_switch::cluster::ClusterConfig;
 use rvs_switch::dp::Dp;
 use rvs_switch::{server, state::State};
 use std::path::PathBuf;
@@ -32,6 +33,17 @@ struct Args {
     /// without traffic (0: busy-poll always, lowest latency, a full core).
     #[arg(long, default_value_t = 20)]
     idle_sleep_us: u64,
+    /// etcd endpoints (http://HOST:PORT, comma-separated): join the cluster
+    /// there; VXLAN ports without --remote take their remotes from it.
+    /// Saved in the db, so later starts need not repeat it.
+    #[arg(long, value_name = "URLS", requires = "node")]
+    etcd: Option<String>,
+    /// This node's name in the cluster (with --etcd).
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    node: Option<String>,
+    /// Seconds a node stays in the cluster after it stops renewing its lease.
+    #[arg(long, value_name = "SECS", default_value_t = rvs_switch::cluster::DEFAULT_LEASE_TTL)]
+    lease_ttl: u32,
 }
 
 /// Cores named by `--cores`, sorted, without duplicates.
@@ -70,6 +82,15 @@ fn run(args: Args) -> Result<(), String> {
     let group = args.group.as_deref().map(server::group_id).transpose()?;
     // Read the db before touching any interface: a corrupt one stops us here.
     rvs_switch::db::load(&args.db)?;
+    let cluster = match (&args.etcd, &args.node) {
+        (Some(etcd), Some(node)) => {
+            let etcd = etcd.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect();
+            let cfg = ClusterConfig { etcd, node: node.clone(), lease_ttl_secs: args.lease_ttl };
+            cfg.check()?;
+            Some(cfg)
+        }
+        _ => None,
+    };
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -78,6 +99,10 @@ fn run(args: Args) -> Result<(), String> {
     let opts = PmdOptions { idle_sleep: Duration::from_micros(args.idle_sleep_us), ..PmdOptions::default() };
     let dp = Dp::start(&cores, opts)?;
     let mut state = State::restore(&args.db, dp)?;
+    match cluster {
+        Some(cfg) => state.set_cluster(Some(cfg))?,
+        None => state.start_cluster()?,
+    }
     eprintln!("rvsd: started: cores={cores:?} socket={} db={}", args.socket.display(), args.db.display());
     let served = server::serve(&args.socket, group, &mut state, &shutdown)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()));

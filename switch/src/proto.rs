@@ -115,6 +115,8 @@ pub enum Command {
     UplinkList,
     /// Everything: result `ShowResult`.
     Show,
+    /// Cluster membership: result `state::ClusterShow`.
+    ClusterShow,
     /// A bridge's FDB: result `Vec<FdbEntryInfo>`.
     FdbShow {
         /// Bridge name.
@@ -354,6 +356,18 @@ pub struct PingResult {
     pub daemon_version: String,
     /// Protocol versions it speaks.
     pub protocol_versions: Vec<u32>,
+}
+
+/// Checks a cluster node name: 1 to 63 of `A-Z a-z 0-9 . _ -` (it is
+/// part of etcd keys).
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    let ok = (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid node name {name:?} (1 to 63 letters, digits, '.', '_' or '-')"))
+    }
 }
 
 /// Checks an interface or bridge name: 1..=15 bytes, no '/', whitespace or NUL.

@@ -18,6 +18,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+mod membership;
+pub use membership::{ClusterShow, PeerShow, TunnelShow};
+
 /// The daemon's configuration, its db file and the datapath it drives.
 pub struct State<D: Datapath> {
     config: Config,
@@ -29,6 +32,12 @@ pub struct State<D: Datapath> {
     down_ports: HashMap<String, String>,
     /// Uplinks in the configuration that the datapath does not have, and why.
     down_uplinks: HashMap<String, String>,
+    /// The cluster agent, when this node is in a cluster.
+    cluster: Option<crate::cluster::Cluster>,
+    /// The other nodes, as the agent last read them.
+    peers: crate::cluster::PeerView,
+    /// Remotes the cluster gave VXLAN ports configured without any.
+    cluster_remotes: HashMap<String, Vec<IpAddr>>,
 }
 
 /// The `type` name of a port backend.
@@ -76,6 +85,9 @@ impl<D: Datapath> State<D> {
             down_bridges: HashMap::new(),
             down_ports: HashMap::new(),
             down_uplinks: HashMap::new(),
+            cluster: None,
+            peers: Default::default(),
+            cluster_remotes: HashMap::new(),
         };
         for up in &uplinks {
             if let Err(e) = st.dp.add_uplink(up) {
@@ -114,6 +126,7 @@ impl<D: Datapath> State<D> {
     /// Periodic housekeeping; call about once a second.
     pub fn tick(&mut self) {
         self.dp.tick();
+        self.sync_cluster(true);
     }
 
     /// Answers one request.
@@ -121,7 +134,18 @@ impl<D: Datapath> State<D> {
         if let Err(e) = proto::check_version(req.version) {
             return Reply::err(e);
         }
-        match req.cmd {
+        if let Command::PortAdd { port: PortConfig { name, .. }, .. } | Command::PortDel { port: name, .. } = &req.cmd {
+            let name = name.clone();
+            self.forget_cluster_port(&name);
+        }
+        let reply = self.dispatch(req.cmd);
+        // A tunnel added or emptied of remotes takes the cluster's now.
+        self.sync_cluster(false);
+        reply
+    }
+
+    fn dispatch(&mut self, cmd: Command) -> Reply {
+        match cmd {
             Command::BridgeAdd { bridge, aging_secs, max_macs } => {
                 Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs))
             }
@@ -151,6 +175,7 @@ impl<D: Datapath> State<D> {
                 self.dp.flows_flush();
                 Reply::from_result(Ok(()))
             }
+            Command::ClusterShow => Reply::from_result(Ok(self.cluster_show())),
             Command::Ping => Reply::from_result(Ok(PingResult {
                 daemon_version: env!("CARGO_PKG_VERSION").to_string(),
                 protocol_versions: proto::SUPPORTED_VERSIONS.to_vec(),

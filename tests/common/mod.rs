@@ -628,6 +628,7 @@ pub struct Rvsd {
     pub log: PathBuf,
     cores: String,
     netns: Option<String>,
+    extra: Vec<String>,
 }
 
 impl Rvsd {
@@ -647,10 +648,24 @@ impl Rvsd {
         Rvsd::start_with(&default_cores(), Some(&ns.name))
     }
 
+    /// [`Rvsd::start_in`] with more rvsd arguments (kept for restarts).
+    pub fn start_in_with(ns: &Netns, args: &[&str]) -> Rvsd {
+        let mut d = Rvsd::new(&default_cores(), Some(&ns.name));
+        d.extra = args.iter().map(|a| a.to_string()).collect();
+        d.spawn();
+        d
+    }
+
     fn start_with(cores: &str, netns: Option<&str>) -> Rvsd {
+        let mut d = Rvsd::new(cores, netns);
+        d.spawn();
+        d
+    }
+
+    fn new(cores: &str, netns: Option<&str>) -> Rvsd {
         let dir = std::env::temp_dir().join(format!("rvst-{}", tag()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut d = Rvsd {
+        Rvsd {
             child: None,
             socket: dir.join("rvsd.sock"),
             db: dir.join("conf.json"),
@@ -658,9 +673,8 @@ impl Rvsd {
             dir,
             cores: cores.to_string(),
             netns: netns.map(str::to_string),
-        };
-        d.spawn();
-        d
+            extra: Vec::new(),
+        }
     }
 
     fn spawn(&mut self) {
@@ -681,6 +695,7 @@ impl Rvsd {
             .arg(&self.socket)
             .arg("--db")
             .arg(&self.db)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -1,0 +1,575 @@
+//! Overlay membership through etcd, the way Flannel keeps a lease per node.
+//!
+//! Each rvsd registers its node under a lease it keeps alive, publishes the
+//! VTEPs it serves and the MACs it has behind them, and watches the other
+//! nodes'. Key layout (version 1, under `/rvs/v1/`; values are JSON):
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `/rvs/v1/nodes/NODE` | `{"node": NODE, "vteps": [{"vni": 42, "addr": "198.18.200.1", "dstport": 4789}]}` |
+//! | `/rvs/v1/macs/VNI/NODE` | `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}]}` |
+//!
+//! Every key of a node hangs on that node's lease: when the node dies (or
+//! is cut off) for longer than the lease TTL, etcd deletes its keys and the
+//! others drop it. A clean stop revokes the lease, so peers drop it at once.
+//!
+//! All etcd I/O runs on the agent's own threads (one for the lease and
+//! updates, one for the watch); the control loop only swaps a [`LocalView`]
+//! in and a [`PeerView`] out once a tick, so a slow or dead etcd never
+//! stalls configuration or forwarding. With etcd unreachable, what was
+//! learned last stays in force; the agent reconnects with backoff and
+//! resynchronises (re-grants the lease and re-publishes if it was lost).
+
+use crate::etcd::{Client, Kv};
+use rvs_dataplane::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where the keys live.
+pub const PREFIX: &str = "/rvs/v1/";
+/// Default lease TTL, seconds.
+pub const DEFAULT_LEASE_TTL: u32 = 10;
+/// Accepted lease TTLs, seconds.
+pub const LEASE_TTL_RANGE: std::ops::RangeInclusive<u32> = 2..=3600;
+/// Local MACs are published at most this often.
+const MAC_PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// A full re-read of the prefix even without watch events.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Cluster membership settings (persisted in the db).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd client endpoints, `http://host:port`.
+    pub etcd: Vec<String>,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Lease TTL in seconds: how long a dead node lingers.
+    #[serde(default = "default_ttl")]
+    pub lease_ttl_secs: u32,
+}
+
+fn default_ttl() -> u32 {
+    DEFAULT_LEASE_TTL
+}
+
+impl ClusterConfig {
+    /// Checks the settings as rvsd would use them.
+    pub fn check(&self) -> Result<(), String> {
+        Client::new(&self.etcd)?;
+        crate::proto::check_node_name(&self.node)?;
+        if !LEASE_TTL_RANGE.contains(&self.lease_ttl_secs) {
+            return Err(format!(
+                "lease TTL {} s out of range {}..={}",
+                self.lease_ttl_secs,
+                LEASE_TTL_RANGE.start(),
+                LEASE_TTL_RANGE.end()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One VTEP a node serves.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VtepRecord {
+    /// VNI.
+    pub vni: u32,
+    /// Local VTEP address.
+    pub addr: IpAddr,
+    /// UDP destination port.
+    pub dstport: u16,
+}
+
+/// The value under `/rvs/v1/nodes/NODE`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Node name.
+    pub node: String,
+    /// Its VTEPs.
+    pub vteps: Vec<VtepRecord>,
+}
+
+/// One advertised MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MacRecord {
+    /// The MAC.
+    #[serde(with = "mac_text")]
+    pub mac: MacAddr,
+    /// Its VLAN on the advertising node.
+    pub vlan: u16,
+}
+
+/// A MAC as `aa:bb:cc:dd:ee:ff` in JSON.
+mod mac_text {
+    use rvs_dataplane::wire::MacAddr;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(mac)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(|e| serde::de::Error::custom(format!("{e}")))
+    }
+}
+
+/// The value under `/rvs/v1/macs/VNI/NODE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacsRecord {
+    /// The VTEP the MACs sit behind.
+    pub vtep: IpAddr,
+    /// The MACs.
+    pub macs: Vec<MacRecord>,
+}
+
+/// What this node serves, as the control loop sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalView {
+    /// Its VTEPs, sorted.
+    pub vteps: Vec<VtepRecord>,
+    /// Per VNI: the VTEP address and the MACs behind it.
+    pub macs: BTreeMap<u32, MacsRecord>,
+}
+
+/// What the other nodes serve, as last read from etcd.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerView {
+    /// Other nodes by name.
+    pub nodes: BTreeMap<String, NodeRecord>,
+    /// Per (VNI, node): its MACs.
+    pub macs: BTreeMap<(u32, String), MacsRecord>,
+}
+
+impl PeerView {
+    /// Remote VTEP addresses for a local tunnel on `vni` at `local`/`dstport`:
+    /// every other node's VTEP on that VNI, same family, sorted.
+    pub fn remotes_for(&self, vni: u32, local: IpAddr, dstport: u16) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .nodes
+            .values()
+            .flat_map(|n| n.vteps.iter())
+            .filter(|t| t.vni == vni && t.dstport == dstport && t.addr.is_ipv4() == local.is_ipv4() && t.addr != local)
+            .map(|t| t.addr)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// MACs the other nodes advertise on `vni`: (mac, vlan, VTEP).
+    pub fn macs_for(&self, vni: u32) -> Vec<(MacAddr, u16, IpAddr)> {
+        self.macs
+            .iter()
+            .filter(|((v, node), _)| *v == vni && self.nodes.contains_key(node))
+            .flat_map(|(_, r)| r.macs.iter().map(|m| (m.mac, m.vlan, r.vtep)))
+            .collect()
+    }
+
+    /// Reads the view out of every key under [`PREFIX`], leaving out
+    /// `me` and anything malformed (another writer's bug is not ours).
+    fn from_kvs(kvs: &[Kv], me: &str) -> PeerView {
+        let mut view = PeerView::default();
+        for kv in kvs {
+            let Some(rest) = kv.key.strip_prefix(PREFIX) else { continue };
+            if let Some(node) = rest.strip_prefix("nodes/") {
+                if node == me {
+                    continue;
+                }
+                if let Ok(rec) = serde_json::from_str::<NodeRecord>(&kv.value) {
+                    view.nodes.insert(node.to_string(), rec);
+                }
+            } else if let Some((vni, node)) = rest.strip_prefix("macs/").and_then(|r| r.split_once('/')) {
+                let (Ok(vni), false) = (vni.parse::<u32>(), node == me) else { continue };
+                if let Ok(rec) = serde_json::from_str::<MacsRecord>(&kv.value) {
+                    view.macs.insert((vni, node.to_string()), rec);
+                }
+            }
+        }
+        view
+    }
+}
+
+/// How the agent stands with etcd.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// `connecting`, `connected` or `disconnected`.
+    pub state: String,
+    /// The last error, while not connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds since the state last changed.
+    pub since_secs: u64,
+    /// The lease this node's keys hang on (0: none).
+    pub lease: i64,
+    /// Times the agent (re)connected.
+    pub connects: u64,
+    /// When the peers were last read, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_unix: Option<u64>,
+}
+
+struct Shared {
+    status: ClusterStatus,
+    state_since: Instant,
+    peers: PeerView,
+    /// Bumped whenever `peers` changes.
+    generation: u64,
+}
+
+/// The running agent; stops (revoking its lease) when dropped.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    shared: Arc<Mutex<Shared>>,
+    local_tx: Sender<LocalView>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    seen_generation: u64,
+}
+
+impl Cluster {
+    /// Starts the agent for `cfg` (checked first).
+    pub fn start(cfg: ClusterConfig) -> Result<Cluster, String> {
+        cfg.check()?;
+        let client = Client::new(&cfg.etcd)?;
+        let shared = Arc::new(Mutex::new(Shared {
+            status: ClusterStatus { state: "connecting".into(), ..Default::default() },
+            state_since: Instant::now(),
+            peers: PeerView::default(),
+            generation: 0,
+        }));
+        let (local_tx, local_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let agent = Agent {
+            client,
+            node: cfg.node.clone(),
+            ttl: cfg.lease_ttl_secs,
+            shared: shared.clone(),
+            stop: stop.clone(),
+            local_rx,
+            local: LocalView::default(),
+            lease: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("rvs-cluster".into())
+            .spawn(move || agent.run())
+            .map_err(|e| format!("starting the cluster agent: {e}"))?;
+        Ok(Cluster { cfg, shared, local_tx, stop, thread: Some(thread), seen_generation: 0 })
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    /// Hands the agent what this node serves now (it publishes changes).
+    pub fn publish(&self, local: LocalView) {
+        let _ = self.local_tx.send(local);
+    }
+
+    /// The peers, if they changed since the last call.
+    pub fn peers_if_changed(&mut self) -> Option<PeerView> {
+        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if s.generation == self.seen_generation {
+            return None;
+        }
+        self.seen_generation = s.generation;
+        Some(s.peers.clone())
+    }
+
+    /// The agent's status.
+    pub fn status(&self) -> ClusterStatus {
+        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        ClusterStatus { since_secs: s.state_since.elapsed().as_secs(), ..s.status.clone() }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Events the agent waits for.
+enum Wake {
+    /// The watch saw a change under the prefix.
+    Changed,
+    /// The watch ended (error or etcd gone).
+    WatchEnded(String),
+}
+
+struct Agent {
+    client: Client,
+    node: String,
+    ttl: u32,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    local_rx: Receiver<LocalView>,
+    /// What this node serves (latest from the control loop).
+    local: LocalView,
+    /// Current lease (0: none).
+    lease: i64,
+}
+
+/// One connected stretch: what was published, the watch, the timers.
+struct Session {
+    published: LocalView,
+    last_keepalive: Instant,
+    last_mac_publish: Instant,
+    last_sync: Instant,
+    wake_rx: Receiver<Wake>,
+    watch_stop: Arc<AtomicBool>,
+    watch: Option<JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.watch_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.watch.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Agent {
+    fn run(mut self) {
+        let mut backoff = Duration::from_millis(250);
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.connect() {
+                Ok(mut session) => {
+                    backoff = Duration::from_millis(250);
+                    let err = self.serve(&mut session);
+                    drop(session);
+                    match err {
+                        Some(e) => self.set_state("disconnected", Some(e)),
+                        None => break, // stopping
+                    }
+                }
+                Err(e) => self.set_state("disconnected", Some(e)),
+            }
+            self.sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        if self.lease != 0 {
+            // Leave at once rather than after the TTL.
+            let _ = self.client.lease_revoke(self.lease);
+        }
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stop.load(Ordering::Relaxed) && Instant::now() < end {
+            self.take_local(Duration::from_millis(100));
+        }
+    }
+
+    /// Takes the latest local view, waiting up to `wait` for one.
+    fn take_local(&mut self, wait: Duration) {
+        match self.local_rx.recv_timeout(wait) {
+            Ok(v) => self.local = v,
+            Err(RecvTimeoutError::Timeout) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(wait);
+                return;
+            }
+        }
+        while let Ok(v) = self.local_rx.try_recv() {
+            self.local = v;
+        }
+    }
+
+    fn set_state(&self, state: &str, error: Option<String>) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if s.status.state != state {
+            s.state_since = Instant::now();
+        }
+        s.status.state = state.to_string();
+        s.status.error = error;
+        s.status.lease = self.lease;
+        if state == "connected" {
+            s.status.connects += 1;
+        }
+    }
+
+    /// (Re)joins: keeps or re-grants the lease, publishes everything, reads
+    /// the peers and starts watching.
+    fn connect(&mut self) -> Result<Session, String> {
+        let ctx = |e: std::io::Error| e.to_string();
+        if self.lease != 0 && self.client.lease_keepalive(self.lease).map_err(ctx)?.is_none() {
+            self.lease = 0;
+        }
+        if self.lease == 0 {
+            self.lease = self.client.lease_grant(self.ttl).map_err(ctx)?;
+        }
+        let mut session = Session {
+            published: LocalView::default(),
+            last_keepalive: Instant::now(),
+            last_mac_publish: Instant::now(),
+            last_sync: Instant::now(),
+            wake_rx: mpsc::channel().1,
+            watch_stop: Arc::new(AtomicBool::new(false)),
+            watch: None,
+        };
+        self.publish_all(&mut session, true)?;
+        let rev = self.sync()?;
+        let (wake_tx, wake_rx) = mpsc::channel();
+        session.wake_rx = wake_rx;
+        session.watch = Some(self.start_watch(rev + 1, wake_tx, session.watch_stop.clone())?);
+        self.set_state("connected", None);
+        Ok(session)
+    }
+
+    fn start_watch(&self, from: i64, wake: Sender<Wake>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, String> {
+        let client = self.client.clone();
+        std::thread::Builder::new()
+            .name("rvs-etcd-watch".into())
+            .spawn(move || {
+                let w = wake.clone();
+                let r = client.watch_prefix(PREFIX, from, &stop, || {
+                    let _ = w.send(Wake::Changed);
+                });
+                let why = match r {
+                    Ok(()) => "watch stream ended".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let _ = wake.send(Wake::WatchEnded(why));
+            })
+            .map_err(|e| format!("starting the etcd watch: {e}"))
+    }
+
+    /// Runs a connected session until an error (returned) or stop (None).
+    fn serve(&mut self, s: &mut Session) -> Option<String> {
+        let keepalive_every = Duration::from_secs(u64::from(self.ttl).div_ceil(3).max(1));
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            self.take_local(Duration::from_millis(100));
+            let mut resync = s.last_sync.elapsed() >= RESYNC_EVERY;
+            loop {
+                match s.wake_rx.try_recv() {
+                    Ok(Wake::Changed) => resync = true,
+                    Ok(Wake::WatchEnded(why)) => return Some(why),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return Some("watch thread gone".into()),
+                }
+            }
+            if s.last_keepalive.elapsed() >= keepalive_every {
+                match self.client.lease_keepalive(self.lease) {
+                    Ok(Some(_)) => s.last_keepalive = Instant::now(),
+                    Ok(None) => {
+                        // Expired while we could not reach etcd: rejoin.
+                        self.lease = 0;
+                        return Some("lease expired; rejoining".into());
+                    }
+                    Err(e) => return Some(e.to_string()),
+                }
+            }
+            if let Err(e) = self.publish_all(s, false) {
+                return Some(e);
+            }
+            if resync {
+                if let Err(e) = self.sync() {
+                    return Some(e);
+                }
+                s.last_sync = Instant::now();
+            }
+        }
+    }
+
+    /// Writes what changed in the local view (MACs at most once a second;
+    /// everything when `all`).
+    fn publish_all(&mut self, s: &mut Session, all: bool) -> Result<(), String> {
+        let ctx = |e: std::io::Error| e.to_string();
+        if all || s.published.vteps != self.local.vteps {
+            let rec = NodeRecord { node: self.node.clone(), vteps: self.local.vteps.clone() };
+            let value = serde_json::to_string(&rec).expect("records serialize");
+            self.client.put(&format!("{PREFIX}nodes/{}", self.node), &value, self.lease).map_err(ctx)?;
+            s.published.vteps = self.local.vteps.clone();
+        }
+        if !all && (s.published.macs == self.local.macs || s.last_mac_publish.elapsed() < MAC_PUBLISH_EVERY) {
+            return Ok(());
+        }
+        for (vni, rec) in &self.local.macs {
+            if all || s.published.macs.get(vni) != Some(rec) {
+                let value = serde_json::to_string(rec).expect("records serialize");
+                self.client.put(&format!("{PREFIX}macs/{vni}/{}", self.node), &value, self.lease).map_err(ctx)?;
+            }
+        }
+        for vni in s.published.macs.keys().filter(|v| !self.local.macs.contains_key(v)) {
+            self.client.delete(&format!("{PREFIX}macs/{vni}/{}", self.node)).map_err(ctx)?;
+        }
+        s.published.macs = self.local.macs.clone();
+        s.last_mac_publish = Instant::now();
+        Ok(())
+    }
+
+    /// Reads every peer; returns the store's revision.
+    fn sync(&mut self) -> Result<i64, String> {
+        let (kvs, rev) = self.client.range_prefix(PREFIX).map_err(|e| e.to_string())?;
+        let view = PeerView::from_kvs(&kvs, &self.node);
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if s.peers != view {
+            s.peers = view;
+            s.generation += 1;
+        }
+        s.status.last_sync_unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs());
+        Ok(rev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> Kv {
+        Kv { key: k.into(), value: v.into() }
+    }
+
+    #[test]
+    fn peer_view_from_keys() {
+        let kvs = vec![
+            kv("/rvs/v1/nodes/h1", r#"{"node":"h1","vteps":[{"vni":42,"addr":"198.18.200.1","dstport":4789}]}"#),
+            kv(
+                "/rvs/v1/nodes/h2",
+                r#"{"node":"h2","vteps":[{"vni":42,"addr":"198.18.200.2","dstport":4789},{"vni":7,"addr":"2001:2::2","dstport":4789}]}"#,
+            ),
+            kv("/rvs/v1/nodes/bad", "not json"),
+            kv("/rvs/v1/macs/42/h2", r#"{"vtep":"198.18.200.2","macs":[{"mac":"02:00:00:00:00:02","vlan":1}]}"#),
+            kv("/rvs/v1/macs/42/gone", r#"{"vtep":"198.18.200.9","macs":[{"mac":"02:00:00:00:00:09","vlan":1}]}"#),
+            kv("/rvs/v1/macs/x/h2", "{}"),
+            kv("/rvs/v1/macs/42/h1", r#"{"vtep":"198.18.200.1","macs":[]}"#),
+        ];
+        let v = PeerView::from_kvs(&kvs, "h1");
+        assert_eq!(v.nodes.keys().collect::<Vec<_>>(), vec!["h2"], "self and malformed records left out");
+        let local: IpAddr = "198.18.200.1".parse().unwrap();
+        assert_eq!(v.remotes_for(42, local, 4789), vec!["198.18.200.2".parse::<IpAddr>().unwrap()]);
+        assert!(v.remotes_for(42, local, 8472).is_empty(), "another UDP port");
+        assert!(v.remotes_for(7, local, 4789).is_empty(), "another address family");
+        let macs = v.macs_for(42);
+        assert_eq!(macs.len(), 1, "MACs of nodes without a node record are ignored: {macs:?}");
+        assert_eq!(macs[0].0, "02:00:00:00:00:02".parse().unwrap());
+    }
+
+    #[test]
+    fn config_checks() {
+        let ok = ClusterConfig { etcd: vec!["http://127.0.0.1:2379".into()], node: "h1".into(), lease_ttl_secs: 10 };
+        assert!(ok.check().is_ok());
+        assert!(ClusterConfig { node: "a/b".into(), ..ok.clone() }.check().is_err());
+        assert!(ClusterConfig { node: String::new(), ..ok.clone() }.check().is_err());
+        assert!(ClusterConfig { lease_ttl_secs: 1, ..ok.clone() }.check().is_err());
+        assert!(ClusterConfig { etcd: vec!["127.0.0.1:2379".into()], ..ok }.check().is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! A small etcd v3 client over etcd's JSON gateway (HTTP/1.1 on the client
+//! port, `POST /v3/...`), enough for cluster membership: leases, put,
+//! prefix range, delete and a prefix watch.
+//!
+//! The gateway speaks JSON with keys and values in base64 and 64-bit
+//! integers as strings. Using it keeps the default build free of protoc
+//! and gRPC. Plain `http://` endpoints only; each unary call is one short
+//! connection with a timeout, tried on every endpoint in turn.
+
+use serde_json::{json, Value};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long one unary call may take, connect included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest response body accepted.
+const MAX_BODY: usize = 16 << 20;
+
+/// An etcd cluster, by its client endpoints (`http://host:port`).
+#[derive(Clone, Debug)]
+pub struct Client {
+    endpoints: Vec<String>,
+}
+
+/// One key and its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kv {
+    /// The key.
+    pub key: String,
+    /// The value (UTF-8 expected; lossy otherwise).
+    pub value: String,
+}
+
+impl Client {
+    /// A client for `urls` (`http://host:port`, comma-separated allowed).
+    pub fn new(urls: &[String]) -> Result<Client, String> {
+        let mut endpoints = Vec::new();
+        for u in urls.iter().flat_map(|u| u.split(',')).map(str::trim).filter(|u| !u.is_empty()) {
+            endpoints.push(endpoint(u)?);
+        }
+        if endpoints.is_empty() {
+            return Err("no etcd endpoint given".into());
+        }
+        Ok(Client { endpoints })
+    }
+
+    /// Grants a lease of `ttl` seconds; returns its id.
+    pub fn lease_grant(&self, ttl: u32) -> io::Result<i64> {
+        let r = self.call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }))?;
+        int_field(&r, "ID").ok_or_else(|| bad("lease grant reply without an ID"))
+    }
+
+    /// Refreshes lease `id`; returns the TTL left, or None if the lease is
+    /// gone (expired or revoked).
+    pub fn lease_keepalive(&self, id: i64) -> io::Result<Option<i64>> {
+        let r = self.call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }))?;
+        let r = r.get("result").unwrap_or(&r);
+        Ok(int_field(r, "TTL").filter(|t| *t > 0))
+    }
+
+    /// Revokes lease `id`, deleting every key attached to it.
+    pub fn lease_revoke(&self, id: i64) -> io::Result<()> {
+        self.call("/v3/lease/revoke", &json!({ "ID": id.to_string() })).map(|_| ())
+    }
+
+    /// Sets `key` to `value`, attached to `lease` (0: none).
+    pub fn put(&self, key: &str, value: &str, lease: i64) -> io::Result<()> {
+        let mut body = json!({ "key": base64(key.as_bytes()), "value": base64(value.as_bytes()) });
+        if lease != 0 {
+            body["lease"] = Value::String(lease.to_string());
+        }
+        self.call("/v3/kv/put", &body).map(|_| ())
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&self, key: &str) -> io::Result<()> {
+        self.call("/v3/kv/deleterange", &json!({ "key": base64(key.as_bytes()) })).map(|_| ())
+    }
+
+    /// Every key under `prefix`, and the store's revision.
+    pub fn range_prefix(&self, prefix: &str) -> io::Result<(Vec<Kv>, i64)> {
+        let body = json!({ "key": base64(prefix.as_bytes()), "range_end": base64(&prefix_end(prefix.as_bytes())) });
+        let r = self.call("/v3/kv/range", &body)?;
+        let rev = r.get("header").and_then(|h| int_field(h, "revision")).unwrap_or(0);
+        let mut kvs = Vec::new();
+        for kv in r.get("kvs").and_then(Value::as_array).into_iter().flatten() {
+            let key = kv.get("key").and_then(Value::as_str).and_then(unbase64).ok_or_else(|| bad("key not base64"))?;
+            let value = kv.get("value").and_then(Value::as_str).map_or(Some(Vec::new()), unbase64);
+            let value = value.ok_or_else(|| bad("value not base64"))?;
+            kvs.push(Kv {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                value: String::from_utf8_lossy(&value).into_owned(),
+            });
+        }
+        Ok((kvs, rev))
+    }
+
+    /// Watches every key under `prefix` from revision `from` on, calling
+    /// `changed` once per batch of events, until `stop` is set, the stream
+    /// ends or fails. Blocks; run it on a thread of its own.
+    pub fn watch_prefix(
+        &self,
+        prefix: &str,
+        from: i64,
+        stop: &AtomicBool,
+        mut changed: impl FnMut(),
+    ) -> io::Result<()> {
+        let body = json!({ "create_request": {
+            "key": base64(prefix.as_bytes()),
+            "range_end": base64(&prefix_end(prefix.as_bytes())),
+            "start_revision": from.to_string(),
+        }});
+        let mut last = io::Error::other("no endpoint");
+        for ep in &self.endpoints {
+            let mut stream = match connect(ep) {
+                Ok(s) => s,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            // A watch may stay silent for long: wake up to look at `stop`.
+            stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+            send_request(&mut stream, ep, "/v3/watch", &body, false)?;
+            let mut r = BufReader::new(stream);
+            let chunked = read_head(&mut r, stop)?;
+            if !chunked {
+                return Err(bad("watch reply is not a stream"));
+            }
+            loop {
+                let Some(msg) = read_chunk(&mut r, stop)? else { return Ok(()) };
+                let v: Value = serde_json::from_slice(&msg).map_err(|e| bad(&format!("watch message: {e}")))?;
+                if let Some(err) = v.get("error") {
+                    return Err(io::Error::other(format!("etcd watch: {err}")));
+                }
+                let res = v.get("result").unwrap_or(&v);
+                if res.get("canceled").and_then(Value::as_bool) == Some(true) {
+                    return Err(io::Error::other("etcd canceled the watch"));
+                }
+                if res.get("events").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) {
+                    changed();
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// One unary call, on the first endpoint that answers.
+    fn call(&self, path: &str, body: &Value) -> io::Result<Value> {
+        let mut last = io::Error::other("no endpoint");
+        for ep in &self.endpoints {
+            match call_one(ep, path, body) {
+                Ok(v) => return Ok(v),
+                // The server answered with an error: another member would too.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::Other => return Err(e),
+                Err(e) => last = io::Error::new(e.kind(), format!("etcd {ep}: {e}")),
+            }
+        }
+        Err(last)
+    }
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("etcd: {what}"))
+}
+
+/// `host:port` of an `http://host:port` URL.
+fn endpoint(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("etcd endpoint {url:?}: only http://HOST:PORT is supported"))?;
+    let hostport = rest.trim_end_matches('/');
+    if hostport.is_empty() || hostport.contains('/') || !hostport.contains(':') {
+        return Err(format!("etcd endpoint {url:?}: expected http://HOST:PORT"));
+    }
+    Ok(hostport.to_string())
+}
+
+fn connect(ep: &str) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{ep}: no address"));
+    for addr in ep.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, CALL_TIMEOUT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn send_request(s: &mut TcpStream, host: &str, path: &str, body: &Value, close: bool) -> io::Result<()> {
+    let body = body.to_string();
+    let conn = if close { "Connection: close\r\n" } else { "" };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{conn}\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())
+}
+
+fn call_one(ep: &str, path: &str, body: &Value) -> io::Result<Value> {
+    let mut s = connect(ep)?;
+    s.set_read_timeout(Some(CALL_TIMEOUT))?;
+    s.set_write_timeout(Some(CALL_TIMEOUT))?;
+    send_request(&mut s, ep, path, body, true)?;
+    let mut raw = Vec::new();
+    s.take(MAX_BODY as u64 + 1).read_to_end(&mut raw)?;
+    if raw.len() > MAX_BODY {
+        return Err(bad("reply too large"));
+    }
+    let (status, chunked, body) = split_response(&raw).ok_or_else(|| bad("malformed HTTP reply"))?;
+    let body = if chunked { dechunk(body).ok_or_else(|| bad("malformed chunked reply"))? } else { body.to_vec() };
+    // A streamed reply (keepalive) holds one JSON message per line.
+    let first = body.split(|&b| b == b'\n').find(|l| !l.iter().all(u8::is_ascii_whitespace)).unwrap_or(&[]);
+    let v: Value = serde_json::from_slice(first).map_err(|e| bad(&format!("reply is not JSON ({e})")))?;
+    if status != 200 || v.get("error").is_some() {
+        let msg = v.get("message").or_else(|| v.get("error")).map_or_else(|| v.to_string(), |m| m.to_string());
+        return Err(io::Error::other(format!("etcd {path}: HTTP {status}: {msg}")));
+    }
+    Ok(v)
+}
+
+/// Status, whether the body is chunked, and the body of an HTTP response.
+fn split_response(raw: &[u8]) -> Option<(u16, bool, &[u8])> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = lines.any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    Some((status, chunked, &raw[end + 4..]))
+}
+
+/// The payload of a complete chunked body.
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&b[..eol]).ok()?.split(';').next()?.trim();
+        let n = usize::from_str_radix(size, 16).ok()?;
+        b = &b[eol + 2..];
+        if n == 0 {
+            return Some(out);
+        }
+        if b.len() < n + 2 {
+            // Cut short (the server closed mid-stream): keep what came.
+            out.extend_from_slice(&b[..n.min(b.len())]);
+            return Some(out);
+        }
+        out.extend_from_slice(&b[..n]);
+        b = &b[n + 2..];
+    }
+}
+
+/// A line, retrying read timeouts until `stop` is set.
+fn read_line_until(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    loop {
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) => return Ok(None),
+            Ok(_) if line.ends_with(b"\n") => return Ok(Some(String::from_utf8_lossy(&line).trim_end().to_string())),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e),
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        if line.len() > 64 << 10 {
+            return Err(bad("line too long in watch stream"));
+        }
+    }
+}
+
+/// Reads the response head of a stream; true if it is chunked.
+fn read_head(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<bool> {
+    let status = read_line_until(r, stop)?.ok_or_else(|| bad("watch closed before replying"))?;
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(io::Error::other(format!("etcd watch: {status}")));
+    }
+    let mut chunked = false;
+    loop {
+        let line = read_line_until(r, stop)?.ok_or_else(|| bad("watch closed in its head"))?;
+        if line.is_empty() {
+            return Ok(chunked);
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            chunked |= k.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked");
+        }
+    }
+}
+
+/// The next chunk of a chunked stream; None at its end or on `stop`.
+fn read_chunk(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<Option<Vec<u8>>> {
+    let Some(size) = read_line_until(r, stop)? else { return Ok(None) };
+    let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+        .map_err(|_| bad("bad chunk size in watch stream"))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n > MAX_BODY {
+        return Err(bad("watch message too large"));
+    }
+    let mut buf = vec![0; n + 2];
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Ok(None),
+            Ok(k) => got += k,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(Some(buf))
+}
+
+/// A 64-bit integer field, sent by the gateway as a string (or a number).
+fn int_field(v: &Value, key: &str) -> Option<i64> {
+    match v.get(key)? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (padding optional); None if malformed.
+pub fn unbase64(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for ch in s.bytes() {
+        let v = B64.iter().position(|&b| b == ch)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (bits < 6).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn base64_known_values() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"/rvs/v1/"), "L3J2cy92MS8=");
+        assert_eq!(unbase64("L3J2cy92MS8="), Some(b"/rvs/v1/".to_vec()));
+        assert_eq!(unbase64("Zg"), Some(b"f".to_vec()));
+        assert_eq!(unbase64("Z"), None);
+        assert_eq!(unbase64("Zm9v!"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn base64_round_trips(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(unbase64(&base64(&data)), Some(data));
+        }
+
+        #[test]
+        fn reply_parsing_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Some((_, true, body)) = split_response(&raw) {
+                let _ = dechunk(body);
+            }
+            let _ = dechunk(&raw);
+        }
+    }
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"/rvs/v1/"), b"/rvs/v10".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+
+    #[test]
+    fn responses_and_chunks() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n";
+        let (status, chunked, body) = split_response(raw).unwrap();
+        assert_eq!((status, chunked), (200, true));
+        assert_eq!(dechunk(body).unwrap(), b"hello!");
+        let raw = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(split_response(raw).map(|(s, c, b)| (s, c, b.to_vec())), Some((404, false, b"{}".to_vec())));
+        assert!(split_response(b"garbage").is_none());
+        assert!(dechunk(b"zz\r\n").is_none());
+    }
+
+    #[test]
+    fn endpoints() {
+        assert!(Client::new(&["http://127.0.0.1:2379,http://[::1]:2379".into()]).is_ok());
+        assert!(Client::new(&["https://x:1".into()]).is_err());
+        assert!(Client::new(&["http://nohost".into()]).is_err());
+        assert!(Client::new(&[]).is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The control loop's side of cluster membership: what this node tells the
+//! cluster agent it serves, and how the peers' VTEPs and MACs reach the
+//! datapath.
+//!
+//! A VXLAN port configured without `--remote` takes its remotes from the
+//! peers serving its VNI; every VXLAN port installs the MACs peers
+//! advertise behind its remotes, so known unicast crosses the overlay
+//! without flooding. Nothing here is persisted: the configuration keeps
+//! the empty remote list, and the peers are read anew after a restart.
+
+use super::State;
+use crate::cluster::{Cluster, ClusterConfig, ClusterStatus, LocalView, MacRecord, MacsRecord, VtepRecord};
+use crate::config::{PortType, PortVlan};
+use crate::datapath::Datapath;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// `cluster_show`: the settings, the agent's state, peers and tunnels.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterShow {
+    /// The settings, if this rvsd is in a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ClusterConfig>,
+    /// How the agent stands with etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ClusterStatus>,
+    /// Other nodes, as last read.
+    pub peers: Vec<PeerShow>,
+    /// VXLAN ports and where their remotes come from.
+    pub tunnels: Vec<TunnelShow>,
+}
+
+/// One other node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerShow {
+    /// Node name.
+    pub node: String,
+    /// Its VTEPs.
+    pub vteps: Vec<VtepRecord>,
+    /// MACs it advertises, over all VNIs.
+    pub macs: usize,
+}
+
+/// A VXLAN port's remotes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelShow {
+    /// Port name.
+    pub port: String,
+    /// VNI.
+    pub vni: u32,
+    /// True if its remotes come from the cluster (none configured).
+    pub from_cluster: bool,
+    /// The remotes in use.
+    pub remotes: Vec<IpAddr>,
+}
+
+impl<D: Datapath> State<D> {
+    /// Joins the cluster `cfg` describes (or leaves it, for None): the
+    /// setting is saved in the db first, so a restart keeps it.
+    pub fn set_cluster(&mut self, cfg: Option<ClusterConfig>) -> Result<(), String> {
+        if let Some(c) = &cfg {
+            c.check()?;
+        }
+        if self.config.cluster != cfg {
+            let mut new = self.config.clone();
+            new.cluster = cfg.clone();
+            self.commit(new, |_| {})?;
+        }
+        self.start_cluster()
+    }
+
+    /// Starts the agent for the cluster in the configuration, if any and
+    /// not running yet.
+    pub fn start_cluster(&mut self) -> Result<(), String> {
+        match (&self.config.cluster, &self.cluster) {
+            (Some(cfg), Some(running)) if running.config() == cfg => Ok(()),
+            (Some(cfg), _) => {
+                self.cluster = Some(Cluster::start(cfg.clone())?);
+                Ok(())
+            }
+            (None, _) => {
+                self.cluster = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Once a tick (and after each request): hands the agent the local
+    /// view and applies the peers' to the datapath.
+    pub(super) fn sync_cluster(&mut self, refresh_macs: bool) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        if let Some(peers) = cluster.peers_if_changed() {
+            self.peers = peers;
+        }
+        let tunnels: Vec<(String, u32, IpAddr, u16, bool, Option<u16>)> = self
+            .config
+            .bridges
+            .iter()
+            .flat_map(|b| b.ports.iter())
+            .filter(|p| p.kind == PortType::Vxlan && !self.down_ports.contains_key(&p.name))
+            .filter_map(|p| {
+                let v = p.vxlan.as_ref()?;
+                let access = match p.vlan {
+                    PortVlan::Access { vlan } => Some(vlan),
+                    PortVlan::Trunk { .. } => None,
+                };
+                Some((p.name.clone(), v.vni, v.local, v.dstport, v.remotes.is_empty(), access))
+            })
+            .collect();
+        let mut local = LocalView::default();
+        for (name, vni, addr, dstport, auto, access) in &tunnels {
+            local.vteps.push(VtepRecord { vni: *vni, addr: *addr, dstport: *dstport });
+            let macs = self.dp.local_macs(name).unwrap_or_default();
+            local.macs.entry(*vni).or_insert_with(|| MacsRecord {
+                vtep: *addr,
+                macs: macs.into_iter().map(|(mac, vlan)| MacRecord { mac, vlan }).collect(),
+            });
+            if *auto {
+                let want = self.peers.remotes_for(*vni, *addr, *dstport);
+                if self.cluster_remotes.get(name) != Some(&want) && self.dp.set_remotes(name, &want).is_ok() {
+                    self.cluster_remotes.insert(name.clone(), want);
+                }
+            } else {
+                self.cluster_remotes.remove(name);
+            }
+            if refresh_macs {
+                // An access port's VLAN is local on each node: the MACs a
+                // peer has behind its VNI belong in ours.
+                let macs: Vec<_> = self
+                    .peers
+                    .macs_for(*vni)
+                    .into_iter()
+                    .map(|(mac, vlan, vtep)| (mac, access.unwrap_or(vlan), vtep))
+                    .collect();
+                let _ = self.dp.set_remote_macs(name, &macs);
+            }
+        }
+        local.vteps.sort();
+        local.vteps.dedup();
+        self.cluster_remotes.retain(|name, _| tunnels.iter().any(|t| &t.0 == name));
+        if let Some(c) = &self.cluster {
+            c.publish(local);
+        }
+    }
+
+    /// Forgets what the cluster set on `port` (it is being added or
+    /// removed), so the next sync sets it afresh.
+    pub(super) fn forget_cluster_port(&mut self, port: &str) {
+        self.cluster_remotes.remove(port);
+    }
+
+    pub(super) fn cluster_show(&self) -> ClusterShow {
+        let status = self.dp.port_status();
+        let tunnels = self
+            .config
+            .bridges
+            .iter()
+            .flat_map(|b| b.ports.iter())
+            .filter_map(|p| {
+                let v = p.vxlan.as_ref()?;
+                let remotes = status
+                    .iter()
+                    .find(|s| s.name == p.name)
+                    .map(|s| s.remotes.iter().filter_map(|r| r.ip.parse().ok()).collect())
+                    .unwrap_or_default();
+                Some(TunnelShow { port: p.name.clone(), vni: v.vni, from_cluster: v.remotes.is_empty(), remotes })
+            })
+            .collect();
+        ClusterShow {
+            config: self.config.cluster.clone(),
+            status: self.cluster.as_ref().map(Cluster::status),
+            peers: self
+                .peers
+                .nodes
+                .iter()
+                .map(|(name, rec)| PeerShow {
+                    node: name.clone(),
+                    vteps: rec.vteps.clone(),
+                    macs: self.peers.macs.iter().filter(|((_, n), _)| n == name).map(|(_, r)| r.macs.len()).sum(),
+                })
+                .collect(),
+            tunnels,
+        }
+    }
+}
