@@ -134,13 +134,22 @@ impl<D: Datapath> State<D> {
         if let Err(e) = proto::check_version(req.version) {
             return Reply::err(e);
         }
+        let tunnels_change = matches!(
+            req.cmd,
+            Command::PortAdd { .. }
+                | Command::PortDel { .. }
+                | Command::PortSetRemotes { .. }
+                | Command::BridgeDel { .. }
+        );
         if let Command::PortAdd { port: PortConfig { name, .. }, .. } | Command::PortDel { port: name, .. } = &req.cmd {
             let name = name.clone();
             self.forget_cluster_port(&name);
         }
         let reply = self.dispatch(req.cmd);
-        // A tunnel added or emptied of remotes takes the cluster's now.
-        self.sync_cluster(false);
+        if tunnels_change {
+            // A tunnel added or emptied of remotes takes the cluster's now.
+            self.sync_cluster(false);
+        }
         reply
     }
 
