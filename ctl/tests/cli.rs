@@ -64,7 +64,6 @@ fn bad_arguments_exit_2_with_one_line() {
         &["port", "add", "br0", "vx", "--type", "vxlan", "--vni", "1", "--local", "10.0.0", "--remote", "10.0.0.2"],
         &["port", "add", "br0", "vx", "--type", "vxlan", "--vni", "1", "--local", "10.0.0.1", "--remote", "::2"],
         &["port", "add", "br0", "vx", "--type", "vxlan", "--vni", "1", "--local", "10.0.0.1", "--remote", "10.0.0.1"],
-        &["port", "add", "br0", "vx", "--type", "vxlan", "--vni", "1", "--local", "10.0.0.1"],
         &["port", "set", "br0", "vx", "--remote", "10.0.0.2", "--remote", "10.0.0.2"],
         &["port", "set", "br0", "vx"],
         &["port", "remote", "add", "br0", "vx", "10.0.0.256"],
