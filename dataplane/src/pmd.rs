@@ -644,6 +644,11 @@ impl Pmd {
         }
     }
 
+    /// This thread's flow cache counters, as they are now.
+    pub fn cache_stats(&self) -> crate::flow_cache::CacheStats {
+        self.cache.stats()
+    }
+
     /// Frames free in the pool (for tests: every frame must come back).
     pub fn pool_free(&self) -> usize {
         self.pool.free_count()

@@ -1,8 +1,10 @@
-//! An in-memory port for tests and benchmarks: frames injected through a
-//! handle come out of `recv`, frames sent are kept for the handle to take.
-//!
-//! It guards its queues with a mutex because a test thread and the polling
-//! thread share them; it is never used on a real data path.
+//! In-memory ports. [`MemPort`], for tests: frames injected through a
+//! handle come out of `recv`, frames sent are kept for the handle to take
+//! (behind a mutex, as a test thread and the polling thread share them).
+//! [`ReplayPort`], for benchmarks: receives a fixed set of frames over and
+//! over and counts what it sends, with no lock or allocation, so that what
+//! a benchmark measures is the pipeline plus one copy per frame in (what
+//! the kernel's copy mode costs an AF_XDP port).
 
 use super::{Desc, Pool, Port, HEADROOM, MAX_FRAME};
 use std::collections::VecDeque;
@@ -88,6 +90,57 @@ impl Port for MemPort {
             pool.free(d.addr);
         }
         sent
+    }
+
+    fn flush(&mut self, _pool: &mut Pool) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn release(&mut self, _pool: &mut Pool) {}
+}
+
+/// A benchmark port: `recv` copies the next frames of a fixed list (round
+/// robin) into pool buffers; `send` counts and frees.
+pub struct ReplayPort {
+    frames: Vec<Vec<u8>>,
+    next: usize,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ReplayPort {
+    /// A port that receives `frames` in turn, forever (none if empty), and
+    /// counts what it sends in the returned counter.
+    pub fn new(frames: Vec<Vec<u8>>) -> (ReplayPort, Arc<std::sync::atomic::AtomicU64>) {
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        (ReplayPort { frames, next: 0, sent: sent.clone() }, sent)
+    }
+}
+
+impl Port for ReplayPort {
+    fn recv(&mut self, pool: &mut Pool, out: &mut [Desc]) -> io::Result<usize> {
+        if self.frames.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        while n < out.len() {
+            let Some(chunk) = pool.alloc() else { break };
+            let frame = &self.frames[self.next];
+            self.next = (self.next + 1) % self.frames.len();
+            let len = frame.len().min(MAX_FRAME);
+            let d = Desc { addr: chunk + HEADROOM as u64, len: len as u32 };
+            pool.data_mut(d).copy_from_slice(&frame[..len]);
+            out[n] = d;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, pool: &mut Pool, frames: &[Desc]) -> usize {
+        for d in frames {
+            pool.free(d.addr);
+        }
+        self.sent.fetch_add(frames.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        frames.len()
     }
 
     fn flush(&mut self, _pool: &mut Pool) -> io::Result<()> {
