@@ -58,8 +58,36 @@ pub enum Cmd {
     /// The polling threads' flow caches
     #[command(subcommand, arg_required_else_help = true)]
     Flows(FlowsCmd),
+    /// Show what the switch would do with a frame, step by step, without sending it
+    #[command(after_help = TRACE_HELP)]
+    Trace {
+        /// Bridge name
+        bridge: String,
+        /// Port the frame comes in on (an uplink for a VXLAN frame)
+        port: String,
+        /// The frame: FIELD=VALUE,... or hex bytes (hex=... or bare)
+        #[arg(value_parser = frame)]
+        frame: Frame,
+    },
     /// Check that rvsd answers
     Ping,
+}
+
+const TRACE_HELP: &str = "\
+Frame fields: in_vlan, in_pcp, dl_src, dl_dst (both required), dl_type,
+nw_src, nw_dst (IPv4 or IPv6), nw_proto, nw_ttl, tp_src, tp_dst.
+Unset fields are zero; dl_type follows the addresses, nw_proto is UDP.
+Examples:
+  rvsctl trace br0 veth-a dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02
+  rvsctl trace br0 trunk0 in_vlan=10,dl_src=02:00:00:00:00:01,dl_dst=ff:ff:ff:ff:ff:ff
+  rvsctl trace br0 veth-a hex=020000000002020000000001080045...";
+
+/// A frame built from its description (a newtype, so clap takes it as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(pub Vec<u8>);
+
+fn frame(s: &str) -> Result<Frame, String> {
+    rvs_switch::framedesc::parse(s).map(Frame)
 }
 
 /// `rvsctl bridge ...`
@@ -491,6 +519,8 @@ pub enum View {
     Ping,
     /// Uplink table.
     Uplinks,
+    /// A frame's way through the switch.
+    Trace,
 }
 
 impl Cli {
@@ -581,6 +611,14 @@ impl Cli {
             }
             Cmd::Flows(FlowsCmd::Show) => (Command::FlowsShow, View::Flows),
             Cmd::Flows(FlowsCmd::Flush) => (Command::FlowsFlush, View::Quiet),
+            Cmd::Trace { bridge, port, frame } => (
+                Command::Trace {
+                    bridge: bridge.clone(),
+                    port: port.clone(),
+                    frame: rvs_switch::framedesc::to_hex(&frame.0),
+                },
+                View::Trace,
+            ),
             Cmd::Ping => (Command::Ping, View::Ping),
         };
         Ok(Plan { cmd, view, remote_edit })
@@ -992,6 +1030,21 @@ mod tests {
         assert!(e.contains("invalid queue \"x\" (must be a whole number 0..=4294967295)"), "{e}");
         let e = plan(&["pmd", "assign", "veth-a", "1", "y"]).unwrap_err();
         assert!(e.contains("invalid core \"y\" (must be a whole number)"), "{e}");
+    }
+
+    #[test]
+    fn trace_command() {
+        let c = plan(&["trace", "br0", "p1", "in_vlan=10,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02"]).unwrap();
+        let Command::Trace { bridge, port, frame } = c else { panic!("{c:?}") };
+        assert_eq!((bridge.as_str(), port.as_str()), ("br0", "p1"));
+        assert!(frame.starts_with("02000000000202000000000181000"), "{frame}");
+        assert_eq!(
+            plan(&["trace", "br0", "p1", "hex=0102"]).unwrap(),
+            Command::Trace { bridge: "br0".into(), port: "p1".into(), frame: "0102".into() }
+        );
+        let e = plan(&["trace", "br0", "p1", "dl_src=02:00:00:00:00:01,bogus=1"]).unwrap_err();
+        assert!(e.contains("unknown field \"bogus\""), "{e}");
+        assert!(plan(&["trace", "br0", "p1"]).is_err());
     }
 
     #[test]

@@ -342,6 +342,10 @@ impl Dp {
             Some(Role::Vxlan(vx)) => vx.cfg.ttl,
             _ => 0,
         };
+        let src_mac = match self.ports.get(t.uplink as usize).and_then(Option::as_ref).map(|p| &p.role) {
+            Some(Role::Uplink { mac, .. }) => mac.to_string(),
+            _ => String::new(),
+        };
         remotes
             .into_iter()
             .map(|r| {
@@ -352,6 +356,8 @@ impl Dp {
                     vxlan: rem.map(|x| TraceVxlan {
                         remote: x.ip.to_string(),
                         local: t.local.to_string(),
+                        uplink: self.port_name(t.uplink),
+                        src_mac: src_mac.clone(),
                         next_hop_mac: self.next_hop_of(out, r).map(|m| m.to_string()),
                         vni: t.vni,
                         udp_src: sport,
@@ -1068,6 +1074,7 @@ impl Datapath for Dp {
         let mut steps = Vec::new();
         let mut step = |stage: &str, what: String| steps.push((stage.to_string(), what));
         step("input", format!("{} bytes on {port}", frame.len()));
+        let hex = crate::framedesc::to_hex(frame);
         let (mut ingress, mut remote, mut frame) = (id, NO_REMOTE, frame.to_vec());
         if is_uplink {
             match pipeline::decap(&snap, &frame) {
@@ -1090,7 +1097,12 @@ impl Datapath for Dp {
                 }
                 Err(r) => {
                     step("decap", format!("dropped: {}", r.name()));
-                    return Ok(TraceResult { steps, decision: format!("drop:{}", r.name()), outputs: Vec::new() });
+                    return Ok(TraceResult {
+                        steps,
+                        decision: format!("drop:{}", r.name()),
+                        outputs: Vec::new(),
+                        frame: hex,
+                    });
                 }
             }
         }
@@ -1128,10 +1140,16 @@ impl Datapath for Dp {
                     match br.fdb.lookup_dest(eth.dst(), v.vid) {
                         Some(d) => {
                             let at = self.port_name(d.port);
-                            match self.remote_ip(d.port, d.remote) {
-                                Some(ip) => format!("hit: {} vlan {} on {at} via {ip}", eth.dst(), v.vid),
-                                None => format!("hit: {} vlan {} on {at}", eth.dst(), v.vid),
-                            }
+                            let via =
+                                self.remote_ip(d.port, d.remote).map(|ip| format!(" via {ip}")).unwrap_or_default();
+                            // Trace is rare: a scan for the entry's age is fine here.
+                            let entry = br.fdb.entries().into_iter().find(|e| e.mac == eth.dst() && e.vid == v.vid);
+                            let how = match entry {
+                                Some(e) if e.is_static => ", static".to_string(),
+                                Some(e) => format!(", learned {} s ago", now.saturating_sub(e.last_seen)),
+                                None => String::new(),
+                            };
+                            format!("hit: {} vlan {} on {at}{via}{how}", eth.dst(), v.vid)
                         }
                         None => format!("miss: {} vlan {} unknown", eth.dst(), v.vid),
                     },
@@ -1176,7 +1194,7 @@ impl Datapath for Dp {
         for (o, r) in targets {
             outputs.extend(self.trace_output(&snap, o, r, &v, &frame));
         }
-        Ok(TraceResult { steps, decision, outputs })
+        Ok(TraceResult { steps, decision, outputs, frame: hex })
     }
 
     fn capture_start(&mut self, port: &str, dir: Direction, snaplen: u32) -> DpResult<Arc<CaptureRing>> {

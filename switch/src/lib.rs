@@ -5,6 +5,7 @@ pub mod config;
 pub mod datapath;
 pub mod db;
 pub mod dp;
+pub mod framedesc;
 pub mod netlink;
 pub mod proto;
 pub mod server;

@@ -170,6 +170,16 @@ pub enum Command {
     FlowsShow,
     /// Empties every flow cache (run-time state only; nothing is saved).
     FlowsFlush,
+    /// Runs a frame through the packet path's decision code as if it came
+    /// in on a port, sending nothing: result `TraceResult`.
+    Trace {
+        /// Bridge name.
+        bridge: String,
+        /// Ingress port (of the bridge), or an uplink for VXLAN frames.
+        port: String,
+        /// The frame: hex bytes, or a description (see `framedesc`).
+        frame: String,
+    },
     /// Health check: result `PingResult`.
     Ping,
 }

@@ -8,7 +8,9 @@
 //! in-memory configuration and the datapath agree after every reply.
 
 use crate::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
-use crate::datapath::{Datapath, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, UplinkStatus};
+use crate::datapath::{
+    Datapath, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus,
+};
 use crate::db;
 use crate::proto::{
     self, BridgeShow, BridgeSummary, Command, FlushResult, PingResult, PortShow, Reply, Request, ShowResult, UplinkShow,
@@ -151,6 +153,7 @@ impl<D: Datapath> State<D> {
                 self.dp.flows_flush();
                 Reply::from_result(Ok(()))
             }
+            Command::Trace { bridge, port, frame } => Reply::from_result(self.trace(&bridge, &port, &frame)),
             Command::Ping => Reply::from_result(Ok(PingResult {
                 daemon_version: env!("CARGO_PKG_VERSION").to_string(),
                 protocol_versions: proto::SUPPORTED_VERSIONS.to_vec(),
@@ -662,6 +665,20 @@ impl<D: Datapath> State<D> {
             drops: Vec::new(),
             link_downs: 0,
         }])
+    }
+
+    fn trace(&self, bridge: &str, port: &str, frame: &str) -> Result<TraceResult, String> {
+        let frame = crate::framedesc::parse(frame)?;
+        let i = self.bridge_idx(bridge)?;
+        if self.uplink_idx(port).is_none() {
+            self.port_in_bridge(i, port)?;
+        }
+        for (what, down) in [("port", &self.down_ports), ("uplink", &self.down_uplinks)] {
+            if let Some(why) = down.get(port) {
+                return Err(format!("{what} {port:?} is down ({why})"));
+            }
+        }
+        self.dp.trace(bridge, port, &frame)
     }
 
     /// Polling threads, as `pmd_show` reports them.
