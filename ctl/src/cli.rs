@@ -5,7 +5,7 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use rvs_switch::config::{PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
-use rvs_switch::proto::{self, Command, ShowResult};
+use rvs_switch::proto::{self, CaptureDirection, Command, ShowResult};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -69,8 +69,52 @@ pub enum Cmd {
         #[arg(value_parser = frame)]
         frame: Frame,
     },
+    /// Write what a port receives and sends as a pcap file (-w - for stdout)
+    #[command(after_help = "Example: rvsctl capture veth-a -w - | tcpdump -nr -")]
+    Capture {
+        /// Port or uplink name
+        #[arg(value_parser = port_name)]
+        port: String,
+        /// Which frames
+        #[arg(long, value_enum, default_value = "both")]
+        direction: DirectionArg,
+        /// Stop after N frames [default: until interrupted]
+        #[arg(long, short = 'c', value_name = "N", value_parser = count)]
+        count: Option<u64>,
+        /// Bytes kept of each frame [default: whole frames]
+        #[arg(long, short = 's', value_name = "N", value_parser = snaplen)]
+        snaplen: Option<u32>,
+        /// The pcap file to write, or - for stdout
+        #[arg(short = 'w', value_name = "FILE")]
+        write: PathBuf,
+    },
     /// Check that rvsd answers
     Ping,
+}
+
+/// Capture directions, as typed.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DirectionArg {
+    /// Frames the port receives
+    In,
+    /// Frames the port sends
+    Out,
+    /// Both
+    Both,
+}
+
+fn count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("invalid count {s:?} (must be a whole number of frames, at least 1)")),
+    }
+}
+
+fn snaplen(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=proto::MAX_SNAPLEN).contains(&n) => Ok(n),
+        _ => Err(format!("invalid snap length {s:?} (must be 1..={})", proto::MAX_SNAPLEN)),
+    }
 }
 
 const TRACE_HELP: &str = "\
@@ -447,6 +491,9 @@ pub struct Plan {
     /// When set, `cmd` is `show` and its result feeds this edit, whose
     /// `port_set_remotes` is the request that makes the change.
     pub remote_edit: Option<RemoteEdit>,
+    /// For `capture`: where the pcap goes ("-" for stdout); the reply is
+    /// followed by a stream of frames.
+    pub capture_out: Option<PathBuf>,
 }
 
 /// `rvsctl port remote add|del`: one remote more or less, sent as the whole
@@ -527,6 +574,7 @@ impl Cli {
     /// Checks what clap cannot and builds the request; errors are usage errors.
     pub fn plan(&self) -> Result<Plan, String> {
         let mut remote_edit = None;
+        let mut capture_out = None;
         let (cmd, view) = match &self.cmd {
             Cmd::Bridge(BridgeCmd::Add { bridge, settings }) => (
                 Command::BridgeAdd {
@@ -619,9 +667,18 @@ impl Cli {
                 },
                 View::Trace,
             ),
+            Cmd::Capture { port, direction, count, snaplen, write } => {
+                capture_out = Some(write.clone());
+                let direction = match direction {
+                    DirectionArg::In => CaptureDirection::In,
+                    DirectionArg::Out => CaptureDirection::Out,
+                    DirectionArg::Both => CaptureDirection::Both,
+                };
+                (Command::Capture { port: port.clone(), direction, count: *count, snaplen: *snaplen }, View::Quiet)
+            }
             Cmd::Ping => (Command::Ping, View::Ping),
         };
-        Ok(Plan { cmd, view, remote_edit })
+        Ok(Plan { cmd, view, remote_edit, capture_out })
     }
 }
 
@@ -1045,6 +1102,32 @@ mod tests {
         let e = plan(&["trace", "br0", "p1", "dl_src=02:00:00:00:00:01,bogus=1"]).unwrap_err();
         assert!(e.contains("unknown field \"bogus\""), "{e}");
         assert!(plan(&["trace", "br0", "p1"]).is_err());
+    }
+
+    #[test]
+    fn capture_command() {
+        let cli = Cli::try_parse_from(["rvsctl", "capture", "p1", "-w", "-"]).unwrap();
+        let p = cli.plan().unwrap();
+        assert_eq!(
+            p.cmd,
+            Command::Capture { port: "p1".into(), direction: CaptureDirection::Both, count: None, snaplen: None }
+        );
+        assert_eq!(p.capture_out, Some(PathBuf::from("-")));
+        assert_eq!(
+            plan(&["capture", "p1", "--direction", "in", "--count", "5", "--snaplen", "64", "-w", "/tmp/x.pcap"])
+                .unwrap(),
+            Command::Capture { port: "p1".into(), direction: CaptureDirection::In, count: Some(5), snaplen: Some(64) }
+        );
+        for args in [
+            &["capture", "p1"][..],
+            &["capture", "-w", "-"],
+            &["capture", "p1", "-w", "-", "--count", "0"],
+            &["capture", "p1", "-w", "-", "--snaplen", "0"],
+            &["capture", "p1", "-w", "-", "--snaplen", "65536"],
+            &["capture", "p1", "-w", "-", "--direction", "sideways"],
+        ] {
+            assert!(plan(args).is_err(), "{args:?} was accepted");
+        }
     }
 
     #[test]

@@ -541,6 +541,10 @@ impl Dp {
     fn remove_port(&mut self, id: PortId) {
         let Some(port) = self.ports[id as usize].take() else { return };
         self.publish();
+        // A capture must not outlive its port: the id may be reused.
+        for t in &self.threads {
+            let _ = t.tx.send(Command::StopCapture { id });
+        }
         self.remove_handles(id, &port);
         if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
             b.fdb.forget_port(id);

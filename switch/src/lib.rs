@@ -1,12 +1,14 @@
 //! rvsd: the rvs daemon, as a library so `rvsctl` and tests share its
 //! control protocol and configuration model.
 
+pub mod capstream;
 pub mod config;
 pub mod datapath;
 pub mod db;
 pub mod dp;
 pub mod framedesc;
 pub mod netlink;
+pub mod pcap;
 pub mod proto;
 pub mod server;
 pub mod state;

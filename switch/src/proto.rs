@@ -180,9 +180,63 @@ pub enum Command {
         /// The frame: hex bytes, or a description (see `framedesc`).
         frame: String,
     },
+    /// Copies what a port (or uplink) receives and/or sends to this
+    /// connection: after an ok reply (`CaptureStarted`) the connection
+    /// carries `capstream` messages until the count is reached, the port
+    /// goes away or the client closes it.
+    Capture {
+        /// Port or uplink name.
+        port: String,
+        /// Which frames.
+        #[serde(default)]
+        direction: CaptureDirection,
+        /// Stop after this many frames.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        /// Bytes kept of each frame (default: whole frames).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+    },
     /// Health check: result `PingResult`.
     Ping,
 }
+
+/// Which frames of a port a capture takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureDirection {
+    /// Frames the port receives.
+    In,
+    /// Frames the port sends.
+    Out,
+    /// Both.
+    #[default]
+    Both,
+}
+
+/// The reply to `capture`, before the frames.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStarted {
+    /// Port or uplink name.
+    pub port: String,
+    /// Bytes kept of each frame.
+    pub snaplen: u32,
+}
+
+/// Counters of a running capture, in its status and end messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    /// Frames sent to the client.
+    pub captured: u64,
+    /// Frames lost because the client (or rvsd) did not keep up.
+    pub dropped: u64,
+    /// In the end message: why the capture ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Largest snap length a capture takes.
+pub const MAX_SNAPLEN: u32 = 65535;
 
 /// A request: a command and the protocol version it is written in.
 #[derive(Clone, Debug, PartialEq, Eq)]

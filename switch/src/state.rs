@@ -9,16 +9,19 @@
 
 use crate::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
 use crate::datapath::{
-    Datapath, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus,
+    CaptureRing, Datapath, Direction, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult,
+    UplinkStatus,
 };
 use crate::db;
 use crate::proto::{
-    self, BridgeShow, BridgeSummary, Command, FlushResult, PingResult, PortShow, Reply, Request, ShowResult, UplinkShow,
+    self, BridgeShow, BridgeSummary, CaptureDirection, Command, FlushResult, PingResult, PortShow, Reply, Request,
+    ShowResult, UplinkShow,
 };
 use rvs_dataplane::wire::MacAddr;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The daemon's configuration, its db file and the datapath it drives.
 pub struct State<D: Datapath> {
@@ -31,6 +34,8 @@ pub struct State<D: Datapath> {
     down_ports: HashMap<String, String>,
     /// Uplinks in the configuration that the datapath does not have, and why.
     down_uplinks: HashMap<String, String>,
+    /// Ports and uplinks with a capture running.
+    captures: HashSet<String>,
 }
 
 /// The `type` name of a port backend.
@@ -78,6 +83,7 @@ impl<D: Datapath> State<D> {
             down_bridges: HashMap::new(),
             down_ports: HashMap::new(),
             down_uplinks: HashMap::new(),
+            captures: HashSet::new(),
         };
         for up in &uplinks {
             if let Err(e) = st.dp.add_uplink(up) {
@@ -153,6 +159,9 @@ impl<D: Datapath> State<D> {
                 self.dp.flows_flush();
                 Reply::from_result(Ok(()))
             }
+            // The control server answers this itself and turns the
+            // connection into a stream; other callers cannot stream.
+            Command::Capture { .. } => Reply::err("capture needs a connection to the control socket"),
             Command::Trace { bridge, port, frame } => Reply::from_result(self.trace(&bridge, &port, &frame)),
             Command::Ping => Reply::from_result(Ok(PingResult {
                 daemon_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -681,6 +690,47 @@ impl<D: Datapath> State<D> {
         self.dp.trace(bridge, port, &frame)
     }
 
+    /// Starts a capture on port or uplink `port` for a streaming client;
+    /// one capture per port at a time.
+    pub fn capture_start(
+        &mut self,
+        port: &str,
+        dir: CaptureDirection,
+        snaplen: u32,
+    ) -> Result<Arc<CaptureRing>, String> {
+        if !self.has_port(port) {
+            return Err(format!("unknown port or uplink {port:?}"));
+        }
+        for (what, down) in [("port", &self.down_ports), ("uplink", &self.down_uplinks)] {
+            if let Some(why) = down.get(port) {
+                return Err(format!("{what} {port:?} is down ({why})"));
+            }
+        }
+        if self.captures.contains(port) {
+            return Err(format!("a capture already runs on {port:?}"));
+        }
+        let dir = match dir {
+            CaptureDirection::In => Direction::In,
+            CaptureDirection::Out => Direction::Out,
+            CaptureDirection::Both => Direction::Both,
+        };
+        let ring = self.dp.capture_start(port, dir, snaplen)?;
+        self.captures.insert(port.to_string());
+        Ok(ring)
+    }
+
+    /// Stops the capture on `port`, if one runs.
+    pub fn capture_stop(&mut self, port: &str) {
+        if self.captures.remove(port) {
+            self.dp.capture_stop(port);
+        }
+    }
+
+    /// True if `name` is a configured port or uplink.
+    pub fn has_port(&self, name: &str) -> bool {
+        self.port_loc(name).is_some() || self.uplink_idx(name).is_some()
+    }
+
     /// Polling threads, as `pmd_show` reports them.
     pub fn threads(&self) -> Vec<ThreadInfo> {
         self.dp.threads()
@@ -758,6 +808,8 @@ pub(crate) mod fake {
         pub no_thread: HashSet<usize>,
         /// The flow caches.
         pub flows: Vec<FlowInfo>,
+        /// Running captures (64-frame rings).
+        pub captures: BTreeMap<String, Arc<CaptureRing>>,
     }
 
     /// Cores the fake has polling threads on.
@@ -930,6 +982,14 @@ pub(crate) mod fake {
         }
         fn tick(&mut self) {
             self.inner().ticks += 1;
+        }
+        fn capture_start(&mut self, port: &str, dir: Direction, snaplen: u32) -> DpResult<Arc<CaptureRing>> {
+            let ring = CaptureRing::new(64, snaplen, dir);
+            self.inner().captures.insert(port.to_string(), ring.clone());
+            Ok(ring)
+        }
+        fn capture_stop(&mut self, port: &str) {
+            self.inner().captures.remove(port);
         }
         fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
             self.check()?;
