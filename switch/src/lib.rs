@@ -7,6 +7,7 @@ pub mod datapath;
 pub mod db;
 pub mod dp;
 pub mod framedesc;
+pub mod metrics;
 pub mod netlink;
 pub mod pcap;
 pub mod proto;

@@ -32,6 +32,10 @@ struct Args {
     /// without traffic (0: busy-poll always, lowest latency, a full core).
     #[arg(long, default_value_t = 20)]
     idle_sleep_us: u64,
+    /// Serve Prometheus metrics over HTTP on this address (GET /metrics),
+    /// e.g. 127.0.0.1:9477. Off unless given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Cores named by `--cores`, sorted, without duplicates.
@@ -70,6 +74,12 @@ fn run(args: Args) -> Result<(), String> {
     let group = args.group.as_deref().map(server::group_id).transpose()?;
     // Read the db before touching any interface: a corrupt one stops us here.
     rvs_switch::db::load(&args.db)?;
+    let metrics = args
+        .metrics
+        .map(|a| {
+            std::net::TcpListener::bind(a).map_err(|e| format!("cannot serve metrics on {a}: {}", server::io_msg(&e)))
+        })
+        .transpose()?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -79,7 +89,7 @@ fn run(args: Args) -> Result<(), String> {
     let dp = Dp::start(&cores, opts)?;
     let mut state = State::restore(&args.db, dp)?;
     eprintln!("rvsd: started: cores={cores:?} socket={} db={}", args.socket.display(), args.db.display());
-    let served = server::serve(&args.socket, group, &mut state, &shutdown)
+    let served = server::serve_all(&args.socket, group, metrics, &mut state, &shutdown)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()));
     state.into_datapath().shutdown();
     served?;

@@ -15,6 +15,7 @@
 
 use crate::capstream;
 use crate::datapath::{CaptureRing, Datapath};
+use crate::metrics::{self, HttpConn};
 use crate::proto::{
     self, CaptureStarted, CaptureStatus, Command, Reply, Request, MAX_REPLY_LEN, MAX_REQUEST_LEN, MAX_SNAPLEN,
 };
@@ -50,6 +51,7 @@ const CAPTURE_WBUF: usize = 1 << 20;
 const CAPTURE_STATUS_EVERY: Duration = Duration::from_millis(500);
 
 const LISTENER: Token = Token(0);
+const METRICS: Token = Token(usize::MAX);
 
 /// An io::Error as text without the "(os error N)" suffix.
 pub fn io_msg(e: &io::Error) -> String {
@@ -372,19 +374,31 @@ pub fn serve<D: Datapath>(
     state: &mut State<D>,
     shutdown: &AtomicBool,
 ) -> io::Result<()> {
-    serve_with(socket_path, group, state, shutdown, IDLE_TIMEOUT)
+    serve_with(socket_path, group, None, state, shutdown, IDLE_TIMEOUT)
 }
 
-/// `serve` with a chosen idle timeout (tests use a short one).
+/// `serve`, also answering Prometheus scrapes on `metrics` if given.
+pub fn serve_all<D: Datapath>(
+    socket_path: &Path,
+    group: Option<u32>,
+    metrics: Option<std::net::TcpListener>,
+    state: &mut State<D>,
+    shutdown: &AtomicBool,
+) -> io::Result<()> {
+    serve_with(socket_path, group, metrics, state, shutdown, IDLE_TIMEOUT)
+}
+
+/// `serve_all` with a chosen idle timeout (tests use a short one).
 pub(crate) fn serve_with<D: Datapath>(
     socket_path: &Path,
     group: Option<u32>,
+    metrics: Option<std::net::TcpListener>,
     state: &mut State<D>,
     shutdown: &AtomicBool,
     idle: Duration,
 ) -> io::Result<()> {
     let bound = bind(socket_path, group)?;
-    let result = serve_bound(&bound, state, shutdown, idle);
+    let result = serve_bound(&bound, metrics, state, shutdown, idle);
     // Remove the socket only if it is still ours.
     if let Ok(m) = fs::symlink_metadata(socket_path) {
         if m.dev() == bound.dev && m.ino() == bound.ino {
@@ -396,6 +410,7 @@ pub(crate) fn serve_with<D: Datapath>(
 
 fn serve_bound<D: Datapath>(
     bound: &Bound,
+    metrics: Option<std::net::TcpListener>,
     state: &mut State<D>,
     shutdown: &AtomicBool,
     idle: Duration,
@@ -405,6 +420,16 @@ fn serve_bound<D: Datapath>(
     let mut listener = UnixListener::from_std(std_listener);
     let mut poll = Poll::new()?;
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut metrics = match metrics {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            let mut l = mio::net::TcpListener::from_std(l);
+            poll.registry().register(&mut l, METRICS, Interest::READABLE)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let mut http: HashMap<Token, HttpConn> = HashMap::new();
     let mut events = Events::with_capacity(256);
     let mut clients: HashMap<Token, Client> = HashMap::new();
     let mut next_token = 1usize;
@@ -424,6 +449,18 @@ fn serve_bound<D: Datapath>(
             let token = ev.token();
             if token == LISTENER {
                 accept_pending = true;
+                continue;
+            }
+            if token == METRICS {
+                if let Some(l) = metrics.as_mut() {
+                    accept_http(l, &poll, &mut http, &mut next_token);
+                }
+                continue;
+            }
+            if let Some(h) = http.get_mut(&token) {
+                h.on_readable(|| metrics::render(state));
+                h.flush();
+                h.update_interest(&poll, token);
                 continue;
             }
             let Some(c) = clients.get_mut(&token) else {
@@ -459,6 +496,13 @@ fn serve_bound<D: Datapath>(
             }
         }
         let now = Instant::now();
+        http.retain(|_, h| {
+            let done = h.done(now);
+            if done {
+                h.deregister(&poll);
+            }
+            !done
+        });
         clients.retain(|_, c| {
             // A capture may stay silent as long as its port is.
             let idle_out = c.capture.is_none() && now.duration_since(c.last_active) >= idle;
@@ -495,7 +539,7 @@ fn accept_all(
                     continue;
                 }
                 let token = Token(*next_token);
-                *next_token = next_token.wrapping_add(1).max(1);
+                *next_token = next_token.wrapping_add(1).clamp(1, METRICS.0 - 1);
                 if poll.registry().register(&mut stream, token, Interest::READABLE).is_ok() {
                     clients.insert(token, Client::new(stream));
                 }
@@ -506,6 +550,34 @@ fn accept_all(
                 eprintln!("rvsd: warning: cannot accept a control connection: {e}");
                 return true;
             }
+        }
+    }
+}
+
+/// Accepts every waiting metrics connection (beyond `MAX_HTTP_CLIENTS`,
+/// closes them at once).
+fn accept_http(
+    listener: &mio::net::TcpListener,
+    poll: &Poll,
+    http: &mut HashMap<Token, HttpConn>,
+    next_token: &mut usize,
+) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if http.len() >= metrics::MAX_HTTP_CLIENTS {
+                    continue;
+                }
+                let token = Token(*next_token);
+                *next_token = next_token.wrapping_add(1).clamp(1, METRICS.0 - 1);
+                let mut conn = HttpConn::new(stream);
+                if poll.registry().register(conn.stream_mut(), token, Interest::READABLE).is_ok() {
+                    http.insert(token, conn);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // WouldBlock, or out of descriptors: the next event retries.
+            Err(_) => return,
         }
     }
 }
@@ -614,7 +686,7 @@ mod tests {
             let (s2, st2, dp2) = (sock.clone(), stop.clone(), dp.clone());
             let thread = thread::spawn(move || {
                 let mut state = State::restore(&db, dp2).map_err(io::Error::other)?;
-                serve_with(&s2, None, &mut state, &st2, idle)
+                serve_with(&s2, None, None, &mut state, &st2, idle)
             });
             let t0 = Instant::now();
             while !sock.exists() {

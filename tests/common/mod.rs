@@ -561,9 +561,16 @@ pub struct Rvsd {
     /// rvsd's stderr.
     pub log: PathBuf,
     cores: String,
+    extra: Vec<String>,
 }
 
 impl Rvsd {
+    /// Starts rvsd on [`default_cores`] with extra options (e.g.
+    /// `--metrics ADDR:PORT`) and waits until it answers.
+    pub fn start_with(extra: &[&str]) -> Rvsd {
+        Rvsd::spawn_new(&default_cores(), extra)
+    }
+
     /// Starts rvsd on [`default_cores`] and waits until it answers.
     pub fn start() -> Rvsd {
         Rvsd::start_on(&default_cores())
@@ -571,6 +578,10 @@ impl Rvsd {
 
     /// Starts rvsd with `--cores cores` and waits until it answers.
     pub fn start_on(cores: &str) -> Rvsd {
+        Rvsd::spawn_new(cores, &[])
+    }
+
+    fn spawn_new(cores: &str, extra: &[&str]) -> Rvsd {
         let dir = std::env::temp_dir().join(format!("rvst-{}", tag()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut d = Rvsd {
@@ -580,6 +591,7 @@ impl Rvsd {
             log: dir.join("rvsd.log"),
             dir,
             cores: cores.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         d.spawn();
         d
@@ -594,6 +606,7 @@ impl Rvsd {
             .arg(&self.socket)
             .arg("--db")
             .arg(&self.db)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
