@@ -113,7 +113,10 @@ fn metrics_address_in_use_is_a_clear_error() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = std::env::temp_dir().join(format!("rvst-m-{}", tag()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Were the port taken, rvsd would keep running: `timeout` ends it.
     let o = run(&[
+        "timeout",
+        "10",
         rvsd_bin().to_str().unwrap(),
         "--cores",
         &default_cores(),

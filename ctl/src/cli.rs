@@ -88,8 +88,21 @@ pub enum Cmd {
         #[arg(short = 'w', value_name = "FILE")]
         write: PathBuf,
     },
+    /// Change rvsd's log filter at run time (not saved)
+    #[command(after_help = "FILTER is a level (error, warn, info, debug, trace, off) or target=level pairs, \
+e.g. warn,rvs_switch::dp=debug. rvsd starts with --log-level, $RUST_LOG, or warnings plus one line per \
+configuration change.")]
+    LogLevel {
+        /// The new filter
+        #[arg(value_parser = log_filter)]
+        filter: String,
+    },
     /// Check that rvsd answers
     Ping,
+}
+
+fn log_filter(s: &str) -> Result<String, String> {
+    rvs_switch::log::parse(s).map(|_| s.trim().to_string())
 }
 
 /// Capture directions, as typed.
@@ -676,6 +689,7 @@ impl Cli {
                 };
                 (Command::Capture { port: port.clone(), direction, count: *count, snaplen: *snaplen }, View::Quiet)
             }
+            Cmd::LogLevel { filter } => (Command::LogLevel { filter: filter.clone() }, View::Quiet),
             Cmd::Ping => (Command::Ping, View::Ping),
         };
         Ok(Plan { cmd, view, remote_edit, capture_out })
@@ -1102,6 +1116,17 @@ mod tests {
         let e = plan(&["trace", "br0", "p1", "dl_src=02:00:00:00:00:01,bogus=1"]).unwrap_err();
         assert!(e.contains("unknown field \"bogus\""), "{e}");
         assert!(plan(&["trace", "br0", "p1"]).is_err());
+    }
+
+    #[test]
+    fn log_level_command() {
+        assert_eq!(plan(&["log-level", "debug"]).unwrap(), Command::LogLevel { filter: "debug".into() });
+        assert_eq!(
+            plan(&["log-level", "warn,rvs_switch::dp=trace"]).unwrap(),
+            Command::LogLevel { filter: "warn,rvs_switch::dp=trace".into() }
+        );
+        assert!(plan(&["log-level", "loud"]).unwrap_err().contains("invalid log filter"));
+        assert!(plan(&["log-level"]).is_err());
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl Dp {
                 .name(format!("pmd{core}"))
                 .spawn(move || {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                        eprintln!("rvsd: warning: could not pin the polling thread to core {core}");
+                        tracing::warn!("could not pin the polling thread to core {core}");
                     }
                     pmd.run();
                 })
@@ -651,7 +651,7 @@ impl Dp {
                     let link = port.link.as_mut().expect("checked above");
                     link.down = Some("interface gone".into());
                     link.downs += 1;
-                    eprintln!("rvsd: warning: interface {} went away; port down until it returns", port.name);
+                    tracing::warn!(target: crate::log::LINK, "interface {} went away; port down until it returns", port.name);
                     self.ports[i] = Some(port);
                     changed = true;
                 }
@@ -675,7 +675,7 @@ impl Dp {
                     }
                     let link = port.link.as_mut().expect("checked above");
                     (link.ifindex, link.down) = (ix, None);
-                    eprintln!("rvsd: interface {name} is back; port up again");
+                    tracing::info!(target: crate::log::LINK, "interface {name} is back; port up again");
                     self.ports[i] = Some(port);
                     changed = true;
                 }

@@ -7,6 +7,7 @@ pub mod datapath;
 pub mod db;
 pub mod dp;
 pub mod framedesc;
+pub mod log;
 pub mod metrics;
 pub mod netlink;
 pub mod pcap;

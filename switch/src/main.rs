@@ -36,6 +36,11 @@ struct Args {
     /// e.g. 127.0.0.1:9477. Off unless given.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
+    /// Log filter: a level (error, warn, info, debug, trace, off) or
+    /// target=level pairs [default: $RUST_LOG, else warnings plus one line
+    /// per configuration change]. Change it live with `rvsctl log-level`.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
 }
 
 /// Cores named by `--cores`, sorted, without duplicates.
@@ -64,6 +69,12 @@ fn parse_cores(s: &str) -> Result<CoreList, String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    let filter = match (&args.log_level, std::env::var("RUST_LOG")) {
+        (Some(f), _) => f.clone(),
+        (None, Ok(f)) if !f.trim().is_empty() => f,
+        _ => rvs_switch::log::DEFAULT_FILTER.to_string(),
+    };
+    rvs_switch::log::init(&filter)?;
     let cores = match args.cores {
         Some(CoreList(c)) => c,
         None => {
@@ -88,12 +99,17 @@ fn run(args: Args) -> Result<(), String> {
     let opts = PmdOptions { idle_sleep: Duration::from_micros(args.idle_sleep_us), ..PmdOptions::default() };
     let dp = Dp::start(&cores, opts)?;
     let mut state = State::restore(&args.db, dp)?;
-    eprintln!("rvsd: started: cores={cores:?} socket={} db={}", args.socket.display(), args.db.display());
+    tracing::info!(
+        target: rvs_switch::log::DAEMON,
+        "started: cores={cores:?} socket={} db={}",
+        args.socket.display(),
+        args.db.display()
+    );
     let served = server::serve_all(&args.socket, group, metrics, &mut state, &shutdown)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()));
     state.into_datapath().shutdown();
     served?;
-    eprintln!("rvsd: stopped");
+    tracing::info!(target: rvs_switch::log::DAEMON, "stopped");
     Ok(())
 }
 
@@ -101,6 +117,8 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The one-line error and exit status of the command, not a log
+            // line: it must show even where logging never started.
             eprintln!("rvsd: {e}");
             ExitCode::FAILURE
         }

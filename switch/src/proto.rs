@@ -197,6 +197,12 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snaplen: Option<u32>,
     },
+    /// Replaces rvsd's log filter at run time (not saved): a level
+    /// (error, warn, info, debug, trace, off) or `target=level,...`.
+    LogLevel {
+        /// The filter.
+        filter: String,
+    },
     /// Health check: result `PingResult`.
     Ping,
 }

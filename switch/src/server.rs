@@ -123,6 +123,7 @@ impl Client {
         if line.is_empty() {
             return;
         }
+        tracing::debug!("request: {}", String::from_utf8_lossy(line));
         let reply = match Request::parse(line) {
             Ok(Request { cmd: Command::Capture { port, direction, count, snaplen }, .. }) => {
                 let snaplen = snaplen.unwrap_or(MAX_SNAPLEN).clamp(1, MAX_SNAPLEN);
@@ -547,7 +548,7 @@ fn accept_all(
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
-                eprintln!("rvsd: warning: cannot accept a control connection: {e}");
+                tracing::warn!("cannot accept a control connection: {e}");
                 return true;
             }
         }

@@ -38,6 +38,41 @@ pub struct State<D: Datapath> {
     captures: HashSet<String>,
 }
 
+/// The log line for a request that changes the configuration (or the log
+/// filter), None for one that only reads.
+fn change_line(cmd: &Command) -> Option<String> {
+    Some(match cmd {
+        Command::BridgeAdd { bridge, .. } => format!("bridge {bridge} added"),
+        Command::BridgeDel { bridge } => format!("bridge {bridge} deleted with its ports"),
+        Command::BridgeSet { bridge, aging_secs, max_macs } => {
+            let mut what = Vec::new();
+            if let Some(a) = aging_secs {
+                what.push(format!("aging {a} s"));
+            }
+            if let Some(m) = max_macs {
+                what.push(format!("max MACs {m}"));
+            }
+            format!("bridge {bridge} set: {}", what.join(", "))
+        }
+        Command::PortAdd { bridge, port } => {
+            format!("port {} ({}) added to bridge {bridge}", port.name, kind_name(port.kind))
+        }
+        Command::PortDel { bridge, port } => format!("port {port} removed from bridge {bridge}"),
+        Command::PortSetRemotes { bridge, port, remotes, .. } => {
+            format!("port {port} of bridge {bridge}: remote VTEPs now [{}]", join(remotes))
+        }
+        Command::UplinkAdd { uplink } => format!("uplink {} added", uplink.name),
+        Command::UplinkDel { uplink } => format!("uplink {uplink} removed"),
+        Command::FdbAdd { bridge, mac, vlan, port } => {
+            format!("static MAC {mac} VLAN {vlan} on port {port} of bridge {bridge}")
+        }
+        Command::FdbDel { bridge, mac, vlan } => format!("MAC {mac} VLAN {vlan} removed from bridge {bridge}"),
+        Command::PmdAssign { port, queue, core } => format!("queue {queue} of {port} assigned to core {core}"),
+        Command::LogLevel { filter } => format!("log filter set to {filter:?}"),
+        _ => return None,
+    })
+}
+
 /// The `type` name of a port backend.
 pub fn kind_name(k: PortType) -> &'static str {
     k.name()
@@ -87,7 +122,7 @@ impl<D: Datapath> State<D> {
         };
         for up in &uplinks {
             if let Err(e) = st.dp.add_uplink(up) {
-                eprintln!("rvsd: warning: uplink {:?} not restored: {e}; kept in the configuration", up.name);
+                tracing::warn!("uplink {:?} not restored: {e}; kept in the configuration", up.name);
                 st.down_uplinks.insert(up.name.clone(), e);
             } else {
                 st.replay_pmd("uplink", &up.name, &up.pmd);
@@ -124,12 +159,21 @@ impl<D: Datapath> State<D> {
         self.dp.tick();
     }
 
-    /// Answers one request.
+    /// Answers one request; an accepted change is logged in one line.
     pub fn handle(&mut self, req: Request) -> Reply {
         if let Err(e) = proto::check_version(req.version) {
             return Reply::err(e);
         }
-        match req.cmd {
+        let change = change_line(&req.cmd);
+        let reply = self.answer(req.cmd);
+        if let (true, Some(line)) = (reply.ok, change) {
+            tracing::info!(target: crate::log::CONFIG, "{line}");
+        }
+        reply
+    }
+
+    fn answer(&mut self, cmd: Command) -> Reply {
+        match cmd {
             Command::BridgeAdd { bridge, aging_secs, max_macs } => {
                 Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs))
             }
@@ -162,6 +206,7 @@ impl<D: Datapath> State<D> {
             // The control server answers this itself and turns the
             // connection into a stream; other callers cannot stream.
             Command::Capture { .. } => Reply::err("capture needs a connection to the control socket"),
+            Command::LogLevel { filter } => Reply::from_result(crate::log::set(&filter)),
             Command::Trace { bridge, port, frame } => Reply::from_result(self.trace(&bridge, &port, &frame)),
             Command::Ping => Reply::from_result(Ok(PingResult {
                 daemon_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -207,7 +252,7 @@ impl<D: Datapath> State<D> {
     /// what failed; failures are warnings on stderr.
     fn replay_bridge(&mut self, br: &BridgeConfig) {
         if let Err(e) = self.dp.add_bridge(br) {
-            eprintln!("rvsd: warning: bridge {:?} not restored: {e}; kept in the configuration", br.name);
+            tracing::warn!("bridge {:?} not restored: {e}; kept in the configuration", br.name);
             for p in &br.ports {
                 self.down_ports.insert(p.name.clone(), format!("bridge {:?} is down", br.name));
             }
@@ -223,10 +268,7 @@ impl<D: Datapath> State<D> {
     /// Puts a port and its static MACs into the datapath.
     fn replay_port(&mut self, br: &BridgeConfig, p: &PortConfig) {
         if let Err(e) = self.dp.add_port(&br.name, p) {
-            eprintln!(
-                "rvsd: warning: port {:?} of bridge {:?} not restored: {e}; kept in the configuration",
-                p.name, br.name
-            );
+            tracing::warn!("port {:?} of bridge {:?} not restored: {e}; kept in the configuration", p.name, br.name);
             self.down_ports.insert(p.name.clone(), e);
             return;
         }
@@ -234,7 +276,7 @@ impl<D: Datapath> State<D> {
         for m in br.static_macs.iter().filter(|m| m.port == p.name) {
             let res = proto::parse_mac(&m.mac, true).and_then(|mac| self.dp.fdb_add(&br.name, mac, m.vlan, &m.port));
             if let Err(e) = res {
-                eprintln!("rvsd: warning: static MAC {} VLAN {} on port {:?} not restored: {e}", m.mac, m.vlan, m.port);
+                tracing::warn!("static MAC {} VLAN {} on port {:?} not restored: {e}", m.mac, m.vlan, m.port);
             }
         }
         self.replay_pmd("port", &p.name, &p.pmd);
@@ -247,8 +289,8 @@ impl<D: Datapath> State<D> {
     fn replay_pmd(&mut self, what: &str, name: &str, pmd: &[(u32, usize)]) {
         for &(queue, core) in pmd {
             if let Err(e) = self.dp.pmd_assign(name, queue, core) {
-                eprintln!(
-                    "rvsd: warning: queue {queue} of {what} {name:?} not moved to core {core}: {e}; kept in the configuration"
+                tracing::warn!(
+                    "queue {queue} of {what} {name:?} not moved to core {core}: {e}; kept in the configuration"
                 );
             }
         }
