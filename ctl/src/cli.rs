@@ -99,6 +99,48 @@ configuration change.")]
     },
     /// Check that rvsd answers
     Ping,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Example: rvsctl completions bash > /usr/share/bash-completion/completions/rvsctl")]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print rvsctl's man page (roff), or write it and one page per subcommand to DIR
+    #[command(
+        after_help = "Examples: rvsctl man > rvsctl.1 && man ./rvsctl.1\n          rvsctl man --dir /usr/share/man/man1"
+    )]
+    Man {
+        /// Write rvsctl.1 and rvsctl-SUBCOMMAND.1 pages here instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    /// For commands answered without rvsd (completions, man page): the
+    /// bytes to print.
+    pub fn local_output(&self) -> Option<Result<Vec<u8>, String>> {
+        use clap::CommandFactory;
+        let mut out = Vec::new();
+        match &self.cmd {
+            Cmd::Completions { shell } => {
+                clap_complete::generate(*shell, &mut Cli::command(), "rvsctl", &mut out);
+                Some(Ok(out))
+            }
+            Cmd::Man { dir: Some(dir) } => Some(
+                clap_mangen::generate_to(Cli::command(), dir)
+                    .map(|()| Vec::new())
+                    .map_err(|e| format!("cannot write man pages to {}: {e}", dir.display())),
+            ),
+            Cmd::Man { dir: None } => Some(
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut out)
+                    .map(|()| out)
+                    .map_err(|e| format!("cannot render the man page: {e}")),
+            ),
+            _ => None,
+        }
+    }
 }
 
 fn log_filter(s: &str) -> Result<String, String> {
@@ -691,6 +733,7 @@ impl Cli {
             }
             Cmd::LogLevel { filter } => (Command::LogLevel { filter: filter.clone() }, View::Quiet),
             Cmd::Ping => (Command::Ping, View::Ping),
+            Cmd::Completions { .. } | Cmd::Man { .. } => return Err("this command does not talk to rvsd".to_string()),
         };
         Ok(Plan { cmd, view, remote_edit, capture_out })
     }

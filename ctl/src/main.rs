@@ -60,6 +60,19 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Some(out) = cli.local_output() {
+        return match out {
+            Ok(bytes) => {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(&bytes).and_then(|_| o.flush());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rvsctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let plan = match cli.plan() {
         Ok(p) => p,
         Err(e) => {

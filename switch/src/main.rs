@@ -1,6 +1,6 @@
 //! rvsd: the rvs host vswitch daemon.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use rvs_dataplane::pmd::PmdOptions;
 use rvs_switch::dp::Dp;
 use rvs_switch::{server, state::State};
@@ -41,6 +41,26 @@ struct Args {
     /// per configuration change]. Change it live with `rvsctl log-level`.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Check the configuration database (--db) and exit: 0 if rvsd would
+    /// start with it, else one line naming the file. Touches no interface.
+    #[arg(long)]
+    check_config: bool,
+    /// Print rvsd's man page (roff) and exit: `rvsd --man > rvsd.8`.
+    #[arg(long, exclusive = true)]
+    man: bool,
+    /// Print a completion script for SHELL and exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
+}
+
+/// `--check-config`: what rvsd would restore, or why it would not start.
+fn check_config(db: &std::path::Path) -> Result<String, String> {
+    if !db.exists() {
+        return Err(format!("configuration database {} does not exist", db.display()));
+    }
+    let c = rvs_switch::db::load(db)?;
+    let ports: usize = c.bridges.iter().map(|b| b.ports.len()).sum();
+    Ok(format!("{}: ok ({} bridges, {ports} ports, {} uplinks)", db.display(), c.bridges.len(), c.uplinks.len()))
 }
 
 /// Cores named by `--cores`, sorted, without duplicates.
@@ -114,7 +134,26 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if args.man {
+        let mut out = Vec::new();
+        return match clap_mangen::Man::new(Args::command()).section("8").render(&mut out) {
+            Ok(()) => print(&out),
+            Err(e) => fail(&format!("cannot render the man page: {e}")),
+        };
+    }
+    if let Some(shell) = args.completions {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "rvsd", &mut out);
+        return print(&out);
+    }
+    if args.check_config {
+        return match check_config(&args.db) {
+            Ok(line) => print(format!("{line}\n").as_bytes()),
+            Err(e) => fail(&e),
+        };
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The one-line error and exit status of the command, not a log
@@ -123,4 +162,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `bytes` to stdout; a closed pipe is not an error worth a panic.
+fn print(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|_| out.flush());
+    ExitCode::SUCCESS
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("rvsd: {e}");
+    ExitCode::FAILURE
 }
