@@ -1,8 +1,9 @@
 //! Issue 5: `rvsctl trace` says what the switch does with a frame, and the
 //! switch then does exactly that with the real frame: a learned unicast, an
-//! unknown unicast (flooded), a VLAN-filtered drop, and a frame flooded
-//! into a VXLAN tunnel (outer headers and UDP source port checked on the
-//! wire). Addresses: 198.18.60.0/24 (hosts), 198.18.61.0/24 (underlay).
+//! unknown unicast (flooded), a VLAN-filtered drop, a frame flooded into a
+//! VXLAN tunnel (outer headers and UDP source port checked on the wire),
+//! and a VXLAN frame traced on the uplink, decapsulated and delivered.
+//! Addresses: 198.18.60.0/24 (hosts), 198.18.61.0/24 (underlay).
 //!
 //! Frames are UDP to port 39999 from made-up MACs, so the namespaces' own
 //! traffic never matches the tcpdump filters.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 const A: &str = "02:00:00:60:00:0a";
 const B: &str = "02:00:00:60:00:0b";
+const C: &str = "02:00:00:60:00:0c";
 const UNKNOWN: &str = "02:00:00:60:00:99";
 
 fn udp(src: &str, dst: &str, vlan: Option<u16>) -> String {
@@ -145,6 +147,45 @@ fn trace_matches_what_the_switch_does() {
         "outer addresses or UDP source port {sport} differ from the trace: {seen:?}"
     );
     assert!(line.contains("vni 6001"), "{seen:?}");
+
+    // And back: a VXLAN frame from the remote VTEP, traced on the uplink,
+    // is decapsulated and goes to B's port, where the real one arrives.
+    let inner = rvs_switch::framedesc::parse(&udp(C, B, None)).unwrap();
+    let outer =
+        vxlan_frame(parse_mac(&src_mac), parse_mac(&next_hop), ([198, 18, 61, 2], [198, 18, 61, 1]), 6001, &inner);
+    let hex: String = outer.iter().map(|b| format!("{b:02x}")).collect();
+    let t = rvsd.ctl_json(&["trace", "brt", &up.host, &format!("hex={hex}")]);
+    assert!(json::trace_step(&t, "decap").unwrap_or_default().contains("from 198.18.61.2 to tunnel port vxt"), "{t}");
+    assert_eq!(json::trace_decision(&t), "output", "{t}");
+    assert_eq!(ports(&t), vec![h2.port().to_string()], "{t}");
+    let at2 = Tcpdump::start(Some(&h2.ns), &h2.dev, 1, &["udp", "dst", "port", "39999"]);
+    send_raw(&under, &up.inner, &[outer]);
+    let seen = at2.finish(Duration::from_secs(5));
+    assert!(seen.iter().any(|l| l.contains(&format!("{C} > {B}"))), "decapsulated frame did not reach B: {seen:?}");
+}
+
+/// An IPv4 VXLAN frame (`macs` = (dst, src), `ips` = (src, dst)) to port
+/// 4789 carrying `inner`.
+fn vxlan_frame(dst: [u8; 6], src: [u8; 6], ips: ([u8; 4], [u8; 4]), vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + 8 + 8 + inner.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&ips.0);
+    ip.extend_from_slice(&ips.1);
+    let sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&50000u16.to_be_bytes());
+    f.extend_from_slice(&4789u16.to_be_bytes());
+    f.extend_from_slice(&((8 + 8 + inner.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x08, 0, 0, 0]);
+    f.extend_from_slice(&(vni << 8).to_be_bytes());
+    f.extend_from_slice(inner);
+    f
 }
 
 #[test]
