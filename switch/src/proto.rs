@@ -761,6 +761,27 @@ mod tests {
     }
 
     #[test]
+    fn observability_requests() {
+        let cap = Request::parse(br#"{"version":1,"cmd":"capture","port":"p1"}"#).unwrap();
+        assert_eq!(
+            cap.cmd,
+            Command::Capture { port: "p1".into(), direction: CaptureDirection::Both, count: None, snaplen: None }
+        );
+        for cmd in [
+            Command::Capture { port: "p1".into(), direction: CaptureDirection::Out, count: Some(3), snaplen: Some(64) },
+            Command::Trace { bridge: "br0".into(), port: "p1".into(), frame: "0102".into() },
+            Command::LogLevel { filter: "debug".into() },
+        ] {
+            let req = Request::new(cmd);
+            assert_eq!(Request::parse(req.to_line().as_bytes()).unwrap(), req);
+        }
+        let e = Request::parse(br#"{"version":1,"cmd":"capture","port":"p1","direction":"sideways"}"#).unwrap_err();
+        assert!(e.starts_with("invalid request") && !e.contains('\n'), "{e}");
+        let e = Request::parse(br#"{"version":1,"cmd":"trace","bridge":"br0","port":"p1"}"#).unwrap_err();
+        assert!(e.contains("frame"), "{e}");
+    }
+
+    #[test]
     fn vxlan_and_uplink_requests() {
         let line = r#"{"version":1,"cmd":"port_set_remotes","bridge":"br0","port":"vx42","remotes":["198.18.1.2","2001:db8::2"]}"#;
         let req = Request::parse(line.as_bytes()).unwrap();
