@@ -158,8 +158,12 @@ impl Client {
         if !state.has_port(&s.port) {
             end = Some(format!("{} was removed", s.port));
         }
+        let mut drained = false;
         while end.is_none() && self.wbuf.len() - self.wpos < CAPTURE_WBUF && s.remaining != Some(0) {
-            let Some(c) = s.ring.take() else { break };
+            let Some(c) = s.ring.take() else {
+                drained = true;
+                break;
+            };
             capstream::encode_frame(&mut self.wbuf, c.ts_ns, c.orig_len, c.out, c.bytes());
             s.ring.recycle(c);
             s.captured += 1;
@@ -167,7 +171,7 @@ impl Client {
         }
         if s.remaining == Some(0) {
             end = Some("count reached".to_string());
-        } else if s.stop && end.is_none() {
+        } else if s.stop && drained {
             end = Some("stopped by the client".to_string());
         }
         let status = CaptureStatus { captured: s.captured, dropped: s.ring.dropped(), reason: end.clone() };
@@ -540,7 +544,7 @@ fn accept_all(
                     continue;
                 }
                 let token = Token(*next_token);
-                *next_token = next_token.wrapping_add(1).clamp(1, METRICS.0 - 1);
+                *next_token = after(*next_token);
                 if poll.registry().register(&mut stream, token, Interest::READABLE).is_ok() {
                     clients.insert(token, Client::new(stream));
                 }
@@ -552,6 +556,14 @@ fn accept_all(
                 return true;
             }
         }
+    }
+}
+
+/// The token after `t` for a new connection: never a listener's.
+fn after(t: usize) -> usize {
+    match t.wrapping_add(1) {
+        n if n == LISTENER.0 || n == METRICS.0 => 1,
+        n => n,
     }
 }
 
@@ -570,7 +582,7 @@ fn accept_http(
                     continue;
                 }
                 let token = Token(*next_token);
-                *next_token = next_token.wrapping_add(1).clamp(1, METRICS.0 - 1);
+                *next_token = after(*next_token);
                 let mut conn = HttpConn::new(stream);
                 if poll.registry().register(conn.stream_mut(), token, Interest::READABLE).is_ok() {
                     http.insert(token, conn);
