@@ -109,6 +109,7 @@ fn trace_matches_what_the_switch_does() {
     let t = trace(&rvsd, h1.port(), &udp(A, B, Some(20)));
     assert_eq!(json::trace_decision(&t), "drop:vlan_filtered", "{t}");
     assert!(json::trace_outputs(&t).is_empty(), "{t}");
+    assert!(json::trace_step(&t, "vlan").unwrap_or_default().contains("an access port of VLAN 10"), "{t}");
     let filtered = || json::port_stat(&rvsd.ctl_json(&["stats"]), h1.port()).drops.get("vlan_filtered").copied();
     let before = filtered().unwrap_or(0);
     send_raw(&h1.ns, &h1.dev, &[json::trace_frame(&t)]);

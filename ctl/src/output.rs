@@ -325,6 +325,9 @@ fn trace(t: &TraceResult) -> String {
         let _ = writeln!(out, "{stage:width$}  {what}");
     }
     if t.outputs.is_empty() {
+        if !t.decision.starts_with("drop") {
+            let _ = writeln!(out, "outputs: none (no other port in the frame's VLAN)");
+        }
         return out;
     }
     let _ = writeln!(out, "outputs:");

@@ -19,7 +19,7 @@ use crate::datapath::{
 };
 use crate::netlink;
 use crossbeam::channel::{self, Sender};
-use rvs_dataplane::fdb::{Fdb, NO_REMOTE};
+use rvs_dataplane::fdb::{Fdb, Learn, NO_REMOTE};
 use rvs_dataplane::flow_cache::FlowKey;
 use rvs_dataplane::pipeline::Action;
 use rvs_dataplane::pipeline::{self, TagEdit};
@@ -30,7 +30,7 @@ use rvs_dataplane::port::Pool;
 use rvs_dataplane::snapshot::{
     BridgeId, BridgeInfo, PortId, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, NO_BRIDGE, TX_ANY,
 };
-use rvs_dataplane::stats::{PortCounters, PortStats, ThreadStats};
+use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::{OuterTemplate, OVERHEAD_V4, OVERHEAD_V6};
 use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
@@ -1132,9 +1132,32 @@ impl Datapath for Dp {
                 "vlan",
                 format!("VLAN {}{}", v.vid, if v.tagged { " (tagged on arrival)" } else { " (untagged on arrival)" }),
             );
+        } else if let Action::Drop(r @ (DropReason::VlanFiltered | DropReason::BadVlan)) = v.action {
+            let carries = match snap.port(ingress).map(|p| &p.vlan) {
+                Some(VlanMode::Access(a)) => format!("an access port of VLAN {a}"),
+                Some(VlanMode::Trunk { allowed, native }) => {
+                    let list: Vec<String> = allowed.iter().map(|x| x.to_string()).collect();
+                    let native = native.map(|n| format!(", untagged in {n}")).unwrap_or_default();
+                    format!("a trunk of VLANs {}{native}", list.join(","))
+                }
+                None => "not in a bridge".to_string(),
+            };
+            step("vlan", format!("{}: {} is {carries}", r.name(), self.port_name(ingress)));
         }
         if let Some(l) = v.learn {
-            step("learn", format!("source MAC: {l:?}"));
+            let here = self.port_name(ingress);
+            step(
+                "learn",
+                match l {
+                    Learn::Known | Learn::Refreshed => format!("source MAC known on {here}"),
+                    Learn::New => format!("source MAC would be learned on {here}"),
+                    Learn::Moved { from } => {
+                        format!("source MAC would move to {here} from {}", self.port_name(from.port))
+                    }
+                    Learn::Refused => "source MAC not learned: the bridge is at its MAC limit".to_string(),
+                    Learn::Static => "source MAC not moved: a static entry holds it elsewhere".to_string(),
+                },
+            );
         }
         let br = self.ports.get(ingress as usize).and_then(Option::as_ref).and_then(|p| snap.bridge(p.bridge));
         if let (Some(eth), Some(br)) = (EthernetFrame::new_checked(&frame[..]), br) {
