@@ -16,7 +16,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # Tools the tests use, and the Debian packages that have them.
 declare -A pkg_of=(
     [ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3
-    [tcpdump]=tcpdump [ethtool]=ethtool [pgrep]=procps [etcd]=etcd-server
+    [tcpdump]=tcpdump [ethtool]=ethtool [pgrep]=procps [man]=man-db
+    [etcd]=etcd-server
 )
 missing=()
 for tool in "${!pkg_of[@]}"; do

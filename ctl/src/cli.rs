@@ -5,7 +5,7 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use rvs_switch::config::{PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
-use rvs_switch::proto::{self, Command, ShowResult};
+use rvs_switch::proto::{self, CaptureDirection, Command, ShowResult};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -61,8 +61,135 @@ pub enum Cmd {
     /// Cluster membership through etcd (rvsd --etcd URL --node NAME)
     #[command(subcommand, arg_required_else_help = true)]
     Cluster(ClusterCmd),
+    /// Show what the switch would do with a frame, step by step, without sending it
+    #[command(after_help = TRACE_HELP)]
+    Trace {
+        /// Bridge name
+        bridge: String,
+        /// Port the frame comes in on (an uplink for a VXLAN frame)
+        port: String,
+        /// The frame: FIELD=VALUE,... or hex bytes (hex=... or bare)
+        #[arg(value_parser = frame)]
+        frame: Frame,
+    },
+    /// Write what a port receives and sends as a pcap file (-w - for stdout)
+    #[command(after_help = "Example: rvsctl capture veth-a -w - | tcpdump -nr -")]
+    Capture {
+        /// Port or uplink name
+        #[arg(value_parser = port_name)]
+        port: String,
+        /// Which frames
+        #[arg(long, value_enum, default_value = "both")]
+        direction: DirectionArg,
+        /// Stop after N frames [default: until interrupted]
+        #[arg(long, short = 'c', value_name = "N", value_parser = count)]
+        count: Option<u64>,
+        /// Bytes kept of each frame [default: whole frames]
+        #[arg(long, short = 's', value_name = "N", value_parser = snaplen)]
+        snaplen: Option<u32>,
+        /// The pcap file to write, or - for stdout
+        #[arg(short = 'w', value_name = "FILE")]
+        write: PathBuf,
+    },
+    /// Change rvsd's log filter at run time (not saved)
+    #[command(after_help = "FILTER is a level (error, warn, info, debug, trace, off) or target=level pairs, \
+e.g. warn,rvs_switch::dp=debug. rvsd starts with --log-level, $RUST_LOG, or warnings plus one line per \
+configuration change.")]
+    LogLevel {
+        /// The new filter
+        #[arg(value_parser = log_filter)]
+        filter: String,
+    },
     /// Check that rvsd answers
     Ping,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Example: rvsctl completions bash > /usr/share/bash-completion/completions/rvsctl")]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print rvsctl's man page (roff), or write it and one page per subcommand to DIR
+    #[command(
+        after_help = "Examples: rvsctl man > rvsctl.1 && man ./rvsctl.1\n          rvsctl man --dir /usr/share/man/man1"
+    )]
+    Man {
+        /// Write rvsctl.1 and rvsctl-SUBCOMMAND.1 pages here instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    /// For commands answered without rvsd (completions, man page): the
+    /// bytes to print.
+    pub fn local_output(&self) -> Option<Result<Vec<u8>, String>> {
+        use clap::CommandFactory;
+        let mut out = Vec::new();
+        match &self.cmd {
+            Cmd::Completions { shell } => {
+                clap_complete::generate(*shell, &mut Cli::command(), "rvsctl", &mut out);
+                Some(Ok(out))
+            }
+            Cmd::Man { dir: Some(dir) } => Some(
+                clap_mangen::generate_to(Cli::command(), dir)
+                    .map(|()| Vec::new())
+                    .map_err(|e| format!("cannot write man pages to {}: {e}", dir.display())),
+            ),
+            Cmd::Man { dir: None } => Some(
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut out)
+                    .map(|()| out)
+                    .map_err(|e| format!("cannot render the man page: {e}")),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn log_filter(s: &str) -> Result<String, String> {
+    rvs_switch::log::parse(s).map(|_| s.trim().to_string())
+}
+
+/// Capture directions, as typed.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DirectionArg {
+    /// Frames the port receives
+    In,
+    /// Frames the port sends
+    Out,
+    /// Both
+    Both,
+}
+
+fn count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("invalid count {s:?} (must be a whole number of frames, at least 1)")),
+    }
+}
+
+fn snaplen(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=proto::MAX_SNAPLEN).contains(&n) => Ok(n),
+        _ => Err(format!("invalid snap length {s:?} (must be 1..={})", proto::MAX_SNAPLEN)),
+    }
+}
+
+const TRACE_HELP: &str = "\
+Frame fields: in_vlan, in_pcp, dl_src, dl_dst (both required), dl_type,
+nw_src, nw_dst (IPv4 or IPv6), nw_proto, nw_ttl, tp_src, tp_dst.
+Unset fields are zero; dl_type follows the addresses, nw_proto is UDP.
+Examples:
+  rvsctl trace br0 veth-a dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02
+  rvsctl trace br0 trunk0 in_vlan=10,dl_src=02:00:00:00:00:01,dl_dst=ff:ff:ff:ff:ff:ff
+  rvsctl trace br0 veth-a hex=020000000002020000000001080045...";
+
+/// A frame built from its description (a newtype, so clap takes it as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(pub Vec<u8>);
+
+fn frame(s: &str) -> Result<Frame, String> {
+    rvs_switch::framedesc::parse(s).map(Frame)
 }
 
 /// `rvsctl cluster ...`
@@ -429,6 +556,9 @@ pub struct Plan {
     /// When set, `cmd` is `show` and its result feeds this edit, whose
     /// `port_set_remotes` is the request that makes the change.
     pub remote_edit: Option<RemoteEdit>,
+    /// For `capture`: where the pcap goes ("-" for stdout); the reply is
+    /// followed by a stream of frames.
+    pub capture_out: Option<PathBuf>,
 }
 
 /// `rvsctl port remote add|del`: one remote more or less, sent as the whole
@@ -503,12 +633,15 @@ pub enum View {
     Uplinks,
     /// Cluster membership.
     Cluster,
+    /// A frame's way through the switch.
+    Trace,
 }
 
 impl Cli {
     /// Checks what clap cannot and builds the request; errors are usage errors.
     pub fn plan(&self) -> Result<Plan, String> {
         let mut remote_edit = None;
+        let mut capture_out = None;
         let (cmd, view) = match &self.cmd {
             Cmd::Bridge(BridgeCmd::Add { bridge, settings }) => (
                 Command::BridgeAdd {
@@ -594,9 +727,28 @@ impl Cli {
             Cmd::Flows(FlowsCmd::Show) => (Command::FlowsShow, View::Flows),
             Cmd::Flows(FlowsCmd::Flush) => (Command::FlowsFlush, View::Quiet),
             Cmd::Cluster(ClusterCmd::Show) => (Command::ClusterShow, View::Cluster),
+            Cmd::Trace { bridge, port, frame } => (
+                Command::Trace {
+                    bridge: bridge.clone(),
+                    port: port.clone(),
+                    frame: rvs_switch::framedesc::to_hex(&frame.0),
+                },
+                View::Trace,
+            ),
+            Cmd::Capture { port, direction, count, snaplen, write } => {
+                capture_out = Some(write.clone());
+                let direction = match direction {
+                    DirectionArg::In => CaptureDirection::In,
+                    DirectionArg::Out => CaptureDirection::Out,
+                    DirectionArg::Both => CaptureDirection::Both,
+                };
+                (Command::Capture { port: port.clone(), direction, count: *count, snaplen: *snaplen }, View::Quiet)
+            }
+            Cmd::LogLevel { filter } => (Command::LogLevel { filter: filter.clone() }, View::Quiet),
             Cmd::Ping => (Command::Ping, View::Ping),
+            Cmd::Completions { .. } | Cmd::Man { .. } => return Err("this command does not talk to rvsd".to_string()),
         };
-        Ok(Plan { cmd, view, remote_edit })
+        Ok(Plan { cmd, view, remote_edit, capture_out })
     }
 }
 
@@ -1002,6 +1154,58 @@ mod tests {
         assert!(e.contains("invalid queue \"x\" (must be a whole number 0..=4294967295)"), "{e}");
         let e = plan(&["pmd", "assign", "veth-a", "1", "y"]).unwrap_err();
         assert!(e.contains("invalid core \"y\" (must be a whole number)"), "{e}");
+    }
+
+    #[test]
+    fn trace_command() {
+        let c = plan(&["trace", "br0", "p1", "in_vlan=10,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02"]).unwrap();
+        let Command::Trace { bridge, port, frame } = c else { panic!("{c:?}") };
+        assert_eq!((bridge.as_str(), port.as_str()), ("br0", "p1"));
+        assert!(frame.starts_with("02000000000202000000000181000"), "{frame}");
+        assert_eq!(
+            plan(&["trace", "br0", "p1", "hex=0102"]).unwrap(),
+            Command::Trace { bridge: "br0".into(), port: "p1".into(), frame: "0102".into() }
+        );
+        let e = plan(&["trace", "br0", "p1", "dl_src=02:00:00:00:00:01,bogus=1"]).unwrap_err();
+        assert!(e.contains("unknown field \"bogus\""), "{e}");
+        assert!(plan(&["trace", "br0", "p1"]).is_err());
+    }
+
+    #[test]
+    fn log_level_command() {
+        assert_eq!(plan(&["log-level", "debug"]).unwrap(), Command::LogLevel { filter: "debug".into() });
+        assert_eq!(
+            plan(&["log-level", "warn,rvs_switch::dp=trace"]).unwrap(),
+            Command::LogLevel { filter: "warn,rvs_switch::dp=trace".into() }
+        );
+        assert!(plan(&["log-level", "loud"]).unwrap_err().contains("invalid log filter"));
+        assert!(plan(&["log-level"]).is_err());
+    }
+
+    #[test]
+    fn capture_command() {
+        let cli = Cli::try_parse_from(["rvsctl", "capture", "p1", "-w", "-"]).unwrap();
+        let p = cli.plan().unwrap();
+        assert_eq!(
+            p.cmd,
+            Command::Capture { port: "p1".into(), direction: CaptureDirection::Both, count: None, snaplen: None }
+        );
+        assert_eq!(p.capture_out, Some(PathBuf::from("-")));
+        assert_eq!(
+            plan(&["capture", "p1", "--direction", "in", "--count", "5", "--snaplen", "64", "-w", "/tmp/x.pcap"])
+                .unwrap(),
+            Command::Capture { port: "p1".into(), direction: CaptureDirection::In, count: Some(5), snaplen: Some(64) }
+        );
+        for args in [
+            &["capture", "p1"][..],
+            &["capture", "-w", "-"],
+            &["capture", "p1", "-w", "-", "--count", "0"],
+            &["capture", "p1", "-w", "-", "--snaplen", "0"],
+            &["capture", "p1", "-w", "-", "--snaplen", "65536"],
+            &["capture", "p1", "-w", "-", "--direction", "sideways"],
+        ] {
+            assert!(plan(args).is_err(), "{args:?} was accepted");
+        }
     }
 
     #[test]

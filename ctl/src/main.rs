@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 when rvsd refuses a request or cannot be
 //! reached, 2 for invalid arguments (nothing is sent then).
 
+mod capture;
 mod cli;
 mod output;
 
@@ -59,6 +60,19 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Some(out) = cli.local_output() {
+        return match out {
+            Ok(bytes) => {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(&bytes).and_then(|_| o.flush());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rvsctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let plan = match cli.plan() {
         Ok(p) => p,
         Err(e) => {
@@ -71,6 +85,19 @@ fn main() -> ExitCode {
         .clone()
         .or_else(|| std::env::var_os("RVS_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    if let Some(out) = &plan.capture_out {
+        return match capture::run(&socket, plan.cmd, out) {
+            Ok(s) => {
+                // On stderr: stdout may be the pcap itself.
+                eprintln!("rvsctl: {} frames captured, {} dropped", s.captured, s.dropped);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rvsctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = send(&socket, plan.cmd, plan.remote_edit.as_ref());
     let result = match result {
         Ok(v) => v,

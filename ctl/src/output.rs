@@ -1,7 +1,7 @@
 //! Human output: aligned plain-text tables.
 
 use rvs_switch::config::{PortConfig, PortVlan};
-use rvs_switch::datapath::{FdbEntryInfo, FlowInfo, PortStatsInfo, ThreadInfo};
+use rvs_switch::datapath::{FdbEntryInfo, FlowInfo, PortStatsInfo, ThreadInfo, TraceOutput, TraceResult};
 use rvs_switch::proto::{BridgeSummary, FlushResult, PingResult, PortShow, ShowResult, UplinkShow};
 use rvs_switch::state::{kind_name, ClusterShow};
 use serde::de::DeserializeOwned;
@@ -29,6 +29,7 @@ pub fn render(view: View, result: Value) -> Result<String, String> {
             format!("rvsd {} is running\n", p.daemon_version)
         }
         View::Cluster => cluster(&decode(result)?),
+        View::Trace => trace(&decode(result)?),
         View::Uplinks => {
             let list: Vec<UplinkShow> = decode(result)?;
             if list.is_empty() {
@@ -359,6 +360,49 @@ fn pmd_table(indent: &str, threads: &[ThreadInfo]) -> String {
     )
 }
 
+/// The steps, then one line per copy of the frame.
+fn trace(t: &TraceResult) -> String {
+    let width = t.steps.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (stage, what) in &t.steps {
+        let _ = writeln!(out, "{stage:width$}  {what}");
+    }
+    if t.outputs.is_empty() {
+        if !t.decision.starts_with("drop") {
+            let _ = writeln!(out, "outputs: none (no other port in the frame's VLAN)");
+        }
+        return out;
+    }
+    let _ = writeln!(out, "outputs:");
+    for o in &t.outputs {
+        let _ = writeln!(out, "  {}", trace_output(o));
+    }
+    out
+}
+
+fn trace_output(o: &TraceOutput) -> String {
+    let mut line = format!("{}: tag {}", o.port, o.tag);
+    if let Some(v) = &o.vxlan {
+        let _ = write!(
+            line,
+            ", vxlan vni {} via {}: eth {} > {}, ip {} > {} ttl {}, udp {} > {}",
+            v.vni,
+            v.uplink,
+            or_dash(v.src_mac.clone()),
+            v.next_hop_mac.clone().unwrap_or_else(|| "(unresolved)".to_string()),
+            v.local,
+            v.remote,
+            v.ttl,
+            v.udp_src,
+            v.udp_dst
+        );
+    }
+    if let Some(d) = &o.dropped {
+        let _ = write!(line, ": dropped ({d})");
+    }
+    line
+}
+
 fn flows(entries: &[FlowInfo]) -> String {
     if entries.is_empty() {
         return "no cached flows\n".to_string();
@@ -505,6 +549,33 @@ threads:
 "
         );
         assert_eq!(render(View::Pmd, serde_json::json!([])).unwrap(), "no polling threads\n");
+    }
+
+    #[test]
+    fn trace_steps_and_outputs() {
+        let t = serde_json::json!({
+            "steps": [["input", "60 bytes on p1"], ["flow cache", "miss"], ["decision", "flood"]],
+            "decision": "flood",
+            "outputs": [
+                {"port": "p2", "tag": "push 10"},
+                {"port": "p3", "tag": "none", "dropped": "vlan_filtered"},
+                {"port": "vx1", "tag": "none", "vxlan": {"remote": "198.18.1.2", "local": "198.18.1.1",
+                 "uplink": "eth1", "src_mac": "02:00:00:00:00:0a", "next_hop_mac": null, "vni": 42,
+                 "udp_src": 50000, "udp_dst": 4789, "ttl": 64}, "dropped": "no_neighbor"}
+            ],
+            "frame": "00"
+        });
+        assert_eq!(
+            render(View::Trace, t).unwrap(),
+            "input       60 bytes on p1\n\
+             flow cache  miss\n\
+             decision    flood\n\
+             outputs:\n  \
+             p2: tag push 10\n  \
+             p3: tag none: dropped (vlan_filtered)\n  \
+             vx1: tag none, vxlan vni 42 via eth1: eth 02:00:00:00:00:0a > (unresolved), \
+             ip 198.18.1.1 > 198.18.1.2 ttl 64, udp 50000 > 4789: dropped (no_neighbor)\n"
+        );
     }
 
     #[test]

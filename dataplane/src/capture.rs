@@ -57,6 +57,17 @@ pub struct CaptureRing {
     dir: Direction,
 }
 
+impl std::fmt::Debug for CaptureRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureRing")
+            .field("queued", &self.frames.len())
+            .field("dropped", &self.dropped())
+            .field("snaplen", &self.snaplen)
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
 impl CaptureRing {
     /// A ring holding up to `capacity` frames, each cut to `snaplen` bytes.
     pub fn new(capacity: usize, snaplen: u32, dir: Direction) -> Arc<CaptureRing> {

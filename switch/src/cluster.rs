@@ -394,6 +394,10 @@ impl Agent {
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         if s.status.state != state {
             s.state_since = Instant::now();
+            match &error {
+                Some(e) => tracing::warn!(target: crate::log::DAEMON, "cluster: {state}: {e}"),
+                None => tracing::info!(target: crate::log::DAEMON, "cluster: {state} as node {}", self.node),
+            }
         }
         s.status.state = state.to_string();
         s.status.error = error;

@@ -115,6 +115,9 @@ pub struct TraceResult {
     pub decision: String,
     /// Where copies of the frame would go.
     pub outputs: Vec<TraceOutput>,
+    /// The traced frame, as hex (what to send to see the real thing).
+    #[serde(default)]
+    pub frame: String,
 }
 
 /// One place a traced frame would be sent.
@@ -139,6 +142,12 @@ pub struct TraceVxlan {
     pub remote: String,
     /// Outer source address.
     pub local: String,
+    /// The uplink the encapsulated frame leaves through.
+    #[serde(default)]
+    pub uplink: String,
+    /// The uplink's MAC (outer source).
+    #[serde(default)]
+    pub src_mac: String,
     /// Next-hop MAC (outer destination), if resolved.
     pub next_hop_mac: Option<String>,
     /// VNI.

@@ -19,7 +19,7 @@ use crate::datapath::{
 };
 use crate::netlink;
 use crossbeam::channel::{self, Sender};
-use rvs_dataplane::fdb::{Fdb, NO_REMOTE};
+use rvs_dataplane::fdb::{Fdb, Learn, NO_REMOTE};
 use rvs_dataplane::flow_cache::FlowKey;
 use rvs_dataplane::pipeline::Action;
 use rvs_dataplane::pipeline::{self, TagEdit};
@@ -30,7 +30,7 @@ use rvs_dataplane::port::Pool;
 use rvs_dataplane::snapshot::{
     BridgeId, BridgeInfo, PortId, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, NO_BRIDGE, TX_ANY,
 };
-use rvs_dataplane::stats::{PortCounters, PortStats, ThreadStats};
+use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::{OuterTemplate, OVERHEAD_V4, OVERHEAD_V6};
 use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
@@ -157,7 +157,7 @@ impl Dp {
                 .name(format!("pmd{core}"))
                 .spawn(move || {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                        eprintln!("rvsd: warning: could not pin the polling thread to core {core}");
+                        tracing::warn!("could not pin the polling thread to core {core}");
                     }
                     pmd.run();
                 })
@@ -345,6 +345,10 @@ impl Dp {
             Some(Role::Vxlan(vx)) => vx.cfg.ttl,
             _ => 0,
         };
+        let src_mac = match self.ports.get(t.uplink as usize).and_then(Option::as_ref).map(|p| &p.role) {
+            Some(Role::Uplink { mac, .. }) => mac.to_string(),
+            _ => String::new(),
+        };
         remotes
             .into_iter()
             .map(|r| {
@@ -355,6 +359,8 @@ impl Dp {
                     vxlan: rem.map(|x| TraceVxlan {
                         remote: x.ip.to_string(),
                         local: t.local.to_string(),
+                        uplink: self.port_name(t.uplink),
+                        src_mac: src_mac.clone(),
                         next_hop_mac: self.next_hop_of(out, r).map(|m| m.to_string()),
                         vni: t.vni,
                         udp_src: sport,
@@ -556,6 +562,10 @@ impl Dp {
     fn remove_port(&mut self, id: PortId) {
         let Some(port) = self.ports[id as usize].take() else { return };
         self.publish();
+        // A capture must not outlive its port: the id may be reused.
+        for t in &self.threads {
+            let _ = t.tx.send(Command::StopCapture { id });
+        }
         self.remove_handles(id, &port);
         if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
             b.fdb.forget_port(id);
@@ -662,7 +672,7 @@ impl Dp {
                     let link = port.link.as_mut().expect("checked above");
                     link.down = Some("interface gone".into());
                     link.downs += 1;
-                    eprintln!("rvsd: warning: interface {} went away; port down until it returns", port.name);
+                    tracing::warn!(target: crate::log::LINK, "interface {} went away; port down until it returns", port.name);
                     self.ports[i] = Some(port);
                     changed = true;
                 }
@@ -686,7 +696,7 @@ impl Dp {
                     }
                     let link = port.link.as_mut().expect("checked above");
                     (link.ifindex, link.down) = (ix, None);
-                    eprintln!("rvsd: interface {name} is back; port up again");
+                    tracing::info!(target: crate::log::LINK, "interface {name} is back; port up again");
                     self.ports[i] = Some(port);
                     changed = true;
                 }
@@ -1090,6 +1100,7 @@ impl Datapath for Dp {
         let mut steps = Vec::new();
         let mut step = |stage: &str, what: String| steps.push((stage.to_string(), what));
         step("input", format!("{} bytes on {port}", frame.len()));
+        let hex = crate::framedesc::to_hex(frame);
         let (mut ingress, mut remote, mut frame) = (id, NO_REMOTE, frame.to_vec());
         if is_uplink {
             match pipeline::decap(&snap, &frame) {
@@ -1112,7 +1123,12 @@ impl Datapath for Dp {
                 }
                 Err(r) => {
                     step("decap", format!("dropped: {}", r.name()));
-                    return Ok(TraceResult { steps, decision: format!("drop:{}", r.name()), outputs: Vec::new() });
+                    return Ok(TraceResult {
+                        steps,
+                        decision: format!("drop:{}", r.name()),
+                        outputs: Vec::new(),
+                        frame: hex,
+                    });
                 }
             }
         }
@@ -1138,9 +1154,32 @@ impl Datapath for Dp {
                 "vlan",
                 format!("VLAN {}{}", v.vid, if v.tagged { " (tagged on arrival)" } else { " (untagged on arrival)" }),
             );
+        } else if let Action::Drop(r @ (DropReason::VlanFiltered | DropReason::BadVlan)) = v.action {
+            let carries = match snap.port(ingress).map(|p| &p.vlan) {
+                Some(VlanMode::Access(a)) => format!("an access port of VLAN {a}"),
+                Some(VlanMode::Trunk { allowed, native }) => {
+                    let list: Vec<String> = allowed.iter().map(|x| x.to_string()).collect();
+                    let native = native.map(|n| format!(", untagged in {n}")).unwrap_or_default();
+                    format!("a trunk of VLANs {}{native}", list.join(","))
+                }
+                None => "not in a bridge".to_string(),
+            };
+            step("vlan", format!("{}: {} is {carries}", r.name(), self.port_name(ingress)));
         }
         if let Some(l) = v.learn {
-            step("learn", format!("source MAC: {l:?}"));
+            let here = self.port_name(ingress);
+            step(
+                "learn",
+                match l {
+                    Learn::Known | Learn::Refreshed => format!("source MAC known on {here}"),
+                    Learn::New => format!("source MAC would be learned on {here}"),
+                    Learn::Moved { from } => {
+                        format!("source MAC would move to {here} from {}", self.port_name(from.port))
+                    }
+                    Learn::Refused => "source MAC not learned: the bridge is at its MAC limit".to_string(),
+                    Learn::Static => "source MAC not moved: a static entry holds it elsewhere".to_string(),
+                },
+            );
         }
         let br = self.ports.get(ingress as usize).and_then(Option::as_ref).and_then(|p| snap.bridge(p.bridge));
         if let (Some(eth), Some(br)) = (EthernetFrame::new_checked(&frame[..]), br) {
@@ -1150,10 +1189,16 @@ impl Datapath for Dp {
                     match br.fdb.lookup_dest(eth.dst(), v.vid) {
                         Some(d) => {
                             let at = self.port_name(d.port);
-                            match self.remote_ip(d.port, d.remote) {
-                                Some(ip) => format!("hit: {} vlan {} on {at} via {ip}", eth.dst(), v.vid),
-                                None => format!("hit: {} vlan {} on {at}", eth.dst(), v.vid),
-                            }
+                            let via =
+                                self.remote_ip(d.port, d.remote).map(|ip| format!(" via {ip}")).unwrap_or_default();
+                            // Trace is rare: a scan for the entry's age is fine here.
+                            let entry = br.fdb.entries().into_iter().find(|e| e.mac == eth.dst() && e.vid == v.vid);
+                            let how = match entry {
+                                Some(e) if e.is_static => ", static".to_string(),
+                                Some(e) => format!(", learned {} s ago", now.saturating_sub(e.last_seen)),
+                                None => String::new(),
+                            };
+                            format!("hit: {} vlan {} on {at}{via}{how}", eth.dst(), v.vid)
                         }
                         None => format!("miss: {} vlan {} unknown", eth.dst(), v.vid),
                     },
@@ -1198,7 +1243,7 @@ impl Datapath for Dp {
         for (o, r) in targets {
             outputs.extend(self.trace_output(&snap, o, r, &v, &frame));
         }
-        Ok(TraceResult { steps, decision, outputs })
+        Ok(TraceResult { steps, decision, outputs, frame: hex })
     }
 
     fn capture_start(&mut self, port: &str, dir: Direction, snaplen: u32) -> DpResult<Arc<CaptureRing>> {

@@ -1,6 +1,6 @@
 //! rvsd: the rvs host vswitch daemon.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use rvs_dataplane::pmd::PmdOptions;
 use rvs_switch::cluster::ClusterConfig;
 use rvs_switch::dp::Dp;
@@ -44,6 +44,35 @@ struct Args {
     /// Seconds a node stays in the cluster after it stops renewing its lease.
     #[arg(long, value_name = "SECS", default_value_t = rvs_switch::cluster::DEFAULT_LEASE_TTL)]
     lease_ttl: u32,
+    /// Serve Prometheus metrics over HTTP on this address (GET /metrics),
+    /// e.g. 127.0.0.1:9477. Off unless given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Log filter: a level (error, warn, info, debug, trace, off) or
+    /// target=level pairs [default: $RUST_LOG, else warnings plus one line
+    /// per configuration change]. Change it live with `rvsctl log-level`.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Check the configuration database (--db) and exit: 0 if rvsd would
+    /// start with it, else one line naming the file. Touches no interface.
+    #[arg(long)]
+    check_config: bool,
+    /// Print rvsd's man page (roff) and exit: `rvsd --man > rvsd.8`.
+    #[arg(long, exclusive = true)]
+    man: bool,
+    /// Print a completion script for SHELL and exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
+}
+
+/// `--check-config`: what rvsd would restore, or why it would not start.
+fn check_config(db: &std::path::Path) -> Result<String, String> {
+    if !db.exists() {
+        return Err(format!("configuration database {} does not exist", db.display()));
+    }
+    let c = rvs_switch::db::load(db)?;
+    let ports: usize = c.bridges.iter().map(|b| b.ports.len()).sum();
+    Ok(format!("{}: ok ({} bridges, {ports} ports, {} uplinks)", db.display(), c.bridges.len(), c.uplinks.len()))
 }
 
 /// Cores named by `--cores`, sorted, without duplicates.
@@ -72,6 +101,12 @@ fn parse_cores(s: &str) -> Result<CoreList, String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    let filter = match (&args.log_level, std::env::var("RUST_LOG")) {
+        (Some(f), _) => f.clone(),
+        (None, Ok(f)) if !f.trim().is_empty() => f,
+        _ => rvs_switch::log::DEFAULT_FILTER.to_string(),
+    };
+    rvs_switch::log::init(&filter)?;
     let cores = match args.cores {
         Some(CoreList(c)) => c,
         None => {
@@ -91,6 +126,12 @@ fn run(args: Args) -> Result<(), String> {
         }
         _ => None,
     };
+    let metrics = args
+        .metrics
+        .map(|a| {
+            std::net::TcpListener::bind(a).map_err(|e| format!("cannot serve metrics on {a}: {}", server::io_msg(&e)))
+        })
+        .transpose()?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -103,21 +144,60 @@ fn run(args: Args) -> Result<(), String> {
         Some(cfg) => state.set_cluster(Some(cfg))?,
         None => state.start_cluster()?,
     }
-    eprintln!("rvsd: started: cores={cores:?} socket={} db={}", args.socket.display(), args.db.display());
-    let served = server::serve(&args.socket, group, &mut state, &shutdown)
+    tracing::info!(
+        target: rvs_switch::log::DAEMON,
+        "started: cores={cores:?} socket={} db={}",
+        args.socket.display(),
+        args.db.display()
+    );
+    let served = server::serve_all(&args.socket, group, metrics, &mut state, &shutdown)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()));
     state.into_datapath().shutdown();
     served?;
-    eprintln!("rvsd: stopped");
+    tracing::info!(target: rvs_switch::log::DAEMON, "stopped");
     Ok(())
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if args.man {
+        let mut out = Vec::new();
+        return match clap_mangen::Man::new(Args::command()).section("8").render(&mut out) {
+            Ok(()) => print(&out),
+            Err(e) => fail(&format!("cannot render the man page: {e}")),
+        };
+    }
+    if let Some(shell) = args.completions {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Args::command(), "rvsd", &mut out);
+        return print(&out);
+    }
+    if args.check_config {
+        return match check_config(&args.db) {
+            Ok(line) => print(format!("{line}\n").as_bytes()),
+            Err(e) => fail(&e),
+        };
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The one-line error and exit status of the command, not a log
+            // line: it must show even where logging never started.
             eprintln!("rvsd: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `bytes` to stdout; a closed pipe is not an error worth a panic.
+fn print(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|_| out.flush());
+    ExitCode::SUCCESS
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("rvsd: {e}");
+    ExitCode::FAILURE
 }

@@ -172,9 +172,79 @@ pub enum Command {
     FlowsShow,
     /// Empties every flow cache (run-time state only; nothing is saved).
     FlowsFlush,
+    /// Runs a frame through the packet path's decision code as if it came
+    /// in on a port, sending nothing: result `TraceResult`.
+    Trace {
+        /// Bridge name.
+        bridge: String,
+        /// Ingress port (of the bridge), or an uplink for VXLAN frames.
+        port: String,
+        /// The frame: hex bytes, or a description (see `framedesc`).
+        frame: String,
+    },
+    /// Copies what a port (or uplink) receives and/or sends to this
+    /// connection: after an ok reply (`CaptureStarted`) the connection
+    /// carries `capstream` messages until the count is reached, the port
+    /// goes away or the client closes it.
+    Capture {
+        /// Port or uplink name.
+        port: String,
+        /// Which frames.
+        #[serde(default)]
+        direction: CaptureDirection,
+        /// Stop after this many frames.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        /// Bytes kept of each frame (default: whole frames).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+    },
+    /// Replaces rvsd's log filter at run time (not saved): a level
+    /// (error, warn, info, debug, trace, off) or `target=level,...`.
+    LogLevel {
+        /// The filter.
+        filter: String,
+    },
     /// Health check: result `PingResult`.
     Ping,
 }
+
+/// Which frames of a port a capture takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureDirection {
+    /// Frames the port receives.
+    In,
+    /// Frames the port sends.
+    Out,
+    /// Both.
+    #[default]
+    Both,
+}
+
+/// The reply to `capture`, before the frames.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStarted {
+    /// Port or uplink name.
+    pub port: String,
+    /// Bytes kept of each frame.
+    pub snaplen: u32,
+}
+
+/// Counters of a running capture, in its status and end messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    /// Frames sent to the client.
+    pub captured: u64,
+    /// Frames lost because the client (or rvsd) did not keep up.
+    pub dropped: u64,
+    /// In the end message: why the capture ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Largest snap length a capture takes.
+pub const MAX_SNAPLEN: u32 = 65535;
 
 /// A request: a command and the protocol version it is written in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -702,6 +772,27 @@ mod tests {
         assert_eq!(Request::parse(line.as_bytes()).unwrap(), req);
         let ping = Request::parse(br#"{"version":1,"cmd":"ping"}"#).unwrap();
         assert_eq!(ping.cmd, Command::Ping);
+    }
+
+    #[test]
+    fn observability_requests() {
+        let cap = Request::parse(br#"{"version":1,"cmd":"capture","port":"p1"}"#).unwrap();
+        assert_eq!(
+            cap.cmd,
+            Command::Capture { port: "p1".into(), direction: CaptureDirection::Both, count: None, snaplen: None }
+        );
+        for cmd in [
+            Command::Capture { port: "p1".into(), direction: CaptureDirection::Out, count: Some(3), snaplen: Some(64) },
+            Command::Trace { bridge: "br0".into(), port: "p1".into(), frame: "0102".into() },
+            Command::LogLevel { filter: "debug".into() },
+        ] {
+            let req = Request::new(cmd);
+            assert_eq!(Request::parse(req.to_line().as_bytes()).unwrap(), req);
+        }
+        let e = Request::parse(br#"{"version":1,"cmd":"capture","port":"p1","direction":"sideways"}"#).unwrap_err();
+        assert!(e.starts_with("invalid request") && !e.contains('\n'), "{e}");
+        let e = Request::parse(br#"{"version":1,"cmd":"trace","bridge":"br0","port":"p1"}"#).unwrap_err();
+        assert!(e.contains("frame"), "{e}");
     }
 
     #[test]

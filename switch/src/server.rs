@@ -5,9 +5,20 @@
 //! `MAX_REQUEST_LEN` is refused and its connection closed, a client silent
 //! for `IDLE_TIMEOUT` is dropped, and a client that does not read its
 //! replies stops being read once its output buffer is full.
+//!
+//! A `capture` request turns its connection into a stream: the loop wakes
+//! every `CAPTURE_POLL` while one runs, moves what the polling threads put
+//! in the capture ring into the client's output buffer, and stops taking
+//! from the ring while `CAPTURE_WBUF` bytes wait unsent, so a slow reader
+//! makes the ring fill and its frames count as capture drops: the loop
+//! itself never waits on it.
 
-use crate::datapath::Datapath;
-use crate::proto::{self, Reply, Request, MAX_REPLY_LEN, MAX_REQUEST_LEN};
+use crate::capstream;
+use crate::datapath::{CaptureRing, Datapath};
+use crate::metrics::{self, HttpConn};
+use crate::proto::{
+    self, CaptureStarted, CaptureStatus, Command, Reply, Request, MAX_REPLY_LEN, MAX_REQUEST_LEN, MAX_SNAPLEN,
+};
 use crate::state::State;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -17,6 +28,7 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a client may stay silent before it is dropped.
@@ -31,8 +43,15 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CLIENTS: usize = 256;
 /// Replies a client has not read, in bytes, before it stops being read.
 const WBUF_HIGH: usize = 4 << 20;
+/// Longest wait in poll while a capture runs: how often rings are drained.
+const CAPTURE_POLL: Duration = Duration::from_millis(1);
+/// Captured bytes waiting for a client before its ring is left to fill.
+const CAPTURE_WBUF: usize = 1 << 20;
+/// How often a capture client hears about new drops.
+const CAPTURE_STATUS_EVERY: Duration = Duration::from_millis(500);
 
 const LISTENER: Token = Token(0);
+const METRICS: Token = Token(usize::MAX);
 
 /// An io::Error as text without the "(os error N)" suffix.
 pub fn io_msg(e: &io::Error) -> String {
@@ -56,6 +75,22 @@ struct Client {
     /// Registered for writable events.
     want_write: bool,
     dead: bool,
+    /// The capture this connection streams, once it asked for one.
+    capture: Option<Stream>,
+}
+
+/// A capture streaming to one client.
+struct Stream {
+    port: String,
+    ring: Arc<CaptureRing>,
+    /// Frames still to send, if a count was given.
+    remaining: Option<u64>,
+    captured: u64,
+    /// Drops the client was last told of, and when.
+    told_dropped: u64,
+    told_at: Instant,
+    /// The client closed its side: end after what the ring holds now.
+    stop: bool,
 }
 
 impl Client {
@@ -70,6 +105,7 @@ impl Client {
             paused: false,
             want_write: false,
             dead: false,
+            capture: None,
         }
     }
 
@@ -87,17 +123,76 @@ impl Client {
         if line.is_empty() {
             return;
         }
+        tracing::debug!("request: {}", String::from_utf8_lossy(line));
         let reply = match Request::parse(line) {
+            Ok(Request { cmd: Command::Capture { port, direction, count, snaplen }, .. }) => {
+                let snaplen = snaplen.unwrap_or(MAX_SNAPLEN).clamp(1, MAX_SNAPLEN);
+                match state.capture_start(&port, direction, snaplen) {
+                    Ok(ring) => {
+                        let started = CaptureStarted { port: port.clone(), snaplen };
+                        self.capture = Some(Stream {
+                            port,
+                            ring,
+                            remaining: count,
+                            captured: 0,
+                            told_dropped: 0,
+                            told_at: Instant::now(),
+                            stop: false,
+                        });
+                        Reply::from_result(Ok(started))
+                    }
+                    Err(e) => Reply::err(e),
+                }
+            }
             Ok(req) => state.handle(req),
             Err(e) => Reply::err(e),
         };
         self.reply(&reply);
     }
 
+    /// Moves captured frames into the output buffer; ends the stream when
+    /// the count is reached or the port is gone.
+    fn pump<D: Datapath>(&mut self, state: &mut State<D>) {
+        let Some(s) = self.capture.as_mut() else { return };
+        let mut end = None;
+        if !state.has_port(&s.port) {
+            end = Some(format!("{} was removed", s.port));
+        }
+        let mut drained = false;
+        while end.is_none() && self.wbuf.len() - self.wpos < CAPTURE_WBUF && s.remaining != Some(0) {
+            let Some(c) = s.ring.take() else {
+                drained = true;
+                break;
+            };
+            capstream::encode_frame(&mut self.wbuf, c.ts_ns, c.orig_len, c.out, c.bytes());
+            s.ring.recycle(c);
+            s.captured += 1;
+            s.remaining = s.remaining.map(|n| n - 1);
+        }
+        if s.remaining == Some(0) {
+            end = Some("count reached".to_string());
+        } else if s.stop && drained {
+            end = Some("stopped by the client".to_string());
+        }
+        let status = CaptureStatus { captured: s.captured, dropped: s.ring.dropped(), reason: end.clone() };
+        if end.is_some() {
+            let port = s.port.clone();
+            capstream::encode_status(&mut self.wbuf, true, &status);
+            state.capture_stop(&port);
+            self.capture = None;
+            // Done once the rest is written.
+            self.no_more_input = true;
+        } else if status.dropped != s.told_dropped && s.told_at.elapsed() >= CAPTURE_STATUS_EVERY {
+            s.told_dropped = status.dropped;
+            s.told_at = Instant::now();
+            capstream::encode_status(&mut self.wbuf, false, &status);
+        }
+    }
+
     /// Answers the complete lines in `rbuf`; refuses an oversize one.
     fn process<D: Datapath>(&mut self, state: &mut State<D>) {
         let mut start = 0;
-        while !self.no_more_input && self.pending() < WBUF_HIGH {
+        while !self.no_more_input && self.capture.is_none() && self.pending() < WBUF_HIGH {
             let Some(n) = self.rbuf[start..].iter().position(|&b| b == b'\n') else {
                 break;
             };
@@ -110,6 +205,11 @@ impl Client {
             self.answer(&line, state);
         }
         self.rbuf.drain(..start.min(self.rbuf.len()));
+        if self.capture.is_some() {
+            // A streaming client has nothing more to ask.
+            self.rbuf.clear();
+            return;
+        }
         if !self.no_more_input && self.rbuf.len() > MAX_REQUEST_LEN && !self.rbuf.contains(&b'\n') {
             self.too_large();
         }
@@ -136,6 +236,14 @@ impl Client {
                 return;
             }
             match self.stream.read(&mut buf) {
+                Ok(0) if self.capture.is_some() => {
+                    // The client is done (or gone): the stream ends with
+                    // its final counters; a gone client fails the write.
+                    if let Some(s) = self.capture.as_mut() {
+                        s.stop = true;
+                    }
+                    return;
+                }
                 Ok(0) => {
                     // A last request without a newline still gets its answer.
                     let rest = std::mem::take(&mut self.rbuf);
@@ -271,19 +379,31 @@ pub fn serve<D: Datapath>(
     state: &mut State<D>,
     shutdown: &AtomicBool,
 ) -> io::Result<()> {
-    serve_with(socket_path, group, state, shutdown, IDLE_TIMEOUT)
+    serve_with(socket_path, group, None, state, shutdown, IDLE_TIMEOUT)
 }
 
-/// `serve` with a chosen idle timeout (tests use a short one).
+/// `serve`, also answering Prometheus scrapes on `metrics` if given.
+pub fn serve_all<D: Datapath>(
+    socket_path: &Path,
+    group: Option<u32>,
+    metrics: Option<std::net::TcpListener>,
+    state: &mut State<D>,
+    shutdown: &AtomicBool,
+) -> io::Result<()> {
+    serve_with(socket_path, group, metrics, state, shutdown, IDLE_TIMEOUT)
+}
+
+/// `serve_all` with a chosen idle timeout (tests use a short one).
 pub(crate) fn serve_with<D: Datapath>(
     socket_path: &Path,
     group: Option<u32>,
+    metrics: Option<std::net::TcpListener>,
     state: &mut State<D>,
     shutdown: &AtomicBool,
     idle: Duration,
 ) -> io::Result<()> {
     let bound = bind(socket_path, group)?;
-    let result = serve_bound(&bound, state, shutdown, idle);
+    let result = serve_bound(&bound, metrics, state, shutdown, idle);
     // Remove the socket only if it is still ours.
     if let Ok(m) = fs::symlink_metadata(socket_path) {
         if m.dev() == bound.dev && m.ino() == bound.ino {
@@ -295,6 +415,7 @@ pub(crate) fn serve_with<D: Datapath>(
 
 fn serve_bound<D: Datapath>(
     bound: &Bound,
+    metrics: Option<std::net::TcpListener>,
     state: &mut State<D>,
     shutdown: &AtomicBool,
     idle: Duration,
@@ -304,6 +425,16 @@ fn serve_bound<D: Datapath>(
     let mut listener = UnixListener::from_std(std_listener);
     let mut poll = Poll::new()?;
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut metrics = match metrics {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            let mut l = mio::net::TcpListener::from_std(l);
+            poll.registry().register(&mut l, METRICS, Interest::READABLE)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let mut http: HashMap<Token, HttpConn> = HashMap::new();
     let mut events = Events::with_capacity(256);
     let mut clients: HashMap<Token, Client> = HashMap::new();
     let mut next_token = 1usize;
@@ -311,7 +442,8 @@ fn serve_bound<D: Datapath>(
     let mut accept_pending = false;
 
     while !shutdown.load(Ordering::Relaxed) {
-        if let Err(e) = poll.poll(&mut events, Some(POLL_TIMEOUT)) {
+        let capturing = clients.values().any(|c| c.capture.is_some());
+        if let Err(e) = poll.poll(&mut events, Some(if capturing { CAPTURE_POLL } else { POLL_TIMEOUT })) {
             if e.kind() == ErrorKind::Interrupted {
                 continue;
             }
@@ -322,6 +454,18 @@ fn serve_bound<D: Datapath>(
             let token = ev.token();
             if token == LISTENER {
                 accept_pending = true;
+                continue;
+            }
+            if token == METRICS {
+                if let Some(l) = metrics.as_mut() {
+                    accept_http(l, &poll, &mut http, &mut next_token);
+                }
+                continue;
+            }
+            if let Some(h) = http.get_mut(&token) {
+                h.on_readable(|| metrics::render(state));
+                h.flush();
+                h.update_interest(&poll, token);
                 continue;
             }
             let Some(c) = clients.get_mut(&token) else {
@@ -349,10 +493,29 @@ fn serve_bound<D: Datapath>(
             }
             c.update_interest(&poll, token);
         }
+        if capturing {
+            for (token, c) in clients.iter_mut().filter(|(_, c)| c.capture.is_some()) {
+                c.pump(state);
+                c.flush();
+                c.update_interest(&poll, *token);
+            }
+        }
         let now = Instant::now();
+        http.retain(|_, h| {
+            let done = h.done(now);
+            if done {
+                h.deregister(&poll);
+            }
+            !done
+        });
         clients.retain(|_, c| {
-            let keep = !c.done() && now.duration_since(c.last_active) < idle;
+            // A capture may stay silent as long as its port is.
+            let idle_out = c.capture.is_none() && now.duration_since(c.last_active) >= idle;
+            let keep = !c.done() && !idle_out;
             if !keep {
+                if let Some(s) = c.capture.take() {
+                    state.capture_stop(&s.port);
+                }
                 let _ = poll.registry().deregister(&mut c.stream);
             }
             keep
@@ -381,7 +544,7 @@ fn accept_all(
                     continue;
                 }
                 let token = Token(*next_token);
-                *next_token = next_token.wrapping_add(1).max(1);
+                *next_token = after(*next_token);
                 if poll.registry().register(&mut stream, token, Interest::READABLE).is_ok() {
                     clients.insert(token, Client::new(stream));
                 }
@@ -389,9 +552,45 @@ fn accept_all(
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
-                eprintln!("rvsd: warning: cannot accept a control connection: {e}");
+                tracing::warn!("cannot accept a control connection: {e}");
                 return true;
             }
+        }
+    }
+}
+
+/// The token after `t` for a new connection: never a listener's.
+fn after(t: usize) -> usize {
+    match t.wrapping_add(1) {
+        n if n == LISTENER.0 || n == METRICS.0 => 1,
+        n => n,
+    }
+}
+
+/// Accepts every waiting metrics connection (beyond `MAX_HTTP_CLIENTS`,
+/// closes them at once).
+fn accept_http(
+    listener: &mio::net::TcpListener,
+    poll: &Poll,
+    http: &mut HashMap<Token, HttpConn>,
+    next_token: &mut usize,
+) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if http.len() >= metrics::MAX_HTTP_CLIENTS {
+                    continue;
+                }
+                let token = Token(*next_token);
+                *next_token = after(*next_token);
+                let mut conn = HttpConn::new(stream);
+                if poll.registry().register(conn.stream_mut(), token, Interest::READABLE).is_ok() {
+                    http.insert(token, conn);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // WouldBlock, or out of descriptors: the next event retries.
+            Err(_) => return,
         }
     }
 }
@@ -425,16 +624,21 @@ pub fn group_id(name: &str) -> Result<u32, String> {
     }
 }
 
-/// Sends one request to rvsd and waits (at most `CLIENT_TIMEOUT`) for its reply.
-pub fn request(socket_path: &Path, req: &Request) -> Result<Reply, String> {
-    let at = socket_path.display();
-    let mut stream = std::os::unix::net::UnixStream::connect(socket_path).map_err(|e| {
+/// Connects to rvsd's control socket; the error says what to check.
+pub fn connect(socket_path: &Path) -> Result<std::os::unix::net::UnixStream, String> {
+    std::os::unix::net::UnixStream::connect(socket_path).map_err(|e| {
         let hint = match e.kind() {
             ErrorKind::PermissionDenied => "are you root or in rvsd's group?",
             _ => "is rvsd running?",
         };
-        format!("cannot connect to rvsd at {at}: {} ({hint})", io_msg(&e))
-    })?;
+        format!("cannot connect to rvsd at {}: {} ({hint})", socket_path.display(), io_msg(&e))
+    })
+}
+
+/// Sends one request to rvsd and waits (at most `CLIENT_TIMEOUT`) for its reply.
+pub fn request(socket_path: &Path, req: &Request) -> Result<Reply, String> {
+    let at = socket_path.display();
+    let mut stream = connect(socket_path)?;
     let timeout = |e: io::Error| {
         if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
             format!("rvsd at {at} did not answer within {} s", CLIENT_TIMEOUT.as_secs())
@@ -495,7 +699,7 @@ mod tests {
             let (s2, st2, dp2) = (sock.clone(), stop.clone(), dp.clone());
             let thread = thread::spawn(move || {
                 let mut state = State::restore(&db, dp2).map_err(io::Error::other)?;
-                serve_with(&s2, None, &mut state, &st2, idle)
+                serve_with(&s2, None, None, &mut state, &st2, idle)
             });
             let t0 = Instant::now();
             while !sock.exists() {
@@ -607,6 +811,139 @@ mod tests {
         }
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
         drop(t);
+    }
+
+    /// Reads capture stream messages until `n` came or the stream ended.
+    fn read_stream(r: &mut BufReader<StdStream>, n: usize) -> Vec<capstream::Message> {
+        let mut d = capstream::Decoder::default();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < n {
+            let k = r.read(&mut buf).unwrap();
+            if k == 0 {
+                break;
+            }
+            d.push(&buf[..k]);
+            while let Some(m) = d.next_message().unwrap() {
+                got.push(m);
+            }
+        }
+        got
+    }
+
+    fn capture_line(port: &str, count: Option<u64>) -> Vec<u8> {
+        let cmd =
+            Command::Capture { port: port.into(), direction: proto::CaptureDirection::Both, count, snaplen: None };
+        let mut line = Request::new(cmd).to_line().into_bytes();
+        line.push(b'\n');
+        line
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let t0 = Instant::now();
+        while !f() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn capture_streams_frames_and_never_blocks_the_loop() {
+        let d = Daemon::start("srv-capture");
+        let port = crate::config::PortConfig {
+            name: "p1".into(),
+            kind: crate::config::PortType::Afxdp,
+            vlan: crate::config::PortVlan::default(),
+            queues: None,
+            xdp_mode: crate::config::XdpMode::Auto,
+            netns: None,
+            vxlan: None,
+            pmd: Vec::new(),
+        };
+        let br = Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None };
+        assert!(request(&d.sock, &Request::new(br)).unwrap().ok);
+        assert!(request(&d.sock, &Request::new(Command::PortAdd { bridge: "br0".into(), port })).unwrap().ok);
+        let ring = |d: &Daemon| d.dp.inner().captures.get("p1").cloned();
+
+        // A count: two frames, then the end message, then the stream closes
+        // and the capture is stopped.
+        let (mut s, mut rd) = raw(&d.sock);
+        s.write_all(&capture_line("p1", Some(2))).unwrap();
+        let r = read_reply(&mut rd);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.result.unwrap()["snaplen"], MAX_SNAPLEN);
+        let e = request(
+            &d.sock,
+            &Request::new(Command::Capture {
+                port: "p1".into(),
+                direction: proto::CaptureDirection::In,
+                count: None,
+                snaplen: None,
+            }),
+        )
+        .unwrap();
+        assert!(e.error.unwrap().contains("a capture already runs"));
+        let rg = ring(&d).expect("capture started");
+        for i in 0..3u8 {
+            rg.offer(&[i; 20], i == 1);
+        }
+        let got = read_stream(&mut rd, 10);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            matches!(&got[0], capstream::Message::Frame { data, out: false, orig_len: 20, .. } if data == &[0; 20])
+        );
+        assert!(matches!(&got[1], capstream::Message::Frame { data, out: true, .. } if data == &[1; 20]));
+        let capstream::Message::End(end) = &got[2] else { panic!("{got:?}") };
+        assert_eq!((end.captured, end.reason.as_deref()), (2, Some("count reached")));
+        assert!(ring(&d).is_none(), "capture still running after its count");
+
+        // A client that never reads: its ring fills and counts drops while
+        // other clients are served; closing it stops the capture.
+        let (mut slow, _slow_rd) = raw(&d.sock);
+        slow.write_all(&capture_line("p1", None)).unwrap();
+        wait_until("the slow capture to start", || ring(&d).is_some());
+        let rg = ring(&d).unwrap();
+        let big = [7u8; 1500];
+        for _ in 0..200 {
+            for _ in 0..64 {
+                rg.offer(&big, false);
+            }
+            assert!(request(&d.sock, &Request::new(Command::Ping)).unwrap().ok);
+            if rg.dropped() > 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(rg.dropped() > 0, "a reader that never reads made no drops");
+        drop(slow);
+        drop(_slow_rd);
+        wait_until("the capture to stop when its client left", || ring(&d).is_none());
+
+        // Half-closing ends the stream with the final counters.
+        let (mut s, mut rd) = raw(&d.sock);
+        s.write_all(&capture_line("p1", None)).unwrap();
+        assert!(read_reply(&mut rd).ok);
+        ring(&d).unwrap().offer(&[9; 30], false);
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let got = read_stream(&mut rd, 2);
+        assert!(
+            matches!(&got[..], [capstream::Message::Frame { .. }, capstream::Message::End(e)]
+            if e.captured == 1 && e.reason.as_deref() == Some("stopped by the client")),
+            "{got:?}"
+        );
+        wait_until("the capture to stop", || ring(&d).is_none());
+
+        // Removing the port ends its capture with the reason.
+        let (mut s, mut rd) = raw(&d.sock);
+        s.write_all(&capture_line("p1", None)).unwrap();
+        assert!(read_reply(&mut rd).ok);
+        let del = Command::PortDel { bridge: "br0".into(), port: "p1".into() };
+        assert!(request(&d.sock, &Request::new(del)).unwrap().ok);
+        let got = read_stream(&mut rd, 1);
+        assert!(
+            matches!(&got[..], [capstream::Message::End(e)] if e.reason.as_deref() == Some("p1 was removed")),
+            "{got:?}"
+        );
     }
 
     #[test]

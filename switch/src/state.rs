@@ -8,15 +8,20 @@
 //! in-memory configuration and the datapath agree after every reply.
 
 use crate::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
-use crate::datapath::{Datapath, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, UplinkStatus};
+use crate::datapath::{
+    CaptureRing, Datapath, Direction, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult,
+    UplinkStatus,
+};
 use crate::db;
 use crate::proto::{
-    self, BridgeShow, BridgeSummary, Command, FlushResult, PingResult, PortShow, Reply, Request, ShowResult, UplinkShow,
+    self, BridgeShow, BridgeSummary, CaptureDirection, Command, FlushResult, PingResult, PortShow, Reply, Request,
+    ShowResult, UplinkShow,
 };
 use rvs_dataplane::wire::MacAddr;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 mod membership;
 pub use membership::{ClusterShow, PeerShow, TunnelShow};
@@ -38,6 +43,43 @@ pub struct State<D: Datapath> {
     peers: crate::cluster::PeerView,
     /// Remotes the cluster gave VXLAN ports configured without any.
     cluster_remotes: HashMap<String, Vec<IpAddr>>,
+    /// Ports and uplinks with a capture running.
+    captures: HashSet<String>,
+}
+
+/// The log line for a request that changes the configuration (or the log
+/// filter), None for one that only reads.
+fn change_line(cmd: &Command) -> Option<String> {
+    Some(match cmd {
+        Command::BridgeAdd { bridge, .. } => format!("bridge {bridge} added"),
+        Command::BridgeDel { bridge } => format!("bridge {bridge} deleted with its ports"),
+        Command::BridgeSet { bridge, aging_secs, max_macs } => {
+            let mut what = Vec::new();
+            if let Some(a) = aging_secs {
+                what.push(format!("aging {a} s"));
+            }
+            if let Some(m) = max_macs {
+                what.push(format!("max MACs {m}"));
+            }
+            format!("bridge {bridge} set: {}", what.join(", "))
+        }
+        Command::PortAdd { bridge, port } => {
+            format!("port {} ({}) added to bridge {bridge}", port.name, kind_name(port.kind))
+        }
+        Command::PortDel { bridge, port } => format!("port {port} removed from bridge {bridge}"),
+        Command::PortSetRemotes { bridge, port, remotes, .. } => {
+            format!("port {port} of bridge {bridge}: remote VTEPs now [{}]", join(remotes))
+        }
+        Command::UplinkAdd { uplink } => format!("uplink {} added", uplink.name),
+        Command::UplinkDel { uplink } => format!("uplink {uplink} removed"),
+        Command::FdbAdd { bridge, mac, vlan, port } => {
+            format!("static MAC {mac} VLAN {vlan} on port {port} of bridge {bridge}")
+        }
+        Command::FdbDel { bridge, mac, vlan } => format!("MAC {mac} VLAN {vlan} removed from bridge {bridge}"),
+        Command::PmdAssign { port, queue, core } => format!("queue {queue} of {port} assigned to core {core}"),
+        Command::LogLevel { filter } => format!("log filter set to {filter:?}"),
+        _ => return None,
+    })
 }
 
 /// The `type` name of a port backend.
@@ -88,10 +130,11 @@ impl<D: Datapath> State<D> {
             cluster: None,
             peers: Default::default(),
             cluster_remotes: HashMap::new(),
+            captures: HashSet::new(),
         };
         for up in &uplinks {
             if let Err(e) = st.dp.add_uplink(up) {
-                eprintln!("rvsd: warning: uplink {:?} not restored: {e}; kept in the configuration", up.name);
+                tracing::warn!("uplink {:?} not restored: {e}; kept in the configuration", up.name);
                 st.down_uplinks.insert(up.name.clone(), e);
             } else {
                 st.replay_pmd("uplink", &up.name, &up.pmd);
@@ -129,7 +172,7 @@ impl<D: Datapath> State<D> {
         self.sync_cluster(true);
     }
 
-    /// Answers one request.
+    /// Answers one request; an accepted change is logged in one line.
     pub fn handle(&mut self, req: Request) -> Reply {
         if let Err(e) = proto::check_version(req.version) {
             return Reply::err(e);
@@ -145,15 +188,19 @@ impl<D: Datapath> State<D> {
             let name = name.clone();
             self.forget_cluster_port(&name);
         }
-        let reply = self.dispatch(req.cmd);
+        let change = change_line(&req.cmd);
+        let reply = self.answer(req.cmd);
         if tunnels_change {
             // A tunnel added or emptied of remotes takes the cluster's now.
             self.sync_cluster(false);
         }
+        if let (true, Some(line)) = (reply.ok, change) {
+            tracing::info!(target: crate::log::CONFIG, "{line}");
+        }
         reply
     }
 
-    fn dispatch(&mut self, cmd: Command) -> Reply {
+    fn answer(&mut self, cmd: Command) -> Reply {
         match cmd {
             Command::BridgeAdd { bridge, aging_secs, max_macs } => {
                 Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs))
@@ -185,6 +232,11 @@ impl<D: Datapath> State<D> {
                 Reply::from_result(Ok(()))
             }
             Command::ClusterShow => Reply::from_result(Ok(self.cluster_show())),
+            // The control server answers this itself and turns the
+            // connection into a stream; other callers cannot stream.
+            Command::Capture { .. } => Reply::err("capture needs a connection to the control socket"),
+            Command::LogLevel { filter } => Reply::from_result(crate::log::set(&filter)),
+            Command::Trace { bridge, port, frame } => Reply::from_result(self.trace(&bridge, &port, &frame)),
             Command::Ping => Reply::from_result(Ok(PingResult {
                 daemon_version: env!("CARGO_PKG_VERSION").to_string(),
                 protocol_versions: proto::SUPPORTED_VERSIONS.to_vec(),
@@ -229,7 +281,7 @@ impl<D: Datapath> State<D> {
     /// what failed; failures are warnings on stderr.
     fn replay_bridge(&mut self, br: &BridgeConfig) {
         if let Err(e) = self.dp.add_bridge(br) {
-            eprintln!("rvsd: warning: bridge {:?} not restored: {e}; kept in the configuration", br.name);
+            tracing::warn!("bridge {:?} not restored: {e}; kept in the configuration", br.name);
             for p in &br.ports {
                 self.down_ports.insert(p.name.clone(), format!("bridge {:?} is down", br.name));
             }
@@ -245,10 +297,7 @@ impl<D: Datapath> State<D> {
     /// Puts a port and its static MACs into the datapath.
     fn replay_port(&mut self, br: &BridgeConfig, p: &PortConfig) {
         if let Err(e) = self.dp.add_port(&br.name, p) {
-            eprintln!(
-                "rvsd: warning: port {:?} of bridge {:?} not restored: {e}; kept in the configuration",
-                p.name, br.name
-            );
+            tracing::warn!("port {:?} of bridge {:?} not restored: {e}; kept in the configuration", p.name, br.name);
             self.down_ports.insert(p.name.clone(), e);
             return;
         }
@@ -256,7 +305,7 @@ impl<D: Datapath> State<D> {
         for m in br.static_macs.iter().filter(|m| m.port == p.name) {
             let res = proto::parse_mac(&m.mac, true).and_then(|mac| self.dp.fdb_add(&br.name, mac, m.vlan, &m.port));
             if let Err(e) = res {
-                eprintln!("rvsd: warning: static MAC {} VLAN {} on port {:?} not restored: {e}", m.mac, m.vlan, m.port);
+                tracing::warn!("static MAC {} VLAN {} on port {:?} not restored: {e}", m.mac, m.vlan, m.port);
             }
         }
         self.replay_pmd("port", &p.name, &p.pmd);
@@ -269,8 +318,8 @@ impl<D: Datapath> State<D> {
     fn replay_pmd(&mut self, what: &str, name: &str, pmd: &[(u32, usize)]) {
         for &(queue, core) in pmd {
             if let Err(e) = self.dp.pmd_assign(name, queue, core) {
-                eprintln!(
-                    "rvsd: warning: queue {queue} of {what} {name:?} not moved to core {core}: {e}; kept in the configuration"
+                tracing::warn!(
+                    "queue {queue} of {what} {name:?} not moved to core {core}: {e}; kept in the configuration"
                 );
             }
         }
@@ -698,6 +747,61 @@ impl<D: Datapath> State<D> {
         }])
     }
 
+    fn trace(&self, bridge: &str, port: &str, frame: &str) -> Result<TraceResult, String> {
+        let frame = crate::framedesc::parse(frame)?;
+        let i = self.bridge_idx(bridge)?;
+        if self.uplink_idx(port).is_none() {
+            self.port_in_bridge(i, port)?;
+        }
+        for (what, down) in [("port", &self.down_ports), ("uplink", &self.down_uplinks)] {
+            if let Some(why) = down.get(port) {
+                return Err(format!("{what} {port:?} is down ({why})"));
+            }
+        }
+        self.dp.trace(bridge, port, &frame)
+    }
+
+    /// Starts a capture on port or uplink `port` for a streaming client;
+    /// one capture per port at a time.
+    pub fn capture_start(
+        &mut self,
+        port: &str,
+        dir: CaptureDirection,
+        snaplen: u32,
+    ) -> Result<Arc<CaptureRing>, String> {
+        if !self.has_port(port) {
+            return Err(format!("unknown port or uplink {port:?}"));
+        }
+        for (what, down) in [("port", &self.down_ports), ("uplink", &self.down_uplinks)] {
+            if let Some(why) = down.get(port) {
+                return Err(format!("{what} {port:?} is down ({why})"));
+            }
+        }
+        if self.captures.contains(port) {
+            return Err(format!("a capture already runs on {port:?}"));
+        }
+        let dir = match dir {
+            CaptureDirection::In => Direction::In,
+            CaptureDirection::Out => Direction::Out,
+            CaptureDirection::Both => Direction::Both,
+        };
+        let ring = self.dp.capture_start(port, dir, snaplen)?;
+        self.captures.insert(port.to_string());
+        Ok(ring)
+    }
+
+    /// Stops the capture on `port`, if one runs.
+    pub fn capture_stop(&mut self, port: &str) {
+        if self.captures.remove(port) {
+            self.dp.capture_stop(port);
+        }
+    }
+
+    /// True if `name` is a configured port or uplink.
+    pub fn has_port(&self, name: &str) -> bool {
+        self.port_loc(name).is_some() || self.uplink_idx(name).is_some()
+    }
+
     /// Polling threads, as `pmd_show` reports them.
     pub fn threads(&self) -> Vec<ThreadInfo> {
         self.dp.threads()
@@ -775,6 +879,8 @@ pub(crate) mod fake {
         pub no_thread: HashSet<usize>,
         /// The flow caches.
         pub flows: Vec<FlowInfo>,
+        /// Running captures (64-frame rings).
+        pub captures: BTreeMap<String, Arc<CaptureRing>>,
     }
 
     /// Cores the fake has polling threads on.
@@ -947,6 +1053,14 @@ pub(crate) mod fake {
         }
         fn tick(&mut self) {
             self.inner().ticks += 1;
+        }
+        fn capture_start(&mut self, port: &str, dir: Direction, snaplen: u32) -> DpResult<Arc<CaptureRing>> {
+            let ring = CaptureRing::new(64, snaplen, dir);
+            self.inner().captures.insert(port.to_string(), ring.clone());
+            Ok(ring)
+        }
+        fn capture_stop(&mut self, port: &str) {
+            self.inner().captures.remove(port);
         }
         fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
             self.check()?;

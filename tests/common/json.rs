@@ -12,6 +12,10 @@
 //!   status: {name, kind, state, ...}}]}], threads}` (switch/src/proto.rs
 //!   `ShowResult`); ports with `name`/`type` at the top also work, and so
 //!   does a map keyed by name.
+//! - `trace BR PORT FRAME`: `{steps: [[stage, text]], decision, outputs:
+//!   [{port, tag, vxlan?: {remote, local, uplink, src_mac, next_hop_mac,
+//!   vni, udp_src, udp_dst, ttl}, dropped?}], frame: HEX}`
+//!   (`TraceResult`).
 //! - control socket replies: one JSON object per line with `"ok": bool`.
 
 use serde_json::Value;
@@ -146,4 +150,53 @@ pub fn show_ports(v: &Value) -> BTreeSet<(String, String, String)> {
 /// True if `line` is a control-socket error reply (`"ok": false`).
 pub fn is_error_reply(line: &str) -> bool {
     serde_json::from_str::<Value>(line.trim()).map(|v| v.get("ok") == Some(&Value::Bool(false))).unwrap_or(false)
+}
+
+/// One place `rvsctl --json trace` says a frame goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceOut {
+    /// Egress port.
+    pub port: String,
+    /// Why this copy would be dropped, if it would.
+    pub dropped: Option<String>,
+    /// For a VXLAN port: (remote, outer source MAC, next-hop MAC, UDP source port, VNI).
+    pub vxlan: Option<(String, String, String, u16, u32)>,
+}
+
+/// The decision of `rvsctl --json trace`: "output", "flood" or "drop:REASON".
+pub fn trace_decision(v: &Value) -> String {
+    str_of(v, "decision")
+}
+
+/// The outputs of `rvsctl --json trace`.
+pub fn trace_outputs(v: &Value) -> Vec<TraceOut> {
+    items(v, &["outputs"])
+        .iter()
+        .map(|o| TraceOut {
+            port: str_of(o, "port"),
+            dropped: o.get("dropped").and_then(Value::as_str).map(str::to_string),
+            vxlan: o.get("vxlan").filter(|x| x.is_object()).map(|x| {
+                (
+                    str_of(x, "remote"),
+                    str_of(x, "src_mac"),
+                    str_of(x, "next_hop_mac"),
+                    u64_of(x, "udp_src") as u16,
+                    u64_of(x, "vni") as u32,
+                )
+            }),
+        })
+        .collect()
+}
+
+/// The stage texts of `rvsctl --json trace`, by stage name.
+pub fn trace_step(v: &Value, stage: &str) -> Option<String> {
+    v.get("steps")?.as_array()?.iter().find_map(|s| {
+        (s.get(0)?.as_str()? == stage).then(|| s.get(1).and_then(Value::as_str).unwrap_or_default().to_string())
+    })
+}
+
+/// The traced frame's bytes from `rvsctl --json trace`.
+pub fn trace_frame(v: &Value) -> Vec<u8> {
+    let h = str_of(v, "frame");
+    (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex frame")).collect()
 }

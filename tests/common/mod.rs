@@ -628,6 +628,7 @@ pub struct Rvsd {
     pub log: PathBuf,
     cores: String,
     netns: Option<String>,
+    /// More rvsd options, kept for restarts.
     extra: Vec<String>,
 }
 
@@ -639,33 +640,30 @@ impl Rvsd {
 
     /// Starts rvsd with `--cores cores` and waits until it answers.
     pub fn start_on(cores: &str) -> Rvsd {
-        Rvsd::start_with(cores, None)
+        Rvsd::spawn_new(cores, None, &[])
+    }
+
+    /// Starts rvsd on [`default_cores`] with extra options (e.g.
+    /// `--metrics ADDR:PORT`) and waits until it answers.
+    pub fn start_with(extra: &[&str]) -> Rvsd {
+        Rvsd::spawn_new(&default_cores(), None, extra)
     }
 
     /// Starts rvsd inside network namespace `ns` (a host of its own: its
     /// ports and uplinks are interfaces of `ns`), on [`default_cores`].
     pub fn start_in(ns: &Netns) -> Rvsd {
-        Rvsd::start_with(&default_cores(), Some(&ns.name))
+        Rvsd::spawn_new(&default_cores(), Some(&ns.name), &[])
     }
 
-    /// [`Rvsd::start_in`] with more rvsd arguments (kept for restarts).
-    pub fn start_in_with(ns: &Netns, args: &[&str]) -> Rvsd {
-        let mut d = Rvsd::new(&default_cores(), Some(&ns.name));
-        d.extra = args.iter().map(|a| a.to_string()).collect();
-        d.spawn();
-        d
+    /// [`Rvsd::start_in`] with extra options.
+    pub fn start_in_with(ns: &Netns, extra: &[&str]) -> Rvsd {
+        Rvsd::spawn_new(&default_cores(), Some(&ns.name), extra)
     }
 
-    fn start_with(cores: &str, netns: Option<&str>) -> Rvsd {
-        let mut d = Rvsd::new(cores, netns);
-        d.spawn();
-        d
-    }
-
-    fn new(cores: &str, netns: Option<&str>) -> Rvsd {
+    fn spawn_new(cores: &str, netns: Option<&str>, extra: &[&str]) -> Rvsd {
         let dir = std::env::temp_dir().join(format!("rvst-{}", tag()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        Rvsd {
+        let mut d = Rvsd {
             child: None,
             socket: dir.join("rvsd.sock"),
             db: dir.join("conf.json"),
@@ -673,8 +671,10 @@ impl Rvsd {
             dir,
             cores: cores.to_string(),
             netns: netns.map(str::to_string),
-            extra: Vec::new(),
-        }
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        d.spawn();
+        d
     }
 
     fn spawn(&mut self) {
