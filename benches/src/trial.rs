@@ -1,0 +1,86 @@
+//! Trials on a built bed: full offered load, the no-drop rate (NDR) by
+//! binary search, as FD.io CSIT's NDR search does with a loss ratio of 0.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crate::generator::Generator;
+use crate::sh::Result;
+use crate::sink::Sink;
+use crate::systems::Bed;
+
+/// How long the switch gets to empty its queues after a trial.
+const DRAIN: Duration = Duration::from_millis(50);
+
+/// One trial's outcome.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    /// Offered (sent) frames per second.
+    pub offered: f64,
+    /// Delivered frames per second (counted at the sink over the same time).
+    pub delivered: f64,
+    /// Frames sent and not counted.
+    pub lost: u64,
+}
+
+/// Trial settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Length of the full-load trial.
+    pub full: Duration,
+    /// Length of each NDR search trial.
+    pub search: Duration,
+    /// The search stops when its bounds are this close (relative).
+    pub precision: f64,
+}
+
+/// Runs a trial: `frame` from host A at `rate` (or full speed) for `len`.
+pub fn trial(
+    bed: &Bed,
+    sink: &Sink,
+    gen: &Generator,
+    frame: &[u8],
+    rate: Option<f64>,
+    len: Duration,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    let before = sink.count()?;
+    let sent = gen.run(&bed.a, "eth0", frame, rate, len, stop)?;
+    std::thread::sleep(DRAIN);
+    let got = sink.count()? - before;
+    let secs = sent.elapsed.as_secs_f64().max(1e-9);
+    Ok(Outcome { offered: sent.pps(), delivered: got as f64 / secs, lost: sent.frames.saturating_sub(got) })
+}
+
+/// The highest offered rate (frames per second, as measured) at which a
+/// trial lost nothing, searched between 0 and `full.offered`, starting at
+/// the rate delivered under full load. 0 if every trial lost frames.
+pub fn ndr(
+    bed: &Bed,
+    sink: &Sink,
+    gen: &Generator,
+    frame: &[u8],
+    full: Outcome,
+    set: Settings,
+    stop: &AtomicBool,
+) -> Result<f64> {
+    if full.lost == 0 {
+        return Ok(full.offered);
+    }
+    let (mut lo, mut hi) = (0.0f64, full.offered);
+    let mut best = 0.0f64;
+    let mut rate = full.delivered.min(hi * 0.99);
+    // A floor keeps a search on a switch that drops at every rate finite.
+    let floor = full.offered * 0.01;
+    while hi - lo > set.precision * hi && rate > floor {
+        let o = trial(bed, sink, gen, frame, Some(rate), set.search, stop)?;
+        if o.lost == 0 {
+            lo = rate;
+            best = best.max(o.offered);
+        } else {
+            hi = rate;
+        }
+        rate = (lo + hi) / 2.0;
+    }
+    Ok(best)
+}
