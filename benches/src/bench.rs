@@ -32,6 +32,8 @@ pub struct Plan {
     pub ndr: bool,
     /// iperf3 seconds (None: no TCP).
     pub tcp_secs: Option<u32>,
+    /// After each rvs system, print rvsd's counters (`rvsctl stats`, `pmd show`).
+    pub verbose: bool,
 }
 
 /// One packet-rate measurement.
@@ -163,6 +165,11 @@ fn measure(
                 mpps: full.delivered / 1e6,
                 ndr_mpps: ndr.map(|n| n / 1e6),
             });
+        }
+    }
+    if let (true, Some(d)) = (plan.verbose, &bed.rvsd) {
+        for cmd in [&["stats"][..], &["pmd", "show"]] {
+            eprintln!("  rvsctl {}:\n{}", cmd.join(" "), d.ctl(cmd).unwrap_or_else(|e| e));
         }
     }
     Ok(())

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rvs_dataplane::port::afxdp::{self, BPF_MAP_TYPE_ARRAY};
 
 use crate::ns::{self, Netns};
-use crate::progs::{self, GEN_INTERVAL, GEN_NEXT, GEN_SENT, GEN_SHIFT, GEN_STATE};
+use crate::progs::{self, GEN_FIRST, GEN_INTERVAL, GEN_LAST, GEN_NEXT, GEN_SENT, GEN_SHIFT, GEN_STATE};
 use crate::sh::Result;
 
 /// Program runs per kernel batch at full speed (the most the kernel takes)
@@ -44,7 +44,8 @@ pub struct Generator {
 pub struct Sent {
     /// Frames handed to the kernel.
     pub frames: u64,
-    /// Time from the first syscall's start to the last one's end.
+    /// Time from the first frame to the last (by the kernel's clock), or
+    /// the wall time of the run when it sent fewer than two.
     pub elapsed: Duration,
 }
 
@@ -103,9 +104,13 @@ impl Generator {
                 .collect();
             threads.into_iter().try_for_each(|t| t.join().unwrap_or_else(|_| Err("generator thread panicked".into())))
         })?;
-        let elapsed = start.elapsed();
-        let after = self.sent()?;
-        Ok(Sent { frames: after - before, elapsed })
+        let wall = start.elapsed();
+        let v = self.read()?;
+        let frames = v[0] - before;
+        let span = Duration::from_nanos((v[2].saturating_sub(v[1])) >> GEN_SHIFT);
+        // n frames over the span from the first to the last is n - 1 gaps.
+        let elapsed = if frames >= 2 { span.mul_f64(frames as f64 / (frames - 1) as f64) } else { wall };
+        Ok(Sent { frames, elapsed })
     }
 
     /// Resets the pacing state for a new run; returns the frames sent so far.
@@ -121,10 +126,15 @@ impl Generator {
     }
 
     fn sent(&self) -> Result<u64> {
+        Ok(self.read()?[0])
+    }
+
+    /// (sent, first, last) from the state.
+    fn read(&self) -> Result<[u64; 3]> {
         let mut v = [0u8; GEN_STATE as usize];
         afxdp::map_lookup(&self.state, &0u32.to_ne_bytes(), &mut v).map_err(|e| format!("generator state: {e}"))?;
-        let o = GEN_SENT as usize;
-        Ok(u64::from_ne_bytes(v[o..o + 8].try_into().expect("8 bytes")))
+        let at = |o: i16| u64::from_ne_bytes(v[o as usize..o as usize + 8].try_into().expect("8 bytes"));
+        Ok([at(GEN_SENT), at(GEN_FIRST), at(GEN_LAST)])
     }
 
     fn send_thread(&self, job: &Job) -> Result<()> {

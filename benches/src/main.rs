@@ -44,6 +44,9 @@ struct Args {
     /// Print the results as JSON (with every raw sample) instead of the table
     #[arg(long)]
     json: bool,
+    /// Also write the JSON to this file (the table still goes to stdout)
+    #[arg(long, value_name = "PATH")]
+    json_file: Option<PathBuf>,
     /// Rounds of every measurement (default 3; 1 with --quick)
     #[arg(long)]
     runs: Option<u32>,
@@ -62,6 +65,9 @@ struct Args {
     /// Skip iperf3
     #[arg(long)]
     no_tcp: bool,
+    /// Print rvsd's counters after each rvs system (to see where frames were dropped)
+    #[arg(long, short)]
+    verbose: bool,
     /// rvsd to run (default: next to rvs-bench)
     #[arg(long)]
     rvsd: Option<PathBuf>,
@@ -94,6 +100,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
         full: Duration::from_secs_f64(full),
         search: Duration::from_secs_f64(if a.quick { full * 0.6 } else { full / 2.0 }),
         precision: if a.quick { 0.1 } else { 0.02 },
+        verbose: a.verbose,
     };
     Ok(Plan {
         systems,
@@ -103,6 +110,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
         settings,
         ndr: !a.no_ndr,
         tcp_secs: (!a.no_tcp).then_some(if a.quick { 2 } else { 5 }),
+        verbose: a.verbose,
     })
 }
 
@@ -142,8 +150,7 @@ fn run(args: &Args) -> Result<(), String> {
     let bins = if wants_rvs { Some(rvsd::Bins::find(args.rvsd.clone(), args.rvsctl.clone())?) } else { None };
     let res = bench::run(&plan, bins.as_ref(), &stop)?;
     let summary = report::summarise(&plan, &res);
-    if args.json {
-        let out = serde_json::json!({
+    let out = serde_json::json!({
             "machine": machine(),
             "plan": {
                 "systems": plan.systems.iter().map(|s| s.name()).collect::<Vec<_>>(),
@@ -155,8 +162,13 @@ fn run(args: &Args) -> Result<(), String> {
             },
             "summary": summary,
             "raw": res,
-        });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+    });
+    let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
+    if let Some(p) = &args.json_file {
+        std::fs::write(p, format!("{text}\n")).map_err(|e| format!("writing {}: {e}", p.display()))?;
+    }
+    if args.json {
+        println!("{text}");
     } else {
         println!("{}", machine_line());
         print!("{}", report::table(&summary));

@@ -6,12 +6,16 @@ use crate::frame;
 use rvs_dataplane::port::afxdp::Insn;
 
 /// Layout of the generator's state (an array map of one [`GEN_STATE`]-byte
-/// value): frames sent, when the next one is due and the interval between
-/// frames (both in 1/256 ns; an interval of 0 sends every frame).
+/// value): frames sent, when the next one is due, the interval between
+/// frames (an interval of 0 sends every frame), and when the first and the
+/// last frame of the run were sent (0: none yet). Times are
+/// `bpf_ktime_get_ns` in 1/256 ns.
 pub const GEN_SENT: i16 = 0;
 pub const GEN_NEXT: i16 = 8;
 pub const GEN_INTERVAL: i16 = 16;
-pub const GEN_STATE: u32 = 24;
+pub const GEN_FIRST: i16 = 24;
+pub const GEN_LAST: i16 = 32;
+pub const GEN_STATE: u32 = 40;
 /// Fixed-point shift of the generator's times.
 pub const GEN_SHIFT: u32 = 8;
 /// How far behind its schedule the generator may fall and catch up (a burst
@@ -31,12 +35,15 @@ pub fn generator(flows: u32, state_map: i32) -> Vec<Insn> {
     // One u32 key of 0 on the stack, then look the state up.
     a.st_w(R10, -4, 0).mov(R2, R10).add_k(R2, -4).ld_map(R1, state_map).call(FUNC_MAP_LOOKUP);
     a.jeq_k(R0, 0, "tx").mov(R7, R0);
+    // r9 = now
+    a.call(FUNC_KTIME_GET_NS).lsh_k(R0, GEN_SHIFT as i32).mov(R9, R0);
     a.ldx_dw(R8, R7, GEN_INTERVAL).jeq_k(R8, 0, "count");
-    a.call(FUNC_KTIME_GET_NS).lsh_k(R0, GEN_SHIFT as i32);
-    a.ldx_dw(R1, R7, GEN_NEXT).jgt(R1, R0, "drop");
-    a.mov(R2, R0).add_k(R2, -(GEN_SLACK_NS << GEN_SHIFT)).jgt(R1, R2, "keep").mov(R1, R2);
+    a.ldx_dw(R1, R7, GEN_NEXT).jgt(R1, R9, "drop");
+    a.mov(R2, R9).add_k(R2, -(GEN_SLACK_NS << GEN_SHIFT)).jgt(R1, R2, "keep").mov(R1, R2);
     a.label("keep").add(R1, R8).stx_dw(R7, GEN_NEXT, R1);
-    a.label("count").ldx_dw(R1, R7, GEN_SENT).mov(R2, R1).add_k(R2, 1).stx_dw(R7, GEN_SENT, R2);
+    a.label("count").ldx_dw(R1, R7, GEN_FIRST).jne_k(R1, 0, "started").stx_dw(R7, GEN_FIRST, R9);
+    a.label("started").stx_dw(R7, GEN_LAST, R9);
+    a.ldx_dw(R1, R7, GEN_SENT).mov(R2, R1).add_k(R2, 1).stx_dw(R7, GEN_SENT, R2);
     if flows > 1 {
         a.mod_k(R1, flows as i32);
         // r2 = data, r3 = data_end; the rewritten fields end at byte 36.

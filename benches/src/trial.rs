@@ -32,6 +32,8 @@ pub struct Settings {
     pub search: Duration,
     /// The search stops when its bounds are this close (relative).
     pub precision: f64,
+    /// Print every search trial.
+    pub verbose: bool,
 }
 
 /// Runs a trial: `frame` from host A at `rate` (or full speed) for `len`.
@@ -74,6 +76,15 @@ pub fn ndr(
     let floor = full.offered * 0.01;
     while hi - lo > set.precision * hi && rate > floor {
         let o = trial(bed, sink, gen, frame, Some(rate), set.search, stop)?;
+        if set.verbose {
+            eprintln!(
+                "    NDR trial at {:.3} Mpps: offered {:.3}, delivered {:.3}, lost {}",
+                rate / 1e6,
+                o.offered / 1e6,
+                o.delivered / 1e6,
+                o.lost
+            );
+        }
         if o.lost == 0 {
             lo = rate;
             best = best.max(o.offered);
