@@ -167,9 +167,14 @@ fn measure(
             });
         }
     }
-    if let (true, Some(d)) = (plan.verbose, &bed.rvsd) {
-        for cmd in [&["stats"][..], &["pmd", "show"]] {
-            eprintln!("  rvsctl {}:\n{}", cmd.join(" "), d.ctl(cmd).unwrap_or_else(|e| e));
+    if plan.verbose {
+        if let Some(d) = &bed.rvsd {
+            for cmd in [&["stats"][..], &["pmd", "show"]] {
+                eprintln!("  rvsctl {}:\n{}", cmd.join(" "), d.ctl(cmd).unwrap_or_else(|e| e));
+            }
+        }
+        for n in [&bed.a].into_iter().chain(&bed.others).chain([&bed.far]) {
+            eprintln!("  ip -s link in {}:\n{}", n.name, n.ip(&["-s", "link"]).unwrap_or_else(|e| e));
         }
     }
     Ok(())

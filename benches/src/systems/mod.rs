@@ -85,11 +85,15 @@ impl System {
         }
     }
 
-    /// Parses a `--systems` name.
+    /// Parses a `--systems` name (or the short `ovs`, `ovs-vxlan`, `testpmd`).
     pub fn parse(s: &str) -> Option<System> {
-        System::ALL
-            .into_iter()
-            .find(|x| x.name() == s || (s == "ovs" && *x == System::Ovs) || (s == "testpmd" && *x == System::Testpmd))
+        let s = match s {
+            "ovs" => "ovs-afxdp",
+            "ovs-vxlan" => "ovs-afxdp-vxlan",
+            "testpmd" => "testpmd-af_xdp",
+            other => other,
+        };
+        System::ALL.into_iter().find(|x| x.name() == s)
     }
 
     /// What it forwards.
@@ -171,7 +175,7 @@ impl Bed {
     }
 }
 
-/// Host A and the far host B on a fresh pair of namespaces, with addresses.
+/// Fresh namespaces for host A and the far host B.
 fn hosts() -> Result<(Netns, Netns)> {
     let a = Netns::new("a")?;
     let b = Netns::new("b")?;
@@ -206,4 +210,25 @@ fn far_vtep(s: &Netns) -> Result<Netns> {
     v.ip(&["link", "set", "vx0", "up"])?;
     addr(&v, "vx0", &format!("{FAR_IP}/24"))?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        for s in System::ALL {
+            assert_eq!(System::parse(s.name()), Some(s));
+        }
+        assert_eq!(System::parse("ovs"), Some(System::Ovs));
+        assert_eq!(System::parse("testpmd"), Some(System::Testpmd));
+        assert_eq!(System::parse("bridge"), None);
+    }
+
+    #[test]
+    fn vxlan_systems_compare_with_rvs_vxlan() {
+        assert_eq!(System::KernelVxlan.baseline(), System::RvsVxlan);
+        assert_eq!(System::LinuxBridge.baseline(), System::Rvs);
+    }
 }
