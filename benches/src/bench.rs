@@ -32,6 +32,8 @@ pub struct Plan {
     pub ndr: bool,
     /// iperf3 seconds (None: no TCP).
     pub tcp_secs: Option<u32>,
+    /// Niceness of the generator and of a switch daemon's polling.
+    pub nice: i32,
     /// After each rvs system, print rvsd's counters (`rvsctl stats`, `pmd show`).
     pub verbose: bool,
 }
@@ -50,6 +52,9 @@ pub struct PacketSample {
     pub mpps: f64,
     /// No-drop rate, Mpps (None when not searched).
     pub ndr_mpps: Option<f64>,
+    /// The NDR is a lower bound: the generator could not offer more while
+    /// pacing.
+    pub ndr_generator_bound: bool,
 }
 
 /// One iperf3 measurement.
@@ -82,7 +87,7 @@ pub struct Results {
 /// is recorded in [`Results::missing`] and the others go on.
 pub fn run(plan: &Plan, bins: Option<&Bins>, stop: &AtomicBool) -> Result<Results> {
     let gens: Vec<(u32, Generator)> =
-        plan.flows.iter().map(|&f| Generator::new(f).map(|g| (f, g))).collect::<Result<_>>()?;
+        plan.flows.iter().map(|&f| Generator::new(f, plan.nice).map(|g| (f, g))).collect::<Result<_>>()?;
     let mut res = Results::default();
     let mut runnable = vec![System::Ceiling];
     for &s in &plan.systems {
@@ -125,7 +130,7 @@ fn measure(
     res: &mut Results,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let bed = sys.build(bins)?;
+    let bed = sys.build(bins, plan.nice)?;
     bed.learn()?;
     if let Some(secs) = plan.tcp_secs {
         let gbps = tcp::iperf3(&bed, secs)?;
@@ -153,7 +158,8 @@ fn measure(
                 if *flows == 1 { "" } else { "s" },
                 full.offered / 1e6,
                 full.delivered / 1e6,
-                ndr.map(|n| format!(", NDR {:.3} Mpps", n / 1e6)).unwrap_or_default()
+                ndr.map(|n| format!(", NDR {}{:.3} Mpps", if n.generator_bound { "≥ " } else { "" }, n.pps / 1e6))
+                    .unwrap_or_default()
             );
             res.packets.push(PacketSample {
                 system: sys.name(),
@@ -163,7 +169,8 @@ fn measure(
                 flows: *flows,
                 offered_mpps: full.offered / 1e6,
                 mpps: full.delivered / 1e6,
-                ndr_mpps: ndr.map(|n| n / 1e6),
+                ndr_mpps: ndr.map(|n| n.pps / 1e6),
+                ndr_generator_bound: ndr.is_some_and(|n| n.generator_bound),
             });
         }
     }

@@ -3,15 +3,17 @@
 //! out of host A's interface (XDP_TX) straight from the syscall, on core 0
 //! inside host A's namespace.
 //!
-//! Each syscall costs a fixed ≈ 24 ms on top of its frames on this kernel
-//! (the kernel sleeps while it tears down its page pool), so a rate cannot be
-//! held by sleeping between small syscalls. Instead the program paces itself
-//! with `bpf_ktime_get_ns` (see [`progs::generator`]), each syscall runs for
-//! about [`CALL_TIME`], and two threads alternate on the core so that one
-//! sends while the other waits in the kernel.
+//! Each syscall costs a fixed ≈ 24 ms or more on top of its frames on this
+//! kernel (the kernel waits for an RCU grace period while it tears down its
+//! page pool, longer when the other core is busy), so neither a rate nor a
+//! steady stream can come from many short syscalls. Instead one syscall runs
+//! for the whole trial (repeat = 2^32 - 1) and is ended by a signal
+//! (`BPF_PROG_TEST_RUN` returns EINTR when one is pending), and the program
+//! paces itself with `bpf_ktime_get_ns` (see [`progs::generator`]).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rvs_dataplane::port::afxdp::{self, BPF_MAP_TYPE_ARRAY};
@@ -24,12 +26,11 @@ use crate::sh::Result;
 /// and when pacing (a smaller batch bounds a catch-up burst).
 const BATCH: u32 = 256;
 const PACED_BATCH: u32 = 64;
-/// Aimed-for length of one syscall.
-const CALL_TIME: Duration = Duration::from_millis(100);
-/// Program runs in the first syscall of a trial.
-const FIRST_CALL: u32 = 100_000;
-/// Threads taking turns on the core.
-const THREADS: usize = 2;
+/// The signal that ends a syscall at the end of a trial.
+const STOP_SIGNAL: libc::c_int = libc::SIGUSR1;
+/// How often the stop signal is repeated until the sending thread is done
+/// (it may arrive just before the syscall starts).
+const STOP_REPEAT: Duration = Duration::from_millis(5);
 /// The core the generator runs on.
 pub const CORE: usize = 0;
 
@@ -37,6 +38,7 @@ pub const CORE: usize = 0;
 pub struct Generator {
     prog: OwnedFd,
     state: OwnedFd,
+    nice: i32,
 }
 
 /// What one run sent.
@@ -49,18 +51,6 @@ pub struct Sent {
     pub elapsed: Duration,
 }
 
-/// What each sending thread is given.
-#[derive(Clone, Copy)]
-struct Job<'a> {
-    nsfd: &'a OwnedFd,
-    dev: &'a str,
-    frame: &'a [u8],
-    batch: u32,
-    start: Instant,
-    duration: Duration,
-    stop: &'a AtomicBool,
-}
-
 impl Sent {
     /// Offered rate in frames per second.
     pub fn pps(&self) -> f64 {
@@ -69,13 +59,14 @@ impl Sent {
 }
 
 impl Generator {
-    /// Loads the program for `flows` flows (1..=[`crate::frame::MAX_FLOWS`]).
-    pub fn new(flows: u32) -> Result<Generator> {
+    /// Loads the program for `flows` flows (1..=[`crate::frame::MAX_FLOWS`]);
+    /// its threads will run at niceness `nice`.
+    pub fn new(flows: u32, nice: i32) -> Result<Generator> {
         let state = afxdp::create_map(BPF_MAP_TYPE_ARRAY, 4, GEN_STATE, 1, "rvsb_gen")
             .map_err(|e| format!("generator: {e}"))?;
         let prog = afxdp::load_xdp(&progs::generator(flows, state.as_raw_fd()), "rvsb_gen")
             .map_err(|e| format!("generator: {e}"))?;
-        Ok(Generator { prog, state })
+        Ok(Generator { prog, state, nice })
     }
 
     /// Sends `frame` out of `dev` in `netns` for `duration`, at `rate`
@@ -93,16 +84,30 @@ impl Generator {
         let interval = rate.map(|r| ((1e9 / r) * (1u64 << GEN_SHIFT) as f64) as u64).unwrap_or(0);
         let before = self.state(interval)?;
         let nsfd = &netns.open()?;
+        let batch = if interval == 0 { BATCH } else { PACED_BATCH };
+        install_stop_handler()?;
         let start = Instant::now();
+        let done = AtomicBool::new(false);
+        let tid = Mutex::new(None::<libc::pthread_t>);
         std::thread::scope(|s| {
-            let threads: Vec<_> = (0..THREADS)
-                .map(|_| {
-                    let batch = if interval == 0 { BATCH } else { PACED_BATCH };
-                    let job = Job { nsfd, dev, frame, batch, start, duration, stop };
-                    s.spawn(move || self.send_thread(&job))
-                })
-                .collect();
-            threads.into_iter().try_for_each(|t| t.join().unwrap_or_else(|_| Err("generator thread panicked".into())))
+            let t = s.spawn(|| {
+                let r = self.send_thread(nsfd, dev, frame, batch, &tid);
+                done.store(true, Ordering::Release);
+                r
+            });
+            while start.elapsed() < duration && !stop.load(Ordering::Relaxed) && !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(2).min(duration.saturating_sub(start.elapsed())));
+            }
+            while !done.load(Ordering::Acquire) {
+                if let Some(th) = *tid.lock().unwrap_or_else(|e| e.into_inner()) {
+                    // SAFETY: `th` is the sending thread, which is not joined
+                    // before this scope ends, so its id stays valid; the
+                    // signal's handler does nothing.
+                    unsafe { libc::pthread_kill(th, STOP_SIGNAL) };
+                }
+                std::thread::sleep(STOP_REPEAT);
+            }
+            t.join().unwrap_or_else(|_| Err("generator thread panicked".into()))
         })?;
         let wall = start.elapsed();
         let v = self.read()?;
@@ -137,24 +142,61 @@ impl Generator {
         Ok([at(GEN_SENT), at(GEN_FIRST), at(GEN_LAST)])
     }
 
-    fn send_thread(&self, job: &Job) -> Result<()> {
-        let Job { nsfd, dev, frame, batch, start, duration, stop } = *job;
+    /// Sends until a stop signal interrupts the syscall.
+    fn send_thread(
+        &self,
+        nsfd: &OwnedFd,
+        dev: &str,
+        frame: &[u8],
+        batch: u32,
+        tid: &Mutex<Option<libc::pthread_t>>,
+    ) -> Result<()> {
         ns::enter(nsfd)?;
         if !core_affinity::set_for_current(core_affinity::CoreId { id: CORE }) {
             return Err(format!("generator: cannot pin to core {CORE}"));
         }
+        // SAFETY: gettid has no preconditions; setpriority on our own
+        // thread id changes only this thread's niceness.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, self.nice) } != 0 {
+            return Err(format!("generator: setting niceness {}: {}", self.nice, std::io::Error::last_os_error()));
+        }
         let ifindex = afxdp::iface::ifindex(dev).map_err(|e| format!("generator: {e}"))?;
-        let mut runs = FIRST_CALL;
-        while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
-            // Do not run far past the end of the trial.
-            let left = duration.saturating_sub(start.elapsed()).max(Duration::from_millis(10));
-            let t = Instant::now();
-            afxdp::test_run_live(&self.prog, frame, ifindex, runs, batch)
-                .map_err(|e| format!("generator: BPF_PROG_TEST_RUN (live frames, kernel >= 5.18) on {dev}: {e}"))?;
-            let took = t.elapsed().as_secs_f64().max(1e-4);
-            let aim = CALL_TIME.min(left).as_secs_f64();
-            runs = ((runs as f64 * aim / took) as u32).clamp(batch, 50_000_000);
+        // SAFETY: pthread_self has no preconditions.
+        *tid.lock().unwrap_or_else(|e| e.into_inner()) = Some(unsafe { libc::pthread_self() });
+        loop {
+            match afxdp::test_run_live(&self.prog, frame, ifindex, u32::MAX, batch) {
+                // All 2^32 - 1 runs done before the trial ended: go on.
+                Ok(()) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => break,
+                Err(e) => {
+                    return Err(format!("generator: BPF_PROG_TEST_RUN (live frames, kernel >= 5.18) on {dev}: {e}"))
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// Installs a handler that does nothing for [`STOP_SIGNAL`] (without
+/// SA_RESTART), so the signal only interrupts the sending syscall.
+fn install_stop_handler() -> Result<()> {
+    static INSTALLED: OnceLock<Result<()>> = OnceLock::new();
+    extern "C" fn nothing(_: libc::c_int) {}
+    INSTALLED
+        .get_or_init(|| {
+            // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
+            // value, and the handler is async-signal-safe (it does nothing).
+            let r = unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(STOP_SIGNAL, &sa, std::ptr::null_mut())
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(format!("installing the generator's stop signal: {}", std::io::Error::last_os_error()))
+            }
+        })
+        .clone()
 }

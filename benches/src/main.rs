@@ -65,6 +65,11 @@ struct Args {
     /// Skip iperf3
     #[arg(long)]
     no_tcp: bool,
+    /// Niceness of the generator's threads and of rvsd (the Linux bridge and
+    /// kernel vxlan forward on the generator's thread), so that other work
+    /// on the machine disturbs the measurement less; 0 leaves them as is
+    #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    nice: i32,
     /// Print rvsd's counters after each rvs system (to see where frames were dropped)
     #[arg(long, short)]
     verbose: bool,
@@ -111,6 +116,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
         ndr: !a.no_ndr,
         tcp_secs: (!a.no_tcp).then_some(if a.quick { 2 } else { 5 }),
         verbose: a.verbose,
+        nice: a.nice,
     })
 }
 
@@ -159,6 +165,7 @@ fn run(args: &Args) -> Result<(), String> {
                 "ndr_trial_secs": plan.settings.search.as_secs_f64(),
                 "ndr_precision": plan.settings.precision,
                 "tcp_secs": plan.tcp_secs,
+                "nice": plan.nice,
             },
             "summary": summary,
             "raw": res,

@@ -50,6 +50,9 @@ pub struct Row {
     pub mpps: Option<Stat>,
     /// No-drop rate, Mpps.
     pub ndr_mpps: Option<Stat>,
+    /// In how many rounds the NDR was only a lower bound (the generator,
+    /// pacing, could not offer more).
+    pub ndr_generator_bound: usize,
     /// iperf3, Gbit/s.
     pub tcp_gbps: Option<Stat>,
     /// Median over rvs's median (Mpps, or Gbit/s on the TCP line).
@@ -96,6 +99,7 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
             flows: None,
             mpps: None,
             ndr_mpps: None,
+            ndr_generator_bound: 0,
             tcp_gbps: None,
             vs_rvs: None,
             note: Some(m.why.clone()),
@@ -108,7 +112,8 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
         let v: Vec<_> = res.packets.iter().filter(|p| p.system == s && p.size == size && p.flows == flows).collect();
         let mpps = Stat::of(&v.iter().map(|p| p.mpps).collect::<Vec<_>>());
         let ndr = Stat::of(&v.iter().filter_map(|p| p.ndr_mpps).collect::<Vec<_>>());
-        (mpps, ndr)
+        let bound = v.iter().filter(|p| p.ndr_generator_bound).count();
+        (mpps, ndr, bound)
     };
     let tcp = |s: &str| Stat::of(&res.tcp.iter().filter(|t| t.system == s).map(|t| t.gbps).collect::<Vec<_>>());
     let ratio = |a: Option<Stat>, b: Option<Stat>| match (a, b) {
@@ -118,14 +123,15 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
     let mut rows = Vec::new();
     for &size in &plan.sizes {
         for &flows in &plan.flows {
-            let (mpps, ndr) = packet(name, size, flows);
-            let (base_mpps, _) = packet(base, size, flows);
+            let (mpps, ndr, bound) = packet(name, size, flows);
+            let (base_mpps, _, _) = packet(base, size, flows);
             rows.push(Row {
                 system: name,
                 size: Some(size),
                 flows: Some(flows),
                 mpps,
                 ndr_mpps: ndr,
+                ndr_generator_bound: bound,
                 tcp_gbps: None,
                 vs_rvs: ratio(mpps, base_mpps),
                 note: mpps.is_none().then(|| failures.first().map(|s| s.to_string()).unwrap_or("no result".into())),
@@ -140,6 +146,7 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
             flows: None,
             mpps: None,
             ndr_mpps: None,
+            ndr_generator_bound: 0,
             tcp_gbps: t,
             vs_rvs: ratio(t, tcp(base)),
             note: t.is_none().then(|| failures.first().map(|s| s.to_string()).unwrap_or("no result".into())),
@@ -159,7 +166,7 @@ pub fn table(s: &Summary) -> String {
             r.size.map(|s| format!("{s} B")).unwrap_or_else(|| if r.note.is_some() { dash() } else { "TCP".into() }),
             r.flows.map(|f| f.to_string()).unwrap_or_else(dash),
             r.mpps.map(|m| m.show(3)).unwrap_or_else(dash),
-            r.ndr_mpps.map(|m| m.show(3)).unwrap_or_else(dash),
+            r.ndr_mpps.map(|m| m.show(3) + if r.ndr_generator_bound > 0 { " *" } else { "" }).unwrap_or_else(dash),
             r.tcp_gbps.map(|m| m.show(2)).unwrap_or_else(dash),
             r.vs_rvs.map(|x| format!("{x:.2}")).unwrap_or_else(dash),
         ];
@@ -188,6 +195,12 @@ pub fn table(s: &Summary) -> String {
             line(&mut out, r);
         }
         out.push('\n');
+    }
+    if s.rows.iter().any(|r| r.ndr_generator_bound > 0) {
+        out.push_str(
+            "* in some rounds the generator, pacing, fell short of the rate asked for (the switch forwards on\n  \
+             its core, or the core was busy): the NDR is at least this\n",
+        );
     }
     out
 }

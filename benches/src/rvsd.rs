@@ -49,15 +49,17 @@ pub struct Rvsd {
 }
 
 impl Rvsd {
-    /// Starts `rvsd --cores CORES` inside `netns` and waits until it answers.
-    pub fn start(bins: &Bins, netns: &Netns, cores: &str) -> Result<Rvsd> {
+    /// Starts `rvsd --cores CORES` inside `netns` at niceness `nice` and
+    /// waits until it answers.
+    pub fn start(bins: &Bins, netns: &Netns, cores: &str, nice: i32) -> Result<Rvsd> {
         let dir = std::env::temp_dir().join(format!("{}.rvsd", netns.name));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let socket = dir.join("rvsd.sock");
         let log_path = dir.join("rvsd.log");
         let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &netns.name])
+        // nice and ip exec in turn, so the child's pid is rvsd's.
+        let child = Command::new("nice")
+            .args(["-n", &nice.to_string(), "ip", "netns", "exec", &netns.name])
             .arg(&bins.rvsd)
             .args(["--cores", cores, "--socket"])
             .arg(&socket)

@@ -54,9 +54,22 @@ pub fn trial(
     Ok(Outcome { offered: sent.pps(), delivered: got as f64 / secs, lost: sent.frames.saturating_sub(got) })
 }
 
-/// The highest offered rate (frames per second, as measured) at which a
-/// trial lost nothing, searched between 0 and `full.offered`, starting at
-/// the rate delivered under full load. 0 if every trial lost frames.
+/// What the NDR search found.
+#[derive(Clone, Copy, Debug)]
+pub struct Ndr {
+    /// The highest measured offered rate (frames per second) of a trial
+    /// that lost nothing; 0 if every trial lost frames.
+    pub pps: f64,
+    /// The search stopped because the generator, pacing, twice could not
+    /// offer the rate asked for (with the Linux bridge and kernel vxlan the
+    /// forwarding runs on the generator's core; or the core was busy):
+    /// `pps` is a lower bound.
+    pub generator_bound: bool,
+}
+
+/// Searches the no-drop rate between 0 and `full.offered`, starting at the
+/// rate delivered under full load, halving the interval between the
+/// highest passing and the lowest failing rate.
 pub fn ndr(
     bed: &Bed,
     sink: &Sink,
@@ -65,15 +78,16 @@ pub fn ndr(
     full: Outcome,
     set: Settings,
     stop: &AtomicBool,
-) -> Result<f64> {
+) -> Result<Ndr> {
     if full.lost == 0 {
-        return Ok(full.offered);
+        return Ok(Ndr { pps: full.offered, generator_bound: false });
     }
     let (mut lo, mut hi) = (0.0f64, full.offered);
-    let mut best = 0.0f64;
+    let mut best = Ndr { pps: 0.0, generator_bound: false };
     let mut rate = full.delivered.min(hi * 0.99);
     // A floor keeps a search on a switch that drops at every rate finite.
-    let floor = full.offered * 0.01;
+    let floor = full.offered * 0.001;
+    let mut retried = false;
     while hi - lo > set.precision * hi && rate > floor {
         let o = trial(bed, sink, gen, frame, Some(rate), set.search, stop)?;
         if set.verbose {
@@ -86,8 +100,18 @@ pub fn ndr(
             );
         }
         if o.lost == 0 {
+            best.pps = best.pps.max(o.offered);
+            if o.offered < rate * (1.0 - set.precision) {
+                // The rate asked for was not offered: try it once more (a
+                // busy core), then stop (asking for more would repeat it).
+                if retried {
+                    best.generator_bound = true;
+                    break;
+                }
+                retried = true;
+                continue;
+            }
             lo = rate;
-            best = best.max(o.offered);
         } else {
             hi = rate;
         }

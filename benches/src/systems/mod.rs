@@ -113,15 +113,15 @@ impl System {
         }
     }
 
-    /// Builds its test bed.
-    pub fn build(self, bins: Option<&Bins>) -> Result<Bed> {
+    /// Builds its test bed; a switch daemon runs at niceness `nice`.
+    pub fn build(self, bins: Option<&Bins>, nice: i32) -> Result<Bed> {
         let need_bins = || bins.ok_or_else(|| "rvs binaries not found".to_string());
         match self {
             System::Ceiling => kernel::ceiling(),
             System::LinuxBridge => kernel::linux_bridge(),
             System::KernelVxlan => kernel::kernel_vxlan(),
-            System::Rvs => rvs::l2(need_bins()?),
-            System::RvsVxlan => rvs::vxlan(need_bins()?),
+            System::Rvs => rvs::l2(need_bins()?, nice),
+            System::RvsVxlan => rvs::vxlan(need_bins()?, nice),
             System::Ovs | System::OvsVxlan | System::Testpmd => Err(peers::unsupported(self)),
         }
     }

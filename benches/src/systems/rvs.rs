@@ -6,12 +6,12 @@ use super::*;
 const CORES: &str = "1";
 
 /// Bridge br0 over AF_XDP ports a0 and b0.
-pub fn l2(bins: &Bins) -> Result<Bed> {
+pub fn l2(bins: &Bins, nice: i32) -> Result<Bed> {
     let (a, b) = hosts()?;
     let s = switch_with_a(&a)?;
     ns::veth(&s, "b0", &b, "eth0", 1500)?;
     addr(&b, "eth0", &format!("{FAR_IP}/24"))?;
-    let d = Rvsd::start(bins, &s, CORES)?;
+    let d = Rvsd::start(bins, &s, CORES, nice)?;
     d.ctl(&["bridge", "add", "br0"])?;
     for dev in ["a0", "b0"] {
         d.ctl(&["port", "add", "br0", dev, "--type", "afxdp"])?;
@@ -31,11 +31,11 @@ pub fn l2(bins: &Bins) -> Result<Bed> {
 
 /// Bridge br0 over AF_XDP port a0 and a vxlan port over uplink up0 to the
 /// kernel vxlan device in V.
-pub fn vxlan(bins: &Bins) -> Result<Bed> {
+pub fn vxlan(bins: &Bins, nice: i32) -> Result<Bed> {
     let a = Netns::new("a")?;
     let s = switch_with_a(&a)?;
     let v = far_vtep(&s)?;
-    let d = Rvsd::start(bins, &s, CORES)?;
+    let d = Rvsd::start(bins, &s, CORES, nice)?;
     d.ctl(&["bridge", "add", "br0"])?;
     d.ctl(&["port", "add", "br0", "a0", "--type", "afxdp"])?;
     d.ctl(&["uplink", "add", "up0"])?;
