@@ -28,6 +28,9 @@ const BATCH: u32 = 256;
 const PACED_BATCH: u32 = 64;
 /// The signal that ends a syscall at the end of a trial.
 const STOP_SIGNAL: libc::c_int = libc::SIGUSR1;
+/// Sending threads on the generator's core. One is enough now that a trial
+/// is one syscall (two, tried side by side, were no faster).
+const THREADS: usize = 1;
 /// How often the stop signal is repeated until the sending thread is done
 /// (it may arrive just before the syscall starts).
 const STOP_REPEAT: Duration = Duration::from_millis(5);
@@ -49,6 +52,13 @@ pub struct Sent {
     /// Time from the first frame to the last (by the kernel's clock), or
     /// the wall time of the run when it sent fewer than two.
     pub elapsed: Duration,
+}
+
+/// A sending thread's id (once it runs) and whether it is done.
+#[derive(Default)]
+struct Slot {
+    tid: Mutex<Option<libc::pthread_t>>,
+    done: AtomicBool,
 }
 
 impl Sent {
@@ -87,27 +97,34 @@ impl Generator {
         let batch = if interval == 0 { BATCH } else { PACED_BATCH };
         install_stop_handler()?;
         let start = Instant::now();
-        let done = AtomicBool::new(false);
-        let tid = Mutex::new(None::<libc::pthread_t>);
+        let slots: Vec<Slot> = (0..THREADS).map(|_| Slot::default()).collect();
         std::thread::scope(|s| {
-            let t = s.spawn(|| {
-                let r = self.send_thread(nsfd, dev, frame, batch, &tid);
-                done.store(true, Ordering::Release);
-                r
-            });
-            while start.elapsed() < duration && !stop.load(Ordering::Relaxed) && !done.load(Ordering::Acquire) {
+            let handles: Vec<_> = slots
+                .iter()
+                .map(|slot| {
+                    s.spawn(move || {
+                        let r = self.send_thread(nsfd, dev, frame, batch, &slot.tid);
+                        slot.done.store(true, Ordering::Release);
+                        r
+                    })
+                })
+                .collect();
+            let all_done = || slots.iter().all(|t| t.done.load(Ordering::Acquire));
+            while start.elapsed() < duration && !stop.load(Ordering::Relaxed) && !all_done() {
                 std::thread::sleep(Duration::from_millis(2).min(duration.saturating_sub(start.elapsed())));
             }
-            while !done.load(Ordering::Acquire) {
-                if let Some(th) = *tid.lock().unwrap_or_else(|e| e.into_inner()) {
-                    // SAFETY: `th` is the sending thread, which is not joined
-                    // before this scope ends, so its id stays valid; the
-                    // signal's handler does nothing.
-                    unsafe { libc::pthread_kill(th, STOP_SIGNAL) };
+            while !all_done() {
+                for slot in slots.iter().filter(|t| !t.done.load(Ordering::Acquire)) {
+                    if let Some(th) = *slot.tid.lock().unwrap_or_else(|e| e.into_inner()) {
+                        // SAFETY: `th` is a sending thread, which is not
+                        // joined before this scope ends, so its id stays
+                        // valid; the signal's handler does nothing.
+                        unsafe { libc::pthread_kill(th, STOP_SIGNAL) };
+                    }
                 }
                 std::thread::sleep(STOP_REPEAT);
             }
-            t.join().unwrap_or_else(|_| Err("generator thread panicked".into()))
+            handles.into_iter().try_for_each(|t| t.join().unwrap_or_else(|_| Err("generator thread panicked".into())))
         })?;
         let wall = start.elapsed();
         let v = self.read()?;
