@@ -633,6 +633,8 @@ mod tests {
         assert_eq!(offset_of!(TestRunAttr, ctx_in), 48);
         assert_eq!(offset_of!(TestRunAttr, flags), 64);
         assert_eq!(offset_of!(TestRunAttr, batch_size), 72);
+        assert_eq!(size_of::<XdpMd>(), 24);
+        assert_eq!(offset_of!(XdpMd, ingress_ifindex), 12);
     }
 
     #[test]
