@@ -154,10 +154,11 @@ fn measure(
                 return Err("interrupted".into());
             }
             eprintln!(
-                "  {size} B, {flows} flow{}: offered {:.3} Mpps, delivered {:.3} Mpps{}",
+                "  {size} B, {flows} flow{}: offered {:.3} Mpps, delivered {:.3} Mpps{}{}",
                 if *flows == 1 { "" } else { "s" },
                 full.offered / 1e6,
                 full.delivered / 1e6,
+                if plan.verbose { format!(" (lost {})", full.lost) } else { String::new() },
                 ndr.map(|n| format!(", NDR {}{:.3} Mpps", if n.generator_bound { "≥ " } else { "" }, n.pps / 1e6))
                     .unwrap_or_default()
             );
