@@ -111,7 +111,7 @@ struct TestRunAttr {
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Insn {
+pub struct Insn {
     pub(super) code: u8,
     /// dst_reg in the low nibble, src_reg in the high one (little endian).
     pub(super) regs: u8,
@@ -120,7 +120,8 @@ pub(super) struct Insn {
 }
 
 impl Insn {
-    pub(super) const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    /// An instruction from its opcode, registers, offset and immediate.
+    pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
         Insn { code, regs: (src << 4) | (dst & 0xf), off, imm }
     }
 }
@@ -489,6 +490,115 @@ fn attach_error(ifname: &str, mode: XdpMode, e: io::Error) -> io::Error {
     }
 }
 
+// Building blocks for tools that bring their own XDP programs (rvs-bench's
+// traffic generator and drop counter). The switch itself does not use them.
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// `BPF_MAP_TYPE_ARRAY`, for [`create_map`].
+pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
+
+/// `src_reg` of a `ld_imm64` instruction whose immediate is a map fd.
+pub const PSEUDO_MAP_FD: u8 = BPF_PSEUDO_MAP_FD;
+
+/// Loads `insns` as an XDP program named `name`; on failure the error
+/// carries the verifier's log.
+pub fn load_xdp(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+    load_program(insns, name)
+}
+
+/// Attaches the XDP program `prog` to `ifname` (looked up in the calling
+/// thread's network namespace) through a bpf_link, which detaches when the
+/// returned fd is closed or the process dies. Returns the link and the mode
+/// it got (`Auto` tries native first, as [`XdpProgram::attach`] does).
+pub fn attach_xdp(prog: &OwnedFd, ifname: &str, mode: XdpMode) -> io::Result<(OwnedFd, XdpMode)> {
+    let ifindex = iface::ifindex(ifname)?;
+    let native = link_create(prog, ifindex, XDP_FLAGS_DRV_MODE);
+    let (link, mode) = match (mode, native) {
+        (XdpMode::Generic, _) => (link_create(prog, ifindex, XDP_FLAGS_SKB_MODE), XdpMode::Generic),
+        (XdpMode::Auto, Err(e))
+            if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ERANGE)) =>
+        {
+            (link_create(prog, ifindex, XDP_FLAGS_SKB_MODE), XdpMode::Generic)
+        }
+        (_, native) => (native, XdpMode::Native),
+    };
+    link.map(|l| (l, mode)).map_err(|e| attach_error(ifname, mode, e))
+}
+
+/// Creates a BPF map named `name` (e.g. [`BPF_MAP_TYPE_ARRAY`]).
+pub fn create_map(map_type: u32, key_size: u32, value_size: u32, entries: u32, name: &str) -> io::Result<OwnedFd> {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries: entries,
+        map_name: name16(name),
+        ..Default::default()
+    };
+    sys_bpf(BPF_MAP_CREATE, &mut attr)
+        .map(owned)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating map {name}: {e}")))
+}
+
+/// Reads the value under `key` of `map` into `value` (both exactly the
+/// map's key and value sizes).
+pub fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).map(drop)
+}
+
+/// Writes `value` under `key` of `map` (both exactly the map's sizes).
+pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_ptr() as u64,
+        ..Default::default()
+    };
+    sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+}
+
+/// `struct xdp_md` as `BPF_PROG_TEST_RUN` takes it for its context.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// Runs `prog` `repeat` times on `frame` in live-frames mode
+/// (`BPF_F_TEST_XDP_LIVE_FRAMES`, kernel 5.18 or later) as if it arrived on
+/// queue 0 of `ifindex` (an interface of the calling thread's network
+/// namespace): frames the program returns XDP_TX for leave through that
+/// interface, XDP_REDIRECT ones go where the program sent them.
+/// `batch` frames go per kernel batch (1..=256; 0 for the kernel's 64).
+pub fn test_run_live(prog: &OwnedFd, frame: &[u8], ifindex: u32, repeat: u32, batch: u32) -> io::Result<()> {
+    let mut ctx = XdpMd { data_end: frame.len() as u32, ingress_ifindex: ifindex, ..Default::default() };
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ctx_size_in: size_of::<XdpMd>() as u32,
+        ctx_in: &mut ctx as *mut XdpMd as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        batch_size: batch,
+        ..Default::default()
+    };
+    sys_bpf(BPF_PROG_TEST_RUN, &mut attr).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,6 +633,8 @@ mod tests {
         assert_eq!(offset_of!(TestRunAttr, ctx_in), 48);
         assert_eq!(offset_of!(TestRunAttr, flags), 64);
         assert_eq!(offset_of!(TestRunAttr, batch_size), 72);
+        assert_eq!(size_of::<XdpMd>(), 24);
+        assert_eq!(offset_of!(XdpMd, ingress_ifindex), 12);
     }
 
     #[test]

@@ -22,6 +22,10 @@ mod ring;
 mod socket;
 mod umem;
 
+/// Loader building blocks for tools with their own XDP programs (rvs-bench).
+pub use bpf::{
+    attach_xdp, create_map, load_xdp, map_lookup, map_update, test_run_live, Insn, BPF_MAP_TYPE_ARRAY, PSEUDO_MAP_FD,
+};
 pub use bpf::{XdpMode, XdpProgram};
 pub use port::{AfXdpPort, XskConfig, XskCounters};
 pub use socket::XdpStats;

@@ -1,0 +1,171 @@
+//! A tiny eBPF assembler: the few instructions the generator and the sink
+//! need, with forward jumps to named labels.
+
+use rvs_dataplane::port::afxdp::{Insn, PSEUDO_MAP_FD};
+
+/// Registers.
+pub const R0: u8 = 0;
+pub const R1: u8 = 1;
+pub const R2: u8 = 2;
+pub const R3: u8 = 3;
+pub const R4: u8 = 4;
+pub const R5: u8 = 5;
+pub const R6: u8 = 6;
+pub const R7: u8 = 7;
+pub const R8: u8 = 8;
+pub const R9: u8 = 9;
+pub const R10: u8 = 10;
+
+/// `struct xdp_md` field offsets.
+pub const XDP_DATA: i16 = 0;
+pub const XDP_DATA_END: i16 = 4;
+
+/// XDP actions.
+pub const XDP_DROP: i32 = 1;
+pub const XDP_PASS: i32 = 2;
+pub const XDP_TX: i32 = 3;
+
+/// Helper `bpf_map_lookup_elem`.
+pub const FUNC_MAP_LOOKUP: i32 = 1;
+/// Helper `bpf_ktime_get_ns`.
+pub const FUNC_KTIME_GET_NS: i32 = 5;
+
+/// A program being written; [`finish`](Asm::finish) resolves the jumps.
+#[derive(Default)]
+pub struct Asm {
+    insns: Vec<(u8, u8, u8, i16, i32)>,
+    labels: Vec<(&'static str, usize)>,
+    jumps: Vec<(usize, &'static str)>,
+}
+
+impl Asm {
+    fn op(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) -> &mut Self {
+        self.insns.push((code, dst, src, off, imm));
+        self
+    }
+    /// `dst = *(u32 *)(src + off)`
+    pub fn ldx_w(&mut self, dst: u8, src: u8, off: i16) -> &mut Self {
+        self.op(0x61, dst, src, off, 0)
+    }
+    /// `dst = *(u16 *)(src + off)`
+    pub fn ldx_h(&mut self, dst: u8, src: u8, off: i16) -> &mut Self {
+        self.op(0x69, dst, src, off, 0)
+    }
+    /// `dst = *(u64 *)(src + off)`
+    pub fn ldx_dw(&mut self, dst: u8, src: u8, off: i16) -> &mut Self {
+        self.op(0x79, dst, src, off, 0)
+    }
+    /// `dst = *(u8 *)(src + off)`
+    pub fn ldx_b(&mut self, dst: u8, src: u8, off: i16) -> &mut Self {
+        self.op(0x71, dst, src, off, 0)
+    }
+    /// `*(u16 *)(dst + off) = src`
+    pub fn stx_h(&mut self, dst: u8, off: i16, src: u8) -> &mut Self {
+        self.op(0x6b, dst, src, off, 0)
+    }
+    /// `*(u64 *)(dst + off) = src`
+    pub fn stx_dw(&mut self, dst: u8, off: i16, src: u8) -> &mut Self {
+        self.op(0x7b, dst, src, off, 0)
+    }
+    /// `*(u32 *)(dst + off) = imm`
+    pub fn st_w(&mut self, dst: u8, off: i16, imm: i32) -> &mut Self {
+        self.op(0x62, dst, 0, off, imm)
+    }
+    /// `lock *(u64 *)(dst + off) += src`
+    pub fn atomic_add_dw(&mut self, dst: u8, off: i16, src: u8) -> &mut Self {
+        self.op(0xdb, dst, src, off, 0)
+    }
+    /// `dst = src`
+    pub fn mov(&mut self, dst: u8, src: u8) -> &mut Self {
+        self.op(0xbf, dst, src, 0, 0)
+    }
+    /// `dst = imm`
+    pub fn mov_k(&mut self, dst: u8, imm: i32) -> &mut Self {
+        self.op(0xb7, dst, 0, 0, imm)
+    }
+    /// `dst += imm`
+    pub fn add_k(&mut self, dst: u8, imm: i32) -> &mut Self {
+        self.op(0x07, dst, 0, 0, imm)
+    }
+    /// `dst += src`
+    pub fn add(&mut self, dst: u8, src: u8) -> &mut Self {
+        self.op(0x0f, dst, src, 0, 0)
+    }
+    /// `dst <<= imm`
+    pub fn lsh_k(&mut self, dst: u8, imm: i32) -> &mut Self {
+        self.op(0x67, dst, 0, 0, imm)
+    }
+    /// `dst -= src`
+    pub fn sub(&mut self, dst: u8, src: u8) -> &mut Self {
+        self.op(0x1f, dst, src, 0, 0)
+    }
+    /// `dst %= imm` (unsigned)
+    pub fn mod_k(&mut self, dst: u8, imm: i32) -> &mut Self {
+        self.op(0x97, dst, 0, 0, imm)
+    }
+    /// `dst = map` (the two-slot `ld_imm64` with a map fd)
+    pub fn ld_map(&mut self, dst: u8, map_fd: i32) -> &mut Self {
+        self.op(0x18, dst, PSEUDO_MAP_FD, 0, map_fd).op(0, 0, 0, 0, 0)
+    }
+    /// `call helper`
+    pub fn call(&mut self, helper: i32) -> &mut Self {
+        self.op(0x85, 0, 0, 0, helper)
+    }
+    /// `exit`
+    pub fn exit(&mut self) -> &mut Self {
+        self.op(0x95, 0, 0, 0, 0)
+    }
+    fn jump(&mut self, code: u8, dst: u8, src: u8, imm: i32, to: &'static str) -> &mut Self {
+        self.jumps.push((self.insns.len(), to));
+        self.op(code, dst, src, 0, imm)
+    }
+    /// `if dst > src goto to` (unsigned)
+    pub fn jgt(&mut self, dst: u8, src: u8, to: &'static str) -> &mut Self {
+        self.jump(0x2d, dst, src, 0, to)
+    }
+    /// `if dst == imm goto to`
+    pub fn jeq_k(&mut self, dst: u8, imm: i32, to: &'static str) -> &mut Self {
+        self.jump(0x15, dst, 0, imm, to)
+    }
+    /// `if dst != imm goto to`
+    pub fn jne_k(&mut self, dst: u8, imm: i32, to: &'static str) -> &mut Self {
+        self.jump(0x55, dst, 0, imm, to)
+    }
+    /// Places `name` at the next instruction.
+    pub fn label(&mut self, name: &'static str) -> &mut Self {
+        self.labels.push((name, self.insns.len()));
+        self
+    }
+    /// The instructions, with every jump pointed at its label.
+    pub fn finish(&self) -> Vec<Insn> {
+        self.resolved().into_iter().map(|(code, dst, src, off, imm)| Insn::new(code, dst, src, off, imm)).collect()
+    }
+
+    /// (code, dst, src, off, imm) of each instruction, jumps resolved.
+    fn resolved(&self) -> Vec<(u8, u8, u8, i16, i32)> {
+        let mut raw = self.insns.clone();
+        for &(at, to) in &self.jumps {
+            let target = self.labels.iter().find(|l| l.0 == to).unwrap_or_else(|| panic!("no label {to}")).1;
+            // Jump offsets count from the instruction after the jump.
+            raw[at].3 = (target as i64 - at as i64 - 1) as i16;
+        }
+        raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jumps_land_on_their_labels() {
+        let mut a = Asm::default();
+        a.jeq_k(R0, 0, "out").mov_k(R0, 1).ld_map(R1, 5).label("out").exit();
+        let r = a.resolved();
+        assert_eq!(r.len(), 5);
+        // From instruction 0, skip mov and the two ld_imm64 slots.
+        assert_eq!(r[0], (0x15, 0, 0, 3, 0));
+        assert_eq!(r[2], (0x18, 1, PSEUDO_MAP_FD, 0, 5));
+        assert_eq!(a.finish().len(), 5);
+    }
+}

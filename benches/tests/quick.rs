@@ -1,0 +1,121 @@
+//! `rvs-bench --quick` against rvs and the Linux bridge: the JSON is
+//! complete, every number is positive (no speed is asserted), and nothing
+//! is left behind.
+//!
+//! Needs root, iproute2, ethtool, ping and iperf3, and rvsd/rvsctl built
+//! next to rvs-bench (`cargo build --release --workspace`, as
+//! scripts/test.sh does). Without root or a tool it prints "skipped" and
+//! passes, except under `CI=true`, where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// True if the test may run; panics under `CI=true` when it cannot.
+fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let missing: Vec<&str> = ["ip", "ethtool", "ping", "iperf3", "ss"].into_iter().filter(|t| !have_tool(t)).collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let why = if root { format!("missing tools: {}", missing.join(", ")) } else { "not root".to_string() };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("integration test cannot run under CI=true: {why} (run scripts/test.sh as root)");
+    }
+    eprintln!("skipped: needs root ({why})");
+    false
+}
+
+fn have_tool(name: &str) -> bool {
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file())).unwrap_or(false)
+        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| Path::new(d).join(name).is_file())
+}
+
+fn bench_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rvs-bench"))
+}
+
+fn positive(v: &Value, what: &str) -> f64 {
+    let x = v.as_f64().unwrap_or_else(|| panic!("{what}: not a number: {v}"));
+    assert!(x > 0.0 && x.is_finite(), "{what}: {x} is not positive");
+    x
+}
+
+#[test]
+fn quick_run_reports_every_number() {
+    if !require_root() {
+        return;
+    }
+    let rvsd = bench_bin().with_file_name("rvsd");
+    assert!(
+        rvsd.is_file() && rvsd.with_file_name("rvsctl").is_file(),
+        "{} or rvsctl not found: build them first (cargo build --release --workspace)",
+        rvsd.display()
+    );
+    let child = Command::new(bench_bin())
+        .args(["--quick", "--systems", "rvs,linux-bridge", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start rvs-bench");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("run rvs-bench");
+    assert!(out.status.success(), "rvs-bench failed: {}", out.status);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("rvs-bench --json prints JSON");
+
+    // Nothing left behind: the run's namespaces (and the veths and XDP
+    // programs in them) are gone.
+    let left: Vec<String> = std::fs::read_dir("/var/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let prefix = format!("rvsb-{pid}-");
+    assert!(!left.iter().any(|n| n.starts_with(&prefix)), "namespaces left behind: {left:?}");
+
+    let sizes: Vec<u64> = v["plan"]["sizes"].as_array().expect("plan.sizes").iter().filter_map(Value::as_u64).collect();
+    let flows: Vec<u64> = v["plan"]["flows"].as_array().expect("plan.flows").iter().filter_map(Value::as_u64).collect();
+    assert!(!sizes.is_empty() && !flows.is_empty());
+    assert_eq!(v["raw"]["missing"].as_array().map(Vec::len), Some(0), "missing results: {}", v["raw"]["missing"]);
+
+    // The generator's ceiling, for every size and flow count.
+    let ceiling = v["summary"]["ceiling"].as_array().expect("summary.ceiling");
+    for &size in &sizes {
+        for &f in &flows {
+            let row = ceiling
+                .iter()
+                .find(|r| r["size"].as_u64() == Some(size) && r["flows"].as_u64() == Some(f))
+                .unwrap_or_else(|| panic!("no ceiling row for {size} B, {f} flows"));
+            positive(&row["mpps"]["median"], &format!("ceiling {size} B {f} flows"));
+        }
+    }
+
+    let rows = v["summary"]["rows"].as_array().expect("summary.rows");
+    for sys in ["rvs", "linux-bridge"] {
+        for &size in &sizes {
+            for &f in &flows {
+                let row = rows
+                    .iter()
+                    .find(|r| r["system"] == sys && r["size"].as_u64() == Some(size) && r["flows"].as_u64() == Some(f))
+                    .unwrap_or_else(|| panic!("no row for {sys}, {size} B, {f} flows"));
+                let what = format!("{sys} {size} B {f} flows");
+                positive(&row["mpps"]["median"], &format!("{what} Mpps"));
+                positive(&row["ndr_mpps"]["median"], &format!("{what} NDR"));
+                positive(&row["vs_rvs"], &format!("{what} ratio"));
+            }
+        }
+        let tcp = rows
+            .iter()
+            .find(|r| r["system"] == sys && r["size"].is_null() && r["note"].is_null())
+            .unwrap_or_else(|| panic!("no TCP row for {sys}"));
+        positive(&tcp["tcp_gbps"]["median"], &format!("{sys} TCP"));
+    }
+    for s in v["raw"]["packets"].as_array().expect("raw.packets") {
+        for k in ["offered_mpps", "mpps", "ndr_mpps"] {
+            if !(s["system"].as_str().unwrap_or("").starts_with("generator") && k == "ndr_mpps") {
+                positive(&s[k], &format!("raw {k} of {s}"));
+            }
+        }
+    }
+}
