@@ -356,7 +356,7 @@ impl Pmd {
         }
         let snap = self.snap.clone();
         let from_uplink = matches!(snap.port(port_id).map(|p| &p.kind), Some(PortKind::Uplink));
-        let mut bytes = 0;
+        let (mut bytes, mut decapped) = (0, 0);
         for k in 0..n {
             let d = self.rx[k];
             bytes += u64::from(d.len);
@@ -364,6 +364,7 @@ impl Pmd {
             self.verdicts[k] = if from_uplink {
                 match pipeline::decap(&snap, self.pool.data(d)) {
                     Ok(x) => {
+                        decapped += 1;
                         let inner = Desc { addr: d.addr + x.inner as u64, len: x.len as u32 };
                         self.rx[k] = inner;
                         if !self.captures.is_empty() {
@@ -384,6 +385,9 @@ impl Pmd {
         let st = &self.ports[i].stats;
         PortStats::add(&st.rx_packets, n as u64);
         PortStats::add(&st.rx_bytes, bytes);
+        // An uplink's share of the accounting: the frames it handed to a
+        // tunnel port, which counts them again as its own received frames.
+        PortStats::add(&st.forwarded, decapped);
         for k in 0..n {
             let (d, v, ingress) = (self.rx[k], self.verdicts[k], self.ingress[k]);
             // Counters of the port the frame entered the bridge through.
@@ -397,10 +401,12 @@ impl Pmd {
                     self.pool.free(d.addr);
                 }
                 Action::Unicast(out) => {
+                    PortStats::add(&self.ports[st].stats.forwarded, 1);
                     checksum::complete_partial(self.pool.data_mut(d));
                     self.output(&snap, out, d, v, st);
                 }
                 Action::Flood(b) => {
+                    PortStats::add(&self.ports[st].stats.flooded, 1);
                     checksum::complete_partial(self.pool.data_mut(d));
                     self.flood(&snap, b, ingress, d, v, st);
                 }
@@ -742,6 +748,8 @@ mod tests {
         assert_eq!(r.pmd.pool_free(), free0);
         assert_eq!(r.stats[0].read().rx_packets, 1);
         assert_eq!(r.stats[0].read().tx_packets, 1);
+        assert_eq!((r.stats[0].read().flooded, r.stats[0].read().forwarded), (1, 0));
+        assert_eq!((r.stats[1].read().flooded, r.stats[1].read().forwarded), (0, 1));
     }
 
     #[test]
@@ -773,6 +781,7 @@ mod tests {
         assert_eq!(c.drops[DropReason::Runt as usize], 1);
         assert_eq!(c.drops[DropReason::VlanFiltered as usize], 1);
         assert_eq!(c.drops[DropReason::BadSrcMac as usize], 1);
+        assert_eq!(c.rx_packets, c.forwarded + c.flooded + c.total_drops());
         assert_eq!(r.pmd.pool_free(), free0);
     }
 

@@ -32,7 +32,13 @@ pub fn load(path: &Path) -> Result<Config, String> {
             return Err(format!("cannot read configuration database {}: {}", path.display(), crate::server::io_msg(&e)))
         }
     };
-    let cfg: Config = serde_json::from_slice(&data).map_err(|e| {
+    parse(path, &data)
+}
+
+/// Parses and checks the bytes of the database file at `path` (named in
+/// errors), as `load` does after reading them.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Config, String> {
+    let cfg: Config = serde_json::from_slice(data).map_err(|e| {
         format!(
             "corrupt configuration database {}: {e} (fix or move the file; rvsd will not overwrite it)",
             path.display()

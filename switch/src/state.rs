@@ -659,6 +659,8 @@ impl<D: Datapath> State<D> {
             tx_packets: 0,
             tx_bytes: 0,
             learn_refused: 0,
+            forwarded: 0,
+            flooded: 0,
             drops: Vec::new(),
             link_downs: 0,
         }])
@@ -896,6 +898,8 @@ pub(crate) mod fake {
                     tx_packets: 5,
                     tx_bytes: 500,
                     learn_refused: 0,
+                    forwarded: 3,
+                    flooded: 5,
                     drops: vec![("runt".into(), 2)],
                     link_downs: 0,
                 })
