@@ -96,7 +96,7 @@ fn kill_during_writes_leaves_an_acknowledged_db() {
     let mut model: BTreeSet<String> = BTreeSet::new();
     let op = |model: &BTreeSet<String>, rng: &mut Rng| -> (Vec<String>, BTreeSet<String>) {
         let mut next = model.clone();
-        if model.len() < 2 || (model.len() < 6 && rng.next() % 2 == 0) {
+        if model.len() < 2 || (model.len() < 6 && rng.next() & 1 == 0) {
             let name = format!("rvk{}", tag());
             next.insert(format!("br0/{name}"));
             let args = ["port", "add", "br0", &name, "--type", "tap", "--netns", &ns.name];

@@ -90,7 +90,7 @@ fn soak_with_config_churn() {
         }
         present = !present;
         churns += 1;
-        if churns % 5 == 0 {
+        if churns.is_multiple_of(5) {
             rvsd.ctl_ok(&["fdb", "flush", "br0"]);
         }
         assert!(rvsd.alive(), "rvsd died during the soak:\n{}", rvsd.log_text());
