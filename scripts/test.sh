@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test of rvs: formatting, clippy, a release build,
-# all unit and integration tests, and under CI the fuzz targets briefly. Run it as root: the integration
-# tests build network namespaces, veth pairs and tap devices, attach XDP
-# and run ping, iperf3 and tcpdump. On a fresh Debian 12 it installs the
-# tools it needs (only those missing). Exits non-zero on any failure.
+# all unit and integration tests, and under CI the fuzz targets briefly.
+# Run it as root: the integration tests build network namespaces, veth
+# pairs and tap devices, attach XDP and run ping, iperf3 and tcpdump. On
+# a fresh Debian 12 it installs the tools it needs (only those missing).
+# Exits non-zero on any failure.
 #
 # With CI=true, an integration test that cannot run (not root, a tool
 # missing) fails instead of skipping.
