@@ -258,6 +258,7 @@ impl Datapath for Fake {
                 learn_refused: 0,
                 forwarded: 0,
                 flooded: 1,
+                kernel_drops: 0,
                 drops: vec![("runt".into(), 3)],
                 link_downs: 0,
             })

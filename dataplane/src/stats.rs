@@ -114,6 +114,9 @@ pub struct PortStats {
     pub forwarded: AtomicU64,
     /// Received frames decided to be flooded in their bridge and VLAN.
     pub flooded: AtomicU64,
+    /// Frames the kernel dropped before rvs received them (AF_XDP: RX ring
+    /// full, frame larger than a buffer), read about once a second.
+    pub kernel_drops: AtomicU64,
     /// Frames dropped, by reason (`DropReason as usize`).
     pub drops: [AtomicU64; DROP_REASONS],
 }
@@ -135,6 +138,8 @@ pub struct PortCounters {
     pub forwarded: u64,
     /// Received frames flooded.
     pub flooded: u64,
+    /// Frames the kernel dropped before rvs received them.
+    pub kernel_drops: u64,
     /// Drops by reason.
     pub drops: [u64; DROP_REASONS],
 }
@@ -169,6 +174,7 @@ impl PortStats {
             learn_refused: self.learn_refused.load(Relaxed),
             forwarded: self.forwarded.load(Relaxed),
             flooded: self.flooded.load(Relaxed),
+            kernel_drops: self.kernel_drops.load(Relaxed),
             drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
         }
     }
@@ -184,6 +190,7 @@ impl PortCounters {
         self.learn_refused += other.learn_refused;
         self.forwarded += other.forwarded;
         self.flooded += other.flooded;
+        self.kernel_drops += other.kernel_drops;
         for (a, b) in self.drops.iter_mut().zip(other.drops) {
             *a += b;
         }

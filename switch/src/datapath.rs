@@ -266,6 +266,10 @@ pub struct PortStatsInfo {
     /// Received frames flooded in their bridge and VLAN.
     #[serde(default)]
     pub flooded: u64,
+    /// Frames the kernel dropped before rvs received them (AF_XDP: receive
+    /// ring full, frame larger than a buffer); not in `rx_packets`.
+    #[serde(default)]
+    pub kernel_drops: u64,
     /// Drops by reason name; reasons with a zero count are left out.
     pub drops: Vec<(String, u64)>,
     /// Times the interface under the port went away.
@@ -286,6 +290,7 @@ impl PortStatsInfo {
             learn_refused: c.learn_refused,
             forwarded: c.forwarded,
             flooded: c.flooded,
+            kernel_drops: c.kernel_drops,
             drops: rvs_dataplane::stats::DropReason::ALL
                 .iter()
                 .zip(c.drops)

@@ -661,6 +661,7 @@ impl<D: Datapath> State<D> {
             learn_refused: 0,
             forwarded: 0,
             flooded: 0,
+            kernel_drops: 0,
             drops: Vec::new(),
             link_downs: 0,
         }])
@@ -900,6 +901,7 @@ pub(crate) mod fake {
                     learn_refused: 0,
                     forwarded: 3,
                     flooded: 5,
+                    kernel_drops: 0,
                     drops: vec![("runt".into(), 2)],
                     link_downs: 0,
                 })
