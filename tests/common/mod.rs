@@ -917,6 +917,10 @@ pub fn blast_raw(ns: &Netns, dev: &str, frames: Vec<Vec<u8>>, dur: Duration) -> 
                     )
                 };
                 if r < 0 {
+                    if refused == 0 {
+                        let e = std::io::Error::last_os_error();
+                        eprintln!("blast_raw: first refused send ({} bytes): {e}", f.len());
+                    }
                     refused += 1;
                 } else {
                     sent += 1;
