@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test of rvs: formatting, clippy, a release build,
-# and all unit and integration tests. Run it as root: the integration
-# tests build network namespaces, veth pairs and tap devices, attach XDP
-# and run ping, iperf3 and tcpdump. On a fresh Debian 12 it installs the
-# tools it needs (only those missing). Exits non-zero on any failure.
+# all unit and integration tests, and under CI the fuzz targets briefly.
+# Run it as root: the integration tests build network namespaces, veth
+# pairs and tap devices, attach XDP and run ping, iperf3 and tcpdump. On
+# a fresh Debian 12 it installs the tools it needs (only those missing).
+# Exits non-zero on any failure.
 #
 # With CI=true, an integration test that cannot run (not root, a tool
 # missing) fails instead of skipping.
@@ -60,4 +61,10 @@ say "cargo build --release"
 cargo build --release --workspace
 say "cargo test --release"
 cargo test --release --workspace
+if [[ ${CI:-} == true ]]; then
+    # Each fuzz target for a bounded time (about 3 min of building, under
+    # 2 min of fuzzing); longer runs: scripts/fuzz.sh 600, RELIABILITY.md.
+    say "fuzz targets, ${RVS_FUZZ_SECS:-20} s each"
+    scripts/fuzz.sh "${RVS_FUZZ_SECS:-20}"
+fi
 say "all checks passed in $((SECONDS - start)) s"

@@ -286,6 +286,9 @@ fn stats(ports: &[PortStatsInfo]) -> String {
         .iter()
         .map(|p| {
             let mut drops: Vec<String> = p.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            if p.kernel_drops > 0 {
+                drops.push(format!("(dropped by the kernel before rvs: {})", p.kernel_drops));
+            }
             if p.learn_refused > 0 {
                 drops.push(format!("(not learned: {})", p.learn_refused));
             }

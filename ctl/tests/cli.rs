@@ -255,6 +255,9 @@ impl Datapath for Fake {
                 tx_packets: 2,
                 tx_bytes: 128,
                 learn_refused: 0,
+                forwarded: 0,
+                flooded: 1,
+                kernel_drops: 0,
                 drops: vec![("runt".into(), 3)],
                 link_downs: 0,
             })

@@ -162,7 +162,13 @@ pub struct Pmd {
     /// Per frame of the batch: the port it entered the bridge through (the
     /// tunnel port for a decapsulated frame).
     ingress: [PortId; BATCH],
+    /// Per entry of `ports`: the kernel's drop total last read from it.
+    kernel_seen: Vec<u64>,
 }
+
+/// How often the kernel's per-socket drop counters are read (a syscall
+/// per queue, so never per round).
+const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
 
 impl Pmd {
     /// A polling thread numbered `index` (its inbox in `handoff`), using
@@ -195,15 +201,21 @@ impl Pmd {
             rx: [Desc::default(); BATCH],
             verdicts: [none; BATCH],
             ingress: [0; BATCH],
+            kernel_seen: Vec::new(),
         }
     }
 
     /// Polls until told to stop.
     pub fn run(mut self) {
         let mut last_busy = Instant::now();
+        let mut last_kernel = last_busy;
         loop {
             if !self.apply_commands() {
                 return;
+            }
+            if last_kernel.elapsed() >= KERNEL_STATS_EVERY {
+                self.publish_kernel_drops();
+                last_kernel = Instant::now();
             }
             let (t0, c0) = (Instant::now(), tsc::now());
             let moved = self.poll_once();
@@ -226,6 +238,19 @@ impl Pmd {
         }
     }
 
+    /// Adds what the kernel dropped on each receive queue since the last
+    /// reading to the port's counters.
+    pub fn publish_kernel_drops(&mut self) {
+        for (i, lp) in self.ports.iter().enumerate() {
+            let Some(port) = lp.port.as_ref().filter(|_| lp.rx) else { continue };
+            let total = port.kernel_drops();
+            // A total below the last one: the socket was opened anew.
+            let new = total.checked_sub(self.kernel_seen[i]).unwrap_or(total);
+            self.kernel_seen[i] = total;
+            PortStats::add(&lp.stats.kernel_drops, new);
+        }
+    }
+
     fn publish_cache_stats(&self) {
         let c = self.cache.stats();
         self.stats.cache_hits.store(c.hits, Relaxed);
@@ -245,6 +270,7 @@ impl Pmd {
                 Command::AddPort(p) => {
                     self.ports.push(p);
                     self.txq.push(Vec::with_capacity(BATCH * 4));
+                    self.kernel_seen.push(0);
                     self.reindex();
                 }
                 Command::RemovePort { id, done } => {
@@ -296,6 +322,7 @@ impl Pmd {
         while i < self.ports.len() {
             if pred(&self.ports[i]) {
                 let mut p = self.ports.remove(i);
+                self.kernel_seen.remove(i);
                 for d in self.txq.remove(i) {
                     self.pool.free(d.addr);
                 }
@@ -356,7 +383,7 @@ impl Pmd {
         }
         let snap = self.snap.clone();
         let from_uplink = matches!(snap.port(port_id).map(|p| &p.kind), Some(PortKind::Uplink));
-        let mut bytes = 0;
+        let (mut bytes, mut decapped) = (0, 0);
         for k in 0..n {
             let d = self.rx[k];
             bytes += u64::from(d.len);
@@ -364,6 +391,7 @@ impl Pmd {
             self.verdicts[k] = if from_uplink {
                 match pipeline::decap(&snap, self.pool.data(d)) {
                     Ok(x) => {
+                        decapped += 1;
                         let inner = Desc { addr: d.addr + x.inner as u64, len: x.len as u32 };
                         self.rx[k] = inner;
                         if !self.captures.is_empty() {
@@ -384,6 +412,9 @@ impl Pmd {
         let st = &self.ports[i].stats;
         PortStats::add(&st.rx_packets, n as u64);
         PortStats::add(&st.rx_bytes, bytes);
+        // An uplink's share of the accounting: the frames it handed to a
+        // tunnel port, which counts them again as its own received frames.
+        PortStats::add(&st.forwarded, decapped);
         for k in 0..n {
             let (d, v, ingress) = (self.rx[k], self.verdicts[k], self.ingress[k]);
             // Counters of the port the frame entered the bridge through.
@@ -397,10 +428,12 @@ impl Pmd {
                     self.pool.free(d.addr);
                 }
                 Action::Unicast(out) => {
+                    PortStats::add(&self.ports[st].stats.forwarded, 1);
                     checksum::complete_partial(self.pool.data_mut(d));
                     self.output(&snap, out, d, v, st);
                 }
                 Action::Flood(b) => {
+                    PortStats::add(&self.ports[st].stats.flooded, 1);
                     checksum::complete_partial(self.pool.data_mut(d));
                     self.flood(&snap, b, ingress, d, v, st);
                 }
@@ -747,6 +780,8 @@ mod tests {
         assert_eq!(r.pmd.pool_free(), free0);
         assert_eq!(r.stats[0].read().rx_packets, 1);
         assert_eq!(r.stats[0].read().tx_packets, 1);
+        assert_eq!((r.stats[0].read().flooded, r.stats[0].read().forwarded), (1, 0));
+        assert_eq!((r.stats[1].read().flooded, r.stats[1].read().forwarded), (0, 1));
     }
 
     #[test]
@@ -778,6 +813,7 @@ mod tests {
         assert_eq!(c.drops[DropReason::Runt as usize], 1);
         assert_eq!(c.drops[DropReason::VlanFiltered as usize], 1);
         assert_eq!(c.drops[DropReason::BadSrcMac as usize], 1);
+        assert_eq!(c.rx_packets, c.forwarded + c.flooded + c.total_drops());
         assert_eq!(r.pmd.pool_free(), free0);
     }
 
@@ -803,6 +839,56 @@ mod tests {
         r.handles[0].inject(&f);
         r.pmd.poll_once();
         assert!(rx.take().is_none(), "captured after stop");
+    }
+
+    /// A port that receives nothing and reports what the kernel dropped.
+    struct KernelDropper(Arc<std::sync::atomic::AtomicU64>);
+
+    impl Port for KernelDropper {
+        fn recv(&mut self, _: &mut Pool, _: &mut [Desc]) -> std::io::Result<usize> {
+            Ok(0)
+        }
+        fn send(&mut self, pool: &mut Pool, frames: &[Desc]) -> usize {
+            frames.iter().for_each(|d| pool.free(d.addr));
+            0
+        }
+        fn flush(&mut self, _: &mut Pool) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn release(&mut self, _: &mut Pool) {}
+        fn kernel_drops(&self) -> u64 {
+            self.0.load(Relaxed)
+        }
+    }
+
+    #[test]
+    fn kernel_drops_are_added_up_across_socket_reopens() {
+        let r = rig(vec![VlanMode::Access(1)]);
+        let mut pmd = r.pmd;
+        let total = Arc::new(std::sync::atomic::AtomicU64::new(5));
+        let st = Arc::new(PortStats::default());
+        let lp = |st: &Arc<PortStats>| LocalPort {
+            id: 0,
+            queue: 1,
+            port: Some(Box::new(KernelDropper(total.clone()))),
+            rx: true,
+            stats: st.clone(),
+        };
+        r.tx.send(Command::AddPort(lp(&st))).unwrap();
+        pmd.apply_commands();
+        pmd.publish_kernel_drops();
+        total.store(7, Relaxed);
+        pmd.publish_kernel_drops();
+        assert_eq!(st.read().kernel_drops, 7);
+        // The socket opened anew: its total starts again from zero.
+        let (done, wait) = crossbeam::channel::bounded(1);
+        r.tx.send(Command::RemoveQueue { id: 0, queue: 1, done }).unwrap();
+        r.tx.send(Command::AddPort(lp(&st))).unwrap();
+        pmd.apply_commands();
+        wait.recv().unwrap();
+        total.store(2, Relaxed);
+        pmd.publish_kernel_drops();
+        assert_eq!(st.read().kernel_drops, 9);
     }
 
     #[test]

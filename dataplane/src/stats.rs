@@ -109,6 +109,14 @@ pub struct PortStats {
     pub tx_bytes: AtomicU64,
     /// Source MACs not learned because the bridge was at its limit.
     pub learn_refused: AtomicU64,
+    /// Received frames decided to go to one port (for an uplink: VXLAN
+    /// frames handed to their tunnel port).
+    pub forwarded: AtomicU64,
+    /// Received frames decided to be flooded in their bridge and VLAN.
+    pub flooded: AtomicU64,
+    /// Frames the kernel dropped before rvs received them (AF_XDP: RX ring
+    /// full, frame larger than a buffer), read about once a second.
+    pub kernel_drops: AtomicU64,
     /// Frames dropped, by reason (`DropReason as usize`).
     pub drops: [AtomicU64; DROP_REASONS],
 }
@@ -126,6 +134,12 @@ pub struct PortCounters {
     pub tx_bytes: u64,
     /// Source MACs not learned because of the bridge limit.
     pub learn_refused: u64,
+    /// Received frames sent on to one port.
+    pub forwarded: u64,
+    /// Received frames flooded.
+    pub flooded: u64,
+    /// Frames the kernel dropped before rvs received them.
+    pub kernel_drops: u64,
     /// Drops by reason.
     pub drops: [u64; DROP_REASONS],
 }
@@ -158,6 +172,9 @@ impl PortStats {
             tx_packets: self.tx_packets.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             learn_refused: self.learn_refused.load(Relaxed),
+            forwarded: self.forwarded.load(Relaxed),
+            flooded: self.flooded.load(Relaxed),
+            kernel_drops: self.kernel_drops.load(Relaxed),
             drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
         }
     }
@@ -171,6 +188,9 @@ impl PortCounters {
         self.tx_packets += other.tx_packets;
         self.tx_bytes += other.tx_bytes;
         self.learn_refused += other.learn_refused;
+        self.forwarded += other.forwarded;
+        self.flooded += other.flooded;
+        self.kernel_drops += other.kernel_drops;
         for (a, b) in self.drops.iter_mut().zip(other.drops) {
             *a += b;
         }

@@ -268,6 +268,17 @@ pub struct PortStatsInfo {
     pub tx_bytes: u64,
     /// Source MACs not learned because of the bridge's limit.
     pub learn_refused: u64,
+    /// Received frames sent on to one port (uplink: to a tunnel port).
+    /// Every received frame is forwarded, flooded or dropped at ingress.
+    #[serde(default)]
+    pub forwarded: u64,
+    /// Received frames flooded in their bridge and VLAN.
+    #[serde(default)]
+    pub flooded: u64,
+    /// Frames the kernel dropped before rvs received them (AF_XDP: receive
+    /// ring full, frame larger than a buffer); not in `rx_packets`.
+    #[serde(default)]
+    pub kernel_drops: u64,
     /// Drops by reason name; reasons with a zero count are left out.
     pub drops: Vec<(String, u64)>,
     /// Times the interface under the port went away.
@@ -286,6 +297,9 @@ impl PortStatsInfo {
             tx_packets: c.tx_packets,
             tx_bytes: c.tx_bytes,
             learn_refused: c.learn_refused,
+            forwarded: c.forwarded,
+            flooded: c.flooded,
+            kernel_drops: c.kernel_drops,
             drops: rvs_dataplane::stats::DropReason::ALL
                 .iter()
                 .zip(c.drops)

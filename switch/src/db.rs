@@ -32,10 +32,17 @@ pub fn load(path: &Path) -> Result<Config, String> {
             return Err(format!("cannot read configuration database {}: {}", path.display(), crate::server::io_msg(&e)))
         }
     };
-    let cfg: Config = serde_json::from_slice(&data).map_err(|e| {
+    parse(path, &data)
+}
+
+/// Parses and checks the bytes of the database file at `path` (named in
+/// errors), as `load` does after reading them.
+pub fn parse(path: &Path, data: &[u8]) -> Result<Config, String> {
+    let cfg: Config = serde_json::from_slice(data).map_err(|e| {
         format!(
-            "corrupt configuration database {}: {e} (fix or move the file; rvsd will not overwrite it)",
-            path.display()
+            "corrupt configuration database {}: {} (fix or move the file; rvsd will not overwrite it)",
+            path.display(),
+            proto::one_line(e)
         )
     })?;
     if cfg.version != CONFIG_VERSION {
@@ -47,8 +54,9 @@ pub fn load(path: &Path) -> Result<Config, String> {
     }
     validate(&cfg).map_err(|e| {
         format!(
-            "invalid configuration database {}: {e} (fix or move the file; rvsd will not overwrite it)",
-            path.display()
+            "invalid configuration database {}: {} (fix or move the file; rvsd will not overwrite it)",
+            path.display(),
+            proto::one_line(e)
         )
     })?;
     Ok(cfg)
@@ -299,6 +307,16 @@ pub(crate) mod tests {
             assert_eq!(fs::read_to_string(&path).unwrap(), bad);
         }
         let _ = fs::remove_dir_all(&d);
+    }
+
+    /// Found by fuzzing: serde quotes an unknown field name as decoded,
+    /// so a "\n" in it broke the one-line error.
+    #[test]
+    fn error_quoting_a_newline_is_one_line() {
+        let e = parse(Path::new("/x/conf.json"), br#"{"version":1,"bad\nfield":0}"#).unwrap_err();
+        assert!(!e.contains('\n') && e.contains("bad\\nfield"), "{e}");
+        let e = proto::Request::parse(br#"{"version":1,"cmd":"bridge_del","bridge":"b","x\ny":1}"#).unwrap_err();
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -273,7 +273,7 @@ impl Request {
     /// Parses one request line. The version is checked before the command,
     /// so a client speaking another version learns which ones rvsd speaks.
     pub fn parse(line: &[u8]) -> Result<Request, String> {
-        let v: Value = serde_json::from_slice(line).map_err(|e| format!("invalid request: {e}"))?;
+        let v: Value = serde_json::from_slice(line).map_err(|e| format!("invalid request: {}", one_line(e)))?;
         let Value::Object(mut map) = v else {
             return Err("invalid request: expected a JSON object".to_string());
         };
@@ -283,9 +283,24 @@ impl Request {
         };
         let version = u32::try_from(version).unwrap_or(0);
         check_version(version)?;
-        let cmd: Command = serde_json::from_value(Value::Object(map)).map_err(|e| format!("invalid request: {e}"))?;
+        let cmd: Command =
+            serde_json::from_value(Value::Object(map)).map_err(|e| format!("invalid request: {}", one_line(e)))?;
         Ok(Request { version, cmd })
     }
+}
+
+/// `msg` with control characters escaped, so an error quoting user input
+/// (a field name with a newline in it, say) stays one line.
+pub fn one_line(msg: impl std::fmt::Display) -> String {
+    let mut out = String::new();
+    for c in msg.to_string().chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn supported() -> String {

@@ -3,8 +3,9 @@
 //! No client can hold the loop: reads and writes are non-blocking, a
 //! half-written request just waits in its client's buffer, a request over
 //! `MAX_REQUEST_LEN` is refused and its connection closed, a client silent
-//! for `IDLE_TIMEOUT` is dropped, and a client that does not read its
-//! replies stops being read once its output buffer is full.
+//! for `IDLE_TIMEOUT` is dropped (and the one silent longest when
+//! `MAX_CLIENTS` are connected and another comes), and a client that does
+//! not read its replies stops being read once its output buffer is full.
 //!
 //! A `capture` request turns its connection into a stream: the loop wakes
 //! every `CAPTURE_POLL` while one runs, moves what the polling threads put
@@ -39,7 +40,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long `request` waits for rvsd.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most clients connected at once; more are refused.
+/// Most clients connected at once; a new one beyond it replaces the client
+/// silent the longest.
 pub const MAX_CLIENTS: usize = 256;
 /// Replies a client has not read, in bytes, before it stops being read.
 const WBUF_HIGH: usize = 4 << 20;
@@ -540,8 +542,13 @@ fn accept_all(
         match listener.accept() {
             Ok((mut stream, _)) => {
                 if clients.len() >= MAX_CLIENTS {
-                    drop(stream);
-                    continue;
+                    // Full: make room by dropping the client silent the
+                    // longest, or clients that connect and say nothing
+                    // would lock everyone out until they time out.
+                    let oldest = clients.iter().min_by_key(|(_, c)| c.last_active).map(|(t, _)| *t);
+                    if let Some(mut c) = oldest.and_then(|t| clients.remove(&t)) {
+                        let _ = poll.registry().deregister(&mut c.stream);
+                    }
                 }
                 let token = Token(*next_token);
                 *next_token = after(*next_token);

@@ -742,6 +742,9 @@ impl<D: Datapath> State<D> {
             tx_packets: 0,
             tx_bytes: 0,
             learn_refused: 0,
+            forwarded: 0,
+            flooded: 0,
+            kernel_drops: 0,
             drops: Vec::new(),
             link_downs: 0,
         }])
@@ -1036,6 +1039,9 @@ pub(crate) mod fake {
                     tx_packets: 5,
                     tx_bytes: 500,
                     learn_refused: 0,
+                    forwarded: 3,
+                    flooded: 5,
+                    kernel_drops: 0,
                     drops: vec![("runt".into(), 2)],
                     link_downs: 0,
                 })

@@ -888,3 +888,115 @@ impl Drop for LinuxBridge {
         let _ = run(&["ip", "link", "del", &self.name]);
     }
 }
+
+/// Sends `frames` (cycled) out of `dev` in `ns` as fast as one thread can
+/// for `dur`, from a thread of its own: a tight AF_PACKET `sendto` loop.
+/// The handle yields (frames sent, sends refused by the kernel).
+pub fn blast_raw(ns: &Netns, dev: &str, frames: Vec<Vec<u8>>, dur: Duration) -> std::thread::JoinHandle<(u64, u64)> {
+    let path = CString::new(format!("/var/run/netns/{}", ns.name)).unwrap();
+    let cdev = CString::new(dev).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: opens a path given as a valid C string; checked below.
+        let nsfd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        assert!(nsfd >= 0, "open netns: {}", std::io::Error::last_os_error());
+        // SAFETY: `nsfd` was just opened and is owned by nothing else.
+        let nsfd = unsafe { OwnedFd::from_raw_fd(nsfd) };
+        // SAFETY: joins the namespace on this thread only, which ends here.
+        assert_eq!(unsafe { libc::setns(nsfd.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+        // SAFETY: `cdev` is a valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(cdev.as_ptr()) };
+        assert!(ifindex != 0, "if_nametoindex: {}", std::io::Error::last_os_error());
+        // SAFETY: plain socket creation; checked below. Protocol 0: send only.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "socket(AF_PACKET): {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data; zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        let (mut sent, mut refused) = (0u64, 0u64);
+        let end = Instant::now() + dur;
+        'outer: loop {
+            for f in &frames {
+                // SAFETY: `f` and `sll` are valid for the lengths given and
+                // live across the call.
+                let r = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        f.as_ptr().cast(),
+                        f.len(),
+                        0,
+                        (&sll as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                if r < 0 {
+                    if refused == 0 {
+                        let e = std::io::Error::last_os_error();
+                        eprintln!("blast_raw: first refused send ({} bytes): {e}", f.len());
+                    }
+                    refused += 1;
+                } else {
+                    sent += 1;
+                }
+            }
+            if Instant::now() > end {
+                break 'outer;
+            }
+        }
+        (sent, refused)
+    })
+}
+
+/// `ping -c COUNT -i 1 -W 2 ADDR` from `ns`: (sent, replies received).
+pub fn ping_count(ns: &Netns, addr: &str, count: u32) -> (u32, u32) {
+    let o = ns.run(&["ping", "-n", "-q", "-c", &count.to_string(), "-i", "1", "-W", "2", addr]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default();
+    let num = |word: &str| {
+        line.split(',')
+            .find(|p| p.contains(word))
+            .and_then(|p| p.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (num("transmitted"), num("received"))
+}
+
+/// A small deterministic random number generator (xorshift64*), so a
+/// failing run can be repeated with the same frames.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Per port in `rvsctl --json stats`: (rx, forwarded, flooded, drops by
+/// reason, learn_refused).
+pub fn accounting(v: &serde_json::Value, port: &str) -> (u64, u64, u64, std::collections::BTreeMap<String, u64>, u64) {
+    let p = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == port)
+        .unwrap_or_else(|| panic!("no port {port} in stats: {v}"));
+    let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    let s = json::port_stat(v, port);
+    (n("rx_packets"), n("forwarded"), n("flooded"), s.drops, n("learn_refused"))
+}
+
+/// Drop reasons counted after the forwarding decision (on egress, or for
+/// copies), which are not part of a received frame's own accounting.
+pub const AFTER_DECISION: [&str; 4] = ["tx_full", "no_buffer", "tunnel_mtu", "no_neighbor"];

@@ -38,4 +38,11 @@ pub trait Port: Send {
     /// Returns every buffer the port still holds to `pool` (called before
     /// the port is dropped, on the thread that owns the pool).
     fn release(&mut self, pool: &mut Pool);
+
+    /// Frames the kernel dropped on their way to this port before rvs saw
+    /// them (receive ring full, frame too big for a buffer), as a running
+    /// total since the port opened. May cost a syscall: call it rarely.
+    fn kernel_drops(&self) -> u64 {
+        0
+    }
 }

@@ -146,6 +146,12 @@ impl AsRawFd for AfXdpPort {
 }
 
 impl Port for AfXdpPort {
+    fn kernel_drops(&self) -> u64 {
+        // With the extended statistics the kernel counts a full RX ring
+        // apart from the other drops (no fill buffer, frame too big).
+        self.xdp_stats().map_or(0, |s| s.rx_dropped + s.rx_ring_full)
+    }
+
     fn recv(&mut self, pool: &mut Pool, out: &mut [Desc]) -> io::Result<usize> {
         self.check_pool(pool);
         let Some(sock) = self.sock.as_mut() else {

@@ -1,0 +1,40 @@
+//! Frame parsers on any bytes: the Ethernet view, the 802.1Q tag, VXLAN
+//! outer headers, the flow hash and the checksum fixer never panic, and a
+//! tag pushed then popped gives the frame back.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rvs_dataplane::wire::{checksum, vlan, vxlan, EthernetFrame};
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(eth) = EthernetFrame::new_checked(data) {
+        let _ = (eth.dst(), eth.src(), eth.ethertype(), eth.payload().len());
+    }
+    let tag = vlan::parse(data);
+    if let Ok(o) = vxlan::decap(data) {
+        let len = vxlan::inner_len(data, &o);
+        assert!(len >= 14 && o.inner + len <= data.len(), "inner frame outside the buffer");
+    }
+    let _ = vxlan::src_port(vxlan::flow_hash(data));
+    let mut copy = data.to_vec();
+    let _ = checksum::complete_partial(&mut copy);
+
+    // Tag edits inside a buffer with headroom, as the polling loop does.
+    const HEAD: usize = 8;
+    let mut buf = vec![0u8; HEAD + data.len()];
+    buf[HEAD..].copy_from_slice(data);
+    let vid = data.first().map_or(1, |b| u16::from(*b) << 4 | 5) & 0xfff;
+    if let Some(off) = vlan::push(&mut buf, HEAD, data.len(), vid) {
+        let tagged = &mut buf[off..off + data.len() + vlan::TAG_LEN];
+        assert!(matches!(vlan::parse(tagged), Ok(vlan::Tag::Dot1q { vid: v, .. }) if v == vid));
+        vlan::set_vid(tagged, 7);
+        let back = vlan::pop(&mut buf, off, data.len() + vlan::TAG_LEN).expect("pop of a pushed tag");
+        assert_eq!(&buf[back..back + data.len()], data, "push then pop changed the frame");
+    } else {
+        assert!(data.len() < 14, "push refused a whole frame");
+    }
+    if let Ok(vlan::Tag::Dot1q { .. }) = tag {
+        let mut buf = data.to_vec();
+        assert!(vlan::pop(&mut buf, 0, data.len()).is_some(), "pop refused a tagged frame");
+    }
+});

@@ -1,0 +1,89 @@
+//! Issue 6, test 3: random source MACs at full rate into a bridge with a
+//! limit of 1000 learned MACs. The table never exceeds the limit, hosts
+//! learned before keep forwarding without loss, and the refusals are
+//! counted (`learn_refused`). `RVS_MACFLOOD_SECS` sets the length (10 s).
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn mac_flood_stops_at_the_limit() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let secs: u64 = std::env::var("RVS_MACFLOOD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let f = Host::on_veth("198.18.71.1/24");
+    let a = Host::on_veth("198.18.71.2/24");
+    let b = Host::on_veth("198.18.71.3/24");
+    let mut rvsd = Rvsd::start();
+    rvsd.ctl_ok(&["bridge", "add", "br0", "--max-macs", "1000"]);
+    for h in [&f, &a, &b] {
+        rvsd.add_host("br0", h, &[]);
+    }
+    assert!(ping_settled(&a.ns, &b.ip, 3));
+    assert!(ping_settled(&f.ns, &a.ip, 1));
+
+    // 20000 distinct locally administered unicast sources, all sent to the
+    // flooder's own MAC: each is offered to learning, then dropped as a
+    // hairpin, so the flood loads the table and not the other hosts.
+    let own = parse_mac(&f.mac());
+    let mut rng = Rng(0xf100d);
+    let frames: Vec<Vec<u8>> = (0..20000)
+        .map(|_| {
+            let mut fr = own.to_vec();
+            let mut src = rng.bytes(6);
+            src[0] = (src[0] & 0xfe) | 0x02;
+            fr.extend_from_slice(&src);
+            fr.extend_from_slice(&[0x88, 0xb5]);
+            fr.resize(60, 0x77);
+            fr
+        })
+        .collect();
+    let before = rvsd.ctl_json(&["stats"]);
+    let flood = blast_raw(&f.ns, &f.dev, frames, Duration::from_secs(secs));
+    // While it runs: the table stays within its limit, a and b keep pinging.
+    let pinger = {
+        let (ns, ip) = (a.ns.name.clone(), b.ip.clone());
+        std::thread::spawn(move || {
+            let o = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns, "ping", "-n", "-q", "-c", &secs.to_string(), "-i", "1", "-W", "2", &ip])
+                .output()
+                .expect("ping");
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+    };
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut most = 0;
+    while Instant::now() < end {
+        let n = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"])).len();
+        assert!(n <= 1000, "FDB holds {n} entries, over the limit of 1000");
+        most = most.max(n);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (sent, _) = flood.join().expect("flood thread");
+    let ping_out = pinger.join().expect("ping thread");
+    assert!(rvsd.alive(), "rvsd died in the MAC flood:\n{}", rvsd.log_text());
+    let after = rvsd.ctl_json(&["stats"]);
+    let fdb = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"]));
+    let (rx0, _, _, _, refused0) = accounting(&before, f.port());
+    let (rx1, _, _, _, refused1) = accounting(&after, f.port());
+    println!(
+        "MAC flood {secs} s: sent {sent} frames, rvs received {}, learn_refused {}, FDB at most {most}, now {}",
+        rx1 - rx0,
+        refused1 - refused0,
+        fdb.len()
+    );
+    assert!(fdb.len() <= 1000);
+    assert!(most >= 990, "the table never filled: at most {most}");
+    assert!(refused1 - refused0 > 0, "no learn_refused counted");
+    for h in [&a, &b] {
+        let mac = h.mac();
+        assert!(fdb.iter().any(|e| e.mac == mac), "{mac} forgotten in the flood");
+    }
+    let line = ping_out.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default().to_string();
+    assert!(line.contains(&format!("{secs} received")), "ping lost replies during the flood: {line}");
+    assert!(ping(&a.ns, &b.ip, 3));
+}
