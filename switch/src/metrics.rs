@@ -223,6 +223,19 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
         per_port(|p| p.learn_refused),
     );
     f.family("rvs_port_link_downs_total", "counter", "Times a port's interface went away.", per_port(|p| p.link_downs));
+    f.family(
+        "rvs_port_forwarded_total",
+        "counter",
+        "Frames a port received that went to one port.",
+        per_port(|p| p.forwarded),
+    );
+    f.family("rvs_port_flooded_total", "counter", "Frames a port received that were flooded.", per_port(|p| p.flooded));
+    f.family(
+        "rvs_port_kernel_drops_total",
+        "counter",
+        "Frames the kernel dropped before rvs saw them (AF_XDP ring full or frame too large).",
+        per_port(|p| p.kernel_drops),
+    );
     let drops = ports.iter().flat_map(|p| {
         DropReason::ALL.iter().map(move |r| {
             let n = p.drops.iter().find(|(name, _)| name == r.name()).map_or(0, |(_, n)| *n);
