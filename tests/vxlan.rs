@@ -121,6 +121,30 @@ impl KernelPeer {
     }
 }
 
+/// iperf3 for 2 s from `c1` to `s1`, then from `c2` to `s2`: both carry TCP.
+fn iperf3_both_ways(c1: &Guest, s1: &Guest, c2: &Guest, s2: &Guest) {
+    for (client, server) in [(c1, s1), (c2, s2)] {
+        let _srv = Iperf3Server::start(&server.ns, &server.ip);
+        let bps =
+            iperf3(&client.ns, &server.ip, 2).unwrap_or_else(|e| panic!("iperf3 {} -> {}: {e}", client.ip, server.ip));
+        println!("iperf3 {} -> {}: {:.2} Gbit/s", client.ip, server.ip, bps / 1e9);
+        assert!(bps > 0.0);
+    }
+}
+
+/// Every guest in `far` is in `rvsd`'s FDB behind vx42, from VTEP `vtep`.
+fn assert_learned_behind_tunnel(rvsd: &Rvsd, far: &[Guest], vtep: &str) {
+    let fdb = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"]));
+    for g in far {
+        let mac = g.mac();
+        assert!(
+            fdb.iter().any(|e| e.mac == mac && e.port == "vx42" && e.remote.as_deref() == Some(vtep)),
+            "{mac} of {} not learned behind vx42 from {vtep}: {fdb:?}",
+            g.ip
+        );
+    }
+}
+
 /// No static neighbour entry on any interface of `ns`.
 fn assert_no_static_neighbours(ns: &Netns) {
     let perm = ns.ip(&["neigh", "show", "nud", "permanent"]);
@@ -145,25 +169,9 @@ fn kernel_vxlan_peer_ping_and_iperf3_both_ways() {
     }
 
     // TCP both ways, hosts with their default offloads.
-    for (client, server) in [(&a[0], &b[0]), (&b[1], &a[1])] {
-        let _srv = Iperf3Server::start(&server.ns, &server.ip);
-        let bps =
-            iperf3(&client.ns, &server.ip, 2).unwrap_or_else(|e| panic!("iperf3 {} -> {}: {e}", client.ip, server.ip));
-        println!("iperf3 {} -> {}: {:.2} Gbit/s", client.ip, server.ip, bps / 1e9);
-        assert!(bps > 0.0);
-    }
-
+    iperf3_both_ways(&a[0], &b[0], &b[1], &a[1]);
     // The kernel side's MACs were learned behind the tunnel, with their VTEP.
-    let fdb = json::fdb_entries(&t.rvsd.ctl_json(&["fdb", "show", "br0"]));
-    for g in b {
-        let mac = g.mac();
-        assert!(
-            fdb.iter().any(|e| e.mac == mac && e.port == "vx42" && e.remote.as_deref() == Some(V4.peer)),
-            "{mac} of {} not learned behind vx42 from {}: {fdb:?}",
-            g.ip,
-            V4.peer
-        );
-    }
+    assert_learned_behind_tunnel(&t.rvsd, b, V4.peer);
     let text = t.rvsd.ctl_ok(&["fdb", "show", "br0"]);
     assert!(text.contains(V4.peer), "fdb show does not name the remote VTEP:\n{text}");
     println!("{text}");
@@ -442,22 +450,9 @@ fn rvs_to_rvs() {
     for (x, y) in [(&a[0], &b[1]), (&a[1], &b[0]), (&b[0], &a[0])] {
         assert!(ping_settled(&x.ns, &y.ip, 3), "ping {} -> {}", x.ip, y.ip);
     }
-    for (client, server) in [(&a[0], &b[0]), (&b[1], &a[1])] {
-        let _srv = Iperf3Server::start(&server.ns, &server.ip);
-        let bps =
-            iperf3(&client.ns, &server.ip, 2).unwrap_or_else(|e| panic!("iperf3 {} -> {}: {e}", client.ip, server.ip));
-        println!("iperf3 {} -> {}: {:.2} Gbit/s", client.ip, server.ip, bps / 1e9);
-    }
-    for (rvsd, far, vtep) in [(&r1, &b, "198.18.200.2"), (&r2, &a, "198.18.200.1")] {
-        let fdb = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"]));
-        for g in far {
-            let mac = g.mac();
-            assert!(
-                fdb.iter().any(|e| e.mac == mac && e.port == "vx42" && e.remote.as_deref() == Some(vtep)),
-                "{mac} not learned behind vx42 from {vtep}: {fdb:?}"
-            );
-        }
-    }
+    iperf3_both_ways(&a[0], &b[0], &b[1], &a[1]);
+    assert_learned_behind_tunnel(&r1, &b, "198.18.200.2");
+    assert_learned_behind_tunnel(&r2, &a, "198.18.200.1");
     assert_no_static_neighbours(&h1);
     assert_no_static_neighbours(&h2);
 }

@@ -35,6 +35,15 @@ pub fn mem_port() -> (MemPort, MemHandle) {
     (MemPort { q: q.clone() }, MemHandle { q })
 }
 
+/// Copies `frame` (cut at `MAX_FRAME`) into pool chunk `chunk`, where a
+/// received frame starts.
+fn load(pool: &mut Pool, chunk: u64, frame: &[u8]) -> Desc {
+    let len = frame.len().min(MAX_FRAME);
+    let d = Desc { addr: chunk + HEADROOM as u64, len: len as u32 };
+    pool.data_mut(d).copy_from_slice(&frame[..len]);
+    d
+}
+
 fn lock(q: &Mutex<Queues>) -> MutexGuard<'_, Queues> {
     q.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -66,10 +75,7 @@ impl Port for MemPort {
                 pool.free(chunk);
                 break;
             };
-            let len = frame.len().min(MAX_FRAME);
-            let d = Desc { addr: chunk + HEADROOM as u64, len: len as u32 };
-            pool.data_mut(d).copy_from_slice(&frame[..len]);
-            out[n] = d;
+            out[n] = load(pool, chunk, &frame);
             n += 1;
         }
         Ok(n)
@@ -126,10 +132,7 @@ impl Port for ReplayPort {
             let Some(chunk) = pool.alloc() else { break };
             let frame = &self.frames[self.next];
             self.next = (self.next + 1) % self.frames.len();
-            let len = frame.len().min(MAX_FRAME);
-            let d = Desc { addr: chunk + HEADROOM as u64, len: len as u32 };
-            pool.data_mut(d).copy_from_slice(&frame[..len]);
-            out[n] = d;
+            out[n] = load(pool, chunk, frame);
             n += 1;
         }
         Ok(n)
