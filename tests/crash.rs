@@ -12,17 +12,6 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn no_xdp_left(devs: &[&str]) -> Vec<String> {
-    let end = Instant::now() + Duration::from_secs(2);
-    loop {
-        let left = xdp_attached(devs);
-        if left.is_empty() || Instant::now() > end {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn kill9_under_traffic_then_restart_within_2s() {
     if !require_root() {

@@ -5,18 +5,6 @@
 mod common;
 
 use common::*;
-use std::time::{Duration, Instant};
-
-fn no_xdp_left(devs: &[&str]) -> Vec<String> {
-    let end = Instant::now() + Duration::from_secs(2);
-    loop {
-        let left = xdp_attached(devs);
-        if left.is_empty() || Instant::now() > end {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn kill9_leaves_no_xdp_and_restart_restores() {

@@ -492,27 +492,32 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     frames
 }
 
-/// Sends raw Ethernet frames out of `dev` in namespace `ns` through an
-/// AF_PACKET socket (the kernel pads frames shorter than 14 bytes to 14).
-pub fn send_raw(ns: &Netns, dev: &str, frames: &[Vec<u8>]) {
-    let path = CString::new(format!("/var/run/netns/{}", ns.name)).unwrap();
-    let cdev = CString::new(dev).unwrap();
-    let frames = frames.to_vec();
-    std::thread::spawn(move || -> Result<(), String> {
+/// An AF_PACKET socket bound for sending out of one interface of a
+/// namespace. Open it on the thread that sends: it moves that thread into
+/// the namespace.
+struct RawSocket {
+    fd: OwnedFd,
+    sll: libc::sockaddr_ll,
+}
+
+impl RawSocket {
+    /// Joins `ns_path`'s network namespace (this thread only) and opens a
+    /// send-only raw socket on `dev` there.
+    fn open_in(ns_path: &CString, dev: &CString) -> Result<RawSocket, String> {
         let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
         // SAFETY: opens a path given as a valid C string; checked below.
-        let nsfd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let nsfd = unsafe { libc::open(ns_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
         if nsfd < 0 {
             return Err(err("open netns"));
         }
         // SAFETY: `nsfd` was just opened and is owned by nothing else.
         let nsfd = unsafe { OwnedFd::from_raw_fd(nsfd) };
-        // SAFETY: joins the namespace on this short-lived thread only.
+        // SAFETY: joins the namespace on the calling thread only.
         if unsafe { libc::setns(nsfd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(err("setns"));
         }
-        // SAFETY: `cdev` is a valid C string.
-        let ifindex = unsafe { libc::if_nametoindex(cdev.as_ptr()) };
+        // SAFETY: `dev` is a valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(dev.as_ptr()) };
         if ifindex == 0 {
             return Err(err("if_nametoindex"));
         }
@@ -527,24 +532,45 @@ pub fn send_raw(ns: &Netns, dev: &str, frames: &[Vec<u8>]) {
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = ifindex as i32;
+        Ok(RawSocket { fd, sll })
+    }
+
+    /// Sends one frame (with SOCK_RAW it carries its own header: only the
+    /// interface in `sll` matters).
+    fn send(&self, f: &[u8]) -> std::io::Result<()> {
+        // SAFETY: `f` and `sll` are valid for the lengths given and live
+        // across the call.
+        let r = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&self.sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn netns_path(ns: &Netns) -> CString {
+    CString::new(format!("/var/run/netns/{}", ns.name)).unwrap()
+}
+
+/// Sends raw Ethernet frames out of `dev` in namespace `ns` through an
+/// AF_PACKET socket (the kernel pads frames shorter than 14 bytes to 14).
+pub fn send_raw(ns: &Netns, dev: &str, frames: &[Vec<u8>]) {
+    let (path, cdev) = (netns_path(ns), CString::new(dev).unwrap());
+    let frames = frames.to_vec();
+    std::thread::spawn(move || -> Result<(), String> {
+        let sock = RawSocket::open_in(&path, &cdev)?;
         for f in &frames {
-            // With SOCK_RAW the frame carries its own header: only the
-            // interface in `sll` matters.
-            // SAFETY: `f` and `sll` are valid for the lengths given and
-            // live across the call.
-            let r = unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if r < 0 {
-                return Err(err(&format!("sendto ({} bytes)", f.len())));
-            }
+            sock.send(f).map_err(|e| format!("sendto ({} bytes): {e}", f.len()))?;
         }
         Ok(())
     })
@@ -862,6 +888,19 @@ pub fn xdp_attached(devs: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Waits up to 2 s for every XDP program on `devs` to go; returns the
+/// interfaces that still have one.
+pub fn no_xdp_left(devs: &[&str]) -> Vec<String> {
+    let end = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = xdp_attached(devs);
+        if left.is_empty() || Instant::now() > end {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A Linux bridge in the root namespace (for testing the harness itself
 /// without rvsd); deleted on drop.
 pub struct LinuxBridge {
@@ -893,56 +932,23 @@ impl Drop for LinuxBridge {
 /// for `dur`, from a thread of its own: a tight AF_PACKET `sendto` loop.
 /// The handle yields (frames sent, sends refused by the kernel).
 pub fn blast_raw(ns: &Netns, dev: &str, frames: Vec<Vec<u8>>, dur: Duration) -> std::thread::JoinHandle<(u64, u64)> {
-    let path = CString::new(format!("/var/run/netns/{}", ns.name)).unwrap();
-    let cdev = CString::new(dev).unwrap();
+    let (path, cdev) = (netns_path(ns), CString::new(dev).unwrap());
+    let name = format!("{dev} in {}", ns.name);
     std::thread::spawn(move || {
-        // SAFETY: opens a path given as a valid C string; checked below.
-        let nsfd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        assert!(nsfd >= 0, "open netns: {}", std::io::Error::last_os_error());
-        // SAFETY: `nsfd` was just opened and is owned by nothing else.
-        let nsfd = unsafe { OwnedFd::from_raw_fd(nsfd) };
-        // SAFETY: joins the namespace on this thread only, which ends here.
-        assert_eq!(unsafe { libc::setns(nsfd.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
-        // SAFETY: `cdev` is a valid C string.
-        let ifindex = unsafe { libc::if_nametoindex(cdev.as_ptr()) };
-        assert!(ifindex != 0, "if_nametoindex: {}", std::io::Error::last_os_error());
-        // SAFETY: plain socket creation; checked below. Protocol 0: send only.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        assert!(fd >= 0, "socket(AF_PACKET): {}", std::io::Error::last_os_error());
-        // SAFETY: `fd` was just created and is owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain old data; zero is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex as i32;
+        let sock = RawSocket::open_in(&path, &cdev).unwrap_or_else(|e| panic!("blast_raw on {name}: {e}"));
         let (mut sent, mut refused) = (0u64, 0u64);
         let end = Instant::now() + dur;
-        'outer: loop {
+        while Instant::now() <= end {
             for f in &frames {
-                // SAFETY: `f` and `sll` are valid for the lengths given and
-                // live across the call.
-                let r = unsafe {
-                    libc::sendto(
-                        fd.as_raw_fd(),
-                        f.as_ptr().cast(),
-                        f.len(),
-                        0,
-                        (&sll as *const libc::sockaddr_ll).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    )
-                };
-                if r < 0 {
-                    if refused == 0 {
-                        let e = std::io::Error::last_os_error();
-                        eprintln!("blast_raw: first refused send ({} bytes): {e}", f.len());
+                match sock.send(f) {
+                    Ok(()) => sent += 1,
+                    Err(e) => {
+                        if refused == 0 {
+                            eprintln!("blast_raw: first refused send ({} bytes): {e}", f.len());
+                        }
+                        refused += 1;
                     }
-                    refused += 1;
-                } else {
-                    sent += 1;
                 }
-            }
-            if Instant::now() > end {
-                break 'outer;
             }
         }
         (sent, refused)
