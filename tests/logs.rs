@@ -57,23 +57,7 @@ fn a_bad_log_filter_stops_rvsd_with_one_line() {
         return;
     }
     let _serial = serial();
-    let dir = std::env::temp_dir().join(format!("rvst-l-{}", tag()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // Were the filter taken, rvsd would keep running: `timeout` ends it.
-    let o = run(&[
-        "timeout",
-        "10",
-        rvsd_bin().to_str().unwrap(),
-        "--cores",
-        &default_cores(),
-        "--socket",
-        dir.join("s").to_str().unwrap(),
-        "--db",
-        dir.join("c.json").to_str().unwrap(),
-        "--log-level",
-        "noisy",
-    ]);
-    let _ = std::fs::remove_dir_all(&dir);
+    let o = rvsd_refusing(&["--log-level", "noisy"]);
     let e = one_line_error("rvsd --log-level noisy", &o);
     assert!(e.starts_with("rvsd: invalid log filter \"noisy\""), "{e}");
 }

@@ -111,23 +111,7 @@ fn metrics_address_in_use_is_a_clear_error() {
     let _serial = serial();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let dir = std::env::temp_dir().join(format!("rvst-m-{}", tag()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // Were the port taken, rvsd would keep running: `timeout` ends it.
-    let o = run(&[
-        "timeout",
-        "10",
-        rvsd_bin().to_str().unwrap(),
-        "--cores",
-        &default_cores(),
-        "--socket",
-        dir.join("s").to_str().unwrap(),
-        "--db",
-        dir.join("c.json").to_str().unwrap(),
-        "--metrics",
-        &addr,
-    ]);
-    let _ = std::fs::remove_dir_all(&dir);
+    let o = rvsd_refusing(&["--metrics", &addr]);
     let e = one_line_error("rvsd --metrics on a taken port", &o);
     assert!(e.contains(&format!("cannot serve metrics on {addr}")), "{e}");
 }

@@ -866,6 +866,31 @@ impl Drop for Rvsd {
     }
 }
 
+/// Runs rvsd with `extra` options (own socket and db in a temporary
+/// directory) where it must refuse to start, and returns its output. Were
+/// it to start instead, `timeout` ends it after 10 s.
+pub fn rvsd_refusing(extra: &[&str]) -> Output {
+    let dir = std::env::temp_dir().join(format!("rvst-r-{}", tag()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (socket, db) = (dir.join("s"), dir.join("c.json"));
+    let (cores, bin) = (default_cores(), rvsd_bin());
+    let mut args = vec![
+        "timeout",
+        "10",
+        bin.to_str().expect("utf-8 path"),
+        "--cores",
+        &cores,
+        "--socket",
+        socket.to_str().expect("utf-8 path"),
+        "--db",
+        db.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    let _ = std::fs::remove_dir_all(&dir);
+    o
+}
+
 /// Asserts that a command failed with one non-empty line on stderr, and
 /// returns that line.
 pub fn one_line_error(what: &str, o: &Output) -> String {
