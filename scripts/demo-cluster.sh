@@ -11,24 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ $EUID -ne 0 ]]; then
-    echo "demo-cluster.sh: run as root (sudo scripts/demo-cluster.sh)" >&2
-    exit 1
-fi
-for tool in ip ping etcd; do
-    command -v "$tool" >/dev/null || {
-        echo "demo-cluster.sh: $tool not found (apt-get install iproute2 iputils-ping etcd-server)" >&2
-        exit 1
-    }
-done
-if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-fi
-bin="${CARGO_TARGET_DIR:-target}/release"
-if command -v cargo >/dev/null; then
-    echo "building release binaries (cargo build --release)..."
-    cargo build --release --quiet -p rvs-switch -p rvs-ctl
-fi
+# shellcheck source=scripts/demo-lib.sh
+source scripts/demo-lib.sh
+demo_setup demo-cluster.sh "ip ping etcd" "iproute2 iputils-ping etcd-server"
 
 id=$$
 tmp=$(mktemp -d "/tmp/rvs-demo-cluster.XXXXXX")

@@ -13,28 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ $EUID -ne 0 ]]; then
-    echo "demo.sh: run as root (sudo scripts/demo.sh)" >&2
-    exit 1
-fi
-for tool in ip ping iperf3; do
-    command -v "$tool" >/dev/null || {
-        echo "demo.sh: $tool not found (apt-get install iproute2 iputils-ping iperf3)" >&2
-        exit 1
-    }
-done
-if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-fi
-
-bin="${CARGO_TARGET_DIR:-target}/release"
-if command -v cargo >/dev/null; then
-    echo "building release binaries (cargo build --release)..."
-    cargo build --release --quiet -p rvs-switch -p rvs-ctl
-elif [[ ! -x $bin/rvsd || ! -x $bin/rvsctl ]]; then
-    echo "demo.sh: no cargo and no built binaries in $bin" >&2
-    exit 1
-fi
+# shellcheck source=scripts/demo-lib.sh
+source scripts/demo-lib.sh
+demo_setup demo.sh "ip ping iperf3" "iproute2 iputils-ping iperf3"
 
 id=$$
 tmp=$(mktemp -d "/tmp/rvs-demo.XXXXXX")
