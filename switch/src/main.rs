@@ -141,7 +141,7 @@ fn run(args: Args) -> Result<(), String> {
     let dp = Dp::start(&cores, opts)?;
     let mut state = State::restore(&args.db, dp)?;
     match cluster {
-        Some(cfg) => state.set_cluster(Some(cfg))?,
+        Some(cfg) => state.set_cluster(cfg)?,
         None => state.start_cluster()?,
     }
     tracing::info!(

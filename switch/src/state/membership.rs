@@ -55,15 +55,13 @@ pub struct TunnelShow {
 }
 
 impl<D: Datapath> State<D> {
-    /// Joins the cluster `cfg` describes (or leaves it, for None): the
-    /// setting is saved in the db first, so a restart keeps it.
-    pub fn set_cluster(&mut self, cfg: Option<ClusterConfig>) -> Result<(), String> {
-        if let Some(c) = &cfg {
-            c.check()?;
-        }
-        if self.config.cluster != cfg {
+    /// Joins the cluster `cfg` describes: the setting is saved in the db
+    /// first, so a restart keeps it.
+    pub fn set_cluster(&mut self, cfg: ClusterConfig) -> Result<(), String> {
+        cfg.check()?;
+        if self.config.cluster.as_ref() != Some(&cfg) {
             let mut new = self.config.clone();
-            new.cluster = cfg.clone();
+            new.cluster = Some(cfg);
             self.commit(new, |_| {})?;
         }
         self.start_cluster()
