@@ -259,6 +259,12 @@ impl Fdb {
         None
     }
 
+    /// Starts loading the slot where a lookup of `mac` in VLAN `vid` begins.
+    #[inline]
+    pub fn prefetch(&self, mac: MacAddr, vid: Vid) {
+        crate::prefetch::prefetch(&self.slots[hash(key_of(mac, vid)) & self.mask]);
+    }
+
     /// The port `mac` was learned on in VLAN `vid`.
     #[inline]
     pub fn lookup(&self, mac: MacAddr, vid: Vid) -> Option<PortId> {

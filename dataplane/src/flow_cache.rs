@@ -13,33 +13,54 @@
 //! A hit still keeps MAC learning alive: once per second per flow it
 //! refreshes the source MAC's age in the FDB, and if that learning changes
 //! the FDB (the MAC was aged out meanwhile) the frame takes the slow path.
+//!
+//! The table is 2-way set associative, one cache line an entry, so that
+//! two hot flows on one set do not take turns evicting each other. A batch
+//! is decided in stages: keys and set addresses for every frame first (the
+//! sets prefetched), then a probe of each set (the FDB slots of the misses
+//! prefetched), then the decisions in arrival order. The last stage reads
+//! the FDB epoch afresh for every frame, so a frame always sees the FDB as
+//! the frames before it in the batch left it: the batch decides exactly as
+//! frame-by-frame classification would, only with the memory latency of
+//! the lookups overlapped.
 
-use crate::fdb::{Dest, Learn};
+use crate::fdb::{Dest, Fdb, Learn};
 use crate::pipeline::{self, Action, Verdict};
 use crate::port::MAX_FRAME;
+use crate::prefetch::prefetch;
 use crate::snapshot::{PortId, Snapshot};
 use crate::stats::DropReason;
 use crate::wire::ethernet::{EtherType, HEADER_LEN};
 use crate::wire::MacAddr;
 
-/// Entries per thread (a power of two).
-pub const DEFAULT_ENTRIES: usize = 8192;
+/// Entries per thread (a power of two): 4 MiB, enough to hold 100,000
+/// flows' worth of the hottest ones.
+pub const DEFAULT_ENTRIES: usize = 65536;
 
-/// The fields of a frame a decision depends on.
+/// A miss whose set is full replaces an entry only one time in this many
+/// (as Open vSwitch's EMC does): with more flows than entries, replacing on
+/// every miss would only churn the table; this way it keeps a stable part
+/// of the flows, which hit, and the others cost one lookup, not an insert.
+const ADMIT_ONE_IN: u32 = 16;
+
+/// The most frames one `classify_batch` call takes.
+pub const MAX_BATCH: usize = 64;
+
+const WAYS: usize = 2;
+/// Set in every key's `origin`, so an unused entry (all zero) never matches.
+const IN_USE: u32 = 1 << 31;
+/// `sets` of a frame that bypasses the cache.
+const NO_SET: u32 = u32::MAX;
+
+/// The fields of a frame a decision depends on, in three words: bytes 0..8
+/// (the destination MAC and the start of the source), bytes 8..14 (the
+/// rest of the source and the EtherType) with an 802.1Q tag's TCI above
+/// them, and the ingress port with the remote VTEP behind it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    /// Ingress port.
-    pub ingress: PortId,
-    /// Remote VTEP index for frames from a tunnel, else `NO_REMOTE`.
-    pub remote: u16,
-    /// Destination MAC.
-    pub dst: [u8; 6],
-    /// Source MAC.
-    pub src: [u8; 6],
-    /// EtherType or TPID (bytes 12..14).
-    pub ethertype: u16,
-    /// The tag's TCI for 802.1Q frames, else 0.
-    pub tci: u16,
+    head: u64,
+    tail: u64,
+    origin: u32,
 }
 
 impl FlowKey {
@@ -50,47 +71,47 @@ impl FlowKey {
         if frame.len() < HEADER_LEN || frame.len() > MAX_FRAME {
             return None;
         }
-        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-        let tci = if ethertype == EtherType::VLAN {
+        let head = u64::from_le_bytes(frame[0..8].try_into().ok()?);
+        let mut tail = u64::from(u32::from_le_bytes(frame[8..12].try_into().ok()?))
+            | u64::from(u16::from_le_bytes([frame[12], frame[13]])) << 32;
+        if u16::from_be_bytes([frame[12], frame[13]]) == EtherType::VLAN {
+            // The whole tag must be there for the frame to be cached.
             let t = frame.get(14..18)?;
-            u16::from_be_bytes([t[0], t[1]])
-        } else {
-            0
-        };
-        let mut dst = [0u8; 6];
-        let mut src = [0u8; 6];
-        dst.copy_from_slice(&frame[0..6]);
-        src.copy_from_slice(&frame[6..12]);
-        Some(FlowKey { ingress, remote, dst, src, ethertype, tci })
+            tail |= u64::from(u16::from_le_bytes([t[0], t[1]])) << 48;
+        }
+        let origin = IN_USE | u32::from(ingress) | u32::from(remote & 0x7fff) << 16;
+        Some(FlowKey { head, tail, origin })
+    }
+
+    /// Ingress port.
+    pub fn ingress(&self) -> PortId {
+        self.origin as u16
+    }
+
+    /// Remote VTEP index for frames from a tunnel, else `NO_REMOTE`.
+    pub fn remote(&self) -> u16 {
+        ((self.origin >> 16) & 0x7fff) as u16
+    }
+
+    /// Destination MAC.
+    pub fn dst(&self) -> MacAddr {
+        let b = self.head.to_le_bytes();
+        MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+    }
+
+    /// Source MAC.
+    pub fn src(&self) -> MacAddr {
+        let (h, t) = (self.head.to_le_bytes(), self.tail.to_le_bytes());
+        MacAddr([h[6], h[7], t[0], t[1], t[2], t[3]])
     }
 
     #[inline]
     fn hash(&self) -> usize {
-        let a = u64::from_le_bytes([
-            self.dst[0],
-            self.dst[1],
-            self.dst[2],
-            self.dst[3],
-            self.dst[4],
-            self.dst[5],
-            self.src[0],
-            self.src[1],
-        ]);
-        let b = u64::from_le_bytes([
-            self.src[2],
-            self.src[3],
-            self.src[4],
-            self.src[5],
-            self.ethertype as u8,
-            (self.ethertype >> 8) as u8,
-            self.tci as u8,
-            (self.tci >> 8) as u8,
-        ]);
-        let c = u64::from(self.ingress) | (u64::from(self.remote) << 16);
-        // Every key bit must reach the low bits the table index takes: a
-        // lone multiply left flows differing only in the MACs' last bytes
-        // (the usual case) on a few dozen slots.
-        fmix64(a ^ fmix64(b ^ c.rotate_left(48))) as usize
+        // The multiply spreads the MACs' last bytes (where flows usually
+        // differ) over the whole word before the finalizer mixes in the rest;
+        // every key bit must reach the low bits the set index takes.
+        let h = self.head.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ self.tail.rotate_left(21) ^ u64::from(self.origin);
+        fmix64(h) as usize
     }
 }
 
@@ -105,15 +126,30 @@ fn fmix64(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
+/// One cached decision: a cache line.
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 struct Entry {
     key: FlowKey,
-    used: bool,
+    /// The second its flow last refreshed its source MAC: also the age
+    /// that picks the way to evict.
+    learned_at: u32,
     generation: u64,
     epoch: u64,
-    verdict: Verdict,
-    learned_at: u32,
     hits: u64,
+    verdict: Verdict,
+}
+
+impl Entry {
+    #[inline]
+    fn used(&self) -> bool {
+        self.key.origin & IN_USE != 0
+    }
+
+    #[inline]
+    fn valid(&self, generation: u64, epoch: u64) -> bool {
+        self.generation == generation && self.epoch == epoch
+    }
 }
 
 /// Counters of one cache.
@@ -143,24 +179,37 @@ pub struct CachedFlow {
 /// The cache of one polling thread.
 pub struct FlowCache {
     entries: Box<[Entry]>,
-    mask: usize,
+    set_mask: usize,
     stats: CacheStats,
+    // Per frame of the batch being decided: its key and its set (or
+    // NO_SET).
+    keys: [FlowKey; MAX_BATCH],
+    sets: [u32; MAX_BATCH],
+    /// xorshift32 state for admitting new flows into full sets.
+    rng: u32,
 }
 
 impl FlowCache {
-    /// A cache of `size` entries (rounded up to a power of two).
+    /// A cache of `size` entries (rounded up to a power of two, at least
+    /// one set).
     pub fn new(size: usize) -> FlowCache {
-        let size = size.next_power_of_two().max(1);
+        let size = size.next_power_of_two().max(WAYS);
         let empty = Entry {
             key: FlowKey::default(),
-            used: false,
+            learned_at: 0,
             generation: 0,
             epoch: 0,
-            verdict: Verdict::drop(DropReason::Runt),
-            learned_at: 0,
             hits: 0,
+            verdict: Verdict::drop(DropReason::Runt),
         };
-        FlowCache { entries: vec![empty; size].into_boxed_slice(), mask: size - 1, stats: CacheStats::default() }
+        FlowCache {
+            entries: vec![empty; size].into_boxed_slice(),
+            set_mask: size / WAYS - 1,
+            stats: CacheStats::default(),
+            keys: [FlowKey::default(); MAX_BATCH],
+            sets: [NO_SET; MAX_BATCH],
+            rng: 0x9e37_79b9,
+        }
     }
 
     /// The counters.
@@ -171,7 +220,7 @@ impl FlowCache {
     /// Drops every entry.
     pub fn flush(&mut self) {
         for e in self.entries.iter_mut() {
-            e.used = false;
+            e.key = FlowKey::default();
         }
         self.stats.entries = 0;
     }
@@ -180,16 +229,16 @@ impl FlowCache {
     pub fn flows(&self, snap: &Snapshot) -> Vec<CachedFlow> {
         self.entries
             .iter()
-            .filter(|e| e.used && e.generation == snap.generation && Some(e.epoch) == epoch_of(snap, e.key.ingress))
+            .filter(|e| e.used() && e.generation == snap.generation && Some(e.epoch) == epoch_of(snap, e.key.ingress()))
             .map(|e| CachedFlow { key: e.key, verdict: e.verdict, hits: e.hits })
             .collect()
     }
 
     /// The valid entry for `key`, if the cache holds one: (verdict, hits).
     pub fn peek(&self, snap: &Snapshot, key: &FlowKey) -> Option<(Verdict, u64)> {
-        let e = &self.entries[key.hash() & self.mask];
-        let valid =
-            e.used && e.key == *key && e.generation == snap.generation && Some(e.epoch) == epoch_of(snap, key.ingress);
+        let set = key.hash() & self.set_mask;
+        let e = self.entries[set * WAYS..][..WAYS].iter().find(|e| e.key == *key)?;
+        let valid = Some(e.epoch) == epoch_of(snap, key.ingress()) && e.generation == snap.generation;
         valid.then_some((e.verdict, e.hits))
     }
 
@@ -198,70 +247,176 @@ impl FlowCache {
     /// [`pipeline::classify_from`], whose result is then cached.
     #[inline]
     pub fn classify(&mut self, snap: &Snapshot, ingress: PortId, remote: u16, frame: &[u8], now: u32) -> Verdict {
-        let Some(key) = FlowKey::of(ingress, remote, frame) else {
-            self.stats.misses += 1;
-            return pipeline::classify_from(snap, ingress, remote, frame, now);
-        };
-        let Some(epoch) = epoch_of(snap, ingress) else {
-            self.stats.misses += 1;
-            return pipeline::classify_from(snap, ingress, remote, frame, now);
-        };
-        let i = key.hash() & self.mask;
-        let e = &mut self.entries[i];
-        if e.used && e.key == key && e.generation == snap.generation && e.epoch == epoch {
-            let mut v = e.verdict;
-            if e.learned_at != now {
-                // Keep the source MAC alive, as the full path would.
-                if let Some(learn) = refresh(snap, &key, &v, now) {
-                    if matches!(learn, Learn::Known | Learn::Refreshed) {
+        let mut out = [Verdict::drop(DropReason::Runt)];
+        self.classify_batch(snap, now, 1, |_| (ingress, remote, frame), 0, &mut out);
+        out[0]
+    }
+
+    /// Decides frames `0..n` of a batch into `out`: `frame(k)` gives the
+    /// k-th frame with its ingress port and remote VTEP. Frames whose bit
+    /// is set in `skip` are left alone (already decided by the caller).
+    #[inline]
+    pub fn classify_batch<'a>(
+        &mut self,
+        snap: &Snapshot,
+        now: u32,
+        n: usize,
+        frame: impl Fn(usize) -> (PortId, u16, &'a [u8]),
+        skip: u64,
+        out: &mut [Verdict],
+    ) {
+        assert!(n <= MAX_BATCH && out.len() >= n, "batch of {n} frames");
+        let todo = |k: usize| skip & (1 << k) == 0;
+        // Parse: every key and its set, whose lines are fetched meanwhile.
+        for k in (0..n).filter(|&k| todo(k)) {
+            let (ingress, remote, f) = frame(k);
+            self.sets[k] = match FlowKey::of(ingress, remote, f) {
+                Some(key) => {
+                    let set = key.hash() & self.set_mask;
+                    self.keys[k] = key;
+                    prefetch(&self.entries[set * WAYS]);
+                    prefetch(&self.entries[set * WAYS + 1]);
+                    set as u32
+                }
+                None => NO_SET,
+            };
+        }
+        // Probe: a frame whose key is in no way will need the FDB, whose
+        // slots for it are fetched while the others are probed.
+        for k in (0..n).filter(|&k| todo(k)) {
+            let set = self.sets[k];
+            if set == NO_SET || self.way_of(set as usize, &self.keys[k]).is_none() {
+                let (ingress, _, f) = frame(k);
+                pipeline::prefetch(snap, ingress, f);
+            }
+        }
+        // Decide, in arrival order.
+        let mut fdb: Option<(PortId, Option<&Fdb>)> = None;
+        for k in (0..n).filter(|&k| todo(k)) {
+            let (ingress, remote, f) = frame(k);
+            let set = self.sets[k];
+            if set == NO_SET {
+                self.stats.misses += 1;
+                out[k] = pipeline::classify_from(snap, ingress, remote, f, now);
+                continue;
+            }
+            let bridge_fdb = match fdb {
+                Some((p, b)) if p == ingress => b,
+                _ => {
+                    let b = fdb_of(snap, ingress);
+                    fdb = Some((ingress, b));
+                    b
+                }
+            };
+            let Some(bridge_fdb) = bridge_fdb else {
+                self.stats.misses += 1;
+                out[k] = pipeline::classify_from(snap, ingress, remote, f, now);
+                continue;
+            };
+            out[k] = self.decide(snap, bridge_fdb, set as usize, self.keys[k], f, now);
+        }
+    }
+
+    /// The way of `set` whose entry has `key`.
+    #[inline]
+    fn way_of(&self, set: usize, key: &FlowKey) -> Option<usize> {
+        self.entries[set * WAYS..][..WAYS].iter().position(|e| e.key == *key)
+    }
+
+    /// The decision for one frame whose key is `key`, in `set`. The set is
+    /// probed again: a frame earlier in the batch may have filled it.
+    #[inline]
+    fn decide(&mut self, snap: &Snapshot, fdb: &Fdb, set: usize, key: FlowKey, frame: &[u8], now: u32) -> Verdict {
+        // Read before the decision: any FDB change after this, the frame's
+        // own learning included, leaves the new entry stale, never wrong.
+        let epoch = fdb.epoch();
+        let way = self.way_of(set, &key);
+        if let Some(way) = way {
+            let i = set * WAYS + way;
+            let e = &mut self.entries[i];
+            if e.valid(snap.generation, epoch) {
+                let mut v = e.verdict;
+                if e.learned_at != now {
+                    // Keep the source MAC alive, as the full path would.
+                    if let Some(learn) = refresh(fdb, &key, &v, now) {
+                        if !matches!(learn, Learn::Known | Learn::Refreshed) {
+                            // Learning changed the FDB: the decision may too.
+                            self.stats.misses += 1;
+                            return self.insert(i, key, epoch, snap, frame, now);
+                        }
                         e.learned_at = now;
                         v.learn = Some(learn);
-                    } else {
-                        // Learning changed the FDB: the decision may too.
-                        self.stats.misses += 1;
-                        return self.insert(i, key, epoch, snap, frame, now);
                     }
                 }
+                e.hits += 1;
+                self.stats.hits += 1;
+                return v;
             }
-            e.hits += 1;
-            self.stats.hits += 1;
-            return v;
         }
         self.stats.misses += 1;
+        let i = match way {
+            Some(way) => set * WAYS + way,
+            None => match self.victim(set, snap.generation) {
+                Some(i) => i,
+                None => return pipeline::classify_from(snap, key.ingress(), key.remote(), frame, now),
+            },
+        };
         self.insert(i, key, epoch, snap, frame, now)
     }
 
-    /// Decides by the full pipeline and caches the result under `epoch`,
-    /// read before the decision: any FDB change after that read, this
-    /// frame's own learning included, leaves the entry stale, never wrong.
+    /// The entry of `set` a new flow takes: an unused one or one made under
+    /// an older configuration if there is one, else, if the flow is
+    /// admitted, the one whose flow was seen least recently. (Entries of
+    /// other bridges have other epochs, so the epoch does not say which
+    /// entries are dead.)
+    #[inline]
+    fn victim(&mut self, set: usize, generation: u64) -> Option<usize> {
+        let base = set * WAYS;
+        let ways = &self.entries[base..][..WAYS];
+        if let Some(w) = ways.iter().position(|e| !e.used() || e.generation != generation) {
+            return Some(base + w);
+        }
+        let lru = base + usize::from(ways[1].learned_at < ways[0].learned_at);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 17;
+        self.rng ^= self.rng << 5;
+        self.rng.is_multiple_of(ADMIT_ONE_IN).then_some(lru)
+    }
+
+    /// Decides by the full pipeline and caches the result in entry `i`
+    /// under `epoch`, read before the decision.
     fn insert(&mut self, i: usize, key: FlowKey, epoch: u64, snap: &Snapshot, frame: &[u8], now: u32) -> Verdict {
-        let v = pipeline::classify_from(snap, key.ingress, key.remote, frame, now);
+        let v = pipeline::classify_from(snap, key.ingress(), key.remote(), frame, now);
         let e = &mut self.entries[i];
-        if e.used && e.key != key {
+        if e.used() && e.key != key {
             self.stats.evictions += 1;
-        } else if !e.used {
+        } else if !e.used() {
             self.stats.entries += 1;
         }
-        *e = Entry { key, used: true, generation: snap.generation, epoch, verdict: v, learned_at: now, hits: 1 };
+        *e = Entry { key, generation: snap.generation, epoch, verdict: v, learned_at: now, hits: 1 };
         v
     }
+}
+
+/// The FDB of the bridge `ingress` belongs to.
+#[inline]
+fn fdb_of(snap: &Snapshot, ingress: PortId) -> Option<&Fdb> {
+    let port = snap.port(ingress)?;
+    Some(&*snap.bridge(port.bridge)?.fdb)
 }
 
 /// The FDB epoch of the bridge `ingress` belongs to.
 #[inline]
 fn epoch_of(snap: &Snapshot, ingress: PortId) -> Option<u64> {
-    let port = snap.port(ingress)?;
-    Some(snap.bridge(port.bridge)?.fdb.epoch())
+    fdb_of(snap, ingress).map(Fdb::epoch)
 }
 
 /// Re-learns the source MAC of a cached flow; `None` if the verdict did
 /// not learn (a dropped bad source, say).
 #[inline]
-fn refresh(snap: &Snapshot, key: &FlowKey, v: &Verdict, now: u32) -> Option<Learn> {
+fn refresh(fdb: &Fdb, key: &FlowKey, v: &Verdict, now: u32) -> Option<Learn> {
     v.learn?;
-    let port = snap.port(key.ingress)?;
-    let bridge = snap.bridge(port.bridge)?;
-    Some(bridge.fdb.learn_at(MacAddr(key.src), v.vid, Dest { port: key.ingress, remote: key.remote }, now))
+    Some(fdb.learn_at(key.src(), v.vid, Dest { port: key.ingress(), remote: key.remote() }, now))
 }
 
 /// True if two verdicts send the frame to the same place (for tests).
@@ -280,32 +435,45 @@ mod tests {
     #[test]
     fn flows_spread_over_the_table() {
         // 1,000 flows that differ only in the last bytes of one MAC, the
-        // common case, must land on about as many slots as random keys
-        // would (~940 of 8,192), not on a few dozen.
-        let mask = DEFAULT_ENTRIES - 1;
+        // common case, must land on about as many sets as random keys
+        // would (~890 of 4,096), not on a few dozen.
+        let mask = DEFAULT_ENTRIES / WAYS - 1;
         for vary_src in [false, true] {
-            let slots: std::collections::HashSet<usize> = (0..1000u16)
+            let sets: std::collections::HashSet<usize> = (0..1000u16)
                 .map(|i| {
                     let [hi, lo] = i.to_be_bytes();
-                    let mut k = FlowKey {
-                        dst: [2, 0, 0, 0, 0, 1],
-                        src: [2, 0, 0, 0, 0, 2],
-                        ethertype: 0x0800,
-                        ..Default::default()
-                    };
-                    let mac = if vary_src { &mut k.src } else { &mut k.dst };
-                    mac[4] = hi;
-                    mac[5] = lo;
-                    k.hash() & mask
+                    let mut f = frame(1, 2, None);
+                    let at = if vary_src { 10 } else { 4 };
+                    f[at] = hi;
+                    f[at + 1] = lo;
+                    FlowKey::of(0, NO_REMOTE, &f).unwrap().hash() & mask
                 })
                 .collect();
             assert!(
-                slots.len() > 900,
-                "1,000 flows on {} slots (varying {})",
-                slots.len(),
+                sets.len() > 850,
+                "1,000 flows on {} sets (varying {})",
+                sets.len(),
                 if vary_src { "src" } else { "dst" }
             );
         }
+    }
+
+    #[test]
+    fn keys_give_back_their_fields() {
+        let mut f = frame(0xb, 0xa, Some(0x2064));
+        f[0] = 0x12;
+        let k = FlowKey::of(3, 7, &f).unwrap();
+        assert_eq!((k.ingress(), k.remote()), (3, 7));
+        assert_eq!(k.dst(), MacAddr([0x12, 0, 0, 0, 0, 0xb]));
+        assert_eq!(k.src(), MacAddr([2, 0, 0, 0, 0, 0xa]));
+        // The tag is part of the key; bytes after it are not.
+        let mut other = f.clone();
+        other[15] = 0x65;
+        assert_ne!(FlowKey::of(3, 7, &other), Some(k));
+        other = f.clone();
+        other[20] ^= 1;
+        assert_eq!(FlowKey::of(3, 7, &other), Some(k));
+        assert_ne!(FlowKey::of(3, NO_REMOTE, &f), Some(k));
     }
 
     /// Four ports on one bridge: 0,1 access VLAN 10; 2 access VLAN 20;
@@ -408,17 +576,54 @@ mod tests {
     }
 
     #[test]
-    fn collisions_evict_and_count() {
+    fn collisions_evict_the_least_recent_and_count() {
         let fdb = Arc::new(Fdb::new(64));
+        // Sources known beforehand, so that no learning leaves entries stale.
+        for m in [0xa, 0xb, 0xc] {
+            fdb.learn(MacAddr([2, 0, 0, 0, 0, m]), 10, 0, 0);
+        }
         let s = world(fdb, 1, 10);
-        let mut c = FlowCache::new(1);
-        c.classify(&s, 0, NO_REMOTE, &frame(0xff, 0xa, None), 0);
-        c.classify(&s, 0, NO_REMOTE, &frame(0xff, 0xc, None), 0);
-        assert_eq!(c.stats().evictions, 1);
-        assert_eq!(c.stats().entries, 1);
+        // One set of two ways: two flows fit, a third evicts the one seen
+        // least recently.
+        let mut c = FlowCache::new(2);
+        let (a, b, d) = (frame(0xff, 0xa, None), frame(0xff, 0xb, None), frame(0xff, 0xc, None));
+        c.classify(&s, 0, NO_REMOTE, &a, 0);
+        c.classify(&s, 0, NO_REMOTE, &b, 1);
+        c.classify(&s, 0, NO_REMOTE, &a, 2);
+        assert_eq!((c.stats().entries, c.stats().evictions), (2, 0));
+        // A full set admits a new flow now and then, not at once.
+        let mut tries = 0;
+        while c.stats().evictions == 0 && tries < 1000 {
+            c.classify(&s, 0, NO_REMOTE, &d, 3);
+            tries += 1;
+        }
+        assert!(tries > 1 && tries < 1000, "admitted after {tries} frames");
+        assert_eq!((c.stats().entries, c.stats().evictions), (2, 1));
+        let cached: Vec<MacAddr> = c.flows(&s).iter().map(|f| f.key.src()).collect();
+        assert!(cached.contains(&MacAddr([2, 0, 0, 0, 0, 0xa])) && !cached.contains(&MacAddr([2, 0, 0, 0, 0, 0xb])));
         c.flush();
         assert_eq!(c.stats().entries, 0);
         assert!(c.flows(&s).is_empty());
+    }
+
+    #[test]
+    fn a_batch_decides_as_frame_by_frame_would() {
+        // In one batch: A → B floods (B unknown), B → A teaches B, and the
+        // next A → B must already go to B's port, though its set was probed
+        // before B was learned.
+        let fdb = Arc::new(Fdb::new(64));
+        let s = world(fdb, 1, 10);
+        let mut c = FlowCache::new(64);
+        let frames = [(0, frame(0xb, 0xa, None)), (1, frame(0xa, 0xb, None)), (0, frame(0xb, 0xa, None))];
+        let mut out = [Verdict::drop(DropReason::Runt); 3];
+        c.classify_batch(&s, 0, 3, |k| (frames[k].0, NO_REMOTE, &frames[k].1[..]), 0, &mut out);
+        let actions: Vec<Action> = out.iter().map(|v| v.action).collect();
+        assert_eq!(actions, [Action::Flood(0), Action::Unicast(0), Action::Unicast(1)]);
+        // A skipped frame keeps the verdict it had.
+        let mut out = [Verdict::drop(DropReason::NotVxlan); 3];
+        c.classify_batch(&s, 0, 3, |k| (frames[k].0, NO_REMOTE, &frames[k].1[..]), 0b010, &mut out);
+        assert_eq!(out[1].action, Action::Drop(DropReason::NotVxlan));
+        assert_eq!(out[2].action, Action::Unicast(1));
     }
 
     #[derive(Debug, Clone)]
@@ -476,6 +681,58 @@ mod tests {
                     }
                 }
             }
+        }
+
+        /// The same with frames decided in batches (as the polling thread
+        /// does), events between batches: the batch must decide each frame
+        /// as the slow path does frame by frame.
+        #[test]
+        fn batched_decisions_equal_the_slow_path(events in proptest::collection::vec(ev(), 1..400)) {
+            let (fa, fb) = (Arc::new(Fdb::new(4)), Arc::new(Fdb::new(4)));
+            let (mut gen, mut vlan1) = (1u64, 10u16);
+            let (mut sa, mut sb) = (world(fa.clone(), gen, vlan1), world(fb.clone(), gen, vlan1));
+            let mut cache = FlowCache::new(16);
+            let mut now = 0u32;
+            let mut batch: Vec<(u16, Vec<u8>)> = Vec::new();
+            let mac = |m: u8| MacAddr([2, 0, 0, 0, 0, m]);
+            let flush = |cache: &mut FlowCache, sa: &Snapshot, sb: &Snapshot, batch: &mut Vec<(u16, Vec<u8>)>, now: u32| {
+                let mut out = vec![Verdict::drop(DropReason::Runt); batch.len()];
+                cache.classify_batch(sa, now, batch.len(), |k| (batch[k].0, NO_REMOTE, &batch[k].1[..]), 0, &mut out);
+                for ((port, f), cached) in batch.iter().zip(&out) {
+                    let slow = pipeline::classify(sb, *port, f, now);
+                    if !same_decision(cached, &slow) {
+                        return Err(format!("cached {cached:?} slow {slow:?}"));
+                    }
+                }
+                batch.clear();
+                Ok(())
+            };
+            for e in events {
+                if !matches!(e, Ev::Frame { .. }) || batch.len() == MAX_BATCH {
+                    flush(&mut cache, &sa, &sb, &mut batch, now).map_err(TestCaseError::fail)?;
+                }
+                match e {
+                    Ev::Frame { port, dst, src, tag, dt } => {
+                        if dt > 1 {
+                            // A new second starts a new batch.
+                            flush(&mut cache, &sa, &sb, &mut batch, now).map_err(TestCaseError::fail)?;
+                            now += 1;
+                        }
+                        batch.push((port, frame(dst, src, tag)));
+                    }
+                    Ev::Flush => { fa.flush(None); fb.flush(None); }
+                    Ev::Remove(m) => { fa.remove(mac(m), 10); fb.remove(mac(m), 10); }
+                    Ev::Static(m, p) => { fa.add_static(mac(m), 10, p, now); fb.add_static(mac(m), 10, p, now); }
+                    Ev::Age => { fa.age(now, 2); fb.age(now, 2); }
+                    Ev::MovePort1 => {
+                        gen += 1;
+                        vlan1 = if vlan1 == 10 { 20 } else { 10 };
+                        sa = world(fa.clone(), gen, vlan1);
+                        sb = world(fb.clone(), gen, vlan1);
+                    }
+                }
+            }
+            flush(&mut cache, &sa, &sb, &mut batch, now).map_err(TestCaseError::fail)?;
         }
     }
 }

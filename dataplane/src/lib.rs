@@ -12,6 +12,7 @@ pub mod flow_cache;
 pub mod pipeline;
 pub mod pmd;
 pub mod port;
+pub mod prefetch;
 pub mod snapshot;
 pub mod stats;
 pub mod tsc;

@@ -110,6 +110,21 @@ fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, fram
     Verdict { action, vid, tagged, learn, remote }
 }
 
+/// Starts loading the FDB slots that classifying `frame` from `ingress`
+/// will read (its source and destination MACs), so that several frames'
+/// lookups can wait on memory at once.
+#[inline]
+pub fn prefetch(snap: &Snapshot, ingress: PortId, frame: &[u8]) {
+    let Some(eth) = EthernetFrame::new_checked(frame) else { return };
+    let Some(port) = snap.port(ingress) else { return };
+    let Some(bridge) = snap.bridge(port.bridge) else { return };
+    let Ok((vid, _)) = ingress_vlan(&port.vlan, frame) else { return };
+    bridge.fdb.prefetch(eth.src(), vid);
+    if !eth.dst().is_multicast() {
+        bridge.fdb.prefetch(eth.dst(), vid);
+    }
+}
+
 /// A frame from an uplink, taken apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decapped {

@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 
 /// Frames taken from one receive queue per round.
 pub const BATCH: usize = 64;
+// A batch is decided by one call of the flow cache, and its frames are
+// marked in a u64.
+const _: () = assert!(BATCH <= crate::flow_cache::MAX_BATCH && BATCH <= 64);
 const NO_SLOT: u16 = u16::MAX;
 
 /// A port queue handed to a polling thread.
@@ -162,6 +165,8 @@ pub struct Pmd {
     /// Per frame of the batch: the port it entered the bridge through (the
     /// tunnel port for a decapsulated frame).
     ingress: [PortId; BATCH],
+    /// Per frame of the batch: the remote VTEP it came from, or `NO_REMOTE`.
+    remotes: [u16; BATCH],
     /// Per entry of `ports`: the kernel's drop total last read from it.
     kernel_seen: Vec<u64>,
 }
@@ -201,6 +206,7 @@ impl Pmd {
             rx: [Desc::default(); BATCH],
             verdicts: [none; BATCH],
             ingress: [0; BATCH],
+            remotes: [NO_REMOTE; BATCH],
             kernel_seen: Vec::new(),
         }
     }
@@ -383,32 +389,22 @@ impl Pmd {
         }
         let snap = self.snap.clone();
         let from_uplink = matches!(snap.port(port_id).map(|p| &p.kind), Some(PortKind::Uplink));
-        let (mut bytes, mut decapped) = (0, 0);
-        for k in 0..n {
-            let d = self.rx[k];
+        let mut bytes = 0;
+        for d in &self.rx[..n] {
             bytes += u64::from(d.len);
-            self.ingress[k] = port_id;
-            self.verdicts[k] = if from_uplink {
-                match pipeline::decap(&snap, self.pool.data(d)) {
-                    Ok(x) => {
-                        decapped += 1;
-                        let inner = Desc { addr: d.addr + x.inner as u64, len: x.len as u32 };
-                        self.rx[k] = inner;
-                        if !self.captures.is_empty() {
-                            self.capture(x.port, inner, false);
-                        }
-                        self.ingress[k] = x.port;
-                        let tst = &self.ports[self.slot_of(x.port).unwrap_or(i)].stats;
-                        PortStats::add(&tst.rx_packets, 1);
-                        PortStats::add(&tst.rx_bytes, u64::from(inner.len));
-                        self.cache.classify(&snap, x.port, x.remote, self.pool.data(inner), now)
-                    }
-                    Err(r) => Verdict::drop(r),
-                }
-            } else {
-                self.cache.classify(&snap, port_id, NO_REMOTE, self.pool.data(d), now)
-            };
         }
+        self.ingress[..n].fill(port_id);
+        self.remotes[..n].fill(NO_REMOTE);
+        let (decapped, undecided) = if from_uplink { self.decap_batch(&snap, i, n) } else { (0, 0) };
+        let (pool, rx, ingress, remotes) = (&self.pool, &self.rx, &self.ingress, &self.remotes);
+        self.cache.classify_batch(
+            &snap,
+            now,
+            n,
+            |k| (ingress[k], remotes[k], pool.data(rx[k])),
+            undecided,
+            &mut self.verdicts,
+        );
         let st = &self.ports[i].stats;
         PortStats::add(&st.rx_packets, n as u64);
         PortStats::add(&st.rx_bytes, bytes);
@@ -440,6 +436,37 @@ impl Pmd {
             }
         }
         n
+    }
+
+    /// Takes the VXLAN header off frames `0..n` received on uplink slot `i`:
+    /// each becomes its inner frame, entering through its tunnel port from
+    /// its remote VTEP, or gets a drop verdict. Returns how many were
+    /// decapsulated and the mask of frames already decided (dropped).
+    fn decap_batch(&mut self, snap: &Snapshot, i: usize, n: usize) -> (u64, u64) {
+        let (mut decapped, mut decided) = (0, 0u64);
+        for k in 0..n {
+            let d = self.rx[k];
+            match pipeline::decap(snap, self.pool.data(d)) {
+                Ok(x) => {
+                    decapped += 1;
+                    let inner = Desc { addr: d.addr + x.inner as u64, len: x.len as u32 };
+                    self.rx[k] = inner;
+                    if !self.captures.is_empty() {
+                        self.capture(x.port, inner, false);
+                    }
+                    self.ingress[k] = x.port;
+                    self.remotes[k] = x.remote;
+                    let tst = &self.ports[self.slot_of(x.port).unwrap_or(i)].stats;
+                    PortStats::add(&tst.rx_packets, 1);
+                    PortStats::add(&tst.rx_bytes, u64::from(inner.len));
+                }
+                Err(r) => {
+                    self.verdicts[k] = Verdict::drop(r);
+                    decided |= 1 << k;
+                }
+            }
+        }
+        (decapped, decided)
     }
 
     /// Offers a frame to the capture on `port`, if one runs.

@@ -1056,7 +1056,7 @@ impl Datapath for Dp {
             }
             let Ok(flows) = rx.recv_timeout(Duration::from_secs(2)) else { continue };
             for f in flows {
-                let port = self.ports.get(f.key.ingress as usize).and_then(Option::as_ref);
+                let port = self.ports.get(f.key.ingress() as usize).and_then(Option::as_ref);
                 let remote_ip = |p: Option<&Port>, r: u16| match p.map(|p| &p.role) {
                     Some(Role::Vxlan(vx)) if r != NO_REMOTE => vx.remotes.get(usize::from(r)).map(|x| x.ip.to_string()),
                     _ => None,
@@ -1075,10 +1075,10 @@ impl Datapath for Dp {
                 out.push(FlowInfo {
                     core: t.core,
                     bridge: port.map_or_else(String::new, |p| self.bridge_name(p.bridge).to_string()),
-                    in_port: self.port_name(f.key.ingress),
-                    remote: remote_ip(port, f.key.remote),
-                    src: MacAddr(f.key.src).to_string(),
-                    dst: MacAddr(f.key.dst).to_string(),
+                    in_port: self.port_name(f.key.ingress()),
+                    remote: remote_ip(port, f.key.remote()),
+                    src: f.key.src().to_string(),
+                    dst: f.key.dst().to_string(),
                     vlan: f.verdict.vid,
                     action,
                     hits: f.hits,

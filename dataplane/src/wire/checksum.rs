@@ -59,7 +59,7 @@ pub fn complete_partial(frame: &mut [u8]) -> bool {
         };
         l3 += TAG_LEN;
     }
-    let (proto, l4, l4_len, pseudo) = match ethertype {
+    let (proto, l4, l4_len, addrs) = match ethertype {
         EtherType::IPV4 => match ipv4(frame, l3) {
             Some(x) => x,
             None => return false,
@@ -75,16 +75,22 @@ pub fn complete_partial(frame: &mut [u8]) -> bool {
         UDP => l4 + 6,
         _ => return false,
     };
-    let Some(seg) = frame.get_mut(l4..l4 + l4_len) else { return false };
-    let off = field - l4;
-    if seg.len() < off + 2 {
+    if l4 + l4_len > frame.len() || l4_len < field - l4 + 2 {
         return false;
     }
-    let pseudo_sum = pseudo + l4_len as u64 + u64::from(proto);
-    let current = u16::from_be_bytes([seg[off], seg[off + 1]]);
+    let current = u16::from_be_bytes([frame[field], frame[field + 1]]);
+    if current == 0 {
+        // No UDP checksum (or a TCP one that happens to be 0): a partial
+        // field holds the folded pseudo-header sum, never 0 as it includes
+        // the length and protocol.
+        return false;
+    }
+    let pseudo_sum = sum(0, &frame[addrs]) + l4_len as u64 + u64::from(proto);
     if current != fold(pseudo_sum) {
         return false;
     }
+    let seg = &mut frame[l4..l4 + l4_len];
+    let off = field - l4;
     seg[off] = 0;
     seg[off + 1] = 0;
     let mut csum = !fold(sum(pseudo_sum, seg));
@@ -95,9 +101,9 @@ pub fn complete_partial(frame: &mut [u8]) -> bool {
     true
 }
 
-/// (protocol, L4 offset, L4 length, pseudo-header address sum) of an
+/// (protocol, L4 offset, L4 length, where its addresses are) of an
 /// unfragmented IPv4 packet at `l3`.
-fn ipv4(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, u64)> {
+fn ipv4(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, std::ops::Range<usize>)> {
     let h = frame.get(l3..l3 + 20)?;
     if h[0] >> 4 != 4 {
         return None;
@@ -108,11 +114,11 @@ fn ipv4(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, u64)> {
     if ihl < 20 || total < ihl || frag != 0 || l3 + total > frame.len() {
         return None;
     }
-    Some((h[9], l3 + ihl, total - ihl, sum(0, &h[12..20])))
+    Some((h[9], l3 + ihl, total - ihl, l3 + 12..l3 + 20))
 }
 
 /// The same for an IPv6 packet whose next header is TCP or UDP.
-fn ipv6(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, u64)> {
+fn ipv6(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, std::ops::Range<usize>)> {
     let h = frame.get(l3..l3 + 40)?;
     if h[0] >> 4 != 6 {
         return None;
@@ -121,7 +127,7 @@ fn ipv6(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, u64)> {
     if l3 + 40 + payload > frame.len() {
         return None;
     }
-    Some((h[6], l3 + 40, payload, sum(0, &h[8..40])))
+    Some((h[6], l3 + 40, payload, l3 + 8..l3 + 40))
 }
 
 #[cfg(test)]
