@@ -6,6 +6,7 @@
 
 mod asm;
 mod bench;
+mod daemon;
 mod frame;
 mod generator;
 mod ns;
@@ -199,7 +200,7 @@ fn machine() -> serde_json::Value {
 fn machine_line() -> String {
     let m = machine();
     format!(
-        "rvs-bench: kernel {}, {} cores ({}); generator on core {}, rvs polling on core 1\n",
+        "rvs-bench: kernel {}, {} cores ({}); generator on core {}, AF_XDP switches polling on core 1\n",
         m["kernel"].as_str().unwrap_or("?"),
         m["cpus"],
         m["cpu"].as_str().unwrap_or("?"),
