@@ -66,12 +66,15 @@ struct Args {
     /// Skip iperf3
     #[arg(long)]
     no_tcp: bool,
-    /// Niceness of the generator's threads and of rvsd (the Linux bridge and
-    /// kernel vxlan forward on the generator's thread), so that other work
-    /// on the machine disturbs the measurement less; 0 leaves them as is
+    /// Niceness of the generator's threads and of the switch daemons (rvsd,
+    /// ovs-vswitchd, testpmd; the Linux bridge and kernel vxlan forward on
+    /// the generator's thread), so that other work on the machine disturbs
+    /// the measurement less; 0 leaves them as is
     #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
     nice: i32,
-    /// Print rvsd's counters after each rvs system (to see where frames were dropped)
+    /// Print the switch's counters after each system (rvsd's stats and pmd
+    /// show, OVS's PMD stats, testpmd's port statistics) and every
+    /// namespace's `ip -s link`, to see where frames were dropped
     #[arg(long, short)]
     verbose: bool,
     /// rvsd to run (default: next to rvs-bench)
