@@ -14,16 +14,25 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# Tools the tests use, and the Debian packages that have them.
+# Tools the tests use, and the Debian packages that have them (several
+# packages to a tool: space-separated). rvs-bench's test also drives the
+# peers: Open vSwitch, and DPDK testpmd with its af_xdp driver (a plugin
+# package of its own).
 declare -A pkg_of=(
     [ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3
     [tcpdump]=tcpdump [ethtool]=ethtool [pgrep]=procps [man]=man-db
     [etcd]=etcd-server
+    [ovs-vswitchd]=openvswitch-switch [dpdk-testpmd]="dpdk-dev librte-net-af-xdp23"
 )
 missing=()
 for tool in "${!pkg_of[@]}"; do
-    have "$tool" || missing+=("${pkg_of[$tool]}")
+    # shellcheck disable=SC2206 # split on purpose
+    have "$tool" || missing+=(${pkg_of[$tool]})
 done
+# testpmd without its af_xdp driver cannot run the benchmark.
+if have dpdk-testpmd && ! ldconfig -p | grep -q librte_net_af_xdp.so; then
+    missing+=(librte-net-af-xdp23)
+fi
 if ((${#missing[@]})); then
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     if [[ $EUID -ne 0 ]] || ! have apt-get; then

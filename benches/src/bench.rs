@@ -11,7 +11,7 @@ use crate::generator::Generator;
 use crate::rvsd::Bins;
 use crate::sh::Result;
 use crate::sink::Sink;
-use crate::systems::{self, Kind, System};
+use crate::systems::{Kind, System};
 use crate::tcp;
 use crate::trial::{self, Settings};
 
@@ -34,7 +34,8 @@ pub struct Plan {
     pub tcp_secs: Option<u32>,
     /// Niceness of the generator and of a switch daemon's polling.
     pub nice: i32,
-    /// After each rvs system, print rvsd's counters (`rvsctl stats`, `pmd show`).
+    /// After each system, print the switch daemon's counters (`rvsctl stats`,
+    /// OVS's `pmd-stats-show`, testpmd's port statistics).
     pub verbose: bool,
 }
 
@@ -64,6 +65,8 @@ pub struct TcpSample {
     pub kind: Kind,
     pub round: u32,
     pub gbps: f64,
+    /// Measured with the hosts' checksum offload off (see [`crate::systems::Bed::hosts_tx_off`]).
+    pub hosts_tx_off: bool,
 }
 
 /// A system or measurement that did not produce numbers, and why.
@@ -91,10 +94,9 @@ pub fn run(plan: &Plan, bins: Option<&Bins>, stop: &AtomicBool) -> Result<Result
     let mut res = Results::default();
     let mut runnable = vec![System::Ceiling];
     for &s in &plan.systems {
-        if systems::installed(s) {
-            runnable.push(s);
-        } else {
-            res.missing.push(Missing { system: s.name(), round: None, why: "not installed".into() });
+        match s.available() {
+            Ok(()) => runnable.push(s),
+            Err(why) => res.missing.push(Missing { system: s.name(), round: None, why }),
         }
     }
     if bins.is_none() {
@@ -134,8 +136,8 @@ fn measure(
     bed.learn()?;
     if let Some(secs) = plan.tcp_secs {
         let gbps = tcp::iperf3(&bed, secs)?;
-        eprintln!("  TCP: {gbps:.2} Gbit/s");
-        res.tcp.push(TcpSample { system: sys.name(), kind: sys.kind(), round, gbps });
+        eprintln!("  TCP: {gbps:.2} Gbit/s{}", if bed.hosts_tx_off { " (hosts with tx off)" } else { "" });
+        res.tcp.push(TcpSample { system: sys.name(), kind: sys.kind(), round, gbps, hosts_tx_off: bed.hosts_tx_off });
     }
     bed.packet_mode()?;
     let sink = Sink::attach(&bed.far, bed.sink_dev, bed.sink_port)?;
@@ -176,10 +178,8 @@ fn measure(
         }
     }
     if plan.verbose {
-        if let Some(d) = &bed.rvsd {
-            for cmd in [&["stats"][..], &["pmd", "show"]] {
-                eprintln!("  rvsctl {}:\n{}", cmd.join(" "), d.ctl(cmd).unwrap_or_else(|e| e));
-            }
+        if let Some(d) = &bed.switch {
+            eprintln!("  {}", d.counters());
         }
         for n in [&bed.a].into_iter().chain(&bed.others).chain([&bed.far]) {
             eprintln!("  ip -s link in {}:\n{}", n.name, n.ip(&["-s", "link"]).unwrap_or_else(|e| e));

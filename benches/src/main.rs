@@ -6,6 +6,7 @@
 
 mod asm;
 mod bench;
+mod daemon;
 mod frame;
 mod generator;
 mod ns;
@@ -65,12 +66,15 @@ struct Args {
     /// Skip iperf3
     #[arg(long)]
     no_tcp: bool,
-    /// Niceness of the generator's threads and of rvsd (the Linux bridge and
-    /// kernel vxlan forward on the generator's thread), so that other work
-    /// on the machine disturbs the measurement less; 0 leaves them as is
+    /// Niceness of the generator's threads and of the switch daemons (rvsd,
+    /// ovs-vswitchd, testpmd; the Linux bridge and kernel vxlan forward on
+    /// the generator's thread), so that other work on the machine disturbs
+    /// the measurement less; 0 leaves them as is
     #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
     nice: i32,
-    /// Print rvsd's counters after each rvs system (to see where frames were dropped)
+    /// Print the switch's counters after each system (rvsd's stats and pmd
+    /// show, OVS's PMD stats, testpmd's port statistics) and every
+    /// namespace's `ip -s link`, to see where frames were dropped
     #[arg(long, short)]
     verbose: bool,
     /// rvsd to run (default: next to rvs-bench)
@@ -199,7 +203,7 @@ fn machine() -> serde_json::Value {
 fn machine_line() -> String {
     let m = machine();
     format!(
-        "rvs-bench: kernel {}, {} cores ({}); generator on core {}, rvs polling on core 1\n",
+        "rvs-bench: kernel {}, {} cores ({}); generator on core {}, AF_XDP switches polling on core 1\n",
         m["kernel"].as_str().unwrap_or("?"),
         m["cpus"],
         m["cpu"].as_str().unwrap_or("?"),

@@ -87,8 +87,8 @@ pub fn sweep_stale() {
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             eprintln!("rvs-bench: removing namespace {name} left by an earlier run");
             remove(&name);
-            // An rvsd's socket and database folder (see rvsd.rs).
-            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{name}.rvsd")));
+            // A daemon's sockets, database and log (see daemon.rs).
+            crate::daemon::sweep(&name);
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct Row {
     pub ndr_generator_bound: usize,
     /// iperf3, Gbit/s.
     pub tcp_gbps: Option<Stat>,
+    /// iperf3 ran with the hosts' checksum offload off (the switch needs
+    /// it); the others run with the hosts' defaults.
+    pub hosts_tx_off: bool,
     /// Median over rvs's median (Mpps, or Gbit/s on the TCP line).
     pub vs_rvs: Option<f64>,
     /// Why there are no numbers.
@@ -101,6 +104,7 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
             ndr_mpps: None,
             ndr_generator_bound: 0,
             tcp_gbps: None,
+            hosts_tx_off: false,
             vs_rvs: None,
             note: Some(m.why.clone()),
         }];
@@ -133,6 +137,7 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
                 ndr_mpps: ndr,
                 ndr_generator_bound: bound,
                 tcp_gbps: None,
+                hosts_tx_off: false,
                 vs_rvs: ratio(mpps, base_mpps),
                 note: mpps.is_none().then(|| failures.first().map(|s| s.to_string()).unwrap_or("no result".into())),
             });
@@ -148,6 +153,7 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
             ndr_mpps: None,
             ndr_generator_bound: 0,
             tcp_gbps: t,
+            hosts_tx_off: res.tcp.iter().any(|t| t.system == name && t.hosts_tx_off),
             vs_rvs: ratio(t, tcp(base)),
             note: t.is_none().then(|| failures.first().map(|s| s.to_string()).unwrap_or("no result".into())),
         });
@@ -167,7 +173,7 @@ pub fn table(s: &Summary) -> String {
             r.flows.map(|f| f.to_string()).unwrap_or_else(dash),
             r.mpps.map(|m| m.show(3)).unwrap_or_else(dash),
             r.ndr_mpps.map(|m| m.show(3) + if r.ndr_generator_bound > 0 { " *" } else { "" }).unwrap_or_else(dash),
-            r.tcp_gbps.map(|m| m.show(2)).unwrap_or_else(dash),
+            r.tcp_gbps.map(|m| m.show(2) + if r.hosts_tx_off { " †" } else { "" }).unwrap_or_else(dash),
             r.vs_rvs.map(|x| format!("{x:.2}")).unwrap_or_else(dash),
         ];
         if let Some(n) = &r.note {
@@ -200,6 +206,13 @@ pub fn table(s: &Summary) -> String {
         out.push_str(
             "* in some rounds the generator, pacing, fell short of the rate asked for (the switch forwards on\n  \
              its core, or the core was busy): the NDR is at least this\n",
+        );
+    }
+    if s.rows.iter().any(|r| r.hosts_tx_off) {
+        out.push_str(
+            "† hosts with checksum offload off (`ethtool -K DEV tx off`), without which Open vSwitch and testpmd\n  \
+             pass TCP on with checksums unfilled (and OVS drops VXLAN); rvs and the kernel's switches run with\n  \
+             the hosts' default offloads\n",
         );
     }
     out

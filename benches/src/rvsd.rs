@@ -2,13 +2,13 @@
 //! own socket and configuration database in a temporary folder, and the
 //! `rvsctl` that talks to it.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::daemon::{Daemon, Spec, TempDir};
 use crate::ns::Netns;
 use crate::sh::{self, Result};
+use crate::systems::Switch;
 
 /// Where the rvs binaries are.
 #[derive(Clone, Debug)]
@@ -39,11 +39,11 @@ impl Bins {
     }
 }
 
-/// A running rvsd; stopped (SIGTERM, then SIGKILL) and its folder removed
-/// on drop.
+/// A running rvsd; stopped and its folder removed on drop.
 pub struct Rvsd {
-    child: Child,
-    dir: PathBuf,
+    // Drop order: the daemon before its folder.
+    daemon: Daemon,
+    _dir: TempDir,
     socket: PathBuf,
     rvsctl: PathBuf,
 }
@@ -52,71 +52,56 @@ impl Rvsd {
     /// Starts `rvsd --cores CORES` inside `netns` at niceness `nice` and
     /// waits until it answers.
     pub fn start(bins: &Bins, netns: &Netns, cores: &str, nice: i32) -> Result<Rvsd> {
-        let dir = std::env::temp_dir().join(format!("{}.rvsd", netns.name));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let dir = TempDir::new(netns, "rvsd")?;
         let socket = dir.join("rvsd.sock");
-        let log_path = dir.join("rvsd.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-        // nice and ip exec in turn, so the child's pid is rvsd's.
-        let child = Command::new("nice")
-            .args(["-n", &nice.to_string(), "ip", "netns", "exec", &netns.name])
-            .arg(&bins.rvsd)
-            .args(["--cores", cores, "--socket"])
-            .arg(&socket)
-            .arg("--db")
-            .arg(dir.join("conf.json"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            // Its own process group: Ctrl-C reaches rvs-bench, which stops it.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", bins.rvsd.display()))?;
-        let mut d = Rvsd { child, dir, socket, rvsctl: bins.rvsctl.clone() };
-        let t = Instant::now();
-        while d.ctl(&["bridge", "list"]).is_err() {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                return Err(format!("rvsd exited ({st}) at start: {}", d.log_tail()));
-            }
-            if t.elapsed() > Duration::from_secs(10) {
-                return Err(format!("rvsd did not answer within 10 s: {}", d.log_tail()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let db = dir.join("conf.json");
+        let spec = Spec {
+            what: "rvsd",
+            nice: Some(nice),
+            argv: vec![
+                bins.rvsd.as_os_str(),
+                "--cores".as_ref(),
+                cores.as_ref(),
+                "--socket".as_ref(),
+                socket.as_os_str(),
+                "--db".as_ref(),
+                db.as_os_str(),
+            ],
+            env: vec![],
+            log: dir.join("rvsd.log"),
+        };
+        let daemon = Daemon::start(netns, spec)?;
+        let mut d = Rvsd { daemon, _dir: dir, socket, rvsctl: bins.rvsctl.clone() };
+        let (ctl, sock) = (d.rvsctl.clone(), d.socket.clone());
+        d.daemon.wait_for(Duration::from_secs(10), |_| ctl_at(&ctl, &sock, &["bridge", "list"]).is_ok())?;
         Ok(d)
     }
 
     /// Runs `rvsctl --socket S ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Result<String> {
-        let ctl = self.rvsctl.to_string_lossy();
-        let sock = self.socket.to_string_lossy();
-        let mut v = vec![&*ctl, "--socket", &*sock];
-        v.extend_from_slice(args);
-        sh::run(&v)
-    }
-
-    /// The last lines rvsd wrote to stderr.
-    pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("rvsd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(5)..].join(" | ")
+        ctl_at(&self.rvsctl, &self.socket, args)
     }
 }
 
-impl Drop for Rvsd {
-    fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: a signal to the rvsd this harness started (its pid).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let t = Instant::now();
-        while !matches!(self.child.try_wait(), Ok(Some(_))) {
-            if t.elapsed() > Duration::from_secs(3) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl Switch for Rvsd {
+    fn log_tail(&self) -> String {
+        self.daemon.log_tail()
     }
+
+    fn counters(&self) -> String {
+        [&["stats"][..], &["pmd", "show"]]
+            .iter()
+            .map(|cmd| format!("rvsctl {}:\n{}", cmd.join(" "), self.ctl(cmd).unwrap_or_else(|e| e)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// `RVSCTL --socket SOCKET ARGS`.
+fn ctl_at(rvsctl: &Path, socket: &Path, args: &[&str]) -> Result<String> {
+    let ctl = rvsctl.to_string_lossy();
+    let sock = socket.to_string_lossy();
+    let mut v = vec![&*ctl, "--socket", &*sock];
+    v.extend_from_slice(args);
+    sh::run(&v)
 }

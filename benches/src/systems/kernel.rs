@@ -10,25 +10,7 @@ pub fn ceiling() -> Result<Bed> {
     addr(&a, "eth0", &format!("{A_IP}/24"))?;
     addr(&b, "eth0", &format!("{FAR_IP}/24"))?;
     let dst_mac = b.mac("eth0")?;
-    Ok(Bed {
-        rvsd: None,
-        a,
-        far: b,
-        others: vec![],
-        sink_dev: "eth0",
-        sink_port: crate::frame::UDP_PORT,
-        dst_mac,
-        gro: vec![],
-    })
-}
-
-/// A switch namespace S with host A and B on ports a0 and b0.
-fn l2_switch() -> Result<(Netns, Netns, Netns)> {
-    let (a, b) = hosts()?;
-    let s = switch_with_a(&a)?;
-    ns::veth(&s, "b0", &b, "eth0", 1500)?;
-    addr(&b, "eth0", &format!("{FAR_IP}/24"))?;
-    Ok((a, s, b))
+    Ok(Bed::new(a, b, vec![], "eth0", crate::frame::UDP_PORT, dst_mac))
 }
 
 /// A Linux bridge `br0` over a0 and b0.
@@ -40,16 +22,7 @@ pub fn linux_bridge() -> Result<Bed> {
     }
     s.ip(&["link", "set", "br0", "up"])?;
     let dst_mac = b.mac("eth0")?;
-    Ok(Bed {
-        rvsd: None,
-        a,
-        far: b,
-        others: vec![s],
-        sink_dev: "eth0",
-        sink_port: crate::frame::UDP_PORT,
-        dst_mac,
-        gro: vec![(0, "a0")],
-    })
+    Ok(Bed { gro: vec![(0, "a0")], ..Bed::new(a, b, vec![s], "eth0", crate::frame::UDP_PORT, dst_mac) })
 }
 
 /// In S, a Linux bridge over a0 and a kernel vxlan device to V.
@@ -57,6 +30,7 @@ pub fn kernel_vxlan() -> Result<Bed> {
     let a = Netns::new("a")?;
     let s = switch_with_a(&a)?;
     let v = far_vtep(&s)?;
+    addr(&s, "up0", &format!("{LOCAL_VTEP}/24"))?;
     let port = VXLAN_PORT.to_string();
     s.ip(&[
         "link", "add", "vx0", "type", "vxlan", "id", VNI, "local", LOCAL_VTEP, "remote", FAR_VTEP, "dstport", &port,
@@ -69,14 +43,5 @@ pub fn kernel_vxlan() -> Result<Bed> {
     }
     s.ip(&["link", "set", "br0", "up"])?;
     let dst_mac = v.mac("vx0")?;
-    Ok(Bed {
-        rvsd: None,
-        a,
-        far: v,
-        others: vec![s],
-        sink_dev: "up0",
-        sink_port: VXLAN_PORT,
-        dst_mac,
-        gro: vec![(0, "a0")],
-    })
+    Ok(Bed { gro: vec![(0, "a0")], ..Bed::new(a, v, vec![s], "up0", VXLAN_PORT, dst_mac) })
 }

@@ -11,16 +11,15 @@
 //! the underlay is 198.18.1.0/24 with MTU 1600.
 
 mod kernel;
-mod peers;
+mod ovs;
 mod rvs;
+mod testpmd;
 
 use std::time::{Duration, Instant};
 
 use crate::ns::{self, Netns};
 use crate::rvsd::{Bins, Rvsd};
 use crate::sh::Result;
-
-pub use peers::installed;
 
 /// Host A's address and the far host's.
 pub const A_IP: &str = "198.18.0.1";
@@ -113,6 +112,16 @@ impl System {
         }
     }
 
+    /// Ok if its programs are on this machine; else why not ("not
+    /// installed (…)").
+    pub fn available(self) -> Result<()> {
+        match self {
+            System::Ovs | System::OvsVxlan => ovs::available(),
+            System::Testpmd => testpmd::available(),
+            _ => Ok(()),
+        }
+    }
+
     /// Builds its test bed; a switch daemon runs at niceness `nice`.
     pub fn build(self, bins: Option<&Bins>, nice: i32) -> Result<Bed> {
         let need_bins = || bins.ok_or_else(|| "rvs binaries not found".to_string());
@@ -122,23 +131,35 @@ impl System {
             System::KernelVxlan => kernel::kernel_vxlan(),
             System::Rvs => rvs::l2(need_bins()?, nice),
             System::RvsVxlan => rvs::vxlan(need_bins()?, nice),
-            System::Ovs | System::OvsVxlan | System::Testpmd => Err(peers::unsupported(self)),
+            System::Ovs => ovs::l2(nice),
+            System::OvsVxlan => ovs::vxlan(nice),
+            System::Testpmd => testpmd::l2(nice),
         }
     }
 }
 
+/// A switch daemon's processes (rvsd, Open vSwitch, testpmd), stopped on
+/// drop.
+pub trait Switch {
+    /// The last lines of its log, for errors.
+    fn log_tail(&self) -> String;
+    /// Its counters, for `-v`.
+    fn counters(&self) -> String;
+}
+
 /// A built topology with its switch running.
 pub struct Bed {
-    // Drop order: the daemon before its namespaces.
-    /// rvsd, for the rvs systems.
-    pub rvsd: Option<Rvsd>,
+    // Drop order: the daemons before their namespaces.
+    /// The switch's daemons, for the systems that run some.
+    pub switch: Option<Box<dyn Switch>>,
     /// Host A: the generator and the iperf3 client.
     pub a: Netns,
     /// Where the sink and the iperf3 server are.
     pub far: Netns,
     /// Other namespaces (the switch's).
     pub others: Vec<Netns>,
-    /// The interface the sink attaches to, in `far`.
+    /// The far end's wire in `far` (eth0 of B, or V's underlay): where the
+    /// sink attaches.
     pub sink_dev: &'static str,
     /// UDP port the sink counts.
     pub sink_port: u16,
@@ -147,9 +168,19 @@ pub struct Bed {
     /// (namespace index in `others`, interface) that need GRO on so that
     /// frames the generator pushes in by XDP are not dropped.
     pub gro: Vec<(usize, &'static str)>,
+    /// The hosts' checksum offload is off, which the switch needs (see
+    /// [`Bed::with_hosts_tx_off`]); rvs and the kernel's switches run with
+    /// the hosts' defaults.
+    pub hosts_tx_off: bool,
 }
 
 impl Bed {
+    /// A bed on namespaces already built, with no daemon, GRO or offload
+    /// changes; the builders fill in the rest.
+    fn new(a: Netns, far: Netns, others: Vec<Netns>, sink_dev: &'static str, sink_port: u16, dst_mac: [u8; 6]) -> Bed {
+        Bed { switch: None, a, far, others, sink_dev, sink_port, dst_mac, gro: vec![], hosts_tx_off: false }
+    }
+
     /// Teaches the switch both hosts' MACs (and lets rvs resolve its next
     /// hop): pings from the far host to A until one answers.
     pub fn learn(&self) -> Result<()> {
@@ -158,12 +189,25 @@ impl Bed {
             match self.far.exec(&["ping", "-n", "-q", "-c", "1", "-W", "1", A_IP]) {
                 Ok(_) => return Ok(()),
                 Err(e) if t.elapsed() > Duration::from_secs(10) => {
-                    let log = self.rvsd.as_ref().map(|d| format!("; rvsd: {}", d.log_tail())).unwrap_or_default();
+                    let log = self.switch.as_ref().map(|d| format!("; {}", d.log_tail())).unwrap_or_default();
                     return Err(format!("no path from {FAR_IP} to {A_IP} through the switch: {e}{log}"));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
+    }
+
+    /// Turns the hosts' checksum offload off (`ethtool -K DEV tx off` on
+    /// A's eth0 and the far end's wire) and says so in
+    /// [`Bed::hosts_tx_off`]: Open vSwitch and testpmd take frames from
+    /// AF_XDP with the TCP/UDP checksum left for the NIC and pass them on
+    /// unfilled, and Open vSwitch drops VXLAN frames whose outer UDP
+    /// checksum is unfilled (so even V's pings need it).
+    fn with_hosts_tx_off(mut self) -> Result<Bed> {
+        self.a.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+        self.far.exec(&["ethtool", "-K", self.sink_dev, "tx", "off"])?;
+        self.hosts_tx_off = true;
+        Ok(self)
     }
 
     /// Readies the bed for packet-rate runs (GRO where the generator sends).
@@ -187,6 +231,15 @@ fn addr(netns: &Netns, dev: &str, cidr: &str) -> Result<()> {
     netns.ip(&["addr", "add", cidr, "dev", dev]).map(drop)
 }
 
+/// Host A, switch S and host B: A's eth0 on S's a0, S's b0 on B's eth0.
+fn l2_switch() -> Result<(Netns, Netns, Netns)> {
+    let (a, b) = hosts()?;
+    let s = switch_with_a(&a)?;
+    ns::veth(&s, "b0", &b, "eth0", 1500)?;
+    addr(&b, "eth0", &format!("{FAR_IP}/24"))?;
+    Ok((a, s, b))
+}
+
 /// A switch namespace S with `a0` toward host A (A's `eth0`, 198.18.0.1).
 fn switch_with_a(a: &Netns) -> Result<Netns> {
     let s = Netns::new("s")?;
@@ -196,11 +249,11 @@ fn switch_with_a(a: &Netns) -> Result<Netns> {
 }
 
 /// Adds the far VTEP namespace V to switch S: `up0` both sides, and in V a
-/// kernel vxlan device `vx0` carrying the far host's address.
+/// kernel vxlan device `vx0` carrying the far host's address. S's VTEP
+/// address is left to the switch (on up0, or on an OVS bridge).
 fn far_vtep(s: &Netns) -> Result<Netns> {
     let v = Netns::new("v")?;
     ns::veth(s, "up0", &v, "up0", UNDERLAY_MTU)?;
-    addr(s, "up0", &format!("{LOCAL_VTEP}/24"))?;
     addr(&v, "up0", &format!("{FAR_VTEP}/24"))?;
     let port = VXLAN_PORT.to_string();
     v.ip(&[
