@@ -16,6 +16,12 @@
 //!   [{port, tag, vxlan?: {remote, local, uplink, src_mac, next_hop_mac,
 //!   vni, udp_src, udp_dst, ttl}, dropped?}], frame: HEX}`
 //!   (`TraceResult`).
+//! - `pmd show`: a list of `{core, rx_queues: [[port, queue]], packets,
+//!   busy_ns, idle_ns, busy_cycles, idle_cycles, cache_hits, cache_misses,
+//!   cache_evictions, cache_entries}` (`ThreadInfo`), bare or under
+//!   `threads`.
+//! - `flows show`: a list of `{core, bridge, in_port, remote?, src, dst,
+//!   vlan, action, hits}` (`FlowInfo`), bare or under `flows`.
 //! - control socket replies: one JSON object per line with `"ok": bool`.
 
 use serde_json::Value;
@@ -199,4 +205,91 @@ pub fn trace_step(v: &Value, stage: &str) -> Option<String> {
 pub fn trace_frame(v: &Value) -> Vec<u8> {
     let h = str_of(v, "frame");
     (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex frame")).collect()
+}
+
+/// One polling thread of `rvsctl --json pmd show`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PmdThread {
+    /// Core it is pinned to.
+    pub core: u64,
+    /// Receive queues it polls: (port, queue).
+    pub rx_queues: Vec<(String, u32)>,
+    /// Frames received.
+    pub packets: u64,
+    /// TSC cycles in rounds that moved frames.
+    pub busy_cycles: u64,
+    /// Flow cache hits.
+    pub cache_hits: u64,
+    /// Flow cache misses.
+    pub cache_misses: u64,
+    /// Flow cache entries in use.
+    pub cache_entries: u64,
+}
+
+/// Threads of `rvsctl --json pmd show`.
+pub fn pmd_threads(v: &Value) -> Vec<PmdThread> {
+    items(v, &["threads", "pmd"])
+        .iter()
+        .map(|t| PmdThread {
+            core: u64_of(t, "core"),
+            rx_queues: t
+                .get("rx_queues")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|q| Some((q.get(0)?.as_str()?.to_string(), q.get(1)?.as_u64()? as u32)))
+                .collect(),
+            packets: u64_of(t, "packets"),
+            busy_cycles: u64_of(t, "busy_cycles"),
+            cache_hits: u64_of(t, "cache_hits"),
+            cache_misses: u64_of(t, "cache_misses"),
+            cache_entries: u64_of(t, "cache_entries"),
+        })
+        .collect()
+}
+
+/// Which core polls each (port, queue) in `rvsctl --json pmd show`; a
+/// queue listed by several threads appears once per thread.
+pub fn pmd_queues(threads: &[PmdThread]) -> Vec<((String, u32), u64)> {
+    let mut v: Vec<_> = threads.iter().flat_map(|t| t.rx_queues.iter().map(|q| (q.clone(), t.core))).collect();
+    v.sort();
+    v
+}
+
+/// One entry of `rvsctl --json flows show`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Core of the polling thread whose cache holds it.
+    pub core: u64,
+    /// Bridge.
+    pub bridge: String,
+    /// Ingress port.
+    pub in_port: String,
+    /// Source MAC, lower case.
+    pub src: String,
+    /// Destination MAC, lower case.
+    pub dst: String,
+    /// VLAN.
+    pub vlan: u16,
+    /// "output:PORT", "output:PORT->VTEP", "flood" or "drop:REASON".
+    pub action: String,
+    /// Frames that used the entry.
+    pub hits: u64,
+}
+
+/// Entries of `rvsctl --json flows show`.
+pub fn flows(v: &Value) -> Vec<Flow> {
+    items(v, &["flows", "entries"])
+        .iter()
+        .map(|f| Flow {
+            core: u64_of(f, "core"),
+            bridge: str_of(f, "bridge"),
+            in_port: str_of(f, "in_port"),
+            src: str_of(f, "src").to_lowercase(),
+            dst: str_of(f, "dst").to_lowercase(),
+            vlan: u64_of(f, "vlan") as u16,
+            action: str_of(f, "action"),
+            hits: u64_of(f, "hits"),
+        })
+        .collect()
 }

@@ -219,6 +219,29 @@ impl Veth {
         }
         v
     }
+
+    /// Like [`Veth::new`], with `queues` receive and `queues` transmit
+    /// queues on both ends (veth here allows at most 2; XDP attaches to an
+    /// end only if it has as many rx queues as the peer has tx queues).
+    pub fn with_queues(ns: &Netns, addrs: &[&str], queues: u32) -> Veth {
+        let t = tag();
+        let (host, inner) = (format!("rv{t}h"), format!("rv{t}n"));
+        let q = queues.to_string();
+        let nq = ["numrxqueues", &q, "numtxqueues", &q];
+        let mut args = vec!["ip", "link", "add", &host];
+        args.extend_from_slice(&nq);
+        args.extend_from_slice(&["type", "veth", "peer", "name", &inner]);
+        args.extend_from_slice(&nq);
+        args.extend_from_slice(&["netns", &ns.name]);
+        run_ok(&args);
+        let v = Veth { host, inner, ns: ns.name.clone() };
+        run_ok(&["ip", "link", "set", &v.host, "up"]);
+        ns.ip(&["link", "set", &v.inner, "up"]);
+        for a in addrs {
+            ns.addr_add(&v.inner, a);
+        }
+        v
+    }
 }
 
 impl Drop for Veth {
@@ -254,6 +277,20 @@ impl Host {
     pub fn on_veth(cidr: &str) -> Host {
         let ns = Netns::new();
         let veth = Veth::new(&ns, &[cidr]);
+        Host {
+            dev: veth.inner.clone(),
+            veth: Some(veth),
+            ns,
+            ip: cidr.split('/').next().unwrap().to_string(),
+            cidr: cidr.to_string(),
+        }
+    }
+
+    /// A host on a veth pair with `queues` rx and tx queues on both ends
+    /// (see [`Veth::with_queues`]); the switch port is `self.port()`.
+    pub fn on_veth_queues(cidr: &str, queues: u32) -> Host {
+        let ns = Netns::new();
+        let veth = Veth::with_queues(&ns, &[cidr], queues);
         Host {
             dev: veth.inner.clone(),
             veth: Some(veth),
