@@ -24,7 +24,7 @@ pub struct XskConfig {
 
 impl Default for XskConfig {
     fn default() -> XskConfig {
-        XskConfig { ring_size: 2048, fill_target: 1024 }
+        XskConfig { ring_size: 4096, fill_target: 2048 }
     }
 }
 
