@@ -5,8 +5,9 @@
 //! is one poll of a 64-frame batch, so criterion's elements/s is frames/s
 //! on one core. Cases: learned L2 forward, flood to three ports, VXLAN
 //! encap and VXLAN decap, each with 1, 1,000 and 100,000 flows (distinct
-//! destination MACs, or source MACs for decap). The copy of each frame into
-//! its buffer is included, as the kernel's copy mode charges AF_XDP ports.
+//! destination MACs, or source MACs for flood and decap, stamped into one
+//! template frame). The copy of each frame into its buffer is included, as
+//! the kernel's copy mode charges AF_XDP ports.
 //!
 //! `cargo bench -p rvs-dataplane --bench pipeline`
 
@@ -75,10 +76,23 @@ struct Rig {
     sent: Vec<Arc<AtomicU64>>,
 }
 
+/// What port 0 receives: a template frame, the number of flows, and where
+/// the flow number goes in it (the last four bytes of a MAC from [`mac`]).
+struct Traffic {
+    template: Vec<u8>,
+    flows: usize,
+    flow_at: usize,
+}
+
+/// Offset of the flow number in a frame whose destination MAC is `mac(i)`.
+const DST_FLOW: usize = 2;
+/// ... and in one whose source MAC is `mac(i)`.
+const SRC_FLOW: usize = 8;
+
 /// Builds a thread whose port 0 receives `traffic`; ports with a `kind`
 /// other than plain are set up as the benchmark needs (uplink 1, tunnel
 /// 2), and `learn` fills the bridge's FDB.
-fn rig(ports: Vec<(u16, PortKind)>, traffic: Vec<Vec<u8>>, learn: impl Fn(&Fdb)) -> Rig {
+fn rig(ports: Vec<(u16, PortKind)>, traffic: Traffic, learn: impl Fn(&Fdb)) -> Rig {
     let infos: Vec<PortInfo> = ports
         .into_iter()
         .map(|(id, kind)| {
@@ -100,7 +114,11 @@ fn rig(ports: Vec<(u16, PortKind)>, traffic: Vec<Vec<u8>>, learn: impl Fn(&Fdb))
         let port: Option<Box<dyn Port>> = match p.kind {
             PortKind::Vxlan(_) => None,
             _ => {
-                let (port, counter) = ReplayPort::new(if p.id == 0 { traffic.take().unwrap() } else { Vec::new() });
+                let t = if p.id == 0 { traffic.take() } else { None };
+                let (port, counter) = match t {
+                    Some(t) => ReplayPort::new(t.template, t.flows as u32, t.flow_at),
+                    None => ReplayPort::new(frame(HOST_A, HOST_A), 0, 0),
+                };
                 sent.push(counter);
                 Some(Box::new(port))
             }
@@ -138,7 +156,7 @@ fn tunnel() -> PortKind {
 }
 
 fn l2_forward(flows: usize) -> Rig {
-    let traffic = (0..flows).map(|i| frame(mac(i), HOST_A)).collect();
+    let traffic = Traffic { template: frame(mac(0), HOST_A), flows, flow_at: DST_FLOW };
     rig(vec![(0, PortKind::Plain), (1, PortKind::Plain)], traffic, |fdb| {
         for i in 0..flows {
             fdb.learn(mac(i), 1, 1, 0);
@@ -147,13 +165,13 @@ fn l2_forward(flows: usize) -> Rig {
 }
 
 fn flood(flows: usize) -> Rig {
-    let traffic = (0..flows).map(|i| frame(MacAddr::BROADCAST, mac(i))).collect();
+    let traffic = Traffic { template: frame(MacAddr::BROADCAST, mac(0)), flows, flow_at: SRC_FLOW };
     let ports = (0..4).map(|i| (i, PortKind::Plain)).collect();
     rig(ports, traffic, |_| {})
 }
 
 fn vxlan_encap(flows: usize) -> Rig {
-    let traffic = (0..flows).map(|i| frame(mac(i), HOST_A)).collect();
+    let traffic = Traffic { template: frame(mac(0), HOST_A), flows, flow_at: DST_FLOW };
     rig(vec![(0, PortKind::Plain), (1, PortKind::Uplink), (2, tunnel())], traffic, |fdb| {
         for i in 0..flows {
             fdb.learn_at(mac(i), 1, Dest { port: 2, remote: 0 }, 0);
@@ -163,7 +181,9 @@ fn vxlan_encap(flows: usize) -> Rig {
 
 fn vxlan_decap(flows: usize) -> Rig {
     // Port 0 is the uplink here: it receives the encapsulated frames.
-    let traffic = (0..flows).map(|i| encapsulated(&frame(HOST_A, mac(i)))).collect();
+    let outer = encapsulated(&frame(HOST_A, mac(0)));
+    let flow_at = outer.len() - 64 + SRC_FLOW;
+    let traffic = Traffic { template: outer, flows, flow_at };
     rig(vec![(0, PortKind::Uplink), (1, PortKind::Plain), (2, tunnel())], traffic, |fdb| {
         fdb.learn(HOST_A, 1, 1, 0);
     })

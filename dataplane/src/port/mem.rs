@@ -1,8 +1,8 @@
 //! In-memory ports. [`MemPort`], for tests: frames injected through a
 //! handle come out of `recv`, frames sent are kept for the handle to take
 //! (behind a mutex, as a test thread and the polling thread share them).
-//! [`ReplayPort`], for benchmarks: receives a fixed set of frames over and
-//! over and counts what it sends, with no lock or allocation, so that what
+//! [`ReplayPort`], for benchmarks: receives one frame over and over as
+//! many flows and counts what it sends, with no lock or allocation, so that what
 //! a benchmark measures is the pipeline plus one copy per frame in (what
 //! the kernel's copy mode costs an AF_XDP port).
 
@@ -108,31 +108,41 @@ impl Port for MemPort {
 /// A benchmark port: `recv` copies the next frames of a fixed list (round
 /// robin) into pool buffers; `send` counts and frees.
 pub struct ReplayPort {
-    frames: Vec<Vec<u8>>,
-    next: usize,
+    template: Vec<u8>,
+    flows: u32,
+    /// Where in the frame the flow number goes (4 bytes, big-endian).
+    flow_at: usize,
+    next: u32,
     sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ReplayPort {
-    /// A port that receives `frames` in turn, forever (none if empty), and
-    /// counts what it sends in the returned counter.
-    pub fn new(frames: Vec<Vec<u8>>) -> (ReplayPort, Arc<std::sync::atomic::AtomicU64>) {
+    /// A port that receives `template` forever as `flows` flows in turn:
+    /// frame k carries `k mod flows` as a big-endian u32 at `flow_at` (say,
+    /// the last four bytes of a MAC address). One template rather than a
+    /// stored frame per flow, so that many flows cost what the tables they
+    /// fill cost, not cache misses on the source of the copy (a generator
+    /// rewrites a template too). `flows` of 0 receives nothing. Returns the
+    /// counter of what it sends.
+    pub fn new(template: Vec<u8>, flows: u32, flow_at: usize) -> (ReplayPort, Arc<std::sync::atomic::AtomicU64>) {
+        assert!(flow_at + 4 <= template.len().min(MAX_FRAME), "flow number outside the frame");
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        (ReplayPort { frames, next: 0, sent: sent.clone() }, sent)
+        (ReplayPort { template, flows, flow_at, next: 0, sent: sent.clone() }, sent)
     }
 }
 
 impl Port for ReplayPort {
     fn recv(&mut self, pool: &mut Pool, out: &mut [Desc]) -> io::Result<usize> {
-        if self.frames.is_empty() {
+        if self.flows == 0 {
             return Ok(0);
         }
         let mut n = 0;
         while n < out.len() {
             let Some(chunk) = pool.alloc() else { break };
-            let frame = &self.frames[self.next];
-            self.next = (self.next + 1) % self.frames.len();
-            out[n] = load(pool, chunk, frame);
+            let d = load(pool, chunk, &self.template);
+            pool.data_mut(d)[self.flow_at..self.flow_at + 4].copy_from_slice(&self.next.to_be_bytes());
+            self.next = (self.next + 1) % self.flows;
+            out[n] = d;
             n += 1;
         }
         Ok(n)
