@@ -52,19 +52,6 @@ fn switch_with(hosts: &[&Host]) -> Rvsd {
     rvsd
 }
 
-/// `(transmitted, received)` from ping's summary line.
-fn ping_summary(out: &str) -> (u32, u32) {
-    let line = out.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default();
-    let num = |word: &str| {
-        line.split(',')
-            .find(|p| p.contains(word))
-            .and_then(|p| p.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    (num("transmitted"), num("received"))
-}
-
 /// True for a broadcast or multicast MAC (`aa:bb:...`, lower case).
 fn is_group(mac: &str) -> bool {
     u8::from_str_radix(mac.get(..2).unwrap_or("00"), 16).is_ok_and(|b| b & 1 == 1)

@@ -208,16 +208,7 @@ impl Veth {
     /// A pair with `inner` in `ns` carrying `addrs` (CIDR, IPv4 from
     /// 198.18.0.0/15 or IPv6 from 2001:2::/48).
     pub fn new(ns: &Netns, addrs: &[&str]) -> Veth {
-        let t = tag();
-        let (host, inner) = (format!("rv{t}h"), format!("rv{t}n"));
-        run_ok(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &inner, "netns", &ns.name]);
-        let v = Veth { host, inner, ns: ns.name.clone() };
-        run_ok(&["ip", "link", "set", &v.host, "up"]);
-        ns.ip(&["link", "set", &v.inner, "up"]);
-        for a in addrs {
-            ns.addr_add(&v.inner, a);
-        }
-        v
+        Veth::with_queues(ns, addrs, 1)
     }
 
     /// Like [`Veth::new`], with `queues` receive and `queues` transmit
@@ -275,15 +266,7 @@ pub struct Host {
 impl Host {
     /// A host on a veth pair; the switch port is `self.port()`.
     pub fn on_veth(cidr: &str) -> Host {
-        let ns = Netns::new();
-        let veth = Veth::new(&ns, &[cidr]);
-        Host {
-            dev: veth.inner.clone(),
-            veth: Some(veth),
-            ns,
-            ip: cidr.split('/').next().unwrap().to_string(),
-            cidr: cidr.to_string(),
-        }
+        Host::on_veth_queues(cidr, 1)
     }
 
     /// A host on a veth pair with `queues` rx and tx queues on both ends
@@ -1020,8 +1003,12 @@ pub fn blast_raw(ns: &Netns, dev: &str, frames: Vec<Vec<u8>>, dur: Duration) -> 
 /// `ping -c COUNT -i 1 -W 2 ADDR` from `ns`: (sent, replies received).
 pub fn ping_count(ns: &Netns, addr: &str, count: u32) -> (u32, u32) {
     let o = ns.run(&["ping", "-n", "-q", "-c", &count.to_string(), "-i", "1", "-W", "2", addr]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default();
+    ping_summary(&String::from_utf8_lossy(&o.stdout))
+}
+
+/// `(transmitted, received)` from ping's summary line.
+pub fn ping_summary(out: &str) -> (u32, u32) {
+    let line = out.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default();
     let num = |word: &str| {
         line.split(',')
             .find(|p| p.contains(word))
