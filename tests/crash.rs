@@ -22,10 +22,7 @@ fn kill9_under_traffic_then_restart_within_2s() {
     let b = Host::on_veth("198.18.72.2/24");
     let c = Host::on_tap("198.18.72.3/24");
     let mut rvsd = Rvsd::start();
-    rvsd.add_bridge("br0");
-    for h in [&a, &b, &c] {
-        rvsd.add_host("br0", h, &[]);
-    }
+    rvsd.bridge_with("br0", &[&a, &b, &c]);
     assert!(ping_settled(&a.ns, &b.ip, 3));
     assert!(ping_settled(&a.ns, &c.ip, 3));
     let devs = [a.port(), b.port()];

@@ -15,10 +15,7 @@ fn three_hosts_afxdp_and_tap() {
     let b = Host::on_veth("198.18.1.2/24");
     let c = Host::on_tap("198.18.1.3/24");
     let rvsd = Rvsd::start();
-    rvsd.add_bridge("br0");
-    for h in [&a, &b, &c] {
-        rvsd.add_host("br0", h, &[]);
-    }
+    rvsd.bridge_with("br0", &[&a, &b, &c]);
 
     let hosts = [&a, &b, &c];
     for x in hosts {

@@ -45,10 +45,7 @@ fn core_of(threads: &[PmdThread], text: &str, port: &str, queue: u32) -> u64 {
 /// A bridge `br0` on an rvsd with two polling threads, with `hosts` on it.
 fn switch_with(hosts: &[&Host]) -> Rvsd {
     let rvsd = Rvsd::start_on(CORES);
-    rvsd.add_bridge("br0");
-    for h in hosts {
-        rvsd.add_host("br0", h, &[]);
-    }
+    rvsd.bridge_with("br0", hosts);
     rvsd
 }
 

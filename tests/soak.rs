@@ -38,10 +38,7 @@ fn soak_with_config_churn() {
     let d = Host::on_veth("198.18.74.4/24");
     let tap_ns = Netns::new();
     let mut rvsd = Rvsd::start();
-    rvsd.add_bridge("br0");
-    for h in [&a, &b, &c] {
-        rvsd.add_host("br0", h, &[]);
-    }
+    rvsd.bridge_with("br0", &[&a, &b, &c]);
     assert!(ping_settled(&a.ns, &b.ip, 3));
     assert!(ping_settled(&a.ns, &c.ip, 3));
     let pid = rvsd.pid();

@@ -78,10 +78,7 @@ fn malformed_frame_storm() {
     let b = Host::on_veth("198.18.70.3/24");
     let t = Host::on_veth("198.18.70.4/24");
     let mut rvsd = Rvsd::start();
-    rvsd.add_bridge("br0");
-    for h in [&s, &a, &b, &t] {
-        rvsd.add_host("br0", h, &[]);
-    }
+    rvsd.bridge_with("br0", &[&s, &a, &b, &t]);
     let sink = SINK_MAC.map(|x| format!("{x:02x}")).join(":");
     rvsd.ctl_ok(&["fdb", "add", "br0", &sink, "--vlan", "1", "--port", t.port()]);
     assert!(ping_settled(&a.ns, &b.ip, 3));

@@ -812,6 +812,14 @@ impl Rvsd {
         self.ctl_ok(&v);
     }
 
+    /// Adds bridge `br` with `hosts` on it, each on a default port.
+    pub fn bridge_with(&self, br: &str, hosts: &[&Host]) {
+        self.add_bridge(br);
+        for h in hosts {
+            self.add_host(br, h, &[]);
+        }
+    }
+
     /// Adds `host`'s port to `br`: AF_XDP for a veth host, a tap in the
     /// host's namespace (then given the host's address) for a tap host.
     /// `args` are extra options such as `--vlan 10`.
