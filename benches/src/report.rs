@@ -40,7 +40,7 @@ impl Stat {
 }
 
 /// One line of the table.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {
     pub system: &'static str,
     /// Frame size in bytes, or None for the TCP line.
@@ -96,21 +96,11 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
     let name = sys.name();
     let never = res.missing.iter().find(|m| m.system == name && m.round.is_none());
     if let Some(m) = never {
-        return vec![Row {
-            system: name,
-            size: None,
-            flows: None,
-            mpps: None,
-            ndr_mpps: None,
-            ndr_generator_bound: 0,
-            tcp_gbps: None,
-            hosts_tx_off: false,
-            vs_rvs: None,
-            note: Some(m.why.clone()),
-        }];
+        return vec![Row { system: name, note: Some(m.why.clone()), ..Row::default() }];
     }
     let failures: Vec<&str> =
         res.missing.iter().filter(|m| m.system == name && m.round.is_some()).map(|m| m.why.as_str()).collect();
+    let why_none = || failures.first().map_or("no result".to_string(), |s| s.to_string());
     let base = sys.baseline().name();
     let packet = |s: &str, size: usize, flows: u32| {
         let v: Vec<_> = res.packets.iter().filter(|p| p.system == s && p.size == size && p.flows == flows).collect();
@@ -139,7 +129,7 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
                 tcp_gbps: None,
                 hosts_tx_off: false,
                 vs_rvs: ratio(mpps, base_mpps),
-                note: mpps.is_none().then(|| failures.first().map(|s| s.to_string()).unwrap_or("no result".into())),
+                note: mpps.is_none().then(&why_none),
             });
         }
     }
@@ -147,15 +137,11 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
         let t = tcp(name);
         rows.push(Row {
             system: name,
-            size: None,
-            flows: None,
-            mpps: None,
-            ndr_mpps: None,
-            ndr_generator_bound: 0,
             tcp_gbps: t,
             hosts_tx_off: res.tcp.iter().any(|t| t.system == name && t.hosts_tx_off),
             vs_rvs: ratio(t, tcp(base)),
-            note: t.is_none().then(|| failures.first().map(|s| s.to_string()).unwrap_or("no result".into())),
+            note: t.is_none().then(why_none),
+            ..Row::default()
         });
     }
     rows

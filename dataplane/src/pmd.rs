@@ -395,14 +395,14 @@ impl Pmd {
         }
         self.ingress[..n].fill(port_id);
         self.remotes[..n].fill(NO_REMOTE);
-        let (decapped, undecided) = if from_uplink { self.decap_batch(&snap, i, n) } else { (0, 0) };
+        let (decapped, decided) = if from_uplink { self.decap_batch(&snap, i, n) } else { (0, 0) };
         let (pool, rx, ingress, remotes) = (&self.pool, &self.rx, &self.ingress, &self.remotes);
         self.cache.classify_batch(
             &snap,
             now,
             n,
             |k| (ingress[k], remotes[k], pool.data(rx[k])),
-            undecided,
+            decided,
             &mut self.verdicts,
         );
         let st = &self.ports[i].stats;
