@@ -29,6 +29,10 @@ pub const XDP_TX: i32 = 3;
 pub const FUNC_MAP_LOOKUP: i32 = 1;
 /// Helper `bpf_ktime_get_ns`.
 pub const FUNC_KTIME_GET_NS: i32 = 5;
+/// Helper `bpf_redirect_map`.
+pub const FUNC_REDIRECT_MAP: i32 = 51;
+/// `bpf_redirect_map` flag: send a copy to every device in the map.
+pub const BPF_F_BROADCAST: i32 = 1 << 3;
 
 /// A program being written; [`finish`](Asm::finish) resolves the jumps.
 #[derive(Default)]
@@ -99,9 +103,9 @@ impl Asm {
     pub fn sub(&mut self, dst: u8, src: u8) -> &mut Self {
         self.op(0x1f, dst, src, 0, 0)
     }
-    /// `dst %= imm` (unsigned)
-    pub fn mod_k(&mut self, dst: u8, imm: i32) -> &mut Self {
-        self.op(0x97, dst, 0, 0, imm)
+    /// `dst %= src` (unsigned)
+    pub fn mod_x(&mut self, dst: u8, src: u8) -> &mut Self {
+        self.op(0x9f, dst, src, 0, 0)
     }
     /// `dst = map` (the two-slot `ld_imm64` with a map fd)
     pub fn ld_map(&mut self, dst: u8, map_fd: i32) -> &mut Self {
@@ -122,6 +126,14 @@ impl Asm {
     /// `if dst > src goto to` (unsigned)
     pub fn jgt(&mut self, dst: u8, src: u8, to: &'static str) -> &mut Self {
         self.jump(0x2d, dst, src, 0, to)
+    }
+    /// `goto to`
+    pub fn ja(&mut self, to: &'static str) -> &mut Self {
+        self.jump(0x05, 0, 0, 0, to)
+    }
+    /// `if dst <= imm goto to` (unsigned)
+    pub fn jle_k(&mut self, dst: u8, imm: i32, to: &'static str) -> &mut Self {
+        self.jump(0xb5, dst, 0, imm, to)
     }
     /// `if dst == imm goto to`
     pub fn jeq_k(&mut self, dst: u8, imm: i32, to: &'static str) -> &mut Self {

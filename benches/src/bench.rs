@@ -7,13 +7,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::frame;
-use crate::generator::Generator;
+use crate::generator::{Generator, Method};
 use crate::rvsd::Bins;
 use crate::sh::Result;
 use crate::sink::Sink;
 use crate::systems::{Kind, System};
 use crate::tcp;
-use crate::trial::{self, Settings};
+use crate::trial::{self, Load, Settings};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -32,6 +32,8 @@ pub struct Plan {
     pub ndr: bool,
     /// iperf3 seconds (None: no TCP).
     pub tcp_secs: Option<u32>,
+    /// How the generator makes frames (`Live` or `Loop`, resolved).
+    pub generator: Method,
     /// Niceness of the generator and of a switch daemon's polling.
     pub nice: i32,
     /// After each system, print the switch daemon's counters (`rvsctl stats`,
@@ -89,8 +91,6 @@ pub struct Results {
 /// Returns early with an error only when interrupted; a system that fails
 /// is recorded in [`Results::missing`] and the others go on.
 pub fn run(plan: &Plan, bins: Option<&Bins>, stop: &AtomicBool) -> Result<Results> {
-    let gens: Vec<(u32, Generator)> =
-        plan.flows.iter().map(|&f| Generator::new(f, plan.nice).map(|g| (f, g))).collect::<Result<_>>()?;
     let mut res = Results::default();
     let mut runnable = vec![System::Ceiling];
     for &s in &plan.systems {
@@ -111,7 +111,7 @@ pub fn run(plan: &Plan, bins: Option<&Bins>, stop: &AtomicBool) -> Result<Result
                 return Err("interrupted".into());
             }
             eprintln!("round {round}/{}: {}", plan.rounds, sys.name());
-            if let Err(e) = measure(plan, bins, sys, round, &gens, &mut res, stop) {
+            if let Err(e) = measure(plan, bins, sys, round, &mut res, stop) {
                 if stop.load(Ordering::Relaxed) {
                     return Err("interrupted".into());
                 }
@@ -128,7 +128,6 @@ fn measure(
     bins: Option<&Bins>,
     sys: System,
     round: u32,
-    gens: &[(u32, Generator)],
     res: &mut Results,
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -141,14 +140,17 @@ fn measure(
     }
     bed.packet_mode()?;
     let sink = Sink::attach(&bed.far, bed.sink_dev, bed.sink_port)?;
+    // Declared after the bed: dropped (detached) before its namespaces go.
+    let gen = Generator::attach(plan.generator, &bed.a, "eth0", plan.nice)?;
     // Settle: the first frames after an attach can meet a link not yet up.
     std::thread::sleep(Duration::from_millis(100));
     for &size in &plan.sizes {
         let f = frame::udp_frame(size, bed.dst_mac);
-        for (flows, gen) in gens {
-            let full = trial::trial(&bed, &sink, gen, &f, None, plan.settings.full, stop)?;
+        for &flows in &plan.flows {
+            let load = Load { gen: &gen, frame: &f, flows };
+            let full = trial::trial(&sink, load, None, plan.settings.full, stop)?;
             let ndr = if plan.ndr && sys != System::Ceiling {
-                Some(trial::ndr(&bed, &sink, gen, &f, full, plan.settings, stop)?)
+                Some(trial::ndr(&sink, load, full, plan.settings, stop)?)
             } else {
                 None
             };
@@ -157,7 +159,7 @@ fn measure(
             }
             eprintln!(
                 "  {size} B, {flows} flow{}: offered {:.3} Mpps, delivered {:.3} Mpps{}{}",
-                if *flows == 1 { "" } else { "s" },
+                if flows == 1 { "" } else { "s" },
                 full.offered / 1e6,
                 full.delivered / 1e6,
                 if plan.verbose { format!(" (lost {})", full.lost) } else { String::new() },
@@ -169,7 +171,7 @@ fn measure(
                 kind: sys.kind(),
                 round,
                 size,
-                flows: *flows,
+                flows,
                 offered_mpps: full.offered / 1e6,
                 mpps: full.delivered / 1e6,
                 ndr_mpps: ndr.map(|n| n.pps / 1e6),

@@ -1,64 +1,112 @@
-//! The traffic generator: the XDP program of [`progs::generator`] run with
-//! `BPF_PROG_TEST_RUN` in live-frames mode, so the kernel sends each frame
-//! out of host A's interface (XDP_TX) straight from the syscall, on core 0
-//! inside host A's namespace.
+//! The traffic generator, in host A's namespace on core 0, in one of two
+//! forms that share their XDP pacing and flow stamping ([`progs`]):
 //!
-//! Each syscall costs a fixed ≈ 24 ms or more on top of its frames on this
-//! kernel (the kernel waits for an RCU grace period while it tears down its
-//! page pool, longer when the other core is busy), so neither a rate nor a
-//! steady stream can come from many short syscalls. Instead one syscall runs
-//! for the whole trial (repeat = 2^32 - 1) and is ended by a signal
-//! (`BPF_PROG_TEST_RUN` returns EINTR when one is pending), and the program
-//! paces itself with `bpf_ktime_get_ns` (see [`progs::generator`]).
+//! - **Live frames**: the generator program run with `BPF_PROG_TEST_RUN` in
+//!   live-frames mode (kernel 5.18 or later), so the kernel sends each frame
+//!   out of host A's interface (XDP_TX) straight from the syscall. Each
+//!   syscall costs a fixed ≈ 24 ms or more on top of its frames (the kernel
+//!   waits for an RCU grace period while it tears down its page pool), so
+//!   one syscall runs for the whole trial (repeat = 2^32 - 1) and is ended
+//!   by a signal (`BPF_PROG_TEST_RUN` returns EINTR when one is pending).
+//!   Some kernels refuse live frames, even to root (lockdown in integrity
+//!   mode: EPERM).
+//! - **Loop amplifier**: no test runs at all. A second veth pair g1–g2 in
+//!   host A; XDP on g2 bounces every frame back (XDP_TX), XDP on g1
+//!   redirects it with `BPF_F_BROADCAST` over a devmap of {g1, host A's
+//!   port}: one copy keeps circling, one leaves toward the switch on every
+//!   pass. [`PRIMED`] frames sent into g2 by a packet socket start it; a
+//!   flag in the settings map stops it (g1 drops every frame). veth runs
+//!   its NAPI on the core that woke it, so the loop stays on the core that
+//!   primed it, in softirq.
+//!
+//! Either way the program paces itself with `bpf_ktime_get_ns` when asked
+//! for a rate (the NDR search): every run of it (every pass of the loop) is
+//! a chance to send, taken only when a frame is due.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rvs_dataplane::port::afxdp::{self, BPF_MAP_TYPE_ARRAY};
+use rvs_dataplane::port::afxdp::{self, XdpMode, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_PERCPU_ARRAY};
+use serde::Serialize;
 
 use crate::ns::{self, Netns};
-use crate::progs::{self, GEN_FIRST, GEN_INTERVAL, GEN_LAST, GEN_NEXT, GEN_SENT, GEN_SHIFT, GEN_STATE};
+use crate::progs::{
+    self, GenMaps, CFG_FLOWS, CFG_INTERVAL, CFG_SIZE, CFG_STOP, GEN_SHIFT, ST_FIRST, ST_LAST, ST_SENT, ST_SIZE,
+};
 use crate::sh::Result;
 
+/// The core the generator runs on.
+pub const CORE: usize = 0;
+/// Frames circling in the loop: enough to keep its core busy, few enough
+/// that the veth rings (256 frames) never overflow.
+pub const PRIMED: usize = 64;
+/// The loop's veth pair inside host A.
+const LOOP_TX: &str = "g1";
+const LOOP_BOUNCE: &str = "g2";
+/// How long the loop's frames take to die once stopped (they die on their
+/// next pass through g1, within microseconds).
+const LOOP_DRAIN: Duration = Duration::from_millis(20);
 /// Program runs per kernel batch at full speed (the most the kernel takes)
 /// and when pacing (a smaller batch bounds a catch-up burst).
 const BATCH: u32 = 256;
 const PACED_BATCH: u32 = 64;
-/// The signal that ends a syscall at the end of a trial.
+/// The signal that ends a live-frames syscall at the end of a trial.
 const STOP_SIGNAL: libc::c_int = libc::SIGUSR1;
-/// Sending threads on the generator's core. One is enough now that a trial
-/// is one syscall (two, tried side by side, were no faster).
-const THREADS: usize = 1;
 /// How often the stop signal is repeated until the sending thread is done
 /// (it may arrive just before the syscall starts).
 const STOP_REPEAT: Duration = Duration::from_millis(5);
-/// The core the generator runs on.
-pub const CORE: usize = 0;
 
-/// A loaded generator for a number of flows.
-pub struct Generator {
-    prog: OwnedFd,
-    state: OwnedFd,
-    nice: i32,
+/// How frames are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Live frames where the kernel allows them, else the loop.
+    Auto,
+    /// `BPF_PROG_TEST_RUN` with live frames.
+    Live,
+    /// The XDP loop amplifier.
+    Loop,
+}
+
+impl Method {
+    /// The method to use for `asked`: `Auto` becomes `Live` or `Loop` after
+    /// a probe; `Live` is an error where the kernel refuses it.
+    pub fn resolve(asked: Method) -> Result<Method> {
+        match asked {
+            Method::Loop => Ok(Method::Loop),
+            Method::Live => live_frames_allowed().map(|()| Method::Live),
+            Method::Auto => Ok(if live_frames_allowed().is_ok() { Method::Live } else { Method::Loop }),
+        }
+    }
+
+    /// Its name in the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Method::Auto => "auto",
+            Method::Live => "XDP live frames (BPF_PROG_TEST_RUN)",
+            Method::Loop => "XDP loop amplifier (veth pair, devmap broadcast)",
+        }
+    }
+}
+
+/// Ok if this kernel runs XDP programs in live-frames mode for us: one run
+/// of a program that drops its frame, on loopback.
+fn live_frames_allowed() -> Result<()> {
+    let prog = afxdp::load_xdp(&progs::drop_all(), "rvsb_probe").map_err(|e| format!("live-frames probe: {e}"))?;
+    afxdp::test_run_live(&prog, &[0u8; 60], 1, 1, 0)
+        .map_err(|e| format!("BPF_PROG_TEST_RUN with live frames (kernel >= 5.18) refused: {e}"))
 }
 
 /// What one run sent.
 #[derive(Clone, Copy, Debug)]
 pub struct Sent {
-    /// Frames handed to the kernel.
+    /// Frames sent toward the switch.
     pub frames: u64,
     /// Time from the first frame to the last (by the kernel's clock), or
     /// the wall time of the run when it sent fewer than two.
     pub elapsed: Duration,
-}
-
-/// A sending thread's id (once it runs) and whether it is done.
-#[derive(Default)]
-struct Slot {
-    tid: Mutex<Option<libc::pthread_t>>,
-    done: AtomicBool,
 }
 
 impl Sent {
@@ -68,107 +116,104 @@ impl Sent {
     }
 }
 
+/// A generator loaded for host A of one test bed.
+pub struct Generator {
+    // Field order is drop order: programs detach before the maps go.
+    engine: Engine,
+    maps: Maps,
+    netns: OwnedFd,
+    nice: i32,
+}
+
+/// The generator programs' settings and per-CPU state (see [`progs`]).
+pub struct Maps {
+    config: OwnedFd,
+    state: OwnedFd,
+}
+
+enum Engine {
+    Live { prog: OwnedFd, ifindex: u32 },
+    Loop { _links: [OwnedFd; 2], _progs: [OwnedFd; 2], _devmap: OwnedFd, bounce_ifindex: u32 },
+}
+
 impl Generator {
-    /// Loads the program for `flows` flows (1..=[`crate::frame::MAX_FLOWS`]);
-    /// its threads will run at niceness `nice`.
-    pub fn new(flows: u32, nice: i32) -> Result<Generator> {
-        let state = afxdp::create_map(BPF_MAP_TYPE_ARRAY, 4, GEN_STATE, 1, "rvsb_gen")
-            .map_err(|e| format!("generator: {e}"))?;
-        let prog = afxdp::load_xdp(&progs::generator(flows, state.as_raw_fd()), "rvsb_gen")
-            .map_err(|e| format!("generator: {e}"))?;
-        Ok(Generator { prog, state, nice })
+    /// Loads a generator of `method` (`Live` or `Loop`) sending out of `dev`
+    /// in `netns`; its threads run at niceness `nice`. The loop's veth pair
+    /// lives in `netns` and goes with it.
+    pub fn attach(method: Method, netns: &Netns, dev: &str, nice: i32) -> Result<Generator> {
+        let maps = Maps::new()?;
+        let nsfd = netns.open()?;
+        let engine = match method {
+            Method::Live => {
+                let prog = afxdp::load_xdp(&progs::live_generator(maps.fds()), "rvsb_gen")
+                    .map_err(|e| format!("generator: {e}"))?;
+                let ifindex = in_netns(&nsfd, || afxdp::iface::ifindex(dev).map_err(|e| format!("generator: {e}")))?;
+                Engine::Live { prog, ifindex }
+            }
+            Method::Loop => Engine::attach_loop(netns, &nsfd, dev, maps.fds())?,
+            Method::Auto => return Err("generator: resolve the method first".into()),
+        };
+        Ok(Generator { engine, maps, netns: nsfd, nice })
     }
 
-    /// Sends `frame` out of `dev` in `netns` for `duration`, at `rate`
-    /// frames per second or as fast as it can (`None`). Stops early when
-    /// `stop` is set.
+    /// Sends `frame` as `flows` flows for `duration`, at `rate` frames per
+    /// second or as fast as it can (`None`). Stops early when `stop` is set.
     pub fn run(
         &self,
-        netns: &Netns,
-        dev: &str,
         frame: &[u8],
+        flows: u32,
         rate: Option<f64>,
         duration: Duration,
         stop: &AtomicBool,
     ) -> Result<Sent> {
         let interval = rate.map(|r| ((1e9 / r) * (1u64 << GEN_SHIFT) as f64) as u64).unwrap_or(0);
-        let before = self.state(interval)?;
-        let nsfd = &netns.open()?;
-        let batch = if interval == 0 { BATCH } else { PACED_BATCH };
-        install_stop_handler()?;
+        self.maps.reset(interval, flows)?;
         let start = Instant::now();
-        let slots: Vec<Slot> = (0..THREADS).map(|_| Slot::default()).collect();
-        std::thread::scope(|s| {
-            let handles: Vec<_> = slots
-                .iter()
-                .map(|slot| {
-                    s.spawn(move || {
-                        let r = self.send_thread(nsfd, dev, frame, batch, &slot.tid);
-                        slot.done.store(true, Ordering::Release);
-                        r
-                    })
-                })
-                .collect();
-            let all_done = || slots.iter().all(|t| t.done.load(Ordering::Acquire));
-            while start.elapsed() < duration && !stop.load(Ordering::Relaxed) && !all_done() {
+        let wait = || {
+            while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(2).min(duration.saturating_sub(start.elapsed())));
             }
-            while !all_done() {
-                for slot in slots.iter().filter(|t| !t.done.load(Ordering::Acquire)) {
-                    if let Some(th) = *slot.tid.lock().unwrap_or_else(|e| e.into_inner()) {
-                        // SAFETY: `th` is a sending thread, which is not
-                        // joined before this scope ends, so its id stays
-                        // valid; the signal's handler does nothing.
-                        unsafe { libc::pthread_kill(th, STOP_SIGNAL) };
-                    }
-                }
-                std::thread::sleep(STOP_REPEAT);
+        };
+        match &self.engine {
+            Engine::Live { prog, ifindex } => {
+                let batch = if interval == 0 { BATCH } else { PACED_BATCH };
+                self.run_live(prog, *ifindex, frame, batch, wait)?;
             }
-            handles.into_iter().try_for_each(|t| t.join().unwrap_or_else(|_| Err("generator thread panicked".into())))
-        })?;
+            Engine::Loop { bounce_ifindex, .. } => {
+                let primed = self.on_core(|| prime(*bounce_ifindex, frame));
+                // Stop the loop whatever priming did: frames may circle.
+                if primed.is_ok() {
+                    wait();
+                }
+                self.maps.configure(true, interval, flows)?;
+                std::thread::sleep(LOOP_DRAIN);
+                primed?;
+            }
+        }
         let wall = start.elapsed();
-        let v = self.read()?;
-        let frames = v[0] - before;
-        let span = Duration::from_nanos((v[2].saturating_sub(v[1])) >> GEN_SHIFT);
+        let (frames, first, last) = self.maps.read()?;
+        let span = Duration::from_nanos(last.saturating_sub(first) >> GEN_SHIFT);
         // n frames over the span from the first to the last is n - 1 gaps.
         let elapsed = if frames >= 2 { span.mul_f64(frames as f64 / (frames - 1) as f64) } else { wall };
         Ok(Sent { frames, elapsed })
     }
 
-    /// Resets the pacing state for a new run; returns the frames sent so far.
-    fn state(&self, interval: u64) -> Result<u64> {
-        let sent = self.sent()?;
-        let mut v = [0u8; GEN_STATE as usize];
-        let put = |v: &mut [u8], off: i16, x: u64| v[off as usize..off as usize + 8].copy_from_slice(&x.to_ne_bytes());
-        put(&mut v, GEN_SENT, sent);
-        put(&mut v, GEN_NEXT, 0);
-        put(&mut v, GEN_INTERVAL, interval);
-        afxdp::map_update(&self.state, &0u32.to_ne_bytes(), &v).map_err(|e| format!("generator state: {e}"))?;
-        Ok(sent)
+    /// Runs `f` on a thread in host A's namespace, pinned to the generator's
+    /// core at the generator's niceness.
+    fn on_core<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                self.enter()?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| Err("generator thread panicked".into()))
+        })
     }
 
-    fn sent(&self) -> Result<u64> {
-        Ok(self.read()?[0])
-    }
-
-    /// (sent, first, last) from the state.
-    fn read(&self) -> Result<[u64; 3]> {
-        let mut v = [0u8; GEN_STATE as usize];
-        afxdp::map_lookup(&self.state, &0u32.to_ne_bytes(), &mut v).map_err(|e| format!("generator state: {e}"))?;
-        let at = |o: i16| u64::from_ne_bytes(v[o as usize..o as usize + 8].try_into().expect("8 bytes"));
-        Ok([at(GEN_SENT), at(GEN_FIRST), at(GEN_LAST)])
-    }
-
-    /// Sends until a stop signal interrupts the syscall.
-    fn send_thread(
-        &self,
-        nsfd: &OwnedFd,
-        dev: &str,
-        frame: &[u8],
-        batch: u32,
-        tid: &Mutex<Option<libc::pthread_t>>,
-    ) -> Result<()> {
-        ns::enter(nsfd)?;
+    /// Moves the calling thread into host A, onto the generator's core.
+    fn enter(&self) -> Result<()> {
+        ns::enter(&self.netns)?;
         if !core_affinity::set_for_current(core_affinity::CoreId { id: CORE }) {
             return Err(format!("generator: cannot pin to core {CORE}"));
         }
@@ -177,21 +222,205 @@ impl Generator {
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, self.nice) } != 0 {
             return Err(format!("generator: setting niceness {}: {}", self.nice, std::io::Error::last_os_error()));
         }
-        let ifindex = afxdp::iface::ifindex(dev).map_err(|e| format!("generator: {e}"))?;
-        // SAFETY: pthread_self has no preconditions.
-        *tid.lock().unwrap_or_else(|e| e.into_inner()) = Some(unsafe { libc::pthread_self() });
-        loop {
-            match afxdp::test_run_live(&self.prog, frame, ifindex, u32::MAX, batch) {
-                // All 2^32 - 1 runs done before the trial ended: go on.
-                Ok(()) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => break,
-                Err(e) => {
-                    return Err(format!("generator: BPF_PROG_TEST_RUN (live frames, kernel >= 5.18) on {dev}: {e}"))
-                }
-            }
-        }
         Ok(())
     }
+
+    /// One live-frames syscall on a sending thread, interrupted by a signal
+    /// once `wait` returns.
+    fn run_live(&self, prog: &OwnedFd, ifindex: u32, frame: &[u8], batch: u32, wait: impl FnOnce()) -> Result<()> {
+        install_stop_handler()?;
+        let tid = Mutex::new(None::<libc::pthread_t>);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let sender = s.spawn(|| {
+                let r = self.enter().and_then(|()| {
+                    // SAFETY: pthread_self has no preconditions.
+                    *tid.lock().unwrap_or_else(|e| e.into_inner()) = Some(unsafe { libc::pthread_self() });
+                    send_live(prog, ifindex, frame, batch)
+                });
+                done.store(true, Ordering::Release);
+                r
+            });
+            wait();
+            while !done.load(Ordering::Acquire) {
+                if let Some(th) = *tid.lock().unwrap_or_else(|e| e.into_inner()) {
+                    // SAFETY: `th` is the sending thread, which is not
+                    // joined before this scope ends, so its id stays valid;
+                    // the signal's handler does nothing.
+                    unsafe { libc::pthread_kill(th, STOP_SIGNAL) };
+                }
+                std::thread::sleep(STOP_REPEAT);
+            }
+            sender.join().unwrap_or_else(|_| Err("generator thread panicked".into()))
+        })
+    }
+}
+
+impl Maps {
+    /// Creates both maps.
+    pub fn new() -> Result<Maps> {
+        let config = afxdp::create_map(BPF_MAP_TYPE_ARRAY, 4, CFG_SIZE, 1, "rvsb_gen_cfg")
+            .map_err(|e| format!("generator: {e}"))?;
+        let state = afxdp::create_map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, ST_SIZE, 1, "rvsb_gen_state")
+            .map_err(|e| format!("generator: {e}"))?;
+        Ok(Maps { config, state })
+    }
+
+    /// Their fds, for the programs.
+    pub fn fds(&self) -> GenMaps {
+        GenMaps { config: self.config.as_raw_fd(), state: self.state.as_raw_fd() }
+    }
+
+    /// Clears the counters and sets the pace for a new run.
+    pub fn reset(&self, interval: u64, flows: u32) -> Result<()> {
+        let zero = vec![0u8; per_cpu_len(ST_SIZE)?];
+        afxdp::map_update(&self.state, &0u32.to_ne_bytes(), &zero).map_err(|e| format!("generator state: {e}"))?;
+        self.configure(false, interval, flows)
+    }
+
+    pub fn configure(&self, stop: bool, interval: u64, flows: u32) -> Result<()> {
+        let mut v = [0u8; CFG_SIZE as usize];
+        put(&mut v, CFG_STOP, stop as u64);
+        put(&mut v, CFG_INTERVAL, interval);
+        put(&mut v, CFG_FLOWS, flows as u64);
+        afxdp::map_update(&self.config, &0u32.to_ne_bytes(), &v).map_err(|e| format!("generator settings: {e}"))
+    }
+
+    /// (sent, first, last) over every CPU the program ran on.
+    pub fn read(&self) -> Result<(u64, u64, u64)> {
+        let mut v = vec![0u8; per_cpu_len(ST_SIZE)?];
+        afxdp::map_lookup(&self.state, &0u32.to_ne_bytes(), &mut v).map_err(|e| format!("generator state: {e}"))?;
+        let slot = round8(ST_SIZE);
+        let (mut sent, mut first, mut last) = (0, u64::MAX, 0);
+        for cpu in v.chunks_exact(slot) {
+            let at = |o: i16| u64::from_ne_bytes(cpu[o as usize..o as usize + 8].try_into().expect("8 bytes"));
+            if at(ST_SENT) > 0 {
+                sent += at(ST_SENT);
+                first = first.min(at(ST_FIRST));
+                last = last.max(at(ST_LAST));
+            }
+        }
+        Ok((sent, if sent == 0 { 0 } else { first }, last))
+    }
+}
+
+impl Engine {
+    /// Builds the loop in host A: g1–g2, their programs, the devmap {g1,
+    /// `dev`}.
+    fn attach_loop(netns: &Netns, nsfd: &OwnedFd, dev: &str, maps: GenMaps) -> Result<Engine> {
+        let devmap =
+            afxdp::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, 2, "rvsb_gen_out").map_err(|e| format!("generator: {e}"))?;
+        let tx = afxdp::load_xdp(&progs::loop_generator(maps, devmap.as_raw_fd()), "rvsb_gen_loop")
+            .map_err(|e| format!("generator: {e}"))?;
+        let bounce = afxdp::load_xdp(&progs::bounce(), "rvsb_gen_bounce").map_err(|e| format!("generator: {e}"))?;
+        netns.ip(&["link", "add", LOOP_TX, "type", "veth", "peer", "name", LOOP_BOUNCE])?;
+        for d in [LOOP_TX, LOOP_BOUNCE] {
+            netns.ip(&["link", "set", d, "up"])?;
+        }
+        let (links, bounce_ifindex) = in_netns(nsfd, || {
+            let err = |e: std::io::Error| format!("generator loop: {e}");
+            let ifindex = |d: &str| afxdp::iface::ifindex(d).map_err(err);
+            // Devmap entries name interfaces of the caller's namespace.
+            for (slot, d) in [LOOP_TX, dev].into_iter().enumerate() {
+                afxdp::map_update(&devmap, &(slot as u32).to_ne_bytes(), &ifindex(d)?.to_ne_bytes()).map_err(err)?;
+            }
+            let (l_bounce, _) = afxdp::attach_xdp(&bounce, LOOP_BOUNCE, XdpMode::Native).map_err(err)?;
+            let (l_tx, _) = afxdp::attach_xdp(&tx, LOOP_TX, XdpMode::Native).map_err(err)?;
+            Ok(([l_tx, l_bounce], ifindex(LOOP_BOUNCE)?))
+        })?;
+        Ok(Engine::Loop { _links: links, _progs: [tx, bounce], _devmap: devmap, bounce_ifindex })
+    }
+}
+
+/// Runs `f` on a thread of its own inside namespace `nsfd`.
+fn in_netns<T: Send>(nsfd: &OwnedFd, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns::enter(nsfd)?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err("generator thread panicked".into()))
+    })
+}
+
+/// Sends [`PRIMED`] copies of `frame` into the loop out of g2 (interface
+/// `ifindex` of the calling thread's namespace) with a packet socket.
+fn prime(ifindex: u32, frame: &[u8]) -> Result<()> {
+    let err = |what: &str| format!("generator: priming the loop: {what}: {}", std::io::Error::last_os_error());
+    // SAFETY: a plain socket(2) call; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(err("socket"));
+    }
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    to.sll_family = libc::AF_PACKET as u16;
+    to.sll_ifindex = ifindex as i32;
+    to.sll_halen = 6;
+    to.sll_addr[..6].copy_from_slice(&frame[..6]);
+    for _ in 0..PRIMED {
+        // SAFETY: `frame` and `to` are valid for the lengths given.
+        let n = unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(err("sendto"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the live-frames program until a stop signal interrupts the syscall.
+fn send_live(prog: &OwnedFd, ifindex: u32, frame: &[u8], batch: u32) -> Result<()> {
+    loop {
+        match afxdp::test_run_live(prog, frame, ifindex, u32::MAX, batch) {
+            // All 2^32 - 1 runs done before the trial ended: go on.
+            Ok(()) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => return Ok(()),
+            Err(e) => return Err(format!("generator: BPF_PROG_TEST_RUN (live frames, kernel >= 5.18): {e}")),
+        }
+    }
+}
+
+fn put(v: &mut [u8], off: i16, x: u64) {
+    v[off as usize..off as usize + 8].copy_from_slice(&x.to_ne_bytes());
+}
+
+fn round8(n: u32) -> usize {
+    (n as usize).div_ceil(8) * 8
+}
+
+/// Bytes of a per-CPU map value as userspace reads and writes it: one
+/// 8-byte-aligned slot per possible CPU.
+fn per_cpu_len(value_size: u32) -> Result<usize> {
+    static CPUS: OnceLock<Result<usize>> = OnceLock::new();
+    let cpus = CPUS
+        .get_or_init(|| {
+            let path = "/sys/devices/system/cpu/possible";
+            let s = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+            count_cpus(&s).ok_or_else(|| format!("{path}: cannot parse {s:?}"))
+        })
+        .clone()?;
+    Ok(cpus * round8(value_size))
+}
+
+/// CPUs in a kernel CPU list such as `0-3,5`.
+fn count_cpus(list: &str) -> Option<usize> {
+    list.trim().split(',').try_fold(0, |n, part| {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b) = (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?);
+        (b >= a).then(|| n + b - a + 1)
+    })
 }
 
 /// Installs a handler that does nothing for [`STOP_SIGNAL`] (without
@@ -216,4 +445,24 @@ fn install_stop_handler() -> Result<()> {
             }
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_count() {
+        assert_eq!(count_cpus("0-1\n"), Some(2));
+        assert_eq!(count_cpus("0"), Some(1));
+        assert_eq!(count_cpus("0-3,5,7-8"), Some(7));
+        assert_eq!(count_cpus("3-1"), None);
+        assert_eq!(count_cpus("x"), None);
+    }
+
+    #[test]
+    fn per_cpu_slots_are_8_byte_aligned() {
+        assert_eq!(round8(ST_SIZE), 32);
+        assert_eq!(round8(20), 24);
+    }
 }

@@ -1,6 +1,7 @@
-//! rvs-bench: the throughput harness (issue 4). Builds its own namespace
-//! topologies, drives frames with an XDP live-frames generator on core 0,
-//! counts them with an XDP drop at the far end, and prints rvs beside the
+//! rvs-bench: the throughput harness. Builds its own namespace topologies,
+//! drives frames with an XDP generator on core 0 (live frames where the
+//! kernel allows them, else an XDP loop amplifier), counts them with an XDP
+//! drop at the far end, and prints rvs beside the
 //! Linux bridge, kernel vxlan and (where installed) Open vSwitch and DPDK
 //! testpmd. See BENCHMARKS.md at the repository root.
 
@@ -63,6 +64,11 @@ struct Args {
     /// Skip the NDR search
     #[arg(long)]
     no_ndr: bool,
+    /// How frames are made: live (BPF_PROG_TEST_RUN with live frames,
+    /// which some kernels refuse), loop (an XDP loop amplifier on a veth
+    /// pair), or auto: live where the kernel allows it, else loop
+    #[arg(long, value_enum, default_value_t = generator::Method::Auto)]
+    generator: generator::Method,
     /// Skip iperf3
     #[arg(long)]
     no_tcp: bool,
@@ -120,6 +126,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
         ndr: !a.no_ndr,
         tcp_secs: (!a.no_tcp).then_some(if a.quick { 2 } else { 5 }),
         verbose: a.verbose,
+        generator: generator::Method::resolve(a.generator)?,
         nice: a.nice,
     })
 }
@@ -170,6 +177,7 @@ fn run(args: &Args) -> Result<(), String> {
                 "ndr_precision": plan.settings.precision,
                 "tcp_secs": plan.tcp_secs,
                 "nice": plan.nice,
+                "generator": plan.generator,
             },
             "summary": summary,
             "raw": res,
@@ -181,7 +189,7 @@ fn run(args: &Args) -> Result<(), String> {
     if args.json {
         println!("{text}");
     } else {
-        println!("{}", machine_line());
+        println!("{}", machine_line(plan.generator));
         print!("{}", report::table(&summary));
     }
     Ok(())
@@ -200,13 +208,14 @@ fn machine() -> serde_json::Value {
     serde_json::json!({ "kernel": kernel, "cpus": cpus, "cpu": model, "generator_core": generator::CORE })
 }
 
-fn machine_line() -> String {
+fn machine_line(method: generator::Method) -> String {
     let m = machine();
     format!(
-        "rvs-bench: kernel {}, {} cores ({}); generator on core {}, AF_XDP switches polling on core 1\n",
+        "rvs-bench: kernel {}, {} cores ({}); generator: {} on core {}; AF_XDP switches polling on core 1\n",
         m["kernel"].as_str().unwrap_or("?"),
         m["cpus"],
         m["cpu"].as_str().unwrap_or("?"),
+        method.describe(),
         generator::CORE
     )
 }

@@ -1,65 +1,116 @@
-//! The two XDP programs of the harness: the generator, run in live-frames
-//! mode, and the sink that counts and drops at the far end.
+//! The harness's XDP programs: the generator in its two forms (run in
+//! live-frames mode, or as the loop amplifier of [`crate::generator`]), and
+//! the sink that counts and drops at the far end.
 
 use crate::asm::*;
 use crate::frame;
 use rvs_dataplane::port::afxdp::Insn;
 
-/// Layout of the generator's state (an array map of one [`GEN_STATE`]-byte
-/// value): frames sent, when the next one is due, the interval between
-/// frames (an interval of 0 sends every frame), and when the first and the
-/// last frame of the run were sent (0: none yet). Times are
-/// `bpf_ktime_get_ns` in 1/256 ns.
-pub const GEN_SENT: i16 = 0;
-pub const GEN_NEXT: i16 = 8;
-pub const GEN_INTERVAL: i16 = 16;
-pub const GEN_FIRST: i16 = 24;
-pub const GEN_LAST: i16 = 32;
-pub const GEN_STATE: u32 = 40;
+/// Layout of the generator's settings (an array map of one [`CFG_SIZE`]-byte
+/// value, written by rvs-bench): stop (non-zero: drop every frame), the
+/// interval between frames (0: send at every chance) and the number of
+/// flows.
+pub const CFG_STOP: i16 = 0;
+pub const CFG_INTERVAL: i16 = 8;
+pub const CFG_FLOWS: i16 = 16;
+pub const CFG_SIZE: u32 = 24;
+/// Layout of the generator's state (a per-CPU array map of one
+/// [`ST_SIZE`]-byte value, written by the program): frames sent, when the
+/// next one is due, and when the first and the last frame of the run were
+/// sent (0: none yet). Times are `bpf_ktime_get_ns` in 1/256 ns.
+pub const ST_SENT: i16 = 0;
+pub const ST_NEXT: i16 = 8;
+pub const ST_FIRST: i16 = 16;
+pub const ST_LAST: i16 = 24;
+pub const ST_SIZE: u32 = 32;
 /// Fixed-point shift of the generator's times.
 pub const GEN_SHIFT: u32 = 8;
 /// How far behind its schedule the generator may fall and catch up (a burst
 /// of at most this much time's frames); beyond it, the deficit is dropped.
 pub const GEN_SLACK_NS: i32 = 200_000;
 
-/// The generator: each run of the program is one chance to send its frame
-/// (XDP_TX). Paced (a non-zero interval in the state), it sends only when a
-/// frame is due by `bpf_ktime_get_ns` and drops the chance otherwise. With
-/// `flows` > 1 it rewrites the frame as flow `sent % flows` first: source
-/// MAC, source and destination IPv4 address and UDP source port change per
-/// flow, and the IPv4 checksum stays valid because the two addresses move
-/// in opposite directions (see [`frame`]).
-pub fn generator(flows: u32, state_map: i32) -> Vec<Insn> {
-    let mut a = Asm::default();
+/// The generator's maps, as the programs see them.
+#[derive(Clone, Copy)]
+pub struct GenMaps {
+    pub config: i32,
+    pub state: i32,
+}
+
+/// Each run of a generator program is one chance to send its frame. This
+/// part, shared by both forms, decides: to `stop` when stopped, to `skip`
+/// when pacing (a non-zero interval) and no frame is due by
+/// `bpf_ktime_get_ns`, else to `send` after counting the frame and, with
+/// more than one flow, rewriting it as flow `sent % flows`: source MAC,
+/// source and destination IPv4 address and UDP source port change per flow,
+/// and the IPv4 checksum stays valid because the two addresses move in
+/// opposite directions (see [`frame`]).
+fn pace(a: &mut Asm, maps: GenMaps) {
     a.mov(R6, R1);
-    // One u32 key of 0 on the stack, then look the state up.
-    a.st_w(R10, -4, 0).mov(R2, R10).add_k(R2, -4).ld_map(R1, state_map).call(FUNC_MAP_LOOKUP);
-    a.jeq_k(R0, 0, "tx").mov(R7, R0);
+    // One u32 key of 0 on the stack for both lookups.
+    a.st_w(R10, -4, 0).mov(R2, R10).add_k(R2, -4).ld_map(R1, maps.config).call(FUNC_MAP_LOOKUP);
+    a.jeq_k(R0, 0, "stop").mov(R8, R0);
+    a.ldx_dw(R1, R8, CFG_STOP).jne_k(R1, 0, "stop");
+    a.mov(R2, R10).add_k(R2, -4).ld_map(R1, maps.state).call(FUNC_MAP_LOOKUP);
+    a.jeq_k(R0, 0, "stop").mov(R7, R0);
     // r9 = now
     a.call(FUNC_KTIME_GET_NS).lsh_k(R0, GEN_SHIFT as i32).mov(R9, R0);
-    a.ldx_dw(R8, R7, GEN_INTERVAL).jeq_k(R8, 0, "count");
-    a.ldx_dw(R1, R7, GEN_NEXT).jgt(R1, R9, "drop");
-    a.mov(R2, R9).add_k(R2, -(GEN_SLACK_NS << GEN_SHIFT)).jgt(R1, R2, "keep").mov(R1, R2);
-    a.label("keep").add(R1, R8).stx_dw(R7, GEN_NEXT, R1);
-    a.label("count").ldx_dw(R1, R7, GEN_FIRST).jne_k(R1, 0, "started").stx_dw(R7, GEN_FIRST, R9);
-    a.label("started").stx_dw(R7, GEN_LAST, R9);
-    a.ldx_dw(R1, R7, GEN_SENT).mov(R2, R1).add_k(R2, 1).stx_dw(R7, GEN_SENT, R2);
-    if flows > 1 {
-        a.mod_k(R1, flows as i32);
-        // r2 = data, r3 = data_end; the rewritten fields end at byte 36.
-        a.ldx_w(R2, R6, XDP_DATA).ldx_w(R3, R6, XDP_DATA_END).mov(R4, R2).add_k(R4, frame::FLOW_FIELDS_END as i32);
-        a.jgt(R4, R3, "tx");
-        for (off, base, down) in frame::flow_fields() {
-            if down {
-                a.mov_k(R5, base as i32).sub(R5, R1);
-            } else {
-                a.mov(R5, R1).add_k(R5, base as i32);
-            }
-            a.stx_h(R2, off as i16, R5);
+    a.ldx_dw(R1, R8, CFG_INTERVAL).jeq_k(R1, 0, "count");
+    a.ldx_dw(R2, R7, ST_NEXT).jgt(R2, R9, "skip");
+    a.mov(R3, R9).add_k(R3, -(GEN_SLACK_NS << GEN_SHIFT)).jgt(R2, R3, "keep").mov(R2, R3);
+    a.label("keep").add(R2, R1).stx_dw(R7, ST_NEXT, R2);
+    a.label("count").ldx_dw(R1, R7, ST_FIRST).jne_k(R1, 0, "started").stx_dw(R7, ST_FIRST, R9);
+    a.label("started").stx_dw(R7, ST_LAST, R9);
+    a.ldx_dw(R1, R7, ST_SENT).mov(R2, R1).add_k(R2, 1).stx_dw(R7, ST_SENT, R2);
+    a.ldx_dw(R2, R8, CFG_FLOWS).jle_k(R2, 1, "send");
+    a.mod_x(R1, R2);
+    // r2 = data, r3 = data_end; the rewritten fields end at byte 36.
+    a.ldx_w(R2, R6, XDP_DATA).ldx_w(R3, R6, XDP_DATA_END).mov(R4, R2).add_k(R4, frame::FLOW_FIELDS_END as i32);
+    a.jgt(R4, R3, "send");
+    for (off, base, down) in frame::flow_fields() {
+        if down {
+            a.mov_k(R5, base as i32).sub(R5, R1);
+        } else {
+            a.mov(R5, R1).add_k(R5, base as i32);
         }
+        a.stx_h(R2, off as i16, R5);
     }
-    a.label("tx").mov_k(R0, XDP_TX).exit();
-    a.label("drop").mov_k(R0, XDP_DROP).exit();
+    a.ja("send");
+}
+
+/// The live-frames generator: run by `BPF_PROG_TEST_RUN`, it sends its frame
+/// out of the interface it is run on (XDP_TX) at each chance it takes.
+pub fn live_generator(maps: GenMaps) -> Vec<Insn> {
+    let mut a = Asm::default();
+    pace(&mut a, maps);
+    a.label("send").mov_k(R0, XDP_TX).exit();
+    a.label("skip").label("stop").mov_k(R0, XDP_DROP).exit();
+    a.finish()
+}
+
+/// The loop amplifier's sending end (on g1): a frame it sends goes to every
+/// interface of `devmap` (g1 itself, so it circles again, and the port
+/// toward the switch); one it skips only circles (XDP_TX back to g2); when
+/// stopped, frames die here.
+pub fn loop_generator(maps: GenMaps, devmap: i32) -> Vec<Insn> {
+    let mut a = Asm::default();
+    pace(&mut a, maps);
+    a.label("send").ld_map(R1, devmap).mov_k(R2, 0).mov_k(R3, BPF_F_BROADCAST).call(FUNC_REDIRECT_MAP).exit();
+    a.label("skip").mov_k(R0, XDP_TX).exit();
+    a.label("stop").mov_k(R0, XDP_DROP).exit();
+    a.finish()
+}
+
+/// Drops every frame (the live-frames probe).
+pub fn drop_all() -> Vec<Insn> {
+    let mut a = Asm::default();
+    a.mov_k(R0, XDP_DROP).exit();
+    a.finish()
+}
+
+/// The loop's far end (on g2): every frame goes straight back.
+pub fn bounce() -> Vec<Insn> {
+    let mut a = Asm::default();
+    a.mov_k(R0, XDP_TX).exit();
     a.finish()
 }
 
@@ -80,4 +131,72 @@ pub fn sink(udp_port: u16, count_map: i32) -> Vec<Insn> {
     a.label("drop").mov_k(R0, XDP_DROP).exit();
     a.label("pass").mov_k(R0, XDP_PASS).exit();
     a.finish()
+}
+
+/// The generator programs run by the kernel (plain `BPF_PROG_TEST_RUN`,
+/// which sends nothing): needs root; skipped without it unless `CI=true`.
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+    use crate::generator::Maps;
+    use rvs_dataplane::port::afxdp::{self, BPF_MAP_TYPE_DEVMAP};
+    use std::os::fd::AsRawFd;
+
+    const XDP_REDIRECT: u32 = 4;
+
+    fn privileged() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return true;
+        }
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "BPF program tests need root (CI=true)");
+        eprintln!("skipped: needs root");
+        false
+    }
+
+    /// (action, frame out) of `n` runs of `insns` on `frame`.
+    fn runs(insns: &[Insn], frame: &[u8], n: usize) -> Vec<(u32, Vec<u8>)> {
+        let prog = afxdp::load_xdp(insns, "rvsb_test").expect("load");
+        (0..n).map(|_| afxdp::test_run_frame(&prog, frame).expect("test run")).collect()
+    }
+
+    #[test]
+    fn both_generators_send_stamp_flows_pace_and_stop() {
+        if !privileged() {
+            return;
+        }
+        let maps = Maps::new().unwrap();
+        let devmap = afxdp::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, 2, "rvsb_test_out").unwrap();
+        let f = frame::udp_frame(64, [2, 0, 0, 0, 0, 2]);
+        let forms = [
+            ("live", live_generator(maps.fds()), XDP_TX as u32, XDP_DROP as u32),
+            ("loop", loop_generator(maps.fds(), devmap.as_raw_fd()), XDP_REDIRECT, XDP_TX as u32),
+        ];
+        for (name, prog, send, skip) in &forms {
+            // Full speed, 1000 flows: every run sends, as flow 0, 1, 2, ...
+            maps.reset(0, 1000).unwrap();
+            for (i, (action, out)) in runs(prog, &f, 3).into_iter().enumerate() {
+                assert_eq!(action, *send, "{name}: run {i}");
+                assert_eq!(out, frame::flow(&f, i as u16), "{name}: run {i} is flow {i}");
+            }
+            let (sent, first, last) = maps.read().unwrap();
+            assert_eq!(sent, 3, "{name}: counted");
+            assert!(first > 0 && last >= first, "{name}: first {first}, last {last}");
+            // One flow: the frame leaves as it is.
+            maps.reset(0, 1).unwrap();
+            assert_eq!(runs(prog, &f, 1)[0], (*send, f.clone()), "{name}: one flow");
+            // Paced at one frame a second: the first chance sends, the next
+            // is skipped and not counted.
+            maps.reset(1_000_000_000 << GEN_SHIFT, 1).unwrap();
+            let actions: Vec<u32> = runs(prog, &f, 2).into_iter().map(|r| r.0).collect();
+            assert_eq!(actions, [*send, *skip], "{name}: paced");
+            assert_eq!(maps.read().unwrap().0, 1, "{name}: paced count");
+            // Stopped: every frame is dropped, none counted.
+            maps.reset(0, 1).unwrap();
+            maps.configure(true, 0, 1).unwrap();
+            assert_eq!(runs(prog, &f, 1)[0].0, XDP_DROP as u32, "{name}: stopped");
+            assert_eq!(maps.read().unwrap().0, 0, "{name}: stopped count");
+        }
+        assert_eq!(runs(&bounce(), &f, 1)[0], (XDP_TX as u32, f.clone()));
+    }
 }

@@ -58,15 +58,24 @@ pub struct Row {
     /// iperf3 ran with the hosts' checksum offload off (the switch needs
     /// it); the others run with the hosts' defaults.
     pub hosts_tx_off: bool,
+    /// The median reaches [`GENERATOR_BOUND`] of the generator's ceiling for
+    /// this frame size and flow count: the generator may be the limit.
+    pub generator_bound: bool,
     /// Median over rvs's median (Mpps, or Gbit/s on the TCP line).
     pub vs_rvs: Option<f64>,
     /// Why there are no numbers.
     pub note: Option<String>,
 }
 
+/// The share of the generator's ceiling from which a result is flagged as
+/// possibly generator-bound.
+pub const GENERATOR_BOUND: f64 = 0.8;
+
 /// The summary: the generator's ceiling and the systems' lines.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// How the generator made frames.
+    pub generator: &'static str,
     pub ceiling: Vec<Row>,
     pub rows: Vec<Row>,
 }
@@ -89,7 +98,14 @@ pub fn summarise(plan: &Plan, res: &Results) -> Summary {
         }
         rows.extend(per.iter().filter(|r| r.len() == 1).map(|r| r[0].clone()));
     }
-    Summary { ceiling, rows }
+    for r in rows.iter_mut() {
+        let top = ceiling.iter().find(|c| c.size.is_some() && c.size == r.size && c.flows == r.flows);
+        r.generator_bound = match (r.mpps, top.and_then(|c| c.mpps)) {
+            (Some(m), Some(c)) => m.median >= GENERATOR_BOUND * c.median,
+            _ => false,
+        };
+    }
+    Summary { generator: plan.generator.describe(), ceiling, rows }
 }
 
 fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
@@ -128,6 +144,7 @@ fn rows_for(plan: &Plan, res: &Results, sys: System) -> Vec<Row> {
                 ndr_generator_bound: bound,
                 tcp_gbps: None,
                 hosts_tx_off: false,
+                generator_bound: false,
                 vs_rvs: ratio(mpps, base_mpps),
                 note: mpps.is_none().then(&why_none),
             });
@@ -157,7 +174,7 @@ pub fn table(s: &Summary) -> String {
             r.system.to_string(),
             r.size.map(|s| format!("{s} B")).unwrap_or_else(|| if r.note.is_some() { dash() } else { "TCP".into() }),
             r.flows.map(|f| f.to_string()).unwrap_or_else(dash),
-            r.mpps.map(|m| m.show(3)).unwrap_or_else(dash),
+            r.mpps.map(|m| m.show(3) + if r.generator_bound { " ‡" } else { "" }).unwrap_or_else(dash),
             r.ndr_mpps.map(|m| m.show(3) + if r.ndr_generator_bound > 0 { " *" } else { "" }).unwrap_or_else(dash),
             r.tcp_gbps.map(|m| m.show(2) + if r.hosts_tx_off { " †" } else { "" }).unwrap_or_else(dash),
             r.vs_rvs.map(|x| format!("{x:.2}")).unwrap_or_else(dash),
@@ -167,7 +184,8 @@ pub fn table(s: &Summary) -> String {
         }
         v
     };
-    for (title, rows) in [("generator ceiling (straight into the XDP drop)", &s.ceiling), ("systems", &s.rows)] {
+    let ceiling_title = format!("generator ceiling: {}, straight into the XDP drop", s.generator);
+    for (title, rows) in [(ceiling_title.as_str(), &s.ceiling), ("systems", &s.rows)] {
         let body: Vec<Vec<String>> = rows.iter().map(cells).collect();
         let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
         for r in &body {
@@ -187,6 +205,14 @@ pub fn table(s: &Summary) -> String {
             line(&mut out, r);
         }
         out.push('\n');
+    }
+    if s.rows.iter().any(|r| r.generator_bound) {
+        let _ = writeln!(
+            out,
+            "‡ at {:.0} % or more of the generator's ceiling for this frame size and flow count: the generator\n  \
+             may be what limits it",
+            GENERATOR_BOUND * 100.0
+        );
     }
     if s.rows.iter().any(|r| r.ndr_generator_bound > 0) {
         out.push_str(

@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::generator::Generator;
 use crate::sh::Result;
 use crate::sink::Sink;
-use crate::systems::Bed;
 
 /// How long the switch gets to empty its queues after a trial.
 const DRAIN: Duration = Duration::from_millis(50);
@@ -36,18 +35,19 @@ pub struct Settings {
     pub verbose: bool,
 }
 
-/// Runs a trial: `frame` from host A at `rate` (or full speed) for `len`.
-pub fn trial(
-    bed: &Bed,
-    sink: &Sink,
-    gen: &Generator,
-    frame: &[u8],
-    rate: Option<f64>,
-    len: Duration,
-    stop: &AtomicBool,
-) -> Result<Outcome> {
+/// What a trial sends: a frame from host A's generator as some flows.
+#[derive(Clone, Copy)]
+pub struct Load<'a> {
+    pub gen: &'a Generator,
+    pub frame: &'a [u8],
+    pub flows: u32,
+}
+
+/// Runs a trial: `load` at `rate` (or full speed) for `len`, counted at
+/// `sink`.
+pub fn trial(sink: &Sink, load: Load, rate: Option<f64>, len: Duration, stop: &AtomicBool) -> Result<Outcome> {
     let before = sink.count()?;
-    let sent = gen.run(&bed.a, "eth0", frame, rate, len, stop)?;
+    let sent = load.gen.run(load.frame, load.flows, rate, len, stop)?;
     std::thread::sleep(DRAIN);
     let got = sink.count()? - before;
     let secs = sent.elapsed.as_secs_f64().max(1e-9);
@@ -70,15 +70,7 @@ pub struct Ndr {
 /// Searches the no-drop rate between 0 and `full.offered`, starting at the
 /// rate delivered under full load, halving the interval between the
 /// highest passing and the lowest failing rate.
-pub fn ndr(
-    bed: &Bed,
-    sink: &Sink,
-    gen: &Generator,
-    frame: &[u8],
-    full: Outcome,
-    set: Settings,
-    stop: &AtomicBool,
-) -> Result<Ndr> {
+pub fn ndr(sink: &Sink, load: Load, full: Outcome, set: Settings, stop: &AtomicBool) -> Result<Ndr> {
     if full.lost == 0 {
         return Ok(Ndr { pps: full.offered, generator_bound: false });
     }
@@ -89,7 +81,7 @@ pub fn ndr(
     let floor = full.offered * 0.001;
     let mut retried = false;
     while hi - lo > set.precision * hi && rate > floor {
-        let o = trial(bed, sink, gen, frame, Some(rate), set.search, stop)?;
+        let o = trial(sink, load, Some(rate), set.search, stop)?;
         if set.verbose {
             eprintln!(
                 "    NDR trial at {:.3} Mpps: offered {:.3}, delivered {:.3}, lost {}",

@@ -1,7 +1,10 @@
 //! `rvs-bench --quick` against every system (rvs, the kernel's switches,
 //! Open vSwitch and testpmd): the JSON is complete, every number is
-//! positive (no speed is asserted), the peers' TCP is marked as run with
-//! the hosts' checksum offload off, and nothing is left behind.
+//! positive (no speed is asserted), the generator it chose is named, the
+//! peers' TCP is marked as run with the hosts' checksum offload off, and
+//! nothing is left behind. Then each generator when asked for by name: the
+//! loop amplifier works on any kernel; live frames work or are refused in
+//! one line.
 //!
 //! Needs root, iproute2, ethtool, ping and iperf3, and rvsd/rvsctl built
 //! next to rvs-bench (`cargo build --release --workspace`, as
@@ -12,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -72,6 +76,54 @@ fn positive(v: &Value, what: &str) -> f64 {
     x
 }
 
+/// Runs rvs-bench with `args`; returns its exit status, stdout and stderr
+/// (stderr also echoed), after checking that it left no namespace behind.
+/// One run at a time: runs side by side would load each other's cores.
+fn bench(args: &[&str]) -> (std::process::ExitStatus, Vec<u8>, String) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let child = Command::new(bench_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rvs-bench");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("run rvs-bench");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprint!("{err}");
+    // Nothing left behind: the run's namespaces (and the veths and XDP
+    // programs in them) are gone.
+    let left: Vec<String> = std::fs::read_dir("/var/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let prefix = format!("rvsb-{pid}-");
+    assert!(!left.iter().any(|n| n.starts_with(&prefix)), "namespaces left behind: {left:?}");
+    (out.status, out.stdout, err)
+}
+
+/// The JSON of a successful run.
+fn bench_json(args: &[&str]) -> Value {
+    let (status, out, _) = bench(args);
+    assert!(status.success(), "rvs-bench {} failed: {status}", args.join(" "));
+    serde_json::from_slice(&out).expect("rvs-bench --json prints JSON")
+}
+
+/// Every size and flow count of the plan has a positive ceiling.
+fn check_ceiling(v: &Value, sizes: &[u64], flows: &[u64]) {
+    let ceiling = v["summary"]["ceiling"].as_array().expect("summary.ceiling");
+    for &size in sizes {
+        for &f in flows {
+            let row = ceiling
+                .iter()
+                .find(|r| r["size"].as_u64() == Some(size) && r["flows"].as_u64() == Some(f))
+                .unwrap_or_else(|| panic!("no ceiling row for {size} B, {f} flows"));
+            positive(&row["mpps"]["median"], &format!("ceiling {size} B {f} flows"));
+        }
+    }
+}
+
 #[test]
 fn quick_run_reports_every_number() {
     if !require_root() {
@@ -83,25 +135,10 @@ fn quick_run_reports_every_number() {
         "{} or rvsctl not found: build them first (cargo build --release --workspace)",
         rvsd.display()
     );
-    let child = Command::new(bench_bin())
-        .args(["--quick", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rvs-bench");
-    let pid = child.id();
-    let out = child.wait_with_output().expect("run rvs-bench");
-    assert!(out.status.success(), "rvs-bench failed: {}", out.status);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("rvs-bench --json prints JSON");
-
-    // Nothing left behind: the run's namespaces (and the veths and XDP
-    // programs in them) are gone.
-    let left: Vec<String> = std::fs::read_dir("/var/run/netns")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    let prefix = format!("rvsb-{pid}-");
-    assert!(!left.iter().any(|n| n.starts_with(&prefix)), "namespaces left behind: {left:?}");
+    let v = bench_json(&["--quick", "--json"]);
+    let method = v["plan"]["generator"].as_str().expect("plan.generator");
+    assert!(method == "live" || method == "loop", "generator {method:?}");
+    assert!(v["summary"]["generator"].as_str().is_some_and(|s| !s.is_empty()), "summary.generator");
 
     let sizes: Vec<u64> = v["plan"]["sizes"].as_array().expect("plan.sizes").iter().filter_map(Value::as_u64).collect();
     let flows: Vec<u64> = v["plan"]["flows"].as_array().expect("plan.flows").iter().filter_map(Value::as_u64).collect();
@@ -111,17 +148,7 @@ fn quick_run_reports_every_number() {
         assert!(systems.iter().any(|s| s == sys), "{sys} did not run");
     }
 
-    // The generator's ceiling, for every size and flow count.
-    let ceiling = v["summary"]["ceiling"].as_array().expect("summary.ceiling");
-    for &size in &sizes {
-        for &f in &flows {
-            let row = ceiling
-                .iter()
-                .find(|r| r["size"].as_u64() == Some(size) && r["flows"].as_u64() == Some(f))
-                .unwrap_or_else(|| panic!("no ceiling row for {size} B, {f} flows"));
-            positive(&row["mpps"]["median"], &format!("ceiling {size} B {f} flows"));
-        }
-    }
+    check_ceiling(&v, &sizes, &flows);
 
     let rows = v["summary"]["rows"].as_array().expect("summary.rows");
     for sys in &systems {
@@ -139,6 +166,7 @@ fn quick_run_reports_every_number() {
                 positive(&row["mpps"]["median"], &format!("{what} Mpps"));
                 positive(&row["ndr_mpps"]["median"], &format!("{what} NDR"));
                 positive(&row["vs_rvs"], &format!("{what} ratio"));
+                assert!(row["generator_bound"].is_boolean(), "{what}: generator_bound");
             }
         }
         let tcp = rows
@@ -156,5 +184,46 @@ fn quick_run_reports_every_number() {
                 positive(&s[k], &format!("raw {k} of {s}"));
             }
         }
+    }
+}
+
+#[test]
+fn loop_generator_runs_when_asked() {
+    if !require_root() {
+        return;
+    }
+    let args = ["--generator", "loop", "--systems", "linux-bridge", "--quick", "--no-tcp", "--sizes", "64,1518"];
+    let v = bench_json(&[&args[..], &["--json"]].concat());
+    assert_eq!(v["plan"]["generator"], "loop");
+    assert!(v["raw"]["missing"].as_array().expect("raw.missing").is_empty(), "{}", v["raw"]["missing"]);
+    check_ceiling(&v, &[64, 1518], &[1, 1000]);
+    let rows = v["summary"]["rows"].as_array().expect("summary.rows");
+    assert_eq!(rows.len(), 4, "linux-bridge: 2 sizes × 2 flow counts");
+    for r in rows {
+        positive(&r["mpps"]["median"], &format!("linux-bridge {r}"));
+        positive(&r["ndr_mpps"]["median"], &format!("linux-bridge NDR {r}"));
+    }
+    // The table names the generator.
+    let (status, out, _) = bench(&args);
+    assert!(status.success());
+    let table = String::from_utf8_lossy(&out);
+    assert!(table.contains("generator: XDP loop amplifier"), "{table}");
+}
+
+#[test]
+fn live_frames_work_or_are_refused_in_one_line() {
+    if !require_root() {
+        return;
+    }
+    let (status, out, err) =
+        bench(&["--generator", "live", "--systems", "linux-bridge", "--quick", "--no-tcp", "--sizes", "64", "--json"]);
+    if status.success() {
+        let v: Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(v["plan"]["generator"], "live");
+        check_ceiling(&v, &[64], &[1, 1000]);
+    } else {
+        assert_eq!(status.code(), Some(1));
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("rvs-bench: BPF_PROG_TEST_RUN with live frames"), "{err}");
     }
 }

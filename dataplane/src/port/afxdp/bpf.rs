@@ -498,6 +498,12 @@ const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 /// `BPF_MAP_TYPE_ARRAY`, for [`create_map`].
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`, for [`create_map`]: from userspace a value
+/// is one slot per possible CPU, each rounded up to 8 bytes.
+pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+/// `BPF_MAP_TYPE_DEVMAP` (u32 keys, u32 ifindex values), the target of
+/// `bpf_redirect_map`.
+pub const BPF_MAP_TYPE_DEVMAP: u32 = 14;
 
 /// `src_reg` of a `ld_imm64` instruction whose immediate is a map fd.
 pub const PSEUDO_MAP_FD: u8 = BPF_PSEUDO_MAP_FD;
@@ -563,6 +569,25 @@ pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
         ..Default::default()
     };
     sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+}
+
+/// Runs the XDP program `prog` once on a copy of `frame` (plain
+/// `BPF_PROG_TEST_RUN`, nothing is sent) and returns its action and the
+/// frame as the program left it (at most `frame.len() + 256` bytes).
+pub fn test_run_frame(prog: &OwnedFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        data_size_out: out.len() as u32,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    out.truncate(attr.data_size_out as usize);
+    Ok((attr.retval, out))
 }
 
 /// `struct xdp_md` as `BPF_PROG_TEST_RUN` takes it for its context.

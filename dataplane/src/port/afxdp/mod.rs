@@ -24,7 +24,8 @@ mod umem;
 
 /// Loader building blocks for tools with their own XDP programs (rvs-bench).
 pub use bpf::{
-    attach_xdp, create_map, load_xdp, map_lookup, map_update, test_run_live, Insn, BPF_MAP_TYPE_ARRAY, PSEUDO_MAP_FD,
+    attach_xdp, create_map, load_xdp, map_lookup, map_update, test_run_frame, test_run_live, Insn, BPF_MAP_TYPE_ARRAY,
+    BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_PERCPU_ARRAY, PSEUDO_MAP_FD,
 };
 pub use bpf::{XdpMode, XdpProgram};
 pub use port::{AfXdpPort, XskConfig, XskCounters};
