@@ -63,7 +63,7 @@ fn kill9_under_traffic_then_restart_within_2s() {
 }
 
 /// (bridge, port) pairs of a configuration.
-fn ports_of(cfg: &rvs_switch::config::Config) -> BTreeSet<String> {
+fn ports_of(cfg: &rvs_proto::config::Config) -> BTreeSet<String> {
     cfg.bridges.iter().flat_map(|b| b.ports.iter().map(move |p| format!("{}/{}", b.name, p.name))).collect()
 }
 

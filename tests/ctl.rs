@@ -2,11 +2,12 @@
 //! through a real control socket served by rvsd's server with a fake
 //! datapath.
 
-use rvs_switch::config::{BridgeConfig, PortConfig, UplinkConfig};
-use rvs_switch::datapath::{
-    Datapath, DpResult, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, UplinkStatus,
-};
-use rvs_switch::proto::MacAddr;
+mod common;
+
+use rvs_proto::config::{BridgeConfig, PortConfig, UplinkConfig};
+use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, UplinkStatus};
+use rvs_proto::MacAddr;
+use rvs_switch::datapath::{Datapath, DpResult};
 use rvs_switch::server::serve;
 use rvs_switch::state::State;
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn rvsctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rvsctl"))
+    Command::new(common::rvsctl_bin())
         .arg("--socket")
         .arg(socket)
         .args(args)
@@ -102,11 +103,7 @@ fn daemon_not_running_is_clear() {
 
 #[test]
 fn socket_from_environment() {
-    let o = Command::new(env!("CARGO_BIN_EXE_rvsctl"))
-        .arg("ping")
-        .env("RVS_SOCKET", "/nonexistent/env.sock")
-        .output()
-        .unwrap();
+    let o = Command::new(common::rvsctl_bin()).arg("ping").env("RVS_SOCKET", "/nonexistent/env.sock").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/nonexistent/env.sock"), "{}", stderr(&o));
 }

@@ -58,7 +58,7 @@ fn control_socket_abuse() {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut big = br#"{"version":1,"cmd":"bridge_add","bridge":""#.to_vec();
-        big.resize(rvs_switch::proto::MAX_REQUEST_LEN + 100, b'x');
+        big.resize(rvs_proto::MAX_REQUEST_LEN + 100, b'x');
         big.extend_from_slice(b"\"}\n");
         let _ = s.write_all(&big);
         let mut reply = String::new();

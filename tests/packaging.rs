@@ -94,7 +94,7 @@ fn check_config() {
     let dir = temp("check");
     let good = dir.join("good.json");
     let mut cfg = rvs_switch::db::empty();
-    cfg.bridges.push(rvs_switch::config::BridgeConfig::new("br0"));
+    cfg.bridges.push(rvs_proto::config::BridgeConfig::new("br0"));
     rvs_switch::db::save(&good, &cfg).unwrap();
     let out = bin_ok(&rvsd_bin(), &["--check-config", "--db", good.to_str().unwrap()]);
     assert_eq!(out.trim(), format!("{}: ok (1 bridges, 0 ports, 0 uplinks)", good.display()));

@@ -151,7 +151,7 @@ fn trace_matches_what_the_switch_does() {
 
     // And back: a VXLAN frame from the remote VTEP, traced on the uplink,
     // is decapsulated and goes to B's port, where the real one arrives.
-    let inner = rvs_switch::framedesc::parse(&udp(C, B, None)).unwrap();
+    let inner = rvs_proto::framedesc::parse(&udp(C, B, None)).unwrap();
     let outer =
         vxlan_frame(parse_mac(&src_mac), parse_mac(&next_hop), ([198, 18, 61, 2], [198, 18, 61, 1]), 6001, &inner);
     let hex: String = outer.iter().map(|b| format!("{b:02x}")).collect();

@@ -7,10 +7,10 @@
 //! goes away. On SIGINT/SIGTERM it closes its side of the connection and
 //! rvsd ends the stream with what it still holds and the final counters.
 
-use rvs_switch::capstream::{Decoder, Message};
-use rvs_switch::pcap;
-use rvs_switch::proto::{CaptureStarted, CaptureStatus, Command, Reply, Request, MAX_REPLY_LEN};
-use rvs_switch::server::{self, io_msg, CLIENT_TIMEOUT};
+use rvs_proto::capstream::{Decoder, Message};
+use rvs_proto::client::{self, io_msg, CLIENT_TIMEOUT};
+use rvs_proto::pcap;
+use rvs_proto::{CaptureStarted, CaptureStatus, Command, Reply, Request, MAX_REPLY_LEN};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,7 @@ pub fn run(socket: &Path, cmd: Command, out_path: &Path) -> Result<CaptureStatus
     };
     let at = socket.display().to_string();
     let lost = |e: std::io::Error| format!("lost the connection to rvsd at {at}: {}", io_msg(&e));
-    let mut stream = server::connect(socket)?;
+    let mut stream = client::connect(socket)?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(lost)?;
     stream.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(lost)?;
     let mut line = Request::new(cmd).to_line().into_bytes();

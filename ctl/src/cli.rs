@@ -4,8 +4,8 @@
 //! bad MAC, VLAN or name is refused before anything is sent.
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use rvs_switch::config::{PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
-use rvs_switch::proto::{self, CaptureDirection, Command, ShowResult};
+use rvs_proto::config::{PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::{self as proto, CaptureDirection, Command, ShowResult};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -147,7 +147,7 @@ impl Cli {
 }
 
 fn log_filter(s: &str) -> Result<String, String> {
-    rvs_switch::log::parse(s).map(|_| s.trim().to_string())
+    rvs_proto::check_log_filter(s).map(|_| s.trim().to_string())
 }
 
 /// Capture directions, as typed.
@@ -189,7 +189,7 @@ Examples:
 pub struct Frame(pub Vec<u8>);
 
 fn frame(s: &str) -> Result<Frame, String> {
-    rvs_switch::framedesc::parse(s).map(Frame)
+    rvs_proto::framedesc::parse(s).map(Frame)
 }
 
 /// `rvsctl cluster ...`
@@ -731,7 +731,7 @@ impl Cli {
                 Command::Trace {
                     bridge: bridge.clone(),
                     port: port.clone(),
-                    frame: rvs_switch::framedesc::to_hex(&frame.0),
+                    frame: rvs_proto::framedesc::to_hex(&frame.0),
                 },
                 View::Trace,
             ),
@@ -977,8 +977,8 @@ mod tests {
 
     #[test]
     fn remote_edit_on_show() {
-        use rvs_switch::datapath::PortStatus;
-        use rvs_switch::proto::{BridgeShow, PortShow};
+        use rvs_proto::status::PortStatus;
+        use rvs_proto::{BridgeShow, PortShow};
         let status = |n: &str| PortStatus {
             name: n.into(),
             bridge: "br0".into(),

@@ -9,8 +9,8 @@ mod output;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use rvs_switch::proto::{Request, ShowResult, DEFAULT_SOCKET};
-use rvs_switch::server;
+use rvs_proto::client;
+use rvs_proto::{Request, ShowResult, DEFAULT_SOCKET};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,15 +31,15 @@ fn one_line(e: &clap::Error) -> String {
 
 /// Sends `cmd`; for a remote edit, `cmd` reads the current list and the
 /// edit's own request follows.
-fn send(socket: &Path, cmd: rvs_switch::proto::Command, edit: Option<&cli::RemoteEdit>) -> Result<Value, String> {
-    let result = server::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())?;
+fn send(socket: &Path, cmd: rvs_proto::Command, edit: Option<&cli::RemoteEdit>) -> Result<Value, String> {
+    let result = client::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())?;
     let Some(edit) = edit else {
         return Ok(result);
     };
     let show: ShowResult =
         serde_json::from_value(result).map_err(|e| format!("cannot understand rvsd's answer: {e}"))?;
     let cmd = edit.command(&show)?;
-    server::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())
+    client::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())
 }
 
 fn main() -> ExitCode {

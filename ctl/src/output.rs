@@ -1,9 +1,9 @@
 //! Human output: aligned plain-text tables.
 
-use rvs_switch::config::{PortConfig, PortVlan};
-use rvs_switch::datapath::{FdbEntryInfo, FlowInfo, PortStatsInfo, ThreadInfo, TraceOutput, TraceResult};
-use rvs_switch::proto::{BridgeSummary, FlushResult, PingResult, PortShow, ShowResult, UplinkShow};
-use rvs_switch::state::{kind_name, ClusterShow};
+use rvs_proto::cluster::ClusterShow;
+use rvs_proto::config::{PortConfig, PortVlan};
+use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, ThreadInfo, TraceOutput, TraceResult};
+use rvs_proto::{BridgeSummary, FlushResult, PingResult, PortShow, ShowResult, UplinkShow};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt::Write;
@@ -233,7 +233,7 @@ fn show(s: &ShowResult) -> String {
                 .map(|p| {
                     vec![
                         p.config.name.clone(),
-                        kind_name(p.config.kind).to_string(),
+                        p.config.kind.name().to_string(),
                         vlan_mode(&p.config),
                         p.status.state.clone(),
                         or_dash(p.status.xdp_mode.clone()),

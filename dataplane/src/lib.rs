@@ -4,6 +4,8 @@
 //! decisions without touching a socket or a clock; `port` holds the I/O
 //! backends behind one narrow trait, and `pmd` joins the two in the polling
 //! loop. Everything but `port` can be tested without privileges.
+
+#![warn(missing_docs)]
 #![deny(missing_docs)]
 
 pub mod capture;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rvs_switch::proto::Request;
+use rvs_proto::Request;
 
 fuzz_target!(|data: &[u8]| {
     match Request::parse(data) {

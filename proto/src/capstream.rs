@@ -12,7 +12,7 @@
 //! Integers are little-endian. The client ends a capture by closing the
 //! connection.
 
-use crate::proto::CaptureStatus;
+use crate::CaptureStatus;
 
 /// Largest captured length a frame message may carry.
 pub const MAX_CAPLEN: usize = 64 * 1024;

@@ -21,7 +21,7 @@ pub struct Config {
     pub uplinks: Vec<UplinkConfig>,
     /// Cluster membership through etcd, if this node is in a cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<crate::cluster::ClusterConfig>,
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// An underlay interface: rvs takes the VXLAN frames for its VTEPs from it
@@ -255,6 +255,45 @@ pub struct StaticMac {
     pub port: String,
 }
 
+/// Default lease TTL, seconds.
+pub const DEFAULT_LEASE_TTL: u32 = 10;
+/// Accepted lease TTLs, seconds.
+pub const LEASE_TTL_RANGE: std::ops::RangeInclusive<u32> = 2..=3600;
+
+/// Cluster membership settings (persisted in the db).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd client endpoints, `http://host:port`.
+    pub etcd: Vec<String>,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Lease TTL in seconds: how long a dead node lingers.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_secs: u32,
+}
+
+fn default_lease_ttl() -> u32 {
+    DEFAULT_LEASE_TTL
+}
+
+impl ClusterConfig {
+    /// Checks the settings as rvsd would use them.
+    pub fn check(&self) -> Result<(), String> {
+        crate::check::etcd_endpoints(&self.etcd)?;
+        crate::check::check_node_name(&self.node)?;
+        if !LEASE_TTL_RANGE.contains(&self.lease_ttl_secs) {
+            return Err(format!(
+                "lease TTL {} s out of range {}..={}",
+                self.lease_ttl_secs,
+                LEASE_TTL_RANGE.start(),
+                LEASE_TTL_RANGE.end()
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +305,15 @@ mod tests {
         set_pmd(&mut pmd, 0, 2);
         set_pmd(&mut pmd, 3, 5);
         assert_eq!(pmd, vec![(0, 2), (3, 5)]);
+    }
+
+    #[test]
+    fn config_checks() {
+        let ok = ClusterConfig { etcd: vec!["http://127.0.0.1:2379".into()], node: "h1".into(), lease_ttl_secs: 10 };
+        assert!(ok.check().is_ok());
+        assert!(ClusterConfig { node: "a/b".into(), ..ok.clone() }.check().is_err());
+        assert!(ClusterConfig { node: String::new(), ..ok.clone() }.check().is_err());
+        assert!(ClusterConfig { lease_ttl_secs: 1, ..ok.clone() }.check().is_err());
+        assert!(ClusterConfig { etcd: vec!["127.0.0.1:2379".into()], ..ok }.check().is_err());
     }
 }

@@ -22,7 +22,8 @@
 
 use crate::etcd::{Client, Kv};
 use rvs_dataplane::wire::MacAddr;
-use serde::{Deserialize, Serialize};
+use rvs_proto::cluster::{ClusterStatus, MacsRecord, NodeRecord, VtepRecord, PREFIX};
+use rvs_proto::config::ClusterConfig;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,106 +32,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Where the keys live.
-pub const PREFIX: &str = "/rvs/v1/";
-/// Default lease TTL, seconds.
-pub const DEFAULT_LEASE_TTL: u32 = 10;
-/// Accepted lease TTLs, seconds.
-pub const LEASE_TTL_RANGE: std::ops::RangeInclusive<u32> = 2..=3600;
 /// Local MACs are published at most this often.
 const MAC_PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// A full re-read of the prefix even without watch events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
-
-/// Cluster membership settings (persisted in the db).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// etcd client endpoints, `http://host:port`.
-    pub etcd: Vec<String>,
-    /// This node's name, unique in the cluster.
-    pub node: String,
-    /// Lease TTL in seconds: how long a dead node lingers.
-    #[serde(default = "default_ttl")]
-    pub lease_ttl_secs: u32,
-}
-
-fn default_ttl() -> u32 {
-    DEFAULT_LEASE_TTL
-}
-
-impl ClusterConfig {
-    /// Checks the settings as rvsd would use them.
-    pub fn check(&self) -> Result<(), String> {
-        Client::new(&self.etcd)?;
-        crate::proto::check_node_name(&self.node)?;
-        if !LEASE_TTL_RANGE.contains(&self.lease_ttl_secs) {
-            return Err(format!(
-                "lease TTL {} s out of range {}..={}",
-                self.lease_ttl_secs,
-                LEASE_TTL_RANGE.start(),
-                LEASE_TTL_RANGE.end()
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// One VTEP a node serves.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct VtepRecord {
-    /// VNI.
-    pub vni: u32,
-    /// Local VTEP address.
-    pub addr: IpAddr,
-    /// UDP destination port.
-    pub dstport: u16,
-}
-
-/// The value under `/rvs/v1/nodes/NODE`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    /// Node name.
-    pub node: String,
-    /// Its VTEPs.
-    pub vteps: Vec<VtepRecord>,
-}
-
-/// One advertised MAC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct MacRecord {
-    /// The MAC.
-    #[serde(with = "mac_text")]
-    pub mac: MacAddr,
-    /// Its VLAN on the advertising node.
-    pub vlan: u16,
-}
-
-/// A MAC as `aa:bb:cc:dd:ee:ff` in JSON.
-mod mac_text {
-    use rvs_dataplane::wire::MacAddr;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(mac)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(|e| serde::de::Error::custom(format!("{e}")))
-    }
-}
-
-/// The value under `/rvs/v1/macs/VNI/NODE`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MacsRecord {
-    /// The VTEP the MACs sit behind.
-    pub vtep: IpAddr,
-    /// The MACs.
-    pub macs: Vec<MacRecord>,
-}
 
 /// What this node serves, as the control loop sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -197,25 +104,6 @@ impl PeerView {
         }
         view
     }
-}
-
-/// How the agent stands with etcd.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterStatus {
-    /// `connecting`, `connected` or `disconnected`.
-    pub state: String,
-    /// The last error, while not connected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Seconds since the state last changed.
-    pub since_secs: u64,
-    /// The lease this node's keys hang on (0: none).
-    pub lease: i64,
-    /// Times the agent (re)connected.
-    pub connects: u64,
-    /// When the peers were last read, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sync_unix: Option<u64>,
 }
 
 struct Shared {
@@ -565,15 +453,5 @@ mod tests {
         let macs = v.macs_for(42);
         assert_eq!(macs.len(), 1, "MACs of nodes without a node record are ignored: {macs:?}");
         assert_eq!(macs[0].0, "02:00:00:00:00:02".parse().unwrap());
-    }
-
-    #[test]
-    fn config_checks() {
-        let ok = ClusterConfig { etcd: vec!["http://127.0.0.1:2379".into()], node: "h1".into(), lease_ttl_secs: 10 };
-        assert!(ok.check().is_ok());
-        assert!(ClusterConfig { node: "a/b".into(), ..ok.clone() }.check().is_err());
-        assert!(ClusterConfig { node: String::new(), ..ok.clone() }.check().is_err());
-        assert!(ClusterConfig { lease_ttl_secs: 1, ..ok.clone() }.check().is_err());
-        assert!(ClusterConfig { etcd: vec!["127.0.0.1:2379".into()], ..ok }.check().is_err());
     }
 }

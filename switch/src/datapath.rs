@@ -6,11 +6,11 @@
 //! fake. Each method either does all of its change or none of it, and its
 //! error is one line fit to show a user.
 
-use crate::config::{BridgeConfig, PortConfig, UplinkConfig};
 pub use rvs_dataplane::capture::{CaptureRing, Direction};
 use rvs_dataplane::stats::PortCounters;
 use rvs_dataplane::wire::MacAddr;
-use serde::{Deserialize, Serialize};
+use rvs_proto::config::{BridgeConfig, PortConfig, UplinkConfig};
+use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -106,240 +106,25 @@ pub trait Datapath {
     }
 }
 
-/// What the packet path would do with a frame, step by step.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceResult {
-    /// Each stage in order: (stage, what happened).
-    pub steps: Vec<(String, String)>,
-    /// The decision: "output", "flood" or "drop:REASON".
-    pub decision: String,
-    /// Where copies of the frame would go.
-    pub outputs: Vec<TraceOutput>,
-    /// The traced frame, as hex (what to send to see the real thing).
-    #[serde(default)]
-    pub frame: String,
-}
-
-/// One place a traced frame would be sent.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceOutput {
-    /// Egress port.
-    pub port: String,
-    /// VLAN tag handling: "none", "push N", "pop", "rewrite N".
-    pub tag: String,
-    /// For a VXLAN port: the encapsulation toward one remote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vxlan: Option<TraceVxlan>,
-    /// Set if this copy would be dropped, with the reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dropped: Option<String>,
-}
-
-/// The outer headers a traced frame would get.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceVxlan {
-    /// Remote VTEP.
-    pub remote: String,
-    /// Outer source address.
-    pub local: String,
-    /// The uplink the encapsulated frame leaves through.
-    #[serde(default)]
-    pub uplink: String,
-    /// The uplink's MAC (outer source).
-    #[serde(default)]
-    pub src_mac: String,
-    /// Next-hop MAC (outer destination), if resolved.
-    pub next_hop_mac: Option<String>,
-    /// VNI.
-    pub vni: u32,
-    /// UDP source port chosen from the inner flow's hash.
-    pub udp_src: u16,
-    /// UDP destination port.
-    pub udp_dst: u16,
-    /// TTL / hop limit.
-    pub ttl: u8,
-}
-
-/// One flow cache entry as shown to users.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowInfo {
-    /// Core of the polling thread that holds it.
-    pub core: usize,
-    /// Bridge.
-    pub bridge: String,
-    /// Ingress port.
-    pub in_port: String,
-    /// For frames from a tunnel: the remote VTEP they came from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<String>,
-    /// Source MAC.
-    pub src: String,
-    /// Destination MAC.
-    pub dst: String,
-    /// VLAN the frames were classified into.
-    pub vlan: u16,
-    /// The cached decision: "output:PORT", "output:PORT->VTEP", "flood", or "drop:REASON".
-    pub action: String,
-    /// Frames that used this entry.
-    pub hits: u64,
-}
-
-/// Run-time state of one uplink.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UplinkStatus {
-    /// Interface name.
-    pub name: String,
-    /// "up", or "down: <why>".
-    pub state: String,
-    /// "native" or "generic".
-    pub xdp_mode: String,
-    /// Interface MTU.
-    pub mtu: u32,
-    /// Local VTEP addresses rvs takes VXLAN frames for.
-    pub vteps: Vec<String>,
-    /// Per queue: (queue id, polling thread core).
-    pub queues: Vec<(u32, usize)>,
-}
-
-/// A remote VTEP of a VXLAN port as shown to users.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteStatus {
-    /// Remote VTEP address.
-    pub ip: String,
-    /// MAC of the next hop toward it, once resolved.
-    pub next_hop_mac: Option<String>,
-}
-
-/// One FDB entry as shown to users.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FdbEntryInfo {
-    /// MAC address.
-    pub mac: String,
-    /// VLAN.
-    pub vlan: u16,
-    /// Port name.
-    pub port: String,
-    /// True for static entries.
-    pub is_static: bool,
-    /// Seconds since the MAC was last seen (0 for static entries).
-    pub age_secs: u32,
-    /// For MACs behind a VXLAN port: the remote VTEP they were learned from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<String>,
-}
-
-/// Run-time state of one port.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortStatus {
-    /// Port name.
-    pub name: String,
-    /// Bridge name.
-    pub bridge: String,
-    /// "afxdp" or "tap".
-    pub kind: String,
-    /// "up", or "down: <why>".
-    pub state: String,
-    /// AF_XDP: "native" or "generic"; empty for tap.
-    pub xdp_mode: String,
-    /// Per queue: (queue id, polling thread core).
-    pub queues: Vec<(u32, usize)>,
-    /// VXLAN: largest inner frame payload (MTU) that fits the uplink.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inner_mtu: Option<u32>,
-    /// VXLAN: the remote VTEPs and their next hops.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remotes: Vec<RemoteStatus>,
-}
-
-/// Counters of one port, summed over threads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortStatsInfo {
-    /// Port name.
-    pub name: String,
-    /// Bridge name.
-    pub bridge: String,
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Source MACs not learned because of the bridge's limit.
-    pub learn_refused: u64,
-    /// Received frames sent on to one port (uplink: to a tunnel port).
-    /// Every received frame is forwarded, flooded or dropped at ingress.
-    #[serde(default)]
-    pub forwarded: u64,
-    /// Received frames flooded in their bridge and VLAN.
-    #[serde(default)]
-    pub flooded: u64,
-    /// Frames the kernel dropped before rvs received them (AF_XDP: receive
-    /// ring full, frame larger than a buffer); not in `rx_packets`.
-    #[serde(default)]
-    pub kernel_drops: u64,
-    /// Drops by reason name; reasons with a zero count are left out.
-    pub drops: Vec<(String, u64)>,
-    /// Times the interface under the port went away.
-    #[serde(default)]
-    pub link_downs: u64,
-}
-
-impl PortStatsInfo {
-    /// Builds the user-facing form from counters.
-    pub fn from_counters(name: &str, bridge: &str, c: &PortCounters) -> PortStatsInfo {
-        PortStatsInfo {
-            name: name.to_string(),
-            bridge: bridge.to_string(),
-            rx_packets: c.rx_packets,
-            rx_bytes: c.rx_bytes,
-            tx_packets: c.tx_packets,
-            tx_bytes: c.tx_bytes,
-            learn_refused: c.learn_refused,
-            forwarded: c.forwarded,
-            flooded: c.flooded,
-            kernel_drops: c.kernel_drops,
-            drops: rvs_dataplane::stats::DropReason::ALL
-                .iter()
-                .zip(c.drops)
-                .filter(|(_, n)| *n > 0)
-                .map(|(r, n)| (r.name().to_string(), n))
-                .collect(),
-            link_downs: 0,
-        }
+/// The user-facing form of a port's counters.
+pub fn port_stats_info(name: &str, bridge: &str, c: &PortCounters) -> PortStatsInfo {
+    PortStatsInfo {
+        name: name.to_string(),
+        bridge: bridge.to_string(),
+        rx_packets: c.rx_packets,
+        rx_bytes: c.rx_bytes,
+        tx_packets: c.tx_packets,
+        tx_bytes: c.tx_bytes,
+        learn_refused: c.learn_refused,
+        forwarded: c.forwarded,
+        flooded: c.flooded,
+        kernel_drops: c.kernel_drops,
+        drops: rvs_dataplane::stats::DropReason::ALL
+            .iter()
+            .zip(c.drops)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.name().to_string(), n))
+            .collect(),
+        link_downs: 0,
     }
-}
-
-/// One polling thread.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ThreadInfo {
-    /// Core it is pinned to.
-    pub core: usize,
-    /// Receive queues it polls: (port name, queue id).
-    pub rx_queues: Vec<(String, u32)>,
-    /// Frames received.
-    pub packets: u64,
-    /// Nanoseconds in rounds that moved frames.
-    pub busy_ns: u64,
-    /// Nanoseconds in rounds that found nothing.
-    pub idle_ns: u64,
-    /// TSC cycles in rounds that moved frames (0 where no TSC).
-    #[serde(default)]
-    pub busy_cycles: u64,
-    /// TSC cycles in rounds that found nothing.
-    #[serde(default)]
-    pub idle_cycles: u64,
-    /// Flow cache hits.
-    #[serde(default)]
-    pub cache_hits: u64,
-    /// Flow cache misses (decisions taken by the full pipeline).
-    #[serde(default)]
-    pub cache_misses: u64,
-    /// Flow cache entries replaced by another flow.
-    #[serde(default)]
-    pub cache_evictions: u64,
-    /// Flow cache entries in use.
-    #[serde(default)]
-    pub cache_entries: u64,
 }

@@ -6,8 +6,8 @@
 //! cannot read or understand, so the daemon stops instead of starting empty
 //! and later overwriting what the user had.
 
-use crate::config::{Config, CONFIG_VERSION};
-use crate::proto;
+use rvs_proto as proto;
+use rvs_proto::config::{Config, CONFIG_VERSION};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -29,7 +29,11 @@ pub fn load(path: &Path) -> Result<Config, String> {
         Ok(d) => d,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(empty()),
         Err(e) => {
-            return Err(format!("cannot read configuration database {}: {}", path.display(), crate::server::io_msg(&e)))
+            return Err(format!(
+                "cannot read configuration database {}: {}",
+                path.display(),
+                rvs_proto::client::io_msg(&e)
+            ))
         }
     };
     parse(path, &data)
@@ -69,7 +73,7 @@ pub fn save(path: &Path, cfg: &Config) -> Result<(), String> {
             "cannot save configuration database {}: {what} {}: {}",
             path.display(),
             p.display(),
-            crate::server::io_msg(&e)
+            rvs_proto::client::io_msg(&e)
         )
     };
     let dir = match path.parent() {
@@ -157,7 +161,9 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::{BridgeConfig, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig, VxlanConfig, XdpMode};
+    use rvs_proto::config::{
+        BridgeConfig, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig, VxlanConfig, XdpMode,
+    };
     use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -12,11 +12,7 @@
 //! leave through its uplink, toward next hops resolved from the kernel's
 //! routes and neighbours, re-checked every tick.
 
-use crate::config::{BridgeConfig, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
-use crate::datapath::{
-    CaptureRing, Datapath, Direction, DpResult, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus,
-    ThreadInfo, TraceOutput, TraceResult, TraceVxlan, UplinkStatus,
-};
+use crate::datapath::{CaptureRing, Datapath, Direction, DpResult};
 use crate::netlink;
 use crossbeam::channel::{self, Sender};
 use rvs_dataplane::fdb::{Fdb, Learn, NO_REMOTE};
@@ -34,6 +30,11 @@ use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::{OuterTemplate, OVERHEAD_V4, OVERHEAD_V6};
 use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
+use rvs_proto::config::{BridgeConfig, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::status::{
+    FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput, TraceResult, TraceVxlan,
+    UplinkStatus,
+};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -1015,7 +1016,7 @@ impl Datapath for Dp {
                     Role::Uplink { .. } => "(uplink)",
                     _ => self.bridge_name(p.bridge),
                 };
-                let mut info = PortStatsInfo::from_counters(&p.name, bridge, &c);
+                let mut info = crate::datapath::port_stats_info(&p.name, bridge, &c);
                 info.link_downs = p.link.as_ref().map_or(0, |l| l.downs);
                 info
             })
@@ -1100,7 +1101,7 @@ impl Datapath for Dp {
         let mut steps = Vec::new();
         let mut step = |stage: &str, what: String| steps.push((stage.to_string(), what));
         step("input", format!("{} bytes on {port}", frame.len()));
-        let hex = crate::framedesc::to_hex(frame);
+        let hex = rvs_proto::framedesc::to_hex(frame);
         let (mut ingress, mut remote, mut frame) = (id, NO_REMOTE, frame.to_vec());
         if is_uplink {
             match pipeline::decap(&snap, &frame) {

@@ -36,14 +36,7 @@ pub struct Kv {
 impl Client {
     /// A client for `urls` (`http://host:port`, comma-separated allowed).
     pub fn new(urls: &[String]) -> Result<Client, String> {
-        let mut endpoints = Vec::new();
-        for u in urls.iter().flat_map(|u| u.split(',')).map(str::trim).filter(|u| !u.is_empty()) {
-            endpoints.push(endpoint(u)?);
-        }
-        if endpoints.is_empty() {
-            return Err("no etcd endpoint given".into());
-        }
-        Ok(Client { endpoints })
+        Ok(Client { endpoints: rvs_proto::check::etcd_endpoints(urls)? })
     }
 
     /// Grants a lease of `ttl` seconds; returns its id.
@@ -167,17 +160,6 @@ fn bad(what: &str) -> io::Error {
 }
 
 /// `host:port` of an `http://host:port` URL.
-fn endpoint(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("etcd endpoint {url:?}: only http://HOST:PORT is supported"))?;
-    let hostport = rest.trim_end_matches('/');
-    if hostport.is_empty() || hostport.contains('/') || !hostport.contains(':') {
-        return Err(format!("etcd endpoint {url:?}: expected http://HOST:PORT"));
-    }
-    Ok(hostport.to_string())
-}
-
 fn connect(ep: &str) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{ep}: no address"));
     for addr in ep.to_socket_addrs()? {

@@ -1,18 +1,16 @@
-//! rvsd: the rvs daemon, as a library so `rvsctl` and tests share its
-//! control protocol and configuration model.
+//! rvsd: the rvs daemon, as a library so that the integration tests and
+//! fuzz targets reach its parts. What rvsd and its clients share (the
+//! control protocol and the configuration model) is the `rvs-proto` crate.
 
-pub mod capstream;
+#![warn(missing_docs)]
+
 pub mod cluster;
-pub mod config;
 pub mod datapath;
 pub mod db;
 pub mod dp;
 pub mod etcd;
-pub mod framedesc;
 pub mod log;
 pub mod metrics;
 pub mod netlink;
-pub mod pcap;
-pub mod proto;
 pub mod server;
 pub mod state;

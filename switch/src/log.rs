@@ -31,27 +31,8 @@ static HANDLE: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
 
 /// Parses a filter; the error says what is accepted.
 pub fn parse(filter: &str) -> Result<Targets, String> {
-    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
-    let bad = |why: String| {
-        format!(
-            "invalid log filter {filter:?}: {why} (expected a level: error, warn, info, debug, trace, off; \
-             or target=level pairs like warn,rvs_switch::dp=debug)"
-        )
-    };
-    // Targets alone would take a bare word as a target name at every
-    // level, so a typo such as "wran" would log everything: insist that a
-    // bare word is a level.
-    for part in filter.split(',').map(str::trim) {
-        let level = match part.split_once('=') {
-            Some((t, l)) if !t.trim().is_empty() => l.trim(),
-            Some(_) => return Err(bad(format!("{part:?} has no target"))),
-            None => part,
-        };
-        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-            return Err(bad(format!("{level:?} is not a level")));
-        }
-    }
-    filter.trim().parse::<Targets>().map_err(|e| bad(e.to_string()))
+    rvs_proto::check_log_filter(filter)?;
+    filter.trim().parse::<Targets>().map_err(|e| rvs_proto::log_filter_error(filter, &e.to_string()))
 }
 
 /// Installs the stderr logger with `filter`; once per process.

@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, Parser};
 use rvs_dataplane::pmd::PmdOptions;
-use rvs_switch::cluster::ClusterConfig;
+use rvs_proto::config::ClusterConfig;
 use rvs_switch::dp::Dp;
 use rvs_switch::{server, state::State};
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, value_name = "NAME", requires = "etcd")]
     node: Option<String>,
     /// Seconds a node stays in the cluster after it stops renewing its lease.
-    #[arg(long, value_name = "SECS", default_value_t = rvs_switch::cluster::DEFAULT_LEASE_TTL)]
+    #[arg(long, value_name = "SECS", default_value_t = rvs_proto::config::DEFAULT_LEASE_TTL)]
     lease_ttl: u32,
     /// Serve Prometheus metrics over HTTP on this address (GET /metrics),
     /// e.g. 127.0.0.1:9477. Off unless given.
@@ -129,7 +129,8 @@ fn run(args: Args) -> Result<(), String> {
     let metrics = args
         .metrics
         .map(|a| {
-            std::net::TcpListener::bind(a).map_err(|e| format!("cannot serve metrics on {a}: {}", server::io_msg(&e)))
+            std::net::TcpListener::bind(a)
+                .map_err(|e| format!("cannot serve metrics on {a}: {}", rvs_proto::client::io_msg(&e)))
         })
         .transpose()?;
 

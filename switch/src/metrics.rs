@@ -208,8 +208,8 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
     f.family("rvs_build_info", "gauge", "rvsd's version.", [(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1)]);
 
     let ports = dp.port_stats();
-    let pl = |p: &crate::datapath::PortStatsInfo| format!("bridge=\"{}\",port=\"{}\"", esc(&p.bridge), esc(&p.name));
-    let per_port = |get: fn(&crate::datapath::PortStatsInfo) -> u64| -> Vec<(String, u64)> {
+    let pl = |p: &rvs_proto::status::PortStatsInfo| format!("bridge=\"{}\",port=\"{}\"", esc(&p.bridge), esc(&p.name));
+    let per_port = |get: fn(&rvs_proto::status::PortStatsInfo) -> u64| -> Vec<(String, u64)> {
         ports.iter().map(|p| (pl(p), get(p))).collect()
     };
     f.family("rvs_port_rx_packets_total", "counter", "Frames a port received.", per_port(|p| p.rx_packets));
@@ -278,7 +278,7 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
 
     let threads = dp.threads();
     let tl = |c: usize| format!("core=\"{c}\"");
-    let per_thread = |get: fn(&crate::datapath::ThreadInfo) -> u64| -> Vec<(String, u64)> {
+    let per_thread = |get: fn(&rvs_proto::status::ThreadInfo) -> u64| -> Vec<(String, u64)> {
         threads.iter().map(|t| (tl(t.core), get(t))).collect()
     };
     f.family("rvs_pmd_packets_total", "counter", "Frames a polling thread received.", per_thread(|t| t.packets));
@@ -373,8 +373,8 @@ mod tests {
 
     #[test]
     fn renders_every_family_in_text_format() {
-        use crate::proto::{Command, Request};
         use crate::state::fake::FakeDp;
+        use rvs_proto::{Command, Request};
         let dir = crate::db::tests::temp_dir("metrics-render");
         let mut st = State::restore(&dir.join("c.json"), FakeDp::default()).unwrap();
         let r = st.handle(Request::new(Command::BridgeAdd { bridge: "b\"r".into(), aging_secs: None, max_macs: None }));

@@ -14,18 +14,17 @@
 //! makes the ring fill and its frames count as capture drops: the loop
 //! itself never waits on it.
 
-use crate::capstream;
 use crate::datapath::{CaptureRing, Datapath};
 use crate::metrics::{self, HttpConn};
-use crate::proto::{
-    self, CaptureStarted, CaptureStatus, Command, Reply, Request, MAX_REPLY_LEN, MAX_REQUEST_LEN, MAX_SNAPLEN,
-};
 use crate::state::State;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
+use rvs_proto::capstream;
+use rvs_proto::client::io_msg;
+use rvs_proto::{CaptureStarted, CaptureStatus, Command, Reply, Request, MAX_REQUEST_LEN, MAX_SNAPLEN};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,8 +37,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const TICK: Duration = Duration::from_secs(1);
 /// Longest wait in poll, so the shutdown flag is seen promptly.
 pub const POLL_TIMEOUT: Duration = Duration::from_millis(200);
-/// How long `request` waits for rvsd.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most clients connected at once; a new one beyond it replaces the client
 /// silent the longest.
 pub const MAX_CLIENTS: usize = 256;
@@ -54,15 +51,6 @@ const CAPTURE_STATUS_EVERY: Duration = Duration::from_millis(500);
 
 const LISTENER: Token = Token(0);
 const METRICS: Token = Token(usize::MAX);
-
-/// An io::Error as text without the "(os error N)" suffix.
-pub fn io_msg(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
 
 struct Client {
     stream: UnixStream,
@@ -631,56 +619,14 @@ pub fn group_id(name: &str) -> Result<u32, String> {
     }
 }
 
-/// Connects to rvsd's control socket; the error says what to check.
-pub fn connect(socket_path: &Path) -> Result<std::os::unix::net::UnixStream, String> {
-    std::os::unix::net::UnixStream::connect(socket_path).map_err(|e| {
-        let hint = match e.kind() {
-            ErrorKind::PermissionDenied => "are you root or in rvsd's group?",
-            _ => "is rvsd running?",
-        };
-        format!("cannot connect to rvsd at {}: {} ({hint})", socket_path.display(), io_msg(&e))
-    })
-}
-
-/// Sends one request to rvsd and waits (at most `CLIENT_TIMEOUT`) for its reply.
-pub fn request(socket_path: &Path, req: &Request) -> Result<Reply, String> {
-    let at = socket_path.display();
-    let mut stream = connect(socket_path)?;
-    let timeout = |e: io::Error| {
-        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-            format!("rvsd at {at} did not answer within {} s", CLIENT_TIMEOUT.as_secs())
-        } else {
-            format!("lost the connection to rvsd at {at}: {}", io_msg(&e))
-        }
-    };
-    stream
-        .set_read_timeout(Some(CLIENT_TIMEOUT))
-        .and_then(|_| stream.set_write_timeout(Some(CLIENT_TIMEOUT)))
-        .map_err(timeout)?;
-    let mut line = req.to_line().into_bytes();
-    line.push(b'\n');
-    stream.write_all(&line).map_err(timeout)?;
-    let mut reader = BufReader::new(stream.take(MAX_REPLY_LEN as u64 + 1));
-    let mut buf = Vec::new();
-    reader.read_until(b'\n', &mut buf).map_err(timeout)?;
-    if buf.is_empty() {
-        return Err(format!("rvsd at {at} closed the connection without answering"));
-    }
-    if buf.len() > MAX_REPLY_LEN {
-        return Err(format!("rvsd at {at} sent a reply over {MAX_REPLY_LEN} bytes"));
-    }
-    let reply: Reply = serde_json::from_slice(buf.trim_ascii())
-        .map_err(|e| format!("rvsd at {at} sent a reply that is not understood: {e}"))?;
-    proto::check_version(reply.version).map_err(|e| format!("rvsd at {at} answered in another protocol: {e}"))?;
-    Ok(reply)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::tests::temp_dir;
-    use crate::proto::Command;
     use crate::state::fake::FakeDp;
+    use rvs_proto::client::request;
+    use rvs_proto::{CaptureDirection, Command};
+    use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixStream as StdStream;
     use std::sync::Arc;
     use std::thread;
@@ -839,8 +785,7 @@ mod tests {
     }
 
     fn capture_line(port: &str, count: Option<u64>) -> Vec<u8> {
-        let cmd =
-            Command::Capture { port: port.into(), direction: proto::CaptureDirection::Both, count, snaplen: None };
+        let cmd = Command::Capture { port: port.into(), direction: CaptureDirection::Both, count, snaplen: None };
         let mut line = Request::new(cmd).to_line().into_bytes();
         line.push(b'\n');
         line
@@ -857,12 +802,12 @@ mod tests {
     #[test]
     fn capture_streams_frames_and_never_blocks_the_loop() {
         let d = Daemon::start("srv-capture");
-        let port = crate::config::PortConfig {
+        let port = rvs_proto::config::PortConfig {
             name: "p1".into(),
-            kind: crate::config::PortType::Afxdp,
-            vlan: crate::config::PortVlan::default(),
+            kind: rvs_proto::config::PortType::Afxdp,
+            vlan: rvs_proto::config::PortVlan::default(),
             queues: None,
-            xdp_mode: crate::config::XdpMode::Auto,
+            xdp_mode: rvs_proto::config::XdpMode::Auto,
             netns: None,
             vxlan: None,
             pmd: Vec::new(),
@@ -883,7 +828,7 @@ mod tests {
             &d.sock,
             &Request::new(Command::Capture {
                 port: "p1".into(),
-                direction: proto::CaptureDirection::In,
+                direction: CaptureDirection::In,
                 count: None,
                 snaplen: None,
             }),

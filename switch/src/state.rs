@@ -7,24 +7,21 @@
 //! datapath change (best effort) and fails the request, so the db, the
 //! in-memory configuration and the datapath agree after every reply.
 
-use crate::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
-use crate::datapath::{
-    CaptureRing, Datapath, Direction, FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult,
-    UplinkStatus,
-};
+use crate::datapath::{CaptureRing, Datapath, Direction};
 use crate::db;
-use crate::proto::{
-    self, BridgeShow, BridgeSummary, CaptureDirection, Command, FlushResult, PingResult, PortShow, Reply, Request,
-    ShowResult, UplinkShow,
-};
 use rvs_dataplane::wire::MacAddr;
+use rvs_proto::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
+use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
+use rvs_proto::{
+    self as proto, BridgeShow, BridgeSummary, CaptureDirection, Command, FlushResult, PingResult, PortShow, Reply,
+    Request, ShowResult, UplinkShow,
+};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod membership;
-pub use membership::{ClusterShow, PeerShow, TunnelShow};
 
 /// The daemon's configuration, its db file and the datapath it drives.
 pub struct State<D: Datapath> {
@@ -64,7 +61,7 @@ fn change_line(cmd: &Command) -> Option<String> {
             format!("bridge {bridge} set: {}", what.join(", "))
         }
         Command::PortAdd { bridge, port } => {
-            format!("port {} ({}) added to bridge {bridge}", port.name, kind_name(port.kind))
+            format!("port {} ({}) added to bridge {bridge}", port.name, port.kind.name())
         }
         Command::PortDel { bridge, port } => format!("port {port} removed from bridge {bridge}"),
         Command::PortSetRemotes { bridge, port, remotes, .. } => {
@@ -80,11 +77,6 @@ fn change_line(cmd: &Command) -> Option<String> {
         Command::LogLevel { filter } => format!("log filter set to {filter:?}"),
         _ => return None,
     })
-}
-
-/// The `type` name of a port backend.
-pub fn kind_name(k: PortType) -> &'static str {
-    k.name()
 }
 
 /// Addresses as `a, b, c`.
@@ -629,7 +621,7 @@ impl<D: Datapath> State<D> {
                         status: status.iter().find(|s| s.name == p.name).cloned().unwrap_or_else(|| PortStatus {
                             name: p.name.clone(),
                             bridge: b.name.clone(),
-                            kind: kind_name(p.kind).to_string(),
+                            kind: p.kind.name().to_string(),
                             state: format!(
                                 "down: {}",
                                 self.down_ports.get(&p.name).map(String::as_str).unwrap_or("not in the datapath")
@@ -751,7 +743,7 @@ impl<D: Datapath> State<D> {
     }
 
     fn trace(&self, bridge: &str, port: &str, frame: &str) -> Result<TraceResult, String> {
-        let frame = crate::framedesc::parse(frame)?;
+        let frame = rvs_proto::framedesc::parse(frame)?;
         let i = self.bridge_idx(bridge)?;
         if self.uplink_idx(port).is_none() {
             self.port_in_bridge(i, port)?;
@@ -856,7 +848,8 @@ impl<D: Datapath> State<D> {
 #[cfg(test)]
 pub(crate) mod fake {
     use super::*;
-    use crate::datapath::{DpResult, RemoteStatus};
+    use crate::datapath::DpResult;
+    use rvs_proto::status::RemoteStatus;
     use std::collections::{BTreeMap, HashSet};
     use std::sync::{Arc, Mutex};
 
@@ -1009,7 +1002,7 @@ pub(crate) mod fake {
                 .map(|(n, (b, p))| PortStatus {
                     name: n.clone(),
                     bridge: b.clone(),
-                    kind: kind_name(p.kind).into(),
+                    kind: p.kind.name().into(),
                     state: "up".into(),
                     xdp_mode: "generic".into(),
                     queues: g.queues(n),
@@ -1142,9 +1135,9 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::FakeDp;
     use super::*;
-    use crate::config::{VxlanConfig, XdpMode};
-    use crate::datapath::RemoteStatus;
     use crate::db::tests::temp_dir;
+    use rvs_proto::config::{VxlanConfig, XdpMode};
+    use rvs_proto::status::RemoteStatus;
     use serde_json::Value;
     use std::fs;
 

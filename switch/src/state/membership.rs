@@ -9,50 +9,12 @@
 //! the empty remote list, and the peers are read anew after a restart.
 
 use super::State;
-use crate::cluster::{Cluster, ClusterConfig, ClusterStatus, LocalView, MacRecord, MacsRecord, VtepRecord};
-use crate::config::{PortType, PortVlan};
+use crate::cluster::{Cluster, LocalView};
 use crate::datapath::Datapath;
-use serde::{Deserialize, Serialize};
+use rvs_proto::cluster::{ClusterShow, MacRecord, MacsRecord, PeerShow, TunnelShow, VtepRecord};
+use rvs_proto::config::ClusterConfig;
+use rvs_proto::config::{PortType, PortVlan};
 use std::net::IpAddr;
-
-/// `cluster_show`: the settings, the agent's state, peers and tunnels.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterShow {
-    /// The settings, if this rvsd is in a cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<ClusterConfig>,
-    /// How the agent stands with etcd.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<ClusterStatus>,
-    /// Other nodes, as last read.
-    pub peers: Vec<PeerShow>,
-    /// VXLAN ports and where their remotes come from.
-    pub tunnels: Vec<TunnelShow>,
-}
-
-/// One other node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerShow {
-    /// Node name.
-    pub node: String,
-    /// Its VTEPs.
-    pub vteps: Vec<VtepRecord>,
-    /// MACs it advertises, over all VNIs.
-    pub macs: usize,
-}
-
-/// A VXLAN port's remotes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TunnelShow {
-    /// Port name.
-    pub port: String,
-    /// VNI.
-    pub vni: u32,
-    /// True if its remotes come from the cluster (none configured).
-    pub from_cluster: bool,
-    /// The remotes in use.
-    pub remotes: Vec<IpAddr>,
-}
 
 impl<D: Datapath> State<D> {
     /// Joins the cluster `cfg` describes: the setting is saved in the db

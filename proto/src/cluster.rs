@@ -1,0 +1,128 @@
+//! The cluster's records in etcd and what `cluster_show` reports.
+//!
+//! Key layout (format version 1, under [`PREFIX`]; values are JSON, and
+//! other tools may read them):
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `/rvs/v1/nodes/NODE` | [`NodeRecord`]: `{"node": NODE, "vteps": [{"vni": 42, "addr": "198.18.200.1", "dstport": 4789}]}` |
+//! | `/rvs/v1/macs/VNI/NODE` | [`MacsRecord`]: `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}]}` |
+
+use crate::config::ClusterConfig;
+use crate::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Where the keys live.
+pub const PREFIX: &str = "/rvs/v1/";
+/// One VTEP a node serves.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VtepRecord {
+    /// VNI.
+    pub vni: u32,
+    /// Local VTEP address.
+    pub addr: IpAddr,
+    /// UDP destination port.
+    pub dstport: u16,
+}
+
+/// The value under `/rvs/v1/nodes/NODE`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Node name.
+    pub node: String,
+    /// Its VTEPs.
+    pub vteps: Vec<VtepRecord>,
+}
+
+/// One advertised MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MacRecord {
+    /// The MAC.
+    #[serde(with = "mac_text")]
+    pub mac: MacAddr,
+    /// Its VLAN on the advertising node.
+    pub vlan: u16,
+}
+
+/// A MAC as `aa:bb:cc:dd:ee:ff` in JSON.
+mod mac_text {
+    use crate::MacAddr;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(mac)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(|e| serde::de::Error::custom(format!("{e}")))
+    }
+}
+
+/// The value under `/rvs/v1/macs/VNI/NODE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacsRecord {
+    /// The VTEP the MACs sit behind.
+    pub vtep: IpAddr,
+    /// The MACs.
+    pub macs: Vec<MacRecord>,
+}
+
+/// How the agent stands with etcd.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// `connecting`, `connected` or `disconnected`.
+    pub state: String,
+    /// The last error, while not connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds since the state last changed.
+    pub since_secs: u64,
+    /// The lease this node's keys hang on (0: none).
+    pub lease: i64,
+    /// Times the agent (re)connected.
+    pub connects: u64,
+    /// When the peers were last read, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_unix: Option<u64>,
+}
+
+/// `cluster_show`: the settings, the agent's state, peers and tunnels.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterShow {
+    /// The settings, if this rvsd is in a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ClusterConfig>,
+    /// How the agent stands with etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ClusterStatus>,
+    /// Other nodes, as last read.
+    pub peers: Vec<PeerShow>,
+    /// VXLAN ports and where their remotes come from.
+    pub tunnels: Vec<TunnelShow>,
+}
+
+/// One other node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerShow {
+    /// Node name.
+    pub node: String,
+    /// Its VTEPs.
+    pub vteps: Vec<VtepRecord>,
+    /// MACs it advertises, over all VNIs.
+    pub macs: usize,
+}
+
+/// A VXLAN port's remotes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelShow {
+    /// Port name.
+    pub port: String,
+    /// VNI.
+    pub vni: u32,
+    /// True if its remotes come from the cluster (none configured).
+    pub from_cluster: bool,
+    /// The remotes in use.
+    pub remotes: Vec<IpAddr>,
+}
