@@ -1,4 +1,4 @@
-//! `rvs_switch::netlink` against the real kernel: next-hop lookup through
+//! `rvs_switch::kernel::netlink` against the real kernel: next-hop lookup through
 //! the routing and neighbour tables, and neighbour resolution started by
 //! `trigger_resolution`, over veth pairs whose root end lives in the root
 //! namespace (where rvsd looks its uplinks up). Each test has its own
@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use rvs_dataplane::wire::MacAddr;
-use rvs_switch::netlink::{self, NextHop, Trigger};
+use rvs_switch::kernel::netlink::{self, NextHop, Trigger};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 

@@ -24,6 +24,15 @@ fn dir_path(netns: &str, what: &str) -> PathBuf {
 /// The folder kinds the systems make, for [`sweep`].
 const DIR_KINDS: [&str; 3] = ["rvsd", "ovs", "testpmd"];
 
+/// A switch daemon's processes (rvsd, Open vSwitch, testpmd), stopped on
+/// drop.
+pub trait Switch {
+    /// The last lines of its log, for errors.
+    fn log_tail(&self) -> String;
+    /// Its counters, for `-v`.
+    fn counters(&self) -> String;
+}
+
 /// Removes the daemon folders of namespace `netns` (one an rvs-bench that
 /// was killed left behind).
 pub fn sweep(netns: &str) {

@@ -2,7 +2,7 @@
 //! the frame size, with addresses from 198.18.0.0/15.
 //!
 //! Flow `i` of a multi-flow run (written by the generator program, see
-//! [`crate::progs::generator`]) adds `i` to the little-endian u16 at the
+//! [`crate::progs`]) adds `i` to the little-endian u16 at the
 //! end of the source MAC, of the source address and of the UDP source port,
 //! and subtracts `i` from the one at the end of the destination address.
 //! The two addresses' sum stays the same, so the IPv4 checksum of the

@@ -466,3 +466,74 @@ mod tests {
         assert_eq!(round8(20), 24);
     }
 }
+
+/// The generator programs run by the kernel (plain `BPF_PROG_TEST_RUN`,
+/// which sends nothing): needs root; skipped without it unless `CI=true`.
+#[cfg(test)]
+mod kernel_tests {
+    use super::Maps;
+    use crate::asm::{XDP_DROP, XDP_TX};
+    use crate::frame;
+    use crate::progs::*;
+    use rvs_dataplane::port::afxdp::Insn;
+    use rvs_dataplane::port::afxdp::{self, BPF_MAP_TYPE_DEVMAP};
+    use std::os::fd::AsRawFd;
+
+    const XDP_REDIRECT: u32 = 4;
+
+    fn privileged() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return true;
+        }
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "BPF program tests need root (CI=true)");
+        eprintln!("skipped: needs root");
+        false
+    }
+
+    /// (action, frame out) of `n` runs of `insns` on `frame`.
+    fn runs(insns: &[Insn], frame: &[u8], n: usize) -> Vec<(u32, Vec<u8>)> {
+        let prog = afxdp::load_xdp(insns, "rvsb_test").expect("load");
+        (0..n).map(|_| afxdp::test_run_frame(&prog, frame).expect("test run")).collect()
+    }
+
+    #[test]
+    fn both_generators_send_stamp_flows_pace_and_stop() {
+        if !privileged() {
+            return;
+        }
+        let maps = Maps::new().unwrap();
+        let devmap = afxdp::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, 2, "rvsb_test_out").unwrap();
+        let f = frame::udp_frame(64, [2, 0, 0, 0, 0, 2]);
+        let forms = [
+            ("live", live_generator(maps.fds()), XDP_TX as u32, XDP_DROP as u32),
+            ("loop", loop_generator(maps.fds(), devmap.as_raw_fd()), XDP_REDIRECT, XDP_TX as u32),
+        ];
+        for (name, prog, send, skip) in &forms {
+            // Full speed, 1000 flows: every run sends, as flow 0, 1, 2, ...
+            maps.reset(0, 1000).unwrap();
+            for (i, (action, out)) in runs(prog, &f, 3).into_iter().enumerate() {
+                assert_eq!(action, *send, "{name}: run {i}");
+                assert_eq!(out, frame::flow(&f, i as u16), "{name}: run {i} is flow {i}");
+            }
+            let (sent, first, last) = maps.read().unwrap();
+            assert_eq!(sent, 3, "{name}: counted");
+            assert!(first > 0 && last >= first, "{name}: first {first}, last {last}");
+            // One flow: the frame leaves as it is.
+            maps.reset(0, 1).unwrap();
+            assert_eq!(runs(prog, &f, 1)[0], (*send, f.clone()), "{name}: one flow");
+            // Paced at one frame a second: the first chance sends, the next
+            // is skipped and not counted.
+            maps.reset(1_000_000_000 << GEN_SHIFT, 1).unwrap();
+            let actions: Vec<u32> = runs(prog, &f, 2).into_iter().map(|r| r.0).collect();
+            assert_eq!(actions, [*send, *skip], "{name}: paced");
+            assert_eq!(maps.read().unwrap().0, 1, "{name}: paced count");
+            // Stopped: every frame is dropped, none counted.
+            maps.reset(0, 1).unwrap();
+            maps.configure(true, 0, 1).unwrap();
+            assert_eq!(runs(prog, &f, 1)[0].0, XDP_DROP as u32, "{name}: stopped");
+            assert_eq!(maps.read().unwrap().0, 0, "{name}: stopped count");
+        }
+        assert_eq!(runs(&bounce(), &f, 1)[0], (XDP_TX as u32, f.clone()));
+    }
+}

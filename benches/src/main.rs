@@ -162,7 +162,10 @@ fn run(args: &Args) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("installing a signal handler: {e}"))?;
     }
-    ns::sweep_stale();
+    // What a killed run left: namespaces, then its daemons' folders.
+    for name in ns::sweep_stale() {
+        daemon::sweep(&name);
+    }
     let wants_rvs = plan.systems.iter().any(|s| matches!(s, System::Rvs | System::RvsVxlan));
     let bins = if wants_rvs { Some(rvsd::Bins::find(args.rvsd.clone(), args.rvsctl.clone())?) } else { None };
     let res = bench::run(&plan, bins.as_ref(), &stop)?;

@@ -75,9 +75,11 @@ fn remove(name: &str) {
     let _ = sh::run(&["ip", "netns", "del", name]);
 }
 
-/// Removes namespaces of earlier rvs-bench runs whose process is gone.
-pub fn sweep_stale() {
-    let Ok(dir) = std::fs::read_dir(rvs_dataplane::port::netns::NETNS_DIR) else { return };
+/// Removes namespaces of earlier rvs-bench runs whose process is gone, and
+/// returns their names (their daemons' folders go next, see main.rs).
+pub fn sweep_stale() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(rvs_dataplane::port::netns::NETNS_DIR) else { return Vec::new() };
+    let mut removed = Vec::new();
     for e in dir.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix(PREFIX).and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok())
@@ -87,10 +89,10 @@ pub fn sweep_stale() {
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             eprintln!("rvs-bench: removing namespace {name} left by an earlier run");
             remove(&name);
-            // A daemon's sockets, database and log (see daemon.rs).
-            crate::daemon::sweep(&name);
+            removed.push(name);
         }
     }
+    removed
 }
 
 /// A veth pair `a_dev` in `a` and `b_dev` in `b`, both up, created straight

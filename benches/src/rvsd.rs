@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::daemon::{Daemon, Spec, TempDir};
+use crate::daemon::{Daemon, Spec, Switch, TempDir};
 use crate::ns::Netns;
 use crate::sh::{self, Result};
-use crate::systems::Switch;
 
 /// Where the rvs binaries are.
 #[derive(Clone, Debug)]

@@ -93,7 +93,7 @@ pub enum Cmd {
     },
     /// Change rvsd's log filter at run time (not saved)
     #[command(after_help = "FILTER is a level (error, warn, info, debug, trace, off) or target=level pairs, \
-e.g. warn,rvs_switch::dp=debug. rvsd starts with --log-level, $RUST_LOG, or warnings plus one line per \
+e.g. warn,rvs_switch::datapath=debug. rvsd starts with --log-level, $RUST_LOG, or warnings plus one line per \
 configuration change.")]
     LogLevel {
         /// The new filter
@@ -1175,8 +1175,8 @@ mod tests {
     fn log_level_command() {
         assert_eq!(plan(&["log-level", "debug"]).unwrap(), Command::LogLevel { filter: "debug".into() });
         assert_eq!(
-            plan(&["log-level", "warn,rvs_switch::dp=trace"]).unwrap(),
-            Command::LogLevel { filter: "warn,rvs_switch::dp=trace".into() }
+            plan(&["log-level", "warn,rvs_switch::datapath=trace"]).unwrap(),
+            Command::LogLevel { filter: "warn,rvs_switch::datapath=trace".into() }
         );
         assert!(plan(&["log-level", "loud"]).unwrap_err().contains("invalid log filter"));
         assert!(plan(&["log-level"]).is_err());

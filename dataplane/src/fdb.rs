@@ -9,7 +9,7 @@
 //! Time is whole seconds from an arbitrary start, supplied by the caller, so
 //! the table itself reads no clock and tests drive aging directly.
 
-use crate::snapshot::{PortId, Vid};
+use crate::ids::{PortId, Vid};
 use crate::wire::MacAddr;
 use std::hint;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};

@@ -25,10 +25,11 @@
 //! the lookups overlapped.
 
 use crate::fdb::{Dest, Fdb, Learn};
+use crate::ids::PortId;
 use crate::pipeline::{self, Action, Verdict};
 use crate::port::MAX_FRAME;
 use crate::prefetch::prefetch;
-use crate::snapshot::{PortId, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
 use crate::wire::ethernet::{EtherType, HEADER_LEN};
 use crate::wire::MacAddr;

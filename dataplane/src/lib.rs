@@ -5,12 +5,12 @@
 //! backends behind one narrow trait, and `pmd` joins the two in the polling
 //! loop. Everything but `port` can be tested without privileges.
 
-#![warn(missing_docs)]
 #![deny(missing_docs)]
 
 pub mod capture;
 pub mod fdb;
 pub mod flow_cache;
+pub mod ids;
 pub mod pipeline;
 pub mod pmd;
 pub mod port;

@@ -6,8 +6,9 @@
 //! flood copies) and the same function answers `rvsctl trace`.
 
 use crate::fdb::{Dest, Learn, NO_REMOTE};
+use crate::ids::{BridgeId, PortId, Vid};
 use crate::port::MAX_FRAME;
-use crate::snapshot::{BridgeId, PortId, PortKind, Snapshot, Vid, VlanMode};
+use crate::snapshot::{PortKind, Snapshot, VlanMode};
 use crate::stats::DropReason;
 use crate::wire::vlan::{self, Tag, TagError};
 use crate::wire::vxlan::{self, DecapError};

@@ -13,9 +13,10 @@
 use crate::capture::CaptureRing;
 use crate::fdb::NO_REMOTE;
 use crate::flow_cache::{CachedFlow, FlowCache, FlowKey, DEFAULT_ENTRIES};
+use crate::ids::PortId;
 use crate::pipeline::{self, Action, TagEdit, Verdict};
 use crate::port::{Desc, Pool, Port, HEADROOM, MAX_FRAME};
-use crate::snapshot::{PortId, PortKind, Snapshot, Tunnel};
+use crate::snapshot::{PortKind, Snapshot, Tunnel};
 use crate::stats::{DropReason, PortStats, ThreadStats};
 use crate::tsc;
 use crate::wire::{checksum, vlan, vxlan};

@@ -7,16 +7,10 @@
 //! [`Fdb`](crate::fdb::Fdb), which the snapshot points to.
 
 use crate::fdb::Fdb;
+use crate::ids::{BridgeId, PortId, Vid};
 use crate::wire::vxlan::OuterTemplate;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// Index of a port in `Snapshot::ports`; stable while the port exists.
-pub type PortId = u16;
-/// Index of a bridge in `Snapshot::bridges`.
-pub type BridgeId = u16;
-/// An 802.1Q VLAN id, 1..=4094.
-pub type Vid = u16;
 
 /// Number of VLAN ids (0..4096), for tables indexed by VLAN.
 pub const VLAN_COUNT: usize = 4096;

@@ -2,11 +2,25 @@
 //! VXLAN settings), so `rvsctl` can refuse bad input before sending it and
 //! `rvsd` refuses the same input from any other client.
 
-use crate::config::{PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
-use crate::request::{AGING_RANGE, MAX_MACS_RANGE, MAX_NAME_LEN, MAX_REMOTES, MAX_VNI, QUEUES_RANGE};
+use crate::config::{
+    ClusterConfig, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode, LEASE_TTL_RANGE,
+};
 use crate::MacAddr;
 use std::collections::HashSet;
 use std::net::IpAddr;
+
+/// Longest interface (and bridge) name: Linux IFNAMSIZ less the NUL.
+pub const MAX_NAME_LEN: usize = 15;
+/// Accepted aging times, seconds.
+pub const AGING_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+/// Accepted per-bridge learned-MAC limits.
+pub const MAX_MACS_RANGE: std::ops::RangeInclusive<u32> = 1..=1 << 20;
+/// Accepted AF_XDP queue counts.
+pub const QUEUES_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
+/// Largest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// Most remote VTEPs one VXLAN port replicates floods to.
+pub const MAX_REMOTES: usize = 1024;
 
 /// Checks a cluster node name: 1 to 63 of `A-Z a-z 0-9 . _ -` (it is
 /// part of etcd keys).
@@ -381,8 +395,24 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
 pub fn log_filter_error(filter: &str, why: &str) -> String {
     format!(
         "invalid log filter {filter:?}: {why} (expected a level: error, warn, info, debug, trace, off; \
-         or target=level pairs like warn,rvs_switch::dp=debug)"
+         or target=level pairs like warn,rvs_switch::datapath=debug)"
     )
+}
+
+/// Checks cluster settings as rvsd would use them: etcd endpoints, node
+/// name, lease TTL.
+pub fn check_cluster(c: &ClusterConfig) -> Result<(), String> {
+    etcd_endpoints(&c.etcd)?;
+    check_node_name(&c.node)?;
+    if !LEASE_TTL_RANGE.contains(&c.lease_ttl_secs) {
+        return Err(format!(
+            "lease TTL {} s out of range {}..={}",
+            c.lease_ttl_secs,
+            LEASE_TTL_RANGE.start(),
+            LEASE_TTL_RANGE.end()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -442,5 +472,15 @@ mod tests {
         assert!(parse_mac("00:00:00:00:00:00", true).is_err());
         assert!(parse_mac("01:00:5e:00:00:01", false).is_ok());
         assert!(parse_mac("zz", false).is_err());
+    }
+
+    #[test]
+    fn cluster_settings() {
+        let ok = ClusterConfig { etcd: vec!["http://127.0.0.1:2379".into()], node: "h1".into(), lease_ttl_secs: 10 };
+        assert!(check_cluster(&ok).is_ok());
+        assert!(check_cluster(&ClusterConfig { node: "a/b".into(), ..ok.clone() }).is_err());
+        assert!(check_cluster(&ClusterConfig { node: String::new(), ..ok.clone() }).is_err());
+        assert!(check_cluster(&ClusterConfig { lease_ttl_secs: 1, ..ok.clone() }).is_err());
+        assert!(check_cluster(&ClusterConfig { etcd: vec!["127.0.0.1:2379".into()], ..ok }).is_err());
     }
 }

@@ -277,23 +277,6 @@ fn default_lease_ttl() -> u32 {
     DEFAULT_LEASE_TTL
 }
 
-impl ClusterConfig {
-    /// Checks the settings as rvsd would use them.
-    pub fn check(&self) -> Result<(), String> {
-        crate::check::etcd_endpoints(&self.etcd)?;
-        crate::check::check_node_name(&self.node)?;
-        if !LEASE_TTL_RANGE.contains(&self.lease_ttl_secs) {
-            return Err(format!(
-                "lease TTL {} s out of range {}..={}",
-                self.lease_ttl_secs,
-                LEASE_TTL_RANGE.start(),
-                LEASE_TTL_RANGE.end()
-            ));
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,15 +288,5 @@ mod tests {
         set_pmd(&mut pmd, 0, 2);
         set_pmd(&mut pmd, 3, 5);
         assert_eq!(pmd, vec![(0, 2), (3, 5)]);
-    }
-
-    #[test]
-    fn config_checks() {
-        let ok = ClusterConfig { etcd: vec!["http://127.0.0.1:2379".into()], node: "h1".into(), lease_ttl_secs: 10 };
-        assert!(ok.check().is_ok());
-        assert!(ClusterConfig { node: "a/b".into(), ..ok.clone() }.check().is_err());
-        assert!(ClusterConfig { node: String::new(), ..ok.clone() }.check().is_err());
-        assert!(ClusterConfig { lease_ttl_secs: 1, ..ok.clone() }.check().is_err());
-        assert!(ClusterConfig { etcd: vec!["127.0.0.1:2379".into()], ..ok }.check().is_err());
     }
 }

@@ -19,19 +19,6 @@ pub const MAX_REQUEST_LEN: usize = 64 * 1024;
 pub const MAX_REPLY_LEN: usize = 64 * 1024 * 1024;
 /// Where `rvsd` listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
-/// Longest interface (and bridge) name: Linux IFNAMSIZ less the NUL.
-pub const MAX_NAME_LEN: usize = 15;
-/// Accepted aging times, seconds.
-pub const AGING_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
-/// Accepted per-bridge learned-MAC limits.
-pub const MAX_MACS_RANGE: std::ops::RangeInclusive<u32> = 1..=1 << 20;
-/// Accepted AF_XDP queue counts.
-pub const QUEUES_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
-/// Largest VXLAN network identifier (24 bits).
-pub const MAX_VNI: u32 = (1 << 24) - 1;
-/// Most remote VTEPs one VXLAN port replicates floods to.
-pub const MAX_REMOTES: usize = 1024;
-
 /// One command and its arguments; the `cmd` field of a request names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]

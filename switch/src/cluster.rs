@@ -20,7 +20,9 @@
 //! learned last stays in force; the agent reconnects with backoff and
 //! resynchronises (re-grants the lease and re-publishes if it was lost).
 
-use crate::etcd::{Client, Kv};
+pub mod etcd;
+
+use etcd::{Client, Kv};
 use rvs_dataplane::wire::MacAddr;
 use rvs_proto::cluster::{ClusterStatus, MacsRecord, NodeRecord, VtepRecord, PREFIX};
 use rvs_proto::config::ClusterConfig;
@@ -127,7 +129,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the agent for `cfg` (checked first).
     pub fn start(cfg: ClusterConfig) -> Result<Cluster, String> {
-        cfg.check()?;
+        rvs_proto::check_cluster(&cfg)?;
         let client = Client::new(&cfg.etcd)?;
         let shared = Arc::new(Mutex::new(Shared {
             status: ClusterStatus { state: "connecting".into(), ..Default::default() },
@@ -283,8 +285,8 @@ impl Agent {
         if s.status.state != state {
             s.state_since = Instant::now();
             match &error {
-                Some(e) => tracing::warn!(target: crate::log::DAEMON, "cluster: {state}: {e}"),
-                None => tracing::info!(target: crate::log::DAEMON, "cluster: {state} as node {}", self.node),
+                Some(e) => tracing::warn!(target: crate::obs::log::DAEMON, "cluster: {state}: {e}"),
+                None => tracing::info!(target: crate::obs::log::DAEMON, "cluster: {state} as node {}", self.node),
             }
         }
         s.status.state = state.to_string();

@@ -1,14 +1,17 @@
 //! The boundary between the control plane and the packet path.
 //!
-//! The control state machine (`state.rs`) validates requests against the
+//! The control state machine (`control::state`) validates requests against the
 //! configuration and calls these methods for their effects; the real
-//! implementation (`dp.rs`) owns ports and polling threads, and tests use a
+//! implementation ([`real`]) owns ports and polling threads, and tests use a
 //! fake. Each method either does all of its change or none of it, and its
 //! error is one line fit to show a user.
 
 pub use rvs_dataplane::capture::{CaptureRing, Direction};
 use rvs_dataplane::stats::PortCounters;
 use rvs_dataplane::wire::MacAddr;
+pub mod fake;
+pub mod real;
+
 use rvs_proto::config::{BridgeConfig, PortConfig, UplinkConfig};
 use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
 use std::net::IpAddr;

@@ -3,8 +3,8 @@
 use clap::{CommandFactory, Parser};
 use rvs_dataplane::pmd::PmdOptions;
 use rvs_proto::config::ClusterConfig;
-use rvs_switch::dp::Dp;
-use rvs_switch::{server, state::State};
+use rvs_switch::control::{server, state::State};
+use rvs_switch::datapath::real::Dp;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -104,9 +104,9 @@ fn run(args: Args) -> Result<(), String> {
     let filter = match (&args.log_level, std::env::var("RUST_LOG")) {
         (Some(f), _) => f.clone(),
         (None, Ok(f)) if !f.trim().is_empty() => f,
-        _ => rvs_switch::log::DEFAULT_FILTER.to_string(),
+        _ => rvs_switch::obs::log::DEFAULT_FILTER.to_string(),
     };
-    rvs_switch::log::init(&filter)?;
+    rvs_switch::obs::log::init(&filter)?;
     let cores = match args.cores {
         Some(CoreList(c)) => c,
         None => {
@@ -121,7 +121,7 @@ fn run(args: Args) -> Result<(), String> {
         (Some(etcd), Some(node)) => {
             let etcd = etcd.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect();
             let cfg = ClusterConfig { etcd, node: node.clone(), lease_ttl_secs: args.lease_ttl };
-            cfg.check()?;
+            rvs_proto::check_cluster(&cfg)?;
             Some(cfg)
         }
         _ => None,
@@ -146,7 +146,7 @@ fn run(args: Args) -> Result<(), String> {
         None => state.start_cluster()?,
     }
     tracing::info!(
-        target: rvs_switch::log::DAEMON,
+        target: rvs_switch::obs::log::DAEMON,
         "started: cores={cores:?} socket={} db={}",
         args.socket.display(),
         args.db.display()
@@ -155,7 +155,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()));
     state.into_datapath().shutdown();
     served?;
-    tracing::info!(target: rvs_switch::log::DAEMON, "stopped");
+    tracing::info!(target: rvs_switch::obs::log::DAEMON, "stopped");
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Every assumption the tests make about `rvsctl --json` output, in one
 //! place. `rvsctl --json` prints the reply's `result` value.
 //!
-//! Assumed shapes (from `switch/src/datapath.rs`), read tolerantly:
+//! Assumed shapes (from `proto/src/status.rs`), read tolerantly:
 //! - `fdb show BR`: a list of `{mac, vlan, port, is_static, age_secs}`
 //!   (and `remote`, the VTEP address, behind a VXLAN port),
 //!   bare or under `entries`/`fdb`.

@@ -17,6 +17,7 @@ mod testpmd;
 
 use std::time::{Duration, Instant};
 
+use crate::daemon::Switch;
 use crate::ns::{self, Netns};
 use crate::rvsd::{Bins, Rvsd};
 use crate::sh::Result;
@@ -136,15 +137,6 @@ impl System {
             System::Testpmd => testpmd::l2(nice),
         }
     }
-}
-
-/// A switch daemon's processes (rvsd, Open vSwitch, testpmd), stopped on
-/// drop.
-pub trait Switch {
-    /// The last lines of its log, for errors.
-    fn log_tail(&self) -> String;
-    /// Its counters, for `-v`.
-    fn counters(&self) -> String;
 }
 
 /// A built topology with its switch running.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::daemon::{Daemon, Spec, TempDir};
+use crate::daemon::{Daemon, Spec, Switch, TempDir};
 use crate::sh::{self, have};
 
 /// The PMD thread on core 1 (the generator has core 0).

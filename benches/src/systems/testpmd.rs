@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::daemon::{Daemon, Spec, TempDir};
+use crate::daemon::{Daemon, Spec, Switch, TempDir};
 use crate::sh::{self, have};
 
 /// lcores: the main one (which only prints the stats once a second) on

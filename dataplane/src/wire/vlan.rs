@@ -6,7 +6,7 @@
 //! moving the payload.
 
 use super::ethernet::{EtherType, HEADER_LEN};
-use crate::snapshot::Vid;
+use crate::ids::Vid;
 
 /// Length of an 802.1Q tag.
 pub const TAG_LEN: usize = 4;

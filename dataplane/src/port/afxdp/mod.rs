@@ -18,16 +18,17 @@ mod bpf;
 mod filter;
 pub mod iface;
 mod port;
+mod program;
 mod ring;
 mod socket;
 mod umem;
 
 /// Loader building blocks for tools with their own XDP programs (rvs-bench).
 pub use bpf::{
-    attach_xdp, create_map, load_xdp, map_lookup, map_update, test_run_frame, test_run_live, Insn, BPF_MAP_TYPE_ARRAY,
+    create_map, load_xdp, map_lookup, map_update, test_run_frame, test_run_live, Insn, BPF_MAP_TYPE_ARRAY,
     BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_PERCPU_ARRAY, PSEUDO_MAP_FD,
 };
-pub use bpf::{XdpMode, XdpProgram};
 pub use port::{AfXdpPort, XskConfig, XskCounters};
+pub use program::{attach_xdp, XdpMode, XdpProgram};
 pub use socket::XdpStats;
 pub use umem::Umem;

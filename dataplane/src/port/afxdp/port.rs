@@ -4,7 +4,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use super::bpf::XdpProgram;
+use super::program::XdpProgram;
 use super::socket::{XdpStats, XskSocket};
 use super::umem::Umem;
 use crate::port::{Desc, Pool, Port, FRAME_SIZE};

@@ -8,7 +8,7 @@
 //! (Targets match by prefix, so these names must not start a module path.)
 //!
 //! The filter is `target=level` pairs and a bare default level, as in
-//! `RUST_LOG` (e.g. `debug` or `warn,rvs_switch::dp=debug`), and can be
+//! `RUST_LOG` (e.g. `debug` or `warn,rvs_switch::datapath=debug`), and can be
 //! replaced at run time (`rvsctl log-level`).
 
 use std::sync::OnceLock;
@@ -66,10 +66,12 @@ mod tests {
         for t in [CONFIG, LINK, DAEMON] {
             assert!(parse(DEFAULT_FILTER).unwrap().would_enable(t, &tracing::Level::INFO));
         }
-        assert!(!parse(DEFAULT_FILTER).unwrap().would_enable("rvs_switch::dp", &tracing::Level::INFO));
-        assert!(parse(DEFAULT_FILTER).unwrap().would_enable("rvs_switch::dp", &tracing::Level::WARN));
+        assert!(!parse(DEFAULT_FILTER).unwrap().would_enable("rvs_switch::datapath::real", &tracing::Level::INFO));
+        assert!(parse(DEFAULT_FILTER).unwrap().would_enable("rvs_switch::datapath::real", &tracing::Level::WARN));
         assert_eq!(parse("debug").unwrap().default_level(), Some(LevelFilter::DEBUG));
-        assert!(parse("warn,rvs_switch::dp=trace").unwrap().would_enable("rvs_switch::dp", &tracing::Level::TRACE));
+        assert!(parse("warn,rvs_switch::datapath=trace")
+            .unwrap()
+            .would_enable("rvs_switch::datapath::real", &tracing::Level::TRACE));
         for bad in ["", "loud", "wran", "a=b=c", "x=verbose", "=info", "warn,,info"] {
             let e = parse(bad).unwrap_err();
             assert!(e.starts_with("invalid log filter") && !e.contains('\n'), "{e}");

@@ -20,7 +20,7 @@ impl<D: Datapath> State<D> {
     /// Joins the cluster `cfg` describes: the setting is saved in the db
     /// first, so a restart keeps it.
     pub fn set_cluster(&mut self, cfg: ClusterConfig) -> Result<(), String> {
-        cfg.check()?;
+        rvs_proto::check_cluster(&cfg)?;
         if self.config.cluster.as_ref() != Some(&cfg) {
             let mut new = self.config.clone();
             new.cluster = Some(cfg);

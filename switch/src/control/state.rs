@@ -1,0 +1,338 @@
+//! The control state machine: validates each request against the
+//! configuration, applies it to the datapath, and persists it.
+//!
+//! Every change follows the same order: validate everything, call the
+//! datapath, and only if that succeeded write the new configuration to the
+//! db; the reply goes out after the db write. A failed db write undoes the
+//! datapath change (best effort) and fails the request, so the db, the
+//! in-memory configuration and the datapath agree after every reply.
+
+use crate::datapath::{CaptureRing, Datapath, Direction};
+use crate::db;
+use rvs_dataplane::wire::MacAddr;
+use rvs_proto::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
+use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
+use rvs_proto::{
+    self as proto, BridgeShow, BridgeSummary, CaptureDirection, Command, FlushResult, PingResult, PortShow, Reply,
+    Request, ShowResult, UplinkShow,
+};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod changes;
+mod membership;
+mod views;
+
+/// The daemon's configuration, its db file and the datapath it drives.
+pub struct State<D: Datapath> {
+    config: Config,
+    db_path: PathBuf,
+    dp: D,
+    /// Bridges in the configuration that the datapath does not have, and why.
+    down_bridges: HashMap<String, String>,
+    /// Ports in the configuration that the datapath does not have, and why.
+    down_ports: HashMap<String, String>,
+    /// Uplinks in the configuration that the datapath does not have, and why.
+    down_uplinks: HashMap<String, String>,
+    /// The cluster agent, when this node is in a cluster.
+    cluster: Option<crate::cluster::Cluster>,
+    /// The other nodes, as the agent last read them.
+    peers: crate::cluster::PeerView,
+    /// Remotes the cluster gave VXLAN ports configured without any.
+    cluster_remotes: HashMap<String, Vec<IpAddr>>,
+    /// Ports and uplinks with a capture running.
+    captures: HashSet<String>,
+}
+
+/// The log line for a request that changes the configuration (or the log
+/// filter), None for one that only reads.
+fn change_line(cmd: &Command) -> Option<String> {
+    Some(match cmd {
+        Command::BridgeAdd { bridge, .. } => format!("bridge {bridge} added"),
+        Command::BridgeDel { bridge } => format!("bridge {bridge} deleted with its ports"),
+        Command::BridgeSet { bridge, aging_secs, max_macs } => {
+            let mut what = Vec::new();
+            if let Some(a) = aging_secs {
+                what.push(format!("aging {a} s"));
+            }
+            if let Some(m) = max_macs {
+                what.push(format!("max MACs {m}"));
+            }
+            format!("bridge {bridge} set: {}", what.join(", "))
+        }
+        Command::PortAdd { bridge, port } => {
+            format!("port {} ({}) added to bridge {bridge}", port.name, port.kind.name())
+        }
+        Command::PortDel { bridge, port } => format!("port {port} removed from bridge {bridge}"),
+        Command::PortSetRemotes { bridge, port, remotes, .. } => {
+            format!("port {port} of bridge {bridge}: remote VTEPs now [{}]", join(remotes))
+        }
+        Command::UplinkAdd { uplink } => format!("uplink {} added", uplink.name),
+        Command::UplinkDel { uplink } => format!("uplink {uplink} removed"),
+        Command::FdbAdd { bridge, mac, vlan, port } => {
+            format!("static MAC {mac} VLAN {vlan} on port {port} of bridge {bridge}")
+        }
+        Command::FdbDel { bridge, mac, vlan } => format!("MAC {mac} VLAN {vlan} removed from bridge {bridge}"),
+        Command::PmdAssign { port, queue, core } => format!("queue {queue} of {port} assigned to core {core}"),
+        Command::LogLevel { filter } => format!("log filter set to {filter:?}"),
+        _ => return None,
+    })
+}
+
+/// Addresses as `a, b, c`.
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// What a receive queue belongs to, by index into the configuration.
+enum QueueOwner {
+    /// Bridge index, port index.
+    Port(usize, usize),
+    /// Uplink index.
+    Uplink(usize),
+}
+
+fn unknown_bridge(name: &str) -> String {
+    format!("unknown bridge {name:?}")
+}
+
+fn same_entry(m: &StaticMac, mac: MacAddr, vlan: u16) -> bool {
+    m.vlan == vlan && proto::parse_mac(&m.mac, false).ok() == Some(mac)
+}
+
+impl<D: Datapath> State<D> {
+    /// Loads the db at `db_path` and replays it into `dp`: uplinks first (a
+    /// VXLAN port needs the uplink serving its local address), then bridges
+    /// with their ports. Each uplink and port that comes back gets its
+    /// receive queues moved to the polling threads `pmd_assign` chose. An
+    /// uplink, bridge, port, static MAC or queue move the datapath refuses
+    /// is reported on stderr and kept in the configuration (shown as down);
+    /// only an unreadable db is an error.
+    pub fn restore(db_path: &Path, dp: D) -> Result<State<D>, String> {
+        let config = db::load(db_path)?;
+        let bridges = config.bridges.clone();
+        let uplinks = config.uplinks.clone();
+        let mut st = State {
+            config,
+            db_path: db_path.to_path_buf(),
+            dp,
+            down_bridges: HashMap::new(),
+            down_ports: HashMap::new(),
+            down_uplinks: HashMap::new(),
+            cluster: None,
+            peers: Default::default(),
+            cluster_remotes: HashMap::new(),
+            captures: HashSet::new(),
+        };
+        for up in &uplinks {
+            if let Err(e) = st.dp.add_uplink(up) {
+                tracing::warn!("uplink {:?} not restored: {e}; kept in the configuration", up.name);
+                st.down_uplinks.insert(up.name.clone(), e);
+            } else {
+                st.replay_pmd("uplink", &up.name, &up.pmd);
+            }
+        }
+        for br in &bridges {
+            st.replay_bridge(br);
+        }
+        Ok(st)
+    }
+
+    /// The configuration as last saved.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The datapath.
+    pub fn datapath(&self) -> &D {
+        &self.dp
+    }
+
+    /// The datapath, mutably (e.g. to stop it at shutdown).
+    pub fn datapath_mut(&mut self) -> &mut D {
+        &mut self.dp
+    }
+
+    /// Gives the datapath back, e.g. to shut it down.
+    pub fn into_datapath(self) -> D {
+        self.dp
+    }
+
+    /// Periodic housekeeping; call about once a second.
+    pub fn tick(&mut self) {
+        self.dp.tick();
+        self.sync_cluster(true);
+    }
+
+    /// Answers one request; an accepted change is logged in one line.
+    pub fn handle(&mut self, req: Request) -> Reply {
+        if let Err(e) = proto::check_version(req.version) {
+            return Reply::err(e);
+        }
+        let tunnels_change = matches!(
+            req.cmd,
+            Command::PortAdd { .. }
+                | Command::PortDel { .. }
+                | Command::PortSetRemotes { .. }
+                | Command::BridgeDel { .. }
+        );
+        if let Command::PortAdd { port: PortConfig { name, .. }, .. } | Command::PortDel { port: name, .. } = &req.cmd {
+            let name = name.clone();
+            self.forget_cluster_port(&name);
+        }
+        let change = change_line(&req.cmd);
+        let reply = self.answer(req.cmd);
+        if tunnels_change {
+            // A tunnel added or emptied of remotes takes the cluster's now.
+            self.sync_cluster(false);
+        }
+        if let (true, Some(line)) = (reply.ok, change) {
+            tracing::info!(target: crate::obs::log::CONFIG, "{line}");
+        }
+        reply
+    }
+
+    fn answer(&mut self, cmd: Command) -> Reply {
+        match cmd {
+            Command::BridgeAdd { bridge, aging_secs, max_macs } => {
+                Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs))
+            }
+            Command::BridgeDel { bridge } => Reply::from_result(self.bridge_del(&bridge)),
+            Command::BridgeList => Reply::from_result(Ok(self.bridge_list())),
+            Command::BridgeSet { bridge, aging_secs, max_macs } => {
+                Reply::from_result(self.bridge_set(&bridge, aging_secs, max_macs))
+            }
+            Command::PortAdd { bridge, port } => Reply::from_result(self.port_add(&bridge, port)),
+            Command::PortDel { bridge, port } => Reply::from_result(self.port_del(&bridge, &port)),
+            Command::PortSetRemotes { bridge, port, remotes, expect_remotes } => {
+                Reply::from_result(self.port_set_remotes(&bridge, &port, remotes, expect_remotes))
+            }
+            Command::UplinkAdd { uplink } => Reply::from_result(self.uplink_add(uplink)),
+            Command::UplinkDel { uplink } => Reply::from_result(self.uplink_del(&uplink)),
+            Command::UplinkList => Reply::from_result(Ok(self.uplink_list())),
+            Command::Show => Reply::from_result(Ok(self.show())),
+            Command::FdbShow { bridge } => Reply::from_result(self.fdb_show(&bridge)),
+            Command::FdbAdd { bridge, mac, vlan, port } => Reply::from_result(self.fdb_add(&bridge, &mac, vlan, &port)),
+            Command::FdbDel { bridge, mac, vlan } => Reply::from_result(self.fdb_del(&bridge, &mac, vlan)),
+            Command::FdbFlush { bridge, port } => Reply::from_result(self.fdb_flush(&bridge, port.as_deref())),
+            Command::Stats { port } => Reply::from_result(self.stats(port.as_deref())),
+            Command::PmdShow => Reply::from_result(Ok(self.dp.threads())),
+            Command::PmdAssign { port, queue, core } => Reply::from_result(self.pmd_assign(&port, queue, core)),
+            Command::FlowsShow => Reply::from_result(Ok(self.flows_show())),
+            Command::FlowsFlush => {
+                self.dp.flows_flush();
+                Reply::from_result(Ok(()))
+            }
+            Command::ClusterShow => Reply::from_result(Ok(self.cluster_show())),
+            // The control server answers this itself and turns the
+            // connection into a stream; other callers cannot stream.
+            Command::Capture { .. } => Reply::err("capture needs a connection to the control socket"),
+            Command::LogLevel { filter } => Reply::from_result(crate::obs::log::set(&filter)),
+            Command::Trace { bridge, port, frame } => Reply::from_result(self.trace(&bridge, &port, &frame)),
+            Command::Ping => Reply::from_result(Ok(PingResult {
+                daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+                protocol_versions: proto::SUPPORTED_VERSIONS.to_vec(),
+            })),
+        }
+    }
+
+    // ---- lookups ----
+
+    fn bridge_idx(&self, name: &str) -> Result<usize, String> {
+        self.config.bridges.iter().position(|b| b.name == name).ok_or_else(|| unknown_bridge(name))
+    }
+
+    /// (bridge index, port index) of a port in any bridge.
+    fn port_loc(&self, name: &str) -> Option<(usize, usize)> {
+        self.config
+            .bridges
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| b.ports.iter().position(|p| p.name == name).map(|j| (i, j)))
+    }
+
+    fn uplink_idx(&self, name: &str) -> Option<usize> {
+        self.config.uplinks.iter().position(|u| u.name == name)
+    }
+
+    /// Index of `port` in bridge `i`, or an error saying where it is.
+    fn port_in_bridge(&self, i: usize, port: &str) -> Result<usize, String> {
+        let br = &self.config.bridges[i];
+        if let Some(j) = br.ports.iter().position(|p| p.name == port) {
+            return Ok(j);
+        }
+        Err(match self.port_loc(port) {
+            Some((k, _)) => format!("port {port:?} is in bridge {:?}, not {:?}", self.config.bridges[k].name, br.name),
+            None => format!("unknown port {port:?} in bridge {:?}", br.name),
+        })
+    }
+
+    // ---- replay ----
+
+    /// Puts a bridge, its ports and static MACs into the datapath, noting
+    /// what failed; failures are warnings on stderr.
+    fn replay_bridge(&mut self, br: &BridgeConfig) {
+        if let Err(e) = self.dp.add_bridge(br) {
+            tracing::warn!("bridge {:?} not restored: {e}; kept in the configuration", br.name);
+            for p in &br.ports {
+                self.down_ports.insert(p.name.clone(), format!("bridge {:?} is down", br.name));
+            }
+            self.down_bridges.insert(br.name.clone(), e);
+            return;
+        }
+        self.down_bridges.remove(&br.name);
+        for p in &br.ports {
+            self.replay_port(br, p);
+        }
+    }
+
+    /// Puts a port and its static MACs into the datapath.
+    fn replay_port(&mut self, br: &BridgeConfig, p: &PortConfig) {
+        if let Err(e) = self.dp.add_port(&br.name, p) {
+            tracing::warn!("port {:?} of bridge {:?} not restored: {e}; kept in the configuration", p.name, br.name);
+            self.down_ports.insert(p.name.clone(), e);
+            return;
+        }
+        self.down_ports.remove(&p.name);
+        for m in br.static_macs.iter().filter(|m| m.port == p.name) {
+            let res = proto::parse_mac(&m.mac, true).and_then(|mac| self.dp.fdb_add(&br.name, mac, m.vlan, &m.port));
+            if let Err(e) = res {
+                tracing::warn!("static MAC {} VLAN {} on port {:?} not restored: {e}", m.mac, m.vlan, m.port);
+            }
+        }
+        self.replay_pmd("port", &p.name, &p.pmd);
+    }
+
+    /// Moves the queues of a port or uplink that just came (back) up to the
+    /// polling threads the configuration names. A queue the datapath will
+    /// not move is a warning: it keeps polling where the datapath put it,
+    /// and the assignment stays in the configuration for the next restart.
+    fn replay_pmd(&mut self, what: &str, name: &str, pmd: &[(u32, usize)]) {
+        for &(queue, core) in pmd {
+            if let Err(e) = self.dp.pmd_assign(name, queue, core) {
+                tracing::warn!(
+                    "queue {queue} of {what} {name:?} not moved to core {core}: {e}; kept in the configuration"
+                );
+            }
+        }
+    }
+
+    /// Saves `new` and makes it current; on failure runs `undo` and fails.
+    fn commit(&mut self, new: Config, undo: impl FnOnce(&mut Self)) -> Result<(), String> {
+        match db::save(&self.db_path, &new) {
+            Ok(()) => {
+                self.config = new;
+                Ok(())
+            }
+            Err(e) => {
+                undo(self);
+                Err(format!("{e} (the change was undone)"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! What the state machine answers without changing anything: lists,
+//! `show`, the FDB, counters, traces, captures, threads and flows.
+
+use super::*;
+
+impl<D: Datapath> State<D> {
+    pub(super) fn bridge_list(&self) -> Vec<BridgeSummary> {
+        self.config
+            .bridges
+            .iter()
+            .map(|b| BridgeSummary {
+                name: b.name.clone(),
+                aging_secs: b.aging_secs,
+                max_macs: b.max_macs,
+                ports: b.ports.len(),
+            })
+            .collect()
+    }
+
+    pub(super) fn uplink_list(&self) -> Vec<UplinkShow> {
+        let status = self.dp.uplink_status();
+        self.config
+            .uplinks
+            .iter()
+            .map(|u| UplinkShow {
+                config: u.clone(),
+                status: status.iter().find(|s| s.name == u.name).cloned().unwrap_or_else(|| UplinkStatus {
+                    name: u.name.clone(),
+                    state: format!(
+                        "down: {}",
+                        self.down_uplinks.get(&u.name).map(String::as_str).unwrap_or("not in the datapath")
+                    ),
+                    xdp_mode: String::new(),
+                    mtu: 0,
+                    vteps: Vec::new(),
+                    queues: Vec::new(),
+                }),
+            })
+            .collect()
+    }
+
+    pub(super) fn show(&self) -> ShowResult {
+        let status = self.dp.port_status();
+        let bridges = self
+            .config
+            .bridges
+            .iter()
+            .map(|b| BridgeShow {
+                name: b.name.clone(),
+                aging_secs: b.aging_secs,
+                max_macs: b.max_macs,
+                ports: b
+                    .ports
+                    .iter()
+                    .map(|p| PortShow {
+                        config: p.clone(),
+                        status: status.iter().find(|s| s.name == p.name).cloned().unwrap_or_else(|| PortStatus {
+                            name: p.name.clone(),
+                            bridge: b.name.clone(),
+                            kind: p.kind.name().to_string(),
+                            state: format!(
+                                "down: {}",
+                                self.down_ports.get(&p.name).map(String::as_str).unwrap_or("not in the datapath")
+                            ),
+                            xdp_mode: String::new(),
+                            queues: Vec::new(),
+                            inner_mtu: None,
+                            remotes: Vec::new(),
+                        }),
+                    })
+                    .collect(),
+                static_macs: b.static_macs.clone(),
+            })
+            .collect();
+        ShowResult { uplinks: self.uplink_list(), bridges, threads: self.dp.threads() }
+    }
+
+    pub(super) fn fdb_show(&self, bridge: &str) -> Result<Vec<FdbEntryInfo>, String> {
+        self.bridge_idx(bridge)?;
+        if self.down_bridges.contains_key(bridge) {
+            return Ok(Vec::new());
+        }
+        self.dp.fdb_show(bridge)
+    }
+
+    pub(super) fn stats(&self, port: Option<&str>) -> Result<Vec<PortStatsInfo>, String> {
+        let all = self.dp.port_stats();
+        let Some(name) = port else {
+            return Ok(all);
+        };
+        let Some((i, _)) = self.port_loc(name) else {
+            return Err(format!("unknown port {name:?}"));
+        };
+        let mine: Vec<PortStatsInfo> = all.into_iter().filter(|s| s.name == name).collect();
+        if !mine.is_empty() {
+            return Ok(mine);
+        }
+        Ok(vec![PortStatsInfo {
+            name: name.to_string(),
+            bridge: self.config.bridges[i].name.clone(),
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            learn_refused: 0,
+            forwarded: 0,
+            flooded: 0,
+            kernel_drops: 0,
+            drops: Vec::new(),
+            link_downs: 0,
+        }])
+    }
+
+    pub(super) fn trace(&self, bridge: &str, port: &str, frame: &str) -> Result<TraceResult, String> {
+        let frame = rvs_proto::framedesc::parse(frame)?;
+        let i = self.bridge_idx(bridge)?;
+        if self.uplink_idx(port).is_none() {
+            self.port_in_bridge(i, port)?;
+        }
+        for (what, down) in [("port", &self.down_ports), ("uplink", &self.down_uplinks)] {
+            if let Some(why) = down.get(port) {
+                return Err(format!("{what} {port:?} is down ({why})"));
+            }
+        }
+        self.dp.trace(bridge, port, &frame)
+    }
+
+    /// Starts a capture on port or uplink `port` for a streaming client;
+    /// one capture per port at a time.
+    pub fn capture_start(
+        &mut self,
+        port: &str,
+        dir: CaptureDirection,
+        snaplen: u32,
+    ) -> Result<Arc<CaptureRing>, String> {
+        if !self.has_port(port) {
+            return Err(format!("unknown port or uplink {port:?}"));
+        }
+        for (what, down) in [("port", &self.down_ports), ("uplink", &self.down_uplinks)] {
+            if let Some(why) = down.get(port) {
+                return Err(format!("{what} {port:?} is down ({why})"));
+            }
+        }
+        if self.captures.contains(port) {
+            return Err(format!("a capture already runs on {port:?}"));
+        }
+        let dir = match dir {
+            CaptureDirection::In => Direction::In,
+            CaptureDirection::Out => Direction::Out,
+            CaptureDirection::Both => Direction::Both,
+        };
+        let ring = self.dp.capture_start(port, dir, snaplen)?;
+        self.captures.insert(port.to_string());
+        Ok(ring)
+    }
+
+    /// Stops the capture on `port`, if one runs.
+    pub fn capture_stop(&mut self, port: &str) {
+        if self.captures.remove(port) {
+            self.dp.capture_stop(port);
+        }
+    }
+
+    /// True if `name` is a configured port or uplink.
+    pub fn has_port(&self, name: &str) -> bool {
+        self.port_loc(name).is_some() || self.uplink_idx(name).is_some()
+    }
+
+    /// Polling threads, as `pmd_show` reports them.
+    pub fn threads(&self) -> Vec<ThreadInfo> {
+        self.dp.threads()
+    }
+
+    pub(super) fn flows_show(&self) -> Vec<FlowInfo> {
+        self.dp.flows()
+    }
+
+    /// The core now polling `queue` of port or uplink `name`, as the
+    /// datapath reports it.
+    pub(super) fn polling_core(&self, name: &str, queue: u32) -> Option<usize> {
+        let ports = self.dp.port_status().into_iter().filter(|p| p.name == name).flat_map(|p| p.queues);
+        let uplinks = self.dp.uplink_status().into_iter().filter(|u| u.name == name).flat_map(|u| u.queues);
+        ports.chain(uplinks).find(|&(q, _)| q == queue).map(|(_, core)| core)
+    }
+}

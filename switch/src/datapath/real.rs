@@ -1,0 +1,414 @@
+//! The real packet path behind [`Datapath`]: polling threads, their frame
+//! pools (one UMEM each), the ports' sockets and XDP programs.
+//!
+//! Everything here runs on the control thread. A change opens what it needs
+//! (sockets, taps) first, so a failure leaves nothing half-done, then hands
+//! port queues to their polling threads and publishes a new snapshot. A
+//! removal unpublishes first and waits until every thread runs the new
+//! snapshot, so no thread can still learn or send on a port being closed.
+//!
+//! Uplinks are AF_XDP ports in no bridge whose XDP program takes only VXLAN
+//! frames for local VTEPs. A VXLAN port has no I/O of its own: its frames
+//! leave through its uplink, toward next hops resolved from the kernel's
+//! routes and neighbours, re-checked every tick.
+
+use crate::datapath::{CaptureRing, Datapath, Direction, DpResult};
+use crate::kernel::netlink;
+use crossbeam::channel::{self, Sender};
+use rvs_dataplane::fdb::{Fdb, Learn, NO_REMOTE};
+use rvs_dataplane::flow_cache::FlowKey;
+use rvs_dataplane::ids::{BridgeId, PortId};
+use rvs_dataplane::pipeline::Action;
+use rvs_dataplane::pipeline::{self, TagEdit};
+use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
+use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram};
+use rvs_dataplane::port::tap::TapPort;
+use rvs_dataplane::port::Pool;
+use rvs_dataplane::snapshot::{
+    BridgeInfo, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, NO_BRIDGE, TX_ANY,
+};
+use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
+use rvs_dataplane::wire::vxlan::{OuterTemplate, OVERHEAD_V4, OVERHEAD_V6};
+use rvs_dataplane::wire::MacAddr;
+use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
+use rvs_proto::config::{BridgeConfig, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::status::{
+    FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput, TraceResult, TraceVxlan,
+    UplinkStatus,
+};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+mod ports;
+mod publish;
+mod status;
+mod threads;
+mod trace;
+mod tunnels;
+
+/// Frames in each polling thread's pool (2 KiB each).
+const POOL_FRAMES: u32 = 16384;
+/// Parcels for frames crossing between threads.
+const HANDOFF_PARCELS: usize = 4096;
+/// Frames a capture buffers before it counts drops.
+const CAPTURE_RING: usize = 4096;
+/// How long a configuration change waits for the kernel to resolve the
+/// next hop toward a new remote VTEP (a veth answers in well under 1 ms).
+const RESOLVE_WAIT: Duration = Duration::from_millis(100);
+
+struct Thread {
+    core: usize,
+    tx: Sender<Command>,
+    stats: Arc<ThreadStats>,
+    umem: Arc<Umem>,
+    join: Option<JoinHandle<()>>,
+}
+
+struct Bridge {
+    name: String,
+    fdb: Arc<Fdb>,
+    aging_secs: u32,
+}
+
+struct Port {
+    name: String,
+    bridge: BridgeId,
+    kind: PortType,
+    vlan: VlanMode,
+    /// (queue, thread index) of every handle, receiving or not.
+    handles: Vec<(u32, usize, bool)>,
+    /// Counters per thread holding a handle.
+    stats: Vec<Arc<PortStats>>,
+    xdp: Option<XdpProgram>,
+    role: Role,
+    /// For AF_XDP ports and uplinks: the interface under them.
+    link: Option<Link>,
+}
+
+/// The interface under an AF_XDP port, watched so the port goes down when
+/// it disappears and comes back when an interface of that name returns.
+struct Link {
+    ifindex: u32,
+    mode: XdpMode,
+    queues: Option<u32>,
+    uplink: bool,
+    /// Why the port is down, if it is.
+    down: Option<String>,
+    /// How many times it went down.
+    downs: u64,
+}
+
+/// An XDP program and the sockets opened on its interface's queues.
+type Attached = (XdpProgram, Vec<(u32, usize, AfXdpPort)>);
+
+/// What a port does besides switching frames as they are.
+enum Role {
+    Plain,
+    Uplink { mac: MacAddr, mtu: u32 },
+    Vxlan(Vx),
+}
+
+/// A VXLAN port's run-time state.
+struct Vx {
+    cfg: VxlanConfig,
+    uplink: PortId,
+    remotes: Vec<RemoteState>,
+    /// MACs installed from peers' advertisements (mac, vlan).
+    advertised: Vec<(MacAddr, u16)>,
+}
+
+/// A remote VTEP and what we know of the way to it.
+struct RemoteState {
+    ip: IpAddr,
+    next_hop: Option<MacAddr>,
+    outer: Option<OuterTemplate>,
+}
+
+/// Polling threads and the ports they serve.
+pub struct Dp {
+    start: Instant,
+    threads: Vec<Thread>,
+    bridges: Vec<Option<Bridge>>,
+    ports: Vec<Option<Port>>,
+    generation: u64,
+    /// The snapshot the polling threads run (for traces).
+    snap: Arc<Snapshot>,
+}
+
+impl Dp {
+    /// Starts one polling thread per core in `cores`, each pinned to it.
+    pub fn start(cores: &[usize], opts: PmdOptions) -> Result<Dp, String> {
+        let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().iter().map(|c| c.id).collect();
+        if cores.is_empty() {
+            return Err("--cores lists no core".into());
+        }
+        if cores.len() > 64 {
+            return Err("--cores lists more than 64 cores".into());
+        }
+        for c in cores {
+            if !available.contains(c) {
+                return Err(format!("core {c} is not available to rvsd (available: {available:?})"));
+            }
+        }
+        let start = Instant::now();
+        let handoff = Handoff::new(cores.len(), HANDOFF_PARCELS);
+        let mut threads = Vec::new();
+        for (i, &core) in cores.iter().enumerate() {
+            let pool = Pool::new(POOL_FRAMES).map_err(|e| format!("allocating frame memory for core {core}: {e}"))?;
+            let umem = Umem::new(pool.region().clone()).map_err(|e| format!("preparing UMEM for core {core}: {e}"))?;
+            let (tx, rx) = channel::unbounded();
+            let stats = Arc::new(ThreadStats::default());
+            let pmd = Pmd::new(i as u8, pool, rx, handoff.clone(), stats.clone(), start, opts);
+            let join = std::thread::Builder::new()
+                .name(format!("pmd{core}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        tracing::warn!("could not pin the polling thread to core {core}");
+                    }
+                    pmd.run();
+                })
+                .map_err(|e| format!("starting the polling thread for core {core}: {e}"))?;
+            threads.push(Thread { core, tx, stats, umem, join: Some(join) });
+        }
+        Ok(Dp { start, threads, bridges: Vec::new(), ports: Vec::new(), generation: 0, snap: Arc::default() })
+    }
+
+    /// Stops every polling thread and closes every port (XDP programs are
+    /// detached; tap devices stay).
+    pub fn shutdown(&mut self) {
+        for t in &self.threads {
+            let _ = t.tx.send(Command::Stop);
+        }
+        for t in &mut self.threads {
+            if let Some(j) = t.join.take() {
+                let _ = j.join();
+            }
+        }
+        self.ports.clear();
+    }
+
+    fn now(&self) -> u32 {
+        self.start.elapsed().as_secs() as u32
+    }
+
+    fn bridge_id(&self, name: &str) -> DpResult<BridgeId> {
+        self.bridges
+            .iter()
+            .position(|b| b.as_ref().is_some_and(|b| b.name == name))
+            .map(|i| i as BridgeId)
+            .ok_or_else(|| format!("unknown bridge \"{name}\""))
+    }
+
+    fn port_id(&self, name: &str) -> DpResult<PortId> {
+        self.ports
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.name == name))
+            .map(|i| i as PortId)
+            .ok_or_else(|| format!("unknown port \"{name}\""))
+    }
+
+    fn port_name(&self, id: PortId) -> String {
+        self.ports.get(id as usize).and_then(Option::as_ref).map_or_else(|| format!("#{id}"), |p| p.name.clone())
+    }
+
+    fn free_port_id(&mut self) -> DpResult<PortId> {
+        let id = match self.ports.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.ports.len() < 4096 => {
+                self.ports.push(None);
+                self.ports.len() - 1
+            }
+            None => return Err("too many ports (4096)".into()),
+        };
+        Ok(id as PortId)
+    }
+
+    fn bridge_name(&self, id: BridgeId) -> &str {
+        self.bridges.get(id as usize).and_then(Option::as_ref).map_or("", |b| b.name.as_str())
+    }
+}
+
+impl Drop for Dp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Datapath for Dp {
+    fn add_bridge(&mut self, br: &BridgeConfig) -> DpResult<()> {
+        if self.bridge_id(&br.name).is_ok() {
+            return Err(format!("bridge \"{}\" already exists", br.name));
+        }
+        let b = Bridge { name: br.name.clone(), fdb: Arc::new(Fdb::new(br.max_macs)), aging_secs: br.aging_secs };
+        match self.bridges.iter().position(Option::is_none) {
+            Some(i) => self.bridges[i] = Some(b),
+            None if self.bridges.len() < usize::from(u16::MAX) => self.bridges.push(Some(b)),
+            None => return Err("too many bridges".into()),
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn set_bridge(&mut self, br: &BridgeConfig) -> DpResult<()> {
+        let id = self.bridge_id(&br.name)?;
+        let b = self.bridges[id as usize].as_mut().expect("bridge_id found it");
+        b.aging_secs = br.aging_secs;
+        if br.max_macs <= b.fdb.capacity_limit() {
+            b.fdb.set_limit(br.max_macs);
+            return Ok(());
+        }
+        // A larger limit needs a larger table: carry the entries over.
+        let fdb = Arc::new(Fdb::new(br.max_macs));
+        for e in b.fdb.entries() {
+            if e.is_static {
+                fdb.add_static(e.mac, e.vid, e.port, e.last_seen);
+            } else {
+                fdb.learn(e.mac, e.vid, e.port, e.last_seen);
+            }
+        }
+        b.fdb = fdb;
+        self.publish();
+        Ok(())
+    }
+
+    fn del_bridge(&mut self, name: &str) -> DpResult<()> {
+        let id = self.bridge_id(name)?;
+        if self.ports.iter().flatten().any(|p| p.bridge == id) {
+            return Err(format!("bridge \"{name}\" still has ports"));
+        }
+        self.bridges[id as usize] = None;
+        self.publish();
+        Ok(())
+    }
+
+    fn add_port(&mut self, bridge: &str, cfg: &PortConfig) -> DpResult<()> {
+        self.open_port(bridge, cfg)
+    }
+
+    fn del_port(&mut self, name: &str) -> DpResult<()> {
+        let id = self.port_id(name)?;
+        if matches!(self.ports[id as usize].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+            return Err(format!("{name:?} is an uplink (remove it with `rvsctl uplink del`)"));
+        }
+        self.remove_port(id);
+        Ok(())
+    }
+
+    fn fdb_add(&mut self, bridge: &str, mac: MacAddr, vlan: u16, port: &str) -> DpResult<()> {
+        let bid = self.bridge_id(bridge)?;
+        let pid = self.port_id(port)?;
+        let now = self.now();
+        let b = self.bridges[bid as usize].as_ref().expect("bridge_id found it");
+        if !b.fdb.add_static(mac, vlan, pid, now) {
+            return Err(format!("the FDB of bridge \"{bridge}\" is full"));
+        }
+        Ok(())
+    }
+
+    fn fdb_del(&mut self, bridge: &str, mac: MacAddr, vlan: u16) -> DpResult<bool> {
+        let bid = self.bridge_id(bridge)?;
+        Ok(self.bridges[bid as usize].as_ref().expect("bridge_id found it").fdb.remove(mac, vlan))
+    }
+
+    fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize> {
+        let bid = self.bridge_id(bridge)?;
+        let pid = port.map(|p| self.port_id(p)).transpose()?;
+        Ok(self.bridges[bid as usize].as_ref().expect("bridge_id found it").fdb.flush(pid))
+    }
+
+    fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
+        self.open_uplink(up)
+    }
+
+    fn del_uplink(&mut self, name: &str) -> DpResult<()> {
+        self.close_uplink(name)
+    }
+
+    fn set_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
+        self.replace_remotes(port, remotes)
+    }
+
+    fn uplink_status(&self) -> Vec<UplinkStatus> {
+        self.uplink_views()
+    }
+
+    fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
+        self.fdb_view(bridge)
+    }
+
+    fn port_status(&self) -> Vec<PortStatus> {
+        self.port_views()
+    }
+
+    fn port_stats(&self) -> Vec<PortStatsInfo> {
+        self.port_counters()
+    }
+
+    fn threads(&self) -> Vec<ThreadInfo> {
+        self.thread_infos()
+    }
+
+    fn flows(&self) -> Vec<FlowInfo> {
+        self.flow_infos()
+    }
+
+    fn trace(&self, bridge: &str, port: &str, frame: &[u8]) -> DpResult<TraceResult> {
+        self.trace_frame(bridge, port, frame)
+    }
+
+    fn capture_start(&mut self, port: &str, dir: Direction, snaplen: u32) -> DpResult<Arc<CaptureRing>> {
+        let id = self.port_id(port)?;
+        let ring = CaptureRing::new(CAPTURE_RING, snaplen, dir);
+        for t in &self.threads {
+            let _ = t.tx.send(Command::StartCapture { id, ring: ring.clone() });
+        }
+        Ok(ring)
+    }
+
+    fn capture_stop(&mut self, port: &str) {
+        if let Ok(id) = self.port_id(port) {
+            for t in &self.threads {
+                let _ = t.tx.send(Command::StopCapture { id });
+            }
+        }
+    }
+
+    fn local_macs(&self, port: &str) -> DpResult<Vec<(MacAddr, u16)>> {
+        self.advertised_macs(port)
+    }
+
+    fn set_remote_macs(&mut self, port: &str, macs: &[(MacAddr, u16, IpAddr)]) -> DpResult<()> {
+        self.install_remote_macs(port, macs)
+    }
+
+    fn flows_flush(&mut self) {
+        for t in &self.threads {
+            let _ = t.tx.send(Command::FlushFlows);
+        }
+    }
+
+    fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {
+        self.move_queue(port, queue, core)
+    }
+
+    fn tick(&mut self) {
+        let now = self.now();
+        for b in self.bridges.iter().flatten() {
+            b.fdb.age(now, b.aging_secs);
+        }
+        let tunnels: Vec<PortId> = (0..self.ports.len())
+            .filter(|&i| matches!(self.ports[i].as_ref().map(|p| &p.role), Some(Role::Vxlan(_))))
+            .map(|i| i as PortId)
+            .collect();
+        let mut changed = self.watch_links();
+        for id in tunnels {
+            changed |= self.resolve_remotes(id);
+        }
+        if changed {
+            self.publish();
+        }
+    }
+}

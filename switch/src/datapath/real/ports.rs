@@ -1,0 +1,288 @@
+//! Opening and closing ports and uplinks: AF_XDP sockets and their XDP
+//! program, taps, and the interfaces under them coming and going.
+
+use super::*;
+
+impl Dp {
+    pub(super) fn remove_handles(&self, id: PortId, port: &Port) {
+        let mut seen = Vec::new();
+        for &(_, t, _) in &port.handles {
+            if seen.contains(&t) {
+                continue;
+            }
+            seen.push(t);
+            let (done_tx, done_rx) = channel::bounded(1);
+            if self.threads[t].tx.send(Command::RemovePort { id, done: done_tx }).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(5));
+            }
+        }
+    }
+
+    /// Unpublishes port `id`, closes its handles and forgets its MACs.
+    pub(super) fn remove_port(&mut self, id: PortId) {
+        let Some(port) = self.ports[id as usize].take() else { return };
+        self.publish();
+        // A capture must not outlive its port: the id may be reused.
+        for t in &self.threads {
+            let _ = t.tx.send(Command::StopCapture { id });
+        }
+        self.remove_handles(id, &port);
+        if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
+            b.fdb.forget_port(id);
+        }
+        if let Role::Vxlan(vx) = &port.role {
+            if !self.vtep_in_use(vx.cfg.local, vx.cfg.dstport, id) {
+                if let Some(xdp) =
+                    self.ports.get(vx.uplink as usize).and_then(Option::as_ref).and_then(|u| u.xdp.as_ref())
+                {
+                    let _ = xdp.remove_vtep(vx.cfg.local, vx.cfg.dstport);
+                }
+            }
+        }
+        drop(port); // detaches an XDP program
+    }
+
+    pub(super) fn open_afxdp(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
+        self.open_xsk(id, &cfg.name, cfg.xdp_mode, cfg.queues, false)
+    }
+
+    /// AF_XDP sockets on every queue of `name`, spread over the threads,
+    /// behind the redirect program (or the VTEP-only one for an uplink).
+    pub(super) fn open_xsk(
+        &self,
+        id: PortId,
+        name: &str,
+        mode: XdpMode,
+        queues: Option<u32>,
+        uplink: bool,
+    ) -> DpResult<Port> {
+        let ifindex = afxdp::iface::ifindex(name).map_err(|e| e.to_string())?;
+        let attached = self.attach_xsk(name, mode, queues, uplink)?;
+        let mut port = Port {
+            name: name.to_string(),
+            bridge: 0,
+            kind: PortType::Afxdp,
+            vlan: VlanMode::Access(1),
+            handles: Vec::new(),
+            stats: Vec::new(),
+            xdp: None,
+            role: Role::Plain,
+            link: Some(Link { ifindex, mode, queues, uplink, down: None, downs: 0 }),
+        };
+        self.hand_out(id, &mut port, attached);
+        Ok(port)
+    }
+
+    /// Gives the opened sockets to their threads and the program to `port`.
+    pub(super) fn hand_out(&self, id: PortId, port: &mut Port, (xdp, opened): Attached) {
+        for (q, t, sock) in opened {
+            let stats = Arc::new(PortStats::default());
+            port.stats.push(stats.clone());
+            port.handles.push((q, t, true));
+            let lp = LocalPort { id, queue: q, port: Some(Box::new(sock)), rx: true, stats };
+            let _ = self.threads[t].tx.send(Command::AddPort(lp));
+        }
+        port.xdp = Some(xdp);
+    }
+
+    /// Attaches the program to `name` and opens a socket per queue, spread
+    /// over the threads; nothing is handed to a thread yet.
+    pub(super) fn attach_xsk(
+        &self,
+        name: &str,
+        mode: XdpMode,
+        queues: Option<u32>,
+        uplink: bool,
+    ) -> DpResult<Attached> {
+        let mode = match mode {
+            XdpMode::Auto => afxdp::XdpMode::Auto,
+            XdpMode::Native => afxdp::XdpMode::Native,
+            XdpMode::Generic => afxdp::XdpMode::Generic,
+        };
+        let available = afxdp::iface::rx_queues(name).map_err(|e| e.to_string())?;
+        let queues = queues.unwrap_or(available);
+        if queues == 0 || queues > available {
+            return Err(format!("{name} has {available} rx queue(s); cannot open {queues}"));
+        }
+        let xdp = match uplink {
+            true => XdpProgram::attach_uplink(name, mode, queues),
+            false => XdpProgram::attach(name, mode, queues),
+        }
+        .map_err(|e| e.to_string())?;
+        let mut opened = Vec::new();
+        let base = self.least_loaded();
+        for q in 0..queues {
+            // Spread queues over threads, starting with the least loaded.
+            let t = (base + q as usize) % self.threads.len();
+            let sock = AfXdpPort::open(name, q, &self.threads[t].umem).map_err(|e| format!("{name} queue {q}: {e}"))?;
+            sock.register(&xdp).map_err(|e| format!("{name} queue {q}: {e}"))?;
+            opened.push((q, t, sock));
+        }
+        Ok((xdp, opened))
+    }
+
+    /// Takes AF_XDP ports whose interface went away down (counted), and
+    /// brings back those whose interface is there again. True if anything
+    /// changed.
+    pub(super) fn watch_links(&mut self) -> bool {
+        let mut changed = false;
+        for i in 0..self.ports.len() {
+            let Some(port) = self.ports[i].as_ref() else { continue };
+            let Some(link) = port.link.as_ref() else { continue };
+            let now_index = afxdp::iface::ifindex(&port.name).ok();
+            let id = i as PortId;
+            match (&link.down, now_index) {
+                (None, Some(ix)) if ix == link.ifindex => {}
+                (None, _) => {
+                    let mut port = self.ports[i].take().expect("checked above");
+                    self.remove_handles(id, &port);
+                    port.handles.clear();
+                    port.xdp = None; // the link died with the interface, or detaches now
+                                     // MACs learned behind it are gone with it.
+                    if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
+                        b.fdb.flush(Some(id));
+                    }
+                    let link = port.link.as_mut().expect("checked above");
+                    link.down = Some("interface gone".into());
+                    link.downs += 1;
+                    tracing::warn!(target: crate::obs::log::LINK, "interface {} went away; port down until it returns", port.name);
+                    self.ports[i] = Some(port);
+                    changed = true;
+                }
+                (Some(_), Some(ix)) => {
+                    let (mode, queues, uplink) = (link.mode, link.queues, link.uplink);
+                    let name = port.name.clone();
+                    let Ok(attached) = self.attach_xsk(&name, mode, queues, uplink) else { continue };
+                    if uplink {
+                        for vx in self.ports.iter().flatten().filter_map(|p| match &p.role {
+                            Role::Vxlan(vx) if vx.uplink == id => Some(vx),
+                            _ => None,
+                        }) {
+                            let _ = attached.0.add_vtep(vx.cfg.local, vx.cfg.dstport);
+                        }
+                    }
+                    let info = if uplink { netlink::link_info(&name).ok() } else { None };
+                    let mut port = self.ports[i].take().expect("checked above");
+                    self.hand_out(id, &mut port, attached);
+                    if let (Role::Uplink { mtu, mac }, Some((m, a))) = (&mut port.role, info) {
+                        (*mtu, *mac) = (m, a);
+                    }
+                    let link = port.link.as_mut().expect("checked above");
+                    (link.ifindex, link.down) = (ix, None);
+                    tracing::info!(target: crate::obs::log::LINK, "interface {name} is back; port up again");
+                    self.ports[i] = Some(port);
+                    changed = true;
+                }
+                (Some(_), None) => {}
+            }
+        }
+        changed
+    }
+
+    pub(super) fn open_tap(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
+        let tap = TapPort::open(&cfg.name, cfg.netns.as_deref()).map_err(|e| e.to_string())?;
+        let rx_thread = self.least_loaded();
+        let mut handles = Vec::new();
+        for t in 0..self.threads.len() {
+            let h = if t == rx_thread { None } else { Some(tap.try_clone().map_err(|e| e.to_string())?) };
+            handles.push(h);
+        }
+        let mut port = Port {
+            name: cfg.name.clone(),
+            bridge: 0,
+            kind: PortType::Tap,
+            vlan: VlanMode::Access(1),
+            handles: Vec::new(),
+            stats: Vec::new(),
+            xdp: None,
+            role: Role::Plain,
+            link: None,
+        };
+        let mut tap = Some(tap);
+        for (t, h) in handles.into_iter().enumerate() {
+            let (handle, rx) = match h {
+                Some(clone) => (clone, false),
+                None => (tap.take().expect("the tap is used once"), true),
+            };
+            let stats = Arc::new(PortStats::default());
+            port.stats.push(stats.clone());
+            port.handles.push((0, t, rx));
+            let lp = LocalPort { id, queue: 0, port: Some(Box::new(handle)), rx, stats };
+            let _ = self.threads[t].tx.send(Command::AddPort(lp));
+        }
+        Ok(port)
+    }
+
+    /// The body of [`Datapath::add_port`].
+    pub(super) fn open_port(&mut self, bridge: &str, cfg: &PortConfig) -> DpResult<()> {
+        let bid = self.bridge_id(bridge)?;
+        if self.port_id(&cfg.name).is_ok() {
+            return Err(format!("port \"{}\" already exists", cfg.name));
+        }
+        let id = self.free_port_id()?;
+        let mut port = match cfg.kind {
+            PortType::Afxdp => self.open_afxdp(id, cfg)?,
+            PortType::Tap => self.open_tap(id, cfg)?,
+            PortType::Vxlan => self.open_vxlan(id, cfg)?,
+        };
+        port.bridge = bid;
+        port.vlan = vlan_mode(&cfg.vlan);
+        self.ports[id as usize] = Some(port);
+        self.resolve_remotes_now(id);
+        self.publish();
+        Ok(())
+    }
+
+    /// The body of [`Datapath::add_uplink`].
+    pub(super) fn open_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
+        if self.port_id(&up.name).is_ok() {
+            return Err(format!("{:?} is already in use as a port or uplink", up.name));
+        }
+        let (mtu, mac) = netlink::link_info(&up.name).map_err(|e| format!("uplink {}: {e}", up.name))?;
+        let id = self.free_port_id()?;
+        let mut port = self.open_xsk(id, &up.name, up.xdp_mode, up.queues, true)?;
+        port.bridge = NO_BRIDGE;
+        port.role = Role::Uplink { mac, mtu };
+        self.ports[id as usize] = Some(port);
+        self.publish();
+        Ok(())
+    }
+
+    /// The body of [`Datapath::del_uplink`].
+    pub(super) fn close_uplink(&mut self, name: &str) -> DpResult<()> {
+        let id = self.port_id(name).map_err(|_| format!("unknown uplink {name:?}"))?;
+        if !matches!(self.ports[id as usize].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+            return Err(format!("{name:?} is not an uplink"));
+        }
+        if let Some(user) = self.ports.iter().flatten().find(|p| matches!(&p.role, Role::Vxlan(vx) if vx.uplink == id))
+        {
+            return Err(format!("uplink {name:?} carries VXLAN port {:?}; delete that first", user.name));
+        }
+        self.remove_port(id);
+        Ok(())
+    }
+}
+
+pub(super) fn port_state(p: &Port) -> String {
+    match p.link.as_ref().and_then(|l| l.down.as_ref()) {
+        Some(why) => format!("down: {why}"),
+        None => "up".into(),
+    }
+}
+
+pub(super) fn xdp_mode_name(p: &Port) -> String {
+    match p.xdp.as_ref().map(XdpProgram::attached_mode) {
+        Some(afxdp::XdpMode::Generic) => "generic".into(),
+        Some(_) => "native".into(),
+        None => String::new(),
+    }
+}
+
+pub(super) fn vlan_mode(v: &PortVlan) -> VlanMode {
+    match v {
+        PortVlan::Access { vlan } => VlanMode::Access(*vlan),
+        PortVlan::Trunk { vlans, native } => {
+            VlanMode::Trunk { allowed: vlans.iter().copied().collect(), native: *native }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! What the datapath reports: ports, uplinks, FDB entries and counters.
+
+use super::ports::{port_state, xdp_mode_name};
+use super::*;
+
+impl Dp {
+    /// The body of [`Datapath::uplink_status`].
+    pub(super) fn uplink_views(&self) -> Vec<UplinkStatus> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Some(p @ Port { role: Role::Uplink { mtu, .. }, .. }) => Some(UplinkStatus {
+                    name: p.name.clone(),
+                    state: port_state(p),
+                    xdp_mode: xdp_mode_name(p),
+                    mtu: *mtu,
+                    vteps: {
+                        let mut v: Vec<String> = self
+                            .ports
+                            .iter()
+                            .flatten()
+                            .filter_map(|q| match &q.role {
+                                Role::Vxlan(vx) if vx.uplink == i as PortId => Some(vx.cfg.local.to_string()),
+                                _ => None,
+                            })
+                            .collect();
+                        v.sort();
+                        v.dedup();
+                        v
+                    },
+                    queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The body of [`Datapath::fdb_show`].
+    pub(super) fn fdb_view(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
+        let bid = self.bridge_id(bridge)?;
+        let now = self.now();
+        let mut entries: Vec<FdbEntryInfo> = self.bridges[bid as usize]
+            .as_ref()
+            .expect("bridge_id found it")
+            .fdb
+            .entries()
+            .into_iter()
+            .map(|e| FdbEntryInfo {
+                mac: e.mac.to_string(),
+                vlan: e.vid,
+                port: self.port_name(e.port),
+                is_static: e.is_static,
+                age_secs: if e.is_static { 0 } else { now.saturating_sub(e.last_seen) },
+                remote: match self.ports.get(e.port as usize).and_then(Option::as_ref).map(|p| &p.role) {
+                    Some(Role::Vxlan(vx)) if e.remote != NO_REMOTE => {
+                        vx.remotes.get(usize::from(e.remote)).map(|r| r.ip.to_string())
+                    }
+                    _ => None,
+                },
+            })
+            .collect();
+        entries.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
+        Ok(entries)
+    }
+
+    /// The body of [`Datapath::port_status`].
+    pub(super) fn port_views(&self) -> Vec<PortStatus> {
+        self.ports
+            .iter()
+            .flatten()
+            .filter(|p| !matches!(p.role, Role::Uplink { .. }))
+            .map(|p| PortStatus {
+                name: p.name.clone(),
+                bridge: self.bridge_name(p.bridge).to_string(),
+                kind: match p.kind {
+                    PortType::Afxdp => "afxdp".into(),
+                    PortType::Tap => "tap".into(),
+                    PortType::Vxlan => "vxlan".into(),
+                },
+                state: port_state(p),
+                xdp_mode: xdp_mode_name(p),
+                queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
+                inner_mtu: match &p.role {
+                    Role::Vxlan(vx) => Some(self.max_inner_frame(vx).saturating_sub(14)),
+                    _ => None,
+                },
+                remotes: match &p.role {
+                    Role::Vxlan(vx) => vx
+                        .remotes
+                        .iter()
+                        .map(|r| RemoteStatus { ip: r.ip.to_string(), next_hop_mac: r.next_hop.map(|m| m.to_string()) })
+                        .collect(),
+                    _ => Vec::new(),
+                },
+            })
+            .collect()
+    }
+
+    /// The body of [`Datapath::port_stats`].
+    pub(super) fn port_counters(&self) -> Vec<PortStatsInfo> {
+        self.ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                let mut c = PortCounters::default();
+                for s in &p.stats {
+                    c.accumulate(&s.read());
+                }
+                let bridge = match p.role {
+                    Role::Uplink { .. } => "(uplink)",
+                    _ => self.bridge_name(p.bridge),
+                };
+                let mut info = crate::datapath::port_stats_info(&p.name, bridge, &c);
+                info.link_downs = p.link.as_ref().map_or(0, |l| l.downs);
+                info
+            })
+            .collect()
+    }
+}

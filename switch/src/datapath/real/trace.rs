@@ -1,0 +1,257 @@
+//! `rvsctl trace`: a frame run through the polling threads' own decision
+//! code, with every step written down.
+
+use super::*;
+
+impl Dp {
+    /// The address of remote `r` of tunnel port `port`, if it is one.
+    pub(super) fn remote_ip(&self, port: PortId, r: u16) -> Option<String> {
+        match self.ports.get(port as usize).and_then(Option::as_ref).map(|p| &p.role) {
+            Some(Role::Vxlan(vx)) if r != NO_REMOTE => vx.remotes.get(usize::from(r)).map(|x| x.ip.to_string()),
+            _ => None,
+        }
+    }
+
+    /// What sending a traced frame to port `out` (toward remote `remote`
+    /// of a tunnel, or every remote) does: the same checks, tag edit and
+    /// encapsulation choices the polling loop makes.
+    pub(super) fn trace_output(
+        &self,
+        snap: &Snapshot,
+        out: PortId,
+        remote: u16,
+        v: &pipeline::Verdict,
+        frame: &[u8],
+    ) -> Vec<TraceOutput> {
+        let name = self.port_name(out);
+        let Some(info) = snap.port(out) else {
+            return vec![TraceOutput { port: name, dropped: Some("port_down".into()), ..Default::default() }];
+        };
+        if !info.vlan.carries(v.vid) {
+            return vec![TraceOutput { port: name, dropped: Some("vlan_filtered".into()), ..Default::default() }];
+        }
+        let edit = pipeline::tag_edit(v.tagged, v.vid, info.vlan.egress_tagged(v.vid));
+        let tag = match edit {
+            TagEdit::Keep => "none".to_string(),
+            TagEdit::Push(vid) => format!("push {vid}"),
+            TagEdit::Pop => "pop".to_string(),
+            TagEdit::Rewrite(vid) => format!("rewrite {vid}"),
+        };
+        let PortKind::Vxlan(t) = &info.kind else {
+            return vec![TraceOutput { port: name, tag, ..Default::default() }];
+        };
+        // The frame as it will be encapsulated, for its length and hash.
+        let mut buf = vec![0u8; 4];
+        buf.extend_from_slice(frame);
+        let (off, len) = match edit {
+            TagEdit::Push(vid) => (vlan::push(&mut buf, 4, frame.len(), vid).unwrap_or(4), frame.len() + 4),
+            TagEdit::Pop => (vlan::pop(&mut buf, 4, frame.len()).unwrap_or(4), frame.len().saturating_sub(4)),
+            TagEdit::Rewrite(vid) => {
+                vlan::set_vid(&mut buf[4..], vid);
+                (4, frame.len())
+            }
+            TagEdit::Keep => (4, frame.len()),
+        };
+        let inner = &buf[off..off + len];
+        if len as u32 > t.max_inner_frame {
+            return vec![TraceOutput { port: name, tag, dropped: Some("tunnel_mtu".into()), ..Default::default() }];
+        }
+        let sport = vxlan::src_port(vxlan::flow_hash(inner));
+        let remotes: Vec<usize> = match remote {
+            NO_REMOTE => (0..t.remotes.len()).collect(),
+            r => vec![usize::from(r)],
+        };
+        let ttl = match self.ports.get(out as usize).and_then(Option::as_ref).map(|p| &p.role) {
+            Some(Role::Vxlan(vx)) => vx.cfg.ttl,
+            _ => 0,
+        };
+        let src_mac = match self.ports.get(t.uplink as usize).and_then(Option::as_ref).map(|p| &p.role) {
+            Some(Role::Uplink { mac, .. }) => mac.to_string(),
+            _ => String::new(),
+        };
+        remotes
+            .into_iter()
+            .map(|r| {
+                let rem = t.remotes.get(r);
+                TraceOutput {
+                    port: name.clone(),
+                    tag: tag.clone(),
+                    vxlan: rem.map(|x| TraceVxlan {
+                        remote: x.ip.to_string(),
+                        local: t.local.to_string(),
+                        uplink: self.port_name(t.uplink),
+                        src_mac: src_mac.clone(),
+                        next_hop_mac: self.next_hop_of(out, r).map(|m| m.to_string()),
+                        vni: t.vni,
+                        udp_src: sport,
+                        udp_dst: t.dst_port,
+                        ttl,
+                    }),
+                    dropped: match rem {
+                        Some(x) if x.outer.is_some() => None,
+                        _ => Some("no_neighbor".into()),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The body of [`Datapath::trace`].
+    pub(super) fn trace_frame(&self, bridge: &str, port: &str, frame: &[u8]) -> DpResult<TraceResult> {
+        let id = self.port_id(port)?;
+        let p = self.ports[id as usize].as_ref().expect("port_id found it");
+        let is_uplink = matches!(p.role, Role::Uplink { .. });
+        if !is_uplink && self.bridge_name(p.bridge) != bridge {
+            return Err(format!("port {port:?} is not in bridge {bridge:?}"));
+        }
+        let snap = self.snap.clone();
+        let now = self.now();
+        let mut steps = Vec::new();
+        let mut step = |stage: &str, what: String| steps.push((stage.to_string(), what));
+        step("input", format!("{} bytes on {port}", frame.len()));
+        let hex = rvs_proto::framedesc::to_hex(frame);
+        let (mut ingress, mut remote, mut frame) = (id, NO_REMOTE, frame.to_vec());
+        if is_uplink {
+            match pipeline::decap(&snap, &frame) {
+                Ok(x) => {
+                    let via = match self.ports.get(x.port as usize).and_then(Option::as_ref).map(|p| &p.role) {
+                        Some(Role::Vxlan(vx)) => vx.remotes.get(usize::from(x.remote)).map(|r| r.ip.to_string()),
+                        _ => None,
+                    };
+                    step(
+                        "decap",
+                        format!(
+                            "VXLAN from {} to tunnel port {}: inner frame of {} bytes",
+                            via.unwrap_or_default(),
+                            self.port_name(x.port),
+                            x.len
+                        ),
+                    );
+                    frame = frame[x.inner..x.inner + x.len].to_vec();
+                    (ingress, remote) = (x.port, x.remote);
+                }
+                Err(r) => {
+                    step("decap", format!("dropped: {}", r.name()));
+                    return Ok(TraceResult {
+                        steps,
+                        decision: format!("drop:{}", r.name()),
+                        outputs: Vec::new(),
+                        frame: hex,
+                    });
+                }
+            }
+        }
+        match EthernetFrame::new_checked(&frame[..]) {
+            Some(eth) => step(
+                "parse",
+                format!(
+                    "{} > {}, {}",
+                    eth.src(),
+                    eth.dst(),
+                    match vlan::parse(&frame) {
+                        Ok(vlan::Tag::Dot1q { vid, pcp_dei }) => format!("802.1Q vlan {vid} pcp {}", pcp_dei >> 1),
+                        Ok(vlan::Tag::Untagged) => format!("ethertype {:#06x}", eth.ethertype()),
+                        Err(e) => format!("bad VLAN tag ({e:?})"),
+                    }
+                ),
+            ),
+            None => step("parse", "shorter than an Ethernet header".into()),
+        }
+        let v = pipeline::dry_run(&snap, ingress, remote, &frame, now);
+        if v.vid != 0 {
+            step(
+                "vlan",
+                format!("VLAN {}{}", v.vid, if v.tagged { " (tagged on arrival)" } else { " (untagged on arrival)" }),
+            );
+        } else if let Action::Drop(r @ (DropReason::VlanFiltered | DropReason::BadVlan)) = v.action {
+            let carries = match snap.port(ingress).map(|p| &p.vlan) {
+                Some(VlanMode::Access(a)) => format!("an access port of VLAN {a}"),
+                Some(VlanMode::Trunk { allowed, native }) => {
+                    let list: Vec<String> = allowed.iter().map(|x| x.to_string()).collect();
+                    let native = native.map(|n| format!(", untagged in {n}")).unwrap_or_default();
+                    format!("a trunk of VLANs {}{native}", list.join(","))
+                }
+                None => "not in a bridge".to_string(),
+            };
+            step("vlan", format!("{}: {} is {carries}", r.name(), self.port_name(ingress)));
+        }
+        if let Some(l) = v.learn {
+            let here = self.port_name(ingress);
+            step(
+                "learn",
+                match l {
+                    Learn::Known | Learn::Refreshed => format!("source MAC known on {here}"),
+                    Learn::New => format!("source MAC would be learned on {here}"),
+                    Learn::Moved { from } => {
+                        format!("source MAC would move to {here} from {}", self.port_name(from.port))
+                    }
+                    Learn::Refused => "source MAC not learned: the bridge is at its MAC limit".to_string(),
+                    Learn::Static => "source MAC not moved: a static entry holds it elsewhere".to_string(),
+                },
+            );
+        }
+        let br = self.ports.get(ingress as usize).and_then(Option::as_ref).and_then(|p| snap.bridge(p.bridge));
+        if let (Some(eth), Some(br)) = (EthernetFrame::new_checked(&frame[..]), br) {
+            if v.vid != 0 && !eth.dst().is_multicast() {
+                step(
+                    "fdb",
+                    match br.fdb.lookup_dest(eth.dst(), v.vid) {
+                        Some(d) => {
+                            let at = self.port_name(d.port);
+                            let via =
+                                self.remote_ip(d.port, d.remote).map(|ip| format!(" via {ip}")).unwrap_or_default();
+                            // Trace is rare: a scan for the entry's age is fine here.
+                            let entry = br.fdb.entries().into_iter().find(|e| e.mac == eth.dst() && e.vid == v.vid);
+                            let how = match entry {
+                                Some(e) if e.is_static => ", static".to_string(),
+                                Some(e) => format!(", learned {} s ago", now.saturating_sub(e.last_seen)),
+                                None => String::new(),
+                            };
+                            format!("hit: {} vlan {} on {at}{via}{how}", eth.dst(), v.vid)
+                        }
+                        None => format!("miss: {} vlan {} unknown", eth.dst(), v.vid),
+                    },
+                );
+            } else if v.vid != 0 {
+                step("fdb", format!("{} is a group address: no lookup", eth.dst()));
+            }
+        }
+        if let Some(key) = FlowKey::of(ingress, remote, &frame) {
+            let mut found = None;
+            for t in &self.threads {
+                let (tx, rx) = channel::bounded(1);
+                if t.tx.send(Command::PeekFlow(key, tx)).is_ok() {
+                    if let Ok(Some((_, hits))) = rx.recv_timeout(Duration::from_secs(1)) {
+                        found = Some((t.core, hits));
+                        break;
+                    }
+                }
+            }
+            step(
+                "flow cache",
+                match found {
+                    Some((core, hits)) => format!("hit on core {core} ({hits} frames so far)"),
+                    None => "miss: the next such frame takes the full pipeline, then is cached".into(),
+                },
+            );
+        }
+        let (decision, targets): (String, Vec<(PortId, u16)>) = match v.action {
+            Action::Drop(r) => (format!("drop:{}", r.name()), Vec::new()),
+            Action::Unicast(o) => ("output".into(), vec![(o, v.remote)]),
+            Action::Flood(b) => (
+                "flood".into(),
+                snap.bridge(b)
+                    .map(|b| {
+                        b.flood_set(v.vid).iter().filter(|m| m.port != ingress).map(|m| (m.port, NO_REMOTE)).collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+        };
+        step("decision", decision.clone());
+        let mut outputs = Vec::new();
+        for (o, r) in targets {
+            outputs.extend(self.trace_output(&snap, o, r, &v, &frame));
+        }
+        Ok(TraceResult { steps, decision, outputs, frame: hex })
+    }
+}

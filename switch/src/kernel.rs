@@ -1,0 +1,3 @@
+//! What rvsd asks the kernel outside the packet path.
+
+pub mod netlink;

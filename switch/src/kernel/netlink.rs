@@ -1,0 +1,236 @@
+//! Next hops toward remote VTEPs, from the kernel's routing and neighbour
+//! tables over rtnetlink (`NETLINK_ROUTE`).
+//!
+//! VXLAN encapsulation needs the Ethernet destination and the egress
+//! interface of each remote VTEP. [`resolve`] asks the kernel what
+//! `ip route get DST` would answer, then looks up the neighbour entry of the
+//! gateway (or of the destination itself when it is on-link). When that entry
+//! is missing, [`trigger_resolution`] makes the kernel start its own ARP/ND
+//! resolution, and a later [`resolve`] picks up the answer: rvs never keeps
+//! ARP entries of its own.
+//!
+//! Control plane only: every call opens its own socket, with a 1 s receive
+//! timeout, and makes one to three requests on it. Every reply is parsed with
+//! bounds checks; a malformed reply is an error, never a panic.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rvs_dataplane::wire::MacAddr;
+
+// Kernel UAPI values (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h,
+// linux/if_addr.h, linux/if_link.h). Declared here with the integer types
+// the wire uses; the unit tests check them against libc where it has them.
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+
+const NLM_F_REQUEST: u16 = 0x01;
+const NLM_F_MULTI: u16 = 0x02;
+const NLM_F_ACK: u16 = 0x04;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_CREATE: u16 = 0x400;
+/// In an NLMSG_ERROR: the echoed request was cut to its header.
+const NLM_F_CAPPED: u16 = 0x100;
+/// In an NLMSG_ERROR: extended-ack attributes follow.
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_GETNEIGH: u16 = 30;
+
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PREFSRC: u16 = 7;
+const RTA_VIA: u16 = 18;
+
+const RTN_UNICAST: u8 = 1;
+const RTN_LOCAL: u8 = 2;
+
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+
+const NUD_NONE: u16 = 0x00;
+const NUD_INCOMPLETE: u16 = 0x01;
+const NUD_REACHABLE: u16 = 0x02;
+const NUD_STALE: u16 = 0x04;
+const NUD_DELAY: u16 = 0x08;
+const NUD_PROBE: u16 = 0x10;
+const NUD_FAILED: u16 = 0x20;
+const NUD_NOARP: u16 = 0x40;
+const NUD_PERMANENT: u16 = 0x80;
+/// States whose link-layer address may be used to send.
+const NUD_USABLE: u16 = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
+
+const NTF_USE: u8 = 0x01;
+
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+
+/// Attribute type bits that are flags (NLA_F_NESTED, NLA_F_NET_BYTEORDER).
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_CAP_ACK: libc::c_int = 10;
+const NETLINK_EXT_ACK: libc::c_int = 11;
+const NETLINK_GET_STRICT_CHK: libc::c_int = 12;
+
+/// Receive timeout of every netlink socket.
+const RECV_TIMEOUT: Duration = Duration::from_secs(1);
+/// Receive buffer: the kernel never sends a single datagram over 32 KiB.
+const RECV_BUF: usize = 64 * 1024;
+
+/// Where packets toward one destination leave, and to which Ethernet address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// Egress interface index.
+    pub ifindex: u32,
+    /// Egress interface name.
+    pub ifname: String,
+    /// The gateway, or `None` when the destination is on-link.
+    pub gateway: Option<IpAddr>,
+    /// The kernel's preferred source address toward the destination.
+    pub src: Option<IpAddr>,
+    /// The next hop's MAC, `None` while unresolved (absent, INCOMPLETE, FAILED).
+    pub mac: Option<MacAddr>,
+}
+
+/// How [`trigger_resolution_detailed`] started resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// RTM_NEWNEIGH with NTF_USE: the kernel's `neigh_event_send`, nothing of ours on the wire.
+    NtfUse,
+    /// Fallback (no CAP_NET_ADMIN, or an old kernel): an empty UDP datagram to port 9 (discard).
+    UdpProbe,
+}
+
+/// Route lookup (like `ip route get DST`), then the neighbour entry of the
+/// gateway, or of `dst` itself when on-link, on the egress interface.
+///
+/// `mac` is `Some` only for usable neighbour states (REACHABLE, STALE, DELAY,
+/// PROBE, PERMANENT, NOARP with an Ethernet address); `None` while the entry
+/// is INCOMPLETE, FAILED or absent: call [`trigger_resolution`] then.
+pub fn resolve(dst: IpAddr) -> io::Result<NextHop> {
+    let ctx = format!("route lookup for {dst}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    let route = sock.get_route(dst).map_err(|e| e.context(&ctx))?;
+    match route.rtype {
+        RTN_UNICAST => {}
+        RTN_LOCAL => return Err(plain(io::ErrorKind::InvalidInput, format!("{ctx}: {dst} is a local address"))),
+        t => return Err(plain(io::ErrorKind::InvalidInput, format!("{ctx}: not a unicast route ({})", rtn_name(t)))),
+    }
+    let ifindex = route.oif.ok_or_else(|| NlError::Malformed("route reply without RTA_OIF".into()).context(&ctx))?;
+    let link = sock.get_link(LinkKey::Index(ifindex)).map_err(|e| e.context(&format!("{ctx}: interface {ifindex}")))?;
+    let target = route.gateway.unwrap_or(dst);
+    let neigh = sock
+        .get_neigh(ifindex, target)
+        .map_err(|e| e.context(&format!("neighbour lookup for {target} on {}", link.name)))?;
+    Ok(NextHop {
+        ifindex,
+        ifname: link.name,
+        gateway: route.gateway,
+        src: route.prefsrc,
+        mac: neigh.and_then(|n| usable_mac(n.state, n.lladdr.as_deref())),
+    })
+}
+
+/// Starts the kernel's ARP/ND resolution of `addr` on `ifindex`; poll
+/// [`resolve`] for the answer.
+pub fn trigger_resolution(ifindex: u32, addr: IpAddr) -> io::Result<()> {
+    trigger_resolution_detailed(ifindex, addr).map(|_| ())
+}
+
+/// [`trigger_resolution`], telling which way it was done.
+///
+/// First RTM_NEWNEIGH (NLM_F_CREATE|NLM_F_REPLACE) with `ndm_flags = NTF_USE`
+/// and state NUD_NONE: the kernel's `neigh_add` creates the entry if needed
+/// and calls `neigh_event_send` on it instead of updating it, which moves a
+/// NONE/FAILED entry to INCOMPLETE and sends the kernel's own solicitation
+/// (a STALE one goes to DELAY, then PROBE); usable entries are left alone.
+/// That needs CAP_NET_ADMIN; without it (or on a kernel that refuses), an
+/// empty UDP datagram to `addr` port 9 makes the kernel resolve `addr` to
+/// send it.
+///
+/// IPv6: the kernel sends the solicitations it starts itself from the
+/// interface's link-local address, so none go out while that address is
+/// tentative (DAD, about 1-2 s after the link comes up) or if it has none;
+/// the entry then retries and may end FAILED, and the next trigger restarts it.
+pub fn trigger_resolution_detailed(ifindex: u32, addr: IpAddr) -> io::Result<Trigger> {
+    let ctx = format!("neighbour resolution of {addr} on interface {ifindex}");
+    if ifindex == 0 || ifindex > i32::MAX as u32 {
+        return Err(plain(io::ErrorKind::InvalidInput, format!("{ctx}: bad interface index")));
+    }
+    if !is_unicast(addr) {
+        return Err(plain(io::ErrorKind::InvalidInput, format!("{ctx}: not a unicast address")));
+    }
+    let first = Socket::open().map_err(NlError::Io).and_then(|mut s| s.neigh_use(ifindex, addr));
+    match first {
+        Ok(()) => Ok(Trigger::NtfUse),
+        Err(e) if e.worth_fallback() => match udp_probe(ifindex, addr) {
+            Ok(()) => Ok(Trigger::UdpProbe),
+            Err(u) => Err(plain(u.kind(), format!("{}; UDP fallback: {u}", e.context(&ctx).to_string().trim_end()))),
+        },
+        Err(e) => Err(e.context(&ctx)),
+    }
+}
+
+/// The addresses configured on interface `ifname` (RTM_GETADDR dump), IPv4
+/// and IPv6, in the kernel's order.
+pub fn interface_addrs(ifname: &str) -> io::Result<Vec<IpAddr>> {
+    let ctx = format!("addresses of {ifname}");
+    check_ifname(ifname).map_err(|e| plain(io::ErrorKind::InvalidInput, format!("{ctx}: {e}")))?;
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    let link = sock.get_link(LinkKey::Name(ifname)).map_err(|e| e.context(&ctx))?;
+    sock.get_addrs(link.index).map_err(|e| e.context(&ctx))
+}
+
+/// MTU and MAC address of interface `ifname` (RTM_GETLINK).
+pub fn link_info(ifname: &str) -> io::Result<(u32, MacAddr)> {
+    let ctx = format!("link lookup for {ifname}");
+    check_ifname(ifname).map_err(|e| plain(io::ErrorKind::InvalidInput, format!("{ctx}: {e}")))?;
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    let link = sock.get_link(LinkKey::Name(ifname)).map_err(|e| e.context(&ctx))?;
+    let mtu = link.mtu.ok_or_else(|| NlError::Malformed("link reply without IFLA_MTU".into()).context(&ctx))?;
+    match link.addr.as_deref() {
+        Some(&[a, b, c, d, e, f]) => Ok((mtu, MacAddr([a, b, c, d, e, f]))),
+        Some(other) => Err(plain(
+            io::ErrorKind::InvalidInput,
+            format!("{ctx}: not an Ethernet interface (link-layer address of {} bytes)", other.len()),
+        )),
+        None => {
+            Err(plain(io::ErrorKind::InvalidInput, format!("{ctx}: not an Ethernet interface (no link-layer address)")))
+        }
+    }
+}
+
+/// The kernel's errno behind an error from this module, if it came from one.
+pub fn kernel_errno(err: &io::Error) -> Option<i32> {
+    err.get_ref().and_then(|e| e.downcast_ref::<KernelError>()).map(|k| k.errno)
+}
+
+mod error;
+mod msg;
+mod socket;
+#[cfg(test)]
+mod tests;
+
+use error::*;
+use msg::*;
+use socket::*;
