@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod capture;
+pub mod egress;
 pub mod fdb;
 pub mod flow_cache;
 pub mod ids;

@@ -13,8 +13,8 @@ impl Dp {
     }
 
     /// What sending a traced frame to port `out` (toward remote `remote`
-    /// of a tunnel, or every remote) does: the same checks, tag edit and
-    /// encapsulation choices the polling loop makes.
+    /// of a tunnel, or every remote) does, decided by the same
+    /// [`egress`] steps the polling loop acts on.
     pub(super) fn trace_output(
         &self,
         snap: &Snapshot,
@@ -24,43 +24,36 @@ impl Dp {
         frame: &[u8],
     ) -> Vec<TraceOutput> {
         let name = self.port_name(out);
-        let Some(info) = snap.port(out) else {
-            return vec![TraceOutput { port: name, dropped: Some("port_down".into()), ..Default::default() }];
+        let dropped = |tag: String, r: DropReason| TraceOutput {
+            port: name.clone(),
+            tag,
+            dropped: Some(r.name().into()),
+            ..Default::default()
         };
-        if !info.vlan.carries(v.vid) {
-            return vec![TraceOutput { port: name, dropped: Some("vlan_filtered".into()), ..Default::default() }];
-        }
-        let edit = pipeline::tag_edit(v.tagged, v.vid, info.vlan.egress_tagged(v.vid));
-        let tag = match edit {
+        let plan = match egress::port_plan(snap, out, v.vid, v.tagged) {
+            Ok(p) => p,
+            Err(r) => return vec![dropped(String::new(), r)],
+        };
+        let tag = match plan.edit {
             TagEdit::Keep => "none".to_string(),
             TagEdit::Push(vid) => format!("push {vid}"),
             TagEdit::Pop => "pop".to_string(),
             TagEdit::Rewrite(vid) => format!("rewrite {vid}"),
         };
-        let PortKind::Vxlan(t) = &info.kind else {
+        // The frame as it leaves, with the headroom a push needs.
+        let mut buf = vec![0u8; vlan::TAG_LEN];
+        buf.extend_from_slice(frame);
+        let Some((off, len)) = egress::edit_tag(&mut buf, vlan::TAG_LEN, frame.len(), plan.edit) else {
+            return vec![dropped(tag, DropReason::BadVlan)];
+        };
+        let PortKind::Vxlan(t) = &plan.port.kind else {
             return vec![TraceOutput { port: name, tag, ..Default::default() }];
         };
-        // The frame as it will be encapsulated, for its length and hash.
-        let mut buf = vec![0u8; 4];
-        buf.extend_from_slice(frame);
-        let (off, len) = match edit {
-            TagEdit::Push(vid) => (vlan::push(&mut buf, 4, frame.len(), vid).unwrap_or(4), frame.len() + 4),
-            TagEdit::Pop => (vlan::pop(&mut buf, 4, frame.len()).unwrap_or(4), frame.len().saturating_sub(4)),
-            TagEdit::Rewrite(vid) => {
-                vlan::set_vid(&mut buf[4..], vid);
-                (4, frame.len())
-            }
-            TagEdit::Keep => (4, frame.len()),
+        let targets = match egress::tunnel_plan(t, len, remote) {
+            Ok(r) => r,
+            Err(r) => return vec![dropped(tag, r)],
         };
-        let inner = &buf[off..off + len];
-        if len as u32 > t.max_inner_frame {
-            return vec![TraceOutput { port: name, tag, dropped: Some("tunnel_mtu".into()), ..Default::default() }];
-        }
-        let sport = vxlan::src_port(vxlan::flow_hash(inner));
-        let remotes: Vec<usize> = match remote {
-            NO_REMOTE => (0..t.remotes.len()).collect(),
-            r => vec![usize::from(r)],
-        };
+        let sport = vxlan::src_port(vxlan::flow_hash(&buf[off..off + len]));
         let ttl = match self.ports.get(out as usize).and_then(Option::as_ref).map(|p| &p.role) {
             Some(Role::Vxlan(vx)) => vx.cfg.ttl,
             _ => 0,
@@ -69,29 +62,22 @@ impl Dp {
             Some(Role::Uplink { mac, .. }) => mac.to_string(),
             _ => String::new(),
         };
-        remotes
-            .into_iter()
-            .map(|r| {
-                let rem = t.remotes.get(r);
-                TraceOutput {
-                    port: name.clone(),
-                    tag: tag.clone(),
-                    vxlan: rem.map(|x| TraceVxlan {
-                        remote: x.ip.to_string(),
-                        local: t.local.to_string(),
-                        uplink: self.port_name(t.uplink),
-                        src_mac: src_mac.clone(),
-                        next_hop_mac: self.next_hop_of(out, r).map(|m| m.to_string()),
-                        vni: t.vni,
-                        udp_src: sport,
-                        udp_dst: t.dst_port,
-                        ttl,
-                    }),
-                    dropped: match rem {
-                        Some(x) if x.outer.is_some() => None,
-                        _ => Some("no_neighbor".into()),
-                    },
-                }
+        targets
+            .map(|r| TraceOutput {
+                port: name.clone(),
+                tag: tag.clone(),
+                vxlan: Some(TraceVxlan {
+                    remote: t.remotes[r].ip.to_string(),
+                    local: t.local.to_string(),
+                    uplink: self.port_name(t.uplink),
+                    src_mac: src_mac.clone(),
+                    next_hop_mac: self.next_hop_of(out, r).map(|m| m.to_string()),
+                    vni: t.vni,
+                    udp_src: sport,
+                    udp_dst: t.dst_port,
+                    ttl,
+                }),
+                dropped: egress::remote_outer(t, r).err().map(|e| e.name().into()),
             })
             .collect()
     }
@@ -235,21 +221,14 @@ impl Dp {
                 },
             );
         }
-        let (decision, targets): (String, Vec<(PortId, u16)>) = match v.action {
-            Action::Drop(r) => (format!("drop:{}", r.name()), Vec::new()),
-            Action::Unicast(o) => ("output".into(), vec![(o, v.remote)]),
-            Action::Flood(b) => (
-                "flood".into(),
-                snap.bridge(b)
-                    .map(|b| {
-                        b.flood_set(v.vid).iter().filter(|m| m.port != ingress).map(|m| (m.port, NO_REMOTE)).collect()
-                    })
-                    .unwrap_or_default(),
-            ),
+        let decision = match v.action {
+            Action::Drop(r) => format!("drop:{}", r.name()),
+            Action::Unicast(_) => "output".into(),
+            Action::Flood(_) => "flood".into(),
         };
         step("decision", decision.clone());
         let mut outputs = Vec::new();
-        for (o, r) in targets {
+        for (o, r) in egress::outputs(&snap, &v, ingress) {
             outputs.extend(self.trace_output(&snap, o, r, &v, &frame));
         }
         Ok(TraceResult { steps, decision, outputs, frame: hex })

@@ -1,0 +1,412 @@
+//! The polling loop over in-memory ports.
+use super::*;
+use crate::fdb::Fdb;
+use crate::port::mem::{mem_port, MemHandle};
+use crate::snapshot::{BridgeInfo, PortInfo, VlanMode, VlanSet};
+use crate::wire::MacAddr;
+
+struct Rig {
+    pmd: Pmd,
+    handles: Vec<MemHandle>,
+    stats: Vec<Arc<PortStats>>,
+    tx: Sender<Command>,
+}
+
+fn rig(modes: Vec<VlanMode>) -> Rig {
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let pool = Pool::new(256).unwrap();
+    let mut pmd = Pmd::new(
+        0,
+        pool,
+        rx,
+        Handoff::new(1, 4),
+        Arc::new(ThreadStats::default()),
+        Instant::now(),
+        PmdOptions::default(),
+    );
+    let infos: Vec<PortInfo> = modes
+        .into_iter()
+        .enumerate()
+        .map(|(i, vlan)| PortInfo { id: i as u16, bridge: 0, vlan, name: format!("p{i}"), kind: PortKind::Plain })
+        .collect();
+    let refs: Vec<&PortInfo> = infos.iter().collect();
+    let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
+    let mut handles = Vec::new();
+    let mut stats = Vec::new();
+    for p in &infos {
+        let (port, h) = mem_port();
+        let st = Arc::new(PortStats::default());
+        tx.send(Command::AddPort(LocalPort {
+            id: p.id,
+            queue: 0,
+            port: Some(Box::new(port)),
+            rx: true,
+            stats: st.clone(),
+        }))
+        .unwrap();
+        handles.push(h);
+        stats.push(st);
+    }
+    let snap = Snapshot {
+        generation: 1,
+        tx_thread: vec![0; infos.len()],
+        vteps: vec![],
+        ports: infos.into_iter().map(Some).collect(),
+        bridges: vec![Some(br)],
+    };
+    tx.send(Command::Snapshot(Arc::new(snap))).unwrap();
+    assert!(pmd.apply_commands());
+    Rig { pmd, handles, stats, tx }
+}
+
+fn frame(dst: u8, src: u8, tag: Option<u16>) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, dst, 2, 0, 0, 0, 0, src];
+    if dst == 0xff {
+        f[..6].copy_from_slice(&[0xff; 6]);
+    }
+    if let Some(t) = tag {
+        f.extend([0x81, 0]);
+        f.extend(t.to_be_bytes());
+    }
+    f.extend([0x88, 0xb5]);
+    f.resize(f.len() + 46, 0xab);
+    f
+}
+
+#[test]
+fn floods_then_forwards_and_returns_every_buffer() {
+    let mut r = rig(vec![VlanMode::Access(1); 3]);
+    let free0 = r.pmd.pool_free();
+    r.handles[0].inject(&frame(0xb, 0xa, None));
+    r.pmd.poll_once();
+    assert_eq!(r.handles[1].take_sent(), vec![frame(0xb, 0xa, None)]);
+    assert_eq!(r.handles[2].take_sent(), vec![frame(0xb, 0xa, None)]);
+    assert!(r.handles[0].take_sent().is_empty(), "never back to the ingress port");
+    r.handles[1].inject(&frame(0xa, 0xb, None));
+    r.pmd.poll_once();
+    assert_eq!(r.handles[0].take_sent().len(), 1);
+    assert!(r.handles[2].take_sent().is_empty(), "learned: no flood");
+    assert_eq!(r.pmd.pool_free(), free0);
+    assert_eq!(r.stats[0].read().rx_packets, 1);
+    assert_eq!(r.stats[0].read().tx_packets, 1);
+    assert_eq!((r.stats[0].read().flooded, r.stats[0].read().forwarded), (1, 0));
+    assert_eq!((r.stats[1].read().flooded, r.stats[1].read().forwarded), (0, 1));
+}
+
+#[test]
+fn trunk_tags_and_access_untags() {
+    let trunk = VlanMode::Trunk { allowed: [10, 20].into_iter().collect::<VlanSet>(), native: None };
+    let mut r = rig(vec![VlanMode::Access(10), VlanMode::Access(20), trunk]);
+    r.handles[0].inject(&frame(0xff, 0xa, None));
+    r.pmd.poll_once();
+    assert_eq!(r.handles[2].take_sent(), vec![frame(0xff, 0xa, Some(10))]);
+    assert!(r.handles[1].take_sent().is_empty(), "VLAN 20 is isolated from 10");
+    r.handles[2].inject(&frame(0xff, 0xc, Some(20)));
+    r.pmd.poll_once();
+    assert_eq!(r.handles[1].take_sent(), vec![frame(0xff, 0xc, None)]);
+    assert!(r.handles[0].take_sent().is_empty());
+}
+
+#[test]
+fn bad_frames_are_counted_not_forwarded() {
+    let mut r = rig(vec![VlanMode::Access(1); 2]);
+    let free0 = r.pmd.pool_free();
+    r.handles[0].inject(&[1, 2, 3]);
+    r.handles[0].inject(&frame(0xb, 0xa, Some(7)));
+    let mut mc = frame(0xb, 0xa, None);
+    mc[6] = 1;
+    r.handles[0].inject(&mc);
+    r.pmd.poll_once();
+    assert!(r.handles[1].take_sent().is_empty());
+    let c = r.stats[0].read();
+    assert_eq!(c.drops[DropReason::Runt as usize], 1);
+    assert_eq!(c.drops[DropReason::VlanFiltered as usize], 1);
+    assert_eq!(c.drops[DropReason::BadSrcMac as usize], 1);
+    assert_eq!(c.rx_packets, c.forwarded + c.flooded + c.total_drops());
+    assert_eq!(r.pmd.pool_free(), free0);
+}
+
+#[test]
+fn captures_what_ports_receive_and_send() {
+    use crate::capture::{CaptureRing, Direction};
+    let mut r = rig(vec![VlanMode::Access(1); 2]);
+    let rx = CaptureRing::new(8, 2048, Direction::In);
+    let tx = CaptureRing::new(8, 20, Direction::Both);
+    r.tx.send(Command::StartCapture { id: 0, ring: rx.clone() }).unwrap();
+    r.tx.send(Command::StartCapture { id: 1, ring: tx.clone() }).unwrap();
+    r.pmd.apply_commands();
+    let f = frame(0xff, 0xa, None);
+    r.handles[0].inject(&f);
+    r.pmd.poll_once();
+    let got = rx.take().unwrap();
+    assert_eq!((got.bytes(), got.out), (&f[..], false));
+    let sent = tx.take().unwrap();
+    assert_eq!((sent.bytes(), sent.orig_len, sent.out), (&f[..20], f.len() as u32, true));
+    assert!(rx.take().is_none() && tx.take().is_none());
+    r.tx.send(Command::StopCapture { id: 0 }).unwrap();
+    r.pmd.apply_commands();
+    r.handles[0].inject(&f);
+    r.pmd.poll_once();
+    assert!(rx.take().is_none(), "captured after stop");
+}
+
+/// A port that receives nothing and reports what the kernel dropped.
+struct KernelDropper(Arc<std::sync::atomic::AtomicU64>);
+
+impl Port for KernelDropper {
+    fn recv(&mut self, _: &mut Pool, _: &mut [Desc]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+    fn send(&mut self, pool: &mut Pool, frames: &[Desc]) -> usize {
+        frames.iter().for_each(|d| pool.free(d.addr));
+        0
+    }
+    fn flush(&mut self, _: &mut Pool) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn release(&mut self, _: &mut Pool) {}
+    fn kernel_drops(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+#[test]
+fn kernel_drops_are_added_up_across_socket_reopens() {
+    let r = rig(vec![VlanMode::Access(1)]);
+    let mut pmd = r.pmd;
+    let total = Arc::new(std::sync::atomic::AtomicU64::new(5));
+    let st = Arc::new(PortStats::default());
+    let lp = |st: &Arc<PortStats>| LocalPort {
+        id: 0,
+        queue: 1,
+        port: Some(Box::new(KernelDropper(total.clone()))),
+        rx: true,
+        stats: st.clone(),
+    };
+    r.tx.send(Command::AddPort(lp(&st))).unwrap();
+    pmd.apply_commands();
+    pmd.publish_kernel_drops();
+    total.store(7, Relaxed);
+    pmd.publish_kernel_drops();
+    assert_eq!(st.read().kernel_drops, 7);
+    // The socket opened anew: its total starts again from zero.
+    let (done, wait) = crossbeam::channel::bounded(1);
+    r.tx.send(Command::RemoveQueue { id: 0, queue: 1, done }).unwrap();
+    r.tx.send(Command::AddPort(lp(&st))).unwrap();
+    pmd.apply_commands();
+    wait.recv().unwrap();
+    total.store(2, Relaxed);
+    pmd.publish_kernel_drops();
+    assert_eq!(st.read().kernel_drops, 9);
+}
+
+#[test]
+fn full_tx_ring_counts_drops() {
+    let mut r = rig(vec![VlanMode::Access(1); 2]);
+    r.handles[1].limit_tx(Some(1));
+    r.handles[0].inject(&frame(0xff, 0xa, None));
+    r.handles[0].inject(&frame(0xff, 0xa, None));
+    r.pmd.poll_once();
+    assert_eq!(r.handles[1].take_sent().len(), 1);
+    assert_eq!(r.stats[1].read().drops[DropReason::TxFull as usize], 1);
+}
+
+#[test]
+fn removed_port_stops_and_frees() {
+    let mut r = rig(vec![VlanMode::Access(1); 2]);
+    let free0 = r.pmd.pool_free();
+    let (done_tx, done_rx) = crossbeam::channel::bounded(1);
+    r.tx.send(Command::RemovePort { id: 1, done: done_tx }).unwrap();
+    assert!(r.pmd.apply_commands());
+    done_rx.recv().unwrap();
+    r.handles[0].inject(&frame(0xff, 0xa, None));
+    r.handles[1].inject(&frame(0xff, 0xb, None));
+    r.pmd.poll_once();
+    assert!(r.handles[1].take_sent().is_empty());
+    assert_eq!(r.pmd.pool_free(), free0);
+    let _ = MacAddr::BROADCAST;
+}
+
+#[test]
+fn frames_cross_threads_through_the_handoff() {
+    let (tx0, rx0) = crossbeam::channel::unbounded();
+    let (tx1, rx1) = crossbeam::channel::unbounded();
+    let handoff = Handoff::new(2, 8);
+    let mk = |i, rx| {
+        Pmd::new(
+            i,
+            Pool::new(64).unwrap(),
+            rx,
+            handoff.clone(),
+            Arc::new(ThreadStats::default()),
+            Instant::now(),
+            PmdOptions::default(),
+        )
+    };
+    let (mut a, mut b) = (mk(0, rx0), mk(1, rx1));
+    let infos: Vec<PortInfo> = (0..2)
+        .map(|i| PortInfo { id: i, bridge: 0, vlan: VlanMode::Access(1), name: format!("p{i}"), kind: PortKind::Plain })
+        .collect();
+    let refs: Vec<&PortInfo> = infos.iter().collect();
+    let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
+    let snap = Arc::new(Snapshot {
+        generation: 1,
+        tx_thread: vec![0, 1],
+        vteps: vec![],
+        ports: infos.into_iter().map(Some).collect(),
+        bridges: vec![Some(br)],
+    });
+    let (p0, h0) = mem_port();
+    let (p1, h1) = mem_port();
+    let st = Arc::new(PortStats::default());
+    tx0.send(Command::AddPort(LocalPort { id: 0, queue: 0, port: Some(Box::new(p0)), rx: true, stats: st.clone() }))
+        .unwrap();
+    tx1.send(Command::AddPort(LocalPort { id: 1, queue: 0, port: Some(Box::new(p1)), rx: true, stats: st })).unwrap();
+    tx0.send(Command::Snapshot(snap.clone())).unwrap();
+    tx1.send(Command::Snapshot(snap)).unwrap();
+    a.apply_commands();
+    b.apply_commands();
+    h0.inject(&frame(0xff, 0xa, None));
+    a.poll_once();
+    b.poll_once();
+    assert_eq!(h1.take_sent(), vec![frame(0xff, 0xa, None)]);
+    assert!(h0.take_sent().is_empty());
+}
+
+/// p0 and p1 local ports, p2 the uplink, p3 a VXLAN port (VNI 42) to
+/// three remote VTEPs, all on one thread.
+fn tunnel_rig() -> (Pmd, Vec<MemHandle>, Vec<Arc<PortStats>>, Vec<std::net::IpAddr>) {
+    use crate::snapshot::{Remote, Tunnel, Vtep, NO_BRIDGE, TX_ANY};
+    use crate::wire::vxlan::{OuterTemplate, PORT};
+    let ip = |last: u8| std::net::IpAddr::from([198, 18, 9, last]);
+    let remotes = vec![ip(2), ip(3), ip(4)];
+    let up = MacAddr([2, 0, 0, 0, 9, 1]);
+    let tunnel = Tunnel {
+        vni: 42,
+        local: ip(1),
+        dst_port: PORT,
+        uplink: 2,
+        max_inner_frame: 1464,
+        remotes: remotes
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| Remote {
+                ip: r,
+                outer: OuterTemplate::new(up, MacAddr([2, 0, 0, 0, 9, 0x10 + i as u8]), ip(1), r, PORT, 64, 42),
+            })
+            .collect(),
+    };
+    let info = |id: u16, bridge, kind| PortInfo { id, bridge, vlan: VlanMode::Access(1), name: format!("p{id}"), kind };
+    let infos = vec![
+        info(0, 0, PortKind::Plain),
+        info(1, 0, PortKind::Plain),
+        info(2, NO_BRIDGE, PortKind::Uplink),
+        info(3, 0, PortKind::Vxlan(Arc::new(tunnel))),
+    ];
+    let refs: Vec<&PortInfo> = infos.iter().filter(|p| p.bridge == 0).collect();
+    let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let mut pmd = Pmd::new(
+        0,
+        Pool::new(256).unwrap(),
+        rx,
+        Handoff::new(1, 4),
+        Arc::default(),
+        Instant::now(),
+        PmdOptions::default(),
+    );
+    let (mut handles, mut stats) = (Vec::new(), Vec::new());
+    for id in 0..4u16 {
+        let st = Arc::new(PortStats::default());
+        let port: Option<Box<dyn Port>> = if id < 3 {
+            let (p, h) = mem_port();
+            handles.push(h);
+            Some(Box::new(p))
+        } else {
+            None
+        };
+        tx.send(Command::AddPort(LocalPort { id, queue: 0, rx: port.is_some(), port, stats: st.clone() })).unwrap();
+        stats.push(st);
+    }
+    let snap = Snapshot {
+        generation: 1,
+        tx_thread: vec![0, 0, 0, TX_ANY],
+        vteps: vec![Vtep { local: ip(1), dst_port: PORT, vni: 42, port: 3 }],
+        ports: infos.into_iter().map(Some).collect(),
+        bridges: vec![Some(br)],
+    };
+    tx.send(Command::Snapshot(Arc::new(snap))).unwrap();
+    assert!(pmd.apply_commands());
+    (pmd, handles, stats, remotes)
+}
+
+/// The remote VTEP (outer IPv4 destination) of each encapsulated frame.
+fn outer_dsts(frames: &[Vec<u8>]) -> Vec<std::net::IpAddr> {
+    frames.iter().map(|f| crate::wire::vxlan::decap(f).expect("a VXLAN frame").dst).collect()
+}
+
+#[test]
+fn tunnel_floods_to_every_remote_learns_and_never_returns() {
+    use crate::wire::vxlan::OuterTemplate;
+    let (mut pmd, h, stats, remotes) = tunnel_rig();
+    let free0 = pmd.pool_free();
+    // A broadcast from a local host: to p1, and once to every remote.
+    h[0].inject(&frame(0xff, 0xa, None));
+    pmd.poll_once();
+    assert_eq!(h[1].take_sent().len(), 1);
+    let out = h[2].take_sent();
+    assert_eq!(outer_dsts(&out), remotes, "head-end replication to every remote");
+    for f in &out {
+        assert_eq!(&f[crate::wire::vxlan::OVERHEAD_V4..], &frame(0xff, 0xa, None)[..], "inner frame unchanged");
+    }
+
+    // A broadcast from behind remote 1 (198.18.9.3): to the local
+    // ports only, never back into the tunnel (split horizon).
+    let from_remote = |src: u8, dst: u8| {
+        let t = OuterTemplate::new(
+            MacAddr([2, 0, 0, 0, 9, 0x11]),
+            MacAddr([2, 0, 0, 0, 9, 1]),
+            remotes[1],
+            std::net::IpAddr::from([198, 18, 9, 1]),
+            crate::wire::vxlan::PORT,
+            64,
+            42,
+        )
+        .unwrap();
+        let inner = frame(dst, src, None);
+        let mut buf = vec![0u8; t.len()];
+        buf.extend(&inner);
+        let off = t.encap(&mut buf, t.len(), inner.len(), 50000).unwrap();
+        buf[off..].to_vec()
+    };
+    h[2].inject(&from_remote(0xc, 0xff));
+    pmd.poll_once();
+    assert_eq!(h[0].take_sent(), vec![frame(0xff, 0xc, None)]);
+    assert_eq!(h[1].take_sent(), vec![frame(0xff, 0xc, None)]);
+    assert!(h[2].take_sent().is_empty(), "flooded back across the tunnel");
+    assert_eq!(stats[3].read().rx_packets, 1, "decapsulated frames count on the tunnel port");
+
+    // Its source was learned behind remote 1: a reply goes there alone.
+    h[0].inject(&frame(0xc, 0xa, None));
+    pmd.poll_once();
+    assert_eq!(outer_dsts(&h[2].take_sent()), vec![remotes[1]]);
+    assert!(h[1].take_sent().is_empty(), "known unicast flooded");
+    assert_eq!(pmd.pool_free(), free0, "every buffer returned");
+}
+
+#[test]
+fn tunnel_drops_what_does_not_fit_and_bad_vxlan() {
+    let (mut pmd, h, stats, _) = tunnel_rig();
+    let free0 = pmd.pool_free();
+    let mut big = frame(0xff, 0xa, None);
+    big.resize(1465, 0);
+    h[0].inject(&big);
+    pmd.poll_once();
+    assert!(h[2].take_sent().is_empty(), "an oversize inner frame was encapsulated");
+    assert_eq!(h[1].take_sent().len(), 1, "local ports still get it");
+    assert_eq!(stats[3].read().drops[DropReason::TunnelMtu as usize], 1);
+    h[2].inject(&[0u8; 60]);
+    pmd.poll_once();
+    assert_eq!(stats[2].read().drops[DropReason::NotVxlan as usize], 1);
+    assert_eq!(pmd.pool_free(), free0);
+}
