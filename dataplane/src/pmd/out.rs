@@ -5,6 +5,7 @@
 use super::*;
 
 impl Pmd {
+    #[inline]
     pub(super) fn flood(&mut self, snap: &Snapshot, bridge: u16, ingress: PortId, d: Desc, v: Verdict, st: usize) {
         let Some(br) = snap.bridge(bridge) else {
             self.count_drop(st, DropReason::NoBridge);
@@ -36,6 +37,7 @@ impl Pmd {
 
     /// Edits the tag of `d` for port `out` and queues it there (or hands it
     /// to the thread that owns the port's queue).
+    #[inline]
     pub(super) fn output(&mut self, snap: &Snapshot, out: PortId, d: Desc, v: Verdict, st: usize) {
         let plan = match egress::port_plan(snap, out, v.vid, v.tagged) {
             Ok(p) => p,
@@ -58,6 +60,7 @@ impl Pmd {
 
     /// Queues `d` on port `out`: on this thread's handle, or through the
     /// thread that has one.
+    #[inline]
     pub(super) fn queue_tx(&mut self, snap: &Snapshot, out: PortId, d: Desc, st: usize) {
         match self.tx_slot.get(out as usize).copied().filter(|s| *s != NO_SLOT) {
             Some(slot) if self.ports[slot as usize].port.is_some() => self.txq[slot as usize].push(d),
@@ -67,6 +70,7 @@ impl Pmd {
 
     /// Sends `d` through tunnel port `port`: to remote `remote`, or to every
     /// remote (head-end replication) for `NO_REMOTE`.
+    #[inline]
     pub(super) fn encap(&mut self, snap: &Snapshot, t: &Tunnel, port: PortId, d: Desc, remote: u16, st: usize) {
         let tst = self.slot_of(port).unwrap_or(st);
         let targets = match egress::tunnel_plan(t, d.len as usize, remote) {
@@ -119,6 +123,7 @@ impl Pmd {
         }
     }
 
+    #[inline]
     pub(super) fn edit_tag(&mut self, d: Desc, edit: TagEdit) -> Option<Desc> {
         let chunk = d.chunk();
         let off = (d.addr - chunk) as usize;
