@@ -7,142 +7,150 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Why a frame was dropped. Every dropped frame is counted under one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum DropReason {
-    /// Shorter than an Ethernet header.
-    Runt,
-    /// Longer than the largest frame a port buffer holds.
-    Oversize,
-    /// A VLAN tag cut short, or an unsupported tag stack (802.1ad outer tag).
-    BadVlan,
-    /// Multicast or broadcast source MAC.
-    BadSrcMac,
-    /// The frame's VLAN is not carried by the ingress or egress port.
-    VlanFiltered,
-    /// The destination was learned on the port the frame came in on.
-    Hairpin,
-    /// The ingress port is not (or no longer) in a bridge.
-    NoBridge,
-    /// The egress port's transmit ring was full.
-    TxFull,
-    /// No free buffer to copy a flooded frame or take a received one.
-    NoBuffer,
-    /// The egress port is down or went away.
-    PortDown,
-    /// A frame on an uplink that is not VXLAN for a local VTEP.
-    NotVxlan,
-    /// VXLAN flags other than the I flag alone.
-    VxlanBadFlags,
-    /// VXLAN to a local VTEP with a VNI no tunnel port has.
-    VxlanUnknownVni,
-    /// VXLAN from an address that is not a remote of the tunnel.
-    VxlanUnknownVtep,
-    /// VXLAN headers or inner frame cut short.
-    VxlanTruncated,
-    /// The inner frame would not fit the uplink MTU once encapsulated.
-    TunnelMtu,
-    /// The next hop toward the remote VTEP is not resolved yet.
-    NoNeighbor,
+/// Declares [`DropReason`] from one list: variant, stable name, meaning.
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// Why a frame was dropped. Every dropped frame is counted under one.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: [DropReason; [$(DropReason::$variant),*].len()] = [$(DropReason::$variant),*];
+
+            /// The stable name shown by `rvsctl stats` and in metrics.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+
+            /// What it means, for help texts.
+            pub fn help(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => concat!($($doc),*).trim_ascii(),)*
+                }
+            }
+        }
+    };
 }
 
-impl DropReason {
-    /// Every reason, in counter order.
-    pub const ALL: [DropReason; 17] = [
-        DropReason::Runt,
-        DropReason::Oversize,
-        DropReason::BadVlan,
-        DropReason::BadSrcMac,
-        DropReason::VlanFiltered,
-        DropReason::Hairpin,
-        DropReason::NoBridge,
-        DropReason::TxFull,
-        DropReason::NoBuffer,
-        DropReason::PortDown,
-        DropReason::NotVxlan,
-        DropReason::VxlanBadFlags,
-        DropReason::VxlanUnknownVni,
-        DropReason::VxlanUnknownVtep,
-        DropReason::VxlanTruncated,
-        DropReason::TunnelMtu,
-        DropReason::NoNeighbor,
-    ];
-
-    /// The stable name shown by `rvsctl stats` and in metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::Runt => "runt",
-            DropReason::Oversize => "oversize",
-            DropReason::BadVlan => "bad_vlan",
-            DropReason::BadSrcMac => "bad_src_mac",
-            DropReason::VlanFiltered => "vlan_filtered",
-            DropReason::Hairpin => "hairpin",
-            DropReason::NoBridge => "no_bridge",
-            DropReason::TxFull => "tx_full",
-            DropReason::NoBuffer => "no_buffer",
-            DropReason::PortDown => "port_down",
-            DropReason::NotVxlan => "not_vxlan",
-            DropReason::VxlanBadFlags => "vxlan_bad_flags",
-            DropReason::VxlanUnknownVni => "vxlan_unknown_vni",
-            DropReason::VxlanUnknownVtep => "vxlan_unknown_vtep",
-            DropReason::VxlanTruncated => "vxlan_truncated",
-            DropReason::TunnelMtu => "tunnel_mtu",
-            DropReason::NoNeighbor => "no_neighbor",
-        }
-    }
+// Every drop reason, once: adding a line here counts it per port, shows it
+// in `rvsctl stats` and labels it in the metrics; then use it.
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    Runt => "runt",
+    /// Longer than the largest frame a port buffer holds.
+    Oversize => "oversize",
+    /// A VLAN tag cut short, or an unsupported tag stack (802.1ad outer tag).
+    BadVlan => "bad_vlan",
+    /// Multicast or broadcast source MAC.
+    BadSrcMac => "bad_src_mac",
+    /// The frame's VLAN is not carried by the ingress or egress port.
+    VlanFiltered => "vlan_filtered",
+    /// The destination was learned on the port the frame came in on.
+    Hairpin => "hairpin",
+    /// The ingress port is not (or no longer) in a bridge.
+    NoBridge => "no_bridge",
+    /// The egress port's transmit ring was full.
+    TxFull => "tx_full",
+    /// No free buffer to copy a flooded frame or take a received one.
+    NoBuffer => "no_buffer",
+    /// The egress port is down or went away.
+    PortDown => "port_down",
+    /// A frame on an uplink that is not VXLAN for a local VTEP.
+    NotVxlan => "not_vxlan",
+    /// VXLAN flags other than the I flag alone.
+    VxlanBadFlags => "vxlan_bad_flags",
+    /// VXLAN to a local VTEP with a VNI no tunnel port has.
+    VxlanUnknownVni => "vxlan_unknown_vni",
+    /// VXLAN from an address that is not a remote of the tunnel.
+    VxlanUnknownVtep => "vxlan_unknown_vtep",
+    /// VXLAN headers or inner frame cut short.
+    VxlanTruncated => "vxlan_truncated",
+    /// The inner frame would not fit the uplink MTU once encapsulated.
+    TunnelMtu => "tunnel_mtu",
+    /// The next hop toward the remote VTEP is not resolved yet.
+    NoNeighbor => "no_neighbor",
 }
 
 /// Number of drop reasons.
 pub const DROP_REASONS: usize = DropReason::ALL.len();
 
-/// Counters of one port as seen by one polling thread.
-#[derive(Debug, Default)]
-pub struct PortStats {
-    /// Frames received.
-    pub rx_packets: AtomicU64,
-    /// Bytes received.
-    pub rx_bytes: AtomicU64,
-    /// Frames sent.
-    pub tx_packets: AtomicU64,
-    /// Bytes sent.
-    pub tx_bytes: AtomicU64,
-    /// Source MACs not learned because the bridge was at its limit.
-    pub learn_refused: AtomicU64,
-    /// Received frames decided to go to one port (for an uplink: VXLAN
-    /// frames handed to their tunnel port).
-    pub forwarded: AtomicU64,
-    /// Received frames decided to be flooded in their bridge and VLAN.
-    pub flooded: AtomicU64,
-    /// Frames the kernel dropped before rvs received them (AF_XDP: RX ring
-    /// full, frame larger than a buffer), read about once a second.
-    pub kernel_drops: AtomicU64,
-    /// Frames dropped, by reason (`DropReason as usize`).
-    pub drops: [AtomicU64; DROP_REASONS],
+/// Calls macro `$m` with the list of per-port counters (each with its
+/// meaning), so that every form of a port's counters, here and in
+/// `rvs-proto`, is generated from this one list. Drops by reason come on
+/// top, from [`DropReason`].
+#[macro_export]
+macro_rules! with_port_counters {
+    ($m:path) => {
+        $m! {
+            /// Frames received.
+            rx_packets,
+            /// Bytes received.
+            rx_bytes,
+            /// Frames sent.
+            tx_packets,
+            /// Bytes sent.
+            tx_bytes,
+            /// Source MACs not learned because the bridge was at its limit.
+            learn_refused,
+            /// Received frames decided to go to one port (for an uplink:
+            /// VXLAN frames handed to their tunnel port).
+            forwarded,
+            /// Received frames decided to be flooded in their bridge and VLAN.
+            flooded,
+            /// Frames the kernel dropped before rvs received them (AF_XDP:
+            /// receive ring full, frame larger than a buffer).
+            kernel_drops,
+        }
+    };
 }
 
-/// A plain copy of port counters, for adding up and printing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PortCounters {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Source MACs not learned because of the bridge limit.
-    pub learn_refused: u64,
-    /// Received frames sent on to one port.
-    pub forwarded: u64,
-    /// Received frames flooded.
-    pub flooded: u64,
-    /// Frames the kernel dropped before rvs received them.
-    pub kernel_drops: u64,
-    /// Drops by reason.
-    pub drops: [u64; DROP_REASONS],
+macro_rules! define_port_counters {
+    ($($(#[doc = $doc:literal])* $field:ident,)*) => {
+        /// Counters of one port as seen by one polling thread.
+        #[derive(Debug, Default)]
+        pub struct PortStats {
+            $($(#[doc = $doc])* pub $field: AtomicU64,)*
+            /// Frames dropped, by reason (`DropReason as usize`).
+            pub drops: [AtomicU64; DROP_REASONS],
+        }
+
+        /// A plain copy of port counters, for adding up and printing.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct PortCounters {
+            $($(#[doc = $doc])* pub $field: u64,)*
+            /// Drops by reason.
+            pub drops: [u64; DROP_REASONS],
+        }
+
+        impl PortStats {
+            /// A copy of the counters.
+            pub fn read(&self) -> PortCounters {
+                PortCounters {
+                    $($field: self.$field.load(Relaxed),)*
+                    drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
+                }
+            }
+        }
+
+        impl PortCounters {
+            /// Adds `other` into `self`.
+            pub fn accumulate(&mut self, other: &PortCounters) {
+                $(self.$field += other.$field;)*
+                for (a, b) in self.drops.iter_mut().zip(other.drops) {
+                    *a += b;
+                }
+            }
+        }
+    };
 }
+
+with_port_counters!(define_port_counters);
 
 impl PortStats {
     /// Adds `n` to a counter. Only the owning thread writes, so a relaxed
@@ -163,70 +171,58 @@ impl PortStats {
     pub fn drop_n(&self, reason: DropReason, n: u64) {
         Self::add(&self.drops[reason as usize], n);
     }
-
-    /// A copy of the counters.
-    pub fn read(&self) -> PortCounters {
-        PortCounters {
-            rx_packets: self.rx_packets.load(Relaxed),
-            rx_bytes: self.rx_bytes.load(Relaxed),
-            tx_packets: self.tx_packets.load(Relaxed),
-            tx_bytes: self.tx_bytes.load(Relaxed),
-            learn_refused: self.learn_refused.load(Relaxed),
-            forwarded: self.forwarded.load(Relaxed),
-            flooded: self.flooded.load(Relaxed),
-            kernel_drops: self.kernel_drops.load(Relaxed),
-            drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
-        }
-    }
 }
 
 impl PortCounters {
-    /// Adds `other` into `self`.
-    pub fn accumulate(&mut self, other: &PortCounters) {
-        self.rx_packets += other.rx_packets;
-        self.rx_bytes += other.rx_bytes;
-        self.tx_packets += other.tx_packets;
-        self.tx_bytes += other.tx_bytes;
-        self.learn_refused += other.learn_refused;
-        self.forwarded += other.forwarded;
-        self.flooded += other.flooded;
-        self.kernel_drops += other.kernel_drops;
-        for (a, b) in self.drops.iter_mut().zip(other.drops) {
-            *a += b;
-        }
-    }
-
     /// Total frames dropped.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
     }
 }
 
-/// Counters of one polling thread.
-#[derive(Debug, Default)]
-pub struct ThreadStats {
-    /// Frames received by this thread.
-    pub packets: AtomicU64,
-    /// Poll rounds that moved at least one frame.
-    pub busy_rounds: AtomicU64,
-    /// Poll rounds that found nothing.
-    pub idle_rounds: AtomicU64,
-    /// Nanoseconds spent in busy rounds.
-    pub busy_ns: AtomicU64,
-    /// Nanoseconds spent in idle rounds.
-    pub idle_ns: AtomicU64,
-    /// The snapshot generation the thread runs.
-    pub generation: AtomicU64,
-    /// TSC cycles in busy rounds.
-    pub busy_cycles: AtomicU64,
-    /// TSC cycles in idle rounds (sleep included).
-    pub idle_cycles: AtomicU64,
-    /// Flow cache hits.
-    pub cache_hits: AtomicU64,
-    /// Flow cache misses.
-    pub cache_misses: AtomicU64,
-    /// Flow cache evictions.
-    pub cache_evictions: AtomicU64,
-    /// Flow cache slots in use.
-    pub cache_entries: AtomicU64,
+/// Calls macro `$m` with the list of per-thread counters users see (each
+/// with its meaning, its metric name and kind), so that every form of them,
+/// here, in `rvs-proto` and in the metrics, comes from this one list.
+#[macro_export]
+macro_rules! with_thread_counters {
+    ($m:path) => {
+        $m! {
+            /// Frames received by this thread.
+            packets => "rvs_pmd_packets_total", "counter";
+            /// TSC cycles in rounds that moved frames (0 where no TSC).
+            busy_cycles => "rvs_pmd_busy_cycles_total", "counter";
+            /// TSC cycles in rounds that found nothing (sleep included).
+            idle_cycles => "rvs_pmd_idle_cycles_total", "counter";
+            /// Nanoseconds in rounds that moved frames.
+            busy_ns => "rvs_pmd_busy_nanoseconds_total", "counter";
+            /// Nanoseconds in rounds that found nothing.
+            idle_ns => "rvs_pmd_idle_nanoseconds_total", "counter";
+            /// Flow cache hits.
+            cache_hits => "rvs_flow_cache_hits_total", "counter";
+            /// Flow cache misses (decisions taken by the full pipeline).
+            cache_misses => "rvs_flow_cache_misses_total", "counter";
+            /// Flow cache entries replaced by another flow.
+            cache_evictions => "rvs_flow_cache_evictions_total", "counter";
+            /// Flow cache entries in use.
+            cache_entries => "rvs_flow_cache_entries", "gauge";
+        }
+    };
 }
+
+macro_rules! define_thread_stats {
+    ($($(#[doc = $doc:literal])* $field:ident => $metric:literal, $kind:literal;)*) => {
+        /// Counters of one polling thread.
+        #[derive(Debug, Default)]
+        pub struct ThreadStats {
+            $($(#[doc = $doc])* pub $field: AtomicU64,)*
+            /// Poll rounds that moved at least one frame.
+            pub busy_rounds: AtomicU64,
+            /// Poll rounds that found nothing.
+            pub idle_rounds: AtomicU64,
+            /// The snapshot generation the thread runs.
+            pub generation: AtomicU64,
+        }
+    };
+}
+
+with_thread_counters!(define_thread_stats);

@@ -1,7 +1,9 @@
 //! What rvsd reports about its running state: ports, uplinks, polling
 //! threads, counters, the FDB, flow caches and traces.
 
+use rvs_dataplane::stats::{DropReason, PortCounters, ThreadStats};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// What the packet path would do with a frame, step by step.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,70 +150,86 @@ pub struct PortStatus {
     pub remotes: Vec<RemoteStatus>,
 }
 
-/// Counters of one port, summed over threads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortStatsInfo {
-    /// Port name.
-    pub name: String,
-    /// Bridge name.
-    pub bridge: String,
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Source MACs not learned because of the bridge's limit.
-    pub learn_refused: u64,
-    /// Received frames sent on to one port (uplink: to a tunnel port).
-    /// Every received frame is forwarded, flooded or dropped at ingress.
-    #[serde(default)]
-    pub forwarded: u64,
-    /// Received frames flooded in their bridge and VLAN.
-    #[serde(default)]
-    pub flooded: u64,
-    /// Frames the kernel dropped before rvs received them (AF_XDP: receive
-    /// ring full, frame larger than a buffer); not in `rx_packets`.
-    #[serde(default)]
-    pub kernel_drops: u64,
-    /// Drops by reason name; reasons with a zero count are left out.
-    pub drops: Vec<(String, u64)>,
-    /// Times the interface under the port went away.
-    #[serde(default)]
-    pub link_downs: u64,
+macro_rules! define_port_stats_info {
+    ($($(#[doc = $doc:literal])* $field:ident,)*) => {
+        /// Counters of one port, summed over threads. Every received frame
+        /// is forwarded, flooded or dropped at ingress.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct PortStatsInfo {
+            /// Port name.
+            pub name: String,
+            /// Bridge name.
+            pub bridge: String,
+            $($(#[doc = $doc])* #[serde(default)] pub $field: u64,)*
+            /// Drops by reason name; reasons with a zero count are left out.
+            pub drops: Vec<(String, u64)>,
+            /// Times the interface under the port went away.
+            #[serde(default)]
+            pub link_downs: u64,
+        }
+
+        impl PortStatsInfo {
+            /// The user-facing form of a port's counters.
+            pub fn new(name: &str, bridge: &str, c: &PortCounters) -> PortStatsInfo {
+                PortStatsInfo {
+                    name: name.to_string(),
+                    bridge: bridge.to_string(),
+                    $($field: c.$field,)*
+                    drops: DropReason::ALL
+                        .iter()
+                        .zip(c.drops)
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(r, n)| (r.name().to_string(), n))
+                        .collect(),
+                    link_downs: 0,
+                }
+            }
+
+            /// Each counter's name and meaning, in declaration order (drops
+            /// and link downs apart).
+            pub const COUNTERS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($field), concat!($($doc),*).trim_ascii()),)*];
+
+            /// The counters' values, in [`Self::COUNTERS`] order.
+            pub fn counter_values(&self) -> Vec<u64> {
+                vec![$(self.$field),*]
+            }
+        }
+    };
 }
 
-/// One polling thread.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ThreadInfo {
-    /// Core it is pinned to.
-    pub core: usize,
-    /// Receive queues it polls: (port name, queue id).
-    pub rx_queues: Vec<(String, u32)>,
-    /// Frames received.
-    pub packets: u64,
-    /// Nanoseconds in rounds that moved frames.
-    pub busy_ns: u64,
-    /// Nanoseconds in rounds that found nothing.
-    pub idle_ns: u64,
-    /// TSC cycles in rounds that moved frames (0 where no TSC).
-    #[serde(default)]
-    pub busy_cycles: u64,
-    /// TSC cycles in rounds that found nothing.
-    #[serde(default)]
-    pub idle_cycles: u64,
-    /// Flow cache hits.
-    #[serde(default)]
-    pub cache_hits: u64,
-    /// Flow cache misses (decisions taken by the full pipeline).
-    #[serde(default)]
-    pub cache_misses: u64,
-    /// Flow cache entries replaced by another flow.
-    #[serde(default)]
-    pub cache_evictions: u64,
-    /// Flow cache entries in use.
-    #[serde(default)]
-    pub cache_entries: u64,
+rvs_dataplane::with_port_counters!(define_port_stats_info);
+
+macro_rules! define_thread_info {
+    ($($(#[doc = $doc:literal])* $field:ident => $metric:literal, $kind:literal;)*) => {
+        /// One polling thread.
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct ThreadInfo {
+            /// Core it is pinned to.
+            pub core: usize,
+            /// Receive queues it polls: (port name, queue id).
+            pub rx_queues: Vec<(String, u32)>,
+            $($(#[doc = $doc])* #[serde(default)] pub $field: u64,)*
+        }
+
+        impl ThreadInfo {
+            /// A thread on `core` polling `rx_queues`, with its counters read
+            /// from `stats`.
+            pub fn new(core: usize, rx_queues: Vec<(String, u32)>, stats: &ThreadStats) -> ThreadInfo {
+                ThreadInfo { core, rx_queues, $($field: stats.$field.load(Relaxed),)* }
+            }
+
+            /// Each counter's metric name, kind (`counter` or `gauge`) and
+            /// meaning, in declaration order.
+            pub const METRICS: &'static [(&'static str, &'static str, &'static str)] =
+                &[$(($metric, $kind, concat!($($doc),*).trim_ascii()),)*];
+
+            /// The counters' values, in [`Self::METRICS`] order.
+            pub fn counter_values(&self) -> Vec<u64> {
+                vec![$(self.$field),*]
+            }
+        }
+    };
 }
+
+rvs_dataplane::with_thread_counters!(define_thread_info);

@@ -7,7 +7,6 @@
 //! error is one line fit to show a user.
 
 pub use rvs_dataplane::capture::{CaptureRing, Direction};
-use rvs_dataplane::stats::PortCounters;
 use rvs_dataplane::wire::MacAddr;
 pub mod fake;
 pub mod real;
@@ -106,28 +105,5 @@ pub trait Datapath {
     fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {
         let _ = (queue, core);
         Err(format!("cannot move queues of {port:?} in this datapath"))
-    }
-}
-
-/// The user-facing form of a port's counters.
-pub fn port_stats_info(name: &str, bridge: &str, c: &PortCounters) -> PortStatsInfo {
-    PortStatsInfo {
-        name: name.to_string(),
-        bridge: bridge.to_string(),
-        rx_packets: c.rx_packets,
-        rx_bytes: c.rx_bytes,
-        tx_packets: c.tx_packets,
-        tx_bytes: c.tx_bytes,
-        learn_refused: c.learn_refused,
-        forwarded: c.forwarded,
-        flooded: c.flooded,
-        kernel_drops: c.kernel_drops,
-        drops: rvs_dataplane::stats::DropReason::ALL
-            .iter()
-            .zip(c.drops)
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| (r.name().to_string(), n))
-            .collect(),
-        link_downs: 0,
     }
 }

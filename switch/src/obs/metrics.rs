@@ -5,6 +5,7 @@
 use crate::control::state::State;
 use crate::datapath::Datapath;
 use rvs_dataplane::stats::DropReason;
+use rvs_proto::status::{PortStatsInfo, ThreadInfo};
 use std::fmt::Write as _;
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -35,34 +36,18 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
     f.family("rvs_build_info", "gauge", "rvsd's version.", [(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1)]);
 
     let ports = dp.port_stats();
-    let pl = |p: &rvs_proto::status::PortStatsInfo| format!("bridge=\"{}\",port=\"{}\"", esc(&p.bridge), esc(&p.name));
-    let per_port = |get: fn(&rvs_proto::status::PortStatsInfo) -> u64| -> Vec<(String, u64)> {
-        ports.iter().map(|p| (pl(p), get(p))).collect()
-    };
-    f.family("rvs_port_rx_packets_total", "counter", "Frames a port received.", per_port(|p| p.rx_packets));
-    f.family("rvs_port_rx_bytes_total", "counter", "Bytes a port received.", per_port(|p| p.rx_bytes));
-    f.family("rvs_port_tx_packets_total", "counter", "Frames a port sent.", per_port(|p| p.tx_packets));
-    f.family("rvs_port_tx_bytes_total", "counter", "Bytes a port sent.", per_port(|p| p.tx_bytes));
-    f.family(
-        "rvs_port_learn_refused_total",
-        "counter",
-        "Source MACs not learned because of the bridge's limit.",
-        per_port(|p| p.learn_refused),
-    );
+    let pl = |p: &PortStatsInfo| format!("bridge=\"{}\",port=\"{}\"", esc(&p.bridge), esc(&p.name));
+    let per_port =
+        |get: fn(&PortStatsInfo) -> u64| -> Vec<(String, u64)> { ports.iter().map(|p| (pl(p), get(p))).collect() };
+    // One family per declared port counter (rvs-dataplane's list), each
+    // `rvs_port_NAME_total` with the counter's meaning as its help.
+    let values: Vec<Vec<u64>> = ports.iter().map(PortStatsInfo::counter_values).collect();
+    for (i, (name, help)) in PortStatsInfo::COUNTERS.iter().enumerate() {
+        let samples = ports.iter().zip(&values).map(|(p, v)| (pl(p), v[i]));
+        f.family(&format!("rvs_port_{name}_total"), "counter", help, samples);
+    }
     f.family("rvs_port_link_downs_total", "counter", "Times a port's interface went away.", per_port(|p| p.link_downs));
-    f.family(
-        "rvs_port_forwarded_total",
-        "counter",
-        "Frames a port received that went to one port.",
-        per_port(|p| p.forwarded),
-    );
-    f.family("rvs_port_flooded_total", "counter", "Frames a port received that were flooded.", per_port(|p| p.flooded));
-    f.family(
-        "rvs_port_kernel_drops_total",
-        "counter",
-        "Frames the kernel dropped before rvs saw them (AF_XDP ring full or frame too large).",
-        per_port(|p| p.kernel_drops),
-    );
+    // Every reason for every port, zero included, so rates can be taken.
     let drops = ports.iter().flat_map(|p| {
         DropReason::ALL.iter().map(move |r| {
             let n = p.drops.iter().find(|(name, _)| name == r.name()).map_or(0, |(_, n)| *n);
@@ -105,49 +90,19 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
 
     let threads = dp.threads();
     let tl = |c: usize| format!("core=\"{c}\"");
-    let per_thread = |get: fn(&rvs_proto::status::ThreadInfo) -> u64| -> Vec<(String, u64)> {
-        threads.iter().map(|t| (tl(t.core), get(t))).collect()
-    };
-    f.family("rvs_pmd_packets_total", "counter", "Frames a polling thread received.", per_thread(|t| t.packets));
-    f.family(
-        "rvs_pmd_busy_cycles_total",
-        "counter",
-        "TSC cycles in rounds that moved frames.",
-        per_thread(|t| t.busy_cycles),
-    );
-    f.family(
-        "rvs_pmd_idle_cycles_total",
-        "counter",
-        "TSC cycles in rounds that found nothing.",
-        per_thread(|t| t.idle_cycles),
-    );
-    f.family(
-        "rvs_pmd_busy_nanoseconds_total",
-        "counter",
-        "Time in rounds that moved frames.",
-        per_thread(|t| t.busy_ns),
-    );
-    f.family(
-        "rvs_pmd_idle_nanoseconds_total",
-        "counter",
-        "Time in rounds that found nothing.",
-        per_thread(|t| t.idle_ns),
-    );
+    let per_thread =
+        |get: fn(&ThreadInfo) -> u64| -> Vec<(String, u64)> { threads.iter().map(|t| (tl(t.core), get(t))).collect() };
+    // One family per declared thread counter (rvs-dataplane's list).
+    let values: Vec<Vec<u64>> = threads.iter().map(ThreadInfo::counter_values).collect();
+    for (i, (name, kind, help)) in ThreadInfo::METRICS.iter().enumerate() {
+        f.family(name, kind, help, threads.iter().zip(&values).map(|(t, v)| (tl(t.core), v[i])));
+    }
     f.family(
         "rvs_pmd_rx_queues",
         "gauge",
         "Receive queues a polling thread polls.",
         per_thread(|t| t.rx_queues.len() as u64),
     );
-    f.family("rvs_flow_cache_hits_total", "counter", "Flow cache hits.", per_thread(|t| t.cache_hits));
-    f.family("rvs_flow_cache_misses_total", "counter", "Flow cache misses.", per_thread(|t| t.cache_misses));
-    f.family(
-        "rvs_flow_cache_evictions_total",
-        "counter",
-        "Flow cache entries replaced.",
-        per_thread(|t| t.cache_evictions),
-    );
-    f.family("rvs_flow_cache_entries", "gauge", "Flow cache entries in use.", per_thread(|t| t.cache_entries));
 
     let bridges = &state.config().bridges;
     f.family(

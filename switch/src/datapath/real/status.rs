@@ -111,7 +111,7 @@ impl Dp {
                     Role::Uplink { .. } => "(uplink)",
                     _ => self.bridge_name(p.bridge),
                 };
-                let mut info = crate::datapath::port_stats_info(&p.name, bridge, &c);
+                let mut info = PortStatsInfo::new(&p.name, bridge, &c);
                 info.link_downs = p.link.as_ref().map_or(0, |l| l.downs);
                 info
             })

@@ -22,23 +22,14 @@ impl Dp {
         self.threads
             .iter()
             .enumerate()
-            .map(|(i, t)| ThreadInfo {
-                core: t.core,
-                rx_queues: self
+            .map(|(i, t)| {
+                let rx_queues = self
                     .ports
                     .iter()
                     .flatten()
                     .flat_map(|p| p.handles.iter().filter(|h| h.1 == i && h.2).map(|h| (p.name.clone(), h.0)))
-                    .collect(),
-                packets: t.stats.packets.load(Relaxed),
-                busy_ns: t.stats.busy_ns.load(Relaxed),
-                idle_ns: t.stats.idle_ns.load(Relaxed),
-                busy_cycles: t.stats.busy_cycles.load(Relaxed),
-                idle_cycles: t.stats.idle_cycles.load(Relaxed),
-                cache_hits: t.stats.cache_hits.load(Relaxed),
-                cache_misses: t.stats.cache_misses.load(Relaxed),
-                cache_evictions: t.stats.cache_evictions.load(Relaxed),
-                cache_entries: t.stats.cache_entries.load(Relaxed),
+                    .collect();
+                ThreadInfo::new(t.core, rx_queues, &t.stats)
             })
             .collect()
     }
