@@ -482,13 +482,7 @@ mod kernel_tests {
     const XDP_REDIRECT: u32 = 4;
 
     fn privileged() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            return true;
-        }
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "BPF program tests need root (CI=true)");
-        eprintln!("skipped: needs root");
-        false
+        rvs_dataplane::testing::require_root("BPF program tests", &[])
     }
 
     /// (action, frame out) of `n` runs of `insns` on `frame`.

@@ -13,7 +13,7 @@
 //! librte-net-af-xdp23) is skipped with a message. Under `CI=true` both
 //! fail instead.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -21,23 +21,7 @@ use serde_json::Value;
 
 /// True if the test may run; panics under `CI=true` when it cannot.
 fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let missing: Vec<&str> = ["ip", "ethtool", "ping", "iperf3", "ss"].into_iter().filter(|t| !have_tool(t)).collect();
-    if root && missing.is_empty() {
-        return true;
-    }
-    let why = if root { format!("missing tools: {}", missing.join(", ")) } else { "not root".to_string() };
-    if under_ci() {
-        panic!("integration test cannot run under CI=true: {why} (run scripts/test.sh as root)");
-    }
-    eprintln!("skipped: needs root ({why})");
-    false
-}
-
-fn have_tool(name: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file())).unwrap_or(false)
-        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| Path::new(d).join(name).is_file())
+    rvs_dataplane::testing::require_root("rvs-bench test", &["ip", "ethtool", "ping", "iperf3", "ss"])
 }
 
 fn bench_bin() -> PathBuf {

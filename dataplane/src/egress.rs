@@ -107,13 +107,9 @@ pub fn remote_outer(t: &Tunnel, r: usize) -> Result<&OuterTemplate, DropReason> 
 mod tests {
     use super::*;
     use crate::fdb::Fdb;
-    use crate::snapshot::{BridgeInfo, PortKind, Remote, VlanMode, VlanSet};
+    use crate::snapshot::{Remote, VlanMode, VlanSet};
     use crate::wire::MacAddr;
     use std::sync::Arc;
-
-    fn port(id: PortId, vlan: VlanMode, kind: PortKind) -> PortInfo {
-        PortInfo { id, bridge: 0, vlan, name: format!("p{id}"), kind }
-    }
 
     fn tunnel(remotes: usize, resolved: bool) -> Tunnel {
         let ip = |i: usize| std::net::IpAddr::from([198, 18, 1, 10 + i as u8]);
@@ -136,17 +132,8 @@ mod tests {
 
     /// Ports 0 (access 10), 1 (trunk 10, 20), 2 (access 20) in bridge 0.
     fn snap() -> Snapshot {
-        let mut trunk = VlanSet::new();
-        trunk.insert(10);
-        trunk.insert(20);
-        let ports = vec![
-            Some(port(0, VlanMode::Access(10), PortKind::Plain)),
-            Some(port(1, VlanMode::Trunk { allowed: trunk, native: None }, PortKind::Plain)),
-            Some(port(2, VlanMode::Access(20), PortKind::Plain)),
-        ];
-        let members: Vec<&PortInfo> = ports.iter().flatten().collect();
-        let bridge = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(16)), &members);
-        Snapshot { generation: 1, ports, bridges: vec![Some(bridge)], tx_thread: vec![0; 3], vteps: vec![] }
+        let trunk = VlanMode::Trunk { allowed: [10, 20].into_iter().collect::<VlanSet>(), native: None };
+        crate::testing::one_bridge(Arc::new(Fdb::new(16)), 1, [VlanMode::Access(10), trunk, VlanMode::Access(20)])
     }
 
     fn verdict(action: Action, vid: Vid, tagged: bool) -> Verdict {

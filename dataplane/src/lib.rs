@@ -18,5 +18,6 @@ pub mod port;
 pub mod prefetch;
 pub mod snapshot;
 pub mod stats;
+pub mod testing;
 pub mod tsc;
 pub mod wire;

@@ -210,7 +210,7 @@ pub fn tag_edit(tagged: bool, vid: Vid, egress_tagged: bool) -> TagEdit {
 mod tests {
     use super::*;
     use crate::fdb::Fdb;
-    use crate::snapshot::{BridgeInfo, PortInfo, VlanSet};
+    use crate::snapshot::VlanSet;
     use crate::wire::MacAddr;
     use proptest::prelude::*;
     use std::sync::Arc;
@@ -218,44 +218,17 @@ mod tests {
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 
-    fn port(id: PortId, vlan: VlanMode) -> PortInfo {
-        PortInfo { id, bridge: 0, vlan, name: format!("p{id}"), kind: PortKind::Plain }
-    }
-
     fn trunk(vids: &[Vid], native: Option<Vid>) -> VlanMode {
         VlanMode::Trunk { allowed: vids.iter().copied().collect::<VlanSet>(), native }
     }
 
     /// Ports 0,1: access VLAN 10; 2: access VLAN 20; 3: trunk 10,20.
     fn snap() -> Snapshot {
-        let ports = vec![
-            port(0, VlanMode::Access(10)),
-            port(1, VlanMode::Access(10)),
-            port(2, VlanMode::Access(20)),
-            port(3, trunk(&[10, 20], None)),
-        ];
-        let refs: Vec<&PortInfo> = ports.iter().collect();
-        let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
-        Snapshot {
-            generation: 1,
-            ports: ports.into_iter().map(Some).collect(),
-            bridges: vec![Some(br)],
-            tx_thread: vec![],
-            vteps: vec![],
-        }
+        let modes = [VlanMode::Access(10), VlanMode::Access(10), VlanMode::Access(20), trunk(&[10, 20], None)];
+        crate::testing::one_bridge(Arc::new(Fdb::new(64)), 1, modes)
     }
 
-    fn frame(dst: MacAddr, src: MacAddr, tag: Option<u16>) -> Vec<u8> {
-        let mut f = dst.0.to_vec();
-        f.extend(src.0);
-        if let Some(t) = tag {
-            f.extend([0x81, 0]);
-            f.extend(t.to_be_bytes());
-        }
-        f.extend([0x08, 0x00]);
-        f.resize(f.len() + 46, 0);
-        f
-    }
+    use crate::testing::frame;
 
     #[test]
     fn unknown_then_learned_unicast() {

@@ -5,6 +5,9 @@
 //! test panics. Without root the tests print a notice and pass, unless
 //! `CI=true`, where they fail.
 
+mod common;
+
+use common::{has_xdp, ip, ip_quiet, privileged};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,34 +17,6 @@ use std::time::{Duration, Instant};
 
 use rvs_dataplane::port::afxdp::{AfXdpPort, Umem, XdpMode, XdpProgram};
 use rvs_dataplane::port::{Desc, Pool, Port};
-
-fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: AF_XDP integration tests need root (CI=true, so not skipping)");
-    }
-    eprintln!("{test}: skipped, needs root");
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-fn ip_quiet(args: &[&str]) {
-    let _ = Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
-}
-
-/// `ip -o link show dev X` mentions an XDP program.
-fn has_xdp(dev: &str) -> bool {
-    let out = Command::new("ip").args(["-o", "link", "show", "dev", dev]).output().expect("running ip");
-    assert!(out.status.success(), "no link {dev}");
-    String::from_utf8_lossy(&out.stdout).contains(" xdp")
-}
 
 /// Namespaces and veth pairs of one test, removed on drop.
 struct Net {

@@ -3,24 +3,15 @@
 //! (also on panic). Needs root; skipped otherwise, except under `CI=true`,
 //! where a missing privilege fails the test.
 
+mod common;
+
+use common::privileged;
 use rvs_dataplane::port::pool::MAX_FRAME;
 use rvs_dataplane::port::tap::{tap_delete, TapPort};
 use rvs_dataplane::port::{Desc, Pool, Port, HEADROOM};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 && Command::new("ip").arg("-V").output().is_ok() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("tap tests need root and iproute2 (CI=true: not skipping)");
-    }
-    eprintln!("skipped: needs root");
-    false
-}
 
 /// A network namespace deleted on drop.
 struct Ns(String);
@@ -145,7 +136,7 @@ fn echo_reply(req: &[u8]) -> Vec<u8> {
 
 #[test]
 fn ping_through_tap_in_namespace() {
-    if !root_or_skip() {
+    if !privileged("tap tests") {
         return;
     }
     let ns = Ns::new();
@@ -203,7 +194,7 @@ fn link_exists(ns: &Ns, name: &str) -> bool {
 
 #[test]
 fn persists_adopts_and_deletes() {
-    if !root_or_skip() {
+    if !privileged("tap tests") {
         return;
     }
     let ns = Ns::new();
@@ -227,7 +218,7 @@ fn persists_adopts_and_deletes() {
 
 #[test]
 fn adopts_multi_queue_tap() {
-    if !root_or_skip() {
+    if !privileged("tap tests") {
         return;
     }
     let ns = Ns::new();
@@ -240,7 +231,7 @@ fn adopts_multi_queue_tap() {
 
 #[test]
 fn refuses_other_devices() {
-    if !root_or_skip() {
+    if !privileged("tap tests") {
         return;
     }
     let ns = Ns::new();
@@ -257,7 +248,7 @@ fn refuses_other_devices() {
 
 #[test]
 fn drops_frames_larger_than_a_chunk() {
-    if !root_or_skip() {
+    if !privileged("tap tests") {
         return;
     }
     let ns = Ns::new();
@@ -285,7 +276,7 @@ fn drops_frames_larger_than_a_chunk() {
 
 #[test]
 fn send_skips_runts_and_counts_written() {
-    if !root_or_skip() {
+    if !privileged("tap tests") {
         return;
     }
     let ns = Ns::new();

@@ -7,9 +7,12 @@
 //! test panics. Without root the tests print a notice and pass, unless
 //! `CI=true`, where they fail.
 
+mod common;
+
+use common::{has_xdp, ip, ip_quiet, privileged};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
@@ -20,34 +23,6 @@ use rvs_dataplane::port::{Desc, Pool, Port};
 const VXLAN_PORT: u16 = 4789;
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
-
-fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: uplink filter tests need root (CI=true, so not skipping)");
-    }
-    eprintln!("{test}: skipped, needs root");
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-fn ip_quiet(args: &[&str]) {
-    let _ = Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
-}
-
-/// `ip -o link show dev X` mentions an XDP program.
-fn has_xdp(dev: &str) -> bool {
-    let out = Command::new("ip").args(["-o", "link", "show", "dev", dev]).output().expect("running ip");
-    assert!(out.status.success(), "no link {dev}");
-    String::from_utf8_lossy(&out.stdout).contains(" xdp")
-}
 
 /// One namespace and its veth pair, removed on drop.
 struct Net {

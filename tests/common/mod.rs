@@ -24,26 +24,10 @@ use std::time::{Duration, Instant};
 
 pub mod json;
 
-/// True if the test may run. Without root or a needed tool: panics under
-/// `CI=true`, otherwise prints "skipped: needs root" and returns false.
+/// True if the test may run (root, and the tools the harness uses); see
+/// [`rvs_dataplane::testing::require_root`].
 pub fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let missing: Vec<&str> = ["ip", "ping", "iperf3", "tcpdump"].into_iter().filter(|t| !have_tool(t)).collect();
-    if root && missing.is_empty() {
-        return true;
-    }
-    let why = if root { format!("missing tools: {}", missing.join(", ")) } else { "not root".to_string() };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("integration test cannot run under CI=true: {why} (run scripts/test.sh as root)");
-    }
-    eprintln!("skipped: needs root ({why})");
-    false
-}
-
-fn have_tool(name: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file())).unwrap_or(false)
-        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| Path::new(d).join(name).is_file())
+    rvs_dataplane::testing::require_root("integration test", &["ip", "ping", "iperf3", "tcpdump"])
 }
 
 /// Serializes tests that run an `rvsd`: a 2-core machine cannot poll for

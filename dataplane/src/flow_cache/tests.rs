@@ -1,7 +1,7 @@
 //! The flow cache: hits, eviction, admission, and batches decided exactly as the slow path decides.
 use super::*;
 use crate::fdb::{Fdb, NO_REMOTE};
-use crate::snapshot::{BridgeInfo, PortInfo, PortKind, VlanMode, VlanSet};
+use crate::snapshot::{VlanMode, VlanSet};
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -58,34 +58,11 @@ fn world(fdb: Arc<Fdb>, gen: u64, vlan_of_1: u16) -> Snapshot {
         VlanMode::Access(20),
         VlanMode::Trunk { allowed: [10, 20].into_iter().collect::<VlanSet>(), native: None },
     ];
-    let ports: Vec<PortInfo> = modes
-        .into_iter()
-        .enumerate()
-        .map(|(i, vlan)| PortInfo { id: i as u16, bridge: 0, vlan, name: format!("p{i}"), kind: PortKind::Plain })
-        .collect();
-    let refs: Vec<&PortInfo> = ports.iter().collect();
-    let br = BridgeInfo::new(0, "br0", fdb, &refs);
-    Snapshot {
-        generation: gen,
-        ports: ports.into_iter().map(Some).collect(),
-        bridges: vec![Some(br)],
-        tx_thread: vec![],
-        vteps: vec![],
-    }
+    crate::testing::one_bridge(fdb, gen, modes)
 }
 
 fn frame(dst: u8, src: u8, tag: Option<u16>) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, dst, 2, 0, 0, 0, 0, src];
-    if dst == 0xff {
-        f[..6].copy_from_slice(&[0xff; 6]);
-    }
-    if let Some(t) = tag {
-        f.extend([0x81, 0]);
-        f.extend(t.to_be_bytes());
-    }
-    f.extend([0x88, 0xb5]);
-    f.resize(f.len() + 46, 0);
-    f
+    crate::testing::frame(crate::testing::mac(dst), crate::testing::mac(src), tag)
 }
 
 #[test]

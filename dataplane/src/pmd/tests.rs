@@ -24,16 +24,10 @@ fn rig(modes: Vec<VlanMode>) -> Rig {
         Instant::now(),
         PmdOptions::default(),
     );
-    let infos: Vec<PortInfo> = modes
-        .into_iter()
-        .enumerate()
-        .map(|(i, vlan)| PortInfo { id: i as u16, bridge: 0, vlan, name: format!("p{i}"), kind: PortKind::Plain })
-        .collect();
-    let refs: Vec<&PortInfo> = infos.iter().collect();
-    let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
+    let snap = crate::testing::one_bridge(Arc::new(Fdb::new(64)), 1, modes);
     let mut handles = Vec::new();
     let mut stats = Vec::new();
-    for p in &infos {
+    for p in snap.ports.iter().flatten() {
         let (port, h) = mem_port();
         let st = Arc::new(PortStats::default());
         tx.send(Command::AddPort(LocalPort {
@@ -47,30 +41,13 @@ fn rig(modes: Vec<VlanMode>) -> Rig {
         handles.push(h);
         stats.push(st);
     }
-    let snap = Snapshot {
-        generation: 1,
-        tx_thread: vec![0; infos.len()],
-        vteps: vec![],
-        ports: infos.into_iter().map(Some).collect(),
-        bridges: vec![Some(br)],
-    };
     tx.send(Command::Snapshot(Arc::new(snap))).unwrap();
     assert!(pmd.apply_commands());
     Rig { pmd, handles, stats, tx }
 }
 
 fn frame(dst: u8, src: u8, tag: Option<u16>) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, dst, 2, 0, 0, 0, 0, src];
-    if dst == 0xff {
-        f[..6].copy_from_slice(&[0xff; 6]);
-    }
-    if let Some(t) = tag {
-        f.extend([0x81, 0]);
-        f.extend(t.to_be_bytes());
-    }
-    f.extend([0x88, 0xb5]);
-    f.resize(f.len() + 46, 0xab);
-    f
+    crate::testing::frame(crate::testing::mac(dst), crate::testing::mac(src), tag)
 }
 
 #[test]

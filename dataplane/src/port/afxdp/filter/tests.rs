@@ -13,15 +13,7 @@ const VTEP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const VTEP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
 
 fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: loading BPF programs needs root (CI=true, so not skipping)");
-    }
-    eprintln!("{test}: skipped, needs root (BPF_PROG_LOAD, BPF_PROG_TEST_RUN)");
-    false
+    crate::testing::require_root(test, &[])
 }
 
 /// The test program (hit fallback XDP_DROP) with VTEP4:4789 and
