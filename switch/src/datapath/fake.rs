@@ -36,16 +36,34 @@ pub struct Inner {
     pub flows: Vec<FlowInfo>,
     /// Running captures (64-frame rings).
     pub captures: BTreeMap<String, Arc<CaptureRing>>,
+    /// Cores with polling threads, and the cores queues 0 and 1 of every
+    /// port are polled on until moved; `None`: [`FAKE_CORES`], both on 1.
+    pub layout: Option<(Vec<usize>, [usize; FAKE_QUEUES as usize])>,
+    /// The XDP mode ports report; `None`: generic.
+    pub xdp_mode: Option<String>,
+    /// Learned entries as a test wants them shown (remote, age), after the
+    /// table's own; a flush of their bridge removes them.
+    pub learned: Vec<(String, FdbEntryInfo)>,
+    /// The polling threads as a test wants them shown; empty: one on core
+    /// 1 polling queue 0 of every port.
+    pub threads: Vec<ThreadInfo>,
 }
 
-/// Cores the fake has polling threads on.
+/// Cores the fake has polling threads on, unless a test says otherwise.
 pub const FAKE_CORES: [usize; 2] = [1, 2];
 /// Receive queues of every fake port and uplink.
 pub const FAKE_QUEUES: u32 = 2;
 
 impl Inner {
+    fn cores(&self) -> &[usize] {
+        self.layout.as_ref().map_or(&FAKE_CORES[..], |l| &l.0[..])
+    }
+
     fn queues(&self, name: &str) -> Vec<(u32, usize)> {
-        (0..FAKE_QUEUES).map(|q| (q, self.pmd.get(&(name.to_string(), q)).copied().unwrap_or(1))).collect()
+        let home = self.layout.as_ref().map_or([1; FAKE_QUEUES as usize], |l| l.1);
+        (0..FAKE_QUEUES)
+            .map(|q| (q, self.pmd.get(&(name.to_string(), q)).copied().unwrap_or(home[q as usize])))
+            .collect()
     }
 }
 
@@ -136,25 +154,24 @@ impl Datapath for FakeDp {
     fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize> {
         self.check()?;
         let mut g = self.inner();
-        let before = g.fdb.len();
+        let before = g.fdb.len() + g.learned.len();
         g.fdb.retain(|(b, _, _), (p, st)| *st || b != bridge || port.is_some_and(|want| want != p));
-        Ok(before - g.fdb.len())
+        g.learned.retain(|(b, e)| b != bridge || port.is_some_and(|want| want != e.port));
+        Ok(before - g.fdb.len() - g.learned.len())
     }
     fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
-        Ok(self
-            .inner()
-            .fdb
-            .iter()
-            .filter(|((b, _, _), _)| b == bridge)
-            .map(|((_, mac, vlan), (port, st))| FdbEntryInfo {
+        let g = self.inner();
+        let table =
+            g.fdb.iter().filter(|((b, _, _), _)| b == bridge).map(|((_, mac, vlan), (port, st))| FdbEntryInfo {
                 mac: mac.to_string(),
                 vlan: *vlan,
                 port: port.clone(),
                 is_static: *st,
                 age_secs: 0,
                 remote: None,
-            })
-            .collect())
+            });
+        let learned = g.learned.iter().filter(|(b, _)| b == bridge).map(|(_, e)| e.clone());
+        Ok(table.chain(learned).collect())
     }
     fn port_status(&self) -> Vec<PortStatus> {
         let g = self.inner();
@@ -165,7 +182,7 @@ impl Datapath for FakeDp {
                 bridge: b.clone(),
                 kind: p.kind.name().into(),
                 state: "up".into(),
-                xdp_mode: "generic".into(),
+                xdp_mode: g.xdp_mode.clone().unwrap_or_else(|| "generic".into()),
                 queues: g.queues(n),
                 inner_mtu: p.vxlan.as_ref().map(|v| if v.local.is_ipv4() { 1450 } else { 1430 }),
                 remotes: p
@@ -202,9 +219,13 @@ impl Datapath for FakeDp {
             .collect()
     }
     fn threads(&self) -> Vec<ThreadInfo> {
+        let g = self.inner();
+        if !g.threads.is_empty() {
+            return g.threads.clone();
+        }
         vec![ThreadInfo {
             core: 1,
-            rx_queues: self.inner().ports.keys().map(|n| (n.clone(), 0)).collect(),
+            rx_queues: g.ports.keys().map(|n| (n.clone(), 0)).collect(),
             packets: 42,
             busy_ns: 25,
             idle_ns: 75,
@@ -282,7 +303,7 @@ impl Datapath for FakeDp {
         if queue >= FAKE_QUEUES {
             return Err(format!("{port:?} has {FAKE_QUEUES} rx queues; there is no queue {queue}"));
         }
-        if !FAKE_CORES.contains(&core) || g.no_thread.contains(&core) {
+        if !g.cores().contains(&core) || g.no_thread.contains(&core) {
             return Err(format!("no polling thread on core {core}"));
         }
         g.pmd.insert((port.to_string(), queue), core);
