@@ -157,22 +157,28 @@ fn start_daemon(sock: &Path, db: &Path) -> (Arc<AtomicBool>, thread::JoinHandle<
     (stop, server, dp)
 }
 
+/// `rvsctl ARGS` against `sock`, which must succeed; its output.
+fn ok_at(sock: &Path, args: &[&str]) -> String {
+    let o = rvsctl(sock, args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// `rvsctl ARGS` against `sock`, which must fail with exit 1 and `want`.
+fn fails_at(sock: &Path, args: &[&str], want: &str) {
+    let o = rvsctl(sock, args);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+    assert_eq!(stderr(&o), format!("rvsctl: {want}\n"), "{args:?}");
+}
+
 #[test]
 fn vxlan_and_uplinks_through_a_real_socket() {
     let dir = temp_dir("e2e-vxlan");
     let sock = dir.join("rvsd.sock");
     let db = dir.join("conf.json");
     let (stop, server, dp) = start_daemon(&sock, &db);
-    let ok = |args: &[&str]| {
-        let o = rvsctl(&sock, args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        stdout(&o)
-    };
-    let fails = |args: &[&str], want: &str| {
-        let o = rvsctl(&sock, args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert_eq!(stderr(&o), format!("rvsctl: {want}\n"), "{args:?}");
-    };
+    let ok = |args: &[&str]| ok_at(&sock, args);
+    let fails = |args: &[&str], want: &str| fails_at(&sock, args, want);
     let remotes = || -> Vec<String> {
         let cfg = rvs_switch::db::load(&db).unwrap();
         cfg.bridges[0].ports[0].vxlan.as_ref().unwrap().remotes.iter().map(|r| r.to_string()).collect()
@@ -294,11 +300,7 @@ fn round_trip_through_a_real_socket() {
     let sock = dir.join("rvsd.sock");
     let db = dir.join("conf.json");
     let (stop, server, dp) = start_daemon(&sock, &db);
-    let ok = |args: &[&str]| {
-        let o = rvsctl(&sock, args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        stdout(&o)
-    };
+    let ok = |args: &[&str]| ok_at(&sock, args);
     ok(&["bridge", "add", "br0"]);
     ok(&["port", "add", "br0", "veth-a", "--type", "afxdp"]);
     ok(&["port", "add", "br0", "trunk0", "--type", "afxdp", "--trunk", "10-12,20"]);
@@ -351,16 +353,8 @@ fn pmd_and_flows_through_a_real_socket() {
     let sock = dir.join("rvsd.sock");
     let db = dir.join("conf.json");
     let (stop, server, dp) = start_daemon(&sock, &db);
-    let ok = |args: &[&str]| {
-        let o = rvsctl(&sock, args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        stdout(&o)
-    };
-    let fails = |args: &[&str], want: &str| {
-        let o = rvsctl(&sock, args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert_eq!(stderr(&o), format!("rvsctl: {want}\n"), "{args:?}");
-    };
+    let ok = |args: &[&str]| ok_at(&sock, args);
+    let fails = |args: &[&str], want: &str| fails_at(&sock, args, want);
     let saved = || rvs_switch::db::load(&db).unwrap();
 
     ok(&["bridge", "add", "br0"]);

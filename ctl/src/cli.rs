@@ -885,19 +885,6 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn vx_port(name: &str, v: VxlanConfig, vlan: PortVlan) -> PortConfig {
-        PortConfig {
-            name: name.into(),
-            kind: PortType::Vxlan,
-            vlan,
-            queues: None,
-            xdp_mode: XdpMode::Auto,
-            netns: None,
-            vxlan: Some(v),
-            pmd: Vec::new(),
-        }
-    }
-
     #[test]
     fn vxlan_and_uplink_commands() {
         let add = ["port", "add", "br0", "vx42", "--type", "vxlan", "--vni", "42", "--local", "198.18.1.1"];
@@ -907,7 +894,7 @@ mod tests {
             plan(&args).unwrap(),
             Command::PortAdd {
                 bridge: "br0".into(),
-                port: vx_port(
+                port: PortConfig::vxlan(
                     "vx42",
                     VxlanConfig::new(42, ip("198.18.1.1"), vec![ip("198.18.1.2"), ip("198.18.1.3")]),
                     PortVlan::Access { vlan: 1 }
@@ -923,7 +910,7 @@ mod tests {
             plan(&args).unwrap(),
             Command::PortAdd {
                 bridge: "br0".into(),
-                port: vx_port("vx42", v, PortVlan::Trunk { vlans: vec![10, 20], native: None }),
+                port: PortConfig::vxlan("vx42", v, PortVlan::Trunk { vlans: vec![10, 20], native: None }),
             }
         );
         let six = ["port", "add", "br0", "vx6", "--type", "vxlan", "--vni", "16777215", "--vlan", "10"];
@@ -933,7 +920,7 @@ mod tests {
             plan(&args).unwrap(),
             Command::PortAdd {
                 bridge: "br0".into(),
-                port: vx_port(
+                port: PortConfig::vxlan(
                     "vx6",
                     VxlanConfig::new(16_777_215, ip("2001:db8::1"), vec![ip("2001:db8::2")]),
                     PortVlan::Access { vlan: 10 }
@@ -989,8 +976,12 @@ mod tests {
             inner_mtu: None,
             remotes: vec![],
         };
-        let vx = vx_port("vx42", VxlanConfig::new(42, ip("198.18.1.1"), vec![ip("198.18.1.2")]), PortVlan::default());
-        let mut tap = vx_port("tap0", VxlanConfig::new(1, ip("198.18.1.1"), vec![]), PortVlan::default());
+        let vx = PortConfig::vxlan(
+            "vx42",
+            VxlanConfig::new(42, ip("198.18.1.1"), vec![ip("198.18.1.2")]),
+            PortVlan::default(),
+        );
+        let mut tap = PortConfig::vxlan("tap0", VxlanConfig::new(1, ip("198.18.1.1"), vec![]), PortVlan::default());
         tap.kind = PortType::Tap;
         tap.vxlan = None;
         let show = ShowResult {

@@ -243,6 +243,23 @@ pub struct PortConfig {
     pub pmd: PmdAssignments,
 }
 
+impl PortConfig {
+    /// A VXLAN port `name` with settings `v`, in `vlan`, on the default
+    /// queues and XDP mode.
+    pub fn vxlan(name: &str, v: VxlanConfig, vlan: PortVlan) -> PortConfig {
+        PortConfig {
+            name: name.into(),
+            kind: PortType::Vxlan,
+            vlan,
+            queues: None,
+            xdp_mode: XdpMode::Auto,
+            netns: None,
+            vxlan: Some(v),
+            pmd: Vec::new(),
+        }
+    }
+}
+
 /// A static FDB entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

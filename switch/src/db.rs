@@ -211,16 +211,7 @@ pub(crate) mod tests {
             ("vx42", v4, PortVlan::Access { vlan: 10 }),
             ("vx6", v6, PortVlan::Trunk { vlans: vec![10, 20], native: None }),
         ] {
-            cfg.bridges[0].ports.push(PortConfig {
-                name: name.into(),
-                kind: PortType::Vxlan,
-                vlan,
-                queues: None,
-                xdp_mode: XdpMode::Auto,
-                netns: None,
-                vxlan: Some(v),
-                pmd: Vec::new(),
-            });
+            cfg.bridges[0].ports.push(PortConfig::vxlan(name, v, vlan));
         }
         cfg
     }

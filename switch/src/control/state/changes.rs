@@ -10,14 +10,7 @@ impl<D: Datapath> State<D> {
             return Err(format!("bridge {name:?} already exists"));
         }
         let mut br = BridgeConfig::new(&name);
-        if let Some(a) = aging {
-            proto::check_aging(a)?;
-            br.aging_secs = a;
-        }
-        if let Some(m) = max_macs {
-            proto::check_max_macs(m)?;
-            br.max_macs = m;
-        }
+        set_bridge_limits(&mut br, aging, max_macs)?;
         self.dp.add_bridge(&br)?;
         let mut new = self.config.clone();
         new.bridges.push(br);
@@ -33,14 +26,7 @@ impl<D: Datapath> State<D> {
         }
         let old = self.config.bridges[i].clone();
         let mut br = old.clone();
-        if let Some(a) = aging {
-            proto::check_aging(a)?;
-            br.aging_secs = a;
-        }
-        if let Some(m) = max_macs {
-            proto::check_max_macs(m)?;
-            br.max_macs = m;
-        }
+        set_bridge_limits(&mut br, aging, max_macs)?;
         if br == old {
             return Ok(());
         }
@@ -334,4 +320,17 @@ impl<D: Datapath> State<D> {
             }
         })
     }
+}
+
+/// Sets the aging time and MAC limit of `br` that are given, each checked.
+fn set_bridge_limits(br: &mut BridgeConfig, aging: Option<u32>, max_macs: Option<u32>) -> Result<(), String> {
+    if let Some(a) = aging {
+        proto::check_aging(a)?;
+        br.aging_secs = a;
+    }
+    if let Some(m) = max_macs {
+        proto::check_max_macs(m)?;
+        br.max_macs = m;
+    }
+    Ok(())
 }
