@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{has_xdp, ip, ip_quiet, privileged};
+use common::{has_xdp, ip, ip_quiet, privileged, xdp_gone};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,8 +133,8 @@ fn ping_through_switch(tag: &str, mode: XdpMode) {
 
     drop(prog_a);
     drop(prog_b);
-    assert!(!has_xdp(&a), "{a} still has an XDP program");
-    assert!(!has_xdp(&b), "{b} still has an XDP program");
+    assert!(xdp_gone(&a), "{a} still has an XDP program");
+    assert!(xdp_gone(&b), "{b} still has an XDP program");
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn attach_errors_are_clear() {
     }
     assert!(first.register(1, 0).is_err(), "queue beyond the map");
     drop(first);
-    assert!(!has_xdp(&a));
+    assert!(xdp_gone(&a));
     // Free again once the owner let go.
     let again = XdpProgram::attach(&a, XdpMode::Native, 1).unwrap();
     assert!(has_xdp(&a));
@@ -235,7 +235,7 @@ fn link_detaches_when_the_owner_is_killed() {
     assert!(has_xdp(&a), "helper attached but {a} shows no XDP program");
     child.kill().unwrap(); // SIGKILL: no destructor runs
     child.wait().unwrap();
-    assert!(!has_xdp(&a), "XDP program survived its owner's SIGKILL");
+    assert!(xdp_gone(&a), "XDP program survived its owner's SIGKILL");
 }
 
 /// A veth pair with both ends in the root namespace, removed on drop.
@@ -408,5 +408,5 @@ fn auto_mode_falls_back_to_generic() {
     assert_eq!(prog.attached_mode(), XdpMode::Generic);
     assert!(has_xdp(&x));
     drop(prog);
-    assert!(!has_xdp(&x));
+    assert!(xdp_gone(&x));
 }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{has_xdp, ip, ip_quiet, privileged};
+use common::{has_xdp, ip, ip_quiet, privileged, xdp_gone};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
@@ -246,7 +246,7 @@ fn uplink_takes_only_vtep_traffic(tag: &str, subnet: u8, mode: XdpMode) {
     drop(port);
     assert_eq!(pool.free_count(), pool.frames() as usize, "release() did not return every frame");
     drop(prog);
-    assert!(!has_xdp(&net.uplink), "{} still has an XDP program", net.uplink);
+    assert!(xdp_gone(&net.uplink), "{} still has an XDP program", net.uplink);
 }
 
 #[test]

@@ -8,11 +8,8 @@
 //! works with the hosts left as they are. A frame whose checksum is already
 //! complete is left untouched.
 
-use super::ethernet::{EtherType, HEADER_LEN};
-use super::vlan::TAG_LEN;
-
-const TCP: u8 = 6;
-const UDP: u8 = 17;
+use super::ethernet::EtherType;
+use super::ip::{l3_of, Ipv4Header, Ipv6Header, PROTO_TCP as TCP, PROTO_UDP as UDP};
 
 /// Adds `data` to a ones'-complement running sum (big-endian 16-bit words).
 #[inline]
@@ -47,18 +44,7 @@ pub fn fold(mut acc: u64) -> u16 {
 /// 802.1Q-tagged, IPv4 or IPv6 without extension headers) if the sender
 /// left it partial. Returns true if it wrote a checksum.
 pub fn complete_partial(frame: &mut [u8]) -> bool {
-    let mut l3 = HEADER_LEN;
-    let mut ethertype = match frame.get(12..14) {
-        Some(b) => u16::from_be_bytes([b[0], b[1]]),
-        None => return false,
-    };
-    if ethertype == EtherType::VLAN {
-        ethertype = match frame.get(16..18) {
-            Some(b) => u16::from_be_bytes([b[0], b[1]]),
-            None => return false,
-        };
-        l3 += TAG_LEN;
-    }
+    let Some((ethertype, l3)) = l3_of(frame) else { return false };
     let (proto, l4, l4_len, addrs) = match ethertype {
         EtherType::IPV4 => match ipv4(frame, l3) {
             Some(x) => x,
@@ -104,30 +90,24 @@ pub fn complete_partial(frame: &mut [u8]) -> bool {
 /// (protocol, L4 offset, L4 length, where its addresses are) of an
 /// unfragmented IPv4 packet at `l3`.
 fn ipv4(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, std::ops::Range<usize>)> {
-    let h = frame.get(l3..l3 + 20)?;
-    if h[0] >> 4 != 4 {
+    let h = Ipv4Header::new_checked(frame.get(l3..)?)?;
+    let (ihl, total) = (h.header_len(), h.total_len());
+    if ihl < Ipv4Header::MIN_LEN || total < ihl || h.is_fragment() || l3 + total > frame.len() {
         return None;
     }
-    let ihl = usize::from(h[0] & 0xf) * 4;
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
-    if ihl < 20 || total < ihl || frag != 0 || l3 + total > frame.len() {
-        return None;
-    }
-    Some((h[9], l3 + ihl, total - ihl, l3 + 12..l3 + 20))
+    let a = Ipv4Header::ADDRS;
+    Some((h.protocol(), l3 + ihl, total - ihl, l3 + a.start..l3 + a.end))
 }
 
 /// The same for an IPv6 packet whose next header is TCP or UDP.
 fn ipv6(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, std::ops::Range<usize>)> {
-    let h = frame.get(l3..l3 + 40)?;
-    if h[0] >> 4 != 6 {
+    let h = Ipv6Header::new_checked(frame.get(l3..)?)?;
+    let payload = h.payload_len();
+    if l3 + Ipv6Header::LEN + payload > frame.len() {
         return None;
     }
-    let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
-    if l3 + 40 + payload > frame.len() {
-        return None;
-    }
-    Some((h[6], l3 + 40, payload, l3 + 8..l3 + 40))
+    let a = Ipv6Header::ADDRS;
+    Some((h.next_header(), l3 + Ipv6Header::LEN, payload, l3 + a.start..l3 + a.end))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod ip;
 pub mod vlan;
 pub mod vxlan;
 

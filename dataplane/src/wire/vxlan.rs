@@ -9,6 +9,7 @@
 
 use super::checksum::{fold, sum};
 use super::ethernet::{EtherType, MacAddr, HEADER_LEN};
+use super::ip::{l3_of, Ipv4Header, Ipv6Header};
 use std::net::IpAddr;
 
 /// IANA's VXLAN UDP port.
@@ -53,43 +54,30 @@ pub struct Outer {
 /// on a tagged underlay). `Ok` guarantees at least a full inner Ethernet
 /// header after `inner`.
 pub fn decap(frame: &[u8]) -> Result<Outer, DecapError> {
-    let et = frame.get(12..14).ok_or(DecapError::Truncated)?;
-    let mut et = u16::from_be_bytes([et[0], et[1]]);
-    let mut l3 = HEADER_LEN;
-    if et == EtherType::VLAN {
-        let t = frame.get(16..18).ok_or(DecapError::Truncated)?;
-        et = u16::from_be_bytes([t[0], t[1]]);
-        l3 += 4;
-    }
+    let (et, l3) = l3_of(frame).ok_or(DecapError::Truncated)?;
     let (src, dst, udp) = match et {
         EtherType::IPV4 => {
-            let h = frame.get(l3..l3 + 20).ok_or(DecapError::Truncated)?;
-            let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
-            if h[0] != 0x45 || h[9] != UDP || frag != 0 {
+            let h = frame.get(l3..l3 + Ipv4Header::MIN_LEN).ok_or(DecapError::Truncated)?;
+            let ip = Ipv4Header::new_checked(h).ok_or(DecapError::NotVxlan)?;
+            if ip.header_len() != Ipv4Header::MIN_LEN || ip.protocol() != UDP || ip.is_fragment() {
                 return Err(DecapError::NotVxlan);
             }
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            if total < 20 || l3 + total > frame.len() {
+            let total = ip.total_len();
+            if total < Ipv4Header::MIN_LEN || l3 + total > frame.len() {
                 return Err(DecapError::Truncated);
             }
-            let a = |o: usize| IpAddr::from([h[o], h[o + 1], h[o + 2], h[o + 3]]);
-            (a(12), a(16), l3 + 20)
+            (IpAddr::V4(ip.src()), IpAddr::V4(ip.dst()), l3 + Ipv4Header::MIN_LEN)
         }
         EtherType::IPV6 => {
-            let h = frame.get(l3..l3 + 40).ok_or(DecapError::Truncated)?;
-            if h[0] >> 4 != 6 || h[6] != UDP {
+            let h = frame.get(l3..l3 + Ipv6Header::LEN).ok_or(DecapError::Truncated)?;
+            let ip = Ipv6Header::new_checked(h).ok_or(DecapError::NotVxlan)?;
+            if ip.next_header() != UDP {
                 return Err(DecapError::NotVxlan);
             }
-            let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if l3 + 40 + payload > frame.len() {
+            if l3 + Ipv6Header::LEN + ip.payload_len() > frame.len() {
                 return Err(DecapError::Truncated);
             }
-            let a = |o: usize| {
-                let mut b = [0u8; 16];
-                b.copy_from_slice(&h[o..o + 16]);
-                IpAddr::from(b)
-            };
-            (a(8), a(24), l3 + 40)
+            (IpAddr::V6(ip.src()), IpAddr::V6(ip.dst()), l3 + Ipv6Header::LEN)
         }
         _ => return Err(DecapError::NotVxlan),
     };
@@ -242,25 +230,19 @@ pub fn flow_hash(inner: &[u8]) -> u32 {
         }
     };
     mix(inner.get(..14).unwrap_or(inner));
-    let mut l3 = HEADER_LEN;
-    let mut et = inner.get(12..14).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-    if et == EtherType::VLAN {
-        et = inner.get(16..18).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-        l3 += 4;
-    }
+    let (et, l3) = l3_of(inner).unwrap_or((0, 0));
     let (proto, l4) = match et {
-        EtherType::IPV4 => match inner.get(l3..l3 + 20) {
+        EtherType::IPV4 => match inner.get(l3..).and_then(Ipv4Header::new) {
             Some(ip) => {
-                mix(&ip[12..20]);
-                let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
-                (if frag == 0 { ip[9] } else { 0 }, l3 + usize::from(ip[0] & 0xf) * 4)
+                mix(&inner[l3 + Ipv4Header::ADDRS.start..l3 + Ipv4Header::ADDRS.end]);
+                (if ip.is_fragment() { 0 } else { ip.protocol() }, l3 + ip.header_len())
             }
             None => (0, 0),
         },
-        EtherType::IPV6 => match inner.get(l3..l3 + 40) {
+        EtherType::IPV6 => match inner.get(l3..).and_then(Ipv6Header::new) {
             Some(ip) => {
-                mix(&ip[8..40]);
-                (ip[6], l3 + 40)
+                mix(&inner[l3 + Ipv6Header::ADDRS.start..l3 + Ipv6Header::ADDRS.end]);
+                (ip.next_header(), l3 + Ipv6Header::LEN)
             }
             None => (0, 0),
         },

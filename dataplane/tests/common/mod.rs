@@ -27,3 +27,16 @@ pub fn has_xdp(dev: &str) -> bool {
     assert!(out.status.success(), "no link {dev}");
     String::from_utf8_lossy(&out.stdout).contains(" xdp")
 }
+
+/// True once `dev` has no XDP program, waiting up to 10 s: the kernel may
+/// free a closed bpf_link from a work queue, later on a busy machine.
+pub fn xdp_gone(dev: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while has_xdp(dev) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
+}
