@@ -13,6 +13,10 @@
 //! from the ring while `CAPTURE_WBUF` bytes wait unsent, so a slow reader
 //! makes the ring fill and its frames count as capture drops: the loop
 //! itself never waits on it.
+//!
+//! Kept in one file (a little over 600 lines): the poll loop, the client
+//! buffers and capture streaming act on one set of connections, token by
+//! token, and read best together.
 
 use crate::control::state::State;
 use crate::datapath::{CaptureRing, Datapath};

@@ -1,4 +1,8 @@
 //! The state machine against the fake datapath.
+//!
+//! One file of about 700 lines on purpose: every test drives a `State`
+//! over the shared fake with the same few helpers, command family after
+//! command family.
 
 use super::*;
 use crate::datapath::fake::FakeDp;
