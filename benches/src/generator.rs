@@ -147,7 +147,8 @@ impl Generator {
             Method::Live => {
                 let prog = afxdp::load_xdp(&progs::live_generator(maps.fds()), "rvsb_gen")
                     .map_err(|e| format!("generator: {e}"))?;
-                let ifindex = in_netns(&nsfd, || afxdp::iface::ifindex(dev).map_err(|e| format!("generator: {e}")))?;
+                let ifindex =
+                    ns::in_netns(&nsfd, || afxdp::iface::ifindex(dev).map_err(|e| format!("generator: {e}")))?;
                 Engine::Live { prog, ifindex }
             }
             Method::Loop => Engine::attach_loop(netns, &nsfd, dev, maps.fds())?,
@@ -201,19 +202,14 @@ impl Generator {
     /// Runs `f` on a thread in host A's namespace, pinned to the generator's
     /// core at the generator's niceness.
     fn on_core<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                self.enter()?;
-                f()
-            })
-            .join()
-            .unwrap_or_else(|_| Err("generator thread panicked".into()))
+        ns::in_netns(&self.netns, || {
+            self.pin()?;
+            f()
         })
     }
 
-    /// Moves the calling thread into host A, onto the generator's core.
-    fn enter(&self) -> Result<()> {
-        ns::enter(&self.netns)?;
+    /// Pins the calling thread to the generator's core at its niceness.
+    fn pin(&self) -> Result<()> {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: CORE }) {
             return Err(format!("generator: cannot pin to core {CORE}"));
         }
@@ -233,7 +229,7 @@ impl Generator {
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
             let sender = s.spawn(|| {
-                let r = self.enter().and_then(|()| {
+                let r = ns::enter(&self.netns).and_then(|()| self.pin()).and_then(|()| {
                     // SAFETY: pthread_self has no preconditions.
                     *tid.lock().unwrap_or_else(|e| e.into_inner()) = Some(unsafe { libc::pthread_self() });
                     send_live(prog, ifindex, frame, batch)
@@ -317,7 +313,7 @@ impl Engine {
         for d in [LOOP_TX, LOOP_BOUNCE] {
             netns.ip(&["link", "set", d, "up"])?;
         }
-        let (links, bounce_ifindex) = in_netns(nsfd, || {
+        let (links, bounce_ifindex) = ns::in_netns(nsfd, || {
             let err = |e: std::io::Error| format!("generator loop: {e}");
             let ifindex = |d: &str| afxdp::iface::ifindex(d).map_err(err);
             // Devmap entries name interfaces of the caller's namespace.
@@ -330,18 +326,6 @@ impl Engine {
         })?;
         Ok(Engine::Loop { _links: links, _progs: [tx, bounce], _devmap: devmap, bounce_ifindex })
     }
-}
-
-/// Runs `f` on a thread of its own inside namespace `nsfd`.
-fn in_netns<T: Send>(nsfd: &OwnedFd, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            ns::enter(nsfd)?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| Err("generator thread panicked".into()))
-    })
 }
 
 /// Sends [`PRIMED`] copies of `frame` into the loop out of g2 (interface

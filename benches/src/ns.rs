@@ -129,6 +129,18 @@ fn open_netns(name: &str) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Runs `f` on a thread of its own inside the namespace open as `nsfd`.
+pub fn in_netns<T: Send>(nsfd: &OwnedFd, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(nsfd)?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err("namespace thread panicked".into()))
+    })
+}
+
 /// Moves the calling thread into namespace `ns` (for good: call it on a
 /// thread of its own).
 pub fn enter(ns: &OwnedFd) -> Result<()> {

@@ -29,13 +29,8 @@ impl Sink {
         let prog =
             afxdp::load_xdp(&progs::sink(udp_port, map.as_raw_fd()), "rvsb_sink").map_err(|e| format!("sink: {e}"))?;
         let nsfd = netns.open()?;
-        let link = std::thread::scope(|s| {
-            s.spawn(|| {
-                ns::enter(&nsfd)?;
-                afxdp::attach_xdp(&prog, dev, XdpMode::Native).map(|(l, _)| l).map_err(|e| format!("sink on {at}: {e}"))
-            })
-            .join()
-            .unwrap_or_else(|_| Err("sink thread panicked".into()))
+        let link = ns::in_netns(&nsfd, || {
+            afxdp::attach_xdp(&prog, dev, XdpMode::Native).map(|(l, _)| l).map_err(|e| format!("sink on {at}: {e}"))
         })?;
         Ok(Sink { _link: link, _prog: prog, map, at })
     }

@@ -27,13 +27,6 @@ macro_rules! drop_reasons {
                     $(DropReason::$variant => $name,)*
                 }
             }
-
-            /// What it means, for help texts.
-            pub fn help(self) -> &'static str {
-                match self {
-                    $(DropReason::$variant => concat!($($doc),*).trim_ascii(),)*
-                }
-            }
         }
     };
 }
