@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use rvs_dataplane::wire::{EthernetRepr, MacAddr};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -23,9 +24,9 @@ fn host(cidr: &str) -> Host {
 
 /// A broadcast frame of ethertype 0x88b5 from `src` carrying `text`.
 fn frame(src: [u8; 6], text: &str) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x88, 0xb5]);
+    let eth = EthernetRepr { dst: MacAddr::BROADCAST, src: MacAddr(src), tag: None, ethertype: 0x88b5 };
+    let mut f = vec![0; eth.header_len()];
+    eth.emit(&mut f);
     f.extend_from_slice(text.as_bytes());
     f
 }

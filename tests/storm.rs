@@ -8,6 +8,8 @@
 mod common;
 
 use common::*;
+use rvs_dataplane::wire::{Ipv4Header, Ipv4Repr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 const SINK_MAC: [u8; 6] = [0x02, 0x52, 0x56, 0, 0, 1];
@@ -20,9 +22,14 @@ fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn ipv4(proto: u8, total_len: u16, rest: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 198, 18, 70, 1, 198, 18, 70, 9];
-    h[2..4].copy_from_slice(&total_len.to_be_bytes());
+/// An IPv4 header that says `total_len`, whatever follows, then `rest`.
+fn ipv4(protocol: u8, total_len: u16, rest: &[u8]) -> Vec<u8> {
+    let (src, dst) = (Ipv4Addr::new(198, 18, 70, 1), Ipv4Addr::new(198, 18, 70, 9));
+    let mut h = vec![0; Ipv4Repr::LEN];
+    Ipv4Repr { src, dst, protocol, ttl: 64, payload_len: 0, dont_frag: true }.emit(&mut h);
+    let mut v = Ipv4Header::new_checked(&mut h[..]).expect("a whole header");
+    v.set_total_len(total_len);
+    v.fill_checksum();
     h.extend_from_slice(rest);
     h
 }

@@ -11,6 +11,8 @@
 mod common;
 
 use common::*;
+use rvs_dataplane::wire::ip::PROTO_UDP;
+use rvs_dataplane::wire::{self, EthernetRepr, IpRepr, MacAddr, UdpRepr};
 use std::time::{Duration, Instant};
 
 const A: &str = "02:00:00:60:00:0a";
@@ -168,25 +170,12 @@ fn trace_matches_what_the_switch_does() {
 /// An IPv4 VXLAN frame (`macs` = (dst, src), `ips` = (src, dst)) to port
 /// 4789 carrying `inner`.
 fn vxlan_frame(dst: [u8; 6], src: [u8; 6], ips: ([u8; 4], [u8; 4]), vni: u32, inner: &[u8]) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&((20 + 8 + 8 + inner.len()) as u16).to_be_bytes());
-    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-    ip.extend_from_slice(&ips.0);
-    ip.extend_from_slice(&ips.1);
-    let sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
-    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&50000u16.to_be_bytes());
-    f.extend_from_slice(&4789u16.to_be_bytes());
-    f.extend_from_slice(&((8 + 8 + inner.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x08, 0, 0, 0]);
-    f.extend_from_slice(&(vni << 8).to_be_bytes());
-    f.extend_from_slice(inner);
-    f
+    let eth = EthernetRepr { dst: MacAddr(dst), src: MacAddr(src), tag: None, ethertype: 0 };
+    let ip = IpRepr::new(ips.0.into(), ips.1.into(), PROTO_UDP, 64, 0).expect("one family");
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    wire::udp_frame(eth, ip, UdpRepr { src_port: 50000, dst_port: 4789, payload_len: 0 }, &payload)
 }
 
 #[test]

@@ -9,6 +9,10 @@
 //! template holds for every flow (the ones'-complement sum ignores byte
 //! order), and the UDP checksum is 0 (none, allowed for IPv4).
 
+use rvs_dataplane::wire::ethernet::HEADER_LEN;
+use rvs_dataplane::wire::ip::PROTO_UDP;
+use rvs_dataplane::wire::{self, EtherType, EthernetRepr, IpRepr, Ipv4Repr, MacAddr, UdpRepr};
+
 /// UDP destination port of generated frames (the sink counts only these).
 pub const UDP_PORT: u16 = 7777;
 /// Source address of flow 0: 198.18.0.1.
@@ -39,39 +43,11 @@ pub fn flow_fields() -> [(usize, u16, bool); 4] {
 /// 60 bytes of data) from `SRC_MAC` to `dst_mac`.
 pub fn udp_frame(size: usize, dst_mac: [u8; 6]) -> Vec<u8> {
     let len = size.saturating_sub(4).max(60);
-    let mut f = vec![0u8; len];
-    f[0..6].copy_from_slice(&dst_mac);
-    f[6..12].copy_from_slice(&SRC_MAC);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip_len = (len - 14) as u16;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&SRC_IP);
-    ip[16..20].copy_from_slice(&DST_IP);
-    let sum = ipv4_checksum(ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    f[34..36].copy_from_slice(&1024u16.to_be_bytes());
-    f[36..38].copy_from_slice(&UDP_PORT.to_be_bytes());
-    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    f
-}
-
-/// The IPv4 header checksum of `hdr` (its checksum field read as zero).
-pub fn ipv4_checksum(hdr: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for (i, w) in hdr.chunks(2).enumerate() {
-        if i != 5 {
-            sum += u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]) as u32;
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    let headers = HEADER_LEN + Ipv4Repr::LEN + UdpRepr::LEN;
+    let eth = EthernetRepr { dst: MacAddr(dst_mac), src: MacAddr(SRC_MAC), tag: None, ethertype: EtherType::IPV4 };
+    let ip = IpRepr::new(SRC_IP.into(), DST_IP.into(), PROTO_UDP, 64, 0).expect("one family");
+    let udp = UdpRepr { src_port: 1024, dst_port: UDP_PORT, payload_len: 0 };
+    wire::udp_frame(eth, ip, udp, &vec![0; len - headers])
 }
 
 /// Flow `i` of `frame` as the generator program writes it (for tests).
@@ -88,11 +64,15 @@ pub fn flow(frame: &[u8], i: u16) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rvs_dataplane::wire::{Ipv4Header, UdpHeader};
 
     #[test]
     fn sizes_count_the_fcs() {
         assert_eq!(udp_frame(64, [2; 6]).len(), 60);
         assert_eq!(udp_frame(1518, [2; 6]).len(), 1514);
+        let f = udp_frame(64, [2; 6]);
+        let (ip, udp) = (Ipv4Header::new_checked(&f[14..]).unwrap(), UdpHeader::new_checked(&f[34..]).unwrap());
+        assert_eq!((ip.total_len(), ip.ttl(), ip.dont_frag(), udp.len(), udp.dst_port()), (46, 64, true, 26, UDP_PORT));
     }
 
     #[test]
@@ -102,7 +82,7 @@ mod tests {
         for i in 0..MAX_FLOWS as u16 {
             let g = flow(&f, i);
             let ip = &g[14..34];
-            assert_eq!(ipv4_checksum(ip).to_be_bytes(), [ip[10], ip[11]], "flow {i}");
+            assert!(Ipv4Header::new_checked(ip).unwrap().verify_checksum(), "flow {i}");
             assert_eq!(&ip[12..14], &[198, 18]);
             assert!(ip[16] == 198 && (ip[17] & 0xfe) == 18, "flow {i}: {:?}", &ip[16..20]);
             assert_eq!(g[6] & 1, 0, "unicast source MAC");

@@ -20,8 +20,9 @@ use rvs_dataplane::snapshot::{
     BridgeInfo, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, NO_BRIDGE, TX_ANY,
 };
 use rvs_dataplane::stats::PortStats;
+use rvs_dataplane::wire::ip::PROTO_UDP;
 use rvs_dataplane::wire::vxlan::{OuterTemplate, PORT};
-use rvs_dataplane::wire::MacAddr;
+use rvs_dataplane::wire::{self, EthernetRepr, IpRepr, MacAddr, UdpRepr};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,21 +41,12 @@ fn mac(i: usize) -> MacAddr {
     MacAddr([2, 0x10, b[0], b[1], b[2], b[3]])
 }
 
-/// A 64-byte UDP/IPv4 frame.
+/// A 64-byte UDP/IPv4 frame, 198.19.0.1:1234 -> 198.19.0.2:5678.
 fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&[0x08, 0x00]);
-    // IPv4: 20 bytes, UDP, 198.19.0.1 -> 198.19.0.2, header checksum set.
-    let mut ip = [0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 19, 0, 1, 198, 19, 0, 2];
-    let sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    // UDP 1234 -> 5678, 18 bytes of payload, checksum 0 (none).
-    f.extend_from_slice(&[0x04, 0xd2, 0x16, 0x2e, 0, 26, 0, 0]);
-    f.resize(64, 0x5a);
+    let eth = EthernetRepr { dst, src, tag: None, ethertype: 0 };
+    let ip = IpRepr::new([198, 19, 0, 1].into(), [198, 19, 0, 2].into(), PROTO_UDP, 64, 0).expect("one family");
+    let f = wire::udp_frame(eth, ip, UdpRepr { src_port: 1234, dst_port: 5678, payload_len: 0 }, &[0x5a; 18]);
+    debug_assert_eq!(f.len(), 64);
     f
 }
 

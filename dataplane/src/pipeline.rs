@@ -159,7 +159,7 @@ pub fn decap(snap: &Snapshot, frame: &[u8]) -> Result<Decapped, DropReason> {
         return Err(DropReason::NoBridge);
     };
     let remote = tunnel.remote_index(o.src).ok_or(DropReason::VxlanUnknownVtep)?;
-    Ok(Decapped { port, remote, inner: o.inner, len: vxlan::inner_len(frame, &o) })
+    Ok(Decapped { port, remote, inner: o.inner, len: o.inner_len })
 }
 
 /// The VLAN a frame belongs to on a port, and whether it came tagged.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::fdb::Fdb;
 use crate::ids::{PortId, Vid};
 use crate::snapshot::{BridgeInfo, PortInfo, PortKind, Snapshot, VlanMode};
-use crate::wire::MacAddr;
+use crate::wire::{EthernetRepr, MacAddr};
 
 /// True if a test that needs root and `tools` may run. Without them it
 /// panics under `CI=true` (a CI run must not pass by skipping), and
@@ -49,14 +49,9 @@ pub fn mac(n: u8) -> MacAddr {
 /// with `tag` if given, of the local experimental EtherType 0x88b5, its
 /// payload 0xab bytes.
 pub fn frame(dst: MacAddr, src: MacAddr, tag: Option<Vid>) -> Vec<u8> {
-    let mut f = dst.0.to_vec();
-    f.extend(src.0);
-    if let Some(t) = tag {
-        f.extend([0x81, 0]);
-        f.extend(t.to_be_bytes());
-    }
-    f.extend([0x88, 0xb5]);
-    f.resize(f.len() + 46, 0xab);
+    let eth = EthernetRepr { dst, src, tag, ethertype: 0x88b5 };
+    let mut f = vec![0xab; eth.header_len() + 46];
+    eth.emit(&mut f);
     f
 }
 

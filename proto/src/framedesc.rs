@@ -10,18 +10,18 @@
 //! send: no padding, lengths and the IPv4 header checksum filled in.
 
 use rvs_dataplane::port::MAX_FRAME;
-use rvs_dataplane::wire::checksum;
-use rvs_dataplane::wire::MacAddr;
-use std::net::IpAddr;
+use rvs_dataplane::wire::ip::{PROTO_TCP, PROTO_UDP};
+use rvs_dataplane::wire::{EtherType, EthernetRepr, IpRepr, MacAddr, UdpRepr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The fields a description may set, in the order they are listed in errors.
 const FIELDS: [&str; 11] =
     ["in_vlan", "in_pcp", "dl_src", "dl_dst", "dl_type", "nw_src", "nw_dst", "nw_proto", "nw_ttl", "tp_src", "tp_dst"];
 
-const ETH_IPV4: u16 = 0x0800;
-const ETH_IPV6: u16 = 0x86dd;
-const ETH_ARP: u16 = 0x0806;
-const ETH_VLAN: u16 = 0x8100;
+const ETH_IPV4: u16 = EtherType::IPV4;
+const ETH_IPV6: u16 = EtherType::IPV6;
+const ETH_ARP: u16 = EtherType::ARP;
+const ETH_VLAN: u16 = EtherType::VLAN;
 
 /// The frame a description or hex string stands for, or a one-line error.
 pub fn parse(s: &str) -> Result<Vec<u8>, String> {
@@ -168,17 +168,13 @@ impl Desc {
                 "invalid frame description: dl_type {dl_type:#06x} has no IP header for nw_/tp_ fields"
             ));
         }
-        let mut f = Vec::with_capacity(128);
-        f.extend_from_slice(&dst.0);
-        f.extend_from_slice(&src.0);
-        if let Some(vid) = self.vlan {
-            f.extend_from_slice(&ETH_VLAN.to_be_bytes());
-            f.extend_from_slice(&((u16::from(self.pcp.unwrap_or(0)) << 13) | vid).to_be_bytes());
-        }
-        f.extend_from_slice(&dl_type.to_be_bytes());
+        let tag = self.vlan.map(|vid| (u16::from(self.pcp.unwrap_or(0)) << 13) | vid);
+        let eth = EthernetRepr { dst, src, tag, ethertype: dl_type };
+        let mut f = vec![0; eth.header_len()];
+        eth.emit(&mut f);
         match dl_type {
-            ETH_IPV4 => self.ipv4(&mut f)?,
-            ETH_IPV6 => self.ipv6(&mut f)?,
+            ETH_IPV4 => self.ip(&mut f, Ipv4Addr::UNSPECIFIED.into())?,
+            ETH_IPV6 => self.ip(&mut f, Ipv6Addr::UNSPECIFIED.into())?,
             ETH_ARP => self.arp(&mut f, src)?,
             _ => {}
         }
@@ -188,20 +184,18 @@ impl Desc {
     /// The transport header for `nw_proto`, checksum left zero (the
     /// decision never reads it).
     fn l4(&self, proto: u8) -> Result<Vec<u8>, String> {
-        let ports = |len: usize| {
-            let mut h = vec![0u8; len];
-            h[0..2].copy_from_slice(&self.tp_src.unwrap_or(0).to_be_bytes());
-            h[2..4].copy_from_slice(&self.tp_dst.unwrap_or(0).to_be_bytes());
-            h
-        };
+        let (src_port, dst_port) = (self.tp_src.unwrap_or(0), self.tp_dst.unwrap_or(0));
         Ok(match proto {
-            17 => {
-                let mut h = ports(8);
-                h[4..6].copy_from_slice(&8u16.to_be_bytes());
+            PROTO_UDP => {
+                let mut h = vec![0u8; UdpRepr::LEN];
+                UdpRepr { src_port, dst_port, payload_len: 0 }.emit(&mut h);
                 h
             }
-            6 => {
-                let mut h = ports(20);
+            PROTO_TCP => {
+                // Ports, then data offset 5 (no options) and the SYN flag.
+                let mut h = vec![0u8; 20];
+                h[0..2].copy_from_slice(&src_port.to_be_bytes());
+                h[2..4].copy_from_slice(&dst_port.to_be_bytes());
                 h[12] = 5 << 4;
                 h[13] = 0x02; // SYN
                 h
@@ -217,42 +211,17 @@ impl Desc {
         })
     }
 
-    fn ipv4(&self, f: &mut Vec<u8>) -> Result<(), String> {
-        let addr = |a: Option<IpAddr>| match a {
-            Some(IpAddr::V4(a)) => a.octets(),
-            _ => [0; 4],
-        };
-        let proto = self.nw_proto.unwrap_or(17);
+    /// The IP header for the family of `unspecified`, then the transport
+    /// header.
+    fn ip(&self, f: &mut Vec<u8>, unspecified: IpAddr) -> Result<(), String> {
+        let proto = self.nw_proto.unwrap_or(PROTO_UDP);
         let l4 = self.l4(proto)?;
-        let mut h = [0u8; 20];
-        h[0] = 0x45;
-        h[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-        h[8] = self.ttl.unwrap_or(64);
-        h[9] = proto;
-        h[12..16].copy_from_slice(&addr(self.nw_src));
-        h[16..20].copy_from_slice(&addr(self.nw_dst));
-        let sum = !checksum::fold(checksum::sum(0, &h));
-        h[10..12].copy_from_slice(&sum.to_be_bytes());
-        f.extend_from_slice(&h);
-        f.extend_from_slice(&l4);
-        Ok(())
-    }
-
-    fn ipv6(&self, f: &mut Vec<u8>) -> Result<(), String> {
-        let addr = |a: Option<IpAddr>| match a {
-            Some(IpAddr::V6(a)) => a.octets(),
-            _ => [0; 16],
-        };
-        let proto = self.nw_proto.unwrap_or(17);
-        let l4 = self.l4(proto)?;
-        let mut h = [0u8; 40];
-        h[0] = 0x60;
-        h[4..6].copy_from_slice(&(l4.len() as u16).to_be_bytes());
-        h[6] = proto;
-        h[7] = self.ttl.unwrap_or(64);
-        h[8..24].copy_from_slice(&addr(self.nw_src));
-        h[24..40].copy_from_slice(&addr(self.nw_dst));
-        f.extend_from_slice(&h);
+        let (src, dst) = (self.nw_src.unwrap_or(unspecified), self.nw_dst.unwrap_or(unspecified));
+        let ip = IpRepr::new(src, dst, proto, self.ttl.unwrap_or(64), l4.len())
+            .ok_or("invalid frame description: addresses of different families")?;
+        let at = f.len();
+        f.resize(at + ip.header_len(), 0);
+        ip.emit(&mut f[at..]);
         f.extend_from_slice(&l4);
         Ok(())
     }

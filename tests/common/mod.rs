@@ -13,6 +13,7 @@
 //! and nowhere else.
 #![allow(dead_code)]
 
+use rvs_dataplane::wire::{EtherType, EthernetRepr, MacAddr};
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -599,13 +600,11 @@ pub fn parse_ip(s: &str) -> [u8; 4] {
 /// `src_mac`, 802.1Q-tagged with `vlan` if given (this kernel has no VLAN
 /// devices, so tagged traffic is made by hand and sent with [`send_raw`]).
 pub fn arp_request(src_mac: [u8; 6], src_ip: [u8; 4], target: [u8; 4], vlan: Option<u16>) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&src_mac);
-    if let Some(v) = vlan {
-        f.extend_from_slice(&[0x81, 0x00]);
-        f.extend_from_slice(&v.to_be_bytes());
-    }
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    let eth = EthernetRepr { dst: MacAddr::BROADCAST, src: MacAddr(src_mac), tag: vlan, ethertype: EtherType::ARP };
+    let mut f = vec![0; eth.header_len()];
+    eth.emit(&mut f);
+    // Ethernet/IPv4, address lengths 6 and 4, a request.
+    f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
     f.extend_from_slice(&src_mac);
     f.extend_from_slice(&src_ip);
     f.extend_from_slice(&[0; 6]);

@@ -9,7 +9,13 @@
 //! complete is left untouched.
 
 use super::ethernet::EtherType;
-use super::ip::{l3_of, Ipv4Header, Ipv6Header, PROTO_TCP as TCP, PROTO_UDP as UDP};
+use super::ip::{
+    l3_of, Ipv4Header, Ipv6Header, IPV4_ADDRS, IPV4_MIN_LEN, IPV6_ADDRS, IPV6_LEN, PROTO_TCP as TCP, PROTO_UDP as UDP,
+};
+use super::udp;
+
+/// Offset of the checksum in a TCP header.
+const TCP_CHECKSUM: usize = 16;
 
 /// Adds `data` to a ones'-complement running sum (big-endian 16-bit words).
 #[inline]
@@ -57,8 +63,8 @@ pub fn complete_partial(frame: &mut [u8]) -> bool {
         _ => return false,
     };
     let field = match proto {
-        TCP => l4 + 16,
-        UDP => l4 + 6,
+        TCP => l4 + TCP_CHECKSUM,
+        UDP => l4 + udp::CHECKSUM.start,
         _ => return false,
     };
     if l4 + l4_len > frame.len() || l4_len < field - l4 + 2 {
@@ -92,10 +98,10 @@ pub fn complete_partial(frame: &mut [u8]) -> bool {
 fn ipv4(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, std::ops::Range<usize>)> {
     let h = Ipv4Header::new_checked(frame.get(l3..)?)?;
     let (ihl, total) = (h.header_len(), h.total_len());
-    if ihl < Ipv4Header::MIN_LEN || total < ihl || h.is_fragment() || l3 + total > frame.len() {
+    if ihl < IPV4_MIN_LEN || total < ihl || h.is_fragment() || l3 + total > frame.len() {
         return None;
     }
-    let a = Ipv4Header::ADDRS;
+    let a = IPV4_ADDRS;
     Some((h.protocol(), l3 + ihl, total - ihl, l3 + a.start..l3 + a.end))
 }
 
@@ -103,11 +109,11 @@ fn ipv4(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, std::ops::Range<us
 fn ipv6(frame: &[u8], l3: usize) -> Option<(u8, usize, usize, std::ops::Range<usize>)> {
     let h = Ipv6Header::new_checked(frame.get(l3..)?)?;
     let payload = h.payload_len();
-    if l3 + Ipv6Header::LEN + payload > frame.len() {
+    if l3 + IPV6_LEN + payload > frame.len() {
         return None;
     }
-    let a = Ipv6Header::ADDRS;
-    Some((h.next_header(), l3 + Ipv6Header::LEN, payload, l3 + a.start..l3 + a.end))
+    let a = IPV6_ADDRS;
+    Some((h.next_header(), l3 + IPV6_LEN, payload, l3 + a.start..l3 + a.end))
 }
 
 #[cfg(test)]

@@ -151,6 +151,55 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 }
 
+/// The fields of an Ethernet header, with at most one 802.1Q tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EthernetRepr {
+    /// Destination address.
+    pub dst: MacAddr,
+    /// Source address.
+    pub src: MacAddr,
+    /// The tag's TCI (priority, DEI and VLAN id), for a tagged frame.
+    pub tag: Option<u16>,
+    /// The EtherType of the payload (after the tag, if any).
+    pub ethertype: u16,
+}
+
+impl EthernetRepr {
+    /// The fields of `frame`'s header; None if a tag is cut short.
+    pub fn parse<T: AsRef<[u8]>>(frame: &EthernetFrame<T>) -> Option<EthernetRepr> {
+        let b = frame.as_bytes();
+        let (tag, ethertype) = match frame.ethertype() {
+            EtherType::VLAN => {
+                let t = b.get(14..18)?;
+                (Some(u16::from_be_bytes([t[0], t[1]])), u16::from_be_bytes([t[2], t[3]]))
+            }
+            et => (None, et),
+        };
+        Some(EthernetRepr { dst: frame.dst(), src: frame.src(), tag, ethertype })
+    }
+
+    /// Bytes [`Self::emit`] writes: 14, or 18 with a tag.
+    pub fn header_len(&self) -> usize {
+        HEADER_LEN + if self.tag.is_some() { super::vlan::TAG_LEN } else { 0 }
+    }
+
+    /// Writes the header at the start of `buf`.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than [`Self::header_len`].
+    pub fn emit(&self, buf: &mut [u8]) {
+        buf[0..6].copy_from_slice(&self.dst.0);
+        buf[6..12].copy_from_slice(&self.src.0);
+        let mut et = 12;
+        if let Some(tci) = self.tag {
+            buf[12..14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
+            buf[14..16].copy_from_slice(&tci.to_be_bytes());
+            et = 16;
+        }
+        buf[et..et + 2].copy_from_slice(&self.ethertype.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +224,24 @@ mod tests {
         let f = EthernetFrame::new_checked(&[0xffu8; 14][..]).unwrap();
         assert!(f.dst().is_multicast());
         assert!(f.payload().is_empty());
+    }
+
+    #[test]
+    fn repr_round_trips_with_and_without_a_tag() {
+        for tag in [None, Some(0xa00a)] {
+            let r = EthernetRepr {
+                dst: MacAddr([2, 0, 0, 0, 0, 2]),
+                src: MacAddr([2, 0, 0, 0, 0, 1]),
+                tag,
+                ethertype: EtherType::IPV6,
+            };
+            let mut b = vec![0u8; r.header_len()];
+            r.emit(&mut b);
+            assert_eq!(EthernetRepr::parse(&EthernetFrame::new_checked(&b[..]).unwrap()), Some(r));
+        }
+        let cut = [0x81u8; 16];
+        let mut cut = cut.to_vec();
+        cut[12..14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
+        assert_eq!(EthernetRepr::parse(&EthernetFrame::new_checked(&cut[..]).unwrap()), None);
     }
 }

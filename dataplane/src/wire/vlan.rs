@@ -92,15 +92,14 @@ pub fn set_vid(frame: &mut [u8], vid: Vid) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{EthernetRepr, MacAddr};
 
-    fn frame(tagged: Option<u16>) -> Vec<u8> {
-        let mut f = vec![0xff; 6];
-        f.extend([2, 0, 0, 0, 0, 1]);
-        if let Some(tci) = tagged {
-            f.extend([0x81, 0x00]);
-            f.extend(tci.to_be_bytes());
-        }
-        f.extend([0x08, 0x00, 0x45, 0, 0, 20]);
+    fn frame(tag: Option<u16>) -> Vec<u8> {
+        let eth =
+            EthernetRepr { dst: MacAddr::BROADCAST, src: MacAddr([2, 0, 0, 0, 0, 1]), tag, ethertype: EtherType::IPV4 };
+        let mut f = vec![0; eth.header_len()];
+        eth.emit(&mut f);
+        f.extend([0x45, 0, 0, 20]);
         f
     }
 

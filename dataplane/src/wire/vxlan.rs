@@ -8,8 +8,11 @@
 //! UDP source port, and over IPv6 the UDP checksum.
 
 use super::checksum::{fold, sum};
-use super::ethernet::{EtherType, MacAddr, HEADER_LEN};
-use super::ip::{l3_of, Ipv4Header, Ipv6Header};
+use super::ethernet::{EtherType, EthernetRepr, MacAddr, HEADER_LEN};
+use super::ip::{
+    l3_of, IpRepr, Ipv4Header, Ipv6Header, IPV4_ADDRS, IPV4_MIN_LEN, IPV6_ADDRS, IPV6_LEN, PROTO_TCP, PROTO_UDP,
+};
+use super::udp::{UdpHeader, UdpRepr, HEADER_LEN as UDP_LEN};
 use std::net::IpAddr;
 
 /// IANA's VXLAN UDP port.
@@ -17,12 +20,11 @@ pub const PORT: u16 = 4789;
 /// VXLAN header length.
 pub const VXLAN_LEN: usize = 8;
 /// Outer headers over IPv4: Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
-pub const OVERHEAD_V4: usize = HEADER_LEN + 20 + 8 + VXLAN_LEN;
+pub const OVERHEAD_V4: usize = HEADER_LEN + IPV4_MIN_LEN + UDP_LEN + VXLAN_LEN;
 /// Outer headers over IPv6: Ethernet 14 + IPv6 40 + UDP 8 + VXLAN 8.
-pub const OVERHEAD_V6: usize = HEADER_LEN + 40 + 8 + VXLAN_LEN;
+pub const OVERHEAD_V6: usize = HEADER_LEN + IPV6_LEN + UDP_LEN + VXLAN_LEN;
 /// The I flag: the VNI is valid.
 const FLAG_I: u8 = 0x08;
-const UDP: u8 = 17;
 
 /// Why a frame from the underlay is not a VXLAN frame we accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,9 @@ pub struct Outer {
     pub vni: u32,
     /// Offset of the inner Ethernet frame.
     pub inner: usize,
+    /// Length of the inner frame as the outer headers give it (the frame
+    /// may carry Ethernet padding after it).
+    pub inner_len: usize,
 }
 
 /// Parses the outer headers of `frame` (untagged, or with one 802.1Q tag
@@ -57,55 +62,48 @@ pub fn decap(frame: &[u8]) -> Result<Outer, DecapError> {
     let (et, l3) = l3_of(frame).ok_or(DecapError::Truncated)?;
     let (src, dst, udp) = match et {
         EtherType::IPV4 => {
-            let h = frame.get(l3..l3 + Ipv4Header::MIN_LEN).ok_or(DecapError::Truncated)?;
+            let h = frame.get(l3..l3 + IPV4_MIN_LEN).ok_or(DecapError::Truncated)?;
             let ip = Ipv4Header::new_checked(h).ok_or(DecapError::NotVxlan)?;
-            if ip.header_len() != Ipv4Header::MIN_LEN || ip.protocol() != UDP || ip.is_fragment() {
+            if ip.header_len() != IPV4_MIN_LEN || ip.protocol() != PROTO_UDP || ip.is_fragment() {
                 return Err(DecapError::NotVxlan);
             }
             let total = ip.total_len();
-            if total < Ipv4Header::MIN_LEN || l3 + total > frame.len() {
+            if total < IPV4_MIN_LEN || l3 + total > frame.len() {
                 return Err(DecapError::Truncated);
             }
-            (IpAddr::V4(ip.src()), IpAddr::V4(ip.dst()), l3 + Ipv4Header::MIN_LEN)
+            (IpAddr::V4(ip.src()), IpAddr::V4(ip.dst()), l3 + IPV4_MIN_LEN)
         }
         EtherType::IPV6 => {
-            let h = frame.get(l3..l3 + Ipv6Header::LEN).ok_or(DecapError::Truncated)?;
+            let h = frame.get(l3..l3 + IPV6_LEN).ok_or(DecapError::Truncated)?;
             let ip = Ipv6Header::new_checked(h).ok_or(DecapError::NotVxlan)?;
-            if ip.next_header() != UDP {
+            if ip.next_header() != PROTO_UDP {
                 return Err(DecapError::NotVxlan);
             }
-            if l3 + Ipv6Header::LEN + ip.payload_len() > frame.len() {
+            if l3 + IPV6_LEN + ip.payload_len() > frame.len() {
                 return Err(DecapError::Truncated);
             }
-            (IpAddr::V6(ip.src()), IpAddr::V6(ip.dst()), l3 + Ipv6Header::LEN)
+            (IpAddr::V6(ip.src()), IpAddr::V6(ip.dst()), l3 + IPV6_LEN)
         }
         _ => return Err(DecapError::NotVxlan),
     };
-    let u = frame.get(udp..udp + 8 + VXLAN_LEN).ok_or(DecapError::Truncated)?;
-    let udp_len = usize::from(u16::from_be_bytes([u[4], u[5]]));
-    let inner = udp + 8 + VXLAN_LEN;
-    if udp_len < 8 + VXLAN_LEN + HEADER_LEN || udp + udp_len > frame.len() {
+    let u = frame.get(udp..udp + UDP_LEN + VXLAN_LEN).ok_or(DecapError::Truncated)?;
+    let u = UdpHeader::new_checked(u).ok_or(DecapError::Truncated)?;
+    let inner = udp + UDP_LEN + VXLAN_LEN;
+    if u.len() < UDP_LEN + VXLAN_LEN + HEADER_LEN || udp + u.len() > frame.len() {
         return Err(DecapError::Truncated);
     }
-    let vx = &u[8..];
+    let vx = u.payload();
     if vx[0] != FLAG_I {
         return Err(DecapError::BadFlags);
     }
     Ok(Outer {
         src,
         dst,
-        dst_port: u16::from_be_bytes([u[2], u[3]]),
+        dst_port: u.dst_port(),
         vni: u32::from_be_bytes([0, vx[4], vx[5], vx[6]]),
         inner,
+        inner_len: u.len() - UDP_LEN - VXLAN_LEN,
     })
-}
-
-/// Length of the inner frame given the outer headers' own lengths (the
-/// frame may carry Ethernet padding after it).
-pub fn inner_len(frame: &[u8], o: &Outer) -> usize {
-    let udp = o.inner - 8 - VXLAN_LEN;
-    let udp_len = usize::from(u16::from_be_bytes([frame[udp + 4], frame[udp + 5]]));
-    udp_len - 8 - VXLAN_LEN
 }
 
 /// The outer headers toward one remote VTEP, ready to copy.
@@ -132,37 +130,29 @@ impl OuterTemplate {
         ttl: u8,
         vni: u32,
     ) -> Option<OuterTemplate> {
+        let ip = IpRepr::new(local, remote, PROTO_UDP, ttl, 0)?;
+        let eth = EthernetRepr { dst: dst_mac, src: src_mac, tag: None, ethertype: ip.ethertype() };
         let mut b = [0u8; OVERHEAD_V6];
-        b[0..6].copy_from_slice(&dst_mac.0);
-        b[6..12].copy_from_slice(&src_mac.0);
-        let (udp, v6, base) = match (local, remote) {
-            (IpAddr::V4(l), IpAddr::V4(r)) => {
-                b[12..14].copy_from_slice(&EtherType::IPV4.to_be_bytes());
-                let h = &mut b[14..34];
-                h[0] = 0x45;
-                h[6] = 0x40; // DF: never fragmented on the way
-                h[8] = ttl;
-                h[9] = UDP;
-                h[12..16].copy_from_slice(&l.octets());
-                h[16..20].copy_from_slice(&r.octets());
-                (34, false, sum(0, h))
+        eth.emit(&mut b);
+        ip.emit(&mut b[HEADER_LEN..]);
+        let udp = HEADER_LEN + ip.header_len();
+        UdpRepr { src_port: 0, dst_port, payload_len: 0 }.emit(&mut b[udp..]);
+        b[udp + UDP_LEN] = FLAG_I;
+        b[udp + UDP_LEN + 4..udp + UDP_LEN + 7].copy_from_slice(&vni.to_be_bytes()[1..]);
+        // What encap adds to per frame: over IPv4 the header's sum with
+        // length and checksum 0; over IPv6 the pseudo-header's addresses
+        // and next header.
+        let h = &mut b[HEADER_LEN..udp];
+        let (v6, base) = match ip {
+            IpRepr::V4(_) => {
+                let mut v = Ipv4Header::new(&mut *h)?;
+                v.set_total_len(0);
+                v.set_checksum(0);
+                (false, sum(0, h))
             }
-            (IpAddr::V6(l), IpAddr::V6(r)) => {
-                b[12..14].copy_from_slice(&EtherType::IPV6.to_be_bytes());
-                let h = &mut b[14..54];
-                h[0] = 0x60;
-                h[6] = UDP;
-                h[7] = ttl;
-                h[8..24].copy_from_slice(&l.octets());
-                h[24..40].copy_from_slice(&r.octets());
-                (54, true, sum(0, &h[8..40]) + u64::from(UDP))
-            }
-            _ => return None,
+            IpRepr::V6(_) => (true, sum(0, &h[IPV6_ADDRS]) + u64::from(PROTO_UDP)),
         };
-        b[udp + 2..udp + 4].copy_from_slice(&dst_port.to_be_bytes());
-        b[udp + 8] = FLAG_I;
-        b[udp + 12..udp + 15].copy_from_slice(&vni.to_be_bytes()[1..]);
-        Some(OuterTemplate { bytes: b, len: (udp + 16) as u8, v6, base })
+        Some(OuterTemplate { bytes: b, len: (udp + UDP_LEN + VXLAN_LEN) as u8, v6, base })
     }
 
     /// Bytes the outer headers add.
@@ -193,27 +183,25 @@ impl OuterTemplate {
         let start = off - h;
         let out = &mut buf[start..off + len];
         out[..h].copy_from_slice(&self.bytes[..h]);
-        let udp_len = (8 + VXLAN_LEN + len) as u16;
+        let udp_len = (UDP_LEN + VXLAN_LEN + len) as u16;
+        let (ip, udp) = out.split_at_mut(h - UDP_LEN - VXLAN_LEN);
+        let mut u = UdpHeader::new_checked(&mut *udp)?;
+        u.set_src_port(src_port);
+        u.set_len(udp_len);
         if self.v6 {
-            let udp = 54;
-            out[18..20].copy_from_slice(&udp_len.to_be_bytes());
-            out[udp..udp + 2].copy_from_slice(&src_port.to_be_bytes());
-            out[udp + 4..udp + 6].copy_from_slice(&udp_len.to_be_bytes());
+            Ipv6Header::new(&mut ip[HEADER_LEN..])?.set_payload_len(udp_len);
             // The pseudo-header length, then the UDP header and payload.
-            let s = sum(self.base + u64::from(udp_len), &out[udp..]);
-            let mut c = !fold(s);
-            if c == 0 {
-                c = 0xffff;
-            }
-            out[udp + 6..udp + 8].copy_from_slice(&c.to_be_bytes());
+            let s = sum(self.base + u64::from(udp_len), &*udp);
+            let c = match !fold(s) {
+                0 => 0xffff,
+                c => c,
+            };
+            UdpHeader::new_checked(udp)?.set_checksum(c);
         } else {
-            let udp = 34;
-            let total = udp_len + 20;
-            out[16..18].copy_from_slice(&total.to_be_bytes());
-            let c = !fold(self.base + u64::from(total));
-            out[24..26].copy_from_slice(&c.to_be_bytes());
-            out[udp..udp + 2].copy_from_slice(&src_port.to_be_bytes());
-            out[udp + 4..udp + 6].copy_from_slice(&udp_len.to_be_bytes());
+            let total = udp_len + IPV4_MIN_LEN as u16;
+            let mut v = Ipv4Header::new(&mut ip[HEADER_LEN..])?;
+            v.set_total_len(total);
+            v.set_checksum(!fold(self.base + u64::from(total)));
         }
         Some(start)
     }
@@ -234,22 +222,22 @@ pub fn flow_hash(inner: &[u8]) -> u32 {
     let (proto, l4) = match et {
         EtherType::IPV4 => match inner.get(l3..).and_then(Ipv4Header::new) {
             Some(ip) => {
-                mix(&inner[l3 + Ipv4Header::ADDRS.start..l3 + Ipv4Header::ADDRS.end]);
+                mix(&inner[l3 + IPV4_ADDRS.start..l3 + IPV4_ADDRS.end]);
                 (if ip.is_fragment() { 0 } else { ip.protocol() }, l3 + ip.header_len())
             }
             None => (0, 0),
         },
         EtherType::IPV6 => match inner.get(l3..).and_then(Ipv6Header::new) {
             Some(ip) => {
-                mix(&inner[l3 + Ipv6Header::ADDRS.start..l3 + Ipv6Header::ADDRS.end]);
-                (ip.next_header(), l3 + Ipv6Header::LEN)
+                mix(&inner[l3 + IPV6_ADDRS.start..l3 + IPV6_ADDRS.end]);
+                (ip.next_header(), l3 + IPV6_LEN)
             }
             None => (0, 0),
         },
         _ => (0, 0),
     };
     mix(&[proto]);
-    if proto == 6 || proto == 17 {
+    if proto == PROTO_TCP || proto == PROTO_UDP {
         if let Some(ports) = inner.get(l4..l4 + 4) {
             mix(ports);
         }
@@ -312,7 +300,7 @@ mod tests {
         assert_eq!(got, want);
         let o = decap(&got).unwrap();
         assert_eq!((o.src, o.dst, o.dst_port, o.vni, o.inner), (l, r, PORT, 42, OVERHEAD_V4));
-        assert_eq!(&got[o.inner..o.inner + inner_len(&got, &o)], &inner()[..]);
+        assert_eq!(&got[o.inner..o.inner + o.inner_len], &inner()[..]);
     }
 
     #[test]
@@ -345,7 +333,7 @@ mod tests {
         let o = decap(&frame).unwrap();
         let (src, dst) = (IpAddr::V4(Ipv4Addr::new(198, 18, 100, 2)), IpAddr::V4(Ipv4Addr::new(198, 18, 100, 1)));
         assert_eq!((o.src, o.dst, o.dst_port, o.vni, o.inner), (src, dst, PORT, 42, OVERHEAD_V4));
-        let inner = &frame[o.inner..o.inner + inner_len(&frame, &o)];
+        let inner = &frame[o.inner..o.inner + o.inner_len];
         assert_eq!(inner.len(), frame.len() - OVERHEAD_V4);
         assert_eq!(&inner[..6], &[0x33, 0x33, 0, 0, 0, 0x16], "inner destination: the MLDv2 group");
     }
@@ -360,7 +348,7 @@ mod tests {
         tagged.extend(&plain[12..]);
         let o = decap(&tagged).unwrap();
         assert_eq!((o.vni, o.inner), (9, OVERHEAD_V4 + 4));
-        assert_eq!(&tagged[o.inner..o.inner + inner_len(&tagged, &o)], &inner()[..]);
+        assert_eq!(&tagged[o.inner..o.inner + o.inner_len], &inner()[..]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The uplink program run by the kernel on crafted frames (needs root).
 use super::super::bpf::{create_xskmap, load_program, test_run};
 use super::*;
+use crate::wire::{EthernetRepr, Ipv6Repr, MacAddr, UdpRepr};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 const XDP_DROP: u32 = 1;
@@ -41,22 +42,21 @@ impl Rig {
 }
 
 fn eth(ethertype: u16) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
-    f.extend_from_slice(&ethertype.to_be_bytes());
+    let e = EthernetRepr { dst: MacAddr([2, 0, 0, 0, 0, 2]), src: MacAddr([2, 0, 0, 0, 0, 1]), tag: None, ethertype };
+    let mut f = vec![0; e.header_len()];
+    e.emit(&mut f);
     f
 }
 
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
+fn udp(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = vec![0; UdpRepr::LEN];
+    UdpRepr { src_port, dst_port, payload_len: payload.len() }.emit(&mut u);
     u.extend_from_slice(payload);
     u
 }
 
-/// An IPv4 packet: `options` (a multiple of 4 bytes) sets IHL.
+/// An IPv4 packet: `options` (a multiple of 4 bytes) sets IHL. Built by
+/// hand: `Ipv4Repr` writes neither options nor fragment offsets.
 fn ipv4(dst: Ipv4Addr, proto: u8, frag_off: u16, options: &[u8], l4: &[u8]) -> Vec<u8> {
     let hlen = 20 + options.len();
     let mut p = vec![0x40 | (hlen / 4) as u8, 0];
@@ -71,12 +71,10 @@ fn ipv4(dst: Ipv4Addr, proto: u8, frag_off: u16, options: &[u8], l4: &[u8]) -> V
     p
 }
 
-fn ipv6(dst: Ipv6Addr, next: u8, l4: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[next, 64]);
-    p.extend_from_slice(&Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2).octets());
-    p.extend_from_slice(&dst.octets());
+fn ipv6(dst: Ipv6Addr, next_header: u8, l4: &[u8]) -> Vec<u8> {
+    let src = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+    let mut p = vec![0; Ipv6Repr::LEN];
+    Ipv6Repr { src, dst, next_header, hop_limit: 64, payload_len: l4.len() }.emit(&mut p);
     p.extend_from_slice(l4);
     p
 }
