@@ -13,13 +13,13 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rvs_dataplane::fdb::{Dest, Fdb};
+use rvs_dataplane::ids::{PortId, Vid};
 use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions, BATCH};
 use rvs_dataplane::port::mem::ReplayPort;
 use rvs_dataplane::port::{Pool, Port};
-use rvs_dataplane::snapshot::{
-    BridgeInfo, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, NO_BRIDGE, TX_ANY,
-};
+use rvs_dataplane::snapshot::{PortInfo, PortKind, Remote, Tunnel, VlanMode, Vtep};
 use rvs_dataplane::stats::PortStats;
+use rvs_dataplane::testing;
 use rvs_dataplane::wire::ip::PROTO_UDP;
 use rvs_dataplane::wire::vxlan::{OuterTemplate, PORT};
 use rvs_dataplane::wire::{self, EthernetRepr, IpRepr, MacAddr, UdpRepr};
@@ -85,18 +85,11 @@ const SRC_FLOW: usize = 8;
 /// other than plain are set up as the benchmark needs (uplink 1, tunnel
 /// 2), and `learn` fills the bridge's FDB.
 fn rig(ports: Vec<(u16, PortKind)>, traffic: Traffic, learn: impl Fn(&Fdb)) -> Rig {
-    let infos: Vec<PortInfo> = ports
-        .into_iter()
-        .map(|(id, kind)| {
-            let bridge = if matches!(kind, PortKind::Uplink) { NO_BRIDGE } else { 0 };
-            PortInfo { id, bridge, vlan: VlanMode::Access(1), name: format!("p{id}"), kind }
-        })
-        .collect();
+    let infos: Vec<PortInfo> =
+        ports.into_iter().map(|(id, kind)| testing::port(id, VlanMode::Access(Vid(1)), kind)).collect();
     // Sized as rvsd would for the flows (default limit 8192 or more).
     let fdb = Arc::new(Fdb::new(FLOWS[2] as u32 + 64));
     learn(&fdb);
-    let refs: Vec<&PortInfo> = infos.iter().filter(|p| p.bridge == 0).collect();
-    let br = BridgeInfo::new(0, "br0", fdb, &refs);
     let (tx, rx) = crossbeam::channel::unbounded();
     let opts = PmdOptions { idle_after: Duration::from_secs(3600), idle_sleep: Duration::ZERO };
     let mut pmd = Pmd::new(0, Pool::new(4096).unwrap(), rx, Handoff::new(1, 4), Arc::default(), Instant::now(), opts);
@@ -106,7 +99,7 @@ fn rig(ports: Vec<(u16, PortKind)>, traffic: Traffic, learn: impl Fn(&Fdb)) -> R
         let port: Option<Box<dyn Port>> = match p.kind {
             PortKind::Vxlan(_) => None,
             _ => {
-                let t = if p.id == 0 { traffic.take() } else { None };
+                let t = if p.id == PortId(0) { traffic.take() } else { None };
                 let (port, counter) = match t {
                     Some(t) => ReplayPort::new(t.template, t.flows as u32, t.flow_at),
                     None => ReplayPort::new(frame(HOST_A, HOST_A), 0, 0),
@@ -115,19 +108,12 @@ fn rig(ports: Vec<(u16, PortKind)>, traffic: Traffic, learn: impl Fn(&Fdb)) -> R
                 Some(Box::new(port))
             }
         };
-        let rx = p.id == 0;
+        let rx = p.id == PortId(0);
         tx.send(Command::AddPort(LocalPort { id: p.id, queue: 0, port, rx, stats: Arc::new(PortStats::default()) }))
             .unwrap();
     }
-    let tx_thread = infos.iter().map(|p| if matches!(p.kind, PortKind::Vxlan(_)) { TX_ANY } else { 0 }).collect();
-    let vteps = vec![Vtep { local: IpAddr::from(LOCAL), dst_port: PORT, vni: 42, port: 2 }];
-    let snap = Snapshot {
-        generation: 1,
-        tx_thread,
-        vteps,
-        ports: infos.into_iter().map(Some).collect(),
-        bridges: vec![Some(br)],
-    };
+    let vteps = vec![Vtep { local: IpAddr::from(LOCAL), dst_port: PORT, vni: 42, port: PortId(2) }];
+    let snap = testing::world(fdb, 1, infos, vteps);
     tx.send(Command::Snapshot(Arc::new(snap))).unwrap();
     assert!(pmd.apply_commands());
     Rig { pmd, sent }
@@ -138,7 +124,7 @@ fn tunnel() -> PortKind {
         vni: 42,
         local: IpAddr::from(LOCAL),
         dst_port: PORT,
-        uplink: 1,
+        uplink: PortId(1),
         max_inner_frame: 1464,
         remotes: vec![Remote {
             ip: IpAddr::from(REMOTE),
@@ -151,7 +137,7 @@ fn l2_forward(flows: usize) -> Rig {
     let traffic = Traffic { template: frame(mac(0), HOST_A), flows, flow_at: DST_FLOW };
     rig(vec![(0, PortKind::Plain), (1, PortKind::Plain)], traffic, |fdb| {
         for i in 0..flows {
-            fdb.learn(mac(i), 1, 1, 0);
+            fdb.learn(mac(i), Vid(1), PortId(1), 0);
         }
     })
 }
@@ -166,7 +152,7 @@ fn vxlan_encap(flows: usize) -> Rig {
     let traffic = Traffic { template: frame(mac(0), HOST_A), flows, flow_at: DST_FLOW };
     rig(vec![(0, PortKind::Plain), (1, PortKind::Uplink), (2, tunnel())], traffic, |fdb| {
         for i in 0..flows {
-            fdb.learn_at(mac(i), 1, Dest { port: 2, remote: 0 }, 0);
+            fdb.learn_at(mac(i), Vid(1), Dest { port: PortId(2), remote: 0 }, 0);
         }
     })
 }
@@ -177,7 +163,7 @@ fn vxlan_decap(flows: usize) -> Rig {
     let flow_at = outer.len() - 64 + SRC_FLOW;
     let traffic = Traffic { template: outer, flows, flow_at };
     rig(vec![(0, PortKind::Uplink), (1, PortKind::Plain), (2, tunnel())], traffic, |fdb| {
-        fdb.learn(HOST_A, 1, 1, 0);
+        fdb.learn(HOST_A, Vid(1), PortId(1), 0);
     })
 }
 

@@ -107,6 +107,7 @@ pub fn remote_outer(t: &Tunnel, r: usize) -> Result<&OuterTemplate, DropReason> 
 mod tests {
     use super::*;
     use crate::fdb::Fdb;
+    use crate::ids::BridgeId;
     use crate::snapshot::{Remote, VlanMode, VlanSet};
     use crate::wire::MacAddr;
     use std::sync::Arc;
@@ -117,7 +118,7 @@ mod tests {
             vni: 42,
             local: ip(0),
             dst_port: 4789,
-            uplink: 9,
+            uplink: PortId(9),
             max_inner_frame: 1514,
             remotes: (0..remotes)
                 .map(|i| Remote {
@@ -132,8 +133,12 @@ mod tests {
 
     /// Ports 0 (access 10), 1 (trunk 10, 20), 2 (access 20) in bridge 0.
     fn snap() -> Snapshot {
-        let trunk = VlanMode::Trunk { allowed: [10, 20].into_iter().collect::<VlanSet>(), native: None };
-        crate::testing::one_bridge(Arc::new(Fdb::new(16)), 1, [VlanMode::Access(10), trunk, VlanMode::Access(20)])
+        let trunk = VlanMode::Trunk { allowed: [10, 20].map(Vid).into_iter().collect::<VlanSet>(), native: None };
+        crate::testing::one_bridge(
+            Arc::new(Fdb::new(16)),
+            1,
+            [VlanMode::Access(Vid(10)), trunk, VlanMode::Access(Vid(20))],
+        )
     }
 
     fn verdict(action: Action, vid: Vid, tagged: bool) -> Verdict {
@@ -143,37 +148,43 @@ mod tests {
     #[test]
     fn outputs_are_the_unicast_port_or_the_flood_set_less_ingress() {
         let s = snap();
-        let out: Vec<_> = outputs(&s, &verdict(Action::Flood(0), 10, false), 0).collect();
-        assert_eq!(out, vec![(1, NO_REMOTE)]);
-        let out: Vec<_> = outputs(&s, &Verdict { remote: 3, ..verdict(Action::Unicast(2), 20, false) }, 1).collect();
-        assert_eq!(out, vec![(2, 3)]);
-        assert_eq!(outputs(&s, &verdict(Action::Drop(DropReason::Runt), 0, false), 0).count(), 0);
-        assert_eq!(outputs(&s, &verdict(Action::Flood(7), 10, false), 0).count(), 0, "no such bridge");
+        let out: Vec<_> = outputs(&s, &verdict(Action::Flood(BridgeId(0)), Vid(10), false), PortId(0)).collect();
+        assert_eq!(out, vec![(PortId(1), NO_REMOTE)]);
+        let out: Vec<_> =
+            outputs(&s, &Verdict { remote: 3, ..verdict(Action::Unicast(PortId(2)), Vid(20), false) }, PortId(1))
+                .collect();
+        assert_eq!(out, vec![(PortId(2), 3)]);
+        assert_eq!(outputs(&s, &verdict(Action::Drop(DropReason::Runt), Vid(0), false), PortId(0)).count(), 0);
+        assert_eq!(
+            outputs(&s, &verdict(Action::Flood(BridgeId(7)), Vid(10), false), PortId(0)).count(),
+            0,
+            "no such bridge"
+        );
     }
 
     #[test]
     fn port_plans_filter_vlans_and_pick_the_tag_edit() {
         let s = snap();
-        assert_eq!(port_plan(&s, 1, 10, false).map(|p| p.edit), Ok(TagEdit::Push(10)));
-        assert_eq!(port_plan(&s, 0, 10, true).map(|p| p.edit), Ok(TagEdit::Pop));
-        assert_eq!(port_plan(&s, 1, 20, true).map(|p| p.edit), Ok(TagEdit::Rewrite(20)));
-        assert_eq!(port_plan(&s, 0, 10, false).map(|p| p.edit), Ok(TagEdit::Keep));
-        assert_eq!(port_plan(&s, 2, 10, false).map(|p| p.edit), Err(DropReason::VlanFiltered));
-        assert_eq!(port_plan(&s, 5, 10, false).map(|p| p.edit), Err(DropReason::PortDown));
+        assert_eq!(port_plan(&s, PortId(1), Vid(10), false).map(|p| p.edit), Ok(TagEdit::Push(Vid(10))));
+        assert_eq!(port_plan(&s, PortId(0), Vid(10), true).map(|p| p.edit), Ok(TagEdit::Pop));
+        assert_eq!(port_plan(&s, PortId(1), Vid(20), true).map(|p| p.edit), Ok(TagEdit::Rewrite(Vid(20))));
+        assert_eq!(port_plan(&s, PortId(0), Vid(10), false).map(|p| p.edit), Ok(TagEdit::Keep));
+        assert_eq!(port_plan(&s, PortId(2), Vid(10), false).map(|p| p.edit), Err(DropReason::VlanFiltered));
+        assert_eq!(port_plan(&s, PortId(5), Vid(10), false).map(|p| p.edit), Err(DropReason::PortDown));
     }
 
     #[test]
     fn tag_edits_move_the_frame_start_and_length() {
         let mut buf = vec![0u8; 4 + 64];
         buf[4 + 12..4 + 14].copy_from_slice(&[0x08, 0x00]);
-        let (off, len) = edit_tag(&mut buf, 4, 64, TagEdit::Push(10)).unwrap();
+        let (off, len) = edit_tag(&mut buf, 4, 64, TagEdit::Push(Vid(10))).unwrap();
         assert_eq!((off, len), (0, 68));
         assert_eq!(&buf[12..16], &[0x81, 0x00, 0x00, 0x0a]);
-        assert_eq!(edit_tag(&mut buf, 0, 68, TagEdit::Rewrite(20)), Some((0, 68)));
+        assert_eq!(edit_tag(&mut buf, 0, 68, TagEdit::Rewrite(Vid(20))), Some((0, 68)));
         assert_eq!(&buf[14..16], &[0x00, 0x14]);
         assert_eq!(edit_tag(&mut buf, 0, 68, TagEdit::Pop), Some((4, 64)));
         assert_eq!(&buf[4 + 12..4 + 14], &[0x08, 0x00]);
-        assert_eq!(edit_tag(&mut buf, 0, 64, TagEdit::Push(10)), None, "no headroom");
+        assert_eq!(edit_tag(&mut buf, 0, 64, TagEdit::Push(Vid(10))), None, "no headroom");
     }
 
     #[test]

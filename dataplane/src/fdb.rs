@@ -105,7 +105,7 @@ impl std::fmt::Debug for Fdb {
 
 #[inline]
 fn key_of(mac: MacAddr, vid: Vid) -> u64 {
-    KEY_PRESENT | (u64::from(vid & 0xfff) << 48) | mac.to_u64()
+    KEY_PRESENT | (u64::from(vid.0 & 0xfff) << 48) | mac.to_u64()
 }
 
 #[inline]
@@ -118,12 +118,12 @@ fn val_of(d: Dest, is_static: bool, seen: u32) -> u64 {
 
 #[inline]
 fn val_port(v: u64) -> PortId {
-    v as PortId
+    PortId(v as u16)
 }
 
 #[inline]
 fn val_dest(v: u64) -> Dest {
-    Dest { port: v as PortId, remote: ((v >> VAL_REMOTE_SHIFT) as u16) & NO_REMOTE }
+    Dest { port: PortId(v as u16), remote: ((v >> VAL_REMOTE_SHIFT) as u16) & NO_REMOTE }
 }
 
 #[inline]
@@ -507,7 +507,7 @@ impl Fdb {
 fn entry_of(k: u64, v: u64) -> Entry {
     Entry {
         mac: MacAddr::from_u64(k & 0xffff_ffff_ffff),
-        vid: ((k >> 48) & 0xfff) as Vid,
+        vid: Vid(((k >> 48) & 0xfff) as u16),
         port: val_port(v),
         remote: val_dest(v).remote,
         is_static: val_static(v),

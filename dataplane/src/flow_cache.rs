@@ -86,7 +86,7 @@ impl FlowKey {
 
     /// Ingress port.
     pub fn ingress(&self) -> PortId {
-        self.origin as u16
+        PortId(self.origin as u16)
     }
 
     /// Remote VTEP index for frames from a tunnel, else `NO_REMOTE`.
@@ -431,7 +431,7 @@ impl FlowCache {
 #[inline]
 fn fdb_of(snap: &Snapshot, ingress: PortId) -> Option<&Fdb> {
     let port = snap.port(ingress)?;
-    Some(&*snap.bridge(port.bridge)?.fdb)
+    Some(&*snap.bridge(port.bridge?)?.fdb)
 }
 
 /// The FDB epoch of the bridge `ingress` belongs to.

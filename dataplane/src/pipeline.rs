@@ -44,7 +44,7 @@ pub struct Verdict {
 impl Verdict {
     /// A verdict that drops for `reason`.
     pub fn drop(reason: DropReason) -> Verdict {
-        Verdict { action: Action::Drop(reason), vid: 0, tagged: false, learn: None, remote: NO_REMOTE }
+        Verdict { action: Action::Drop(reason), vid: Vid(0), tagged: false, learn: None, remote: NO_REMOTE }
     }
 }
 
@@ -79,7 +79,7 @@ fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, fram
     let Some(port) = snap.port(ingress) else {
         return Verdict::drop(DropReason::NoBridge);
     };
-    let Some(bridge) = snap.bridge(port.bridge) else {
+    let Some(bridge) = port.bridge.and_then(|b| snap.bridge(b)) else {
         return Verdict::drop(DropReason::NoBridge);
     };
 
@@ -118,7 +118,7 @@ fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, fram
 pub fn prefetch(snap: &Snapshot, ingress: PortId, frame: &[u8]) {
     let Some(eth) = EthernetFrame::new_checked(frame) else { return };
     let Some(port) = snap.port(ingress) else { return };
-    let Some(bridge) = snap.bridge(port.bridge) else { return };
+    let Some(bridge) = port.bridge.and_then(|b| snap.bridge(b)) else { return };
     let Ok((vid, _)) = ingress_vlan(&port.vlan, frame) else { return };
     bridge.fdb.prefetch(eth.src(), vid);
     if !eth.dst().is_multicast() {
@@ -170,10 +170,10 @@ fn ingress_vlan(mode: &VlanMode, frame: &[u8]) -> Result<(Vid, bool), DropReason
     })?;
     match (mode, tag) {
         (VlanMode::Access(v), Tag::Untagged) => Ok((*v, false)),
-        (VlanMode::Access(v), Tag::Dot1q { vid, .. }) if vid == 0 || vid == *v => Ok((*v, true)),
+        (VlanMode::Access(v), Tag::Dot1q { vid, .. }) if vid == Vid(0) || vid == *v => Ok((*v, true)),
         (VlanMode::Access(_), Tag::Dot1q { .. }) => Err(DropReason::VlanFiltered),
         (VlanMode::Trunk { native, .. }, Tag::Untagged) => native.map(|v| (v, false)).ok_or(DropReason::VlanFiltered),
-        (VlanMode::Trunk { native, .. }, Tag::Dot1q { vid: 0, .. }) => {
+        (VlanMode::Trunk { native, .. }, Tag::Dot1q { vid: Vid(0), .. }) => {
             native.map(|v| (v, true)).ok_or(DropReason::VlanFiltered)
         }
         (VlanMode::Trunk { allowed, .. }, Tag::Dot1q { vid, .. }) if allowed.contains(vid) => Ok((vid, true)),
@@ -224,7 +224,12 @@ mod tests {
 
     /// Ports 0,1: access VLAN 10; 2: access VLAN 20; 3: trunk 10,20.
     fn snap() -> Snapshot {
-        let modes = [VlanMode::Access(10), VlanMode::Access(10), VlanMode::Access(20), trunk(&[10, 20], None)];
+        let modes = [
+            VlanMode::Access(Vid(10)),
+            VlanMode::Access(Vid(10)),
+            VlanMode::Access(Vid(20)),
+            trunk(&[Vid(10), Vid(20)], None),
+        ];
         crate::testing::one_bridge(Arc::new(Fdb::new(64)), 1, modes)
     }
 
@@ -233,54 +238,54 @@ mod tests {
     #[test]
     fn unknown_then_learned_unicast() {
         let s = snap();
-        let v = classify(&s, 0, &frame(B, A, None), 0);
-        assert_eq!(v.action, Action::Flood(0));
+        let v = classify(&s, PortId(0), &frame(B, A, None), 0);
+        assert_eq!(v.action, Action::Flood(BridgeId(0)));
         assert_eq!(v.learn, Some(Learn::New));
-        assert_eq!((v.vid, v.tagged), (10, false));
+        assert_eq!((v.vid, v.tagged), (Vid(10), false));
         // B answers from port 1: A is known now.
-        let v = classify(&s, 1, &frame(A, B, None), 0);
-        assert_eq!(v.action, Action::Unicast(0));
-        let v = classify(&s, 0, &frame(B, A, None), 0);
-        assert_eq!(v.action, Action::Unicast(1));
+        let v = classify(&s, PortId(1), &frame(A, B, None), 0);
+        assert_eq!(v.action, Action::Unicast(PortId(0)));
+        let v = classify(&s, PortId(0), &frame(B, A, None), 0);
+        assert_eq!(v.action, Action::Unicast(PortId(1)));
     }
 
     #[test]
     fn dry_run_decides_alike_and_learns_nothing() {
         let s = snap();
-        classify(&s, 1, &frame(A, B, None), 0);
+        classify(&s, PortId(1), &frame(A, B, None), 0);
         let f = frame(B, A, None);
-        let dry = dry_run(&s, 0, NO_REMOTE, &f, 0);
+        let dry = dry_run(&s, PortId(0), NO_REMOTE, &f, 0);
         assert_eq!(dry.learn, Some(Learn::New));
-        assert_eq!(s.bridge(0).unwrap().fdb.lookup(A, 10), None, "a dry run learned");
-        let real = classify(&s, 0, &f, 0);
+        assert_eq!(s.bridge(BridgeId(0)).unwrap().fdb.lookup(A, Vid(10)), None, "a dry run learned");
+        let real = classify(&s, PortId(0), &f, 0);
         assert_eq!((dry.action, dry.vid, dry.learn), (real.action, real.vid, real.learn));
-        assert_eq!(dry_run(&s, 0, NO_REMOTE, &f, 0).learn, Some(Learn::Known));
+        assert_eq!(dry_run(&s, PortId(0), NO_REMOTE, &f, 0).learn, Some(Learn::Known));
     }
 
     #[test]
     fn never_back_to_the_ingress_port() {
         let s = snap();
-        classify(&s, 0, &frame(B, A, None), 0);
-        classify(&s, 0, &frame(A, B, None), 0);
-        let v = classify(&s, 0, &frame(A, B, None), 0);
+        classify(&s, PortId(0), &frame(B, A, None), 0);
+        classify(&s, PortId(0), &frame(A, B, None), 0);
+        let v = classify(&s, PortId(0), &frame(A, B, None), 0);
         assert_eq!(v.action, Action::Drop(DropReason::Hairpin));
     }
 
     #[test]
     fn broadcast_floods_and_multicast_source_is_dropped() {
         let s = snap();
-        assert_eq!(classify(&s, 2, &frame(MacAddr::BROADCAST, A, None), 0).action, Action::Flood(0));
-        let v = classify(&s, 2, &frame(B, MacAddr([1, 0, 0x5e, 0, 0, 1]), None), 0);
+        assert_eq!(classify(&s, PortId(2), &frame(MacAddr::BROADCAST, A, None), 0).action, Action::Flood(BridgeId(0)));
+        let v = classify(&s, PortId(2), &frame(B, MacAddr([1, 0, 0x5e, 0, 0, 1]), None), 0);
         assert_eq!(v.action, Action::Drop(DropReason::BadSrcMac));
     }
 
     #[test]
     fn vlans_are_separate_learning_domains() {
         let s = snap();
-        classify(&s, 0, &frame(B, A, None), 0); // A in VLAN 10 on port 0
-        let v = classify(&s, 2, &frame(A, B, None), 0); // from VLAN 20
-        assert_eq!(v.action, Action::Flood(0), "A is unknown in VLAN 20");
-        assert_eq!(v.vid, 20);
+        classify(&s, PortId(0), &frame(B, A, None), 0); // A in VLAN 10 on port 0
+        let v = classify(&s, PortId(2), &frame(A, B, None), 0); // from VLAN 20
+        assert_eq!(v.action, Action::Flood(BridgeId(0)), "A is unknown in VLAN 20");
+        assert_eq!(v.vid, Vid(20));
     }
 
     #[test]
@@ -288,13 +293,13 @@ mod tests {
         let s = snap();
         type Case = (PortId, Option<u16>, Result<(Vid, bool), DropReason>);
         let cases: &[Case] = &[
-            (0, None, Ok((10, false))),
-            (0, Some(10), Ok((10, true))),
-            (0, Some(0x2000), Ok((10, true))), // priority tag
-            (0, Some(20), Err(DropReason::VlanFiltered)),
-            (3, Some(20), Ok((20, true))),
-            (3, Some(30), Err(DropReason::VlanFiltered)),
-            (3, None, Err(DropReason::VlanFiltered)), // no native VLAN
+            (PortId(0), None, Ok((Vid(10), false))),
+            (PortId(0), Some(10), Ok((Vid(10), true))),
+            (PortId(0), Some(0x2000), Ok((Vid(10), true))), // priority tag
+            (PortId(0), Some(20), Err(DropReason::VlanFiltered)),
+            (PortId(3), Some(20), Ok((Vid(20), true))),
+            (PortId(3), Some(30), Err(DropReason::VlanFiltered)),
+            (PortId(3), None, Err(DropReason::VlanFiltered)), // no native VLAN
         ];
         for &(p, tag, want) in cases {
             let v = classify(&s, p, &frame(B, A, tag), 0);
@@ -308,34 +313,34 @@ mod tests {
     #[test]
     fn flood_sets_follow_vlan_membership() {
         let s = snap();
-        let br = s.bridge(0).unwrap();
+        let br = s.bridge(BridgeId(0)).unwrap();
         let members = |vid| br.flood_set(vid).iter().map(|m| (m.port, m.tagged)).collect::<Vec<_>>();
-        assert_eq!(members(10), vec![(0, false), (1, false), (3, true)]);
-        assert_eq!(members(20), vec![(2, false), (3, true)]);
-        assert!(members(30).is_empty());
+        assert_eq!(members(Vid(10)), vec![(PortId(0), false), (PortId(1), false), (PortId(3), true)]);
+        assert_eq!(members(Vid(20)), vec![(PortId(2), false), (PortId(3), true)]);
+        assert!(members(Vid(30)).is_empty());
     }
 
     #[test]
     fn malformed_frames_get_named_drops() {
         let s = snap();
-        assert_eq!(classify(&s, 0, &[0u8; 13], 0).action, Action::Drop(DropReason::Runt));
-        assert_eq!(classify(&s, 0, &vec![0u8; MAX_FRAME + 1], 0).action, Action::Drop(DropReason::Oversize));
+        assert_eq!(classify(&s, PortId(0), &[0u8; 13], 0).action, Action::Drop(DropReason::Runt));
+        assert_eq!(classify(&s, PortId(0), &vec![0u8; MAX_FRAME + 1], 0).action, Action::Drop(DropReason::Oversize));
         let mut cut = frame(B, A, Some(10));
         cut.truncate(16);
-        assert_eq!(classify(&s, 3, &cut, 0).action, Action::Drop(DropReason::BadVlan));
+        assert_eq!(classify(&s, PortId(3), &cut, 0).action, Action::Drop(DropReason::BadVlan));
         let mut qinq = frame(B, A, Some(10));
         qinq[12] = 0x88;
         qinq[13] = 0xa8;
-        assert_eq!(classify(&s, 3, &qinq, 0).action, Action::Drop(DropReason::BadVlan));
-        assert_eq!(classify(&s, 9, &frame(B, A, None), 0).action, Action::Drop(DropReason::NoBridge));
+        assert_eq!(classify(&s, PortId(3), &qinq, 0).action, Action::Drop(DropReason::BadVlan));
+        assert_eq!(classify(&s, PortId(9), &frame(B, A, None), 0).action, Action::Drop(DropReason::NoBridge));
     }
 
     #[test]
     fn tag_edits() {
-        assert_eq!(tag_edit(false, 10, false), TagEdit::Keep);
-        assert_eq!(tag_edit(false, 10, true), TagEdit::Push(10));
-        assert_eq!(tag_edit(true, 10, false), TagEdit::Pop);
-        assert_eq!(tag_edit(true, 10, true), TagEdit::Rewrite(10));
+        assert_eq!(tag_edit(false, Vid(10), false), TagEdit::Keep);
+        assert_eq!(tag_edit(false, Vid(10), true), TagEdit::Push(Vid(10)));
+        assert_eq!(tag_edit(true, Vid(10), false), TagEdit::Pop);
+        assert_eq!(tag_edit(true, Vid(10), true), TagEdit::Rewrite(Vid(10)));
     }
 
     proptest! {
@@ -344,9 +349,9 @@ mod tests {
         #[test]
         fn any_bytes_any_port(bytes in proptest::collection::vec(any::<u8>(), 0..200), p in 0u16..6) {
             let s = snap();
-            let v = classify(&s, p, &bytes, 0);
+            let v = classify(&s, PortId(p), &bytes, 0);
             if let Action::Unicast(out) = v.action {
-                prop_assert_ne!(out, p);
+                prop_assert_ne!(out, PortId(p));
                 prop_assert!(s.port(out).unwrap().vlan.carries(v.vid));
             }
         }

@@ -14,7 +14,7 @@ use crate::capture::CaptureRing;
 use crate::egress;
 use crate::fdb::NO_REMOTE;
 use crate::flow_cache::{CachedFlow, FlowCache, FlowKey, DEFAULT_ENTRIES};
-use crate::ids::PortId;
+use crate::ids::{BridgeId, PortId};
 use crate::pipeline::{self, Action, TagEdit, Verdict};
 use crate::port::{Desc, Pool, Port, HEADROOM, MAX_FRAME};
 use crate::snapshot::{PortKind, Snapshot, Tunnel};
@@ -123,7 +123,7 @@ impl Handoff {
     pub fn new(threads: usize, parcels: usize) -> Arc<Handoff> {
         let spare = ArrayQueue::new(parcels.max(1));
         for _ in 0..parcels {
-            let _ = spare.push(Box::new(Parcel { port: 0, len: 0, data: [0; MAX_FRAME] }));
+            let _ = spare.push(Box::new(Parcel { port: PortId(0), len: 0, data: [0; MAX_FRAME] }));
         }
         Arc::new(Handoff { inbox: (0..threads).map(|_| ArrayQueue::new(parcels.max(1))).collect(), spare })
     }
@@ -207,7 +207,7 @@ impl Pmd {
             captures: Vec::new(),
             rx: [Desc::default(); BATCH],
             verdicts: [none; BATCH],
-            ingress: [0; BATCH],
+            ingress: [PortId(0); BATCH],
             remotes: [NO_REMOTE; BATCH],
             kernel_seen: Vec::new(),
         }
@@ -347,7 +347,7 @@ impl Pmd {
     fn reindex(&mut self) {
         self.tx_slot.clear();
         for (i, p) in self.ports.iter().enumerate() {
-            let id = p.id as usize;
+            let id = p.id.index();
             if self.tx_slot.len() <= id {
                 self.tx_slot.resize(id + 1, NO_SLOT);
             }
@@ -483,7 +483,7 @@ impl Pmd {
     /// counters of a frame's port are passed around as this index.
     #[inline]
     fn slot_of(&self, id: PortId) -> Option<usize> {
-        self.tx_slot.get(id as usize).copied().filter(|s| *s != NO_SLOT).map(usize::from)
+        self.tx_slot.get(id.index()).copied().filter(|s| *s != NO_SLOT).map(usize::from)
     }
 
     #[inline]

@@ -27,20 +27,20 @@ impl VlanSet {
 
     /// Adds `vid`.
     pub fn insert(&mut self, vid: Vid) {
-        let v = vid as usize % VLAN_COUNT;
+        let v = vid.index() % VLAN_COUNT;
         self.0[v / 64] |= 1 << (v % 64);
     }
 
     /// True if `vid` is in the set.
     #[inline]
     pub fn contains(&self, vid: Vid) -> bool {
-        let v = vid as usize % VLAN_COUNT;
+        let v = vid.index() % VLAN_COUNT;
         self.0[v / 64] & (1 << (v % 64)) != 0
     }
 
     /// The members in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = Vid> + '_ {
-        (0..VLAN_COUNT as u16).filter(|v| self.contains(*v))
+        (0..VLAN_COUNT as u16).map(Vid).filter(|v| self.contains(*v))
     }
 }
 
@@ -106,8 +106,8 @@ impl VlanMode {
 pub struct PortInfo {
     /// This port's id.
     pub id: PortId,
-    /// The bridge it belongs to ([`NO_BRIDGE`] for uplinks).
-    pub bridge: BridgeId,
+    /// The bridge it belongs to (none for uplinks).
+    pub bridge: Option<BridgeId>,
     /// VLAN handling.
     pub vlan: VlanMode,
     /// Interface name, for traces and logs.
@@ -115,9 +115,6 @@ pub struct PortInfo {
     /// What kind of port it is.
     pub kind: PortKind,
 }
-
-/// `PortInfo::bridge` of ports in no bridge (uplinks).
-pub const NO_BRIDGE: BridgeId = BridgeId::MAX;
 
 /// What a port is, beyond its VLAN handling.
 #[derive(Clone, Debug, Default)]
@@ -210,7 +207,7 @@ impl BridgeInfo {
         let mut flood: Vec<Vec<FloodMember>> = vec![Vec::new(); VLAN_COUNT];
         for p in ports {
             for (vid, members) in flood.iter_mut().enumerate().skip(1).take(4094) {
-                let vid = vid as Vid;
+                let vid = Vid(vid as u16);
                 if p.vlan.carries(vid) {
                     members.push(FloodMember { port: p.id, tagged: p.vlan.egress_tagged(vid) });
                 }
@@ -222,7 +219,7 @@ impl BridgeInfo {
     /// The flood set of `vid`.
     #[inline]
     pub fn flood_set(&self, vid: Vid) -> &[FloodMember] {
-        self.flood.get(vid as usize).map_or(&[], |b| b)
+        self.flood.get(vid.index()).map_or(&[], |b| b)
     }
 }
 
@@ -250,13 +247,13 @@ impl Snapshot {
     /// The port with id `id`, if it exists.
     #[inline]
     pub fn port(&self, id: PortId) -> Option<&PortInfo> {
-        self.ports.get(id as usize).and_then(Option::as_ref)
+        self.ports.get(id.index()).and_then(Option::as_ref)
     }
 
     /// The thread that transmits on `id` for others, if one does.
     #[inline]
     pub fn tx_thread(&self, id: PortId) -> Option<u8> {
-        self.tx_thread.get(id as usize).copied().filter(|t| *t != TX_ANY)
+        self.tx_thread.get(id.index()).copied().filter(|t| *t != TX_ANY)
     }
 
     /// The tunnel port for a decapsulated frame, if any.
@@ -274,6 +271,6 @@ impl Snapshot {
     /// The bridge with id `id`, if it exists.
     #[inline]
     pub fn bridge(&self, id: BridgeId) -> Option<&BridgeInfo> {
-        self.bridges.get(id as usize).and_then(Option::as_ref)
+        self.bridges.get(id.index()).and_then(Option::as_ref)
     }
 }

@@ -4,10 +4,17 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam::channel::Sender;
 
 use crate::fdb::Fdb;
-use crate::ids::{PortId, Vid};
-use crate::snapshot::{BridgeInfo, PortInfo, PortKind, Snapshot, VlanMode};
+use crate::ids::{BridgeId, PortId};
+use crate::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
+use crate::port::mem::{mem_port, MemHandle};
+use crate::port::{Pool, Port};
+use crate::snapshot::{BridgeInfo, PortInfo, PortKind, Snapshot, VlanMode, Vtep, TX_ANY};
+use crate::stats::PortStats;
 use crate::wire::{EthernetRepr, MacAddr};
 
 /// True if a test that needs root and `tools` may run. Without them it
@@ -46,31 +53,77 @@ pub fn mac(n: u8) -> MacAddr {
 }
 
 /// A 60-byte frame (64 on the wire) from `src` to `dst`, 802.1Q-tagged
-/// with `tag` if given, of the local experimental EtherType 0x88b5, its
-/// payload 0xab bytes.
-pub fn frame(dst: MacAddr, src: MacAddr, tag: Option<Vid>) -> Vec<u8> {
+/// with the TCI `tag` if given (a VLAN id, or with priority bits), of the
+/// local experimental EtherType 0x88b5, its payload 0xab bytes.
+pub fn frame(dst: MacAddr, src: MacAddr, tag: Option<u16>) -> Vec<u8> {
     let eth = EthernetRepr { dst, src, tag, ethertype: 0x88b5 };
     let mut f = vec![0xab; eth.header_len() + 46];
     eth.emit(&mut f);
     f
 }
 
-/// A snapshot of one bridge (0, "br0") whose MAC table is `fdb`, over plain
-/// ports 0, 1, ... (named p0, p1, ...) with these VLAN modes, every port
-/// sent from thread 0.
-pub fn one_bridge(fdb: Arc<Fdb>, generation: u64, modes: impl IntoIterator<Item = VlanMode>) -> Snapshot {
-    let ports: Vec<PortInfo> = modes
-        .into_iter()
-        .enumerate()
-        .map(|(i, vlan)| PortInfo { id: i as PortId, bridge: 0, vlan, name: format!("p{i}"), kind: PortKind::Plain })
-        .collect();
-    let refs: Vec<&PortInfo> = ports.iter().collect();
-    let bridge = BridgeInfo::new(0, "br0", fdb, &refs);
+/// [`frame`] between the hosts [`mac`] numbers.
+pub fn frame_between(dst: u8, src: u8, tag: Option<u16>) -> Vec<u8> {
+    frame(mac(dst), mac(src), tag)
+}
+
+/// A port of bridge 0 (none for an uplink), named `p{id}`.
+pub fn port(id: u16, vlan: VlanMode, kind: PortKind) -> PortInfo {
+    let bridge = (!matches!(kind, PortKind::Uplink)).then_some(BridgeId(0));
+    PortInfo { id: PortId(id), bridge, vlan, name: format!("p{id}"), kind }
+}
+
+/// A snapshot of these ports (ids 0, 1, ... in order) and one bridge (0,
+/// "br0") whose MAC table is `fdb`. Thread 0 sends on every port but the
+/// VXLAN ones, which any thread sends through (on their uplink); `vteps`
+/// lists the tunnels' local endpoints.
+pub fn world(fdb: Arc<Fdb>, generation: u64, ports: Vec<PortInfo>, vteps: Vec<Vtep>) -> Snapshot {
+    let members: Vec<&PortInfo> = ports.iter().filter(|p| p.bridge == Some(BridgeId(0))).collect();
+    let bridge = BridgeInfo::new(BridgeId(0), "br0", fdb, &members);
     Snapshot {
         generation,
-        tx_thread: vec![0; ports.len()],
-        vteps: vec![],
+        tx_thread: ports.iter().map(|p| if matches!(p.kind, PortKind::Vxlan(_)) { TX_ANY } else { 0 }).collect(),
+        vteps,
         ports: ports.into_iter().map(Some).collect(),
         bridges: vec![Some(bridge)],
     }
+}
+
+/// [`world`] of plain ports with these VLAN modes.
+pub fn one_bridge(fdb: Arc<Fdb>, generation: u64, modes: impl IntoIterator<Item = VlanMode>) -> Snapshot {
+    let ports = modes.into_iter().enumerate().map(|(i, vlan)| port(i as u16, vlan, PortKind::Plain)).collect();
+    world(fdb, generation, ports, vec![])
+}
+
+/// A polling thread for tests (thread 0, 256 buffers, default options)
+/// and the sender of its commands.
+pub fn pmd() -> (Pmd, Sender<Command>) {
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let pool = Pool::new(256).expect("256 buffers");
+    let pmd = Pmd::new(0, pool, rx, Handoff::new(1, 4), Arc::default(), Instant::now(), PmdOptions::default());
+    (pmd, tx)
+}
+
+/// Gives `pmd` every port of `snap` (an in-memory port each, but none for
+/// VXLAN ports, which send through their uplink), then `snap`, and applies
+/// them. Returns the ports' handles (VXLAN ports skipped) and every port's
+/// counters, both in id order.
+pub fn attach(pmd: &mut Pmd, tx: &Sender<Command>, snap: Snapshot) -> (Vec<MemHandle>, Vec<Arc<PortStats>>) {
+    let (mut handles, mut stats) = (Vec::new(), Vec::new());
+    for p in snap.ports.iter().flatten() {
+        let port: Option<Box<dyn Port>> = if matches!(p.kind, PortKind::Vxlan(_)) {
+            None
+        } else {
+            let (port, h) = mem_port();
+            handles.push(h);
+            Some(Box::new(port))
+        };
+        let st = Arc::new(PortStats::default());
+        let local = LocalPort { id: p.id, queue: 0, rx: port.is_some(), port, stats: st.clone() };
+        tx.send(Command::AddPort(local)).expect("the thread holds the receiver");
+        stats.push(st);
+    }
+    tx.send(Command::Snapshot(Arc::new(snap))).expect("the thread holds the receiver");
+    assert!(pmd.apply_commands(), "the thread stopped");
+    (handles, stats)
 }

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rvs_dataplane::ids::Vid;
 use rvs_dataplane::wire::{checksum, vlan, vxlan, EthernetFrame};
 
 fuzz_target!(|data: &[u8]| {
@@ -23,11 +24,11 @@ fuzz_target!(|data: &[u8]| {
     const HEAD: usize = 8;
     let mut buf = vec![0u8; HEAD + data.len()];
     buf[HEAD..].copy_from_slice(data);
-    let vid = data.first().map_or(1, |b| u16::from(*b) << 4 | 5) & 0xfff;
+    let vid = Vid(data.first().map_or(1, |b| u16::from(*b) << 4 | 5) & 0xfff);
     if let Some(off) = vlan::push(&mut buf, HEAD, data.len(), vid) {
         let tagged = &mut buf[off..off + data.len() + vlan::TAG_LEN];
         assert!(matches!(vlan::parse(tagged), Ok(vlan::Tag::Dot1q { vid: v, .. }) if v == vid));
-        vlan::set_vid(tagged, 7);
+        vlan::set_vid(tagged, Vid(7));
         let back = vlan::pop(&mut buf, off, data.len() + vlan::TAG_LEN).expect("pop of a pushed tag");
         assert_eq!(&buf[back..back + data.len()], data, "push then pop changed the frame");
     } else {

@@ -5,18 +5,16 @@
 #![allow(dead_code)]
 
 use rvs_dataplane::fdb::Fdb;
-use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
-use rvs_dataplane::port::mem::{mem_port, MemHandle};
-use rvs_dataplane::port::{Pool, Port};
-use rvs_dataplane::snapshot::{
-    BridgeInfo, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, VlanSet, Vtep, NO_BRIDGE, TX_ANY,
-};
-use rvs_dataplane::stats::{PortStats, ThreadStats};
+use rvs_dataplane::ids::{PortId, Vid};
+use rvs_dataplane::pmd::{Command, Pmd};
+use rvs_dataplane::port::mem::MemHandle;
+use rvs_dataplane::snapshot::{PortKind, Remote, Snapshot, Tunnel, VlanMode, VlanSet, Vtep};
+use rvs_dataplane::stats::PortStats;
+use rvs_dataplane::testing::{self, port};
 use rvs_dataplane::wire::vxlan::{OuterTemplate, PORT};
 use rvs_dataplane::wire::MacAddr;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 pub const LOCAL_PORTS: usize = 3;
 pub const UPLINK: usize = 3;
@@ -59,12 +57,12 @@ impl Rig {
 }
 
 pub fn snapshot(fdb: Arc<Fdb>) -> Snapshot {
-    let trunk = VlanMode::Trunk { allowed: [10, 20].into_iter().collect::<VlanSet>(), native: Some(1) };
+    let trunk = VlanMode::Trunk { allowed: [10, 20].map(Vid).into_iter().collect::<VlanSet>(), native: Some(Vid(1)) };
     let tunnel = Tunnel {
         vni: VNI,
         local: ip(1),
         dst_port: PORT,
-        uplink: UPLINK as u16,
+        uplink: PortId(UPLINK as u16),
         max_inner_frame: 1450,
         remotes: vec![
             Remote {
@@ -74,53 +72,21 @@ pub fn snapshot(fdb: Arc<Fdb>) -> Snapshot {
             Remote { ip: ip(3), outer: None },
         ],
     };
-    let info = |id: u16, bridge, vlan, kind| PortInfo { id, bridge, vlan, name: format!("p{id}"), kind };
-    let infos = vec![
-        info(0, 0, VlanMode::Access(1), PortKind::Plain),
-        info(1, 0, VlanMode::Access(10), PortKind::Plain),
-        info(2, 0, trunk, PortKind::Plain),
-        info(3, NO_BRIDGE, VlanMode::Access(1), PortKind::Uplink),
-        info(4, 0, VlanMode::Access(1), PortKind::Vxlan(Arc::new(tunnel))),
+    let ports = vec![
+        port(0, VlanMode::Access(Vid(1)), PortKind::Plain),
+        port(1, VlanMode::Access(Vid(10)), PortKind::Plain),
+        port(2, trunk, PortKind::Plain),
+        port(3, VlanMode::Access(Vid(1)), PortKind::Uplink),
+        port(4, VlanMode::Access(Vid(1)), PortKind::Vxlan(Arc::new(tunnel))),
     ];
-    let refs: Vec<&PortInfo> = infos.iter().filter(|p| p.bridge == 0).collect();
-    let br = BridgeInfo::new(0, "br0", fdb, &refs);
-    Snapshot {
-        generation: 1,
-        tx_thread: vec![0, 0, 0, 0, TX_ANY],
-        vteps: vec![Vtep { local: ip(1), dst_port: PORT, vni: VNI, port: TUNNEL as u16 }],
-        ports: infos.into_iter().map(Some).collect(),
-        bridges: vec![Some(br)],
-    }
+    let vteps = vec![Vtep { local: ip(1), dst_port: PORT, vni: VNI, port: PortId(TUNNEL as u16) }];
+    testing::world(fdb, 1, ports, vteps)
 }
 
 pub fn rig() -> Rig {
-    let (tx, rx) = crossbeam::channel::unbounded();
-    let mut pmd = Pmd::new(
-        0,
-        Pool::new(256).unwrap(),
-        rx,
-        Handoff::new(1, 4),
-        Arc::new(ThreadStats::default()),
-        Instant::now(),
-        PmdOptions::default(),
-    );
+    let (mut pmd, tx) = testing::pmd();
     let fdb = Arc::new(Fdb::new(MAX_MACS));
-    let (mut handles, mut stats) = (Vec::new(), Vec::new());
-    for id in 0..=TUNNEL as u16 {
-        let st = Arc::new(PortStats::default());
-        let port: Option<Box<dyn Port>> = if usize::from(id) < TUNNEL {
-            let (p, h) = mem_port();
-            handles.push(h);
-            Some(Box::new(p))
-        } else {
-            None
-        };
-        tx.send(Command::AddPort(LocalPort { id, queue: 0, rx: port.is_some(), port, stats: st.clone() })).unwrap();
-        stats.push(st);
-    }
-    let snap = Arc::new(snapshot(fdb.clone()));
-    tx.send(Command::Snapshot(snap)).unwrap();
-    assert!(pmd.apply_commands());
+    let (handles, stats) = testing::attach(&mut pmd, &tx, snapshot(fdb.clone()));
     let free0 = pmd.pool_free();
     Rig { pmd, handles, stats, fdb, free0, tx }
 }

@@ -11,16 +11,16 @@ fn mac(n: u32) -> MacAddr {
 #[test]
 fn learn_lookup_refresh_move() {
     let f = Fdb::new(16);
-    assert_eq!(f.lookup(mac(1), 1), None);
-    assert_eq!(f.learn(mac(1), 1, 3, 10), Learn::New);
-    assert_eq!(f.lookup(mac(1), 1), Some(3));
-    assert_eq!(f.lookup(mac(1), 2), None, "VLANs are separate");
-    assert_eq!(f.learn(mac(1), 1, 3, 10), Learn::Known);
-    assert_eq!(f.learn(mac(1), 1, 3, 11), Learn::Refreshed);
+    assert_eq!(f.lookup(mac(1), Vid(1)), None);
+    assert_eq!(f.learn(mac(1), Vid(1), PortId(3), 10), Learn::New);
+    assert_eq!(f.lookup(mac(1), Vid(1)), Some(PortId(3)));
+    assert_eq!(f.lookup(mac(1), Vid(2)), None, "VLANs are separate");
+    assert_eq!(f.learn(mac(1), Vid(1), PortId(3), 10), Learn::Known);
+    assert_eq!(f.learn(mac(1), Vid(1), PortId(3), 11), Learn::Refreshed);
     let e0 = f.epoch();
-    assert_eq!(f.learn(mac(1), 1, 4, 12), Learn::Moved { from: Dest::port(3) });
+    assert_eq!(f.learn(mac(1), Vid(1), PortId(4), 12), Learn::Moved { from: Dest::port(PortId(3)) });
     assert!(f.epoch() > e0, "a move changes decisions");
-    assert_eq!(f.lookup(mac(1), 1), Some(4));
+    assert_eq!(f.lookup(mac(1), Vid(1)), Some(PortId(4)));
     assert_eq!(f.learned(), 1);
 }
 
@@ -28,62 +28,66 @@ fn learn_lookup_refresh_move() {
 fn limit_refuses_and_known_hosts_keep_working() {
     let f = Fdb::new(4);
     for i in 0..4 {
-        assert_eq!(f.learn(mac(i), 1, 1, 0), Learn::New);
+        assert_eq!(f.learn(mac(i), Vid(1), PortId(1), 0), Learn::New);
     }
-    assert_eq!(f.learn(mac(99), 1, 1, 0), Learn::Refused);
-    assert_eq!(f.lookup(mac(99), 1), None);
+    assert_eq!(f.learn(mac(99), Vid(1), PortId(1), 0), Learn::Refused);
+    assert_eq!(f.lookup(mac(99), Vid(1)), None);
     assert_eq!(f.learned(), 4);
-    assert_eq!(f.learn(mac(2), 1, 2, 1), Learn::Moved { from: Dest::port(1) }, "moves are not refused");
-    assert!(f.remove(mac(0), 1));
-    assert_eq!(f.learn(mac(99), 1, 1, 2), Learn::New);
+    assert_eq!(
+        f.learn(mac(2), Vid(1), PortId(2), 1),
+        Learn::Moved { from: Dest::port(PortId(1)) },
+        "moves are not refused"
+    );
+    assert!(f.remove(mac(0), Vid(1)));
+    assert_eq!(f.learn(mac(99), Vid(1), PortId(1), 2), Learn::New);
 }
 
 #[test]
 fn aging_removes_only_stale_learned_entries() {
     let f = Fdb::new(16);
-    f.learn(mac(1), 1, 1, 0);
-    f.learn(mac(2), 1, 1, 250);
-    assert!(f.add_static(mac(3), 1, 2, 0));
+    f.learn(mac(1), Vid(1), PortId(1), 0);
+    f.learn(mac(2), Vid(1), PortId(1), 250);
+    assert!(f.add_static(mac(3), Vid(1), PortId(2), 0));
     assert_eq!(f.age(300, 300), 1);
-    assert_eq!(f.lookup(mac(1), 1), None);
-    assert_eq!(f.lookup(mac(2), 1), Some(1));
-    assert_eq!(f.lookup(mac(3), 1), Some(2), "static entries never age");
+    assert_eq!(f.lookup(mac(1), Vid(1)), None);
+    assert_eq!(f.lookup(mac(2), Vid(1)), Some(PortId(1)));
+    assert_eq!(f.lookup(mac(3), Vid(1)), Some(PortId(2)), "static entries never age");
     assert_eq!(f.learned(), 1);
 }
 
 #[test]
 fn static_entries_hold_against_learning() {
     let f = Fdb::new(16);
-    f.learn(mac(1), 1, 1, 0);
-    assert!(f.add_static(mac(1), 1, 2, 0));
+    f.learn(mac(1), Vid(1), PortId(1), 0);
+    assert!(f.add_static(mac(1), Vid(1), PortId(2), 0));
     assert_eq!(f.learned(), 0, "a learned entry turned static stops counting");
-    assert_eq!(f.learn(mac(1), 1, 5, 1), Learn::Static);
-    assert_eq!(f.lookup(mac(1), 1), Some(2));
+    assert_eq!(f.learn(mac(1), Vid(1), PortId(5), 1), Learn::Static);
+    assert_eq!(f.lookup(mac(1), Vid(1)), Some(PortId(2)));
     assert_eq!(f.flush(None), 0, "flush keeps static entries");
-    assert_eq!(f.forget_port(2), 1);
-    assert_eq!(f.lookup(mac(1), 1), None);
+    assert_eq!(f.forget_port(PortId(2)), 1);
+    assert_eq!(f.lookup(mac(1), Vid(1)), None);
 }
 
 #[test]
 fn remote_vteps_are_part_of_the_location() {
     let f = Fdb::new(16);
-    let at = |r| Dest { port: 5, remote: r };
-    assert_eq!(f.learn_at(mac(1), 1, at(0), 0), Learn::New);
-    assert_eq!(f.lookup_dest(mac(1), 1), Some(at(0)));
-    assert_eq!(f.learn_at(mac(1), 1, at(3), 0), Learn::Moved { from: at(0) });
-    assert_eq!(f.lookup_dest(mac(1), 1), Some(at(3)));
+    let at = |r| Dest { port: PortId(5), remote: r };
+    assert_eq!(f.learn_at(mac(1), Vid(1), at(0), 0), Learn::New);
+    assert_eq!(f.lookup_dest(mac(1), Vid(1)), Some(at(0)));
+    assert_eq!(f.learn_at(mac(1), Vid(1), at(3), 0), Learn::Moved { from: at(0) });
+    assert_eq!(f.lookup_dest(mac(1), Vid(1)), Some(at(3)));
     assert_eq!(f.entries()[0].remote, 3);
-    f.learn(mac(2), 1, 1, 0);
-    assert_eq!(f.lookup_dest(mac(2), 1), Some(Dest::port(1)));
+    f.learn(mac(2), Vid(1), PortId(1), 0);
+    assert_eq!(f.lookup_dest(mac(2), Vid(1)), Some(Dest::port(PortId(1))));
 }
 
 #[test]
 fn flush_by_port() {
     let f = Fdb::new(16);
-    f.learn(mac(1), 1, 1, 0);
-    f.learn(mac(2), 1, 2, 0);
-    f.learn(mac(3), 7, 2, 0);
-    assert_eq!(f.flush(Some(2)), 2);
+    f.learn(mac(1), Vid(1), PortId(1), 0);
+    f.learn(mac(2), Vid(1), PortId(2), 0);
+    f.learn(mac(3), Vid(7), PortId(2), 0);
+    assert_eq!(f.flush(Some(PortId(2))), 2);
     assert_eq!(f.entries().len(), 1);
     assert_eq!(f.learned(), 1);
 }
@@ -93,13 +97,13 @@ fn churn_does_not_fill_the_table_with_tombstones() {
     let f = Fdb::new(128);
     for round in 0..200u32 {
         for i in 0..100 {
-            f.learn(mac(round * 1000 + i), 1, 1, round);
+            f.learn(mac(round * 1000 + i), Vid(1), PortId(1), round);
         }
         f.age(round + 1, 1);
     }
     assert_eq!(f.learned(), 0);
     // An absent key must meet an empty slot quickly.
-    assert_eq!(f.lookup(mac(7), 1), None);
+    assert_eq!(f.lookup(mac(7), Vid(1)), None);
     let tomb = f.slots.iter().filter(|s| s.read().0 == TOMBSTONE).count();
     assert!(tomb < f.slots.len() / 2, "{tomb} tombstones left");
 }
@@ -112,8 +116,8 @@ fn concurrent_learning_respects_the_limit() {
             let f = f.clone();
             std::thread::spawn(move || {
                 for i in 0..2000 {
-                    f.learn(mac(i), 1, t, 0);
-                    f.lookup(mac(i / 2), 1);
+                    f.learn(mac(i), Vid(1), PortId(t), 0);
+                    f.lookup(mac(i / 2), Vid(1));
                 }
             })
         })
@@ -156,7 +160,7 @@ proptest! {
         for o in ops {
             match o {
                 Op::Learn(m, v, p, t) => {
-                    let got = f.learn(mac(m.into()), v, p, t);
+                    let got = f.learn(mac(m.into()), Vid(v), PortId(p), t);
                     let learned = model.values().filter(|e| !e.1).count();
                     match model.get(&(m, v)).copied() {
                         Some((_, true, _)) => {}
@@ -166,25 +170,25 @@ proptest! {
                     }
                 }
                 Op::Remove(m, v) => {
-                    prop_assert_eq!(f.remove(mac(m.into()), v), model.remove(&(m, v)).is_some());
+                    prop_assert_eq!(f.remove(mac(m.into()), Vid(v)), model.remove(&(m, v)).is_some());
                 }
                 Op::Age(now) => {
                     f.age(now, 10);
                     model.retain(|_, e| e.1 || now.wrapping_sub(e.2) < 10);
                 }
                 Op::Static(m, v, p) => {
-                    prop_assert!(f.add_static(mac(m.into()), v, p, 0));
+                    prop_assert!(f.add_static(mac(m.into()), Vid(v), PortId(p), 0));
                     model.insert((m, v), (p, true, 0));
                 }
                 Op::Flush(port) => {
-                    f.flush(port);
+                    f.flush(port.map(PortId));
                     model.retain(|_, e| e.1 || port.is_some_and(|p| e.0 != p));
                 }
             }
             prop_assert!(f.learned() as usize <= LIMIT);
             prop_assert_eq!(f.learned() as usize, model.values().filter(|e| !e.1).count());
             for (&(m, v), &(p, _, _)) in &model {
-                prop_assert_eq!(f.lookup(mac(m.into()), v), Some(p));
+                prop_assert_eq!(f.lookup(mac(m.into()), Vid(v)), Some(PortId(p)));
             }
             prop_assert_eq!(f.entries().len(), model.len());
         }

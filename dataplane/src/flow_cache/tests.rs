@@ -1,7 +1,10 @@
 //! The flow cache: hits, eviction, admission, and batches decided exactly as the slow path decides.
 use super::*;
 use crate::fdb::{Fdb, NO_REMOTE};
+use crate::ids::BridgeId;
+use crate::ids::Vid;
 use crate::snapshot::{VlanMode, VlanSet};
+use crate::testing::frame_between as frame;
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ fn flows_spread_over_the_table() {
                 let at = if vary_src { 10 } else { 4 };
                 f[at] = hi;
                 f[at + 1] = lo;
-                FlowKey::of(0, NO_REMOTE, &f).unwrap().hash() & mask
+                FlowKey::of(PortId(0), NO_REMOTE, &f).unwrap().hash() & mask
             })
             .collect();
         assert!(
@@ -35,34 +38,30 @@ fn flows_spread_over_the_table() {
 fn keys_give_back_their_fields() {
     let mut f = frame(0xb, 0xa, Some(0x2064));
     f[0] = 0x12;
-    let k = FlowKey::of(3, 7, &f).unwrap();
-    assert_eq!((k.ingress(), k.remote()), (3, 7));
+    let k = FlowKey::of(PortId(3), 7, &f).unwrap();
+    assert_eq!((k.ingress(), k.remote()), (PortId(3), 7));
     assert_eq!(k.dst(), MacAddr([0x12, 0, 0, 0, 0, 0xb]));
     assert_eq!(k.src(), MacAddr([2, 0, 0, 0, 0, 0xa]));
     // The tag is part of the key; bytes after it are not.
     let mut other = f.clone();
     other[15] = 0x65;
-    assert_ne!(FlowKey::of(3, 7, &other), Some(k));
+    assert_ne!(FlowKey::of(PortId(3), 7, &other), Some(k));
     other = f.clone();
     other[20] ^= 1;
-    assert_eq!(FlowKey::of(3, 7, &other), Some(k));
-    assert_ne!(FlowKey::of(3, NO_REMOTE, &f), Some(k));
+    assert_eq!(FlowKey::of(PortId(3), 7, &other), Some(k));
+    assert_ne!(FlowKey::of(PortId(3), NO_REMOTE, &f), Some(k));
 }
 
 /// Four ports on one bridge: 0,1 access VLAN 10; 2 access VLAN 20;
 /// 3 trunk 10,20. `gen` is the snapshot generation.
 fn world(fdb: Arc<Fdb>, gen: u64, vlan_of_1: u16) -> Snapshot {
     let modes = [
-        VlanMode::Access(10),
-        VlanMode::Access(vlan_of_1),
-        VlanMode::Access(20),
-        VlanMode::Trunk { allowed: [10, 20].into_iter().collect::<VlanSet>(), native: None },
+        VlanMode::Access(Vid(10)),
+        VlanMode::Access(Vid(vlan_of_1)),
+        VlanMode::Access(Vid(20)),
+        VlanMode::Trunk { allowed: [10, 20].map(Vid).into_iter().collect::<VlanSet>(), native: None },
     ];
     crate::testing::one_bridge(fdb, gen, modes)
-}
-
-fn frame(dst: u8, src: u8, tag: Option<u16>) -> Vec<u8> {
-    crate::testing::frame(crate::testing::mac(dst), crate::testing::mac(src), tag)
 }
 
 #[test]
@@ -73,13 +72,13 @@ fn hits_after_the_first_frame_and_learning_invalidates() {
     // A → B unknown: flood. Learning A changed the FDB after the entry's
     // epoch was read, so the second frame decides again; the third hits.
     for _ in 0..3 {
-        assert_eq!(c.classify(&s, 0, NO_REMOTE, &frame(0xb, 0xa, None), 0).action, Action::Flood(0));
+        assert_eq!(c.classify(&s, PortId(0), NO_REMOTE, &frame(0xb, 0xa, None), 0).action, Action::Flood(BridgeId(0)));
     }
     assert_eq!((c.stats().hits, c.stats().misses), (1, 2));
     // B answers: learning B bumps the epoch, so A → B is decided anew.
-    assert_eq!(c.classify(&s, 1, NO_REMOTE, &frame(0xa, 0xb, None), 0).action, Action::Unicast(0));
-    assert_eq!(c.classify(&s, 0, NO_REMOTE, &frame(0xb, 0xa, None), 0).action, Action::Unicast(1));
-    assert_eq!(c.classify(&s, 0, NO_REMOTE, &frame(0xb, 0xa, None), 0).action, Action::Unicast(1));
+    assert_eq!(c.classify(&s, PortId(1), NO_REMOTE, &frame(0xa, 0xb, None), 0).action, Action::Unicast(PortId(0)));
+    assert_eq!(c.classify(&s, PortId(0), NO_REMOTE, &frame(0xb, 0xa, None), 0).action, Action::Unicast(PortId(1)));
+    assert_eq!(c.classify(&s, PortId(0), NO_REMOTE, &frame(0xb, 0xa, None), 0).action, Action::Unicast(PortId(1)));
     assert_eq!(c.stats().hits, 2);
 }
 
@@ -88,14 +87,14 @@ fn hits_refresh_the_source_mac_once_a_second() {
     let fdb = Arc::new(Fdb::new(64));
     let s = world(fdb.clone(), 1, 10);
     let mut c = FlowCache::new(64);
-    c.classify(&s, 1, NO_REMOTE, &frame(0xa, 0xb, None), 0);
-    c.classify(&s, 0, NO_REMOTE, &frame(0xb, 0xa, None), 0);
+    c.classify(&s, PortId(1), NO_REMOTE, &frame(0xa, 0xb, None), 0);
+    c.classify(&s, PortId(0), NO_REMOTE, &frame(0xb, 0xa, None), 0);
     for now in 1..=400 {
-        c.classify(&s, 0, NO_REMOTE, &frame(0xb, 0xa, None), now);
-        c.classify(&s, 1, NO_REMOTE, &frame(0xa, 0xb, None), now);
+        c.classify(&s, PortId(0), NO_REMOTE, &frame(0xb, 0xa, None), now);
+        c.classify(&s, PortId(1), NO_REMOTE, &frame(0xa, 0xb, None), now);
         fdb.age(now, 300);
     }
-    assert!(fdb.lookup(MacAddr([2, 0, 0, 0, 0, 0xa]), 10).is_some(), "A aged out while its flow hit the cache");
+    assert!(fdb.lookup(MacAddr([2, 0, 0, 0, 0, 0xa]), Vid(10)).is_some(), "A aged out while its flow hit the cache");
 }
 
 #[test]
@@ -103,13 +102,13 @@ fn configuration_change_invalidates() {
     let fdb = Arc::new(Fdb::new(64));
     let s1 = world(fdb.clone(), 1, 10);
     let mut c = FlowCache::new(64);
-    c.classify(&s1, 1, NO_REMOTE, &frame(0xa, 0xb, None), 0);
-    c.classify(&s1, 0, NO_REMOTE, &frame(0xb, 0xa, None), 0);
-    assert_eq!(c.classify(&s1, 0, NO_REMOTE, &frame(0xb, 0xa, None), 0).action, Action::Unicast(1));
+    c.classify(&s1, PortId(1), NO_REMOTE, &frame(0xa, 0xb, None), 0);
+    c.classify(&s1, PortId(0), NO_REMOTE, &frame(0xb, 0xa, None), 0);
+    assert_eq!(c.classify(&s1, PortId(0), NO_REMOTE, &frame(0xb, 0xa, None), 0).action, Action::Unicast(PortId(1)));
     // Port 1 moves to VLAN 20: B is no longer reachable from VLAN 10.
     let s2 = world(fdb, 2, 20);
-    let v = c.classify(&s2, 0, NO_REMOTE, &frame(0xb, 0xa, None), 0);
-    let slow = pipeline::classify(&s2, 0, &frame(0xb, 0xa, None), 0);
+    let v = c.classify(&s2, PortId(0), NO_REMOTE, &frame(0xb, 0xa, None), 0);
+    let slow = pipeline::classify(&s2, PortId(0), &frame(0xb, 0xa, None), 0);
     assert!(same_decision(&v, &slow), "{v:?} vs {slow:?}");
 }
 
@@ -118,10 +117,10 @@ fn length_decided_frames_bypass_the_cache() {
     let fdb = Arc::new(Fdb::new(64));
     let s = world(fdb, 1, 10);
     let mut c = FlowCache::new(64);
-    assert_eq!(c.classify(&s, 0, NO_REMOTE, &[0u8; 10], 0).action, Action::Drop(DropReason::Runt));
+    assert_eq!(c.classify(&s, PortId(0), NO_REMOTE, &[0u8; 10], 0).action, Action::Drop(DropReason::Runt));
     let mut cut = frame(0xb, 0xa, Some(10));
     cut.truncate(16);
-    assert_eq!(c.classify(&s, 3, NO_REMOTE, &cut, 0).action, Action::Drop(DropReason::BadVlan));
+    assert_eq!(c.classify(&s, PortId(3), NO_REMOTE, &cut, 0).action, Action::Drop(DropReason::BadVlan));
     assert_eq!(c.stats().entries, 0);
 }
 
@@ -130,21 +129,21 @@ fn collisions_evict_the_least_recent_and_count() {
     let fdb = Arc::new(Fdb::new(64));
     // Sources known beforehand, so that no learning leaves entries stale.
     for m in [0xa, 0xb, 0xc] {
-        fdb.learn(MacAddr([2, 0, 0, 0, 0, m]), 10, 0, 0);
+        fdb.learn(MacAddr([2, 0, 0, 0, 0, m]), Vid(10), PortId(0), 0);
     }
     let s = world(fdb, 1, 10);
     // One set of two ways: two flows fit, a third evicts the one seen
     // least recently.
     let mut c = FlowCache::new(2);
     let (a, b, d) = (frame(0xff, 0xa, None), frame(0xff, 0xb, None), frame(0xff, 0xc, None));
-    c.classify(&s, 0, NO_REMOTE, &a, 0);
-    c.classify(&s, 0, NO_REMOTE, &b, 1);
-    c.classify(&s, 0, NO_REMOTE, &a, 2);
+    c.classify(&s, PortId(0), NO_REMOTE, &a, 0);
+    c.classify(&s, PortId(0), NO_REMOTE, &b, 1);
+    c.classify(&s, PortId(0), NO_REMOTE, &a, 2);
     assert_eq!((c.stats().entries, c.stats().evictions), (2, 0));
     // A full set admits a new flow now and then, not at once.
     let mut tries = 0;
     while c.stats().evictions == 0 && tries < 1000 {
-        c.classify(&s, 0, NO_REMOTE, &d, 3);
+        c.classify(&s, PortId(0), NO_REMOTE, &d, 3);
         tries += 1;
     }
     assert!(tries > 1 && tries < 1000, "admitted after {tries} frames");
@@ -166,14 +165,14 @@ fn a_batch_decides_as_frame_by_frame_would() {
     let mut c = FlowCache::new(64);
     let frames = [(0, frame(0xb, 0xa, None)), (1, frame(0xa, 0xb, None)), (0, frame(0xb, 0xa, None))];
     let mut out = [Verdict::drop(DropReason::Runt); 3];
-    c.classify_batch(&s, 0, 3, |k| (frames[k].0, NO_REMOTE, &frames[k].1[..]), 0, &mut out);
+    c.classify_batch(&s, 0, 3, |k| (PortId(frames[k].0), NO_REMOTE, &frames[k].1[..]), 0, &mut out);
     let actions: Vec<Action> = out.iter().map(|v| v.action).collect();
-    assert_eq!(actions, [Action::Flood(0), Action::Unicast(0), Action::Unicast(1)]);
+    assert_eq!(actions, [Action::Flood(BridgeId(0)), Action::Unicast(PortId(0)), Action::Unicast(PortId(1))]);
     // A skipped frame keeps the verdict it had.
     let mut out = [Verdict::drop(DropReason::NotVxlan); 3];
-    c.classify_batch(&s, 0, 3, |k| (frames[k].0, NO_REMOTE, &frames[k].1[..]), 0b010, &mut out);
+    c.classify_batch(&s, 0, 3, |k| (PortId(frames[k].0), NO_REMOTE, &frames[k].1[..]), 0b010, &mut out);
     assert_eq!(out[1].action, Action::Drop(DropReason::NotVxlan));
-    assert_eq!(out[2].action, Action::Unicast(1));
+    assert_eq!(out[2].action, Action::Unicast(PortId(1)));
 }
 
 #[derive(Debug, Clone)]
@@ -222,8 +221,8 @@ impl Twins {
         for f in [&self.fa, &self.fb] {
             match *e {
                 Ev::Flush => drop(f.flush(None)),
-                Ev::Remove(m) => drop(f.remove(mac(m), 10)),
-                Ev::Static(m, p) => drop(f.add_static(mac(m), 10, p, now)),
+                Ev::Remove(m) => drop(f.remove(mac(m), Vid(10))),
+                Ev::Static(m, p) => drop(f.add_static(mac(m), Vid(10), PortId(p), now)),
                 Ev::Age => drop(f.age(now, 2)),
                 Ev::Frame { .. } | Ev::MovePort1 => {}
             }
@@ -240,9 +239,16 @@ impl Twins {
     /// the first pair of decisions that differ, if any.
     fn decide(&self, cache: &mut FlowCache, batch: &[(u16, Vec<u8>)], now: u32) -> Result<(), TestCaseError> {
         let mut out = vec![Verdict::drop(DropReason::Runt); batch.len()];
-        cache.classify_batch(&self.sa, now, batch.len(), |k| (batch[k].0, NO_REMOTE, &batch[k].1[..]), 0, &mut out);
+        cache.classify_batch(
+            &self.sa,
+            now,
+            batch.len(),
+            |k| (PortId(batch[k].0), NO_REMOTE, &batch[k].1[..]),
+            0,
+            &mut out,
+        );
         for ((port, f), cached) in batch.iter().zip(&out) {
-            let slow = pipeline::classify(&self.sb, *port, f, now);
+            let slow = pipeline::classify(&self.sb, PortId(*port), f, now);
             prop_assert!(same_decision(cached, &slow), "cached {:?} slow {:?}", cached, slow);
         }
         Ok(())

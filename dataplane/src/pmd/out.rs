@@ -6,7 +6,7 @@ use super::*;
 
 impl Pmd {
     #[inline]
-    pub(super) fn flood(&mut self, snap: &Snapshot, bridge: u16, ingress: PortId, d: Desc, v: Verdict, st: usize) {
+    pub(super) fn flood(&mut self, snap: &Snapshot, bridge: BridgeId, ingress: PortId, d: Desc, v: Verdict, st: usize) {
         let Some(br) = snap.bridge(bridge) else {
             self.count_drop(st, DropReason::NoBridge);
             self.pool.free(d.addr);
@@ -62,7 +62,7 @@ impl Pmd {
     /// thread that has one.
     #[inline]
     pub(super) fn queue_tx(&mut self, snap: &Snapshot, out: PortId, d: Desc, st: usize) {
-        match self.tx_slot.get(out as usize).copied().filter(|s| *s != NO_SLOT) {
+        match self.tx_slot.get(out.index()).copied().filter(|s| *s != NO_SLOT) {
             Some(slot) if self.ports[slot as usize].port.is_some() => self.txq[slot as usize].push(d),
             _ => self.hand_off(snap, out, d, st),
         }
@@ -163,7 +163,7 @@ impl Pmd {
             n += 1;
             let slot = self
                 .tx_slot
-                .get(parcel.port as usize)
+                .get(parcel.port.index())
                 .copied()
                 .filter(|s| *s != NO_SLOT && self.ports[*s as usize].port.is_some());
             match (slot, self.pool.alloc()) {

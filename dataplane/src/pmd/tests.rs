@@ -1,8 +1,10 @@
 //! The polling loop over in-memory ports.
 use super::*;
 use crate::fdb::Fdb;
+use crate::ids::Vid;
 use crate::port::mem::{mem_port, MemHandle};
-use crate::snapshot::{BridgeInfo, PortInfo, VlanMode, VlanSet};
+use crate::snapshot::{VlanMode, VlanSet};
+use crate::testing::frame_between as frame;
 use crate::wire::MacAddr;
 
 struct Rig {
@@ -13,46 +15,15 @@ struct Rig {
 }
 
 fn rig(modes: Vec<VlanMode>) -> Rig {
-    let (tx, rx) = crossbeam::channel::unbounded();
-    let pool = Pool::new(256).unwrap();
-    let mut pmd = Pmd::new(
-        0,
-        pool,
-        rx,
-        Handoff::new(1, 4),
-        Arc::new(ThreadStats::default()),
-        Instant::now(),
-        PmdOptions::default(),
-    );
+    let (mut pmd, tx) = crate::testing::pmd();
     let snap = crate::testing::one_bridge(Arc::new(Fdb::new(64)), 1, modes);
-    let mut handles = Vec::new();
-    let mut stats = Vec::new();
-    for p in snap.ports.iter().flatten() {
-        let (port, h) = mem_port();
-        let st = Arc::new(PortStats::default());
-        tx.send(Command::AddPort(LocalPort {
-            id: p.id,
-            queue: 0,
-            port: Some(Box::new(port)),
-            rx: true,
-            stats: st.clone(),
-        }))
-        .unwrap();
-        handles.push(h);
-        stats.push(st);
-    }
-    tx.send(Command::Snapshot(Arc::new(snap))).unwrap();
-    assert!(pmd.apply_commands());
+    let (handles, stats) = crate::testing::attach(&mut pmd, &tx, snap);
     Rig { pmd, handles, stats, tx }
-}
-
-fn frame(dst: u8, src: u8, tag: Option<u16>) -> Vec<u8> {
-    crate::testing::frame(crate::testing::mac(dst), crate::testing::mac(src), tag)
 }
 
 #[test]
 fn floods_then_forwards_and_returns_every_buffer() {
-    let mut r = rig(vec![VlanMode::Access(1); 3]);
+    let mut r = rig(vec![VlanMode::Access(Vid(1)); 3]);
     let free0 = r.pmd.pool_free();
     r.handles[0].inject(&frame(0xb, 0xa, None));
     r.pmd.poll_once();
@@ -72,8 +43,8 @@ fn floods_then_forwards_and_returns_every_buffer() {
 
 #[test]
 fn trunk_tags_and_access_untags() {
-    let trunk = VlanMode::Trunk { allowed: [10, 20].into_iter().collect::<VlanSet>(), native: None };
-    let mut r = rig(vec![VlanMode::Access(10), VlanMode::Access(20), trunk]);
+    let trunk = VlanMode::Trunk { allowed: [10, 20].map(Vid).into_iter().collect::<VlanSet>(), native: None };
+    let mut r = rig(vec![VlanMode::Access(Vid(10)), VlanMode::Access(Vid(20)), trunk]);
     r.handles[0].inject(&frame(0xff, 0xa, None));
     r.pmd.poll_once();
     assert_eq!(r.handles[2].take_sent(), vec![frame(0xff, 0xa, Some(10))]);
@@ -86,7 +57,7 @@ fn trunk_tags_and_access_untags() {
 
 #[test]
 fn bad_frames_are_counted_not_forwarded() {
-    let mut r = rig(vec![VlanMode::Access(1); 2]);
+    let mut r = rig(vec![VlanMode::Access(Vid(1)); 2]);
     let free0 = r.pmd.pool_free();
     r.handles[0].inject(&[1, 2, 3]);
     r.handles[0].inject(&frame(0xb, 0xa, Some(7)));
@@ -106,11 +77,11 @@ fn bad_frames_are_counted_not_forwarded() {
 #[test]
 fn captures_what_ports_receive_and_send() {
     use crate::capture::{CaptureRing, Direction};
-    let mut r = rig(vec![VlanMode::Access(1); 2]);
+    let mut r = rig(vec![VlanMode::Access(Vid(1)); 2]);
     let rx = CaptureRing::new(8, 2048, Direction::In);
     let tx = CaptureRing::new(8, 20, Direction::Both);
-    r.tx.send(Command::StartCapture { id: 0, ring: rx.clone() }).unwrap();
-    r.tx.send(Command::StartCapture { id: 1, ring: tx.clone() }).unwrap();
+    r.tx.send(Command::StartCapture { id: PortId(0), ring: rx.clone() }).unwrap();
+    r.tx.send(Command::StartCapture { id: PortId(1), ring: tx.clone() }).unwrap();
     r.pmd.apply_commands();
     let f = frame(0xff, 0xa, None);
     r.handles[0].inject(&f);
@@ -120,7 +91,7 @@ fn captures_what_ports_receive_and_send() {
     let sent = tx.take().unwrap();
     assert_eq!((sent.bytes(), sent.orig_len, sent.out), (&f[..20], f.len() as u32, true));
     assert!(rx.take().is_none() && tx.take().is_none());
-    r.tx.send(Command::StopCapture { id: 0 }).unwrap();
+    r.tx.send(Command::StopCapture { id: PortId(0) }).unwrap();
     r.pmd.apply_commands();
     r.handles[0].inject(&f);
     r.pmd.poll_once();
@@ -149,12 +120,12 @@ impl Port for KernelDropper {
 
 #[test]
 fn kernel_drops_are_added_up_across_socket_reopens() {
-    let r = rig(vec![VlanMode::Access(1)]);
+    let r = rig(vec![VlanMode::Access(Vid(1))]);
     let mut pmd = r.pmd;
     let total = Arc::new(std::sync::atomic::AtomicU64::new(5));
     let st = Arc::new(PortStats::default());
     let lp = |st: &Arc<PortStats>| LocalPort {
-        id: 0,
+        id: PortId(0),
         queue: 1,
         port: Some(Box::new(KernelDropper(total.clone()))),
         rx: true,
@@ -168,7 +139,7 @@ fn kernel_drops_are_added_up_across_socket_reopens() {
     assert_eq!(st.read().kernel_drops, 7);
     // The socket opened anew: its total starts again from zero.
     let (done, wait) = crossbeam::channel::bounded(1);
-    r.tx.send(Command::RemoveQueue { id: 0, queue: 1, done }).unwrap();
+    r.tx.send(Command::RemoveQueue { id: PortId(0), queue: 1, done }).unwrap();
     r.tx.send(Command::AddPort(lp(&st))).unwrap();
     pmd.apply_commands();
     wait.recv().unwrap();
@@ -179,7 +150,7 @@ fn kernel_drops_are_added_up_across_socket_reopens() {
 
 #[test]
 fn full_tx_ring_counts_drops() {
-    let mut r = rig(vec![VlanMode::Access(1); 2]);
+    let mut r = rig(vec![VlanMode::Access(Vid(1)); 2]);
     r.handles[1].limit_tx(Some(1));
     r.handles[0].inject(&frame(0xff, 0xa, None));
     r.handles[0].inject(&frame(0xff, 0xa, None));
@@ -190,10 +161,10 @@ fn full_tx_ring_counts_drops() {
 
 #[test]
 fn removed_port_stops_and_frees() {
-    let mut r = rig(vec![VlanMode::Access(1); 2]);
+    let mut r = rig(vec![VlanMode::Access(Vid(1)); 2]);
     let free0 = r.pmd.pool_free();
     let (done_tx, done_rx) = crossbeam::channel::bounded(1);
-    r.tx.send(Command::RemovePort { id: 1, done: done_tx }).unwrap();
+    r.tx.send(Command::RemovePort { id: PortId(1), done: done_tx }).unwrap();
     assert!(r.pmd.apply_commands());
     done_rx.recv().unwrap();
     r.handles[0].inject(&frame(0xff, 0xa, None));
@@ -221,24 +192,22 @@ fn frames_cross_threads_through_the_handoff() {
         )
     };
     let (mut a, mut b) = (mk(0, rx0), mk(1, rx1));
-    let infos: Vec<PortInfo> = (0..2)
-        .map(|i| PortInfo { id: i, bridge: 0, vlan: VlanMode::Access(1), name: format!("p{i}"), kind: PortKind::Plain })
-        .collect();
-    let refs: Vec<&PortInfo> = infos.iter().collect();
-    let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
-    let snap = Arc::new(Snapshot {
-        generation: 1,
-        tx_thread: vec![0, 1],
-        vteps: vec![],
-        ports: infos.into_iter().map(Some).collect(),
-        bridges: vec![Some(br)],
-    });
+    let mut snap = crate::testing::one_bridge(Arc::new(Fdb::new(64)), 1, vec![VlanMode::Access(Vid(1)); 2]);
+    snap.tx_thread = vec![0, 1];
+    let snap = Arc::new(snap);
     let (p0, h0) = mem_port();
     let (p1, h1) = mem_port();
     let st = Arc::new(PortStats::default());
-    tx0.send(Command::AddPort(LocalPort { id: 0, queue: 0, port: Some(Box::new(p0)), rx: true, stats: st.clone() }))
+    tx0.send(Command::AddPort(LocalPort {
+        id: PortId(0),
+        queue: 0,
+        port: Some(Box::new(p0)),
+        rx: true,
+        stats: st.clone(),
+    }))
+    .unwrap();
+    tx1.send(Command::AddPort(LocalPort { id: PortId(1), queue: 0, port: Some(Box::new(p1)), rx: true, stats: st }))
         .unwrap();
-    tx1.send(Command::AddPort(LocalPort { id: 1, queue: 0, port: Some(Box::new(p1)), rx: true, stats: st })).unwrap();
     tx0.send(Command::Snapshot(snap.clone())).unwrap();
     tx1.send(Command::Snapshot(snap)).unwrap();
     a.apply_commands();
@@ -253,7 +222,7 @@ fn frames_cross_threads_through_the_handoff() {
 /// p0 and p1 local ports, p2 the uplink, p3 a VXLAN port (VNI 42) to
 /// three remote VTEPs, all on one thread.
 fn tunnel_rig() -> (Pmd, Vec<MemHandle>, Vec<Arc<PortStats>>, Vec<std::net::IpAddr>) {
-    use crate::snapshot::{Remote, Tunnel, Vtep, NO_BRIDGE, TX_ANY};
+    use crate::snapshot::{Remote, Tunnel, Vtep};
     use crate::wire::vxlan::{OuterTemplate, PORT};
     let ip = |last: u8| std::net::IpAddr::from([198, 18, 9, last]);
     let remotes = vec![ip(2), ip(3), ip(4)];
@@ -262,7 +231,7 @@ fn tunnel_rig() -> (Pmd, Vec<MemHandle>, Vec<Arc<PortStats>>, Vec<std::net::IpAd
         vni: 42,
         local: ip(1),
         dst_port: PORT,
-        uplink: 2,
+        uplink: PortId(2),
         max_inner_frame: 1464,
         remotes: remotes
             .iter()
@@ -273,47 +242,17 @@ fn tunnel_rig() -> (Pmd, Vec<MemHandle>, Vec<Arc<PortStats>>, Vec<std::net::IpAd
             })
             .collect(),
     };
-    let info = |id: u16, bridge, kind| PortInfo { id, bridge, vlan: VlanMode::Access(1), name: format!("p{id}"), kind };
-    let infos = vec![
-        info(0, 0, PortKind::Plain),
-        info(1, 0, PortKind::Plain),
-        info(2, NO_BRIDGE, PortKind::Uplink),
-        info(3, 0, PortKind::Vxlan(Arc::new(tunnel))),
+    use crate::testing::port;
+    let ports = vec![
+        port(0, VlanMode::Access(Vid(1)), PortKind::Plain),
+        port(1, VlanMode::Access(Vid(1)), PortKind::Plain),
+        port(2, VlanMode::Access(Vid(1)), PortKind::Uplink),
+        port(3, VlanMode::Access(Vid(1)), PortKind::Vxlan(Arc::new(tunnel))),
     ];
-    let refs: Vec<&PortInfo> = infos.iter().filter(|p| p.bridge == 0).collect();
-    let br = BridgeInfo::new(0, "br0", Arc::new(Fdb::new(64)), &refs);
-    let (tx, rx) = crossbeam::channel::unbounded();
-    let mut pmd = Pmd::new(
-        0,
-        Pool::new(256).unwrap(),
-        rx,
-        Handoff::new(1, 4),
-        Arc::default(),
-        Instant::now(),
-        PmdOptions::default(),
-    );
-    let (mut handles, mut stats) = (Vec::new(), Vec::new());
-    for id in 0..4u16 {
-        let st = Arc::new(PortStats::default());
-        let port: Option<Box<dyn Port>> = if id < 3 {
-            let (p, h) = mem_port();
-            handles.push(h);
-            Some(Box::new(p))
-        } else {
-            None
-        };
-        tx.send(Command::AddPort(LocalPort { id, queue: 0, rx: port.is_some(), port, stats: st.clone() })).unwrap();
-        stats.push(st);
-    }
-    let snap = Snapshot {
-        generation: 1,
-        tx_thread: vec![0, 0, 0, TX_ANY],
-        vteps: vec![Vtep { local: ip(1), dst_port: PORT, vni: 42, port: 3 }],
-        ports: infos.into_iter().map(Some).collect(),
-        bridges: vec![Some(br)],
-    };
-    tx.send(Command::Snapshot(Arc::new(snap))).unwrap();
-    assert!(pmd.apply_commands());
+    let vteps = vec![Vtep { local: ip(1), dst_port: PORT, vni: 42, port: PortId(3) }];
+    let snap = crate::testing::world(Arc::new(Fdb::new(64)), 1, ports, vteps);
+    let (mut pmd, tx) = crate::testing::pmd();
+    let (handles, stats) = crate::testing::attach(&mut pmd, &tx, snap);
     (pmd, handles, stats, remotes)
 }
 

@@ -46,7 +46,7 @@ pub fn parse(frame: &[u8]) -> Result<Tag, TagError> {
             // A tag needs its 4 bytes and the inner EtherType after it.
             let t = frame.get(14..18).ok_or(TagError::Truncated)?;
             let tci = u16::from_be_bytes([t[0], t[1]]);
-            Ok(Tag::Dot1q { pcp_dei: (tci >> 12) as u8, vid: tci & 0xfff })
+            Ok(Tag::Dot1q { pcp_dei: (tci >> 12) as u8, vid: Vid(tci & 0xfff) })
         }
         EtherType::QINQ => Err(TagError::Unsupported),
         _ => Ok(Tag::Untagged),
@@ -64,7 +64,7 @@ pub fn push(buf: &mut [u8], off: usize, len: usize, vid: Vid) -> Option<usize> {
     let new = off - TAG_LEN;
     buf.copy_within(off..off + 12, new);
     buf[new + 12..new + 14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
-    buf[new + 14..new + 16].copy_from_slice(&(vid & 0xfff).to_be_bytes());
+    buf[new + 14..new + 16].copy_from_slice(&(vid.0 & 0xfff).to_be_bytes());
     Some(new)
 }
 
@@ -84,7 +84,7 @@ pub fn pop(buf: &mut [u8], off: usize, len: usize) -> Option<usize> {
 #[inline]
 pub fn set_vid(frame: &mut [u8], vid: Vid) {
     if let Some(t) = frame.get_mut(14..16) {
-        let tci = (u16::from_be_bytes([t[0], t[1]]) & 0xf000) | (vid & 0xfff);
+        let tci = (u16::from_be_bytes([t[0], t[1]]) & 0xf000) | (vid.0 & 0xfff);
         t.copy_from_slice(&tci.to_be_bytes());
     }
 }
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn parse_tags() {
         assert_eq!(parse(&frame(None)), Ok(Tag::Untagged));
-        assert_eq!(parse(&frame(Some(0x600a))), Ok(Tag::Dot1q { pcp_dei: 6, vid: 10 }));
+        assert_eq!(parse(&frame(Some(0x600a))), Ok(Tag::Dot1q { pcp_dei: 6, vid: Vid(10) }));
         let mut qinq = frame(Some(10));
         qinq[12] = 0x88;
         qinq[13] = 0xa8;
@@ -120,7 +120,7 @@ mod tests {
         let plain = frame(None);
         let mut buf = vec![0u8; 8];
         buf.extend(&plain);
-        let off = push(&mut buf, 8, plain.len(), 20).unwrap();
+        let off = push(&mut buf, 8, plain.len(), Vid(20)).unwrap();
         assert_eq!(off, 4);
         assert_eq!(&buf[off..off + plain.len() + 4], &frame(Some(20))[..]);
         let off2 = pop(&mut buf, off, plain.len() + 4).unwrap();
@@ -131,10 +131,10 @@ mod tests {
     fn edits_refuse_impossible_frames() {
         let mut buf = frame(None);
         let n = buf.len();
-        assert_eq!(push(&mut buf, 0, n, 5), None, "no headroom");
+        assert_eq!(push(&mut buf, 0, n, Vid(5)), None, "no headroom");
         assert_eq!(pop(&mut buf, 0, 15), None, "too short to hold a tag");
         let mut t = frame(Some(0xe00a));
-        set_vid(&mut t, 30);
-        assert_eq!(parse(&t), Ok(Tag::Dot1q { pcp_dei: 0xe, vid: 30 }));
+        set_vid(&mut t, Vid(30));
+        assert_eq!(parse(&t), Ok(Tag::Dot1q { pcp_dei: 0xe, vid: Vid(30) }));
     }
 }

@@ -184,24 +184,29 @@ impl OuterTemplate {
         let out = &mut buf[start..off + len];
         out[..h].copy_from_slice(&self.bytes[..h]);
         let udp_len = (UDP_LEN + VXLAN_LEN + len) as u16;
-        let (ip, udp) = out.split_at_mut(h - UDP_LEN - VXLAN_LEN);
-        let mut u = UdpHeader::new_checked(&mut *udp)?;
-        u.set_src_port(src_port);
-        u.set_len(udp_len);
+        // Fixed offsets per family, so the views' checks fold away.
         if self.v6 {
-            Ipv6Header::new(&mut ip[HEADER_LEN..])?.set_payload_len(udp_len);
+            const UDP: usize = HEADER_LEN + IPV6_LEN;
+            Ipv6Header::new(&mut out[HEADER_LEN..UDP])?.set_payload_len(udp_len);
+            let mut u = UdpHeader::new_checked(&mut out[UDP..UDP + UDP_LEN])?;
+            u.set_src_port(src_port);
+            u.set_len(udp_len);
             // The pseudo-header length, then the UDP header and payload.
-            let s = sum(self.base + u64::from(udp_len), &*udp);
+            let s = sum(self.base + u64::from(udp_len), &out[UDP..]);
             let c = match !fold(s) {
                 0 => 0xffff,
                 c => c,
             };
-            UdpHeader::new_checked(udp)?.set_checksum(c);
+            UdpHeader::new_checked(&mut out[UDP..UDP + UDP_LEN])?.set_checksum(c);
         } else {
+            const UDP: usize = HEADER_LEN + IPV4_MIN_LEN;
             let total = udp_len + IPV4_MIN_LEN as u16;
-            let mut v = Ipv4Header::new(&mut ip[HEADER_LEN..])?;
+            let mut v = Ipv4Header::new(&mut out[HEADER_LEN..UDP])?;
             v.set_total_len(total);
             v.set_checksum(!fold(self.base + u64::from(total)));
+            let mut u = UdpHeader::new_checked(&mut out[UDP..UDP + UDP_LEN])?;
+            u.set_src_port(src_port);
+            u.set_len(udp_len);
         }
         Some(start)
     }

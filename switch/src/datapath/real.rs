@@ -18,16 +18,14 @@ use crossbeam::channel::{self, Sender};
 use rvs_dataplane::egress;
 use rvs_dataplane::fdb::{Fdb, Learn, NO_REMOTE};
 use rvs_dataplane::flow_cache::FlowKey;
-use rvs_dataplane::ids::{BridgeId, PortId};
+use rvs_dataplane::ids::{BridgeId, PortId, Vid};
 use rvs_dataplane::pipeline::Action;
 use rvs_dataplane::pipeline::{self, TagEdit};
 use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
 use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram};
 use rvs_dataplane::port::tap::TapPort;
 use rvs_dataplane::port::Pool;
-use rvs_dataplane::snapshot::{
-    BridgeInfo, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, NO_BRIDGE, TX_ANY,
-};
+use rvs_dataplane::snapshot::{BridgeInfo, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, TX_ANY};
 use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::{OuterTemplate, OVERHEAD_V4, OVERHEAD_V6};
 use rvs_dataplane::wire::MacAddr;
@@ -76,7 +74,8 @@ struct Bridge {
 
 struct Port {
     name: String,
-    bridge: BridgeId,
+    /// None for uplinks.
+    bridge: Option<BridgeId>,
     kind: PortType,
     vlan: VlanMode,
     /// (queue, thread index) of every handle, receiving or not.
@@ -199,7 +198,7 @@ impl Dp {
         self.bridges
             .iter()
             .position(|b| b.as_ref().is_some_and(|b| b.name == name))
-            .map(|i| i as BridgeId)
+            .map(|i| BridgeId(i as u16))
             .ok_or_else(|| format!("unknown bridge \"{name}\""))
     }
 
@@ -207,12 +206,12 @@ impl Dp {
         self.ports
             .iter()
             .position(|p| p.as_ref().is_some_and(|p| p.name == name))
-            .map(|i| i as PortId)
+            .map(|i| PortId(i as u16))
             .ok_or_else(|| format!("unknown port \"{name}\""))
     }
 
     fn port_name(&self, id: PortId) -> String {
-        self.ports.get(id as usize).and_then(Option::as_ref).map_or_else(|| format!("#{id}"), |p| p.name.clone())
+        self.ports.get(id.index()).and_then(Option::as_ref).map_or_else(|| format!("#{id}"), |p| p.name.clone())
     }
 
     fn free_port_id(&mut self) -> DpResult<PortId> {
@@ -224,11 +223,16 @@ impl Dp {
             }
             None => return Err("too many ports (4096)".into()),
         };
-        Ok(id as PortId)
+        Ok(PortId(id as u16))
     }
 
-    fn bridge_name(&self, id: BridgeId) -> &str {
-        self.bridges.get(id as usize).and_then(Option::as_ref).map_or("", |b| b.name.as_str())
+    fn bridge(&self, id: Option<BridgeId>) -> Option<&Bridge> {
+        self.bridges.get(id?.index()).and_then(Option::as_ref)
+    }
+
+    /// The bridge's name; empty for none (uplinks).
+    fn bridge_name(&self, id: Option<BridgeId>) -> &str {
+        self.bridge(id).map_or("", |b| b.name.as_str())
     }
 }
 
@@ -255,7 +259,7 @@ impl Datapath for Dp {
 
     fn set_bridge(&mut self, br: &BridgeConfig) -> DpResult<()> {
         let id = self.bridge_id(&br.name)?;
-        let b = self.bridges[id as usize].as_mut().expect("bridge_id found it");
+        let b = self.bridges[id.index()].as_mut().expect("bridge_id found it");
         b.aging_secs = br.aging_secs;
         if br.max_macs <= b.fdb.capacity_limit() {
             b.fdb.set_limit(br.max_macs);
@@ -277,10 +281,10 @@ impl Datapath for Dp {
 
     fn del_bridge(&mut self, name: &str) -> DpResult<()> {
         let id = self.bridge_id(name)?;
-        if self.ports.iter().flatten().any(|p| p.bridge == id) {
+        if self.ports.iter().flatten().any(|p| p.bridge == Some(id)) {
             return Err(format!("bridge \"{name}\" still has ports"));
         }
-        self.bridges[id as usize] = None;
+        self.bridges[id.index()] = None;
         self.publish();
         Ok(())
     }
@@ -291,7 +295,7 @@ impl Datapath for Dp {
 
     fn del_port(&mut self, name: &str) -> DpResult<()> {
         let id = self.port_id(name)?;
-        if matches!(self.ports[id as usize].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+        if matches!(self.ports[id.index()].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
             return Err(format!("{name:?} is an uplink (remove it with `rvsctl uplink del`)"));
         }
         self.remove_port(id);
@@ -302,8 +306,8 @@ impl Datapath for Dp {
         let bid = self.bridge_id(bridge)?;
         let pid = self.port_id(port)?;
         let now = self.now();
-        let b = self.bridges[bid as usize].as_ref().expect("bridge_id found it");
-        if !b.fdb.add_static(mac, vlan, pid, now) {
+        let b = self.bridges[bid.index()].as_ref().expect("bridge_id found it");
+        if !b.fdb.add_static(mac, Vid(vlan), pid, now) {
             return Err(format!("the FDB of bridge \"{bridge}\" is full"));
         }
         Ok(())
@@ -311,13 +315,13 @@ impl Datapath for Dp {
 
     fn fdb_del(&mut self, bridge: &str, mac: MacAddr, vlan: u16) -> DpResult<bool> {
         let bid = self.bridge_id(bridge)?;
-        Ok(self.bridges[bid as usize].as_ref().expect("bridge_id found it").fdb.remove(mac, vlan))
+        Ok(self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb.remove(mac, Vid(vlan)))
     }
 
     fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize> {
         let bid = self.bridge_id(bridge)?;
         let pid = port.map(|p| self.port_id(p)).transpose()?;
-        Ok(self.bridges[bid as usize].as_ref().expect("bridge_id found it").fdb.flush(pid))
+        Ok(self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb.flush(pid))
     }
 
     fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
@@ -402,7 +406,7 @@ impl Datapath for Dp {
         }
         let tunnels: Vec<PortId> = (0..self.ports.len())
             .filter(|&i| matches!(self.ports[i].as_ref().map(|p| &p.role), Some(Role::Vxlan(_))))
-            .map(|i| i as PortId)
+            .map(|i| PortId(i as u16))
             .collect();
         let mut changed = self.watch_links();
         for id in tunnels {

@@ -20,20 +20,20 @@ impl Dp {
 
     /// Unpublishes port `id`, closes its handles and forgets its MACs.
     pub(super) fn remove_port(&mut self, id: PortId) {
-        let Some(port) = self.ports[id as usize].take() else { return };
+        let Some(port) = self.ports[id.index()].take() else { return };
         self.publish();
         // A capture must not outlive its port: the id may be reused.
         for t in &self.threads {
             let _ = t.tx.send(Command::StopCapture { id });
         }
         self.remove_handles(id, &port);
-        if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
+        if let Some(b) = self.bridge(port.bridge) {
             b.fdb.forget_port(id);
         }
         if let Role::Vxlan(vx) = &port.role {
             if !self.vtep_in_use(vx.cfg.local, vx.cfg.dstport, id) {
                 if let Some(xdp) =
-                    self.ports.get(vx.uplink as usize).and_then(Option::as_ref).and_then(|u| u.xdp.as_ref())
+                    self.ports.get(vx.uplink.index()).and_then(Option::as_ref).and_then(|u| u.xdp.as_ref())
                 {
                     let _ = xdp.remove_vtep(vx.cfg.local, vx.cfg.dstport);
                 }
@@ -60,9 +60,9 @@ impl Dp {
         let attached = self.attach_xsk(name, mode, queues, uplink)?;
         let mut port = Port {
             name: name.to_string(),
-            bridge: 0,
+            bridge: None,
             kind: PortType::Afxdp,
-            vlan: VlanMode::Access(1),
+            vlan: VlanMode::Access(Vid(1)),
             handles: Vec::new(),
             stats: Vec::new(),
             xdp: None,
@@ -130,7 +130,7 @@ impl Dp {
             let Some(port) = self.ports[i].as_ref() else { continue };
             let Some(link) = port.link.as_ref() else { continue };
             let now_index = afxdp::iface::ifindex(&port.name).ok();
-            let id = i as PortId;
+            let id = PortId(i as u16);
             match (&link.down, now_index) {
                 (None, Some(ix)) if ix == link.ifindex => {}
                 (None, _) => {
@@ -139,7 +139,7 @@ impl Dp {
                     port.handles.clear();
                     port.xdp = None; // the link died with the interface, or detaches now
                                      // MACs learned behind it are gone with it.
-                    if let Some(b) = self.bridges.get(port.bridge as usize).and_then(Option::as_ref) {
+                    if let Some(b) = self.bridge(port.bridge) {
                         b.fdb.flush(Some(id));
                     }
                     let link = port.link.as_mut().expect("checked above");
@@ -189,9 +189,9 @@ impl Dp {
         }
         let mut port = Port {
             name: cfg.name.clone(),
-            bridge: 0,
+            bridge: None,
             kind: PortType::Tap,
-            vlan: VlanMode::Access(1),
+            vlan: VlanMode::Access(Vid(1)),
             handles: Vec::new(),
             stats: Vec::new(),
             xdp: None,
@@ -225,9 +225,9 @@ impl Dp {
             PortType::Tap => self.open_tap(id, cfg)?,
             PortType::Vxlan => self.open_vxlan(id, cfg)?,
         };
-        port.bridge = bid;
+        port.bridge = Some(bid);
         port.vlan = vlan_mode(&cfg.vlan);
-        self.ports[id as usize] = Some(port);
+        self.ports[id.index()] = Some(port);
         self.resolve_remotes_now(id);
         self.publish();
         Ok(())
@@ -241,9 +241,9 @@ impl Dp {
         let (mtu, mac) = netlink::link_info(&up.name).map_err(|e| format!("uplink {}: {e}", up.name))?;
         let id = self.free_port_id()?;
         let mut port = self.open_xsk(id, &up.name, up.xdp_mode, up.queues, true)?;
-        port.bridge = NO_BRIDGE;
+        port.bridge = None;
         port.role = Role::Uplink { mac, mtu };
-        self.ports[id as usize] = Some(port);
+        self.ports[id.index()] = Some(port);
         self.publish();
         Ok(())
     }
@@ -251,7 +251,7 @@ impl Dp {
     /// The body of [`Datapath::del_uplink`].
     pub(super) fn close_uplink(&mut self, name: &str) -> DpResult<()> {
         let id = self.port_id(name).map_err(|_| format!("unknown uplink {name:?}"))?;
-        if !matches!(self.ports[id as usize].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+        if !matches!(self.ports[id.index()].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
             return Err(format!("{name:?} is not an uplink"));
         }
         if let Some(user) = self.ports.iter().flatten().find(|p| matches!(&p.role, Role::Vxlan(vx) if vx.uplink == id))
@@ -280,9 +280,9 @@ pub(super) fn xdp_mode_name(p: &Port) -> String {
 
 pub(super) fn vlan_mode(v: &PortVlan) -> VlanMode {
     match v {
-        PortVlan::Access { vlan } => VlanMode::Access(*vlan),
+        PortVlan::Access { vlan } => VlanMode::Access(Vid(*vlan)),
         PortVlan::Trunk { vlans, native } => {
-            VlanMode::Trunk { allowed: vlans.iter().copied().collect(), native: *native }
+            VlanMode::Trunk { allowed: vlans.iter().copied().map(Vid).collect(), native: native.map(Vid) }
         }
     }
 }

@@ -14,7 +14,7 @@ impl Dp {
             .enumerate()
             .map(|(i, p)| {
                 p.as_ref().map(|p| PortInfo {
-                    id: i as PortId,
+                    id: PortId(i as u16),
                     bridge: p.bridge,
                     vlan: p.vlan.clone(),
                     name: p.name.clone(),
@@ -29,8 +29,8 @@ impl Dp {
             .map(|(i, b)| {
                 b.as_ref().map(|b| {
                     let members: Vec<&PortInfo> =
-                        ports.iter().flatten().filter(|p| p.bridge == i as BridgeId).collect();
-                    BridgeInfo::new(i as BridgeId, &b.name, b.fdb.clone(), &members)
+                        ports.iter().flatten().filter(|p| p.bridge == Some(BridgeId(i as u16))).collect();
+                    BridgeInfo::new(BridgeId(i as u16), &b.name, b.fdb.clone(), &members)
                 })
             })
             .collect();
@@ -48,9 +48,12 @@ impl Dp {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match p.as_ref().map(|p| &p.role) {
-                Some(Role::Vxlan(vx)) => {
-                    Some(Vtep { local: vx.cfg.local, dst_port: vx.cfg.dstport, vni: vx.cfg.vni, port: i as PortId })
-                }
+                Some(Role::Vxlan(vx)) => Some(Vtep {
+                    local: vx.cfg.local,
+                    dst_port: vx.cfg.dstport,
+                    vni: vx.cfg.vni,
+                    port: PortId(i as u16),
+                }),
                 _ => None,
             })
             .collect();

@@ -21,7 +21,7 @@ impl Dp {
                             .iter()
                             .flatten()
                             .filter_map(|q| match &q.role {
-                                Role::Vxlan(vx) if vx.uplink == i as PortId => Some(vx.cfg.local.to_string()),
+                                Role::Vxlan(vx) if vx.uplink == PortId(i as u16) => Some(vx.cfg.local.to_string()),
                                 _ => None,
                             })
                             .collect();
@@ -40,7 +40,7 @@ impl Dp {
     pub(super) fn fdb_view(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
         let bid = self.bridge_id(bridge)?;
         let now = self.now();
-        let mut entries: Vec<FdbEntryInfo> = self.bridges[bid as usize]
+        let mut entries: Vec<FdbEntryInfo> = self.bridges[bid.index()]
             .as_ref()
             .expect("bridge_id found it")
             .fdb
@@ -48,11 +48,11 @@ impl Dp {
             .into_iter()
             .map(|e| FdbEntryInfo {
                 mac: e.mac.to_string(),
-                vlan: e.vid,
+                vlan: e.vid.into(),
                 port: self.port_name(e.port),
                 is_static: e.is_static,
                 age_secs: if e.is_static { 0 } else { now.saturating_sub(e.last_seen) },
-                remote: match self.ports.get(e.port as usize).and_then(Option::as_ref).map(|p| &p.role) {
+                remote: match self.ports.get(e.port.index()).and_then(Option::as_ref).map(|p| &p.role) {
                     Some(Role::Vxlan(vx)) if e.remote != NO_REMOTE => {
                         vx.remotes.get(usize::from(e.remote)).map(|r| r.ip.to_string())
                     }

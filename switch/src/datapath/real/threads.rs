@@ -44,14 +44,14 @@ impl Dp {
             }
             let Ok(flows) = rx.recv_timeout(Duration::from_secs(2)) else { continue };
             for f in flows {
-                let port = self.ports.get(f.key.ingress() as usize).and_then(Option::as_ref);
+                let port = self.ports.get(f.key.ingress().index()).and_then(Option::as_ref);
                 let remote_ip = |p: Option<&Port>, r: u16| match p.map(|p| &p.role) {
                     Some(Role::Vxlan(vx)) if r != NO_REMOTE => vx.remotes.get(usize::from(r)).map(|x| x.ip.to_string()),
                     _ => None,
                 };
                 let action = match f.verdict.action {
                     Action::Unicast(o) => {
-                        let out_port = self.ports.get(o as usize).and_then(Option::as_ref);
+                        let out_port = self.ports.get(o.index()).and_then(Option::as_ref);
                         match remote_ip(out_port, f.verdict.remote) {
                             Some(ip) => format!("output:{}->{ip}", self.port_name(o)),
                             None => format!("output:{}", self.port_name(o)),
@@ -67,7 +67,7 @@ impl Dp {
                     remote: remote_ip(port, f.key.remote()),
                     src: f.key.src().to_string(),
                     dst: f.key.dst().to_string(),
-                    vlan: f.verdict.vid,
+                    vlan: f.verdict.vid.into(),
                     action,
                     hits: f.hits,
                 });
@@ -84,7 +84,7 @@ impl Dp {
             .iter()
             .position(|t| t.core == core)
             .ok_or_else(|| format!("no polling thread on core {core} (rvsd --cores)"))?;
-        let p = self.ports[id as usize].as_ref().expect("port_id found it");
+        let p = self.ports[id.index()].as_ref().expect("port_id found it");
         let Some(&(_, from, _)) = p.handles.iter().find(|h| h.0 == queue && h.2) else {
             return Err(format!("{port:?} has no receive queue {queue}"));
         };
@@ -95,7 +95,7 @@ impl Dp {
             // Every thread holds a handle on a tap; only who receives moves.
             let _ = self.threads[from].tx.send(Command::SetRx { id, rx: false });
             let _ = self.threads[target].tx.send(Command::SetRx { id, rx: true });
-            let p = self.ports[id as usize].as_mut().expect("port_id found it");
+            let p = self.ports[id.index()].as_mut().expect("port_id found it");
             for h in p.handles.iter_mut() {
                 h.2 = h.1 == target;
             }
@@ -109,7 +109,7 @@ impl Dp {
         let (done_tx, done_rx) = channel::bounded(1);
         let _ = self.threads[from].tx.send(Command::RemoveQueue { id, queue, done: done_tx });
         let _ = done_rx.recv_timeout(Duration::from_secs(5));
-        let p = self.ports[id as usize].as_mut().expect("port_id found it");
+        let p = self.ports[id.index()].as_mut().expect("port_id found it");
         p.handles.retain(|h| h.0 != queue);
         let name = p.name.clone();
         let xdp = p.xdp.as_ref().expect("checked above");

@@ -6,7 +6,7 @@ use super::*;
 impl Dp {
     /// The address of remote `r` of tunnel port `port`, if it is one.
     pub(super) fn remote_ip(&self, port: PortId, r: u16) -> Option<String> {
-        match self.ports.get(port as usize).and_then(Option::as_ref).map(|p| &p.role) {
+        match self.ports.get(port.index()).and_then(Option::as_ref).map(|p| &p.role) {
             Some(Role::Vxlan(vx)) if r != NO_REMOTE => vx.remotes.get(usize::from(r)).map(|x| x.ip.to_string()),
             _ => None,
         }
@@ -54,11 +54,11 @@ impl Dp {
             Err(r) => return vec![dropped(tag, r)],
         };
         let sport = vxlan::src_port(vxlan::flow_hash(&buf[off..off + len]));
-        let ttl = match self.ports.get(out as usize).and_then(Option::as_ref).map(|p| &p.role) {
+        let ttl = match self.ports.get(out.index()).and_then(Option::as_ref).map(|p| &p.role) {
             Some(Role::Vxlan(vx)) => vx.cfg.ttl,
             _ => 0,
         };
-        let src_mac = match self.ports.get(t.uplink as usize).and_then(Option::as_ref).map(|p| &p.role) {
+        let src_mac = match self.ports.get(t.uplink.index()).and_then(Option::as_ref).map(|p| &p.role) {
             Some(Role::Uplink { mac, .. }) => mac.to_string(),
             _ => String::new(),
         };
@@ -85,7 +85,7 @@ impl Dp {
     /// The body of [`Datapath::trace`].
     pub(super) fn trace_frame(&self, bridge: &str, port: &str, frame: &[u8]) -> DpResult<TraceResult> {
         let id = self.port_id(port)?;
-        let p = self.ports[id as usize].as_ref().expect("port_id found it");
+        let p = self.ports[id.index()].as_ref().expect("port_id found it");
         let is_uplink = matches!(p.role, Role::Uplink { .. });
         if !is_uplink && self.bridge_name(p.bridge) != bridge {
             return Err(format!("port {port:?} is not in bridge {bridge:?}"));
@@ -100,7 +100,7 @@ impl Dp {
         if is_uplink {
             match pipeline::decap(&snap, &frame) {
                 Ok(x) => {
-                    let via = match self.ports.get(x.port as usize).and_then(Option::as_ref).map(|p| &p.role) {
+                    let via = match self.ports.get(x.port.index()).and_then(Option::as_ref).map(|p| &p.role) {
                         Some(Role::Vxlan(vx)) => vx.remotes.get(usize::from(x.remote)).map(|r| r.ip.to_string()),
                         _ => None,
                     };
@@ -144,7 +144,7 @@ impl Dp {
             None => step("parse", "shorter than an Ethernet header".into()),
         }
         let v = pipeline::dry_run(&snap, ingress, remote, &frame, now);
-        if v.vid != 0 {
+        if v.vid != Vid(0) {
             step(
                 "vlan",
                 format!("VLAN {}{}", v.vid, if v.tagged { " (tagged on arrival)" } else { " (untagged on arrival)" }),
@@ -176,9 +176,9 @@ impl Dp {
                 },
             );
         }
-        let br = self.ports.get(ingress as usize).and_then(Option::as_ref).and_then(|p| snap.bridge(p.bridge));
+        let br = self.ports.get(ingress.index()).and_then(Option::as_ref).and_then(|p| snap.bridge(p.bridge?));
         if let (Some(eth), Some(br)) = (EthernetFrame::new_checked(&frame[..]), br) {
-            if v.vid != 0 && !eth.dst().is_multicast() {
+            if v.vid != Vid(0) && !eth.dst().is_multicast() {
                 step(
                     "fdb",
                     match br.fdb.lookup_dest(eth.dst(), v.vid) {
@@ -198,7 +198,7 @@ impl Dp {
                         None => format!("miss: {} vlan {} unknown", eth.dst(), v.vid),
                     },
                 );
-            } else if v.vid != 0 {
+            } else if v.vid != Vid(0) {
                 step("fdb", format!("{} is a group address: no lookup", eth.dst()));
             }
         }

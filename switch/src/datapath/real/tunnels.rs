@@ -5,7 +5,7 @@ use super::*;
 
 impl Dp {
     pub(super) fn next_hop_of(&self, port: PortId, r: usize) -> Option<MacAddr> {
-        match self.ports.get(port as usize).and_then(Option::as_ref).map(|p| &p.role) {
+        match self.ports.get(port.index()).and_then(Option::as_ref).map(|p| &p.role) {
             Some(Role::Vxlan(vx)) => vx.remotes.get(r).and_then(|x| x.next_hop),
             _ => None,
         }
@@ -13,7 +13,7 @@ impl Dp {
 
     /// The uplink's MTU, if `id` is an uplink.
     pub(super) fn uplink_mtu(&self, id: PortId) -> Option<u32> {
-        match self.ports.get(id as usize).and_then(Option::as_ref).map(|p| &p.role) {
+        match self.ports.get(id.index()).and_then(Option::as_ref).map(|p| &p.role) {
             Some(Role::Uplink { mtu, .. }) => Some(*mtu),
             _ => None,
         }
@@ -31,9 +31,9 @@ impl Dp {
     /// the outer headers; starts the kernel's resolution where it has none.
     /// Returns true if anything changed.
     pub(super) fn resolve_remotes(&mut self, id: PortId) -> bool {
-        let Some(Some(port)) = self.ports.get(id as usize) else { return false };
+        let Some(Some(port)) = self.ports.get(id.index()) else { return false };
         let Role::Vxlan(vx) = &port.role else { return false };
-        let Some(Some(up)) = self.ports.get(vx.uplink as usize) else { return false };
+        let Some(Some(up)) = self.ports.get(vx.uplink.index()) else { return false };
         let Role::Uplink { mac: up_mac, .. } = up.role else { return false };
         let up_name = up.name.clone();
         let cfg = vx.cfg.clone();
@@ -52,7 +52,7 @@ impl Dp {
                 _ => None,
             })
             .collect();
-        let Some(Some(port)) = self.ports.get_mut(id as usize) else { return false };
+        let Some(Some(port)) = self.ports.get_mut(id.index()) else { return false };
         let Role::Vxlan(vx) = &mut port.role else { return false };
         let mut changed = false;
         for (r, mac) in vx.remotes.iter_mut().zip(found) {
@@ -80,7 +80,7 @@ impl Dp {
     }
 
     pub(super) fn has_unresolved(&self, id: PortId) -> bool {
-        matches!(self.ports.get(id as usize), Some(Some(Port { role: Role::Vxlan(vx), .. }))
+        matches!(self.ports.get(id.index()), Some(Some(Port { role: Role::Vxlan(vx), .. }))
             if vx.remotes.iter().any(|r| r.outer.is_none()))
     }
 
@@ -89,7 +89,7 @@ impl Dp {
         for (i, p) in self.ports.iter().enumerate() {
             if let Some(p @ Port { role: Role::Uplink { .. }, .. }) = p {
                 if netlink::interface_addrs(&p.name).is_ok_and(|a| a.contains(&addr)) {
-                    return Ok(i as PortId);
+                    return Ok(PortId(i as u16));
                 }
             }
         }
@@ -102,7 +102,7 @@ impl Dp {
     /// True if a VXLAN port other than `except` listens on (`local`, `port`).
     pub(super) fn vtep_in_use(&self, local: IpAddr, port: u16, except: PortId) -> bool {
         self.ports.iter().enumerate().any(|(i, p)| {
-            i != except as usize
+            i != except.index()
                 && matches!(p.as_ref().map(|p| &p.role), Some(Role::Vxlan(vx)) if vx.cfg.local == local && vx.cfg.dstport == port)
         })
     }
@@ -111,16 +111,16 @@ impl Dp {
         let vcfg =
             cfg.vxlan.clone().ok_or_else(|| format!("port {:?}: a VXLAN port needs its tunnel settings", cfg.name))?;
         let uplink = self.uplink_with(vcfg.local)?;
-        let up = self.ports[uplink as usize].as_ref().expect("uplink_with found it");
+        let up = self.ports[uplink.index()].as_ref().expect("uplink_with found it");
         if let Some(xdp) = &up.xdp {
             xdp.add_vtep(vcfg.local, vcfg.dstport)
                 .map_err(|e| format!("steering VTEP {}:{} on {}: {e}", vcfg.local, vcfg.dstport, up.name))?;
         }
         let mut port = Port {
             name: cfg.name.clone(),
-            bridge: 0,
+            bridge: None,
             kind: PortType::Vxlan,
-            vlan: VlanMode::Access(1),
+            vlan: VlanMode::Access(Vid(1)),
             handles: Vec::new(),
             stats: Vec::new(),
             xdp: None,
@@ -146,7 +146,7 @@ impl Dp {
     /// The body of [`Datapath::set_remotes`].
     pub(super) fn replace_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
         let id = self.port_id(port)?;
-        let p = self.ports[id as usize].as_mut().expect("port_id found it");
+        let p = self.ports[id.index()].as_mut().expect("port_id found it");
         let Role::Vxlan(vx) = &mut p.role else { return Err(format!("port {port:?} is not a VXLAN port")) };
         vx.cfg.remotes = remotes.to_vec();
         vx.remotes = remotes.iter().map(|&ip| RemoteState { ip, next_hop: None, outer: None }).collect();
@@ -154,7 +154,7 @@ impl Dp {
         self.resolve_remotes_now(id);
         // Learned entries point into the old list by index: gone before
         // the new list is published.
-        if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
+        if let Some(b) = self.bridge(bridge) {
             b.fdb.flush(Some(id));
         }
         self.publish();
@@ -164,20 +164,20 @@ impl Dp {
     /// The body of [`Datapath::local_macs`].
     pub(super) fn advertised_macs(&self, port: &str) -> DpResult<Vec<(MacAddr, u16)>> {
         let id = self.port_id(port)?;
-        let p = self.ports[id as usize].as_ref().expect("port_id found it");
+        let p = self.ports[id.index()].as_ref().expect("port_id found it");
         if !matches!(p.role, Role::Vxlan(_)) {
             return Err(format!("port {port:?} is not a VXLAN port"));
         }
-        let Some(b) = self.bridges.get(p.bridge as usize).and_then(Option::as_ref) else { return Ok(Vec::new()) };
+        let Some(b) = self.bridge(p.bridge) else { return Ok(Vec::new()) };
         let is_tunnel = |q: PortId| {
-            matches!(self.ports.get(q as usize).and_then(Option::as_ref).map(|x| &x.role), Some(Role::Vxlan(_)))
+            matches!(self.ports.get(q.index()).and_then(Option::as_ref).map(|x| &x.role), Some(Role::Vxlan(_)))
         };
         let mut macs: Vec<(MacAddr, u16)> = b
             .fdb
             .entries()
             .into_iter()
             .filter(|e| !is_tunnel(e.port) && p.vlan.carries(e.vid))
-            .map(|e| (e.mac, e.vid))
+            .map(|e| (e.mac, e.vid.0))
             .collect();
         macs.sort();
         Ok(macs)
@@ -187,20 +187,22 @@ impl Dp {
     pub(super) fn install_remote_macs(&mut self, port: &str, macs: &[(MacAddr, u16, IpAddr)]) -> DpResult<()> {
         let id = self.port_id(port)?;
         let now = self.now();
-        let p = self.ports[id as usize].as_mut().expect("port_id found it");
+        let p = self.ports[id.index()].as_mut().expect("port_id found it");
         let Role::Vxlan(vx) = &mut p.role else { return Err(format!("port {port:?} is not a VXLAN port")) };
-        let Some(b) = self.bridges.get(p.bridge as usize).and_then(Option::as_ref) else { return Ok(()) };
+        let Some(b) = p.bridge.and_then(|i| self.bridges.get(i.index())).and_then(Option::as_ref) else {
+            return Ok(());
+        };
         let mut installed = Vec::new();
         for &(mac, vid, ip) in macs {
             let Some(r) = vx.remotes.iter().position(|x| x.ip == ip) else { continue };
             // Learned, not static: refreshed by every call, aged out if the
             // peer stops advertising, and real traffic may still move it.
-            b.fdb.learn_at(mac, vid, rvs_dataplane::fdb::Dest { port: id, remote: r as u16 }, now);
+            b.fdb.learn_at(mac, Vid(vid), rvs_dataplane::fdb::Dest { port: id, remote: r as u16 }, now);
             installed.push((mac, vid));
         }
         for &(mac, vid) in &vx.advertised {
-            if !installed.contains(&(mac, vid)) && b.fdb.lookup(mac, vid) == Some(id) {
-                b.fdb.remove(mac, vid);
+            if !installed.contains(&(mac, vid)) && b.fdb.lookup(mac, Vid(vid)) == Some(id) {
+                b.fdb.remove(mac, Vid(vid));
             }
         }
         vx.advertised = installed;
