@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rvs_dataplane::port::afxdp::{self, XdpMode, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_PERCPU_ARRAY};
+use rvs_dataplane::bpf::{self, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_PERCPU_ARRAY};
+use rvs_dataplane::port::afxdp::{self, XdpMode};
 use serde::Serialize;
 
 use crate::ns::{self, Netns};
@@ -94,8 +95,8 @@ impl Method {
 /// Ok if this kernel runs XDP programs in live-frames mode for us: one run
 /// of a program that drops its frame, on loopback.
 fn live_frames_allowed() -> Result<()> {
-    let prog = afxdp::load_xdp(&progs::drop_all(), "rvsb_probe").map_err(|e| format!("live-frames probe: {e}"))?;
-    afxdp::test_run_live(&prog, &[0u8; 60], 1, 1, 0)
+    let prog = bpf::load_xdp(&progs::drop_all(), "rvsb_probe").map_err(|e| format!("live-frames probe: {e}"))?;
+    bpf::test_run_live(&prog, &[0u8; 60], 1, 1, 0)
         .map_err(|e| format!("BPF_PROG_TEST_RUN with live frames (kernel >= 5.18) refused: {e}"))
 }
 
@@ -145,7 +146,7 @@ impl Generator {
         let nsfd = netns.open()?;
         let engine = match method {
             Method::Live => {
-                let prog = afxdp::load_xdp(&progs::live_generator(maps.fds()), "rvsb_gen")
+                let prog = bpf::load_xdp(&progs::live_generator(maps.fds()), "rvsb_gen")
                     .map_err(|e| format!("generator: {e}"))?;
                 let ifindex =
                     ns::in_netns(&nsfd, || afxdp::iface::ifindex(dev).map_err(|e| format!("generator: {e}")))?;
@@ -255,9 +256,9 @@ impl Generator {
 impl Maps {
     /// Creates both maps.
     pub fn new() -> Result<Maps> {
-        let config = afxdp::create_map(BPF_MAP_TYPE_ARRAY, 4, CFG_SIZE, 1, "rvsb_gen_cfg")
+        let config = bpf::create_map(BPF_MAP_TYPE_ARRAY, 4, CFG_SIZE, 1, "rvsb_gen_cfg")
             .map_err(|e| format!("generator: {e}"))?;
-        let state = afxdp::create_map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, ST_SIZE, 1, "rvsb_gen_state")
+        let state = bpf::create_map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, ST_SIZE, 1, "rvsb_gen_state")
             .map_err(|e| format!("generator: {e}"))?;
         Ok(Maps { config, state })
     }
@@ -270,7 +271,7 @@ impl Maps {
     /// Clears the counters and sets the pace for a new run.
     pub fn reset(&self, interval: u64, flows: u32) -> Result<()> {
         let zero = vec![0u8; per_cpu_len(ST_SIZE)?];
-        afxdp::map_update(&self.state, &0u32.to_ne_bytes(), &zero).map_err(|e| format!("generator state: {e}"))?;
+        bpf::map_update(&self.state, &0u32.to_ne_bytes(), &zero).map_err(|e| format!("generator state: {e}"))?;
         self.configure(false, interval, flows)
     }
 
@@ -279,13 +280,13 @@ impl Maps {
         put(&mut v, CFG_STOP, stop as u64);
         put(&mut v, CFG_INTERVAL, interval);
         put(&mut v, CFG_FLOWS, flows as u64);
-        afxdp::map_update(&self.config, &0u32.to_ne_bytes(), &v).map_err(|e| format!("generator settings: {e}"))
+        bpf::map_update(&self.config, &0u32.to_ne_bytes(), &v).map_err(|e| format!("generator settings: {e}"))
     }
 
     /// (sent, first, last) over every CPU the program ran on.
     pub fn read(&self) -> Result<(u64, u64, u64)> {
         let mut v = vec![0u8; per_cpu_len(ST_SIZE)?];
-        afxdp::map_lookup(&self.state, &0u32.to_ne_bytes(), &mut v).map_err(|e| format!("generator state: {e}"))?;
+        bpf::map_lookup(&self.state, &0u32.to_ne_bytes(), &mut v).map_err(|e| format!("generator state: {e}"))?;
         let slot = round8(ST_SIZE);
         let (mut sent, mut first, mut last) = (0, u64::MAX, 0);
         for cpu in v.chunks_exact(slot) {
@@ -305,10 +306,10 @@ impl Engine {
     /// `dev`}.
     fn attach_loop(netns: &Netns, nsfd: &OwnedFd, dev: &str, maps: GenMaps) -> Result<Engine> {
         let devmap =
-            afxdp::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, 2, "rvsb_gen_out").map_err(|e| format!("generator: {e}"))?;
-        let tx = afxdp::load_xdp(&progs::loop_generator(maps, devmap.as_raw_fd()), "rvsb_gen_loop")
+            bpf::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, 2, "rvsb_gen_out").map_err(|e| format!("generator: {e}"))?;
+        let tx = bpf::load_xdp(&progs::loop_generator(maps, devmap.as_raw_fd()), "rvsb_gen_loop")
             .map_err(|e| format!("generator: {e}"))?;
-        let bounce = afxdp::load_xdp(&progs::bounce(), "rvsb_gen_bounce").map_err(|e| format!("generator: {e}"))?;
+        let bounce = bpf::load_xdp(&progs::bounce(), "rvsb_gen_bounce").map_err(|e| format!("generator: {e}"))?;
         netns.ip(&["link", "add", LOOP_TX, "type", "veth", "peer", "name", LOOP_BOUNCE])?;
         for d in [LOOP_TX, LOOP_BOUNCE] {
             netns.ip(&["link", "set", d, "up"])?;
@@ -318,7 +319,7 @@ impl Engine {
             let ifindex = |d: &str| afxdp::iface::ifindex(d).map_err(err);
             // Devmap entries name interfaces of the caller's namespace.
             for (slot, d) in [LOOP_TX, dev].into_iter().enumerate() {
-                afxdp::map_update(&devmap, &(slot as u32).to_ne_bytes(), &ifindex(d)?.to_ne_bytes()).map_err(err)?;
+                bpf::map_update(&devmap, &(slot as u32).to_ne_bytes(), &ifindex(d)?.to_ne_bytes()).map_err(err)?;
             }
             let (l_bounce, _) = afxdp::attach_xdp(&bounce, LOOP_BOUNCE, XdpMode::Native).map_err(err)?;
             let (l_tx, _) = afxdp::attach_xdp(&tx, LOOP_TX, XdpMode::Native).map_err(err)?;
@@ -367,7 +368,7 @@ fn prime(ifindex: u32, frame: &[u8]) -> Result<()> {
 /// Runs the live-frames program until a stop signal interrupts the syscall.
 fn send_live(prog: &OwnedFd, ifindex: u32, frame: &[u8], batch: u32) -> Result<()> {
     loop {
-        match afxdp::test_run_live(prog, frame, ifindex, u32::MAX, batch) {
+        match bpf::test_run_live(prog, frame, ifindex, u32::MAX, batch) {
             // All 2^32 - 1 runs done before the trial ended: go on.
             Ok(()) => continue,
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => return Ok(()),
@@ -456,11 +457,11 @@ mod tests {
 #[cfg(test)]
 mod kernel_tests {
     use super::Maps;
-    use crate::asm::{XDP_DROP, XDP_TX};
     use crate::frame;
     use crate::progs::*;
-    use rvs_dataplane::port::afxdp::Insn;
-    use rvs_dataplane::port::afxdp::{self, BPF_MAP_TYPE_DEVMAP};
+    use rvs_dataplane::bpf::asm::{XDP_DROP, XDP_TX};
+    use rvs_dataplane::bpf::Insn;
+    use rvs_dataplane::bpf::{self, BPF_MAP_TYPE_DEVMAP};
     use std::os::fd::AsRawFd;
 
     const XDP_REDIRECT: u32 = 4;
@@ -471,8 +472,8 @@ mod kernel_tests {
 
     /// (action, frame out) of `n` runs of `insns` on `frame`.
     fn runs(insns: &[Insn], frame: &[u8], n: usize) -> Vec<(u32, Vec<u8>)> {
-        let prog = afxdp::load_xdp(insns, "rvsb_test").expect("load");
-        (0..n).map(|_| afxdp::test_run_frame(&prog, frame).expect("test run")).collect()
+        let prog = bpf::load_xdp(insns, "rvsb_test").expect("load");
+        (0..n).map(|_| bpf::test_run_frame(&prog, frame).expect("test run")).collect()
     }
 
     #[test]
@@ -481,7 +482,7 @@ mod kernel_tests {
             return;
         }
         let maps = Maps::new().unwrap();
-        let devmap = afxdp::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, 2, "rvsb_test_out").unwrap();
+        let devmap = bpf::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, 2, "rvsb_test_out").unwrap();
         let f = frame::udp_frame(64, [2, 0, 0, 0, 0, 2]);
         let forms = [
             ("live", live_generator(maps.fds()), XDP_TX as u32, XDP_DROP as u32),

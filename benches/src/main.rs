@@ -5,7 +5,6 @@
 //! Linux bridge, kernel vxlan and (where installed) Open vSwitch and DPDK
 //! testpmd. See BENCHMARKS.md at the repository root.
 
-mod asm;
 mod bench;
 mod daemon;
 mod frame;

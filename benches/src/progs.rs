@@ -2,9 +2,9 @@
 //! live-frames mode, or as the loop amplifier of [`crate::generator`]), and
 //! the sink that counts and drops at the far end.
 
-use crate::asm::*;
 use crate::frame;
-use rvs_dataplane::port::afxdp::Insn;
+use rvs_dataplane::bpf::asm::*;
+use rvs_dataplane::bpf::Insn;
 
 /// Layout of the generator's settings (an array map of one [`CFG_SIZE`]-byte
 /// value, written by rvs-bench): stop (non-zero: drop every frame), the

@@ -4,7 +4,8 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use rvs_dataplane::port::afxdp::{self, XdpMode, BPF_MAP_TYPE_ARRAY};
+use rvs_dataplane::bpf::{self, BPF_MAP_TYPE_ARRAY};
+use rvs_dataplane::port::afxdp::{self, XdpMode};
 
 use crate::ns::{self, Netns};
 use crate::progs;
@@ -25,9 +26,9 @@ impl Sink {
     /// skb path) to `dev` in `netns`, counting UDP frames to `udp_port`.
     pub fn attach(netns: &Netns, dev: &str, udp_port: u16) -> Result<Sink> {
         let at = format!("{dev} in {}", netns.name);
-        let map = afxdp::create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, "rvsb_sink").map_err(|e| format!("sink: {e}"))?;
+        let map = bpf::create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, "rvsb_sink").map_err(|e| format!("sink: {e}"))?;
         let prog =
-            afxdp::load_xdp(&progs::sink(udp_port, map.as_raw_fd()), "rvsb_sink").map_err(|e| format!("sink: {e}"))?;
+            bpf::load_xdp(&progs::sink(udp_port, map.as_raw_fd()), "rvsb_sink").map_err(|e| format!("sink: {e}"))?;
         let nsfd = netns.open()?;
         let link = ns::in_netns(&nsfd, || {
             afxdp::attach_xdp(&prog, dev, XdpMode::Native).map(|(l, _)| l).map_err(|e| format!("sink on {at}: {e}"))
@@ -38,7 +39,7 @@ impl Sink {
     /// Frames counted so far.
     pub fn count(&self) -> Result<u64> {
         let mut v = [0u8; 8];
-        afxdp::map_lookup(&self.map, &0u32.to_ne_bytes(), &mut v)
+        bpf::map_lookup(&self.map, &0u32.to_ne_bytes(), &mut v)
             .map_err(|e| format!("reading the sink on {}: {e}", self.at))?;
         Ok(u64::from_ne_bytes(v))
     }

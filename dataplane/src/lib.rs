@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bpf;
 pub mod capture;
 pub mod egress;
 pub mod fdb;

@@ -34,13 +34,12 @@ use std::mem::size_of;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use super::bpf::{
-    name16, owned, sys_bpf, Insn, MapCreateAttr, MapElemAttr, BPF_FUNC_REDIRECT_MAP, BPF_MAP_CREATE,
-    BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_ELEM, BPF_PSEUDO_MAP_FD, XDP_MD_RX_QUEUE_INDEX, XDP_PASS,
+use crate::bpf::asm::*;
+use crate::bpf::{
+    name16, owned, sys_bpf, Insn, MapCreateAttr, MapElemAttr, BPF_MAP_CREATE, BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_ELEM,
 };
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
-const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 
 /// Key of the VTEP map, as the program builds it on its stack: the UDP
 /// destination port as on the wire, the address family (`AF_INET` or
@@ -116,104 +115,9 @@ impl VtepMap {
     }
 }
 
-// Registers.
-const R0: u8 = 0;
-const R1: u8 = 1;
-const R2: u8 = 2;
-const R3: u8 = 3;
-const R4: u8 = 4;
-const R6: u8 = 6;
-const R7: u8 = 7;
-const R8: u8 = 8;
-const R10: u8 = 10;
-
-// Opcodes (class | size/op | mode/source).
-const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
-const LDX_H: u8 = 0x69; // BPF_LDX | BPF_MEM | BPF_H
-const LDX_B: u8 = 0x71; // BPF_LDX | BPF_MEM | BPF_B
-const STX_W: u8 = 0x63; // BPF_STX | BPF_MEM | BPF_W
-const STX_H: u8 = 0x6b; // BPF_STX | BPF_MEM | BPF_H
-const ST_H: u8 = 0x6a; // BPF_ST | BPF_MEM | BPF_H
-const ST_DW: u8 = 0x7a; // BPF_ST | BPF_MEM | BPF_DW
-const MOV_X: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
-const MOV_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
-const ADD_K: u8 = 0x07; // BPF_ALU64 | BPF_ADD | BPF_K
-const AND_K: u8 = 0x57; // BPF_ALU64 | BPF_AND | BPF_K
-const JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
-const JGT_X: u8 = 0x2d; // BPF_JMP | BPF_JGT | BPF_X
-const JA: u8 = 0x05; // BPF_JMP | BPF_JA
-const CALL: u8 = 0x85; // BPF_JMP | BPF_CALL
-const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
-const LD_IMM64: u8 = 0x18; // BPF_LD | BPF_DW | BPF_IMM
-
-/// Jump targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Label {
-    L3,
-    Ipv4,
-    Lookup,
-    Pass,
-}
-
-/// A tiny assembler: instructions plus forward jumps resolved at the end.
-struct Asm {
-    insns: Vec<Insn>,
-    labels: Vec<(Label, usize)>,
-    jumps: Vec<(usize, Label)>,
-}
-
-impl Asm {
-    fn new() -> Asm {
-        Asm { insns: Vec::new(), labels: Vec::new(), jumps: Vec::new() }
-    }
-
-    fn op(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
-        self.insns.push(Insn::new(code, dst, src, off, imm));
-    }
-
-    fn label(&mut self, l: Label) {
-        assert!(self.labels.iter().all(|&(x, _)| x != l), "label {l:?} placed twice");
-        self.labels.push((l, self.insns.len()));
-    }
-
-    fn jump(&mut self, code: u8, dst: u8, src: u8, imm: i32, to: Label) {
-        self.jumps.push((self.insns.len(), to));
-        self.op(code, dst, src, 0, imm);
-    }
-
-    /// `dst = *(size *)(src + off)`
-    fn ldx(&mut self, code: u8, dst: u8, src: u8, off: i16) {
-        self.op(code, dst, src, off, 0);
-    }
-
-    /// `*(size *)(dst + off) = src`
-    fn stx(&mut self, code: u8, dst: u8, off: i16, src: u8) {
-        self.op(code, dst, src, off, 0);
-    }
-
-    /// `r1 = <map fd>` (two slots, relocated by the kernel at load).
-    fn ld_map(&mut self, dst: u8, fd: RawFd) {
-        self.op(LD_IMM64, dst, BPF_PSEUDO_MAP_FD, 0, fd);
-        self.op(0, 0, 0, 0, 0);
-    }
-
-    /// `if (data + len > data_end) goto pass` with data in r7, data_end in r8.
-    fn need(&mut self, len: i32) {
-        self.op(MOV_X, R2, R7, 0, 0);
-        self.op(ADD_K, R2, 0, 0, len);
-        self.jump(JGT_X, R2, R8, 0, Label::Pass);
-    }
-
-    fn finish(mut self) -> Vec<Insn> {
-        for &(at, to) in &self.jumps {
-            let target =
-                self.labels.iter().find(|&&(l, _)| l == to).unwrap_or_else(|| panic!("label {to:?} unplaced")).1;
-            let off = target as isize - at as isize - 1;
-            self.insns[at].off = i16::try_from(off).expect("jump out of range");
-        }
-        self.insns
-    }
+/// `if (data + len > data_end) goto pass` with data in r7, data_end in r8.
+fn need(a: &mut Asm, len: i32) {
+    a.mov(R2, R7).add_k(R2, len).jgt(R2, R8, "pass");
 }
 
 const ETH_HLEN: i16 = 14;
@@ -237,78 +141,58 @@ const KEY: i16 = -24;
 /// returns when its queue has no AF_XDP socket: XDP_PASS in service; the
 /// tests use XDP_DROP to tell a hit from a miss without a socket.
 pub(super) fn uplink_program(xsk_map: RawFd, vtep_map: RawFd, hit_fallback: i32) -> Vec<Insn> {
-    let mut a = Asm::new();
-    a.op(MOV_X, R6, R1, 0, 0); // r6 = ctx
-    a.ldx(LDX_W, R7, R6, 0); // r7 = ctx->data
-    a.ldx(LDX_W, R8, R6, 4); // r8 = ctx->data_end
-                             // The key (20 bytes) lies in 24 zeroed bytes: the helper reads only
-                             // initialised stack, and the hash compares every byte.
-    a.op(ST_DW, R10, 0, KEY, 0);
-    a.op(ST_DW, R10, 0, KEY + 8, 0);
-    a.op(ST_DW, R10, 0, KEY + 16, 0);
+    let mut a = Asm::default();
+    a.mov(R6, R1); // r6 = ctx
+    a.ldx_w(R7, R6, XDP_DATA).ldx_w(R8, R6, XDP_DATA_END);
+    // The key (20 bytes) lies in 24 zeroed bytes: the helper reads only
+    // initialised stack, and the hash compares every byte.
+    a.st_dw(R10, KEY, 0).st_dw(R10, KEY + 8, 0).st_dw(R10, KEY + 16, 0);
 
     // Ethernet, at most one 802.1Q tag.
-    a.need(ETH_HLEN as i32);
-    a.ldx(LDX_H, R4, R7, 12); // r4 = EtherType
-    a.jump(JNE_K, R4, 0, ETH_P_8021Q_LE, Label::L3);
-    a.need(ETH_HLEN as i32 + VLAN_HLEN);
-    a.op(ADD_K, R7, 0, 0, VLAN_HLEN); // r7 = data + 4: the inner type is at r7 + 12 again
-    a.ldx(LDX_H, R4, R7, 12);
-    a.label(Label::L3);
-    a.jump(JEQ_K, R4, 0, ETH_P_IP_LE, Label::Ipv4);
-    a.jump(JNE_K, R4, 0, ETH_P_IPV6_LE, Label::Pass);
+    need(&mut a, ETH_HLEN as i32);
+    a.ldx_h(R4, R7, 12); // r4 = EtherType
+    a.jne_k(R4, ETH_P_8021Q_LE, "l3");
+    need(&mut a, ETH_HLEN as i32 + VLAN_HLEN);
+    a.add_k(R7, VLAN_HLEN); // r7 = data + 4: the inner type is at r7 + 12 again
+    a.ldx_h(R4, R7, 12);
+    a.label("l3");
+    a.jeq_k(R4, ETH_P_IP_LE, "ipv4");
+    a.jne_k(R4, ETH_P_IPV6_LE, "pass");
 
     // IPv6 + UDP.
     let ip = ETH_HLEN;
     let udp = ip + IPV6_HLEN;
-    a.need((udp + UDP_HLEN) as i32);
-    a.ldx(LDX_B, R4, R7, ip); // version | traffic class
-    a.op(AND_K, R4, 0, 0, 0xf0);
-    a.jump(JNE_K, R4, 0, 0x60, Label::Pass);
-    a.ldx(LDX_B, R4, R7, ip + 6); // next header
-    a.jump(JNE_K, R4, 0, IPPROTO_UDP, Label::Pass);
-    a.ldx(LDX_H, R4, R7, udp + 2); // UDP destination port, wire order kept
-    a.stx(STX_H, R10, KEY, R4);
-    a.op(ST_H, R10, 0, KEY + 2, libc::AF_INET6);
+    need(&mut a, (udp + UDP_HLEN) as i32);
+    a.ldx_b(R4, R7, ip).and_k(R4, 0xf0).jne_k(R4, 0x60, "pass"); // version
+    a.ldx_b(R4, R7, ip + 6).jne_k(R4, IPPROTO_UDP, "pass"); // next header
+    a.ldx_h(R4, R7, udp + 2).stx_h(R10, KEY, R4); // UDP destination port, wire order kept
+    a.st_h(R10, KEY + 2, libc::AF_INET6);
     for i in 0..4 {
-        a.ldx(LDX_W, R4, R7, ip + 24 + 4 * i); // destination address
-        a.stx(STX_W, R10, KEY + 4 + 4 * i, R4);
+        a.ldx_w(R4, R7, ip + 24 + 4 * i).stx_w(R10, KEY + 4 + 4 * i, R4); // destination address
     }
-    a.jump(JA, 0, 0, 0, Label::Lookup);
+    a.ja("lookup");
 
     // IPv4 + UDP.
-    a.label(Label::Ipv4);
+    a.label("ipv4");
     let udp = ip + IPV4_HLEN;
-    a.need((udp + UDP_HLEN) as i32);
-    a.ldx(LDX_B, R4, R7, ip); // version | IHL
-    a.jump(JNE_K, R4, 0, 0x45, Label::Pass);
-    a.ldx(LDX_H, R4, R7, ip + 6); // flags | fragment offset
-    a.op(AND_K, R4, 0, 0, IP_MF_OFFSET_LE);
-    a.jump(JNE_K, R4, 0, 0, Label::Pass);
-    a.ldx(LDX_B, R4, R7, ip + 9); // protocol
-    a.jump(JNE_K, R4, 0, IPPROTO_UDP, Label::Pass);
-    a.ldx(LDX_H, R4, R7, udp + 2);
-    a.stx(STX_H, R10, KEY, R4);
-    a.op(ST_H, R10, 0, KEY + 2, libc::AF_INET);
-    a.ldx(LDX_W, R4, R7, ip + 16); // destination address
-    a.stx(STX_W, R10, KEY + 4, R4);
+    need(&mut a, (udp + UDP_HLEN) as i32);
+    a.ldx_b(R4, R7, ip).jne_k(R4, 0x45, "pass"); // version | IHL
+    a.ldx_h(R4, R7, ip + 6).and_k(R4, IP_MF_OFFSET_LE).jne_k(R4, 0, "pass"); // a fragment
+    a.ldx_b(R4, R7, ip + 9).jne_k(R4, IPPROTO_UDP, "pass"); // protocol
+    a.ldx_h(R4, R7, udp + 2).stx_h(R10, KEY, R4);
+    a.st_h(R10, KEY + 2, libc::AF_INET);
+    a.ldx_w(R4, R7, ip + 16).stx_w(R10, KEY + 4, R4); // destination address
 
     // Lookup, then redirect to the queue's socket.
-    a.label(Label::Lookup);
-    a.op(MOV_X, R2, R10, 0, 0);
-    a.op(ADD_K, R2, 0, 0, KEY as i32);
-    a.ld_map(R1, vtep_map);
-    a.op(CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM);
-    a.jump(JEQ_K, R0, 0, 0, Label::Pass);
-    a.ldx(LDX_W, R2, R6, XDP_MD_RX_QUEUE_INDEX);
-    a.ld_map(R1, xsk_map);
-    a.op(MOV_K, R3, 0, 0, hit_fallback);
-    a.op(CALL, 0, 0, 0, BPF_FUNC_REDIRECT_MAP);
-    a.op(EXIT, 0, 0, 0, 0);
+    a.label("lookup");
+    a.mov(R2, R10).add_k(R2, KEY as i32);
+    a.ld_map(R1, vtep_map).call(FUNC_MAP_LOOKUP);
+    a.jeq_k(R0, 0, "pass");
+    a.ldx_w(R2, R6, XDP_RX_QUEUE_INDEX);
+    a.ld_map(R1, xsk_map).mov_k(R3, hit_fallback).call(FUNC_REDIRECT_MAP).exit();
 
-    a.label(Label::Pass);
-    a.op(MOV_K, R0, 0, 0, XDP_PASS);
-    a.op(EXIT, 0, 0, 0, 0);
+    a.label("pass");
+    a.mov_k(R0, XDP_PASS).exit();
     a.finish()
 }
 

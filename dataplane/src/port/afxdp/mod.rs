@@ -14,7 +14,6 @@
 //! every receive queue of the uplink: VTEP frames arriving on a queue
 //! without one go to the kernel too.
 
-mod bpf;
 mod filter;
 pub mod iface;
 mod port;
@@ -23,11 +22,6 @@ mod ring;
 mod socket;
 mod umem;
 
-/// Loader building blocks for tools with their own XDP programs (rvs-bench).
-pub use bpf::{
-    create_map, load_xdp, map_lookup, map_update, test_run_frame, test_run_live, Insn, BPF_MAP_TYPE_ARRAY,
-    BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_PERCPU_ARRAY, PSEUDO_MAP_FD,
-};
 pub use port::{AfXdpPort, XskConfig, XskCounters};
 pub use program::{attach_xdp, XdpMode, XdpProgram};
 pub use socket::XdpStats;

@@ -12,12 +12,13 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use super::bpf::{
-    create_xskmap, load_program, owned, sys_bpf, test_run, Insn, MapElemAttr, BPF_FUNC_REDIRECT_MAP,
-    BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_ELEM, BPF_PSEUDO_MAP_FD, BPF_XDP, XDP_MD_RX_QUEUE_INDEX, XDP_PASS,
-};
 use super::filter::{self, VtepMap};
 use super::iface;
+use crate::bpf::asm::{Asm, FUNC_REDIRECT_MAP, R1, R2, R3, XDP_PASS, XDP_RX_QUEUE_INDEX};
+use crate::bpf::{
+    create_xskmap, load_program, owned, sys_bpf, test_run, Insn, MapElemAttr, BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_ELEM,
+    BPF_XDP,
+};
 
 const BPF_LINK_CREATE: libc::c_int = 28;
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -34,20 +35,10 @@ struct LinkCreateAttr {
 }
 
 /// The redirect program: `return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);`
-fn redirect_program(map_fd: RawFd) -> [Insn; 6] {
-    [
-        // r2 = *(u32 *)(r1 + 16)        BPF_LDX | BPF_MEM | BPF_W
-        Insn::new(0x61, 2, 1, XDP_MD_RX_QUEUE_INDEX, 0),
-        // r1 = map (ld_imm64, two slots)  BPF_LD | BPF_DW | BPF_IMM
-        Insn::new(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map_fd),
-        Insn::new(0, 0, 0, 0, 0),
-        // r3 = XDP_PASS                  BPF_ALU64 | BPF_MOV | BPF_K
-        Insn::new(0xb7, 3, 0, 0, XDP_PASS),
-        // call bpf_redirect_map          BPF_JMP | BPF_CALL
-        Insn::new(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
-        // exit                           BPF_JMP | BPF_EXIT
-        Insn::new(0x95, 0, 0, 0, 0),
-    ]
+fn redirect_program(map_fd: RawFd) -> Vec<Insn> {
+    let mut a = Asm::default();
+    a.ldx_w(R2, R1, XDP_RX_QUEUE_INDEX).ld_map(R1, map_fd).mov_k(R3, XDP_PASS).call(FUNC_REDIRECT_MAP).exit();
+    a.finish()
 }
 
 /// How to attach the XDP program.

@@ -1,6 +1,6 @@
 //! The uplink program run by the kernel on crafted frames (needs root).
-use super::super::bpf::{create_xskmap, load_program, test_run};
 use super::*;
+use crate::bpf::{create_xskmap, load_program, test_run};
 use crate::wire::{EthernetRepr, Ipv6Repr, MacAddr, UdpRepr};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -130,6 +130,9 @@ fn key_layout_matches_the_program() {
 
 #[test]
 fn program_assembles_with_resolved_jumps() {
+    const CALL: u8 = 0x85;
+    const EXIT: u8 = 0x95;
+    const MOV_K: u8 = 0xb7;
     let p = uplink_program(3, 4, XDP_PASS);
     for (i, insn) in p.iter().enumerate() {
         if insn.code & 0x07 == 0x05 && insn.code != CALL && insn.code != EXIT {

@@ -1,49 +1,52 @@
 //! The bpf(2) syscall: its attribute layouts, loading programs, maps and
-//! their elements, and test runs. [`super::program`] attaches what rvs
-//! loads; tools that bring their own XDP programs (rvs-bench's generator
-//! and sink) use the building blocks at the end.
+//! their elements, and test runs; and [`asm`], the assembler every BPF
+//! program of rvs (and of rvs-bench) is written with. The AF_XDP layer
+//! attaches what rvs loads; tools that bring their own XDP programs
+//! (rvs-bench's generator and sink) use the building blocks at the end.
+
+pub mod asm;
 
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 // bpf(2) commands.
-pub(super) const BPF_MAP_CREATE: libc::c_int = 0;
-pub(super) const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
-pub(super) const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
+pub(crate) const BPF_MAP_CREATE: libc::c_int = 0;
+pub(crate) const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+pub(crate) const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_TEST_RUN: libc::c_int = 10;
 
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP`, the XDP attach type.
-pub(super) const BPF_XDP: u32 = 37;
+pub(crate) const BPF_XDP: u32 = 37;
 
 /// `bpf_attr` for `BPF_MAP_CREATE` (the leading fields; the kernel zeroes
 /// the rest of its union when `size` is smaller than its own).
 #[repr(C)]
 #[derive(Default)]
-pub(super) struct MapCreateAttr {
-    pub(super) map_type: u32,
-    pub(super) key_size: u32,
-    pub(super) value_size: u32,
-    pub(super) max_entries: u32,
-    pub(super) map_flags: u32,
-    pub(super) inner_map_fd: u32,
-    pub(super) numa_node: u32,
-    pub(super) map_name: [u8; 16],
-    pub(super) map_ifindex: u32,
+pub(crate) struct MapCreateAttr {
+    pub(crate) map_type: u32,
+    pub(crate) key_size: u32,
+    pub(crate) value_size: u32,
+    pub(crate) max_entries: u32,
+    pub(crate) map_flags: u32,
+    pub(crate) inner_map_fd: u32,
+    pub(crate) numa_node: u32,
+    pub(crate) map_name: [u8; 16],
+    pub(crate) map_ifindex: u32,
 }
 
 /// `bpf_attr` for `BPF_MAP_*_ELEM`.
 #[repr(C)]
 #[derive(Default)]
-pub(super) struct MapElemAttr {
-    pub(super) map_fd: u32,
-    pub(super) _pad: u32,
-    pub(super) key: u64,
-    pub(super) value: u64,
-    pub(super) flags: u64,
+pub(crate) struct MapElemAttr {
+    pub(crate) map_fd: u32,
+    pub(crate) _pad: u32,
+    pub(crate) key: u64,
+    pub(crate) value: u64,
+    pub(crate) flags: u64,
 }
 
 /// `bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`.
@@ -90,11 +93,11 @@ struct TestRunAttr {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Insn {
-    pub(super) code: u8,
+    pub(crate) code: u8,
     /// dst_reg in the low nibble, src_reg in the high one (little endian).
-    pub(super) regs: u8,
-    pub(super) off: i16,
-    pub(super) imm: i32,
+    pub(crate) regs: u8,
+    pub(crate) off: i16,
+    pub(crate) imm: i32,
 }
 
 impl Insn {
@@ -104,14 +107,10 @@ impl Insn {
     }
 }
 
-pub(super) const BPF_PSEUDO_MAP_FD: u8 = 1;
-pub(super) const XDP_PASS: i32 = 2;
-pub(super) const BPF_FUNC_REDIRECT_MAP: i32 = 51;
-/// Offset of `rx_queue_index` in `struct xdp_md`.
-pub(super) const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
+pub(crate) const BPF_PSEUDO_MAP_FD: u8 = 1;
 
 /// Runs one bpf(2) command on `attr`; returns the syscall's result.
-pub(super) fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
+pub(crate) fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, fully initialised `#[repr(C)]` value without
     // implicit padding, and we pass its exact size, so the kernel reads (and
     // for some commands writes) only memory we own; any pointers inside it
@@ -127,12 +126,12 @@ pub(super) fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_l
 }
 
 /// Wraps a new fd returned by bpf(2).
-pub(super) fn owned(fd: libc::c_long) -> OwnedFd {
+pub(crate) fn owned(fd: libc::c_long) -> OwnedFd {
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }
 
-pub(super) fn name16(s: &str) -> [u8; 16] {
+pub(crate) fn name16(s: &str) -> [u8; 16] {
     let mut n = [0u8; 16];
     let b = s.as_bytes();
     let l = b.len().min(15);
@@ -140,7 +139,7 @@ pub(super) fn name16(s: &str) -> [u8; 16] {
     n
 }
 
-pub(super) fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
+pub(crate) fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
     let mut attr = MapCreateAttr {
         map_type: BPF_MAP_TYPE_XSKMAP,
         key_size: 4,
@@ -154,7 +153,7 @@ pub(super) fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
 
 /// Loads `insns` as an XDP program named `name`; on failure the error
 /// carries the verifier's log.
-pub(super) fn load_program(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+pub(crate) fn load_program(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
     let license = c"GPL";
     let attempt = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
@@ -194,7 +193,7 @@ pub(super) fn load_program(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
 /// Runs the XDP program `prog` once on `frame` (BPF_PROG_TEST_RUN, queue 0)
 /// and returns its action. The kernel refuses frames shorter than an
 /// Ethernet header (14 bytes) with EINVAL, before running the program.
-pub(super) fn test_run(prog: RawFd, frame: &[u8]) -> io::Result<u32> {
+pub(crate) fn test_run(prog: RawFd, frame: &[u8]) -> io::Result<u32> {
     let mut attr = TestRunAttr {
         prog_fd: prog as u32,
         data_size_in: frame.len() as u32,

@@ -1,28 +1,45 @@
-//! A tiny eBPF assembler: the few instructions the generator and the sink
-//! need, with forward jumps to named labels.
+//! A small eBPF assembler: the instructions rvs's programs use, written
+//! as method calls (`a.ldx_h(R4, R7, 12).jne_k(R4, ETH_P_8021Q, "l3")`),
+//! with forward and backward jumps to named labels resolved by
+//! [`Asm::finish`].
 
-use rvs_dataplane::port::afxdp::{Insn, PSEUDO_MAP_FD};
+use super::{Insn, PSEUDO_MAP_FD};
 
-/// Registers.
+/// R0: helpers' return value and the program's.
 pub const R0: u8 = 0;
+/// R1: the context on entry; first helper argument.
 pub const R1: u8 = 1;
+/// R2: second helper argument.
 pub const R2: u8 = 2;
+/// R3: third helper argument.
 pub const R3: u8 = 3;
+/// R4: fourth helper argument.
 pub const R4: u8 = 4;
+/// R5: fifth helper argument.
 pub const R5: u8 = 5;
+/// R6: kept across helper calls.
 pub const R6: u8 = 6;
+/// R7: kept across helper calls.
 pub const R7: u8 = 7;
+/// R8: kept across helper calls.
 pub const R8: u8 = 8;
+/// R9: kept across helper calls.
 pub const R9: u8 = 9;
+/// R10: the frame pointer (read only); the stack lies below it.
 pub const R10: u8 = 10;
 
-/// `struct xdp_md` field offsets.
+/// Offset of `data` in `struct xdp_md`.
 pub const XDP_DATA: i16 = 0;
+/// Offset of `data_end` in `struct xdp_md`.
 pub const XDP_DATA_END: i16 = 4;
+/// Offset of `rx_queue_index` in `struct xdp_md`.
+pub const XDP_RX_QUEUE_INDEX: i16 = 16;
 
-/// XDP actions.
+/// XDP action: drop the frame.
 pub const XDP_DROP: i32 = 1;
+/// XDP action: on to the kernel's stack.
 pub const XDP_PASS: i32 = 2;
+/// XDP action: back out of the interface it came in on.
 pub const XDP_TX: i32 = 3;
 
 /// Helper `bpf_map_lookup_elem`.
@@ -63,6 +80,18 @@ impl Asm {
     pub fn ldx_b(&mut self, dst: u8, src: u8, off: i16) -> &mut Self {
         self.op(0x71, dst, src, off, 0)
     }
+    /// `*(u32 *)(dst + off) = src`
+    pub fn stx_w(&mut self, dst: u8, off: i16, src: u8) -> &mut Self {
+        self.op(0x63, dst, src, off, 0)
+    }
+    /// `*(u16 *)(dst + off) = imm`
+    pub fn st_h(&mut self, dst: u8, off: i16, imm: i32) -> &mut Self {
+        self.op(0x6a, dst, 0, off, imm)
+    }
+    /// `*(u64 *)(dst + off) = imm`
+    pub fn st_dw(&mut self, dst: u8, off: i16, imm: i32) -> &mut Self {
+        self.op(0x7a, dst, 0, off, imm)
+    }
     /// `*(u16 *)(dst + off) = src`
     pub fn stx_h(&mut self, dst: u8, off: i16, src: u8) -> &mut Self {
         self.op(0x6b, dst, src, off, 0)
@@ -94,6 +123,10 @@ impl Asm {
     /// `dst += src`
     pub fn add(&mut self, dst: u8, src: u8) -> &mut Self {
         self.op(0x0f, dst, src, 0, 0)
+    }
+    /// `dst &= imm`
+    pub fn and_k(&mut self, dst: u8, imm: i32) -> &mut Self {
+        self.op(0x57, dst, 0, 0, imm)
     }
     /// `dst <<= imm`
     pub fn lsh_k(&mut self, dst: u8, imm: i32) -> &mut Self {
@@ -144,7 +177,11 @@ impl Asm {
         self.jump(0x55, dst, 0, imm, to)
     }
     /// Places `name` at the next instruction.
+    ///
+    /// # Panics
+    /// If `name` is placed twice.
     pub fn label(&mut self, name: &'static str) -> &mut Self {
+        assert!(self.labels.iter().all(|l| l.0 != name), "label {name} placed twice");
         self.labels.push((name, self.insns.len()));
         self
     }
@@ -159,7 +196,7 @@ impl Asm {
         for &(at, to) in &self.jumps {
             let target = self.labels.iter().find(|l| l.0 == to).unwrap_or_else(|| panic!("no label {to}")).1;
             // Jump offsets count from the instruction after the jump.
-            raw[at].3 = (target as i64 - at as i64 - 1) as i16;
+            raw[at].3 = i16::try_from(target as i64 - at as i64 - 1).expect("jump within ±32767 instructions");
         }
         raw
     }
