@@ -287,7 +287,7 @@ impl Maps {
     pub fn read(&self) -> Result<(u64, u64, u64)> {
         let mut v = vec![0u8; per_cpu_len(ST_SIZE)?];
         bpf::map_lookup(&self.state, &0u32.to_ne_bytes(), &mut v).map_err(|e| format!("generator state: {e}"))?;
-        let slot = round8(ST_SIZE);
+        let slot = bpf::per_cpu_slot(ST_SIZE);
         let (mut sent, mut first, mut last) = (0, u64::MAX, 0);
         for cpu in v.chunks_exact(slot) {
             let at = |o: i16| u64::from_ne_bytes(cpu[o as usize..o as usize + 8].try_into().expect("8 bytes"));
@@ -381,31 +381,9 @@ fn put(v: &mut [u8], off: i16, x: u64) {
     v[off as usize..off as usize + 8].copy_from_slice(&x.to_ne_bytes());
 }
 
-fn round8(n: u32) -> usize {
-    (n as usize).div_ceil(8) * 8
-}
-
-/// Bytes of a per-CPU map value as userspace reads and writes it: one
-/// 8-byte-aligned slot per possible CPU.
+/// Bytes of a per-CPU map value as userspace reads and writes it.
 fn per_cpu_len(value_size: u32) -> Result<usize> {
-    static CPUS: OnceLock<Result<usize>> = OnceLock::new();
-    let cpus = CPUS
-        .get_or_init(|| {
-            let path = "/sys/devices/system/cpu/possible";
-            let s = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
-            count_cpus(&s).ok_or_else(|| format!("{path}: cannot parse {s:?}"))
-        })
-        .clone()?;
-    Ok(cpus * round8(value_size))
-}
-
-/// CPUs in a kernel CPU list such as `0-3,5`.
-fn count_cpus(list: &str) -> Option<usize> {
-    list.trim().split(',').try_fold(0, |n, part| {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b) = (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?);
-        (b >= a).then(|| n + b - a + 1)
-    })
+    bpf::per_cpu_len(value_size).map_err(|e| e.to_string())
 }
 
 /// Installs a handler that does nothing for [`STOP_SIGNAL`] (without
@@ -437,18 +415,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_lists_count() {
-        assert_eq!(count_cpus("0-1\n"), Some(2));
-        assert_eq!(count_cpus("0"), Some(1));
-        assert_eq!(count_cpus("0-3,5,7-8"), Some(7));
-        assert_eq!(count_cpus("3-1"), None);
-        assert_eq!(count_cpus("x"), None);
-    }
-
-    #[test]
     fn per_cpu_slots_are_8_byte_aligned() {
-        assert_eq!(round8(ST_SIZE), 32);
-        assert_eq!(round8(20), 24);
+        assert_eq!(bpf::per_cpu_slot(ST_SIZE), 32);
     }
 }
 

@@ -9,6 +9,7 @@ pub mod asm;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
 
 // bpf(2) commands.
 pub(crate) const BPF_MAP_CREATE: libc::c_int = 0;
@@ -211,6 +212,8 @@ pub(crate) fn test_run(prog: RawFd, frame: &[u8]) -> io::Result<u32> {
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
+/// `BPF_MAP_TYPE_HASH`, for [`create_map`].
+pub const BPF_MAP_TYPE_HASH: u32 = 1;
 /// `BPF_MAP_TYPE_ARRAY`, for [`create_map`].
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_PERCPU_ARRAY`, for [`create_map`]: from userspace a value
@@ -242,6 +245,42 @@ pub fn create_map(map_type: u32, key_size: u32, value_size: u32, entries: u32, n
     sys_bpf(BPF_MAP_CREATE, &mut attr)
         .map(owned)
         .map_err(|e| io::Error::new(e.kind(), format!("creating map {name}: {e}")))
+}
+
+/// Bytes one CPU's slot takes in a per-CPU map value as userspace sees it:
+/// the value size rounded up to 8.
+pub fn per_cpu_slot(value_size: u32) -> usize {
+    (value_size as usize).div_ceil(8) * 8
+}
+
+/// Bytes of a per-CPU map value as userspace reads and writes it: one
+/// [`per_cpu_slot`] per possible CPU.
+pub fn per_cpu_len(value_size: u32) -> io::Result<usize> {
+    static CPUS: OnceLock<Result<usize, String>> = OnceLock::new();
+    let cpus = CPUS.get_or_init(|| {
+        let path = "/sys/devices/system/cpu/possible";
+        let s = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+        count_cpus(&s).ok_or_else(|| format!("{path}: cannot parse {s:?}"))
+    });
+    match cpus {
+        Ok(n) => Ok(n * per_cpu_slot(value_size)),
+        Err(e) => Err(io::Error::other(e.clone())),
+    }
+}
+
+/// CPUs in a kernel CPU list such as `0-3,5`.
+fn count_cpus(list: &str) -> Option<usize> {
+    list.trim().split(',').try_fold(0, |n, part| {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b) = (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?);
+        (b >= a).then(|| n + b - a + 1)
+    })
+}
+
+/// Removes `key` from `map`.
+pub fn map_delete(map: &OwnedFd, key: &[u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr { map_fd: map.as_raw_fd() as u32, key: key.as_ptr() as u64, ..Default::default() };
+    sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr).map(drop)
 }
 
 /// Reads the value under `key` of `map` into `value` (both exactly the
@@ -360,5 +399,15 @@ mod tests {
         let n = name16("a_very_long_name_indeed");
         assert_eq!(n[15], 0);
         assert_eq!(&n[..3], b"a_v");
+    }
+
+    #[test]
+    fn cpu_lists_count() {
+        assert_eq!(count_cpus("0-1\n"), Some(2));
+        assert_eq!(count_cpus("0"), Some(1));
+        assert_eq!(count_cpus("0-3,5,7-8"), Some(7));
+        assert_eq!(count_cpus("3-1"), None);
+        assert_eq!(count_cpus("x"), None);
+        assert_eq!((per_cpu_slot(4), per_cpu_slot(8), per_cpu_slot(12)), (8, 8, 16));
     }
 }

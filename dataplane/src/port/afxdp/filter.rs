@@ -36,10 +36,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::bpf::asm::*;
 use crate::bpf::{
-    name16, owned, sys_bpf, Insn, MapCreateAttr, MapElemAttr, BPF_MAP_CREATE, BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_ELEM,
+    name16, owned, sys_bpf, Insn, MapCreateAttr, MapElemAttr, BPF_MAP_CREATE, BPF_MAP_DELETE_ELEM, BPF_MAP_TYPE_HASH,
+    BPF_MAP_UPDATE_ELEM,
 };
-
-const BPF_MAP_TYPE_HASH: u32 = 1;
 
 /// Key of the VTEP map, as the program builds it on its stack: the UDP
 /// destination port as on the wire, the address family (`AF_INET` or
