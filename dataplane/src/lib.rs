@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod capture;
 pub mod egress;
+pub mod fastpath;
 pub mod fdb;
 pub mod flow_cache;
 pub mod ids;

@@ -41,11 +41,15 @@ pub const XDP_DROP: i32 = 1;
 pub const XDP_PASS: i32 = 2;
 /// XDP action: back out of the interface it came in on.
 pub const XDP_TX: i32 = 3;
+/// XDP action: to where `bpf_redirect_map` pointed.
+pub const XDP_REDIRECT: i32 = 4;
 
 /// Helper `bpf_map_lookup_elem`.
 pub const FUNC_MAP_LOOKUP: i32 = 1;
 /// Helper `bpf_ktime_get_ns`.
 pub const FUNC_KTIME_GET_NS: i32 = 5;
+/// Helper `bpf_xdp_adjust_head`.
+pub const FUNC_XDP_ADJUST_HEAD: i32 = 44;
 /// Helper `bpf_redirect_map`.
 pub const FUNC_REDIRECT_MAP: i32 = 51;
 /// `bpf_redirect_map` flag: send a copy to every device in the map.
@@ -132,6 +136,28 @@ impl Asm {
     pub fn lsh_k(&mut self, dst: u8, imm: i32) -> &mut Self {
         self.op(0x67, dst, 0, 0, imm)
     }
+    /// `dst |= src`
+    pub fn or(&mut self, dst: u8, src: u8) -> &mut Self {
+        self.op(0x4f, dst, src, 0, 0)
+    }
+    /// `dst >>= imm` (logical)
+    pub fn rsh_k(&mut self, dst: u8, imm: i32) -> &mut Self {
+        self.op(0x77, dst, 0, 0, imm)
+    }
+    /// `dst >>= src` (logical)
+    pub fn rsh(&mut self, dst: u8, src: u8) -> &mut Self {
+        self.op(0x7f, dst, src, 0, 0)
+    }
+    /// `dst /= imm` (unsigned)
+    pub fn div_k(&mut self, dst: u8, imm: i32) -> &mut Self {
+        self.op(0x37, dst, 0, 0, imm)
+    }
+    /// `dst = htobe16(dst)`: swaps the low two bytes on a little-endian
+    /// host, zeroing the rest (a 16-bit load of a wire field, read as a
+    /// number, or a number stored as a wire field).
+    pub fn be16(&mut self, dst: u8) -> &mut Self {
+        self.op(0xdc, dst, 0, 0, 16)
+    }
     /// `dst -= src`
     pub fn sub(&mut self, dst: u8, src: u8) -> &mut Self {
         self.op(0x1f, dst, src, 0, 0)
@@ -159,6 +185,18 @@ impl Asm {
     /// `if dst > src goto to` (unsigned)
     pub fn jgt(&mut self, dst: u8, src: u8, to: &'static str) -> &mut Self {
         self.jump(0x2d, dst, src, 0, to)
+    }
+    /// `if dst > imm goto to` (unsigned)
+    pub fn jgt_k(&mut self, dst: u8, imm: i32, to: &'static str) -> &mut Self {
+        self.jump(0x25, dst, 0, imm, to)
+    }
+    /// `if dst == src goto to`
+    pub fn jeq(&mut self, dst: u8, src: u8, to: &'static str) -> &mut Self {
+        self.jump(0x1d, dst, src, 0, to)
+    }
+    /// `if dst != src goto to`
+    pub fn jne(&mut self, dst: u8, src: u8, to: &'static str) -> &mut Self {
+        self.jump(0x5d, dst, src, 0, to)
     }
     /// `goto to`
     pub fn ja(&mut self, to: &'static str) -> &mut Self {

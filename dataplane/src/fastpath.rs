@@ -1,0 +1,145 @@
+//! The kernel fast path: rvs decides, the kernel executes.
+//!
+//! rvs keeps every decision (learning, aging, VLAN rules, flooding, the
+//! control commands). What a known-unicast decision needs (the MAC table
+//! of local ports and each port's VLAN configuration) is mirrored into BPF
+//! maps ([`KernelTables`]), and a program on the port ([`xdp::program`])
+//! forwards the frames whose verdict it can tell for certain, with the
+//! same tag edit. Everything else (unknown or moved sources, floods,
+//! tunnels, drops) goes to the polling threads as before, so the kernel
+//! never decides anything rvs would not.
+//!
+//! What the kernel carried is counted per port ([`maps::KernelCounters`]),
+//! and a source it saw refreshes the MAC's last-seen time in its map entry,
+//! which aging reads back.
+
+pub mod maps;
+pub mod xdp;
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::bpf::{self, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY};
+use crate::ids::{BridgeId, PortId, Vid};
+use crate::snapshot::PortInfo;
+use crate::wire::MacAddr;
+use maps::{KernelCounters, MacKey, MacValue, PortEntry};
+
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+
+/// The maps the kernel executes from, shared by every port's program.
+#[derive(Debug)]
+pub struct KernelTables {
+    ports: OwnedFd,
+    fdb: OwnedFd,
+    devs: OwnedFd,
+    counters: OwnedFd,
+    max_ports: u32,
+}
+
+impl KernelTables {
+    /// Maps for port ids below `max_ports` and at most `max_macs` MACs.
+    pub fn new(max_ports: u32, max_macs: u32) -> io::Result<KernelTables> {
+        let entry = std::mem::size_of::<PortEntry>() as u32;
+        let counters = std::mem::size_of::<KernelCounters>() as u32;
+        Ok(KernelTables {
+            ports: bpf::create_map(BPF_MAP_TYPE_ARRAY, 4, entry, max_ports, "rvs_kports")?,
+            fdb: bpf::create_map(BPF_MAP_TYPE_HASH, 12, 8, max_macs.max(1), "rvs_kfdb")?,
+            devs: bpf::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, max_ports, "rvs_kdevs")?,
+            counters: bpf::create_map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, counters, max_ports, "rvs_kcount")?,
+            max_ports,
+        })
+    }
+
+    fn index(&self, id: PortId) -> io::Result<[u8; 4]> {
+        if u32::from(id.0) >= self.max_ports {
+            return Err(io::Error::other(format!("port id {id} beyond the kernel tables' {}", self.max_ports)));
+        }
+        Ok(u32::from(id.0).to_ne_bytes())
+    }
+
+    /// Makes `port` known to the programs: `ifindex` is its device if the
+    /// kernel may send out of it; `ingress` says whether its own program
+    /// may take its frames.
+    pub fn set_port(&self, port: &PortInfo, ingress: bool, ifindex: Option<u32>) -> io::Result<()> {
+        let key = self.index(port.id)?;
+        let mut flags = if ingress { maps::PORT_INGRESS } else { 0 };
+        match ifindex {
+            Some(ifindex) => {
+                bpf::map_update(&self.devs, &key, &ifindex.to_ne_bytes())?;
+                flags |= maps::PORT_EGRESS;
+            }
+            None => match bpf::map_delete(&self.devs, &key) {
+                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+                _ => {}
+            },
+        }
+        bpf::map_update(&self.ports, &key, &PortEntry::new(port, flags).bytes())
+    }
+
+    /// Forgets port `id`: the kernel neither takes its frames nor sends
+    /// to it.
+    pub fn clear_port(&self, id: PortId) -> io::Result<()> {
+        let key = self.index(id)?;
+        bpf::map_update(&self.ports, &key, &PortEntry::NONE.bytes())?;
+        match bpf::map_delete(&self.devs, &key) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that `mac` in VLAN `vid` of `bridge` is at local port `port`
+    /// (keeping the kernel's last-seen time if it had the entry).
+    pub fn set_mac(&self, bridge: BridgeId, mac: MacAddr, vid: Vid, port: PortId) -> io::Result<()> {
+        let key = MacKey::new(bridge, mac, vid).bytes();
+        let seen = self.seen(bridge, mac, vid)?.unwrap_or(0);
+        bpf::map_update(&self.fdb, &key, &MacValue { seen, ..MacValue::new(port) }.bytes())
+    }
+
+    /// Removes `mac` in VLAN `vid` of `bridge`; false if it was not there.
+    pub fn del_mac(&self, bridge: BridgeId, mac: MacAddr, vid: Vid) -> io::Result<bool> {
+        match bpf::map_delete(&self.fdb, &MacKey::new(bridge, mac, vid).bytes()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The entry of `mac` in VLAN `vid` of `bridge`, if the kernel has it.
+    pub fn mac(&self, bridge: BridgeId, mac: MacAddr, vid: Vid) -> io::Result<Option<MacValue>> {
+        let mut v = [0u8; 8];
+        match bpf::map_lookup(&self.fdb, &MacKey::new(bridge, mac, vid).bytes(), &mut v) {
+            Ok(()) => Ok(Some(MacValue::from_bytes(&v))),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// When the kernel last saw `mac` send (seconds of `CLOCK_MONOTONIC`;
+    /// 0 if never), if it has the entry.
+    pub fn seen(&self, bridge: BridgeId, mac: MacAddr, vid: Vid) -> io::Result<Option<u32>> {
+        Ok(self.mac(bridge, mac, vid)?.map(|v| v.seen))
+    }
+
+    /// What the kernel carried for port `id`, over every CPU.
+    pub fn counters(&self, id: PortId) -> io::Result<KernelCounters> {
+        let mut v = vec![0u8; bpf::per_cpu_len(std::mem::size_of::<KernelCounters>() as u32)?];
+        bpf::map_lookup(&self.counters, &self.index(id)?, &mut v)?;
+        Ok(KernelCounters::sum(&v))
+    }
+
+    /// The maps as a program for a port with AF_XDP sockets `xsks` reads
+    /// them.
+    pub fn maps(&self, xsks: RawFd) -> xdp::Maps {
+        xdp::Maps {
+            ports: self.ports.as_raw_fd(),
+            fdb: self.fdb.as_raw_fd(),
+            devs: self.devs.as_raw_fd(),
+            counters: self.counters.as_raw_fd(),
+            xsks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! The kernel takes exactly the frames whose verdict it can tell, and
+//! does to them what the userspace pipeline would: checked by running the
+//! real program (plain `BPF_PROG_TEST_RUN`) beside `pipeline::dry_run`
+//! on random worlds and frames.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+
+use super::*;
+use crate::bpf::asm::{XDP_PASS, XDP_REDIRECT};
+use crate::egress;
+use crate::fdb::{Dest, Fdb, Learn, NO_REMOTE};
+use crate::pipeline::{self, Action};
+use crate::port::MAX_FRAME;
+use crate::snapshot::{PortKind, Snapshot, VlanMode, VlanSet};
+use crate::testing::{self, port, require_root};
+
+const PORTS: u16 = 4;
+const LOOPBACK: u32 = 1;
+
+/// One port's VLAN mode, picked by a number.
+fn mode(pick: u8) -> VlanMode {
+    let trunk = |native| VlanMode::Trunk { allowed: [Vid(1), Vid(2), Vid(3)].into_iter().collect::<VlanSet>(), native };
+    match pick % 5 {
+        0 => VlanMode::Access(Vid(1)),
+        1 => VlanMode::Access(Vid(2)),
+        2 => trunk(None),
+        3 => trunk(Some(Vid(1))),
+        _ => VlanMode::Trunk { allowed: [Vid(2)].into_iter().collect(), native: Some(Vid(3)) },
+    }
+}
+
+/// A world: the userspace snapshot, the kernel tables mirroring it, and a
+/// loaded program per port.
+struct World {
+    snap: Snapshot,
+    tables: KernelTables,
+    progs: Vec<OwnedFd>,
+    egress: Vec<bool>,
+    _xsks: OwnedFd,
+}
+
+/// `macs`: (host, vid, port, static) learned into bridge 0.
+fn world(modes: &[u8], egress: &[bool], macs: &[(u8, u16, u16, bool)]) -> World {
+    let fdb = Arc::new(Fdb::new(64));
+    let mut ports: Vec<_> = (0..PORTS).map(|i| port(i, mode(modes[i as usize]), PortKind::Plain)).collect();
+    ports.push(port(PORTS, VlanMode::Access(Vid(1)), PortKind::Uplink));
+    for &(host, vid, at, is_static) in macs {
+        let (mac, vid, at) = (testing::mac(host), Vid(vid), PortId(at));
+        if is_static {
+            fdb.add_static(mac, vid, at, 0);
+        } else {
+            fdb.learn_at(mac, vid, Dest::port(at), 0);
+        }
+    }
+    let snap = testing::world(fdb.clone(), 1, ports, vec![]);
+    let tables = KernelTables::new(8, 64).expect("kernel tables");
+    let mut egress: Vec<bool> = egress.to_vec();
+    egress.push(false);
+    for (p, &out) in snap.ports.iter().flatten().zip(&egress) {
+        tables.set_port(p, true, out.then_some(LOOPBACK)).expect("port entry");
+    }
+    for e in fdb.entries() {
+        if e.remote == NO_REMOTE {
+            tables.set_mac(BridgeId(0), e.mac, e.vid, e.port).expect("MAC entry");
+        }
+    }
+    let xsks = crate::bpf::create_xskmap(1).expect("xskmap");
+    let progs = (0..=PORTS)
+        .map(|i| {
+            let insns = xdp::program(PortId(i), &tables.maps(xsks.as_raw_fd()));
+            crate::bpf::load_xdp(&insns, "rvs_test_fast").expect("the verifier accepts the program")
+        })
+        .collect();
+    World { snap, tables, progs, egress, _xsks: xsks }
+}
+
+/// A frame from host `src` to host `dst` (0xff: broadcast), with a TCI or
+/// a QinQ tag, `len` bytes long.
+fn frame(dst: u8, src: u8, tag: Option<u16>, qinq: bool, len: usize) -> Vec<u8> {
+    let mut f = testing::frame(testing::mac(dst), testing::mac(src), tag);
+    if qinq {
+        f[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
+    }
+    f.resize(len.max(1), 0xab);
+    f
+}
+
+/// What userspace would send out, if the kernel may carry it: the egress
+/// port and the frame after its tag edit.
+fn expected(w: &World, ingress: PortId, f: &[u8]) -> Option<(PortId, Vec<u8>)> {
+    let v = pipeline::dry_run(&w.snap, ingress, NO_REMOTE, f, 0);
+    let Action::Unicast(out) = v.action else { return None };
+    if !matches!(v.learn, Some(Learn::Known | Learn::Refreshed)) || !w.egress[out.index()] || f.len() > MAX_FRAME {
+        return None;
+    }
+    let plan = egress::port_plan(&w.snap, out, v.vid, v.tagged).ok()?;
+    let mut buf = vec![0u8; 4];
+    buf.extend_from_slice(f);
+    let (off, len) = egress::edit_tag(&mut buf, 4, f.len(), plan.edit)?;
+    Some((out, buf[off..off + len].to_vec()))
+}
+
+fn check(w: &World, ingress: PortId, f: &[u8]) -> Result<(), TestCaseError> {
+    let want = expected(w, ingress, f);
+    let before = want.as_ref().map(|(out, _)| w.tables.counters(*out).expect("counters"));
+    let (action, out) = crate::bpf::test_run_frame(&w.progs[ingress.index()], f).expect("test run");
+    match want {
+        Some((port, edited)) => {
+            prop_assert_eq!(action, XDP_REDIRECT as u32, "kernel missed a frame it can carry from {}", ingress);
+            prop_assert_eq!(&out, &edited, "tag edit from {} to {}", ingress, port);
+            let after = w.tables.counters(port).expect("counters");
+            let before = before.expect("read before");
+            prop_assert_eq!(after.tx_packets, before.tx_packets + 1, "sent to port {}", port);
+            prop_assert_eq!(after.tx_bytes, before.tx_bytes + edited.len() as u64);
+        }
+        None => {
+            prop_assert_eq!(action, XDP_PASS as u32, "kernel took a frame from {} userspace must see", ingress);
+            prop_assert_eq!(&out[..], f, "a missed frame is left as it came");
+        }
+    }
+    Ok(())
+}
+
+/// A frame: (ingress, dst host, src host, tag, QinQ, length), either at
+/// random or (`aim`) between two learned MACs, sent from where the source
+/// was learned with a tag that puts it in the source's VLAN, so that hits
+/// are common.
+type Spec = (u16, u8, u8, Option<u16>, bool, usize);
+
+fn frames() -> impl Strategy<Value = Vec<(bool, Spec)>> {
+    let tag = prop_oneof![Just(None), (0u16..5, 0u16..8).prop_map(|(v, pcp)| Some(pcp << 13 | v))];
+    let host = prop_oneof![0u8..6, Just(0xffu8)];
+    // Test runs refuse frames under 14 bytes, as no device delivers them.
+    let len = prop_oneof![4 => Just(60usize), 1 => 14usize..20, 1 => Just(MAX_FRAME), 1 => Just(MAX_FRAME + 1)];
+    let spec = (0..=PORTS, host.clone(), host, tag, proptest::bool::weighted(0.05), len);
+    proptest::collection::vec((proptest::bool::weighted(0.7), spec), 1..40)
+}
+
+/// `spec` aimed between learned MACs (`spec`'s hosts pick them).
+fn aimed(w: &World, macs: &[(u8, u16, u16, bool)], spec: Spec) -> Spec {
+    let (_, dst, src, tag, qinq, len) = spec;
+    let fdb = &w.snap.bridge(BridgeId(0)).expect("bridge 0").fdb;
+    // Where each MAC is now (a later entry may have moved it); mostly only
+    // those whose port carries their VLAN, as learning from traffic would
+    // have it, sometimes the others too (static entries can be anything).
+    let carried = |v: u16, at: PortId| w.snap.port(at).is_some_and(|p| p.bridge.is_some() && p.vlan.carries(Vid(v)));
+    let valid: Vec<(u8, u16, PortId)> = macs
+        .iter()
+        .filter_map(|&(h, v, _, _)| Some((h, v, fdb.lookup(testing::mac(h), Vid(v))?)))
+        .filter(|&(_, v, at)| dst % 4 == 0 || carried(v, at))
+        .collect();
+    let Some(&(s_host, vid, at)) = valid.get(usize::from(src) % valid.len().max(1)) else { return spec };
+    let peers: Vec<u8> = valid.iter().filter(|m| m.1 == vid && m.0 != s_host).map(|m| m.0).collect();
+    let d_host = peers.get(usize::from(dst) % peers.len().max(1)).copied().unwrap_or(dst);
+    let pcp = tag.map_or(0, |t| t & 0xe000);
+    let tag = match &w.snap.port(at).expect("port").vlan {
+        _ if !carried(vid, at) => Some(pcp | vid),
+        VlanMode::Access(_) if tag.is_none() => None,
+        VlanMode::Access(_) if dst % 2 == 0 => Some(pcp),
+        VlanMode::Trunk { native: Some(n), .. } if n.0 == vid && tag.is_none() => None,
+        _ => Some(pcp | vid),
+    };
+    (at.0, d_host, s_host, tag, qinq, len)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn kernel_decisions_are_the_userspace_decisions(
+        modes in proptest::collection::vec(any::<u8>(), PORTS as usize),
+        egress in proptest::collection::vec(proptest::bool::weighted(0.8), PORTS as usize),
+        // Host 0xff is the broadcast MAC: a static entry could name it.
+        macs in proptest::collection::vec((prop_oneof![8 => 0u8..6, 1 => Just(0xff)], 1u16..4, 0..=PORTS, proptest::bool::weighted(0.2)), 0..16),
+        frames in frames(),
+    ) {
+        if !require_root("kernel fast path decisions", &[]) {
+            return Ok(());
+        }
+        let w = world(&modes, &egress, &macs);
+        for (aim, spec) in frames {
+            let (ingress, dst, src, tag, qinq, len) = if aim { aimed(&w, &macs, spec) } else { spec };
+            check(&w, PortId(ingress), &frame(dst, src, tag, qinq, len))?;
+        }
+    }
+}
+
+/// The property above is only as good as its hits: over a fixed sample of
+/// worlds, the kernel must carry a good share of the aimed frames.
+#[test]
+fn the_property_sees_hits() {
+    if !require_root("kernel fast path", &[]) {
+        return;
+    }
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut hits, mut total) = (0, 0);
+    for _ in 0..32 {
+        let macs = proptest::collection::vec((0u8..6, 1u16..4, 0..=PORTS, Just(false)), 4..12)
+            .new_tree(&mut runner)
+            .expect("macs")
+            .current();
+        let modes: Vec<u8> = (0..PORTS as u8).collect();
+        let w = world(&modes, &[true; PORTS as usize], &macs);
+        for f in frames().new_tree(&mut runner).expect("frames").current() {
+            let (ingress, dst, src, tag, qinq, len) = aimed(&w, &macs, f.1);
+            total += 1;
+            hits += usize::from(expected(&w, PortId(ingress), &frame(dst, src, tag, qinq, len)).is_some());
+        }
+    }
+    assert!(hits * 5 >= total, "only {hits} of {total} aimed frames can be carried by the kernel");
+}
+
+#[test]
+fn known_unicast_is_carried_with_its_tag_edits_and_counted() {
+    if !require_root("kernel fast path", &[]) {
+        return;
+    }
+    // p0 access 1, p1 trunk 1-3 native none, p2 trunk native 1, p3 access 2.
+    let macs = [(0xa, 1, 0, false), (0xb, 1, 1, false), (0xc, 1, 2, false), (0xd, 2, 1, true), (0xe, 2, 3, false)];
+    let w = world(&[0, 2, 3, 1], &[true; 4], &macs);
+    let cases = [
+        (0, frame(0xb, 0xa, None, false, 60), Some(1)),         // push
+        (1, frame(0xa, 0xb, Some(1), false, 64), Some(0)),      // pop
+        (1, frame(0xc, 0xb, Some(1), false, 64), Some(2)),      // pop to native
+        (2, frame(0xb, 0xc, Some(0x2000), false, 64), Some(1)), // priority tag rewritten
+        (3, frame(0xd, 0xe, None, false, 60), Some(1)),         // to a static MAC
+        (0, frame(0xc, 0xb, None, false, 60), None),            // source on another port: a move
+        (0, frame(0xff, 0xa, None, false, 60), None),           // broadcast
+        (0, frame(0x9, 0xa, None, false, 60), None),            // unknown destination
+        (0, frame(0xa, 0xa, None, false, 60), None),            // hairpin
+        (3, frame(0xb, 0xe, None, false, 60), None),            // VLAN 2 has no 0xb
+    ];
+    for (ingress, f, out) in cases {
+        let want = expected(&w, PortId(ingress), &f).map(|(p, _)| p.0);
+        assert_eq!(want, out, "the case itself, from p{ingress}");
+        check(&w, PortId(ingress), &f).unwrap_or_else(|e| panic!("from p{ingress}: {e}"));
+    }
+    let c = w.tables.counters(PortId(1)).expect("counters");
+    assert_eq!((c.rx_packets, c.tx_packets), (2, 3));
+}
+
+#[test]
+fn a_source_the_kernel_forwards_is_seen_and_flags_gate_both_ends() {
+    if !require_root("kernel fast path", &[]) {
+        return;
+    }
+    let macs = [(0xa, 1, 0, false), (0xb, 1, 1, false)];
+    let w = world(&[0, 0, 0, 0], &[true, false, true, true], &macs);
+    assert_eq!(w.tables.seen(BridgeId(0), testing::mac(0xa), Vid(1)).unwrap(), Some(0));
+    let (action, _) = crate::bpf::test_run_frame(&w.progs[1], &frame(0xa, 0xb, None, false, 60)).unwrap();
+    assert_eq!(action, XDP_REDIRECT as u32);
+    let seen = w.tables.seen(BridgeId(0), testing::mac(0xb), Vid(1)).unwrap().expect("entry");
+    assert!(seen > 0, "the kernel stamps the source it forwarded for");
+    let (action, _) = crate::bpf::test_run_frame(&w.progs[0], &frame(0xb, 0xa, None, false, 60)).unwrap();
+    assert_eq!(action, XDP_PASS as u32, "p1 has no device in the kernel's map");
+    // A port the kernel may not take frames from.
+    w.tables.set_port(w.snap.port(PortId(1)).unwrap(), false, Some(LOOPBACK)).unwrap();
+    let (action, _) = crate::bpf::test_run_frame(&w.progs[1], &frame(0xa, 0xb, None, false, 60)).unwrap();
+    assert_eq!(action, XDP_PASS as u32);
+    // Forgotten MACs and ports.
+    assert!(w.tables.del_mac(BridgeId(0), testing::mac(0xa), Vid(1)).unwrap());
+    assert!(!w.tables.del_mac(BridgeId(0), testing::mac(0xa), Vid(1)).unwrap());
+    w.tables.clear_port(PortId(2)).unwrap();
+    assert!(w.tables.clear_port(PortId(200)).is_err(), "beyond the tables");
+}

@@ -1,0 +1,212 @@
+//! The `xdp` executor: the XDP program on a port that carries known
+//! unicast in the kernel and hands everything else to rvs's AF_XDP socket.
+//!
+//! It follows the userspace pipeline's rules, and takes a frame only when
+//! the pipeline's verdict could not differ; any doubt is a miss, and the
+//! frame goes to userspace as it would without the executor. In C:
+//!
+//! ```text
+//! if (data + 14 > end || end - data > MAX_FRAME) goto miss;
+//! in = ports[ME]; if (!in || !(in->flags & INGRESS) || in->bridge == NONE) goto miss;
+//! if (eth->type == 0x8100) {                       // tagged
+//!     if (data + 18 > end) goto miss;
+//!     v = ntohs(tci) & 0xfff; tagged = 1;
+//!     if (v == 0) { vid = in->pvid; if (!vid) goto miss; }     // priority tag
+//!     else if (in->mode == ACCESS) { if (v != in->pvid) goto miss; vid = v; }
+//!     else { if (!bit(in->allowed, v)) goto miss; vid = v; }
+//! } else if (eth->type == 0x88a8) goto miss;      // QinQ: userspace drops it
+//! else { vid = in->pvid; if (!vid) goto miss; tagged = 0; }
+//! if (src is multicast) goto miss;
+//! s = fdb[{src, vid, bridge}]; if (!s || s->port != ME) goto miss;  // learn in userspace
+//! if (s->seen != now_s) s->seen = now_s;
+//! if (dst is multicast) goto miss;                 // flood in userspace
+//! d = fdb[{dst, vid, bridge}]; if (!d || d->port == ME) goto miss;
+//! out = ports[d->port]; if (!out || !(out->flags & EGRESS)) goto miss;
+//! if (out->mode == ACCESS) { if (out->pvid != vid) goto miss; etag = 0; }
+//! else if (out->pvid == vid) etag = 0;
+//! else { if (!bit(out->allowed, vid)) goto miss; etag = 1; }
+//! edit the tag (keep, push, pop, or rewrite the VLAN keeping the priority);
+//! count rx on ME and tx on d->port;
+//! return bpf_redirect_map(&devs, d->port, 0);
+//! miss: return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+//! ```
+
+use std::os::fd::RawFd;
+
+use super::maps::*;
+use crate::bpf::asm::*;
+use crate::bpf::Insn;
+use crate::ids::PortId;
+use crate::port::MAX_FRAME;
+
+/// The maps a program reads and writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Maps {
+    /// Port configuration ([`PortEntry`] by port id).
+    pub ports: RawFd,
+    /// The MAC table ([`MacKey`] → [`MacValue`]).
+    pub fdb: RawFd,
+    /// Each port's device, by port id (a DEVMAP).
+    pub devs: RawFd,
+    /// Per-CPU [`KernelCounters`] by port id.
+    pub counters: RawFd,
+    /// The port's AF_XDP sockets by receive queue (an XSKMAP).
+    pub xsks: RawFd,
+}
+
+// The stack, below r10.
+const KEY: i16 = -16; // MacKey, 12 bytes in 16 zeroed
+const IDX: i16 = -20; // u32 key of the array maps
+const VID: i16 = -32;
+const TAGGED: i16 = -40;
+const BRIDGE: i16 = -48;
+const LEN: i16 = -56;
+const OUT: i16 = -64;
+const MACS: i16 = -80; // the 12 address bytes while the head moves
+
+/// A 16-bit load of a big-endian field reads it byte-swapped on x86.
+const fn wire16(v: u16) -> i32 {
+    u16::from_be(v) as i32
+}
+
+/// `if (data + len > data_end) goto to` (data in r7, data_end in r8).
+fn need(a: &mut Asm, len: i32, to: &'static str) {
+    a.mov(R2, R7).add_k(R2, len).jgt(R2, R8, to);
+}
+
+/// `r0 = map[*(u32 *)(r10 + IDX)]`, or `goto to` if absent.
+fn lookup_idx(a: &mut Asm, map: RawFd, to: &'static str) {
+    a.ld_map(R1, map).mov(R2, R10).add_k(R2, IDX as i32).call(FUNC_MAP_LOOKUP).jeq_k(R0, 0, to);
+}
+
+/// `r5 = bit vid (in r1, ≤ 4095) of the allowed set of the port entry in r9`.
+fn allowed_bit(a: &mut Asm) {
+    a.mov(R2, R1).rsh_k(R2, 3).mov(R5, R9).add(R5, R2).ldx_b(R5, R5, PORT_ALLOWED);
+    a.mov(R2, R1).and_k(R2, 7).rsh(R5, R2).and_k(R5, 1);
+}
+
+/// Keeps the 12 address bytes at data on the stack.
+fn save_macs(a: &mut Asm) {
+    a.ldx_dw(R2, R7, 0).stx_dw(R10, MACS, R2).ldx_w(R2, R7, 8).stx_w(R10, MACS + 8, R2);
+}
+
+/// Writes them back at data.
+fn restore_macs(a: &mut Asm) {
+    a.ldx_dw(R2, R10, MACS).stx_dw(R7, 0, R2).ldx_w(R2, R10, MACS + 8).stx_w(R7, 8, R2);
+}
+
+/// `bpf_xdp_adjust_head(ctx, delta)`, then data and data_end again.
+fn adjust_head(a: &mut Asm, delta: i32, failed: &'static str) {
+    a.mov(R1, R6).mov_k(R2, delta).call(FUNC_XDP_ADJUST_HEAD).jne_k(R0, 0, failed);
+    a.ldx_w(R7, R6, XDP_DATA).ldx_w(R8, R6, XDP_DATA_END);
+}
+
+/// `counters[*(u32 *)(r10 + IDX)].{packets, bytes} += 1, r9`.
+fn count(a: &mut Asm, maps: &Maps, packets: i16, bytes: i16, skip: &'static str) {
+    lookup_idx(a, maps.counters, skip);
+    a.ldx_dw(R1, R0, packets).add_k(R1, 1).stx_dw(R0, packets, R1);
+    a.ldx_dw(R1, R0, bytes).add(R1, R9).stx_dw(R0, bytes, R1);
+}
+
+/// The program for port `me`.
+pub fn program(me: PortId, maps: &Maps) -> Vec<Insn> {
+    let me = i32::from(me.0);
+    let mut a = Asm::default();
+    a.mov(R6, R1);
+    a.ldx_w(R7, R6, XDP_DATA).ldx_w(R8, R6, XDP_DATA_END);
+    a.st_dw(R10, KEY, 0).st_dw(R10, KEY + 8, 0);
+    need(&mut a, 14, "miss");
+    a.mov(R2, R8).sub(R2, R7).stx_dw(R10, LEN, R2).jgt_k(R2, MAX_FRAME as i32, "miss");
+
+    // The ingress port.
+    a.st_w(R10, IDX, me);
+    lookup_idx(&mut a, maps.ports, "miss");
+    a.mov(R9, R0);
+    a.ldx_b(R1, R9, PORT_FLAGS).and_k(R1, i32::from(PORT_INGRESS)).jeq_k(R1, 0, "miss");
+    a.ldx_h(R1, R9, PORT_BRIDGE).jeq_k(R1, i32::from(NO_BRIDGE), "miss").stx_dw(R10, BRIDGE, R1);
+    a.ldx_b(R3, R9, PORT_MODE).ldx_h(R4, R9, PORT_PVID);
+
+    // Its VLAN.
+    a.ldx_h(R1, R7, 12);
+    a.jeq_k(R1, wire16(0x8100), "tagged").jeq_k(R1, wire16(0x88a8), "miss");
+    a.jeq_k(R4, 0, "miss").stx_dw(R10, VID, R4).st_dw(R10, TAGGED, 0).ja("src");
+    a.label("tagged");
+    need(&mut a, 18, "miss");
+    a.ldx_h(R1, R7, 14).be16(R1).and_k(R1, 0xfff).st_dw(R10, TAGGED, 1);
+    a.jne_k(R1, 0, "tagged_vid");
+    a.jeq_k(R4, 0, "miss").stx_dw(R10, VID, R4).ja("src");
+    a.label("tagged_vid");
+    a.jne_k(R3, i32::from(MODE_ACCESS), "trunk_in");
+    a.jne(R1, R4, "miss").stx_dw(R10, VID, R1).ja("src");
+    a.label("trunk_in");
+    allowed_bit(&mut a);
+    a.jeq_k(R5, 0, "miss").stx_dw(R10, VID, R1);
+
+    // The source: known on this port, or userspace learns it.
+    a.label("src");
+    a.ldx_b(R1, R7, 6).and_k(R1, 1).jne_k(R1, 0, "miss");
+    a.ldx_w(R1, R7, 6).stx_w(R10, KEY, R1).ldx_h(R1, R7, 10).stx_h(R10, KEY + 4, R1);
+    a.ldx_dw(R1, R10, VID).stx_h(R10, KEY + KEY_VID, R1);
+    a.ldx_dw(R1, R10, BRIDGE).stx_h(R10, KEY + KEY_BRIDGE, R1);
+    a.ld_map(R1, maps.fdb).mov(R2, R10).add_k(R2, KEY as i32).call(FUNC_MAP_LOOKUP).jeq_k(R0, 0, "miss");
+    a.ldx_h(R1, R0, VAL_PORT).jne_k(R1, me, "miss");
+    a.mov(R9, R0).call(FUNC_KTIME_GET_NS).div_k(R0, 1_000_000_000);
+    a.ldx_w(R1, R9, VAL_SEEN).jeq(R1, R0, "dst").stx_w(R9, VAL_SEEN, R0);
+
+    // The destination: a known MAC on another port the kernel sends to.
+    a.label("dst");
+    a.ldx_b(R1, R7, 0).and_k(R1, 1).jne_k(R1, 0, "miss");
+    a.ldx_w(R1, R7, 0).stx_w(R10, KEY, R1).ldx_h(R1, R7, 4).stx_h(R10, KEY + 4, R1);
+    a.ld_map(R1, maps.fdb).mov(R2, R10).add_k(R2, KEY as i32).call(FUNC_MAP_LOOKUP).jeq_k(R0, 0, "miss");
+    a.ldx_h(R1, R0, VAL_PORT).jeq_k(R1, me, "miss").stx_dw(R10, OUT, R1).stx_w(R10, IDX, R1);
+    lookup_idx(&mut a, maps.ports, "miss");
+    a.mov(R9, R0);
+    a.ldx_b(R1, R9, PORT_FLAGS).and_k(R1, i32::from(PORT_EGRESS)).jeq_k(R1, 0, "miss");
+    a.ldx_dw(R1, R10, VID).and_k(R1, 0xfff).ldx_h(R4, R9, PORT_PVID).ldx_b(R3, R9, PORT_MODE);
+    a.jne_k(R3, i32::from(MODE_ACCESS), "trunk_out");
+    a.jne(R4, R1, "miss").mov_k(R5, 0).ja("edit");
+    a.label("trunk_out");
+    a.jeq(R4, R1, "native_out");
+    allowed_bit(&mut a);
+    a.jeq_k(R5, 0, "miss").mov_k(R5, 1).ja("edit");
+    a.label("native_out");
+    a.mov_k(R5, 0);
+
+    // The tag edit: r1 = vid, r5 = leaves tagged.
+    a.label("edit");
+    a.ldx_dw(R2, R10, TAGGED).jeq_k(R2, 0, "untagged_in");
+    a.jeq_k(R5, 0, "pop");
+    need(&mut a, 18, "miss");
+    a.ldx_h(R2, R7, 14).be16(R2).and_k(R2, 0xf000).or(R2, R1).be16(R2).stx_h(R7, 14, R2).ja("out");
+    a.label("pop");
+    save_macs(&mut a);
+    adjust_head(&mut a, 4, "miss");
+    need(&mut a, 14, "aborted");
+    restore_macs(&mut a);
+    a.ja("out");
+    a.label("untagged_in");
+    a.jeq_k(R5, 0, "out");
+    save_macs(&mut a);
+    adjust_head(&mut a, -4, "miss");
+    need(&mut a, 18, "aborted");
+    restore_macs(&mut a);
+    a.st_h(R7, 12, wire16(0x8100));
+    a.ldx_dw(R1, R10, VID).and_k(R1, 0xfff).be16(R1).stx_h(R7, 14, R1);
+
+    // Counted, then sent.
+    a.label("out");
+    a.ldx_dw(R9, R10, LEN).st_w(R10, IDX, me);
+    count(&mut a, maps, CNT_RX_PACKETS, CNT_RX_BYTES, "counted_rx");
+    a.label("counted_rx");
+    a.ldx_w(R7, R6, XDP_DATA).ldx_w(R9, R6, XDP_DATA_END).sub(R9, R7);
+    a.ldx_dw(R1, R10, OUT).stx_w(R10, IDX, R1);
+    count(&mut a, maps, CNT_TX_PACKETS, CNT_TX_BYTES, "counted_tx");
+    a.label("counted_tx");
+    a.ldx_dw(R2, R10, OUT).ld_map(R1, maps.devs).mov_k(R3, 0).call(FUNC_REDIRECT_MAP).exit();
+
+    a.label("miss");
+    a.ldx_w(R2, R6, XDP_RX_QUEUE_INDEX).ld_map(R1, maps.xsks).mov_k(R3, XDP_PASS).call(FUNC_REDIRECT_MAP).exit();
+    a.label("aborted");
+    a.mov_k(R0, 0).exit();
+    a.finish()
+}
