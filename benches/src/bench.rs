@@ -100,10 +100,10 @@ pub fn run(plan: &Plan, bins: Option<&Bins>, stop: &AtomicBool) -> Result<Result
         }
     }
     if bins.is_none() {
-        for s in runnable.iter().filter(|s| matches!(s, System::Rvs | System::RvsVxlan)) {
+        for s in runnable.iter().filter(|s| matches!(s, System::Rvs | System::RvsXdp | System::RvsVxlan)) {
             res.missing.push(Missing { system: s.name(), round: None, why: "rvsd/rvsctl not found".into() });
         }
-        runnable.retain(|s| !matches!(s, System::Rvs | System::RvsVxlan));
+        runnable.retain(|s| !matches!(s, System::Rvs | System::RvsXdp | System::RvsVxlan));
     }
     for round in 1..=plan.rounds {
         for &sys in &runnable {

@@ -165,7 +165,7 @@ fn run(args: &Args) -> Result<(), String> {
     for name in ns::sweep_stale() {
         daemon::sweep(&name);
     }
-    let wants_rvs = plan.systems.iter().any(|s| matches!(s, System::Rvs | System::RvsVxlan));
+    let wants_rvs = plan.systems.iter().any(|s| matches!(s, System::Rvs | System::RvsXdp | System::RvsVxlan));
     let bins = if wants_rvs { Some(rvsd::Bins::find(args.rvsd.clone(), args.rvsctl.clone())?) } else { None };
     let res = bench::run(&plan, bins.as_ref(), &stop)?;
     let summary = report::summarise(&plan, &res);

@@ -4,7 +4,7 @@
 //! bad MAC, VLAN or name is refused before anything is sent.
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use rvs_proto::config::{PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::config::{FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
 use rvs_proto::{self as proto, CaptureDirection, Command, ShowResult};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -259,6 +259,15 @@ pub enum XdpModeArg {
     Generic,
 }
 
+/// Kernel executors, as typed.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FastPathArg {
+    /// Every frame through rvs's polling threads
+    Off,
+    /// The port's XDP program forwards frames to known MACs on other AF_XDP ports
+    Xdp,
+}
+
 /// `rvsctl port ...`
 #[derive(Debug, Subcommand)]
 pub enum PortCmd {
@@ -368,6 +377,9 @@ pub struct PortAddArgs {
     /// AF_XDP: attach mode
     #[arg(long, value_enum, value_name = "MODE")]
     pub xdp_mode: Option<XdpModeArg>,
+    /// AF_XDP: kernel executor of frames to known MACs [default: off]
+    #[arg(long, value_enum, value_name = "EXECUTOR")]
+    pub fast_path: Option<FastPathArg>,
     /// Tap: network namespace (name under /var/run/netns) to put the tap in
     #[arg(long, value_name = "NS")]
     pub netns: Option<String>,
@@ -806,6 +818,9 @@ impl PortAddArgs {
             if self.xdp_mode.is_some() {
                 return Err("--xdp-mode applies to afxdp ports only".to_string());
             }
+            if self.fast_path.is_some() {
+                return Err("--fast-path applies to afxdp ports only".to_string());
+            }
         }
         if kind != PortType::Tap && self.netns.is_some() {
             return Err("--netns applies to tap ports only".to_string());
@@ -828,6 +843,10 @@ impl PortAddArgs {
             vlan,
             queues: self.queues,
             xdp_mode: xdp_mode_of(self.xdp_mode),
+            fast_path: match self.fast_path {
+                None | Some(FastPathArg::Off) => FastPath::Off,
+                Some(FastPathArg::Xdp) => FastPath::Xdp,
+            },
             netns: self.netns.clone(),
             vxlan,
             pmd: Vec::new(),
@@ -866,6 +885,7 @@ mod tests {
                     vlan: PortVlan::Trunk { vlans: vec![10, 20], native: Some(5) },
                     queues: None,
                     xdp_mode: XdpMode::Auto,
+                    fast_path: Default::default(),
                     netns: None,
                     vxlan: None,
                     pmd: Vec::new(),
@@ -972,6 +992,7 @@ mod tests {
             kind: "vxlan".into(),
             state: "up".into(),
             xdp_mode: String::new(),
+            fast_path: Default::default(),
             queues: vec![],
             inner_mtu: None,
             remotes: vec![],

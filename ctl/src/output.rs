@@ -237,11 +237,12 @@ fn show(s: &ShowResult) -> String {
                         vlan_mode(&p.config),
                         p.status.state.clone(),
                         or_dash(p.status.xdp_mode.clone()),
+                        or_dash(p.status.fast_path.clone()),
                         or_dash(queue_map(&p.status.queues)),
                     ]
                 })
                 .collect();
-            out.push_str(&table("  ", &["PORT", "TYPE", "VLAN", "STATE", "XDP", "QUEUE→CORE"], &rows));
+            out.push_str(&table("  ", &["PORT", "TYPE", "VLAN", "STATE", "XDP", "FAST PATH", "QUEUE→CORE"], &rows));
             for p in &b.ports {
                 out.push_str(&vxlan_block(p));
             }
@@ -299,11 +300,15 @@ fn stats(ports: &[PortStatsInfo]) -> String {
                 p.rx_bytes.to_string(),
                 p.tx_packets.to_string(),
                 p.tx_bytes.to_string(),
+                match p.kernel {
+                    k if k.rx_packets == 0 && k.tx_packets == 0 => "-".to_string(),
+                    k => format!("{}/{}", k.rx_packets, k.tx_packets),
+                },
                 if drops.is_empty() { "-".to_string() } else { drops.join(" ") },
             ]
         })
         .collect();
-    table("", &["PORT", "BRIDGE", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS"], &rows)
+    table("", &["PORT", "BRIDGE", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "KERNEL RX/TX", "DROPS"], &rows)
 }
 
 /// `part / total` as a percentage with one decimal, "-" when `total` is 0.
@@ -480,8 +485,8 @@ mod tests {
   eth1    up                         native  1500  198.18.1.1  0→1 1→2
   eth2    down: no interface \"eth2\"  -       -     -           -
 bridge br0: aging 300 s, at most 8192 learned MACs
-  PORT  TYPE   VLAN      STATE  XDP  QUEUE→CORE
-  vx42  vxlan  access 1  up     -    -
+  PORT  TYPE   VLAN      STATE  XDP  FAST PATH  QUEUE→CORE
+  vx42  vxlan  access 1  up     -    -          -
   vx42: VNI 42, local 198.18.1.1, dstport 4789, ttl 64, inner MTU 1450
     REMOTE      NEXT-HOP
     198.18.1.2  02:00:00:00:00:fe

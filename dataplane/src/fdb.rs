@@ -457,6 +457,25 @@ impl Fdb {
         self.remove_where(|e| !e.is_static && now.wrapping_sub(e.last_seen) >= max_age)
     }
 
+    /// Moves the last-seen time of the learned entry of `mac` in `vid` at
+    /// `at` forward to `seen`, for a source that rvs did not see itself
+    /// (the kernel fast path carried it). Nothing else changes, so no
+    /// decision does. False if there is no such entry or it was seen later.
+    pub fn refresh(&self, mac: MacAddr, vid: Vid, at: Dest, seen: u32) -> bool {
+        let key = key_of(mac, vid);
+        let fresher = |v: u64| !val_static(v) && val_dest(v) == at && val_seen(v) < seen;
+        let Some((i, v)) = self.find(key) else { return false };
+        if !fresher(v) {
+            return false;
+        }
+        let g = self.slots[i].lock();
+        if g.key() != key || !fresher(g.val()) {
+            return false;
+        }
+        g.set(key, val_of(at, false, seen));
+        true
+    }
+
     /// Removes learned entries, of one port if given.
     pub fn flush(&self, port: Option<PortId>) -> usize {
         self.remove_where(|e| !e.is_static && port.is_none_or(|p| e.port == p))

@@ -3,7 +3,7 @@
 //! `rvsd` refuses the same input from any other client.
 
 use crate::config::{
-    ClusterConfig, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode, LEASE_TTL_RANGE,
+    ClusterConfig, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode, LEASE_TTL_RANGE,
 };
 use crate::MacAddr;
 use std::collections::HashSet;
@@ -162,6 +162,9 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             if p.xdp_mode != XdpMode::Auto {
                 return Err(format!("port {:?}: an XDP mode applies to afxdp ports only", p.name));
             }
+            if p.fast_path != FastPath::Off {
+                return Err(format!("port {:?}: the xdp fast path applies to afxdp ports only", p.name));
+            }
             if let Some(ns) = &p.netns {
                 check_netns(ns)?;
             }
@@ -172,6 +175,9 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             }
             if p.xdp_mode != XdpMode::Auto {
                 return Err(format!("port {:?}: an XDP mode applies to afxdp ports only", p.name));
+            }
+            if p.fast_path != FastPath::Off {
+                return Err(format!("port {:?}: the xdp fast path applies to afxdp ports only", p.name));
             }
             if p.netns.is_some() {
                 return Err(format!("port {:?}: a network namespace applies to tap ports only", p.name));

@@ -189,6 +189,28 @@ pub enum XdpMode {
     Generic,
 }
 
+/// Which executor carries a port's known-unicast frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPath {
+    /// Every frame goes through rvs's polling threads.
+    #[default]
+    Off,
+    /// The port's XDP program forwards frames to known MACs on other
+    /// AF_XDP ports itself (no copy to userspace); the rest go to rvs.
+    Xdp,
+}
+
+impl FastPath {
+    /// The name users write.
+    pub fn name(self) -> &'static str {
+        match self {
+            FastPath::Off => "off",
+            FastPath::Xdp => "xdp",
+        }
+    }
+}
+
 /// VLAN handling of a port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -232,6 +254,9 @@ pub struct PortConfig {
     /// AF_XDP: attach mode.
     #[serde(default)]
     pub xdp_mode: XdpMode,
+    /// AF_XDP: the kernel executor for frames to known MACs.
+    #[serde(default, skip_serializing_if = "is_off")]
+    pub fast_path: FastPath,
     /// Tap: network namespace (name under /var/run/netns) the tap lives in.
     #[serde(default)]
     pub netns: Option<String>,
@@ -241,6 +266,10 @@ pub struct PortConfig {
     /// Receive queues moved to a chosen polling thread (`pmd_assign`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pmd: PmdAssignments,
+}
+
+fn is_off(f: &FastPath) -> bool {
+    *f == FastPath::Off
 }
 
 impl PortConfig {
@@ -253,6 +282,7 @@ impl PortConfig {
             vlan,
             queues: None,
             xdp_mode: XdpMode::Auto,
+            fast_path: FastPath::Off,
             netns: None,
             vxlan: Some(v),
             pmd: Vec::new(),

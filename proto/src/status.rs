@@ -140,6 +140,10 @@ pub struct PortStatus {
     pub state: String,
     /// AF_XDP: "native" or "generic"; empty for tap.
     pub xdp_mode: String,
+    /// The executor of its known-unicast frames: "xdp", or "off" (rvs's
+    /// polling threads carry every frame).
+    #[serde(default)]
+    pub fast_path: String,
     /// Per queue: (queue id, polling thread core).
     pub queues: Vec<(u32, usize)>,
     /// VXLAN: largest inner frame payload (MTU) that fits the uplink.
@@ -148,6 +152,34 @@ pub struct PortStatus {
     /// VXLAN: the remote VTEPs and their next hops.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remotes: Vec<RemoteStatus>,
+}
+
+/// Frames and bytes the kernel executor carried for a port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelShare {
+    /// Frames the kernel took in on the port and forwarded.
+    pub rx_packets: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// Frames the kernel sent out of the port.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+}
+
+impl KernelShare {
+    /// Each counter's name and meaning.
+    pub const COUNTERS: [(&'static str, &'static str); 4] = [
+        ("rx_packets", "Frames the kernel executor took in on the port and forwarded itself."),
+        ("rx_bytes", "Bytes of the frames the kernel executor took in on the port."),
+        ("tx_packets", "Frames the kernel executor sent out of the port."),
+        ("tx_bytes", "Bytes of the frames the kernel executor sent out of the port."),
+    ];
+
+    /// The values, in [`Self::COUNTERS`] order.
+    pub fn values(&self) -> [u64; 4] {
+        [self.rx_packets, self.rx_bytes, self.tx_packets, self.tx_bytes]
+    }
 }
 
 macro_rules! define_port_stats_info {
@@ -166,6 +198,10 @@ macro_rules! define_port_stats_info {
             /// Times the interface under the port went away.
             #[serde(default)]
             pub link_downs: u64,
+            /// What the kernel carried for the port without rvs's polling
+            /// threads (not in the counters above).
+            #[serde(default)]
+            pub kernel: KernelShare,
         }
 
         impl PortStatsInfo {
@@ -182,6 +218,7 @@ macro_rules! define_port_stats_info {
                         .map(|(r, n)| (r.name().to_string(), n))
                         .collect(),
                     link_downs: 0,
+                    kernel: KernelShare::default(),
                 }
             }
 

@@ -47,6 +47,10 @@ pub trait Datapath {
     fn threads(&self) -> Vec<ThreadInfo>;
     /// Periodic housekeeping (MAC aging); called about once a second.
     fn tick(&mut self);
+    /// Brings the kernel executors' tables up to date with what the
+    /// polling threads learned; called every control loop round (at least
+    /// five times a second), cheap when nothing changed.
+    fn sync(&mut self) {}
 
     /// Attaches to an underlay interface for VXLAN.
     fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {

@@ -188,6 +188,7 @@ pub(crate) mod tests {
             vlan: PortVlan::Trunk { vlans: vec![10, 20], native: Some(1) },
             queues: Some(2),
             xdp_mode: XdpMode::Generic,
+            fast_path: Default::default(),
             netns: None,
             vxlan: None,
             pmd: Vec::new(),

@@ -51,6 +51,7 @@ pub enum Kind {
 pub enum System {
     Ceiling,
     Rvs,
+    RvsXdp,
     LinuxBridge,
     RvsVxlan,
     KernelVxlan,
@@ -61,8 +62,9 @@ pub enum System {
 
 impl System {
     /// Every system, in table order (the ceiling is not one to choose).
-    pub const ALL: [System; 7] = [
+    pub const ALL: [System; 8] = [
         System::Rvs,
+        System::RvsXdp,
         System::LinuxBridge,
         System::Ovs,
         System::Testpmd,
@@ -76,6 +78,7 @@ impl System {
         match self {
             System::Ceiling => "generator (no switch)",
             System::Rvs => "rvs",
+            System::RvsXdp => "rvs-xdp",
             System::LinuxBridge => "linux-bridge",
             System::RvsVxlan => "rvs-vxlan",
             System::KernelVxlan => "kernel-vxlan",
@@ -100,7 +103,7 @@ impl System {
     pub fn kind(self) -> Kind {
         match self {
             System::Ceiling => Kind::None,
-            System::Rvs | System::LinuxBridge | System::Ovs | System::Testpmd => Kind::L2,
+            System::Rvs | System::RvsXdp | System::LinuxBridge | System::Ovs | System::Testpmd => Kind::L2,
             System::RvsVxlan | System::KernelVxlan | System::OvsVxlan => Kind::Vxlan,
         }
     }
@@ -130,7 +133,8 @@ impl System {
             System::Ceiling => kernel::ceiling(),
             System::LinuxBridge => kernel::linux_bridge(),
             System::KernelVxlan => kernel::kernel_vxlan(),
-            System::Rvs => rvs::l2(need_bins()?, nice),
+            System::Rvs => rvs::l2(need_bins()?, nice, &[]),
+            System::RvsXdp => rvs::l2(need_bins()?, nice, &["--fast-path", "xdp"]),
             System::RvsVxlan => rvs::vxlan(need_bins()?, nice),
             System::Ovs => ovs::l2(nice),
             System::OvsVxlan => ovs::vxlan(nice),

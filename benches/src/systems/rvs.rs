@@ -5,15 +5,21 @@ use super::*;
 /// The core rvs polls on (the generator has core 0).
 const CORES: &str = "1";
 
-/// Bridge br0 over AF_XDP ports a0 and b0.
-pub fn l2(bins: &Bins, nice: i32) -> Result<Bed> {
+/// Bridge br0 over AF_XDP ports a0 and b0, added with `port_args` (e.g.
+/// the kernel executor). With an executor, B's MAC is a static entry: the
+/// sink never sends, and the kernel carries only known destinations.
+pub fn l2(bins: &Bins, nice: i32, port_args: &[&str]) -> Result<Bed> {
     let (a, s, b) = l2_switch()?;
     let d = Rvsd::start(bins, &s, CORES, nice)?;
     d.ctl(&["bridge", "add", "br0"])?;
     for dev in ["a0", "b0"] {
-        d.ctl(&["port", "add", "br0", dev, "--type", "afxdp"])?;
+        d.ctl(&[&["port", "add", "br0", dev, "--type", "afxdp"], port_args].concat())?;
     }
     let dst_mac = b.mac("eth0")?;
+    if !port_args.is_empty() {
+        let mac = dst_mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        d.ctl(&["fdb", "add", "br0", &mac, "--port", "b0"])?;
+    }
     Ok(Bed { switch: Some(Box::new(d)), ..Bed::new(a, b, vec![s], "eth0", crate::frame::UDP_PORT, dst_mac) })
 }
 

@@ -190,6 +190,10 @@ impl Asm {
     pub fn jgt_k(&mut self, dst: u8, imm: i32, to: &'static str) -> &mut Self {
         self.jump(0x25, dst, 0, imm, to)
     }
+    /// `if dst < imm goto to` (unsigned)
+    pub fn jlt_k(&mut self, dst: u8, imm: i32, to: &'static str) -> &mut Self {
+        self.jump(0xa5, dst, 0, imm, to)
+    }
     /// `if dst == src goto to`
     pub fn jeq(&mut self, dst: u8, src: u8, to: &'static str) -> &mut Self {
         self.jump(0x1d, dst, src, 0, to)

@@ -267,3 +267,71 @@ fn a_source_the_kernel_forwards_is_seen_and_flags_gate_both_ends() {
     w.tables.clear_port(PortId(2)).unwrap();
     assert!(w.tables.clear_port(PortId(200)).is_err(), "beyond the tables");
 }
+
+/// A TCP or UDP frame from host 0xa to 0xb over IPv4 or IPv6, tagged or
+/// not, with its checksum complete, or (`partial`) holding only the
+/// pseudo-header sum as a sender using checksum offload leaves it.
+fn l4_frame(tag: Option<u16>, v6: bool, protocol: u8, partial: bool) -> Vec<u8> {
+    use crate::wire::checksum::{fold, sum};
+    use crate::wire::{EthernetRepr, IpRepr};
+    let (src, dst): (std::net::IpAddr, std::net::IpAddr) = if v6 {
+        ("2001:2::1".parse().unwrap(), "2001:2::2".parse().unwrap())
+    } else {
+        ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap())
+    };
+    let mut l4 = vec![0u8; if protocol == 6 { 20 } else { 8 }];
+    l4[0..4].copy_from_slice(&[0x30, 0x39, 0x00, 0x50]);
+    if protocol == 6 {
+        l4[12] = 5 << 4;
+    } else {
+        l4[4..6].copy_from_slice(&(8u16 + 6).to_be_bytes());
+    }
+    l4.extend_from_slice(b"data!!");
+    let ip = IpRepr::new(src, dst, protocol, 64, l4.len()).expect("one family");
+    let addrs: Vec<u8> = match (src, dst) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => [s.octets(), d.octets()].concat(),
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => [s.octets(), d.octets()].concat(),
+        _ => unreachable!(),
+    };
+    let pseudo = sum(0, &addrs) + u64::from(protocol) + l4.len() as u64;
+    let field = if protocol == 6 { 16 } else { 6 };
+    let c = if partial { fold(pseudo) } else { !fold(sum(pseudo, &l4)) };
+    l4[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    let eth = EthernetRepr { dst: testing::mac(0xb), src: testing::mac(0xa), tag, ethertype: ip.ethertype() };
+    let mut f = vec![0u8; eth.header_len() + ip.header_len()];
+    eth.emit(&mut f);
+    ip.emit(&mut f[eth.header_len()..]);
+    f.extend_from_slice(&l4);
+    f
+}
+
+#[test]
+fn frames_left_to_checksum_offload_go_to_userspace_the_rest_are_carried() {
+    if !require_root("kernel fast path", &[]) {
+        return;
+    }
+    let macs = [(0xa, 1, 0, false), (0xb, 1, 1, false)];
+    // p0 access 1 (untagged in), p2 a trunk of 1-3 without native (tagged in).
+    let w = world(&[0, 0, 2, 0], &[true; 4], &macs);
+    let w2 = world(&[0, 0, 2, 0], &[true; 4], &[(0xa, 1, 2, false), (0xb, 1, 1, false)]);
+    for (world, ingress, tag) in [(&w, 0, None), (&w2, 2, Some(1))] {
+        for v6 in [false, true] {
+            for protocol in [6, 17] {
+                for partial in [false, true] {
+                    let f = l4_frame(tag, v6, protocol, partial);
+                    let (action, _) = crate::bpf::test_run_frame(&world.progs[ingress], &f).expect("test run");
+                    let want = if partial { XDP_PASS } else { XDP_REDIRECT } as u32;
+                    assert_eq!(action, want, "v6 {v6} protocol {protocol} partial {partial} tag {tag:?}");
+                    // Userspace would complete exactly the partial ones.
+                    let mut copy = f.clone();
+                    assert_eq!(crate::wire::checksum::complete_partial(&mut copy), partial);
+                }
+            }
+        }
+    }
+    // A UDP frame without a checksum (0) is no partial one.
+    let mut f = l4_frame(None, false, 17, false);
+    let at = 14 + 20 + 6;
+    f[at..at + 2].copy_from_slice(&[0, 0]);
+    assert_eq!(crate::bpf::test_run_frame(&w.progs[0], &f).unwrap().0, XDP_REDIRECT as u32);
+}

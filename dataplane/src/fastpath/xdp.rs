@@ -25,6 +25,7 @@
 //! if (out->mode == ACCESS) { if (out->pvid != vid) goto miss; etag = 0; }
 //! else if (out->pvid == vid) etag = 0;
 //! else { if (!bit(out->allowed, vid)) goto miss; etag = 1; }
+//! if (TCP or UDP whose checksum field holds just the pseudo-header sum) goto miss;
 //! edit the tag (keep, push, pop, or rewrite the VLAN keeping the priority);
 //! count rx on ME and tx on d->port;
 //! return bpf_redirect_map(&devs, d->port, 0);
@@ -63,6 +64,7 @@ const BRIDGE: i16 = -48;
 const LEN: i16 = -56;
 const OUT: i16 = -64;
 const MACS: i16 = -80; // the 12 address bytes while the head moves
+const ETAG: i16 = -88; // leaves tagged
 
 /// A 16-bit load of a big-endian field reads it byte-swapped on x86.
 const fn wire16(v: u16) -> i32 {
@@ -106,6 +108,56 @@ fn count(a: &mut Asm, maps: &Maps, packets: i16, bytes: i16, skip: &'static str)
     lookup_idx(a, maps.counters, skip);
     a.ldx_dw(R1, R0, packets).add_k(R1, 1).stx_dw(R0, packets, R1);
     a.ldx_dw(R1, R0, bytes).add(R1, R9).stx_dw(R0, bytes, R1);
+}
+
+/// Sends to userspace a TCP or UDP frame whose checksum its sender left to
+/// offload (the field holds only the pseudo-header sum): the kernel loses
+/// that state on the way through XDP, and rvs's polling threads complete
+/// it ([`crate::wire::checksum::complete_partial`]). Keeps r6 to r9; on the
+/// way on, r1 holds the VLAN and r5 whether the frame leaves tagged.
+fn partial_checksum_misses(a: &mut Asm) {
+    a.stx_dw(R10, ETAG, R5);
+    a.ldx_dw(R3, R10, TAGGED).lsh_k(R3, 2).add_k(R3, 14).mov(R4, R7).add(R4, R3); // r4 = L3
+    a.ldx_h(R2, R4, -2).jeq_k(R2, wire16(0x0800), "csum_v4").jne_k(R2, wire16(0x86dd), "csum_ok");
+
+    // IPv6 without extension headers: r0 = pseudo-header sum.
+    a.mov(R2, R4).add_k(R2, 40).jgt(R2, R8, "miss");
+    a.ldx_b(R5, R4, 6).jeq_k(R5, 6, "csum_v6_l4").jne_k(R5, 17, "csum_ok");
+    a.label("csum_v6_l4");
+    a.ldx_h(R3, R4, 4).be16(R3).mov(R0, R5).add(R0, R3);
+    for i in 0..16 {
+        a.ldx_h(R1, R4, 8 + 2 * i).be16(R1).add(R0, R1);
+    }
+    a.add_k(R4, 40).ja("csum_l4");
+
+    // IPv4, not a fragment: r0 = pseudo-header sum, r4 = L4.
+    a.label("csum_v4");
+    a.mov(R2, R4).add_k(R2, 20).jgt(R2, R8, "miss");
+    a.ldx_b(R2, R4, 0).mov(R3, R2).and_k(R3, 0xf0).jne_k(R3, 0x40, "csum_ok");
+    a.and_k(R2, 0xf).lsh_k(R2, 2).jlt_k(R2, 20, "csum_ok"); // r2 = header length
+    a.ldx_h(R3, R4, 6).be16(R3).and_k(R3, 0x3fff).jne_k(R3, 0, "csum_ok");
+    a.ldx_b(R5, R4, 9).jeq_k(R5, 6, "csum_v4_l4").jne_k(R5, 17, "csum_ok");
+    a.label("csum_v4_l4");
+    a.ldx_h(R3, R4, 2).be16(R3).sub(R3, R2).mov(R0, R5).add(R0, R3);
+    for i in 0..4 {
+        a.ldx_h(R1, R4, 12 + 2 * i).be16(R1).add(R0, R1);
+    }
+    a.add(R4, R2);
+
+    // The checksum field: TCP's at 16, UDP's at 6 (0: none, never partial).
+    a.label("csum_l4");
+    a.jeq_k(R5, 17, "csum_udp");
+    a.mov(R2, R4).add_k(R2, 18).jgt(R2, R8, "miss").ldx_h(R1, R4, 16).ja("csum_cmp");
+    a.label("csum_udp");
+    a.mov(R2, R4).add_k(R2, 8).jgt(R2, R8, "miss").ldx_h(R1, R4, 6);
+    a.label("csum_cmp");
+    a.be16(R1).jeq_k(R1, 0, "csum_ok");
+    for _ in 0..3 {
+        a.mov(R2, R0).rsh_k(R2, 16).and_k(R0, 0xffff).add(R0, R2);
+    }
+    a.jeq(R1, R0, "miss");
+    a.label("csum_ok");
+    a.ldx_dw(R1, R10, VID).and_k(R1, 0xfff).ldx_dw(R5, R10, ETAG);
 }
 
 /// The program for port `me`.
@@ -164,13 +216,15 @@ pub fn program(me: PortId, maps: &Maps) -> Vec<Insn> {
     a.ldx_b(R1, R9, PORT_FLAGS).and_k(R1, i32::from(PORT_EGRESS)).jeq_k(R1, 0, "miss");
     a.ldx_dw(R1, R10, VID).and_k(R1, 0xfff).ldx_h(R4, R9, PORT_PVID).ldx_b(R3, R9, PORT_MODE);
     a.jne_k(R3, i32::from(MODE_ACCESS), "trunk_out");
-    a.jne(R4, R1, "miss").mov_k(R5, 0).ja("edit");
+    a.jne(R4, R1, "miss").mov_k(R5, 0).ja("csum");
     a.label("trunk_out");
     a.jeq(R4, R1, "native_out");
     allowed_bit(&mut a);
-    a.jeq_k(R5, 0, "miss").mov_k(R5, 1).ja("edit");
+    a.jeq_k(R5, 0, "miss").mov_k(R5, 1).ja("csum");
     a.label("native_out");
     a.mov_k(R5, 0);
+    a.label("csum");
+    partial_checksum_misses(&mut a);
 
     // The tag edit: r1 = vid, r5 = leaves tagged.
     a.label("edit");

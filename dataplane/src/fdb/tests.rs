@@ -56,6 +56,22 @@ fn aging_removes_only_stale_learned_entries() {
 }
 
 #[test]
+fn refresh_moves_only_a_matching_learned_entry_forward_and_keeps_it_from_aging() {
+    let f = Fdb::new(16);
+    f.learn(mac(1), Vid(1), PortId(1), 10);
+    assert!(f.add_static(mac(2), Vid(1), PortId(2), 0));
+    let e0 = f.epoch();
+    assert!(!f.refresh(mac(1), Vid(1), Dest::port(PortId(2)), 250), "another port");
+    assert!(!f.refresh(mac(1), Vid(1), Dest::port(PortId(1)), 5), "older than what rvs saw");
+    assert!(!f.refresh(mac(2), Vid(1), Dest::port(PortId(2)), 250), "static");
+    assert!(!f.refresh(mac(3), Vid(1), Dest::port(PortId(1)), 250), "absent");
+    assert!(f.refresh(mac(1), Vid(1), Dest::port(PortId(1)), 250));
+    assert_eq!(f.epoch(), e0, "no decision changed");
+    assert_eq!(f.age(300, 100), 0);
+    assert_eq!(f.lookup(mac(1), Vid(1)), Some(PortId(1)));
+}
+
+#[test]
 fn static_entries_hold_against_learning() {
     let f = Fdb::new(16);
     f.learn(mac(1), Vid(1), PortId(1), 0);

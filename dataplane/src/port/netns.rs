@@ -5,7 +5,9 @@
 //! that has joined such a namespace with `setns(CLONE_NEWNET)`, so the rest
 //! of the process never leaves its own. File descriptors made there (a tap
 //! device, a socket) keep working from any thread afterwards: a descriptor
-//! stays bound to the namespace it was created in.
+//! stays bound to the namespace it was created in. [`in_netns_fd`] does the
+//! same for a namespace given as an open file (`/proc/PID/ns/net`), and
+//! [`set_gro`] is one such piece of setup: it turns GRO on at a veth's peer.
 
 use std::ffi::CString;
 use std::io;
@@ -27,17 +29,28 @@ where
     let Some(ns) = ns else {
         return f();
     };
-    let fd = open_netns(ns)?;
+    in_netns_fd(open_netns(ns)?, ns, f)
+}
+
+/// Runs `f` in the network namespace that `fd` refers to (an open
+/// `/var/run/netns/NAME` or `/proc/PID/ns/net`), on a fresh, short-lived
+/// thread; `fd` is closed once that thread has joined the namespace. `what`
+/// names the namespace in errors: `cannot enter network namespace "WHAT": ...`.
+pub fn in_netns_fd<T, F>(fd: OwnedFd, what: &str, f: F) -> io::Result<T>
+where
+    T: Send,
+    F: FnOnce() -> io::Result<T> + Send,
+{
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("rvs-netns".into())
             .spawn_scoped(s, move || {
-                // SAFETY: `fd` is an open namespace file owned by this
-                // closure; setns only changes this (fresh, short-lived)
-                // thread's network namespace.
+                // SAFETY: `fd` is an open file owned by this closure; setns
+                // only changes this (fresh, short-lived) thread's network
+                // namespace, and fails on a file that is not one.
                 if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                     let e = io::Error::last_os_error();
-                    return Err(io::Error::new(e.kind(), format!("cannot enter network namespace {ns:?}: {e}")));
+                    return Err(io::Error::new(e.kind(), format!("cannot enter network namespace {what:?}: {e}")));
                 }
                 drop(fd);
                 f()
@@ -45,6 +58,63 @@ where
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
     })
+}
+
+/// `ETHTOOL_SGRO` (linux/ethtool.h): set generic receive offload.
+const ETHTOOL_SGRO: u32 = 0x0000_002c;
+
+/// `struct ethtool_value` (linux/ethtool.h).
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// Turns generic receive offload on or off on interface `ifindex` of the
+/// calling thread's network namespace (like `ethtool -K NAME gro on|off`),
+/// and returns the interface's name.
+///
+/// On a veth, GRO on gives the device NAPI, which the kernel requires of
+/// the peer before it accepts frames that XDP redirects into the veth.
+pub fn set_gro(ifindex: u32, on: bool) -> io::Result<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` is a writable array of IF_NAMESIZE bytes, what
+    // if_indextoname may write (a NUL-terminated name); the result is checked.
+    if unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) }.is_null() {
+        let e = io::Error::last_os_error();
+        let msg = if e.raw_os_error() == Some(libc::ENXIO) {
+            format!("cannot set GRO on interface {ifindex}: no such interface in this network namespace")
+        } else {
+            format!("cannot set GRO on interface {ifindex}: cannot find its name: {e}")
+        };
+        return Err(io::Error::new(e.kind(), msg));
+    }
+    let name: String = buf.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
+    let state = if on { "on" } else { "off" };
+    let ctx =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot turn GRO {state} on {name} (index {ifindex}): {e}"));
+
+    // SAFETY: plain socket creation; the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(ctx(io::Error::last_os_error()));
+    }
+    // SAFETY: `raw` was just created and is owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut value = EthtoolValue { cmd: ETHTOOL_SGRO, data: u32::from(on) };
+    // SAFETY: `ifreq` is plain old data (a name and a union of integers and
+    // pointers); all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    // `buf` holds at most IF_NAMESIZE - 1 name bytes and a NUL.
+    ifr.ifr_name = buf;
+    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL reads the `ifreq` it points to and, through
+    // `ifru_data`, the `ethtool_value` of the command; both live on this
+    // stack frame for the whole call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) } < 0 {
+        return Err(ctx(io::Error::last_os_error()));
+    }
+    Ok(name)
 }
 
 /// Opens `/var/run/netns/<ns>` after checking that `ns` is a plain name.
@@ -85,6 +155,29 @@ mod tests {
             let e = in_netns(Some(ns), || Ok(())).unwrap_err();
             assert!(e.to_string().contains("invalid network namespace"), "{e}");
         }
+    }
+
+    #[test]
+    fn not_a_namespace_is_named() {
+        let fd = std::fs::File::open("/proc/self/stat").unwrap();
+        let e = in_netns_fd(fd.into(), "/proc/self/stat", || Ok(())).unwrap_err();
+        assert!(e.to_string().starts_with("cannot enter network namespace \"/proc/self/stat\": "), "{e}");
+    }
+
+    #[test]
+    fn fd_namespace_runs_f() {
+        // Our own namespace: setns into it needs CAP_SYS_ADMIN.
+        if !crate::testing::require_root("fd_namespace_runs_f", &[]) {
+            return;
+        }
+        let fd = std::fs::File::open("/proc/self/ns/net").unwrap();
+        assert_eq!(in_netns_fd(fd.into(), "self", || Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn gro_on_a_missing_interface_is_named() {
+        let e = set_gro(u32::MAX, true).unwrap_err();
+        assert!(e.to_string().contains(&format!("interface {}", u32::MAX)), "{e}");
     }
 
     #[test]

@@ -515,6 +515,7 @@ fn serve_bound<D: Datapath>(
             }
             keep
         });
+        state.sync();
         if now.duration_since(last_tick) >= TICK {
             last_tick = now;
             state.tick();

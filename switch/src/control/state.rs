@@ -160,6 +160,11 @@ impl<D: Datapath> State<D> {
         self.dp
     }
 
+    /// Frequent housekeeping: the kernel executors follow what was learned.
+    pub fn sync(&mut self) {
+        self.dp.sync();
+    }
+
     /// Periodic housekeeping; call about once a second.
     pub fn tick(&mut self) {
         self.dp.tick();

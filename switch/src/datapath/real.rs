@@ -16,7 +16,8 @@ use crate::datapath::{CaptureRing, Datapath, Direction, DpResult};
 use crate::kernel::netlink;
 use crossbeam::channel::{self, Sender};
 use rvs_dataplane::egress;
-use rvs_dataplane::fdb::{Fdb, Learn, NO_REMOTE};
+use rvs_dataplane::fastpath::KernelTables;
+use rvs_dataplane::fdb::{Dest, Fdb, Learn, NO_REMOTE};
 use rvs_dataplane::flow_cache::FlowKey;
 use rvs_dataplane::ids::{BridgeId, PortId, Vid};
 use rvs_dataplane::pipeline::Action;
@@ -30,17 +31,19 @@ use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::{OuterTemplate, OVERHEAD_V4, OVERHEAD_V6};
 use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
-use rvs_proto::config::{BridgeConfig, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::config::{BridgeConfig, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
 use rvs_proto::status::{
     FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput, TraceResult, TraceVxlan,
     UplinkStatus,
 };
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod kernel;
 mod ports;
 mod publish;
 mod status;
@@ -95,6 +98,11 @@ struct Link {
     mode: XdpMode,
     queues: Option<u32>,
     uplink: bool,
+    /// The kernel executor in front of its sockets.
+    fast: FastPath,
+    /// The kernel may send to it: the far end of its veth takes frames
+    /// redirected in XDP (GRO turned on there), or it is no veth.
+    peer_ready: bool,
     /// Why the port is down, if it is.
     down: Option<String>,
     /// How many times it went down.
@@ -136,6 +144,14 @@ pub struct Dp {
     generation: u64,
     /// The snapshot the polling threads run (for traces).
     snap: Arc<Snapshot>,
+    /// The kernel fast path's maps, and what rvs last wrote into them.
+    kernel: KernelTables,
+    mirror: kernel::KernelMirror,
+    /// `CLOCK_MONOTONIC` seconds when rvsd started (the kernel stamps
+    /// sources on that clock, rvs counts from its start).
+    mono_start: u64,
+    /// Ports being captured: the kernel path pauses on them.
+    captures: HashSet<PortId>,
 }
 
 impl Dp {
@@ -153,7 +169,8 @@ impl Dp {
                 return Err(format!("core {c} is not available to rvsd (available: {available:?})"));
             }
         }
-        let start = Instant::now();
+        let kernel = kernel::kernel_tables()?;
+        let (start, mono_start) = (Instant::now(), kernel::monotonic_secs());
         let handoff = Handoff::new(cores.len(), HANDOFF_PARCELS);
         let mut threads = Vec::new();
         for (i, &core) in cores.iter().enumerate() {
@@ -173,7 +190,18 @@ impl Dp {
                 .map_err(|e| format!("starting the polling thread for core {core}: {e}"))?;
             threads.push(Thread { core, tx, stats, umem, join: Some(join) });
         }
-        Ok(Dp { start, threads, bridges: Vec::new(), ports: Vec::new(), generation: 0, snap: Arc::default() })
+        Ok(Dp {
+            start,
+            threads,
+            bridges: Vec::new(),
+            ports: Vec::new(),
+            generation: 0,
+            snap: Arc::default(),
+            kernel,
+            mirror: kernel::KernelMirror::default(),
+            mono_start,
+            captures: HashSet::new(),
+        })
     }
 
     /// Stops every polling thread and closes every port (XDP programs are
@@ -310,18 +338,24 @@ impl Datapath for Dp {
         if !b.fdb.add_static(mac, Vid(vlan), pid, now) {
             return Err(format!("the FDB of bridge \"{bridge}\" is full"));
         }
+        // Control changes reach the kernel before the request returns.
+        self.sync_kernel_fdb();
         Ok(())
     }
 
     fn fdb_del(&mut self, bridge: &str, mac: MacAddr, vlan: u16) -> DpResult<bool> {
         let bid = self.bridge_id(bridge)?;
-        Ok(self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb.remove(mac, Vid(vlan)))
+        let removed = self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb.remove(mac, Vid(vlan));
+        self.sync_kernel_fdb();
+        Ok(removed)
     }
 
     fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize> {
         let bid = self.bridge_id(bridge)?;
         let pid = port.map(|p| self.port_id(p)).transpose()?;
-        Ok(self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb.flush(pid))
+        let n = self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb.flush(pid);
+        self.sync_kernel_fdb();
+        Ok(n)
     }
 
     fn add_uplink(&mut self, up: &UplinkConfig) -> DpResult<()> {
@@ -370,6 +404,9 @@ impl Datapath for Dp {
         for t in &self.threads {
             let _ = t.tx.send(Command::StartCapture { id, ring: ring.clone() });
         }
+        // Everything the port sends and receives goes through rvs meanwhile.
+        self.captures.insert(id);
+        self.sync_kernel_ports();
         Ok(ring)
     }
 
@@ -377,6 +414,9 @@ impl Datapath for Dp {
         if let Ok(id) = self.port_id(port) {
             for t in &self.threads {
                 let _ = t.tx.send(Command::StopCapture { id });
+            }
+            if self.captures.remove(&id) {
+                self.sync_kernel_ports();
             }
         }
     }
@@ -399,11 +439,18 @@ impl Datapath for Dp {
         self.move_queue(port, queue, core)
     }
 
+    fn sync(&mut self) {
+        self.sync_kernel_fdb();
+    }
+
     fn tick(&mut self) {
         let now = self.now();
-        for b in self.bridges.iter().flatten() {
+        for (i, b) in self.bridges.iter().enumerate() {
+            let Some(b) = b else { continue };
+            self.pull_kernel_seen(BridgeId(i as u16), &b.fdb, now, b.aging_secs);
             b.fdb.age(now, b.aging_secs);
         }
+        self.sync_kernel_fdb();
         let tunnels: Vec<PortId> = (0..self.ports.len())
             .filter(|&i| matches!(self.ports[i].as_ref().map(|p| &p.role), Some(Role::Vxlan(_))))
             .map(|i| PortId(i as u16))

@@ -50,6 +50,8 @@ const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
+const RTM_NEWNSID: u16 = 88;
+const RTM_GETNSID: u16 = 90;
 
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -83,6 +85,18 @@ const IFA_LOCAL: u16 = 2;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_LINK_NETNSID: u16 = 37;
+/// Nested in IFLA_LINKINFO: the link's kind ("veth", "vxlan", ...).
+const IFLA_INFO_KIND: u16 = 1;
+
+/// struct rtgenmsg: a family byte, padded to 4 by the builder.
+const RTGENMSG_LEN: usize = 1;
+const NETNSA_NSID: u16 = 1;
+const NETNSA_FD: u16 = 3;
+/// NETNSA_NSID of a namespace that has no id in ours.
+const NETNSA_NSID_NOT_ASSIGNED: i32 = -1;
 
 /// Attribute type bits that are flags (NLA_F_NESTED, NLA_F_NET_BYTEORDER).
 const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -218,6 +232,39 @@ pub fn link_info(ifname: &str) -> io::Result<(u32, MacAddr)> {
             Err(plain(io::ErrorKind::InvalidInput, format!("{ctx}: not an Ethernet interface (no link-layer address)")))
         }
     }
+}
+
+/// The other end of a veth pair, as its rvs-side end sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VethPeer {
+    /// The peer's interface index, in the peer's own namespace.
+    pub ifindex: u32,
+    /// The id that our namespace gives the peer's namespace (see
+    /// [`netns_id`]); `None` when the peer is in our own namespace.
+    pub nsid: Option<i32>,
+}
+
+/// The peer of veth `ifname` (RTM_GETLINK); `None` when `ifname` is not a
+/// veth.
+///
+/// Asking makes the kernel assign an id to the peer's namespace if it had
+/// none, so [`netns_id`] can find that namespace afterwards.
+pub fn veth_peer(ifname: &str) -> io::Result<Option<VethPeer>> {
+    let ctx = format!("veth peer of {ifname}");
+    check_ifname(ifname).map_err(|e| plain(io::ErrorKind::InvalidInput, format!("{ctx}: {e}")))?;
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    let link = sock.get_link(LinkKey::Name(ifname)).map_err(|e| e.context(&ctx))?;
+    peer_of(&link).map_err(|e| plain(io::ErrorKind::InvalidData, format!("{ctx}: {e}")))
+}
+
+/// The id that the calling thread's network namespace gives the namespace
+/// open at `fd` (RTM_GETNSID with NETNSA_FD, like `ip netns list-id`);
+/// `None` when it has none (ids are assigned on demand, e.g. by a
+/// [`veth_peer`] query across namespaces).
+pub fn netns_id(fd: RawFd) -> io::Result<Option<i32>> {
+    let ctx = format!("namespace id of descriptor {fd}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.get_nsid(fd).map_err(|e| e.context(&ctx))
 }
 
 /// The kernel's errno behind an error from this module, if it came from one.

@@ -5,7 +5,7 @@
 use crate::control::state::State;
 use crate::datapath::Datapath;
 use rvs_dataplane::stats::DropReason;
-use rvs_proto::status::{PortStatsInfo, ThreadInfo};
+use rvs_proto::status::{KernelShare, PortStatsInfo, ThreadInfo};
 use std::fmt::Write as _;
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -47,6 +47,12 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
         f.family(&format!("rvs_port_{name}_total"), "counter", help, samples);
     }
     f.family("rvs_port_link_downs_total", "counter", "Times a port's interface went away.", per_port(|p| p.link_downs));
+    // What the kernel executor carried, beside the polling threads' share.
+    let kernel: Vec<[u64; 4]> = ports.iter().map(|p| p.kernel.values()).collect();
+    for (i, (name, help)) in KernelShare::COUNTERS.iter().enumerate() {
+        let samples = ports.iter().zip(&kernel).map(|(p, v)| (pl(p), v[i]));
+        f.family(&format!("rvs_port_kernel_{name}_total"), "counter", help, samples);
+    }
     // Every reason for every port, zero included, so rates can be taken.
     let drops = ports.iter().flat_map(|p| {
         DropReason::ALL.iter().map(move |r| {

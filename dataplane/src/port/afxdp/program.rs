@@ -19,6 +19,8 @@ use crate::bpf::{
     create_xskmap, load_program, owned, sys_bpf, test_run, Insn, MapElemAttr, BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_ELEM,
     BPF_XDP,
 };
+use crate::fastpath::{self, KernelTables};
+use crate::ids::PortId;
 
 const BPF_LINK_CREATE: libc::c_int = 28;
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -77,7 +79,20 @@ impl XdpProgram {
     /// Loads the program and attaches it to `ifname` with room for `queues`
     /// receive queues (at least 1) in its socket map.
     pub fn attach(ifname: &str, mode: XdpMode, queues: u32) -> io::Result<XdpProgram> {
-        Self::attach_with(ifname, mode, queues, None)
+        Self::attach_with(ifname, mode, queues, None, None)
+    }
+
+    /// Like [`attach`](Self::attach), with the `xdp` executor of the kernel
+    /// fast path ([`crate::fastpath::xdp`]) for port `me` in front of the
+    /// sockets: frames it can carry never reach them.
+    pub fn attach_fast(
+        ifname: &str,
+        mode: XdpMode,
+        queues: u32,
+        me: PortId,
+        tables: &KernelTables,
+    ) -> io::Result<XdpProgram> {
+        Self::attach_with(ifname, mode, queues, None, Some((me, tables)))
     }
 
     /// Loads the uplink program and attaches it to `ifname` (the host's
@@ -93,19 +108,26 @@ impl XdpProgram {
     /// nothing.
     pub fn attach_uplink(ifname: &str, mode: XdpMode, queues: u32) -> io::Result<XdpProgram> {
         let vteps = VtepMap::create(Self::MAX_VTEPS).map_err(|e| bpf_error(ifname, "creating the VTEP map", e))?;
-        Self::attach_with(ifname, mode, queues, Some(vteps))
+        Self::attach_with(ifname, mode, queues, Some(vteps), None)
     }
 
     /// Number of local VTEPs an uplink program holds.
     pub const MAX_VTEPS: u32 = 256;
 
-    fn attach_with(ifname: &str, mode: XdpMode, queues: u32, vteps: Option<VtepMap>) -> io::Result<XdpProgram> {
+    fn attach_with(
+        ifname: &str,
+        mode: XdpMode,
+        queues: u32,
+        vteps: Option<VtepMap>,
+        fast: Option<(PortId, &KernelTables)>,
+    ) -> io::Result<XdpProgram> {
         let ifindex = iface::ifindex(ifname)?;
         let queues = queues.max(1);
         let map = create_xskmap(queues).map_err(|e| bpf_error(ifname, "creating the XSKMAP", e))?;
-        let prog = match &vteps {
-            None => load_program(&redirect_program(map.as_raw_fd()), "rvs_xsk_redir"),
-            Some(v) => load_program(&filter::uplink_program(map.as_raw_fd(), v.fd(), XDP_PASS), "rvs_uplink"),
+        let prog = match (&vteps, fast) {
+            (Some(v), _) => load_program(&filter::uplink_program(map.as_raw_fd(), v.fd(), XDP_PASS), "rvs_uplink"),
+            (None, Some((me, t))) => load_program(&fastpath::xdp::program(me, &t.maps(map.as_raw_fd())), "rvs_fast"),
+            (None, None) => load_program(&redirect_program(map.as_raw_fd()), "rvs_xsk_redir"),
         }
         .map_err(|e| bpf_error(ifname, "", e))?;
         let (link, mode) = match mode {

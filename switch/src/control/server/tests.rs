@@ -186,6 +186,7 @@ fn capture_streams_frames_and_never_blocks_the_loop() {
         vlan: rvs_proto::config::PortVlan::default(),
         queues: None,
         xdp_mode: rvs_proto::config::XdpMode::Auto,
+        fast_path: Default::default(),
         netns: None,
         vxlan: None,
         pmd: Vec::new(),

@@ -63,6 +63,7 @@ impl<D: Datapath> State<D> {
                                 self.down_ports.get(&p.name).map(String::as_str).unwrap_or("not in the datapath")
                             ),
                             xdp_mode: String::new(),
+                            fast_path: p.fast_path.name().to_string(),
                             queues: Vec::new(),
                             inner_mtu: None,
                             remotes: Vec::new(),
@@ -108,6 +109,7 @@ impl<D: Datapath> State<D> {
             kernel_drops: 0,
             drops: Vec::new(),
             link_downs: 0,
+            kernel: Default::default(),
         }])
     }
 

@@ -43,7 +43,7 @@ impl Dp {
     }
 
     pub(super) fn open_afxdp(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
-        self.open_xsk(id, &cfg.name, cfg.xdp_mode, cfg.queues, false)
+        self.open_xsk(id, &cfg.name, cfg.xdp_mode, cfg.queues, false, cfg.fast_path)
     }
 
     /// AF_XDP sockets on every queue of `name`, spread over the threads,
@@ -55,9 +55,10 @@ impl Dp {
         mode: XdpMode,
         queues: Option<u32>,
         uplink: bool,
+        fast: FastPath,
     ) -> DpResult<Port> {
         let ifindex = afxdp::iface::ifindex(name).map_err(|e| e.to_string())?;
-        let attached = self.attach_xsk(name, mode, queues, uplink)?;
+        let attached = self.attach_xsk(id, name, mode, queues, uplink, fast)?;
         let mut port = Port {
             name: name.to_string(),
             bridge: None,
@@ -67,7 +68,16 @@ impl Dp {
             stats: Vec::new(),
             xdp: None,
             role: Role::Plain,
-            link: Some(Link { ifindex, mode, queues, uplink, down: None, downs: 0 }),
+            link: Some(Link {
+                ifindex,
+                mode,
+                queues,
+                uplink,
+                fast,
+                peer_ready: ready_peer(name, fast),
+                down: None,
+                downs: 0,
+            }),
         };
         self.hand_out(id, &mut port, attached);
         Ok(port)
@@ -89,10 +99,12 @@ impl Dp {
     /// over the threads; nothing is handed to a thread yet.
     pub(super) fn attach_xsk(
         &self,
+        id: PortId,
         name: &str,
         mode: XdpMode,
         queues: Option<u32>,
         uplink: bool,
+        fast: FastPath,
     ) -> DpResult<Attached> {
         let mode = match mode {
             XdpMode::Auto => afxdp::XdpMode::Auto,
@@ -104,9 +116,10 @@ impl Dp {
         if queues == 0 || queues > available {
             return Err(format!("{name} has {available} rx queue(s); cannot open {queues}"));
         }
-        let xdp = match uplink {
-            true => XdpProgram::attach_uplink(name, mode, queues),
-            false => XdpProgram::attach(name, mode, queues),
+        let xdp = match (uplink, fast) {
+            (true, _) => XdpProgram::attach_uplink(name, mode, queues),
+            (false, FastPath::Xdp) => XdpProgram::attach_fast(name, mode, queues, id, &self.kernel),
+            (false, FastPath::Off) => XdpProgram::attach(name, mode, queues),
         }
         .map_err(|e| e.to_string())?;
         let mut opened = Vec::new();
@@ -150,9 +163,9 @@ impl Dp {
                     changed = true;
                 }
                 (Some(_), Some(ix)) => {
-                    let (mode, queues, uplink) = (link.mode, link.queues, link.uplink);
+                    let (mode, queues, uplink, fast) = (link.mode, link.queues, link.uplink, link.fast);
                     let name = port.name.clone();
-                    let Ok(attached) = self.attach_xsk(&name, mode, queues, uplink) else { continue };
+                    let Ok(attached) = self.attach_xsk(id, &name, mode, queues, uplink, fast) else { continue };
                     if uplink {
                         for vx in self.ports.iter().flatten().filter_map(|p| match &p.role {
                             Role::Vxlan(vx) if vx.uplink == id => Some(vx),
@@ -169,6 +182,7 @@ impl Dp {
                     }
                     let link = port.link.as_mut().expect("checked above");
                     (link.ifindex, link.down) = (ix, None);
+                    link.peer_ready = ready_peer(&name, link.fast);
                     tracing::info!(target: crate::obs::log::LINK, "interface {name} is back; port up again");
                     self.ports[i] = Some(port);
                     changed = true;
@@ -240,7 +254,7 @@ impl Dp {
         }
         let (mtu, mac) = netlink::link_info(&up.name).map_err(|e| format!("uplink {}: {e}", up.name))?;
         let id = self.free_port_id()?;
-        let mut port = self.open_xsk(id, &up.name, up.xdp_mode, up.queues, true)?;
+        let mut port = self.open_xsk(id, &up.name, up.xdp_mode, up.queues, true, FastPath::Off)?;
         port.bridge = None;
         port.role = Role::Uplink { mac, mtu };
         self.ports[id.index()] = Some(port);
@@ -275,6 +289,28 @@ pub(super) fn xdp_mode_name(p: &Port) -> String {
         Some(afxdp::XdpMode::Generic) => "generic".into(),
         Some(_) => "native".into(),
         None => String::new(),
+    }
+}
+
+/// For the xdp executor: readies the far end of the port's veth to take
+/// frames the kernel redirects to it (GRO on, so it has NAPI; without it
+/// the kernel drops them). False if that failed: the kernel then sends
+/// nothing to the port, and rvs's threads carry its frames.
+fn ready_peer(name: &str, fast: FastPath) -> bool {
+    if fast != FastPath::Xdp {
+        return false;
+    }
+    match crate::kernel::peer::enable_peer_gro(name) {
+        Ok(crate::kernel::peer::PeerGro::Enabled { netns, peer }) => {
+            let ns = if netns.is_empty() { "this namespace".to_string() } else { netns };
+            tracing::info!("port {name}: GRO on at its veth peer {peer} ({ns}), for the xdp executor");
+            true
+        }
+        Ok(crate::kernel::peer::PeerGro::NotVeth) => true,
+        Err(e) => {
+            tracing::warn!("port {name}: the kernel will not send to it: {e}");
+            false
+        }
     }
 }
 

@@ -62,6 +62,8 @@ impl Dp {
             let _ = t.tx.send(Command::Snapshot(snap.clone()));
         }
         self.snap = snap;
+        self.sync_kernel_ports();
+        self.sync_kernel_fdb();
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline
             && self.threads.iter().any(|t| t.stats.generation.load(Relaxed) < self.generation)

@@ -80,6 +80,7 @@ impl Dp {
                 },
                 state: port_state(p),
                 xdp_mode: xdp_mode_name(p),
+                fast_path: p.link.as_ref().map_or(FastPath::Off, |l| l.fast).name().to_string(),
                 queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
                 inner_mtu: match &p.role {
                     Role::Vxlan(vx) => Some(self.max_inner_frame(vx).saturating_sub(14)),
@@ -101,8 +102,9 @@ impl Dp {
     pub(super) fn port_counters(&self) -> Vec<PortStatsInfo> {
         self.ports
             .iter()
-            .flatten()
-            .map(|p| {
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.as_ref()?)))
+            .map(|(i, p)| {
                 let mut c = PortCounters::default();
                 for s in &p.stats {
                     c.accumulate(&s.read());
@@ -113,6 +115,14 @@ impl Dp {
                 };
                 let mut info = PortStatsInfo::new(&p.name, bridge, &c);
                 info.link_downs = p.link.as_ref().map_or(0, |l| l.downs);
+                if let Ok(k) = self.kernel.counters(PortId(i as u16)) {
+                    info.kernel = rvs_proto::status::KernelShare {
+                        rx_packets: k.rx_packets,
+                        rx_bytes: k.rx_bytes,
+                        tx_packets: k.tx_packets,
+                        tx_bytes: k.tx_bytes,
+                    };
+                }
                 info
             })
             .collect()

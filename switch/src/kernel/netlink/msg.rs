@@ -429,6 +429,18 @@ pub(super) struct LinkReply {
     pub(super) name: String,
     pub(super) mtu: Option<u32>,
     pub(super) addr: Option<Vec<u8>>,
+    /// IFLA_LINK: the index of the link this one is tied to (a veth's peer).
+    pub(super) link: Option<u32>,
+    /// IFLA_LINK_NETNSID: the namespace of that link, when not ours.
+    pub(super) link_netnsid: Option<i32>,
+    /// IFLA_INFO_KIND inside IFLA_LINKINFO ("veth", "vxlan", ...).
+    pub(super) kind: Option<String>,
+}
+
+/// The text of a NUL-terminated string attribute.
+fn str_attr(data: &[u8]) -> String {
+    let s = data.split(|&c| c == 0).next().unwrap_or(&[]);
+    String::from_utf8_lossy(s).into_owned()
 }
 
 pub(super) fn parse_link(payload: &[u8]) -> Result<LinkReply, NlError> {
@@ -437,16 +449,65 @@ pub(super) fn parse_link(payload: &[u8]) -> Result<LinkReply, NlError> {
     for a in attrs(payload, IfInfoMsg::LEN) {
         let (ty, data) = a?;
         match ty {
-            IFLA_IFNAME => {
-                let name = data.split(|&c| c == 0).next().unwrap_or(&[]);
-                l.name = String::from_utf8_lossy(name).into_owned();
-            }
+            IFLA_IFNAME => l.name = str_attr(data),
             IFLA_MTU => l.mtu = Some(u32_attr(data, "IFLA_MTU")?),
             IFLA_ADDRESS => l.addr = Some(data.to_vec()),
+            IFLA_LINK => l.link = Some(u32_attr(data, "IFLA_LINK")?),
+            IFLA_LINK_NETNSID => l.link_netnsid = Some(u32_attr(data, "IFLA_LINK_NETNSID")? as i32),
+            IFLA_LINKINFO => {
+                for a in (Attrs { rest: data }) {
+                    let (ty, data) = a?;
+                    if ty == IFLA_INFO_KIND {
+                        l.kind = Some(str_attr(data));
+                    }
+                }
+            }
             _ => {}
         }
     }
     Ok(l)
+}
+
+/// The veth peer a link reply describes; `None` if the link is not a veth.
+///
+/// The kernel leaves IFLA_LINK out when the peer's index equals the link's
+/// own (possible only across namespaces), so a veth without it has its peer
+/// at its own index.
+pub(super) fn peer_of(l: &LinkReply) -> Result<Option<VethPeer>, String> {
+    if l.kind.as_deref() != Some("veth") {
+        return Ok(None);
+    }
+    let ifindex = l.link.unwrap_or(l.index);
+    if ifindex == 0 {
+        return Err("the veth has no peer (being deleted?)".into());
+    }
+    let nsid = match l.link_netnsid {
+        None => None,
+        Some(id) if id >= 0 => Some(id),
+        Some(id) => return Err(format!("the peer's network namespace has no id ({id})")),
+    };
+    if nsid.is_none() && ifindex == l.index {
+        return Err(format!("the veth reports itself (index {ifindex}) as its peer"));
+    }
+    Ok(Some(VethPeer { ifindex, nsid }))
+}
+
+/// NETNSA_NSID of an RTM_NEWNSID reply; `None` for NETNSA_NSID_NOT_ASSIGNED.
+pub(super) fn parse_nsid(payload: &[u8]) -> Result<Option<i32>, NlError> {
+    take::<RTGENMSG_LEN>(payload, 0, "rtgenmsg")?;
+    let mut nsid = None;
+    for a in attrs(payload, RTGENMSG_LEN) {
+        let (ty, data) = a?;
+        if ty == NETNSA_NSID {
+            nsid = Some(u32_attr(data, "NETNSA_NSID")? as i32);
+        }
+    }
+    match nsid {
+        Some(NETNSA_NSID_NOT_ASSIGNED) => Ok(None),
+        Some(id) if id >= 0 => Ok(Some(id)),
+        Some(id) => Err(NlError::Malformed(format!("NETNSA_NSID {id}"))),
+        None => Err(NlError::Malformed("RTM_NEWNSID without NETNSA_NSID".into())),
+    }
 }
 
 /// The interface index and address of an address reply: IFA_LOCAL when

@@ -206,6 +206,24 @@ impl Socket {
         out.ok_or_else(|| NlError::Malformed("no RTM_NEWLINK in the reply".into()))
     }
 
+    /// RTM_GETNSID of the namespace open at `fd`: see [`netns_id`].
+    pub(super) fn get_nsid(&mut self, fd: RawFd) -> Result<Option<i32>, NlError> {
+        let seq = next_seq();
+        let fd = u32::try_from(fd).map_err(|_| NlError::Malformed(format!("descriptor {fd}")))?;
+        let req = MsgBuilder::new(RTM_GETNSID, NLM_F_REQUEST, seq)
+            .fixed(&[libc::AF_UNSPEC as u8])
+            .attr(NETNSA_FD, &fd.to_ne_bytes())
+            .finish();
+        let mut out = None;
+        self.exchange(&req, seq, Expect::One, |ty, p| {
+            if ty == RTM_NEWNSID {
+                out = Some(parse_nsid(p)?);
+            }
+            Ok(())
+        })?;
+        out.ok_or_else(|| NlError::Malformed("no RTM_NEWNSID in the reply".into()))
+    }
+
     /// The neighbour entry of `addr` on `ifindex`; `None` if there is none.
     pub(super) fn get_neigh(&mut self, ifindex: u32, addr: IpAddr) -> Result<Option<NeighReply>, NlError> {
         let seq = next_seq();

@@ -63,6 +63,8 @@ fn constants_match_libc() {
     assert_eq!(RTM_NEWADDR, libc::RTM_NEWADDR);
     assert_eq!(RTM_GETLINK, libc::RTM_GETLINK);
     assert_eq!(RTM_NEWLINK, libc::RTM_NEWLINK);
+    assert_eq!(RTM_GETNSID, libc::RTM_GETNSID);
+    assert_eq!(RTM_NEWNSID, libc::RTM_NEWNSID);
     assert_eq!(RTA_OIF, libc::RTA_OIF);
     assert_eq!(RTA_GATEWAY, libc::RTA_GATEWAY);
     assert_eq!(RTA_PREFSRC, libc::RTA_PREFSRC);
@@ -198,7 +200,17 @@ fn link_and_addr_replies() {
         .attr(IFLA_ADDRESS, &[2, 0, 0, 0, 0, 1])
         .finish();
     let l = parse_link(&d[NLMSG_HDRLEN..]).unwrap();
-    assert_eq!(l, LinkReply { index: 9, name: "uplink0".into(), mtu: Some(9000), addr: Some(vec![2, 0, 0, 0, 0, 1]) });
+    assert_eq!(
+        l,
+        LinkReply {
+            index: 9,
+            name: "uplink0".into(),
+            mtu: Some(9000),
+            addr: Some(vec![2, 0, 0, 0, 0, 1]),
+            ..LinkReply::default()
+        }
+    );
+    assert_eq!(peer_of(&l), Ok(None));
 
     let ifa = IfAddrMsg { family: libc::AF_INET as u8, prefixlen: 32, index: 9, ..IfAddrMsg::default() };
     let d = MsgBuilder::new(RTM_NEWADDR, NLM_F_MULTI, SEQ)
@@ -207,6 +219,123 @@ fn link_and_addr_replies() {
         .attr(IFA_LOCAL, &[198, 18, 5, 1])
         .finish();
     assert_eq!(parse_addr(&d[NLMSG_HDRLEN..]).unwrap(), (9, Some(v4("198.18.5.1"))));
+}
+
+/// An RTM_NEWLINK payload for interface 9 with `attrs` after its name.
+fn link_payload(attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let ifi = IfInfoMsg { index: 9, ..IfInfoMsg::default() };
+    let mut b = MsgBuilder::new(RTM_NEWLINK, 0, SEQ).fixed(&ifi.bytes()).attr(IFLA_IFNAME, b"veth0\0");
+    for (t, d) in attrs {
+        b = b.attr(*t, d);
+    }
+    b.finish()[NLMSG_HDRLEN..].to_vec()
+}
+
+/// IFLA_LINKINFO (flagged nested, as the kernel sends it) with the kind,
+/// then IFLA_INFO_DATA (2), which is skipped.
+fn linkinfo(kind: &[u8]) -> Vec<u8> {
+    let inner = MsgBuilder::new(0, 0, 0).attr(IFLA_INFO_KIND, kind).attr(2, &[0xaa; 5]).finish();
+    inner[NLMSG_HDRLEN..].to_vec()
+}
+
+const NESTED: u16 = 0x8000;
+
+#[test]
+fn veth_replies() {
+    // A veth whose peer (index 4) is in the namespace of id 3.
+    let p = link_payload(&[
+        (IFLA_LINK, 4u32.to_ne_bytes().to_vec()),
+        (NESTED | IFLA_LINKINFO, linkinfo(b"veth\0")),
+        (IFLA_LINK_NETNSID, 3i32.to_ne_bytes().to_vec()),
+    ]);
+    let l = parse_link(&p).unwrap();
+    assert_eq!((l.link, l.link_netnsid, l.kind.as_deref()), (Some(4), Some(3), Some("veth")));
+    assert_eq!(peer_of(&l), Ok(Some(VethPeer { ifindex: 4, nsid: Some(3) })));
+
+    // Its peer in our namespace: no IFLA_LINK_NETNSID.
+    let p = link_payload(&[(IFLA_LINK, 4u32.to_ne_bytes().to_vec()), (IFLA_LINKINFO, linkinfo(b"veth\0"))]);
+    assert_eq!(peer_of(&parse_link(&p).unwrap()), Ok(Some(VethPeer { ifindex: 4, nsid: None })));
+
+    // Older kernels leave IFLA_LINK out when the peer's index is our own.
+    let p = link_payload(&[(IFLA_LINKINFO, linkinfo(b"veth")), (IFLA_LINK_NETNSID, 0i32.to_ne_bytes().to_vec())]);
+    assert_eq!(peer_of(&parse_link(&p).unwrap()), Ok(Some(VethPeer { ifindex: 9, nsid: Some(0) })));
+
+    // Not a veth: another kind, or none (a physical NIC), even with IFLA_LINK.
+    let p = link_payload(&[(IFLA_LINK, 4u32.to_ne_bytes().to_vec()), (IFLA_LINKINFO, linkinfo(b"vxlan\0"))]);
+    assert_eq!(peer_of(&parse_link(&p).unwrap()), Ok(None));
+    let p = link_payload(&[(IFLA_LINK, 4u32.to_ne_bytes().to_vec())]);
+    assert_eq!(peer_of(&parse_link(&p).unwrap()), Ok(None));
+    let p = link_payload(&[(IFLA_LINKINFO, linkinfo(b"vethx\0"))]);
+    assert_eq!(peer_of(&parse_link(&p).unwrap()), Ok(None));
+
+    // A veth without a peer, an unassigned id, and a peer at our own index in our namespace.
+    let p = link_payload(&[(IFLA_LINK, 0u32.to_ne_bytes().to_vec()), (IFLA_LINKINFO, linkinfo(b"veth\0"))]);
+    assert!(peer_of(&parse_link(&p).unwrap()).unwrap_err().contains("no peer"));
+    let p = link_payload(&[
+        (IFLA_LINK, 4u32.to_ne_bytes().to_vec()),
+        (IFLA_LINKINFO, linkinfo(b"veth\0")),
+        (IFLA_LINK_NETNSID, (-1i32).to_ne_bytes().to_vec()),
+    ]);
+    assert!(peer_of(&parse_link(&p).unwrap()).unwrap_err().contains("no id"));
+    let p = link_payload(&[(IFLA_LINKINFO, linkinfo(b"veth\0"))]);
+    assert!(peer_of(&parse_link(&p).unwrap()).is_err());
+
+    // Bad sizes and a broken nested attribute are errors.
+    let p = link_payload(&[(IFLA_LINK, vec![4, 0])]);
+    assert!(parse_link(&p).is_err());
+    let p = link_payload(&[(IFLA_LINK_NETNSID, vec![3])]);
+    assert!(parse_link(&p).is_err());
+    let mut bad = linkinfo(b"veth\0");
+    bad[..2].copy_from_slice(&100u16.to_ne_bytes());
+    assert!(parse_link(&link_payload(&[(IFLA_LINKINFO, bad)])).is_err());
+}
+
+/// An RTM_NEWNSID payload: rtgenmsg, padded, then `attrs`.
+fn nsid_payload(attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut b = MsgBuilder::new(RTM_NEWNSID, 0, SEQ).fixed(&[libc::AF_UNSPEC as u8]);
+    for (t, d) in attrs {
+        b = b.attr(*t, d);
+    }
+    b.finish()[NLMSG_HDRLEN..].to_vec()
+}
+
+#[test]
+fn nsid_replies() {
+    // The request: rtgenmsg padded to 4 bytes, then NETNSA_FD.
+    let req = MsgBuilder::new(RTM_GETNSID, NLM_F_REQUEST, SEQ)
+        .fixed(&[libc::AF_UNSPEC as u8])
+        .attr(NETNSA_FD, &7u32.to_ne_bytes())
+        .finish();
+    assert_eq!(req.len(), NLMSG_HDRLEN + 4 + 8);
+    let mut want = vec![0u8; 4];
+    want.extend_from_slice(&8u16.to_ne_bytes());
+    want.extend_from_slice(&NETNSA_FD.to_ne_bytes());
+    want.extend_from_slice(&7u32.to_ne_bytes());
+    assert_eq!(&req[NLMSG_HDRLEN..], &want[..]);
+
+    assert_eq!(parse_nsid(&nsid_payload(&[(NETNSA_NSID, 5i32.to_ne_bytes().to_vec())])).unwrap(), Some(5));
+    assert_eq!(parse_nsid(&nsid_payload(&[(NETNSA_NSID, 0i32.to_ne_bytes().to_vec())])).unwrap(), Some(0));
+    // NETNSA_CURRENT_NSID (5) and others are skipped.
+    let p = nsid_payload(&[(5, 9i32.to_ne_bytes().to_vec()), (NETNSA_NSID, 2i32.to_ne_bytes().to_vec())]);
+    assert_eq!(parse_nsid(&p).unwrap(), Some(2));
+    assert_eq!(parse_nsid(&nsid_payload(&[(NETNSA_NSID, (-1i32).to_ne_bytes().to_vec())])).unwrap(), None);
+    assert!(parse_nsid(&nsid_payload(&[(NETNSA_NSID, (-7i32).to_ne_bytes().to_vec())])).is_err());
+    assert!(parse_nsid(&nsid_payload(&[(NETNSA_NSID, vec![1, 2])])).is_err());
+    assert!(parse_nsid(&nsid_payload(&[])).is_err());
+    assert!(parse_nsid(&[]).is_err());
+}
+
+#[test]
+fn netns_id_live() {
+    // Asking about a namespace needs no privilege; about our own it
+    // answers Ok (an id only if one was set). A file that is no namespace
+    // is the kernel's EINVAL.
+    let own = std::fs::File::open("/proc/self/ns/net").unwrap();
+    netns_id(own.as_raw_fd()).unwrap();
+    let stat = std::fs::File::open("/proc/self/stat").unwrap();
+    let e = netns_id(stat.as_raw_fd()).unwrap_err();
+    assert!(e.to_string().starts_with(&format!("namespace id of descriptor {}: ", stat.as_raw_fd())), "{e}");
+    assert!(netns_id(-1).is_err());
 }
 
 #[test]
@@ -285,6 +414,8 @@ fn everything(bytes: &[u8], flags: u16) {
     let _ = parse_neigh(bytes);
     let _ = parse_link(bytes);
     let _ = parse_addr(bytes);
+    let _ = parse_nsid(bytes);
+    let _ = parse_link(bytes).map(|l| peer_of(&l));
     let _ = parse_error(flags, bytes);
 }
 
@@ -297,7 +428,7 @@ proptest! {
     /// Valid framing around random payloads reaches the inner parsers.
     #[test]
     fn random_payloads_never_panic(
-        ty in prop_oneof![Just(RTM_NEWROUTE), Just(RTM_NEWNEIGH), Just(RTM_NEWLINK), Just(RTM_NEWADDR), Just(NLMSG_ERROR), Just(NLMSG_DONE)],
+        ty in prop_oneof![Just(RTM_NEWROUTE), Just(RTM_NEWNEIGH), Just(RTM_NEWLINK), Just(RTM_NEWADDR), Just(RTM_NEWNSID), Just(NLMSG_ERROR), Just(NLMSG_DONE)],
         flags in any::<u16>(),
         payload in proptest::collection::vec(any::<u8>(), 0..120),
     ) {
@@ -310,6 +441,7 @@ proptest! {
                 RTM_NEWROUTE => parse_route(p).map(|_| ()),
                 RTM_NEWNEIGH => parse_neigh(p).map(|_| ()),
                 RTM_NEWLINK => parse_link(p).map(|_| ()),
+                RTM_NEWNSID => parse_nsid(p).map(|_| ()),
                 _ => parse_addr(p).map(|_| ()),
             };
             Ok(())

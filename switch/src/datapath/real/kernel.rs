@@ -1,0 +1,143 @@
+//! The kernel fast path's tables, kept in step with rvs's own state: each
+//! port's entry after every publish, the MAC table whenever a bridge's FDB
+//! changed, and, before aging, the last-seen times of sources only the
+//! kernel carried.
+
+use super::*;
+use rvs_dataplane::fastpath::KernelTables;
+
+/// Port ids the kernel tables hold (rvsd's own limit).
+pub(super) const KERNEL_PORTS: u32 = 4096;
+/// MACs the kernel's table holds over all bridges.
+pub(super) const KERNEL_MACS: u32 = 1 << 17;
+
+/// What rvs last wrote into the kernel's MAC table.
+#[derive(Default)]
+pub(super) struct KernelMirror {
+    /// (bridge, MAC, VLAN) → port.
+    macs: HashMap<(BridgeId, MacAddr, Vid), PortId>,
+    /// Each bridge's FDB epoch when last mirrored.
+    epochs: HashMap<BridgeId, u64>,
+}
+
+/// Seconds of `CLOCK_MONOTONIC`, the clock the kernel stamps sources with.
+pub(super) fn monotonic_secs() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64
+}
+
+impl Dp {
+    /// True if some port runs a kernel executor.
+    pub(super) fn fast_path_in_use(&self) -> bool {
+        self.ports.iter().flatten().any(|p| p.link.as_ref().is_some_and(|l| l.fast != FastPath::Off))
+    }
+
+    /// Writes every port's entry: the kernel takes a port's frames if its
+    /// executor is on, it is up and nobody captures it; it sends to such
+    /// ports whose program runs natively and whose veth peer takes
+    /// redirected frames.
+    pub(super) fn sync_kernel_ports(&self) {
+        for (i, info) in self.snap.ports.iter().enumerate() {
+            let id = PortId(i as u16);
+            let r = match (info, self.ports.get(i).and_then(Option::as_ref)) {
+                (Some(info), Some(p)) => {
+                    let link = p.link.as_ref().filter(|l| l.down.is_none() && !l.uplink);
+                    let watched = self.captures.contains(&id);
+                    let ingress = link.is_some_and(|l| l.fast == FastPath::Xdp) && !watched;
+                    let native = p.xdp.as_ref().is_some_and(|x| x.attached_mode() == afxdp::XdpMode::Native);
+                    let egress = link.filter(|l| ingress && native && l.peer_ready).map(|l| l.ifindex);
+                    self.kernel.set_port(info, ingress, egress)
+                }
+                _ => self.kernel.clear_port(id),
+            };
+            if let Err(e) = r {
+                tracing::warn!("kernel fast path: port {}: {e}", self.port_name(id));
+            }
+        }
+    }
+
+    /// Mirrors into the kernel every bridge's MACs on local ports, where
+    /// the FDB changed since the last time. Cheap when nothing changed.
+    pub(super) fn sync_kernel_fdb(&mut self) {
+        if !self.fast_path_in_use() && self.mirror.macs.is_empty() {
+            return;
+        }
+        let in_use = self.fast_path_in_use();
+        let mut wanted: HashMap<(BridgeId, MacAddr, Vid), PortId> = HashMap::new();
+        let mut changed: Vec<BridgeId> = Vec::new();
+        for (i, b) in self.bridges.iter().enumerate() {
+            let id = BridgeId(i as u16);
+            let Some(b) = b else { continue };
+            let epoch = b.fdb.epoch();
+            if in_use && self.mirror.epochs.get(&id) == Some(&epoch) {
+                continue;
+            }
+            changed.push(id);
+            self.mirror.epochs.insert(id, epoch);
+            if !in_use {
+                continue;
+            }
+            for e in b.fdb.entries() {
+                if e.remote == NO_REMOTE && !self.is_tunnel(e.port) {
+                    wanted.insert((id, e.mac, e.vid), e.port);
+                }
+            }
+        }
+        // Bridges that are gone lose their entries too.
+        let live: Vec<BridgeId> =
+            self.bridges.iter().enumerate().filter(|(_, b)| b.is_some()).map(|(i, _)| BridgeId(i as u16)).collect();
+        self.mirror.epochs.retain(|b, _| live.contains(b));
+        let stale: Vec<(BridgeId, MacAddr, Vid)> = self
+            .mirror
+            .macs
+            .keys()
+            .filter(|k| !live.contains(&k.0) || (changed.contains(&k.0) && !wanted.contains_key(k)))
+            .copied()
+            .collect();
+        for k in stale {
+            self.mirror.macs.remove(&k);
+            if let Err(e) = self.kernel.del_mac(k.0, k.1, k.2) {
+                tracing::warn!("kernel fast path: removing {} vlan {}: {e}", k.1, k.2);
+            }
+        }
+        for (k, port) in wanted {
+            if self.mirror.macs.get(&k) == Some(&port) {
+                continue;
+            }
+            match self.kernel.set_mac(k.0, k.1, k.2, port) {
+                Ok(()) => {
+                    self.mirror.macs.insert(k, port);
+                }
+                Err(e) => tracing::warn!("kernel fast path: {} vlan {}: {e}", k.1, k.2),
+            }
+        }
+    }
+
+    /// Refreshes, in `bridge`'s FDB, the MACs the kernel saw send more
+    /// recently than rvs did, so that aging keeps them.
+    pub(super) fn pull_kernel_seen(&self, bridge: BridgeId, fdb: &Fdb, now: u32, aging: u32) {
+        let offset = self.mono_start;
+        for (&(b, mac, vid), &port) in &self.mirror.macs {
+            if b != bridge {
+                continue;
+            }
+            let Ok(Some(seen)) = self.kernel.seen(b, mac, vid) else { continue };
+            // The kernel's clock, as seconds since rvsd started.
+            let seen = u64::from(seen).saturating_sub(offset).min(u64::from(now)) as u32;
+            if seen > 0 && now.saturating_sub(seen) < aging {
+                fdb.refresh(mac, vid, Dest::port(port), seen);
+            }
+        }
+    }
+
+    fn is_tunnel(&self, id: PortId) -> bool {
+        matches!(self.ports.get(id.index()).and_then(Option::as_ref).map(|p| &p.role), Some(Role::Vxlan(_)))
+    }
+}
+
+/// The tables, or why rvsd cannot start without them.
+pub(super) fn kernel_tables() -> Result<KernelTables, String> {
+    KernelTables::new(KERNEL_PORTS, KERNEL_MACS).map_err(|e| format!("creating the kernel fast path's maps: {e}"))
+}
