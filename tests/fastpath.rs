@@ -50,8 +50,14 @@ fn known_unicast_is_carried_by_the_kernel_and_counted() {
     let (_, tx1) = kernel_share(&rvsd, b.port());
     assert!(rx1 >= rx0 + 10, "the kernel took {} of 10 echo requests from a", rx1 - rx0);
     assert!(tx1 >= tx0 + 10, "the kernel sent {} of 10 echo requests to b", tx1 - tx0);
-    let metrics = rvsd.ctl_ok(&["stats"]);
-    assert!(metrics.contains("KERNEL RX/TX"), "{metrics}");
+    let table = rvsd.ctl_ok(&["stats"]);
+    assert!(table.contains("KERNEL RX/TX"), "{table}");
+    // Trace names the executor: the kernel for this flow, rvs for a broadcast.
+    let flow = format!("dl_src={},dl_dst={}", a.mac(), b.mac());
+    let t = rvsd.ctl_ok(&["trace", "br0", a.port(), &flow]);
+    assert!(t.contains(&format!("xdp: the kernel carries it to {}", b.port())), "{t}");
+    let t = rvsd.ctl_ok(&["trace", "br0", a.port(), &format!("dl_src={},dl_dst=ff:ff:ff:ff:ff:ff", a.mac())]);
+    assert!(t.contains("rvs: the xdp executor leaves it to the polling threads"), "{t}");
 }
 
 #[test]

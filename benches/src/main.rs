@@ -35,8 +35,9 @@ use trial::Settings;
 #[derive(Parser, Debug)]
 #[command(name = "rvs-bench", version)]
 struct Args {
-    /// Systems to measure, comma-separated: rvs, linux-bridge, ovs-afxdp,
-    /// testpmd-af_xdp, rvs-vxlan, kernel-vxlan, ovs-afxdp-vxlan (default: all)
+    /// Systems to measure, comma-separated: rvs, rvs-xdp (rvs with the
+    /// kernel's xdp executor), linux-bridge, ovs-afxdp, testpmd-af_xdp,
+    /// rvs-vxlan, kernel-vxlan, ovs-afxdp-vxlan (default: all)
     #[arg(long, value_delimiter = ',', value_parser = parse_system)]
     systems: Vec<System>,
     /// A short run: 64 and 1518-byte frames, 1 round, short trials

@@ -20,8 +20,12 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::bpf::{self, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY};
+use crate::egress;
+use crate::fdb::Learn;
 use crate::ids::{BridgeId, PortId, Vid};
-use crate::snapshot::PortInfo;
+use crate::pipeline::{Action, Verdict};
+use crate::port::MAX_FRAME;
+use crate::snapshot::{PortInfo, Snapshot};
 use crate::wire::MacAddr;
 use maps::{KernelCounters, MacKey, MacValue, PortEntry};
 
@@ -139,6 +143,70 @@ impl KernelTables {
             xsks,
         }
     }
+}
+
+/// The port a port's `xdp` executor sends a frame to, if it takes it: the
+/// rule [`xdp::program`] follows, stated over the userspace verdict `v`
+/// (from `pipeline::dry_run`). `ingress_on` says whether the kernel takes
+/// frames from the frame's port, `egress_on` whether it sends to a port
+/// (the port entries' flags). The property tests hold the program to it;
+/// `rvsctl trace` reports it.
+pub fn carries(
+    snap: &Snapshot,
+    frame: &[u8],
+    v: &Verdict,
+    ingress_on: bool,
+    egress_on: impl Fn(PortId) -> bool,
+) -> Option<PortId> {
+    let Action::Unicast(out) = v.action else { return None };
+    let learned_here = matches!(v.learn, Some(Learn::Known | Learn::Refreshed));
+    let fits = frame.len() <= MAX_FRAME && egress::port_plan(snap, out, v.vid, v.tagged).is_ok();
+    (ingress_on && learned_here && fits && egress_on(out) && !checksum_blocks(frame)).then_some(out)
+}
+
+/// True if the program leaves `frame` to userspace for its checksum: a
+/// TCP or UDP frame whose checksum field holds only the pseudo-header sum
+/// (left to offload), or whose IP or L4 header is cut short. The same
+/// arithmetic as the program's, wrap-arounds included.
+fn checksum_blocks(frame: &[u8]) -> bool {
+    let be = |at: usize| u64::from(u16::from_be_bytes([frame[at], frame[at + 1]]));
+    let l3 = if frame.get(12..14) == Some(&[0x81, 0x00]) { 18 } else { 14 };
+    let (proto, l4, mut sum) = match frame.get(l3 - 2..l3) {
+        Some([0x08, 0x00]) => {
+            if frame.len() < l3 + 20 {
+                return true;
+            }
+            let ihl = usize::from(frame[l3] & 0xf) * 4;
+            let proto = frame[l3 + 9];
+            if frame[l3] >> 4 != 4 || ihl < 20 || be(l3 + 6) & 0x3fff != 0 || !matches!(proto, 6 | 17) {
+                return false;
+            }
+            let len = be(l3 + 2).wrapping_sub(ihl as u64);
+            let addrs = (0..4).map(|i| be(l3 + 12 + 2 * i)).fold(0u64, u64::wrapping_add);
+            (proto, l3 + ihl, u64::from(proto).wrapping_add(len).wrapping_add(addrs))
+        }
+        Some([0x86, 0xdd]) => {
+            if frame.len() < l3 + 40 {
+                return true;
+            }
+            let proto = frame[l3 + 6];
+            if !matches!(proto, 6 | 17) {
+                return false;
+            }
+            let addrs: u64 = (0..16).map(|i| be(l3 + 8 + 2 * i)).sum();
+            (proto, l3 + 40, u64::from(proto) + be(l3 + 4) + addrs)
+        }
+        _ => return false,
+    };
+    let field = if proto == 17 { l4 + 6 } else { l4 + 16 };
+    if frame.len() < field + 2 {
+        return true;
+    }
+    let current = be(field);
+    for _ in 0..3 {
+        sum = (sum >> 16) + (sum & 0xffff);
+    }
+    current != 0 && current == sum
 }
 
 #[cfg(test)]

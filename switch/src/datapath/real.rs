@@ -16,7 +16,7 @@ use crate::datapath::{CaptureRing, Datapath, Direction, DpResult};
 use crate::kernel::netlink;
 use crossbeam::channel::{self, Sender};
 use rvs_dataplane::egress;
-use rvs_dataplane::fastpath::KernelTables;
+use rvs_dataplane::fastpath::{self, KernelTables};
 use rvs_dataplane::fdb::{Dest, Fdb, Learn, NO_REMOTE};
 use rvs_dataplane::flow_cache::FlowKey;
 use rvs_dataplane::ids::{BridgeId, PortId, Vid};

@@ -4,7 +4,6 @@
 //! kernel carried.
 
 use super::*;
-use rvs_dataplane::fastpath::KernelTables;
 
 /// Port ids the kernel tables hold (rvsd's own limit).
 pub(super) const KERNEL_PORTS: u32 = 4096;
@@ -41,21 +40,27 @@ impl Dp {
     pub(super) fn sync_kernel_ports(&self) {
         for (i, info) in self.snap.ports.iter().enumerate() {
             let id = PortId(i as u16);
-            let r = match (info, self.ports.get(i).and_then(Option::as_ref)) {
-                (Some(info), Some(p)) => {
-                    let link = p.link.as_ref().filter(|l| l.down.is_none() && !l.uplink);
-                    let watched = self.captures.contains(&id);
-                    let ingress = link.is_some_and(|l| l.fast == FastPath::Xdp) && !watched;
-                    let native = p.xdp.as_ref().is_some_and(|x| x.attached_mode() == afxdp::XdpMode::Native);
-                    let egress = link.filter(|l| ingress && native && l.peer_ready).map(|l| l.ifindex);
+            let r = match info {
+                Some(info) => {
+                    let (ingress, egress) = self.kernel_flags(id);
                     self.kernel.set_port(info, ingress, egress)
                 }
-                _ => self.kernel.clear_port(id),
+                None => self.kernel.clear_port(id),
             };
             if let Err(e) = r {
                 tracing::warn!("kernel fast path: port {}: {e}", self.port_name(id));
             }
         }
+    }
+
+    /// Whether the kernel takes port `id`'s frames, and the device it
+    /// sends to it through, if it does.
+    pub(super) fn kernel_flags(&self, id: PortId) -> (bool, Option<u32>) {
+        let Some(p) = self.ports.get(id.index()).and_then(Option::as_ref) else { return (false, None) };
+        let link = p.link.as_ref().filter(|l| l.down.is_none() && !l.uplink);
+        let ingress = link.is_some_and(|l| l.fast == FastPath::Xdp) && !self.captures.contains(&id);
+        let native = p.xdp.as_ref().is_some_and(|x| x.attached_mode() == afxdp::XdpMode::Native);
+        (ingress, link.filter(|l| ingress && native && l.peer_ready).map(|l| l.ifindex))
     }
 
     /// Mirrors into the kernel every bridge's MACs on local ports, where

@@ -227,6 +227,16 @@ impl Dp {
             Action::Flood(_) => "flood".into(),
         };
         step("decision", decision.clone());
+        let (ingress_on, _) = self.kernel_flags(ingress);
+        let carrier = fastpath::carries(&snap, &frame, &v, ingress_on, |p| self.kernel_flags(p).1.is_some());
+        step(
+            "executor",
+            match carrier {
+                Some(out) => format!("xdp: the kernel carries it to {} (rvs does not see it)", self.port_name(out)),
+                None if ingress_on => "rvs: the xdp executor leaves it to the polling threads".into(),
+                None => "rvs".into(),
+            },
+        );
         let mut outputs = Vec::new();
         for (o, r) in egress::outputs(&snap, &v, ingress) {
             outputs.extend(self.trace_output(&snap, o, r, &v, &frame));
