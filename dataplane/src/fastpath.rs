@@ -38,6 +38,7 @@ pub struct KernelTables {
     fdb: OwnedFd,
     devs: OwnedFd,
     counters: OwnedFd,
+    clock: OwnedFd,
     max_ports: u32,
 }
 
@@ -51,6 +52,7 @@ impl KernelTables {
             fdb: bpf::create_map(BPF_MAP_TYPE_HASH, 12, 8, max_macs.max(1), "rvs_kfdb")?,
             devs: bpf::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, max_ports, "rvs_kdevs")?,
             counters: bpf::create_map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, counters, max_ports, "rvs_kcount")?,
+            clock: bpf::create_map(BPF_MAP_TYPE_ARRAY, 4, 4, 1, "rvs_kclock")?,
             max_ports,
         })
     }
@@ -60,6 +62,12 @@ impl KernelTables {
             return Err(io::Error::other(format!("port id {id} beyond the kernel tables' {}", self.max_ports)));
         }
         Ok(u32::from(id.0).to_ne_bytes())
+    }
+
+    /// Sets the clock the programs stamp sources with: rvsd's seconds
+    /// since it started, the time its FDB counts in.
+    pub fn set_clock(&self, now: u32) -> io::Result<()> {
+        bpf::map_update(&self.clock, &0u32.to_ne_bytes(), &now.to_ne_bytes())
     }
 
     /// Makes `port` known to the programs: `ifindex` is its device if the
@@ -119,8 +127,8 @@ impl KernelTables {
         }
     }
 
-    /// When the kernel last saw `mac` send (seconds of `CLOCK_MONOTONIC`;
-    /// 0 if never), if it has the entry.
+    /// When the kernel last saw `mac` send (the clock's value then; 0 if
+    /// never), if it has the entry.
     pub fn seen(&self, bridge: BridgeId, mac: MacAddr, vid: Vid) -> io::Result<Option<u32>> {
         Ok(self.mac(bridge, mac, vid)?.map(|v| v.seen))
     }
@@ -141,6 +149,7 @@ impl KernelTables {
             devs: self.devs.as_raw_fd(),
             counters: self.counters.as_raw_fd(),
             xsks,
+            clock: self.clock.as_raw_fd(),
         }
     }
 }

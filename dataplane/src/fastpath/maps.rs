@@ -45,9 +45,9 @@ pub const KEY_VID: i16 = offset_of!(MacKey, vid) as i16;
 pub const KEY_BRIDGE: i16 = offset_of!(MacKey, bridge) as i16;
 
 /// Value of the kernel MAC table: the local port the MAC was learned on,
-/// and when the kernel last saw it send (seconds of `CLOCK_MONOTONIC`, 0
-/// if it has not), so that aging does not forget a MAC whose traffic only
-/// the kernel carries.
+/// and when the kernel last saw it send (the clock map's value, rvsd's
+/// seconds; 0 if it has not), so that aging does not forget a MAC whose
+/// traffic only the kernel carries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MacValue {

@@ -147,9 +147,8 @@ pub struct Dp {
     /// The kernel fast path's maps, and what rvs last wrote into them.
     kernel: KernelTables,
     mirror: kernel::KernelMirror,
-    /// `CLOCK_MONOTONIC` seconds when rvsd started (the kernel stamps
-    /// sources on that clock, rvs counts from its start).
-    mono_start: u64,
+    /// The last time written to the kernel's clock map.
+    kernel_clock: u32,
     /// Ports being captured: the kernel path pauses on them.
     captures: HashSet<PortId>,
 }
@@ -170,7 +169,7 @@ impl Dp {
             }
         }
         let kernel = kernel::kernel_tables()?;
-        let (start, mono_start) = (Instant::now(), kernel::monotonic_secs());
+        let start = Instant::now();
         let handoff = Handoff::new(cores.len(), HANDOFF_PARCELS);
         let mut threads = Vec::new();
         for (i, &core) in cores.iter().enumerate() {
@@ -199,7 +198,7 @@ impl Dp {
             snap: Arc::default(),
             kernel,
             mirror: kernel::KernelMirror::default(),
-            mono_start,
+            kernel_clock: u32::MAX,
             captures: HashSet::new(),
         })
     }
@@ -440,10 +439,12 @@ impl Datapath for Dp {
     }
 
     fn sync(&mut self) {
+        self.sync_kernel_clock();
         self.sync_kernel_fdb();
     }
 
     fn tick(&mut self) {
+        self.sync_kernel_clock();
         let now = self.now();
         for (i, b) in self.bridges.iter().enumerate() {
             let Some(b) = b else { continue };

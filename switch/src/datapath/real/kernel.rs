@@ -19,15 +19,18 @@ pub(super) struct KernelMirror {
     epochs: HashMap<BridgeId, u64>,
 }
 
-/// Seconds of `CLOCK_MONOTONIC`, the clock the kernel stamps sources with.
-pub(super) fn monotonic_secs() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64
-}
-
 impl Dp {
+    /// Sets the kernel's clock to rvsd's seconds when they changed.
+    pub(super) fn sync_kernel_clock(&mut self) {
+        let now = self.now();
+        if now != self.kernel_clock {
+            match self.kernel.set_clock(now) {
+                Ok(()) => self.kernel_clock = now,
+                Err(e) => tracing::warn!("kernel fast path: setting its clock: {e}"),
+            }
+        }
+    }
+
     /// True if some port runs a kernel executor.
     pub(super) fn fast_path_in_use(&self) -> bool {
         self.ports.iter().flatten().any(|p| p.link.as_ref().is_some_and(|l| l.fast != FastPath::Off))
@@ -123,14 +126,12 @@ impl Dp {
     /// Refreshes, in `bridge`'s FDB, the MACs the kernel saw send more
     /// recently than rvs did, so that aging keeps them.
     pub(super) fn pull_kernel_seen(&self, bridge: BridgeId, fdb: &Fdb, now: u32, aging: u32) {
-        let offset = self.mono_start;
         for (&(b, mac, vid), &port) in &self.mirror.macs {
             if b != bridge {
                 continue;
             }
             let Ok(Some(seen)) = self.kernel.seen(b, mac, vid) else { continue };
-            // The kernel's clock, as seconds since rvsd started.
-            let seen = u64::from(seen).saturating_sub(offset).min(u64::from(now)) as u32;
+            let seen = seen.min(now);
             if seen > 0 && now.saturating_sub(seen) < aging {
                 fdb.refresh(mac, vid, Dest::port(port), seen);
             }
