@@ -173,3 +173,72 @@ fn kill_9_leaves_no_program_on_the_ports() {
         assert!(gone, "{dev} still has an XDP program 10 s after kill -9");
     }
 }
+
+#[test]
+fn a_moved_mac_is_followed_within_a_second() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    // Host M has two interfaces on executor ports; its address and MAC
+    // move from the first to the second while the kernel carries its
+    // traffic with C.
+    let m = Netns::new();
+    let p1 = Veth::new(&m, &["198.18.136.1/24"]);
+    let p2 = Veth::new(&m, &[]);
+    m.ip(&["link", "set", &p2.inner, "down"]);
+    let c = Host::on_veth("198.18.136.3/24");
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    for p in [&p1.host, &p2.host] {
+        rvsd.add_port("br0", p, &["--type", "afxdp", "--fast-path", "xdp"]);
+    }
+    rvsd.add_host("br0", &c, &["--fast-path", "xdp"]);
+    assert!(ping_settled(&c.ns, "198.18.136.1", 3));
+    let before = kernel_share(&rvsd, c.port()).0;
+    assert!(ping(&c.ns, "198.18.136.1", 5));
+    assert!(kernel_share(&rvsd, c.port()).0 > before, "the kernel did not carry C's pings before the move");
+
+    let mac = m.mac(&p1.inner);
+    m.ip(&["link", "set", &p1.inner, "down"]);
+    m.ip(&["addr", "flush", "dev", &p1.inner]);
+    m.ip(&["link", "set", &p2.inner, "address", &mac]);
+    m.addr_add(&p2.inner, "198.18.136.1/24");
+    let t = std::time::Instant::now();
+    assert!(ping_within(&m, &c.ip, Duration::from_secs(1)), "moved host got no reply within 1 s");
+    assert!(ping_within(&c.ns, "198.18.136.1", Duration::from_secs(1)), "C lost M after the move");
+    println!("followed the move in {:?}", t.elapsed());
+    let port_of = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"])).into_iter().find(|e| e.mac == mac);
+    assert_eq!(port_of.map(|e| e.port).as_deref(), Some(p2.host.as_str()), "FDB not moved");
+    let (_, tx0) = kernel_share(&rvsd, &p2.host);
+    assert!(ping(&c.ns, "198.18.136.1", 5));
+    assert!(kernel_share(&rvsd, &p2.host).1 > tx0, "the kernel does not send to the MAC's new port");
+}
+
+#[test]
+fn vlans_stay_apart_in_the_kernel() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    // c20 shares VLAN 10's subnet, so a10 tries to reach it.
+    let a10 = Host::on_veth("198.18.137.1/24");
+    let b10 = Host::on_veth("198.18.137.2/24");
+    let c20 = Host::on_veth("198.18.137.3/24");
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    rvsd.add_host("br0", &a10, &["--vlan", "10", "--fast-path", "xdp"]);
+    rvsd.add_host("br0", &b10, &["--vlan", "10", "--fast-path", "xdp"]);
+    rvsd.add_host("br0", &c20, &["--vlan", "20", "--fast-path", "xdp"]);
+    assert!(ping_settled(&a10.ns, &b10.ip, 3), "same VLAN");
+    let carried = (0..20).any(|_| {
+        let before = kernel_share(&rvsd, a10.port()).0;
+        assert!(ping(&a10.ns, &b10.ip, 1));
+        kernel_share(&rvsd, a10.port()).0 > before
+    });
+    assert!(carried, "the kernel never carried VLAN 10's pings");
+    // c20's MAC is learned in VLAN 20 only; nothing crosses.
+    assert!(!ping_within(&c20.ns, &a10.ip, Duration::from_secs(2)), "VLAN 20 reached VLAN 10");
+    assert!(!ping_within(&a10.ns, &c20.ip, Duration::from_secs(2)), "VLAN 10 reached VLAN 20");
+    assert_eq!(kernel_share(&rvsd, c20.port()), (0, 0), "the kernel carried a frame of VLAN 20");
+}

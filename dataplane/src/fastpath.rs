@@ -102,10 +102,11 @@ impl KernelTables {
 
     /// Records that `mac` in VLAN `vid` of `bridge` is at local port `port`
     /// (keeping the kernel's last-seen time if it had the entry).
-    pub fn set_mac(&self, bridge: BridgeId, mac: MacAddr, vid: Vid, port: PortId) -> io::Result<()> {
+    pub fn set_mac(&self, bridge: BridgeId, mac: MacAddr, vid: Vid, port: PortId, is_static: bool) -> io::Result<()> {
         let key = MacKey::new(bridge, mac, vid).bytes();
         let seen = self.seen(bridge, mac, vid)?.unwrap_or(0);
-        bpf::map_update(&self.fdb, &key, &MacValue { seen, ..MacValue::new(port) }.bytes())
+        let flags = if is_static { maps::MAC_STATIC } else { 0 };
+        bpf::map_update(&self.fdb, &key, &MacValue { seen, flags, ..MacValue::new(port) }.bytes())
     }
 
     /// Removes `mac` in VLAN `vid` of `bridge`; false if it was not there.

@@ -46,6 +46,8 @@ pub const XDP_REDIRECT: i32 = 4;
 
 /// Helper `bpf_map_lookup_elem`.
 pub const FUNC_MAP_LOOKUP: i32 = 1;
+/// Helper `bpf_map_delete_elem`.
+pub const FUNC_MAP_DELETE: i32 = 3;
 /// Helper `bpf_ktime_get_ns`.
 pub const FUNC_KTIME_GET_NS: i32 = 5;
 /// Helper `bpf_xdp_adjust_head`.

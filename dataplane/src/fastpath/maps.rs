@@ -53,8 +53,8 @@ pub const KEY_BRIDGE: i16 = offset_of!(MacKey, bridge) as i16;
 pub struct MacValue {
     /// The port, host order.
     pub port: u16,
-    /// Zero.
-    pub pad: u16,
+    /// [`MAC_STATIC`] for a static entry.
+    pub flags: u16,
     /// Last seen as a source by the kernel, host order.
     pub seen: u32,
 }
@@ -62,25 +62,35 @@ pub struct MacValue {
 impl MacValue {
     /// The value for a MAC at `port`, not yet seen by the kernel.
     pub fn new(port: PortId) -> MacValue {
-        MacValue { port: port.0, pad: 0, seen: 0 }
+        MacValue { port: port.0, flags: 0, seen: 0 }
     }
 
     /// The value's bytes.
     pub fn bytes(&self) -> [u8; size_of::<MacValue>()] {
         let mut b = [0u8; size_of::<MacValue>()];
         b[..2].copy_from_slice(&self.port.to_ne_bytes());
+        b[2..4].copy_from_slice(&self.flags.to_ne_bytes());
         b[4..8].copy_from_slice(&self.seen.to_ne_bytes());
         b
     }
 
     /// A value read back from the map.
     pub fn from_bytes(b: &[u8; size_of::<MacValue>()]) -> MacValue {
-        MacValue { port: u16::from_ne_bytes([b[0], b[1]]), pad: 0, seen: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]) }
+        MacValue {
+            port: u16::from_ne_bytes([b[0], b[1]]),
+            flags: u16::from_ne_bytes([b[2], b[3]]),
+            seen: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        }
     }
 }
 
 /// Offset of [`MacValue::port`].
 pub const VAL_PORT: i16 = offset_of!(MacValue, port) as i16;
+/// Offset of [`MacValue::flags`].
+pub const VAL_FLAGS: i16 = offset_of!(MacValue, flags) as i16;
+/// [`MacValue::flags`]: a static entry (a source seen elsewhere does not
+/// move it, so the kernel keeps it).
+pub const MAC_STATIC: u16 = 1;
 /// Offset of [`MacValue::seen`].
 pub const VAL_SEEN: i16 = offset_of!(MacValue, seen) as i16;
 
@@ -221,7 +231,7 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([b[6], b[7]]), 10);
         assert_eq!(u16::from_ne_bytes([b[8], b[9]]), 3);
         assert_eq!(&b[10..], &[0, 0]);
-        let v = MacValue { seen: 77, ..MacValue::new(PortId(5)) };
+        let v = MacValue { seen: 77, flags: MAC_STATIC, ..MacValue::new(PortId(5)) };
         assert_eq!(MacValue::from_bytes(&v.bytes()), v);
     }
 

@@ -66,11 +66,7 @@ fn world(modes: &[u8], egress: &[bool], macs: &[(u8, u16, u16, bool)]) -> World 
     for (p, &out) in snap.ports.iter().flatten().zip(&egress) {
         tables.set_port(p, true, out.then_some(LOOPBACK)).expect("port entry");
     }
-    for e in fdb.entries() {
-        if e.remote == NO_REMOTE {
-            tables.set_mac(BridgeId(0), e.mac, e.vid, e.port).expect("MAC entry");
-        }
-    }
+
     let xsks = crate::bpf::create_xskmap(1).expect("xskmap");
     let progs = (0..=PORTS)
         .map(|i| {
@@ -78,7 +74,22 @@ fn world(modes: &[u8], egress: &[bool], macs: &[(u8, u16, u16, bool)]) -> World 
             crate::bpf::load_xdp(&insns, "rvs_test_fast").expect("the verifier accepts the program")
         })
         .collect();
-    World { snap, tables, progs, egress, _xsks: xsks }
+    let w = World { snap, tables, progs, egress, _xsks: xsks };
+    w.mirror();
+    w
+}
+
+impl World {
+    /// Writes the FDB into the kernel's table, as rvsd keeps it: the
+    /// program forgets a source that moved, rvsd puts it back.
+    fn mirror(&self) {
+        let fdb = &self.snap.bridge(BridgeId(0)).expect("bridge 0").fdb;
+        for e in fdb.entries() {
+            if e.remote == NO_REMOTE {
+                self.tables.set_mac(BridgeId(0), e.mac, e.vid, e.port, e.is_static).expect("MAC entry");
+            }
+        }
+    }
 }
 
 /// A frame from host `src` to host `dst` (0xff: broadcast), with a TCI or
@@ -105,6 +116,7 @@ fn expected(w: &World, ingress: PortId, f: &[u8]) -> Option<(PortId, Vec<u8>)> {
 }
 
 fn check(w: &World, ingress: PortId, f: &[u8]) -> Result<(), TestCaseError> {
+    w.mirror();
     let want = expected(w, ingress, f);
     let before = want.as_ref().map(|(out, _)| w.tables.counters(*out).expect("counters"));
     let (action, out) = crate::bpf::test_run_frame(&w.progs[ingress.index()], f).expect("test run");
@@ -382,4 +394,18 @@ proptest! {
             check(w, ingress, &f)?;
         }
     }
+}
+
+#[test]
+fn a_learned_source_seen_on_another_port_is_forgotten_a_static_one_kept() {
+    if !require_root("kernel fast path", &[]) {
+        return;
+    }
+    let w = world(&[0, 0, 0, 0], &[true; 4], &[(0xa, 1, 0, false), (0xd, 1, 1, true), (0xb, 1, 3, false)]);
+    let run = |ingress: usize, f: &[u8]| crate::bpf::test_run_frame(&w.progs[ingress], f).expect("test run").0;
+    assert_eq!(run(2, &frame(0xb, 0xa, None, false, 60)), XDP_PASS as u32, "a move is for rvs to learn");
+    assert_eq!(w.tables.mac(BridgeId(0), testing::mac(0xa), Vid(1)).unwrap(), None, "forgotten at once");
+    assert_eq!(run(2, &frame(0xb, 0xd, None, false, 60)), XDP_PASS as u32);
+    let kept = w.tables.mac(BridgeId(0), testing::mac(0xd), Vid(1)).unwrap().expect("static entry kept");
+    assert_eq!((kept.port, kept.flags), (1, maps::MAC_STATIC));
 }

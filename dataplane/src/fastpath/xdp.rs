@@ -17,7 +17,8 @@
 //! } else if (eth->type == 0x88a8) goto miss;      // QinQ: userspace drops it
 //! else { vid = in->pvid; if (!vid) goto miss; tagged = 0; }
 //! if (src is multicast) goto miss;
-//! s = fdb[{src, vid, bridge}]; if (!s || s->port != ME) goto miss;  // learn in userspace
+//! s = fdb[{src, vid, bridge}]; if (!s) goto miss;    // userspace learns it
+//! if (s->port != ME) { if (!static) delete s; goto miss; } // a move: forget it
 //! if (s->seen != clock[0]) s->seen = clock[0];      // rvsd's seconds
 //! if (dst is multicast) goto miss;                 // flood in userspace
 //! d = fdb[{dst, vid, bridge}]; if (!d || d->port == ME) goto miss;
@@ -203,7 +204,7 @@ pub fn program(me: PortId, maps: &Maps) -> Vec<Insn> {
     a.ldx_dw(R1, R10, VID).stx_h(R10, KEY + KEY_VID, R1);
     a.ldx_dw(R1, R10, BRIDGE).stx_h(R10, KEY + KEY_BRIDGE, R1);
     a.ld_map(R1, maps.fdb).mov(R2, R10).add_k(R2, KEY as i32).call(FUNC_MAP_LOOKUP).jeq_k(R0, 0, "miss");
-    a.ldx_h(R1, R0, VAL_PORT).jne_k(R1, me, "miss");
+    a.ldx_h(R1, R0, VAL_PORT).jne_k(R1, me, "moved");
     // Stamped with rvsd's clock, which it sets: cheaper than a clock read.
     a.mov(R9, R0).st_w(R10, IDX, 0);
     lookup_idx(&mut a, maps.clock, "dst");
@@ -262,6 +263,12 @@ pub fn program(me: PortId, maps: &Maps) -> Vec<Insn> {
     a.label("counted_tx");
     a.ldx_dw(R2, R10, OUT).ld_map(R1, maps.devs).mov_k(R3, 0).call(FUNC_REDIRECT_MAP).exit();
 
+    // A learned source seen on another port has moved: the kernel forgets
+    // it at once, so frames to it reach rvs (which learns the move and
+    // mirrors it again) instead of its old port.
+    a.label("moved");
+    a.ldx_h(R1, R0, VAL_FLAGS).and_k(R1, i32::from(MAC_STATIC)).jne_k(R1, 0, "miss");
+    a.ld_map(R1, maps.fdb).mov(R2, R10).add_k(R2, KEY as i32).call(FUNC_MAP_DELETE);
     a.label("miss");
     a.ldx_w(R2, R6, XDP_RX_QUEUE_INDEX).ld_map(R1, maps.xsks).mov_k(R3, XDP_PASS).call(FUNC_REDIRECT_MAP).exit();
     a.label("aborted");

@@ -440,6 +440,7 @@ impl Datapath for Dp {
 
     fn sync(&mut self) {
         self.sync_kernel_clock();
+        self.sync_kernel_peers();
         self.sync_kernel_fdb();
     }
 

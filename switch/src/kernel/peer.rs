@@ -18,6 +18,12 @@ use rvs_dataplane::port::netns::{in_netns_fd, set_gro};
 
 use super::netlink::{netns_id, veth_peer};
 
+/// GRO off, then on, on interface `ifindex` of this thread's namespace.
+fn toggle_gro(ifindex: u32) -> std::io::Result<String> {
+    set_gro(ifindex, false)?;
+    set_gro(ifindex, true)
+}
+
 /// Where named network namespaces are looked for, in this order
 /// (`/var/run` is usually a link to `/run`; each namespace is asked once).
 const NAMED_DIRS: [&str; 2] = ["/run/netns", "/var/run/netns"];
@@ -41,6 +47,10 @@ pub enum PeerGro {
 /// thread's namespace), so that frames XDP redirects into `ifname` reach
 /// the peer instead of being dropped. A non-veth is left alone.
 ///
+/// GRO is turned off and on again: on this kernel (6.18) a veth whose GRO
+/// was turned on while it was down gets no NAPI when it comes up, and
+/// drops redirected frames all the same. Call it once the peer is up.
+///
 /// Errors are one line naming `ifname`.
 pub fn enable_peer_gro(ifname: &str) -> Result<PeerGro, String> {
     let ctx = format!("cannot turn GRO on at the veth peer of {ifname}");
@@ -48,7 +58,7 @@ pub fn enable_peer_gro(ifname: &str) -> Result<PeerGro, String> {
         return Ok(PeerGro::NotVeth);
     };
     let Some(nsid) = peer.nsid else {
-        let name = set_gro(peer.ifindex, true).map_err(|e| format!("{ctx}: {e}"))?;
+        let name = toggle_gro(peer.ifindex).map_err(|e| format!("{ctx}: {e}"))?;
         return Ok(PeerGro::Enabled { netns: String::new(), peer: name });
     };
     let Some((netns, fd)) = find_netns(nsid) else {
@@ -59,7 +69,7 @@ pub fn enable_peer_gro(ifname: &str) -> Result<PeerGro, String> {
             NAMED_DIRS.join(" or ")
         ));
     };
-    let name = in_netns_fd(fd, &netns, || set_gro(peer.ifindex, true))
+    let name = in_netns_fd(fd, &netns, || toggle_gro(peer.ifindex))
         .map_err(|e| format!("{ctx} (in network namespace {netns:?}): {e}"))?;
     Ok(PeerGro::Enabled { netns, peer: name })
 }

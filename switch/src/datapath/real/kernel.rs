@@ -13,8 +13,8 @@ pub(super) const KERNEL_MACS: u32 = 1 << 17;
 /// What rvs last wrote into the kernel's MAC table.
 #[derive(Default)]
 pub(super) struct KernelMirror {
-    /// (bridge, MAC, VLAN) → port.
-    macs: HashMap<(BridgeId, MacAddr, Vid), PortId>,
+    /// (bridge, MAC, VLAN) → (port, static).
+    macs: HashMap<(BridgeId, MacAddr, Vid), (PortId, bool)>,
     /// Each bridge's FDB epoch when last mirrored.
     epochs: HashMap<BridgeId, u64>,
 }
@@ -28,6 +28,28 @@ impl Dp {
                 Ok(()) => self.kernel_clock = now,
                 Err(e) => tracing::warn!("kernel fast path: setting its clock: {e}"),
             }
+        }
+    }
+
+    /// Readies the far end of every executor port's veth once it is up
+    /// (the kernel may send to the port from then on), and stops sending
+    /// to one whose carrier went away. Reads each executor port's carrier.
+    pub(super) fn sync_kernel_peers(&mut self) {
+        let mut changed = false;
+        for p in self.ports.iter_mut().flatten() {
+            let Some(link) = p.link.as_mut().filter(|l| l.fast == FastPath::Xdp && !l.uplink) else { continue };
+            let carrier =
+                std::fs::read_to_string(format!("/sys/class/net/{}/carrier", p.name)).is_ok_and(|c| c.trim() == "1");
+            if carrier && !link.peer_ready {
+                link.peer_ready = ports::ready_peer(&p.name, link.fast);
+                changed |= link.peer_ready;
+            } else if !carrier && link.peer_ready {
+                link.peer_ready = false;
+                changed = true;
+            }
+        }
+        if changed {
+            self.sync_kernel_ports();
         }
     }
 
@@ -73,7 +95,7 @@ impl Dp {
             return;
         }
         let in_use = self.fast_path_in_use();
-        let mut wanted: HashMap<(BridgeId, MacAddr, Vid), PortId> = HashMap::new();
+        let mut wanted: HashMap<(BridgeId, MacAddr, Vid), (PortId, bool)> = HashMap::new();
         let mut changed: Vec<BridgeId> = Vec::new();
         for (i, b) in self.bridges.iter().enumerate() {
             let id = BridgeId(i as u16);
@@ -89,7 +111,7 @@ impl Dp {
             }
             for e in b.fdb.entries() {
                 if e.remote == NO_REMOTE && !self.is_tunnel(e.port) {
-                    wanted.insert((id, e.mac, e.vid), e.port);
+                    wanted.insert((id, e.mac, e.vid), (e.port, e.is_static));
                 }
             }
         }
@@ -110,13 +132,13 @@ impl Dp {
                 tracing::warn!("kernel fast path: removing {} vlan {}: {e}", k.1, k.2);
             }
         }
-        for (k, port) in wanted {
-            if self.mirror.macs.get(&k) == Some(&port) {
+        for (k, (port, is_static)) in wanted {
+            if self.mirror.macs.get(&k) == Some(&(port, is_static)) {
                 continue;
             }
-            match self.kernel.set_mac(k.0, k.1, k.2, port) {
+            match self.kernel.set_mac(k.0, k.1, k.2, port, is_static) {
                 Ok(()) => {
-                    self.mirror.macs.insert(k, port);
+                    self.mirror.macs.insert(k, (port, is_static));
                 }
                 Err(e) => tracing::warn!("kernel fast path: {} vlan {}: {e}", k.1, k.2),
             }
@@ -126,7 +148,7 @@ impl Dp {
     /// Refreshes, in `bridge`'s FDB, the MACs the kernel saw send more
     /// recently than rvs did, so that aging keeps them.
     pub(super) fn pull_kernel_seen(&self, bridge: BridgeId, fdb: &Fdb, now: u32, aging: u32) {
-        for (&(b, mac, vid), &port) in &self.mirror.macs {
+        for (&(b, mac, vid), &(port, _)) in &self.mirror.macs {
             if b != bridge {
                 continue;
             }

@@ -74,7 +74,8 @@ impl Dp {
                 queues,
                 uplink,
                 fast,
-                peer_ready: ready_peer(name, fast),
+                // Readied once its carrier is up (Dp::sync_kernel_peers).
+                peer_ready: false,
                 down: None,
                 downs: 0,
             }),
@@ -182,7 +183,7 @@ impl Dp {
                     }
                     let link = port.link.as_mut().expect("checked above");
                     (link.ifindex, link.down) = (ix, None);
-                    link.peer_ready = ready_peer(&name, link.fast);
+                    link.peer_ready = false;
                     tracing::info!(target: crate::obs::log::LINK, "interface {name} is back; port up again");
                     self.ports[i] = Some(port);
                     changed = true;
@@ -296,7 +297,7 @@ pub(super) fn xdp_mode_name(p: &Port) -> String {
 /// frames the kernel redirects to it (GRO on, so it has NAPI; without it
 /// the kernel drops them). False if that failed: the kernel then sends
 /// nothing to the port, and rvs's threads carry its frames.
-fn ready_peer(name: &str, fast: FastPath) -> bool {
+pub(super) fn ready_peer(name: &str, fast: FastPath) -> bool {
     if fast != FastPath::Xdp {
         return false;
     }
