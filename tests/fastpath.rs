@@ -22,6 +22,17 @@ fn kernel_share(rvsd: &Rvsd, port: &str) -> (u64, u64) {
     (k["rx_packets"].as_u64().unwrap_or(0), k["tx_packets"].as_u64().unwrap_or(0))
 }
 
+/// Pings `to` from `from` until the kernel carries one (rvsd mirrors what
+/// it learned, and readies the veth peers, within a control loop round).
+fn wait_for_kernel(rvsd: &Rvsd, from: &Host, to: &str) {
+    let carried = (0..20).any(|_| {
+        let before = kernel_share(rvsd, from.port()).0;
+        assert!(ping(&from.ns, to, 1));
+        kernel_share(rvsd, from.port()).0 > before
+    });
+    assert!(carried, "the kernel never carried {}'s pings to {to}\n{}", from.port(), rvsd.log_text());
+}
+
 /// Two hosts on `--fast-path xdp` ports of bridge br0.
 fn pair(net: &str, extra: &[&str]) -> (Host, Host, Rvsd) {
     let a = Host::on_veth(&format!("{net}.1/24"));
@@ -31,13 +42,7 @@ fn pair(net: &str, extra: &[&str]) -> (Host, Host, Rvsd) {
     rvsd.add_host("br0", &a, &["--fast-path", "xdp"]);
     rvsd.add_host("br0", &b, &["--fast-path", "xdp"]);
     assert!(ping_settled(&a.ns, &b.ip, 3), "no ping through rvs\n{}", rvsd.log_text());
-    // rvsd mirrors what it learned within a control loop round.
-    let carried = (0..20).any(|_| {
-        let before = kernel_share(&rvsd, a.port()).0;
-        assert!(ping(&a.ns, &b.ip, 1));
-        kernel_share(&rvsd, a.port()).0 > before
-    });
-    assert!(carried, "the kernel never took the flow\n{}", rvsd.log_text());
+    wait_for_kernel(&rvsd, &a, &b.ip);
     (a, b, rvsd)
 }
 
@@ -231,12 +236,7 @@ fn vlans_stay_apart_in_the_kernel() {
     rvsd.add_host("br0", &b10, &["--vlan", "10", "--fast-path", "xdp"]);
     rvsd.add_host("br0", &c20, &["--vlan", "20", "--fast-path", "xdp"]);
     assert!(ping_settled(&a10.ns, &b10.ip, 3), "same VLAN");
-    let carried = (0..20).any(|_| {
-        let before = kernel_share(&rvsd, a10.port()).0;
-        assert!(ping(&a10.ns, &b10.ip, 1));
-        kernel_share(&rvsd, a10.port()).0 > before
-    });
-    assert!(carried, "the kernel never carried VLAN 10's pings");
+    wait_for_kernel(&rvsd, &a10, &b10.ip);
     // c20's MAC is learned in VLAN 20 only; nothing crosses.
     assert!(!ping_within(&c20.ns, &a10.ip, Duration::from_secs(2)), "VLAN 20 reached VLAN 10");
     assert!(!ping_within(&a10.ns, &c20.ip, Duration::from_secs(2)), "VLAN 10 reached VLAN 20");
