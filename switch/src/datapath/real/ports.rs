@@ -47,7 +47,8 @@ impl Dp {
     }
 
     /// AF_XDP sockets on every queue of `name`, spread over the threads,
-    /// behind the redirect program (or the VTEP-only one for an uplink).
+    /// behind the redirect program (the VTEP-only one for an uplink, the
+    /// xdp executor for a `--fast-path xdp` port).
     pub(super) fn open_xsk(
         &self,
         id: PortId,
