@@ -879,17 +879,7 @@ mod tests {
             plan(&["port", "add", "br0", "t0", "--type", "afxdp", "--trunk", "20,10", "--native-vlan", "5"]).unwrap(),
             Command::PortAdd {
                 bridge: "br0".into(),
-                port: PortConfig {
-                    name: "t0".into(),
-                    kind: PortType::Afxdp,
-                    vlan: PortVlan::Trunk { vlans: vec![10, 20], native: Some(5) },
-                    queues: None,
-                    xdp_mode: XdpMode::Auto,
-                    fast_path: Default::default(),
-                    netns: None,
-                    vxlan: None,
-                    pmd: Vec::new(),
-                }
+                port: PortConfig::afxdp("t0", PortVlan::Trunk { vlans: vec![10, 20], native: Some(5) })
             }
         );
         assert_eq!(

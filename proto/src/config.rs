@@ -273,20 +273,25 @@ fn is_off(f: &FastPath) -> bool {
 }
 
 impl PortConfig {
-    /// A VXLAN port `name` with settings `v`, in `vlan`, on the default
-    /// queues and XDP mode.
-    pub fn vxlan(name: &str, v: VxlanConfig, vlan: PortVlan) -> PortConfig {
+    /// An AF_XDP port on interface `name`, in `vlan`, with every other
+    /// setting at its default (all queues, XDP mode auto, no executor).
+    pub fn afxdp(name: &str, vlan: PortVlan) -> PortConfig {
         PortConfig {
             name: name.into(),
-            kind: PortType::Vxlan,
+            kind: PortType::Afxdp,
             vlan,
             queues: None,
             xdp_mode: XdpMode::Auto,
             fast_path: FastPath::Off,
             netns: None,
-            vxlan: Some(v),
+            vxlan: None,
             pmd: Vec::new(),
         }
+    }
+
+    /// A VXLAN port `name` with settings `v`, in `vlan`.
+    pub fn vxlan(name: &str, v: VxlanConfig, vlan: PortVlan) -> PortConfig {
+        PortConfig { kind: PortType::Vxlan, vxlan: Some(v), ..PortConfig::afxdp(name, vlan) }
     }
 }
 

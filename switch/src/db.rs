@@ -161,9 +161,7 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use rvs_proto::config::{
-        BridgeConfig, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig, VxlanConfig, XdpMode,
-    };
+    use rvs_proto::config::{BridgeConfig, PortConfig, PortVlan, StaticMac, UplinkConfig, VxlanConfig, XdpMode};
     use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -183,15 +181,9 @@ pub(crate) mod tests {
     fn sample() -> Config {
         let mut br = BridgeConfig::new("br0");
         br.ports.push(PortConfig {
-            name: "veth-a".into(),
-            kind: PortType::Afxdp,
-            vlan: PortVlan::Trunk { vlans: vec![10, 20], native: Some(1) },
             queues: Some(2),
             xdp_mode: XdpMode::Generic,
-            fast_path: Default::default(),
-            netns: None,
-            vxlan: None,
-            pmd: Vec::new(),
+            ..PortConfig::afxdp("veth-a", PortVlan::Trunk { vlans: vec![10, 20], native: Some(1) })
         });
         br.static_macs.push(StaticMac { mac: "02:00:00:00:00:01".into(), vlan: 10, port: "veth-a".into() });
         Config { version: CONFIG_VERSION, bridges: vec![br], uplinks: Vec::new(), cluster: None }

@@ -180,17 +180,7 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
 #[test]
 fn capture_streams_frames_and_never_blocks_the_loop() {
     let d = Daemon::start("srv-capture");
-    let port = rvs_proto::config::PortConfig {
-        name: "p1".into(),
-        kind: rvs_proto::config::PortType::Afxdp,
-        vlan: rvs_proto::config::PortVlan::default(),
-        queues: None,
-        xdp_mode: rvs_proto::config::XdpMode::Auto,
-        fast_path: Default::default(),
-        netns: None,
-        vxlan: None,
-        pmd: Vec::new(),
-    };
+    let port = rvs_proto::config::PortConfig::afxdp("p1", Default::default());
     let br = Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None };
     assert!(request(&d.sock, &Request::new(br)).unwrap().ok);
     assert!(request(&d.sock, &Request::new(Command::PortAdd { bridge: "br0".into(), port })).unwrap().ok);

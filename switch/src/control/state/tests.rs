@@ -13,17 +13,7 @@ use serde_json::Value;
 use std::fs;
 
 fn port(name: &str) -> PortConfig {
-    PortConfig {
-        name: name.into(),
-        kind: PortType::Afxdp,
-        vlan: PortVlan::default(),
-        queues: None,
-        xdp_mode: XdpMode::Auto,
-        fast_path: Default::default(),
-        netns: None,
-        vxlan: None,
-        pmd: Vec::new(),
-    }
+    PortConfig::afxdp(name, PortVlan::default())
 }
 
 fn ip(s: &str) -> IpAddr {

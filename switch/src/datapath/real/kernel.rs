@@ -91,10 +91,10 @@ impl Dp {
     /// Mirrors into the kernel every bridge's MACs on local ports, where
     /// the FDB changed since the last time. Cheap when nothing changed.
     pub(super) fn sync_kernel_fdb(&mut self) {
-        if !self.fast_path_in_use() && self.mirror.macs.is_empty() {
+        let in_use = self.fast_path_in_use();
+        if !in_use && self.mirror.macs.is_empty() {
             return;
         }
-        let in_use = self.fast_path_in_use();
         let mut wanted: HashMap<(BridgeId, MacAddr, Vid), (PortId, bool)> = HashMap::new();
         let mut changed: Vec<BridgeId> = Vec::new();
         for (i, b) in self.bridges.iter().enumerate() {
