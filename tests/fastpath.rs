@@ -1,8 +1,10 @@
-//! Issue 13: the `xdp` executor. rvs decides, the port's XDP program
-//! carries known unicast between AF_XDP ports, and rvs still sees what it
-//! must: first frames after a flush, frames with checksums left to offload
-//! (TCP with the hosts' default offloads), and everything on a captured
-//! port. Hosts are veths in their own namespaces.
+//! Issue 13: the kernel executors. rvs decides, the port's XDP program
+//! (`xdp`) or its tc ingress program (`tc`) carries known unicast between
+//! AF_XDP ports, and rvs still sees what it must: first frames after a
+//! flush, frames with checksums left to offload (TCP with the hosts'
+//! default offloads, through `xdp`), and everything on a captured port.
+//! Hosts are veths in their own namespaces. Every test runs once per
+//! executor (`xdp::name`, `tc::name`).
 
 mod common;
 
@@ -33,28 +35,51 @@ fn wait_for_kernel(rvsd: &Rvsd, from: &Host, to: &str) {
     assert!(carried, "the kernel never carried {}'s pings to {to}\n{}", from.port(), rvsd.log_text());
 }
 
-/// Two hosts on `--fast-path xdp` ports of bridge br0.
-fn pair(net: &str, extra: &[&str]) -> (Host, Host, Rvsd) {
+/// Runs each named test once per executor: `xdp::NAME` and `tc::NAME`
+/// call `NAME("xdp")` and `NAME("tc")`.
+macro_rules! per_executor {
+    ($($name:ident),* $(,)?) => {
+        mod xdp {
+            $(#[test] fn $name() { super::$name("xdp") })*
+        }
+        mod tc {
+            $(#[test] fn $name() { super::$name("tc") })*
+        }
+    };
+}
+
+per_executor!(
+    known_unicast_is_carried_by_the_kernel_and_counted,
+    tcp_with_default_offloads_crosses_the_executor,
+    after_a_flush_the_first_frame_reaches_userspace,
+    a_flow_only_the_kernel_carries_outlives_the_aging_time,
+    a_captured_port_gets_all_its_frames_through_rvs,
+    kill_9_leaves_nothing_on_the_ports,
+    a_moved_mac_is_followed_within_a_second,
+    vlans_stay_apart_in_the_kernel,
+);
+
+/// Two hosts on `--fast-path ex` ports of bridge br0.
+fn pair(ex: &str, net: &str, extra: &[&str]) -> (Host, Host, Rvsd) {
     let a = Host::on_veth(&format!("{net}.1/24"));
     let b = Host::on_veth(&format!("{net}.2/24"));
     let rvsd = Rvsd::start();
     rvsd.ctl_ok(&[&["bridge", "add", "br0"], extra].concat());
-    rvsd.add_host("br0", &a, &["--fast-path", "xdp"]);
-    rvsd.add_host("br0", &b, &["--fast-path", "xdp"]);
+    rvsd.add_host("br0", &a, &["--fast-path", ex]);
+    rvsd.add_host("br0", &b, &["--fast-path", ex]);
     assert!(ping_settled(&a.ns, &b.ip, 3), "no ping through rvs\n{}", rvsd.log_text());
     wait_for_kernel(&rvsd, &a, &b.ip);
     (a, b, rvsd)
 }
 
-#[test]
-fn known_unicast_is_carried_by_the_kernel_and_counted() {
+fn known_unicast_is_carried_by_the_kernel_and_counted(ex: &str) {
     if !require_root() {
         return;
     }
     let _serial = serial();
-    let (a, b, rvsd) = pair("198.18.130", &[]);
+    let (a, b, rvsd) = pair(ex, "198.18.130", &[]);
     let show = rvsd.ctl_ok(&["show"]);
-    assert!(show.contains("FAST PATH") && show.contains("xdp"), "{show}");
+    assert!(show.contains("FAST PATH") && show.contains(ex), "{show}");
     let (rx0, _) = kernel_share(&rvsd, a.port());
     let (_, tx0) = kernel_share(&rvsd, b.port());
     assert!(ping(&a.ns, &b.ip, 10), "pings lost");
@@ -67,31 +92,29 @@ fn known_unicast_is_carried_by_the_kernel_and_counted() {
     // Trace names the executor: the kernel for this flow, rvs for a broadcast.
     let flow = format!("dl_src={},dl_dst={}", a.mac(), b.mac());
     let t = rvsd.ctl_ok(&["trace", "br0", a.port(), &flow]);
-    assert!(t.contains(&format!("xdp: the kernel carries it to {}", b.port())), "{t}");
+    assert!(t.contains(&format!("{ex}: the kernel carries it to {}", b.port())), "{t}");
     let t = rvsd.ctl_ok(&["trace", "br0", a.port(), &format!("dl_src={},dl_dst=ff:ff:ff:ff:ff:ff", a.mac())]);
-    assert!(t.contains("rvs: the xdp executor leaves it to the polling threads"), "{t}");
+    assert!(t.contains(&format!("rvs: the {ex} executor leaves it to the polling threads")), "{t}");
 }
 
-#[test]
-fn tcp_with_default_offloads_crosses_the_xdp_executor() {
+fn tcp_with_default_offloads_crosses_the_executor(ex: &str) {
     if !require_root() {
         return;
     }
     let _serial = serial();
-    let (a, b, rvsd) = pair("198.18.131", &[]);
+    let (a, b, rvsd) = pair(ex, "198.18.131", &[]);
     let _server = Iperf3Server::start(&b.ns, &b.ip);
     let bps = iperf3(&a.ns, &b.ip, 3).unwrap_or_else(|e| panic!("{e}\n{}", rvsd.log_text()));
-    println!("iperf3 a -> b, xdp executor: {:.3} Gbit/s", bps / 1e9);
+    println!("iperf3 a -> b, {ex} executor: {:.3} Gbit/s", bps / 1e9);
     assert!(bps > 50e6, "TCP at {:.1} Mbit/s (floor 50)", bps / 1e6);
 }
 
-#[test]
-fn after_a_flush_the_first_frame_reaches_userspace() {
+fn after_a_flush_the_first_frame_reaches_userspace(ex: &str) {
     if !require_root() {
         return;
     }
     let _serial = serial();
-    let (a, b, rvsd) = pair("198.18.132", &[]);
+    let (a, b, rvsd) = pair(ex, "198.18.132", &[]);
     assert!(ping(&a.ns, &b.ip, 3));
     rvsd.ctl_ok(&["fdb", "flush", "br0"]);
     let user = |p: &str| json::port_stat(&rvsd.ctl_json(&["stats"]), p).rx_packets;
@@ -105,13 +128,12 @@ fn after_a_flush_the_first_frame_reaches_userspace() {
     assert!(kernel_share(&rvsd, a.port()).0 >= rx0 + 5);
 }
 
-#[test]
-fn a_flow_only_the_kernel_carries_outlives_the_aging_time() {
+fn a_flow_only_the_kernel_carries_outlives_the_aging_time(ex: &str) {
     if !require_root() {
         return;
     }
     let _serial = serial();
-    let (a, b, rvsd) = pair("198.18.133", &["--aging", "2"]);
+    let (a, b, rvsd) = pair(ex, "198.18.133", &["--aging", "2"]);
     // Pings for three aging times: rvs itself sees none of them.
     let ok = a.ns.run(&["ping", "-q", "-c", "30", "-i", "0.2", "-W", "1", &b.ip]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
@@ -121,13 +143,12 @@ fn a_flow_only_the_kernel_carries_outlives_the_aging_time() {
     assert!(kernel_share(&rvsd, a.port()).0 >= 20, "the kernel did not carry the pings");
 }
 
-#[test]
-fn a_captured_port_gets_all_its_frames_through_rvs() {
+fn a_captured_port_gets_all_its_frames_through_rvs(ex: &str) {
     if !require_root() {
         return;
     }
     let _serial = serial();
-    let (a, b, rvsd) = pair("198.18.134", &[]);
+    let (a, b, rvsd) = pair(ex, "198.18.134", &[]);
     assert!(ping(&a.ns, &b.ip, 2));
     // No --count: other frames (IPv6 neighbour discovery) could end it early.
     let mut cap = std::process::Command::new(rvsctl_bin())
@@ -157,30 +178,51 @@ fn a_captured_port_gets_all_its_frames_through_rvs() {
     assert!(resumed, "the kernel path did not resume after the capture");
 }
 
-#[test]
-fn kill_9_leaves_no_program_on_the_ports() {
+fn kill_9_leaves_nothing_on_the_ports(ex: &str) {
     if !require_root() {
         return;
     }
     let _serial = serial();
-    let (a, b, mut rvsd) = pair("198.18.135", &[]);
+    let (a, b, mut rvsd) = pair(ex, "198.18.135", &[]);
+    let miss_devices =
+        |h: &Host| format!("rvsm{}", run_ok(&["cat", &format!("/sys/class/net/{}/ifindex", h.port())]).trim());
+    let misses = [miss_devices(&a), miss_devices(&b)];
+    if ex == "tc" {
+        for m in &misses {
+            assert!(std::path::Path::new(&format!("/sys/class/net/{m}")).exists(), "no miss device {m}");
+        }
+    }
     rvsd.kill9();
-    for h in [&a, &b] {
-        let dev = h.port();
-        let gone = (0..100).any(|_| {
-            let out = run_ok(&["ip", "link", "show", dev]);
-            if !out.contains("xdp") {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            false
-        });
-        assert!(gone, "{dev} still has an XDP program 10 s after kill -9");
+    let settled = (0..100).any(|_| {
+        let xdp = [&a, &b].iter().any(|h| run_ok(&["ip", "link", "show", h.port()]).contains("xdp"));
+        let miss = misses.iter().any(|m| std::path::Path::new(&format!("/sys/class/net/{m}")).exists());
+        std::thread::sleep(Duration::from_millis(100));
+        !xdp && !miss
+    });
+    assert!(settled, "an XDP program or a miss device is left 10 s after kill -9");
+    // No program is left at tc ingress either: the kernel's own bridge
+    // over the two ports carries the hosts' pings (a tc program left
+    // behind would take every frame away).
+    let br = format!("rvsk{}", std::process::id() % 100_000);
+    run_ok(&["ip", "link", "add", &br, "type", "bridge"]);
+    let _br = Cleanup(br.clone());
+    run_ok(&["ip", "link", "set", &br, "up"]);
+    for dev in [a.port(), b.port()] {
+        run_ok(&["ip", "link", "set", dev, "master", &br]);
+    }
+    assert!(ping_settled(&a.ns, &b.ip, 3), "the ports do not carry frames after kill -9: a program is left");
+}
+
+/// Deletes a link when dropped.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
     }
 }
 
-#[test]
-fn a_moved_mac_is_followed_within_a_second() {
+fn a_moved_mac_is_followed_within_a_second(ex: &str) {
     if !require_root() {
         return;
     }
@@ -196,9 +238,9 @@ fn a_moved_mac_is_followed_within_a_second() {
     let rvsd = Rvsd::start();
     rvsd.add_bridge("br0");
     for p in [&p1.host, &p2.host] {
-        rvsd.add_port("br0", p, &["--type", "afxdp", "--fast-path", "xdp"]);
+        rvsd.add_port("br0", p, &["--type", "afxdp", "--fast-path", ex]);
     }
-    rvsd.add_host("br0", &c, &["--fast-path", "xdp"]);
+    rvsd.add_host("br0", &c, &["--fast-path", ex]);
     assert!(ping_settled(&c.ns, "198.18.136.1", 3));
     let before = kernel_share(&rvsd, c.port()).0;
     assert!(ping(&c.ns, "198.18.136.1", 5));
@@ -220,8 +262,7 @@ fn a_moved_mac_is_followed_within_a_second() {
     assert!(kernel_share(&rvsd, &p2.host).1 > tx0, "the kernel does not send to the MAC's new port");
 }
 
-#[test]
-fn vlans_stay_apart_in_the_kernel() {
+fn vlans_stay_apart_in_the_kernel(ex: &str) {
     if !require_root() {
         return;
     }
@@ -232,9 +273,9 @@ fn vlans_stay_apart_in_the_kernel() {
     let c20 = Host::on_veth("198.18.137.3/24");
     let rvsd = Rvsd::start();
     rvsd.add_bridge("br0");
-    rvsd.add_host("br0", &a10, &["--vlan", "10", "--fast-path", "xdp"]);
-    rvsd.add_host("br0", &b10, &["--vlan", "10", "--fast-path", "xdp"]);
-    rvsd.add_host("br0", &c20, &["--vlan", "20", "--fast-path", "xdp"]);
+    rvsd.add_host("br0", &a10, &["--vlan", "10", "--fast-path", ex]);
+    rvsd.add_host("br0", &b10, &["--vlan", "10", "--fast-path", ex]);
+    rvsd.add_host("br0", &c20, &["--vlan", "20", "--fast-path", ex]);
     assert!(ping_settled(&a10.ns, &b10.ip, 3), "same VLAN");
     wait_for_kernel(&rvsd, &a10, &b10.ip);
     // c20's MAC is learned in VLAN 20 only; nothing crosses.

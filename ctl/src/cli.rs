@@ -266,6 +266,8 @@ pub enum FastPathArg {
     Off,
     /// The port's XDP program forwards frames to known MACs on other AF_XDP ports
     Xdp,
+    /// A tc ingress program forwards them as skbs, GSO kept (for TCP-heavy hosts)
+    Tc,
 }
 
 /// `rvsctl port ...`
@@ -846,6 +848,7 @@ impl PortAddArgs {
             fast_path: match self.fast_path {
                 None | Some(FastPathArg::Off) => FastPath::Off,
                 Some(FastPathArg::Xdp) => FastPath::Xdp,
+                Some(FastPathArg::Tc) => FastPath::Tc,
             },
             netns: self.netns.clone(),
             vxlan,

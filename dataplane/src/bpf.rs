@@ -17,11 +17,15 @@ pub(crate) const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 pub(crate) const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_TEST_RUN: libc::c_int = 10;
+const BPF_LINK_CREATE: libc::c_int = 28;
 
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 /// `BPF_XDP`, the XDP attach type.
 pub(crate) const BPF_XDP: u32 = 37;
+/// `BPF_TCX_INGRESS`, the tcx ingress attach type (kernel 6.6 or later).
+pub(crate) const BPF_TCX_INGRESS: u32 = 46;
 
 /// `bpf_attr` for `BPF_MAP_CREATE` (the leading fields; the kernel zeroes
 /// the rest of its union when `size` is smaller than its own).
@@ -66,6 +70,25 @@ struct ProgLoadAttr {
     prog_name: [u8; 16],
     prog_ifindex: u32,
     expected_attach_type: u32,
+}
+
+/// `bpf_attr` for `BPF_LINK_CREATE` (the kernel zeroes the per-type
+/// extras: for tcx, no anchor and any revision).
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
+/// Attaches `prog` to interface `ifindex` (of the calling thread's network
+/// namespace) at `attach_type` through a bpf_link, which detaches when the
+/// returned fd is closed or the process dies.
+pub(crate) fn link_create(prog: &OwnedFd, ifindex: u32, attach_type: u32, flags: u32) -> io::Result<OwnedFd> {
+    let mut attr = LinkCreateAttr { prog_fd: prog.as_raw_fd() as u32, target_ifindex: ifindex, attach_type, flags };
+    sys_bpf(BPF_LINK_CREATE, &mut attr).map(owned)
 }
 
 /// `bpf_attr` for `BPF_PROG_TEST_RUN`.
@@ -155,15 +178,25 @@ pub(crate) fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
 /// Loads `insns` as an XDP program named `name`; on failure the error
 /// carries the verifier's log.
 pub(crate) fn load_program(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+    load_typed(insns, name, BPF_PROG_TYPE_XDP, BPF_XDP, "XDP")
+}
+
+/// Loads `insns` as a tc (`sched_cls`) program named `name`, for a tcx
+/// link; on failure the error carries the verifier's log.
+pub fn load_tc(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+    load_typed(insns, name, BPF_PROG_TYPE_SCHED_CLS, 0, "tc")
+}
+
+fn load_typed(insns: &[Insn], name: &str, prog_type: u32, attach: u32, kind: &str) -> io::Result<OwnedFd> {
     let license = c"GPL";
     let attempt = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_XDP,
+            prog_type,
             insn_cnt: insns.len() as u32,
             insns: insns.as_ptr() as u64,
             license: license.as_ptr() as u64,
             prog_name: name16(name),
-            expected_attach_type: BPF_XDP,
+            expected_attach_type: attach,
             ..Default::default()
         };
         if let Some(buf) = log {
@@ -177,15 +210,17 @@ pub(crate) fn load_program(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
         Ok(fd) => Ok(fd),
         Err(e) => {
             // Load again with the verifier log on, to say why.
-            let mut log = vec![0u8; 64 * 1024];
+            let mut log = vec![0u8; 256 * 1024];
             let _ = attempt(Some(&mut log));
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]);
-            let text = text.trim().replace('\n', " | ");
+            // The verdict is at the end of a long log.
+            let text: Vec<&str> = text.trim().lines().collect();
+            let text = text[text.len().saturating_sub(40)..].join(" | ");
             if text.is_empty() {
-                Err(io::Error::new(e.kind(), format!("loading the XDP program: {e}")))
+                Err(io::Error::new(e.kind(), format!("loading the {kind} program: {e}")))
             } else {
-                Err(io::Error::new(e.kind(), format!("loading the XDP program: {e}; verifier: {text}")))
+                Err(io::Error::new(e.kind(), format!("loading the {kind} program: {e}; verifier: {text}")))
             }
         }
     }
@@ -325,6 +360,43 @@ pub fn test_run_frame(prog: &OwnedFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)
     Ok((attr.retval, out))
 }
 
+/// What a test run of a tc program gave: its return code, the frame as it
+/// left it, and `skb->cb[0..5]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkbRun {
+    /// The program's return code (`TC_ACT_*`).
+    pub retval: u32,
+    /// The frame's bytes afterwards (a tag kept in the skb is not in them).
+    pub frame: Vec<u8>,
+    /// The skb's control block.
+    pub cb: [u32; 5],
+}
+
+/// Size of `struct __sk_buff`, the context of a tc program's test run.
+const SKB_CTX_LEN: usize = 192;
+
+/// Runs the tc program `prog` once on a copy of `frame` (plain
+/// `BPF_PROG_TEST_RUN`: an skb is built, nothing is sent).
+pub fn test_run_skb(prog: &OwnedFd, frame: &[u8]) -> io::Result<SkbRun> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut ctx = [0u8; SKB_CTX_LEN];
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        data_size_out: out.len() as u32,
+        data_out: out.as_mut_ptr() as u64,
+        ctx_size_out: ctx.len() as u32,
+        ctx_out: ctx.as_mut_ptr() as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    out.truncate(attr.data_size_out as usize);
+    let word = |i: usize| u32::from_ne_bytes(ctx[48 + 4 * i..52 + 4 * i].try_into().expect("4 bytes"));
+    Ok(SkbRun { retval: attr.retval, frame: out, cb: [word(0), word(1), word(2), word(3), word(4)] })
+}
+
 /// `struct xdp_md` as `BPF_PROG_TEST_RUN` takes it for its context.
 #[repr(C)]
 #[derive(Default)]
@@ -367,6 +439,9 @@ mod tests {
     #[test]
     fn attr_layouts_match_the_uapi() {
         assert_eq!(size_of::<Insn>(), 8);
+        assert_eq!(size_of::<LinkCreateAttr>(), 16);
+        assert_eq!(offset_of!(LinkCreateAttr, attach_type), 8);
+        assert_eq!(offset_of!(LinkCreateAttr, flags), 12);
         assert_eq!(size_of::<MapCreateAttr>(), 48);
         assert_eq!(offset_of!(MapCreateAttr, map_name), 28);
         assert_eq!(offset_of!(MapCreateAttr, map_ifindex), 44);

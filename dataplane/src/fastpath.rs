@@ -3,9 +3,9 @@
 //! rvs keeps every decision (learning, aging, VLAN rules, flooding, the
 //! control commands). What a known-unicast decision needs (the MAC table
 //! of local ports and each port's VLAN configuration) is mirrored into BPF
-//! maps ([`KernelTables`]), and a program on the port ([`xdp::program`])
-//! forwards the frames whose verdict it can tell for certain, with the
-//! same tag edit. Everything else (unknown or moved sources, floods,
+//! maps ([`KernelTables`]), and a program on the port
+//! ([`program::program`], at XDP or at tc ingress) forwards the frames
+//! whose verdict it can tell for certain, with the same tag edit. Everything else (unknown or moved sources, floods,
 //! tunnels, drops) goes to the polling threads as before, so the kernel
 //! never decides anything rvs would not.
 //!
@@ -14,10 +14,10 @@
 //! which aging reads back.
 
 pub mod maps;
-pub mod xdp;
+pub mod program;
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::bpf::{self, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY};
 use crate::egress;
@@ -86,7 +86,7 @@ impl KernelTables {
                 _ => {}
             },
         }
-        bpf::map_update(&self.ports, &key, &PortEntry::new(port, flags).bytes())
+        bpf::map_update(&self.ports, &key, &PortEntry::new(port, flags, ifindex.unwrap_or(0)).bytes())
     }
 
     /// Forgets port `id`: the kernel neither takes its frames nor sends
@@ -141,27 +141,40 @@ impl KernelTables {
         Ok(KernelCounters::sum(&v))
     }
 
-    /// The maps as a program for a port with AF_XDP sockets `xsks` reads
-    /// them.
-    pub fn maps(&self, xsks: RawFd) -> xdp::Maps {
-        xdp::Maps {
+    /// The maps as the programs read them.
+    pub fn maps(&self) -> program::Maps {
+        program::Maps {
             ports: self.ports.as_raw_fd(),
             fdb: self.fdb.as_raw_fd(),
             devs: self.devs.as_raw_fd(),
             counters: self.counters.as_raw_fd(),
-            xsks,
             clock: self.clock.as_raw_fd(),
         }
     }
 }
 
-/// The port a port's `xdp` executor sends a frame to, if it takes it: the
-/// rule [`xdp::program`] follows, stated over the userspace verdict `v`
-/// (from `pipeline::dry_run`). `ingress_on` says whether the kernel takes
-/// frames from the frame's port, `egress_on` whether it sends to a port
-/// (the port entries' flags). The property tests hold the program to it;
-/// `rvsctl trace` reports it.
+/// Which program carries a port's frames in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    /// The port's XDP program, in front of its AF_XDP socket.
+    Xdp,
+    /// A tcx ingress program; the port has no XDP, its host keeps GSO.
+    Tc,
+}
+
+/// The port a port's executor `ex` sends a frame to, if it takes it: the
+/// rule [`program::program`] follows, stated over the userspace verdict
+/// `v` (from `pipeline::dry_run`). `ingress_on` says whether the kernel
+/// takes frames from the frame's port, `egress_on` whether it sends to a
+/// port (the port entries' flags). The property tests hold the program to
+/// it; `rvsctl trace` reports it.
+///
+/// The two executors differ in what an XDP program cannot do: `xdp`
+/// leaves to userspace frames bigger than a buffer and frames whose
+/// checksum was left to offload (XDP loses that state), while `tc` carries
+/// any skb as it is, GSO and offloaded checksums included.
 pub fn carries(
+    ex: Executor,
     snap: &Snapshot,
     frame: &[u8],
     v: &Verdict,
@@ -170,8 +183,9 @@ pub fn carries(
 ) -> Option<PortId> {
     let Action::Unicast(out) = v.action else { return None };
     let learned_here = matches!(v.learn, Some(Learn::Known | Learn::Refreshed));
-    let fits = frame.len() <= MAX_FRAME && egress::port_plan(snap, out, v.vid, v.tagged).is_ok();
-    (ingress_on && learned_here && fits && egress_on(out) && !checksum_blocks(frame)).then_some(out)
+    let fits = egress::port_plan(snap, out, v.vid, v.tagged).is_ok();
+    let xdp_can = ex == Executor::Tc || (frame.len() <= MAX_FRAME && !checksum_blocks(frame));
+    (ingress_on && learned_here && fits && egress_on(out) && xdp_can).then_some(out)
 }
 
 /// True if the program leaves `frame` to userspace for its checksum: a

@@ -199,6 +199,10 @@ pub enum FastPath {
     /// The port's XDP program forwards frames to known MACs on other
     /// AF_XDP ports itself (no copy to userspace); the rest go to rvs.
     Xdp,
+    /// A tc ingress program forwards them as skbs, keeping GSO/TSO and
+    /// offloaded checksums (the port has no XDP program); the rest reach
+    /// rvs through the port's miss device.
+    Tc,
 }
 
 impl FastPath {
@@ -207,6 +211,7 @@ impl FastPath {
         match self {
             FastPath::Off => "off",
             FastPath::Xdp => "xdp",
+            FastPath::Tc => "tc",
         }
     }
 }

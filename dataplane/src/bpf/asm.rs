@@ -35,6 +35,26 @@ pub const XDP_DATA_END: i16 = 4;
 /// Offset of `rx_queue_index` in `struct xdp_md`.
 pub const XDP_RX_QUEUE_INDEX: i16 = 16;
 
+/// Offset of `len` in `struct __sk_buff`.
+pub const SKB_LEN: i16 = 0;
+/// Offset of `vlan_present` in `struct __sk_buff`.
+pub const SKB_VLAN_PRESENT: i16 = 20;
+/// Offset of `vlan_tci` in `struct __sk_buff` (host order).
+pub const SKB_VLAN_TCI: i16 = 24;
+/// Offset of `vlan_proto` in `struct __sk_buff` (network order).
+pub const SKB_VLAN_PROTO: i16 = 28;
+/// Offset of `cb[0]` in `struct __sk_buff` (five u32 scratch words).
+pub const SKB_CB: i16 = 48;
+/// Offset of `data` in `struct __sk_buff`.
+pub const SKB_DATA: i16 = 76;
+/// Offset of `data_end` in `struct __sk_buff`.
+pub const SKB_DATA_END: i16 = 80;
+
+/// TC action: drop the frame.
+pub const TC_ACT_SHOT: i32 = 2;
+/// TC action: to where `bpf_redirect` pointed.
+pub const TC_ACT_REDIRECT: i32 = 7;
+
 /// XDP action: drop the frame.
 pub const XDP_DROP: i32 = 1;
 /// XDP action: on to the kernel's stack.
@@ -50,6 +70,12 @@ pub const FUNC_MAP_LOOKUP: i32 = 1;
 pub const FUNC_MAP_DELETE: i32 = 3;
 /// Helper `bpf_ktime_get_ns`.
 pub const FUNC_KTIME_GET_NS: i32 = 5;
+/// Helper `bpf_skb_vlan_push`.
+pub const FUNC_SKB_VLAN_PUSH: i32 = 18;
+/// Helper `bpf_skb_vlan_pop`.
+pub const FUNC_SKB_VLAN_POP: i32 = 19;
+/// Helper `bpf_redirect`.
+pub const FUNC_REDIRECT: i32 = 23;
 /// Helper `bpf_xdp_adjust_head`.
 pub const FUNC_XDP_ADJUST_HEAD: i32 = 44;
 /// Helper `bpf_redirect_map`.

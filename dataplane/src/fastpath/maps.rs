@@ -97,7 +97,7 @@ pub const VAL_SEEN: i16 = offset_of!(MacValue, seen) as i16;
 /// [`PortEntry::flags`]: the kernel may take frames arriving on the port.
 pub const PORT_INGRESS: u8 = 1;
 /// [`PortEntry::flags`]: the kernel may send frames out of the port (its
-/// device is in the redirect map).
+/// device is in the redirect map and in [`PortEntry::ifindex`]).
 pub const PORT_EGRESS: u8 = 2;
 /// [`PortEntry::mode`] of an access port.
 pub const MODE_ACCESS: u8 = 0;
@@ -120,6 +120,8 @@ pub struct PortEntry {
     pub pvid: u16,
     /// Zero.
     pub pad: u16,
+    /// The port's device, which the `tc` executor sends to (0: none).
+    pub ifindex: u32,
     /// A trunk's allowed VLANs: bit `v % 8` of byte `v / 8`.
     pub allowed: [u8; VLAN_COUNT / 8],
 }
@@ -127,14 +129,21 @@ pub struct PortEntry {
 impl PortEntry {
     /// The entry of a port that is in no bridge: the kernel leaves its
     /// frames alone.
-    pub const NONE: PortEntry =
-        PortEntry { bridge: NO_BRIDGE, flags: 0, mode: MODE_ACCESS, pvid: 0, pad: 0, allowed: [0; VLAN_COUNT / 8] };
+    pub const NONE: PortEntry = PortEntry {
+        bridge: NO_BRIDGE,
+        flags: 0,
+        mode: MODE_ACCESS,
+        pvid: 0,
+        pad: 0,
+        ifindex: 0,
+        allowed: [0; VLAN_COUNT / 8],
+    };
 
     /// The entry of `port`; `flags` says which directions the kernel may
-    /// carry for it.
-    pub fn new(port: &PortInfo, flags: u8) -> PortEntry {
+    /// carry for it, `ifindex` is its device (0: none).
+    pub fn new(port: &PortInfo, flags: u8, ifindex: u32) -> PortEntry {
         let Some(bridge) = port.bridge else { return PortEntry::NONE };
-        let mut e = PortEntry { bridge: bridge.0, flags, ..PortEntry::NONE };
+        let mut e = PortEntry { bridge: bridge.0, flags, ifindex, ..PortEntry::NONE };
         match &port.vlan {
             VlanMode::Access(v) => e.pvid = v.0,
             VlanMode::Trunk { allowed, native } => {
@@ -155,7 +164,8 @@ impl PortEntry {
         b[2] = self.flags;
         b[3] = self.mode;
         b[4..6].copy_from_slice(&self.pvid.to_ne_bytes());
-        b[8..].copy_from_slice(&self.allowed);
+        b[8..12].copy_from_slice(&self.ifindex.to_ne_bytes());
+        b[12..].copy_from_slice(&self.allowed);
         b
     }
 }
@@ -168,6 +178,8 @@ pub const PORT_FLAGS: i16 = offset_of!(PortEntry, flags) as i16;
 pub const PORT_MODE: i16 = offset_of!(PortEntry, mode) as i16;
 /// Offset of [`PortEntry::pvid`].
 pub const PORT_PVID: i16 = offset_of!(PortEntry, pvid) as i16;
+/// Offset of [`PortEntry::ifindex`].
+pub const PORT_IFINDEX: i16 = offset_of!(PortEntry, ifindex) as i16;
 /// Offset of [`PortEntry::allowed`].
 pub const PORT_ALLOWED: i16 = offset_of!(PortEntry, allowed) as i16;
 
@@ -219,7 +231,10 @@ mod tests {
     fn layouts_are_what_the_programs_read() {
         assert_eq!((size_of::<MacKey>(), KEY_VID, KEY_BRIDGE), (12, 6, 8));
         assert_eq!((size_of::<MacValue>(), VAL_PORT, VAL_SEEN), (8, 0, 4));
-        assert_eq!((size_of::<PortEntry>(), PORT_FLAGS, PORT_MODE, PORT_PVID, PORT_ALLOWED), (520, 2, 3, 4, 8));
+        assert_eq!(
+            (size_of::<PortEntry>(), PORT_FLAGS, PORT_MODE, PORT_PVID, PORT_IFINDEX, PORT_ALLOWED),
+            (524, 2, 3, 4, 8, 12)
+        );
         assert_eq!((size_of::<KernelCounters>(), CNT_TX_BYTES), (32, 24));
     }
 
@@ -244,17 +259,18 @@ mod tests {
             name: "p1".into(),
             kind: PortKind::Plain,
         };
-        let a = PortEntry::new(&port(VlanMode::Access(Vid(7))), PORT_INGRESS);
-        assert_eq!((a.bridge, a.flags, a.mode, a.pvid), (2, PORT_INGRESS, MODE_ACCESS, 7));
+        let a = PortEntry::new(&port(VlanMode::Access(Vid(7))), PORT_INGRESS, 0);
+        assert_eq!((a.bridge, a.flags, a.mode, a.pvid, a.ifindex), (2, PORT_INGRESS, MODE_ACCESS, 7, 0));
         assert!(a.allowed.iter().all(|b| *b == 0));
         let allowed: VlanSet = [Vid(1), Vid(9), Vid(4094)].into_iter().collect();
-        let t = PortEntry::new(&port(VlanMode::Trunk { allowed, native: Some(Vid(9)) }), PORT_EGRESS);
+        let t = PortEntry::new(&port(VlanMode::Trunk { allowed, native: Some(Vid(9)) }), PORT_EGRESS, 33);
         assert_eq!((t.mode, t.pvid), (MODE_TRUNK, 9));
         assert_eq!((t.allowed[0], t.allowed[1], t.allowed[511]), (0b10, 0b10, 0b0100_0000));
-        assert_eq!(t.bytes().len(), 520);
-        assert_eq!(&t.bytes()[8..], &t.allowed[..]);
+        assert_eq!(t.bytes().len(), 524);
+        assert_eq!(u32::from_ne_bytes(t.bytes()[8..12].try_into().unwrap()), 33);
+        assert_eq!(&t.bytes()[12..], &t.allowed[..]);
         let none = PortInfo { bridge: None, ..port(VlanMode::Access(Vid(1))) };
-        assert_eq!(PortEntry::new(&none, PORT_INGRESS), PortEntry::NONE);
+        assert_eq!(PortEntry::new(&none, PORT_INGRESS, 4), PortEntry::NONE);
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub mod afxdp;
 pub mod mem;
 pub mod netns;
 pub mod pool;
+pub mod split;
 pub mod tap;
+pub mod tc;
 
 pub use pool::{Desc, Pool, Region, FRAME_SIZE, HEADROOM, MAX_FRAME};
 

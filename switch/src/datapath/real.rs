@@ -13,6 +13,7 @@
 //! routes and neighbours, re-checked every tick.
 
 use crate::datapath::{CaptureRing, Datapath, Direction, DpResult};
+use crate::kernel::missdev::MissDevice;
 use crate::kernel::netlink;
 use crossbeam::channel::{self, Sender};
 use rvs_dataplane::egress;
@@ -23,9 +24,11 @@ use rvs_dataplane::ids::{BridgeId, PortId, Vid};
 use rvs_dataplane::pipeline::Action;
 use rvs_dataplane::pipeline::{self, TagEdit};
 use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
-use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram};
+use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram, XskConfig};
+use rvs_dataplane::port::split::SplitPort;
 use rvs_dataplane::port::tap::TapPort;
-use rvs_dataplane::port::Pool;
+use rvs_dataplane::port::tc::TcProgram;
+use rvs_dataplane::port::{Pool, Port as DpPort};
 use rvs_dataplane::snapshot::{BridgeInfo, PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, Vtep, TX_ANY};
 use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::{OuterTemplate, OVERHEAD_V4, OVERHEAD_V6};
@@ -103,14 +106,25 @@ struct Link {
     /// The kernel may send to it: the far end of its veth takes frames
     /// redirected in XDP (GRO turned on there), or it is no veth.
     peer_ready: bool,
+    /// The `tc` executor's program and miss device, while up.
+    tc: Option<TcHook>,
     /// Why the port is down, if it is.
     down: Option<String>,
     /// How many times it went down.
     downs: u64,
 }
 
-/// An XDP program and the sockets opened on its interface's queues.
-type Attached = (XdpProgram, Vec<(u32, usize, AfXdpPort)>);
+/// What a `tc` executor port holds in the kernel besides its sockets.
+struct TcHook {
+    // Field order is drop order: misses stop before their device goes.
+    _prog: TcProgram,
+    _miss: MissDevice,
+}
+
+/// An XDP program, the sockets opened per queue (with their thread), and
+/// for a `tc` executor port its program and miss device (the XDP program
+/// and the receiving sockets are then on the miss device).
+type Attached = (XdpProgram, Vec<(u32, usize, Box<dyn DpPort>)>, Option<TcHook>);
 
 /// What a port does besides switching frames as they are.
 enum Role {

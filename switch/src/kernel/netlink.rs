@@ -15,7 +15,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ const NLM_F_MULTI: u16 = 0x02;
 const NLM_F_ACK: u16 = 0x04;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 /// In an NLMSG_ERROR: the echoed request was cut to its header.
 const NLM_F_CAPPED: u16 = 0x100;
@@ -43,6 +44,7 @@ const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
 const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
@@ -87,9 +89,20 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_LINK: u16 = 5;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_NUM_TX_QUEUES: u16 = 31;
+const IFLA_NUM_RX_QUEUES: u16 = 32;
 const IFLA_LINK_NETNSID: u16 = 37;
 /// Nested in IFLA_LINKINFO: the link's kind ("veth", "vxlan", ...).
 const IFLA_INFO_KIND: u16 = 1;
+/// Nested in IFLA_LINKINFO: the kind's own attributes.
+const IFLA_INFO_DATA: u16 = 2;
+/// In a veth's IFLA_INFO_DATA (linux/veth.h): a struct ifinfomsg, then the
+/// peer's own IFLA_* attributes.
+const VETH_INFO_PEER: u16 = 1;
+
+/// struct ifinfomsg's ifi_flags bit of an interface that is up.
+const IFF_UP: u32 = 0x1;
 
 /// struct rtgenmsg: a family byte, padded to 4 by the builder.
 const RTGENMSG_LEN: usize = 1;
@@ -100,6 +113,8 @@ const NETNSA_NSID_NOT_ASSIGNED: i32 = -1;
 
 /// Attribute type bits that are flags (NLA_F_NESTED, NLA_F_NET_BYTEORDER).
 const NLA_TYPE_MASK: u16 = 0x3fff;
+/// Attribute type bit of an attribute made of attributes.
+const NLA_F_NESTED: u16 = 0x8000;
 
 const SOL_NETLINK: libc::c_int = 270;
 const NETLINK_CAP_ACK: libc::c_int = 10;
@@ -265,6 +280,109 @@ pub fn netns_id(fd: RawFd) -> io::Result<Option<i32>> {
     let ctx = format!("namespace id of descriptor {fd}");
     let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
     sock.get_nsid(fd).map_err(|e| e.context(&ctx))
+}
+
+/// One interface, as RTM_GETLINK describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// IFLA_INFO_KIND ("veth", "vxlan", ...); `None` for a physical NIC.
+    pub kind: Option<String>,
+    /// IFLA_LINK: the index of the link this one is tied to (a veth's peer,
+    /// in the peer's namespace).
+    pub link: Option<u32>,
+    /// IFLA_MTU.
+    pub mtu: Option<u32>,
+    /// IFF_UP is set (administratively up; says nothing of the carrier).
+    pub up: bool,
+    /// IFLA_NUM_RX_QUEUES.
+    pub rx_queues: Option<u32>,
+    /// IFLA_NUM_TX_QUEUES.
+    pub tx_queues: Option<u32>,
+}
+
+impl From<LinkReply> for Link {
+    fn from(l: LinkReply) -> Link {
+        Link {
+            index: l.index,
+            name: l.name,
+            kind: l.kind,
+            link: l.link,
+            mtu: l.mtu,
+            up: l.flags & IFF_UP != 0,
+            rx_queues: l.rx_queues,
+            tx_queues: l.tx_queues,
+        }
+    }
+}
+
+/// Interface `ifname` of the calling thread's namespace (RTM_GETLINK);
+/// `None` when there is none.
+pub fn find_link(ifname: &str) -> io::Result<Option<Link>> {
+    let ctx = format!("link lookup for {ifname}");
+    check_ifname(ifname).map_err(|e| plain(io::ErrorKind::InvalidInput, format!("{ctx}: {e}")))?;
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    match sock.get_link(LinkKey::Name(ifname)) {
+        Ok(l) => Ok(Some(l.into())),
+        Err(NlError::Kernel { errno: libc::ENODEV, .. }) => Ok(None),
+        Err(e) => Err(e.context(&ctx)),
+    }
+}
+
+/// A veth pair for [`create_veth`]: both ends get the same MTU and queue
+/// counts.
+#[derive(Debug, Clone, Copy)]
+pub struct VethSpec<'a> {
+    /// The end created in the calling thread's namespace.
+    pub name: &'a str,
+    /// The other end.
+    pub peer: &'a str,
+    /// The namespace the peer is created in (IFLA_NET_NS_FD); `None`: ours.
+    pub peer_netns: Option<BorrowedFd<'a>>,
+    /// MTU of both ends.
+    pub mtu: u32,
+    /// Receive and transmit queues of each end.
+    pub queues: u32,
+}
+
+/// Creates a veth pair with one RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL, like
+/// `ip link add NAME mtu M numtxqueues Q numrxqueues Q up type veth peer
+/// name PEER netns NS mtu M numtxqueues Q numrxqueues Q`), and returns the
+/// end named `spec.name`; its [`Link::link`] is the peer's index in the
+/// peer's namespace.
+///
+/// `spec.name` comes up; the peer stays down until [`set_link_up`] in its
+/// namespace (the kernel cannot bring it up in the same request: it opens
+/// the peer before linking it to its other end, and that fails with
+/// ENOTCONN). Fails with EEXIST when either name is taken in its namespace.
+pub fn create_veth(spec: &VethSpec<'_>) -> io::Result<Link> {
+    let ctx = format!("creating veth {} (peer {})", spec.name, spec.peer);
+    for n in [spec.name, spec.peer] {
+        check_ifname(n).map_err(|e| plain(io::ErrorKind::InvalidInput, format!("{ctx}: {n:?}: {e}")))?;
+    }
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.new_veth(spec).map_err(|e| e.context(&ctx))?;
+    sock.get_link(LinkKey::Name(spec.name)).map(Link::from).map_err(|e| e.context(&format!("{ctx}: looking it up")))
+}
+
+/// Sets (`up`) or clears IFF_UP on interface `ifindex` of the calling
+/// thread's namespace (RTM_NEWLINK), like `ip link set DEV up|down`.
+pub fn set_link_up(ifindex: u32, up: bool) -> io::Result<()> {
+    let ctx = format!("setting interface {ifindex} {}", if up { "up" } else { "down" });
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.set_up(ifindex, up).map_err(|e| e.context(&ctx))
+}
+
+/// Deletes interface `ifindex` of the calling thread's namespace
+/// (RTM_DELLINK); deleting either end of a veth deletes both. A missing
+/// interface is an error whose [`kernel_errno`] is ENODEV.
+pub fn delete_link(ifindex: u32) -> io::Result<()> {
+    let ctx = format!("deleting interface {ifindex}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.del_link(ifindex).map_err(|e| e.context(&ctx))
 }
 
 /// The kernel's errno behind an error from this module, if it came from one.

@@ -16,25 +16,14 @@ use super::filter::{self, VtepMap};
 use super::iface;
 use crate::bpf::asm::{Asm, FUNC_REDIRECT_MAP, R1, R2, R3, XDP_PASS, XDP_RX_QUEUE_INDEX};
 use crate::bpf::{
-    create_xskmap, load_program, owned, sys_bpf, test_run, Insn, MapElemAttr, BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_ELEM,
+    create_xskmap, load_program, sys_bpf, test_run, Insn, MapElemAttr, BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_ELEM,
     BPF_XDP,
 };
 use crate::fastpath::{self, KernelTables};
 use crate::ids::PortId;
 
-const BPF_LINK_CREATE: libc::c_int = 28;
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-
-/// `bpf_attr` for `BPF_LINK_CREATE` (no per-type extras).
-#[repr(C)]
-#[derive(Default)]
-struct LinkCreateAttr {
-    prog_fd: u32,
-    target_ifindex: u32,
-    attach_type: u32,
-    flags: u32,
-}
 
 /// The redirect program: `return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);`
 fn redirect_program(map_fd: RawFd) -> Vec<Insn> {
@@ -83,7 +72,7 @@ impl XdpProgram {
     }
 
     /// Like [`attach`](Self::attach), with the `xdp` executor of the kernel
-    /// fast path ([`crate::fastpath::xdp`]) for port `me` in front of the
+    /// fast path ([`crate::fastpath::program`]) for port `me` in front of the
     /// sockets: frames it can carry never reach them.
     pub fn attach_fast(
         ifname: &str,
@@ -126,7 +115,10 @@ impl XdpProgram {
         let map = create_xskmap(queues).map_err(|e| bpf_error(ifname, "creating the XSKMAP", e))?;
         let prog = match (&vteps, fast) {
             (Some(v), _) => load_program(&filter::uplink_program(map.as_raw_fd(), v.fd(), XDP_PASS), "rvs_uplink"),
-            (None, Some((me, t))) => load_program(&fastpath::xdp::program(me, &t.maps(map.as_raw_fd())), "rvs_fast"),
+            (None, Some((me, t))) => {
+                let hook = fastpath::program::Hook::Xdp { xsks: map.as_raw_fd() };
+                load_program(&fastpath::program::program(hook, me, &t.maps()), "rvs_fast")
+            }
             (None, None) => load_program(&redirect_program(map.as_raw_fd()), "rvs_xsk_redir"),
         }
         .map_err(|e| bpf_error(ifname, "", e))?;
@@ -254,9 +246,7 @@ impl XdpProgram {
 }
 
 fn link_create(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
-    let mut attr =
-        LinkCreateAttr { prog_fd: prog.as_raw_fd() as u32, target_ifindex: ifindex, attach_type: BPF_XDP, flags };
-    sys_bpf(BPF_LINK_CREATE, &mut attr).map(owned)
+    crate::bpf::link_create(prog, ifindex, BPF_XDP, flags)
 }
 
 fn permission_error(ifname: &str, e: &io::Error) -> Option<io::Error> {
@@ -330,14 +320,6 @@ pub fn attach_xdp(prog: &OwnedFd, ifname: &str, mode: XdpMode) -> io::Result<(Ow
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::mem::{offset_of, size_of};
-
-    #[test]
-    fn link_attr_layout_matches_the_uapi() {
-        assert_eq!(size_of::<LinkCreateAttr>(), 16);
-        assert_eq!(offset_of!(LinkCreateAttr, attach_type), 8);
-        assert_eq!(offset_of!(LinkCreateAttr, flags), 12);
-    }
 
     #[test]
     fn program_encoding() {

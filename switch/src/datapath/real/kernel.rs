@@ -37,7 +37,7 @@ impl Dp {
     pub(super) fn sync_kernel_peers(&mut self) {
         let mut changed = false;
         for p in self.ports.iter_mut().flatten() {
-            let Some(link) = p.link.as_mut().filter(|l| l.fast == FastPath::Xdp && !l.uplink) else { continue };
+            let Some(link) = p.link.as_mut().filter(|l| l.fast != FastPath::Off && !l.uplink) else { continue };
             let carrier =
                 std::fs::read_to_string(format!("/sys/class/net/{}/carrier", p.name)).is_ok_and(|c| c.trim() == "1");
             if carrier && !link.peer_ready {
@@ -79,13 +79,26 @@ impl Dp {
     }
 
     /// Whether the kernel takes port `id`'s frames, and the device it
-    /// sends to it through, if it does.
+    /// sends to it through, if it does. Either executor may send to a
+    /// port of either: the xdp one needs the port's far end readied, and a
+    /// port's own XDP program running natively.
     pub(super) fn kernel_flags(&self, id: PortId) -> (bool, Option<u32>) {
         let Some(p) = self.ports.get(id.index()).and_then(Option::as_ref) else { return (false, None) };
         let link = p.link.as_ref().filter(|l| l.down.is_none() && !l.uplink);
-        let ingress = link.is_some_and(|l| l.fast == FastPath::Xdp) && !self.captures.contains(&id);
-        let native = p.xdp.as_ref().is_some_and(|x| x.attached_mode() == afxdp::XdpMode::Native);
+        let ingress = link.is_some_and(|l| l.fast != FastPath::Off) && !self.captures.contains(&id);
+        let native = link.is_some_and(|l| l.fast == FastPath::Tc)
+            || p.xdp.as_ref().is_some_and(|x| x.attached_mode() == afxdp::XdpMode::Native);
         (ingress, link.filter(|l| ingress && native && l.peer_ready).map(|l| l.ifindex))
+    }
+
+    /// The executor of port `id`, if it has one.
+    pub(super) fn executor(&self, id: PortId) -> Option<fastpath::Executor> {
+        let link = self.ports.get(id.index())?.as_ref()?.link.as_ref()?;
+        match link.fast {
+            FastPath::Off => None,
+            FastPath::Xdp => Some(fastpath::Executor::Xdp),
+            FastPath::Tc => Some(fastpath::Executor::Tc),
+        }
     }
 
     /// Mirrors into the kernel every bridge's MACs on local ports, where

@@ -77,6 +77,7 @@ impl Dp {
                 fast,
                 // Readied once its carrier is up (Dp::sync_kernel_peers).
                 peer_ready: false,
+                tc: None,
                 down: None,
                 downs: 0,
             }),
@@ -85,16 +86,19 @@ impl Dp {
         Ok(port)
     }
 
-    /// Gives the opened sockets to their threads and the program to `port`.
-    pub(super) fn hand_out(&self, id: PortId, port: &mut Port, (xdp, opened): Attached) {
+    /// Gives the opened sockets to their threads and the programs to `port`.
+    pub(super) fn hand_out(&self, id: PortId, port: &mut Port, (xdp, opened, tc): Attached) {
         for (q, t, sock) in opened {
             let stats = Arc::new(PortStats::default());
             port.stats.push(stats.clone());
             port.handles.push((q, t, true));
-            let lp = LocalPort { id, queue: q, port: Some(Box::new(sock)), rx: true, stats };
+            let lp = LocalPort { id, queue: q, port: Some(sock), rx: true, stats };
             let _ = self.threads[t].tx.send(Command::AddPort(lp));
         }
         port.xdp = Some(xdp);
+        if let Some(link) = port.link.as_mut() {
+            link.tc = tc;
+        }
     }
 
     /// Attaches the program to `name` and opens a socket per queue, spread
@@ -118,22 +122,54 @@ impl Dp {
         if queues == 0 || queues > available {
             return Err(format!("{name} has {available} rx queue(s); cannot open {queues}"));
         }
+        if fast == FastPath::Tc && !uplink {
+            return self.attach_tc(id, name, mode, queues);
+        }
         let xdp = match (uplink, fast) {
             (true, _) => XdpProgram::attach_uplink(name, mode, queues),
             (false, FastPath::Xdp) => XdpProgram::attach_fast(name, mode, queues, id, &self.kernel),
-            (false, FastPath::Off) => XdpProgram::attach(name, mode, queues),
+            (false, _) => XdpProgram::attach(name, mode, queues),
         }
         .map_err(|e| e.to_string())?;
-        let mut opened = Vec::new();
+        let mut opened: Vec<(u32, usize, Box<dyn DpPort>)> = Vec::new();
         let base = self.least_loaded();
         for q in 0..queues {
             // Spread queues over threads, starting with the least loaded.
             let t = (base + q as usize) % self.threads.len();
             let sock = AfXdpPort::open(name, q, &self.threads[t].umem).map_err(|e| format!("{name} queue {q}: {e}"))?;
             sock.register(&xdp).map_err(|e| format!("{name} queue {q}: {e}"))?;
-            opened.push((q, t, sock));
+            opened.push((q, t, Box::new(sock)));
         }
-        Ok((xdp, opened))
+        Ok((xdp, opened, None))
+    }
+
+    /// The `tc` executor on `name`: a miss device with one queue per port
+    /// queue, the redirect program and a receiving socket per queue at its
+    /// far end, a transmit-only socket per queue on `name` itself (no XDP
+    /// there: its host keeps GSO), and the program at `name`'s tc ingress.
+    fn attach_tc(&self, id: PortId, name: &str, mode: afxdp::XdpMode, queues: u32) -> DpResult<Attached> {
+        let ifindex = afxdp::iface::ifindex(name).map_err(|e| e.to_string())?;
+        let mtu = afxdp::iface::mtu(name).map_err(|e| e.to_string())?;
+        let miss = MissDevice::create(ifindex, queues, mtu).map_err(|e| format!("port {name}: {e}"))?;
+        let inner = miss.inner_name().to_string();
+        let xdp =
+            miss.in_private(|| XdpProgram::attach(&inner, mode, queues)).map_err(|e| format!("port {name}: {e}"))?;
+        let mut opened: Vec<(u32, usize, Box<dyn DpPort>)> = Vec::new();
+        let base = self.least_loaded();
+        for q in 0..queues {
+            let t = (base + q as usize) % self.threads.len();
+            let umem = &self.threads[t].umem;
+            let rx = miss
+                .in_private(|| AfXdpPort::open(&inner, q, umem))
+                .map_err(|e| format!("port {name}: miss device queue {q}: {e}"))?;
+            rx.register(&xdp).map_err(|e| format!("port {name}: miss device queue {q}: {e}"))?;
+            // Only sent through: no receive buffers.
+            let cfg = XskConfig { fill_target: 0, ..XskConfig::default() };
+            let tx = AfXdpPort::open_with(name, q, umem, cfg).map_err(|e| format!("{name} queue {q}: {e}"))?;
+            opened.push((q, t, Box::new(SplitPort::new(rx, tx))));
+        }
+        let prog = TcProgram::attach_fast(name, id, &self.kernel, miss.outer_ifindex()).map_err(|e| e.to_string())?;
+        Ok((xdp, opened, Some(TcHook { _prog: prog, _miss: miss })))
     }
 
     /// Takes AF_XDP ports whose interface went away down (counted), and
@@ -152,12 +188,14 @@ impl Dp {
                     let mut port = self.ports[i].take().expect("checked above");
                     self.remove_handles(id, &port);
                     port.handles.clear();
-                    port.xdp = None; // the link died with the interface, or detaches now
-                                     // MACs learned behind it are gone with it.
+                    // The links died with the interface, or detach now.
+                    port.xdp = None;
+                    // MACs learned behind it are gone with it.
                     if let Some(b) = self.bridge(port.bridge) {
                         b.fdb.flush(Some(id));
                     }
                     let link = port.link.as_mut().expect("checked above");
+                    link.tc = None;
                     link.down = Some("interface gone".into());
                     link.downs += 1;
                     tracing::warn!(target: crate::obs::log::LINK, "interface {} went away; port down until it returns", port.name);
@@ -287,6 +325,9 @@ pub(super) fn port_state(p: &Port) -> String {
 }
 
 pub(super) fn xdp_mode_name(p: &Port) -> String {
+    if p.link.as_ref().is_some_and(|l| l.fast == FastPath::Tc) {
+        return String::new(); // no XDP on the port itself
+    }
     match p.xdp.as_ref().map(XdpProgram::attached_mode) {
         Some(afxdp::XdpMode::Generic) => "generic".into(),
         Some(_) => "native".into(),
@@ -294,18 +335,18 @@ pub(super) fn xdp_mode_name(p: &Port) -> String {
     }
 }
 
-/// For the xdp executor: readies the far end of the port's veth to take
-/// frames the kernel redirects to it (GRO on, so it has NAPI; without it
-/// the kernel drops them). False if that failed: the kernel then sends
-/// nothing to the port, and rvs's threads carry its frames.
+/// For a kernel executor: readies the far end of the port's veth to take
+/// frames the xdp executor redirects to it (GRO on, so it has NAPI;
+/// without it the kernel drops them). False if that failed: the kernel
+/// then sends nothing to the port, and rvs's threads carry its frames.
 pub(super) fn ready_peer(name: &str, fast: FastPath) -> bool {
-    if fast != FastPath::Xdp {
+    if fast == FastPath::Off {
         return false;
     }
     match crate::kernel::peer::enable_peer_gro(name) {
         Ok(crate::kernel::peer::PeerGro::Enabled { netns, peer }) => {
             let ns = if netns.is_empty() { "this namespace".to_string() } else { netns };
-            tracing::info!("port {name}: GRO on at its veth peer {peer} ({ns}), for the xdp executor");
+            tracing::info!("port {name}: GRO on at its veth peer {peer} ({ns}), for the kernel executors");
             true
         }
         Ok(crate::kernel::peer::PeerGro::NotVeth) => true,

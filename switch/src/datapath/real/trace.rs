@@ -228,12 +228,17 @@ impl Dp {
         };
         step("decision", decision.clone());
         let (ingress_on, _) = self.kernel_flags(ingress);
-        let carrier = fastpath::carries(&snap, &frame, &v, ingress_on, |p| self.kernel_flags(p).1.is_some());
+        let ex = self.executor(ingress);
+        let carrier = ex
+            .and_then(|ex| fastpath::carries(ex, &snap, &frame, &v, ingress_on, |p| self.kernel_flags(p).1.is_some()));
+        let name = |ex| if ex == Some(fastpath::Executor::Tc) { "tc" } else { "xdp" };
         step(
             "executor",
             match carrier {
-                Some(out) => format!("xdp: the kernel carries it to {} (rvs does not see it)", self.port_name(out)),
-                None if ingress_on => "rvs: the xdp executor leaves it to the polling threads".into(),
+                Some(out) => {
+                    format!("{}: the kernel carries it to {} (rvs does not see it)", name(ex), self.port_name(out))
+                }
+                None if ingress_on => format!("rvs: the {} executor leaves it to the polling threads", name(ex)),
                 None => "rvs".into(),
             },
         );

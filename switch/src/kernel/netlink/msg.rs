@@ -215,6 +215,17 @@ impl MsgBuilder {
         self
     }
 
+    /// Appends attribute `ty` holding what `f` appends (attributes, or a
+    /// fixed header and attributes). `ty` is written as given: or in
+    /// NLA_F_NESTED for a pure nest.
+    pub(super) fn nested(self, ty: u16, f: impl FnOnce(MsgBuilder) -> MsgBuilder) -> MsgBuilder {
+        let start = self.buf.len();
+        let mut b = f(self.attr(ty, &[]));
+        let len = u16::try_from(b.buf.len() - start).expect("netlink attribute fits in 64 KiB");
+        b.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        b
+    }
+
     pub(super) fn finish(mut self) -> Vec<u8> {
         let len = self.buf.len() as u32;
         self.buf[..4].copy_from_slice(&len.to_ne_bytes());
@@ -435,6 +446,12 @@ pub(super) struct LinkReply {
     pub(super) link_netnsid: Option<i32>,
     /// IFLA_INFO_KIND inside IFLA_LINKINFO ("veth", "vxlan", ...).
     pub(super) kind: Option<String>,
+    /// ifi_flags (IFF_UP, ...).
+    pub(super) flags: u32,
+    /// IFLA_NUM_RX_QUEUES.
+    pub(super) rx_queues: Option<u32>,
+    /// IFLA_NUM_TX_QUEUES.
+    pub(super) tx_queues: Option<u32>,
 }
 
 /// The text of a NUL-terminated string attribute.
@@ -445,7 +462,7 @@ fn str_attr(data: &[u8]) -> String {
 
 pub(super) fn parse_link(payload: &[u8]) -> Result<LinkReply, NlError> {
     let ifi = IfInfoMsg::parse(payload)?;
-    let mut l = LinkReply { index: ifi.index as u32, ..LinkReply::default() };
+    let mut l = LinkReply { index: ifi.index as u32, flags: ifi.flags, ..LinkReply::default() };
     for a in attrs(payload, IfInfoMsg::LEN) {
         let (ty, data) = a?;
         match ty {
@@ -454,6 +471,8 @@ pub(super) fn parse_link(payload: &[u8]) -> Result<LinkReply, NlError> {
             IFLA_ADDRESS => l.addr = Some(data.to_vec()),
             IFLA_LINK => l.link = Some(u32_attr(data, "IFLA_LINK")?),
             IFLA_LINK_NETNSID => l.link_netnsid = Some(u32_attr(data, "IFLA_LINK_NETNSID")? as i32),
+            IFLA_NUM_RX_QUEUES => l.rx_queues = Some(u32_attr(data, "IFLA_NUM_RX_QUEUES")?),
+            IFLA_NUM_TX_QUEUES => l.tx_queues = Some(u32_attr(data, "IFLA_NUM_TX_QUEUES")?),
             IFLA_LINKINFO => {
                 for a in (Attrs { rest: data }) {
                     let (ty, data) = a?;

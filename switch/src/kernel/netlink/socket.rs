@@ -282,6 +282,55 @@ impl Socket {
         self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
     }
 
+    /// RTM_NEWLINK of a veth pair: see [`create_veth`].
+    pub(super) fn new_veth(&mut self, spec: &VethSpec<'_>) -> Result<(), NlError> {
+        let seq = next_seq();
+        let up = IfInfoMsg { flags: IFF_UP, change: IFF_UP, ..IfInfoMsg::default() };
+        let common = |b: MsgBuilder, name: &str| {
+            let mut z = name.as_bytes().to_vec();
+            z.push(0);
+            b.attr(IFLA_IFNAME, &z)
+                .attr(IFLA_MTU, &spec.mtu.to_ne_bytes())
+                .attr(IFLA_NUM_TX_QUEUES, &spec.queues.to_ne_bytes())
+                .attr(IFLA_NUM_RX_QUEUES, &spec.queues.to_ne_bytes())
+        };
+        // The peer stays down: the kernel opens it, when asked to, before
+        // linking it to its other end, and veth_open then fails (ENOTCONN).
+        let peer = |b: MsgBuilder| {
+            let b = common(b.fixed(&IfInfoMsg::default().bytes()), spec.peer);
+            match spec.peer_netns {
+                Some(fd) => b.attr(IFLA_NET_NS_FD, &(fd.as_raw_fd() as u32).to_ne_bytes()),
+                None => b,
+            }
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let req = common(MsgBuilder::new(RTM_NEWLINK, flags, seq).fixed(&up.bytes()), spec.name)
+            .nested(NLA_F_NESTED | IFLA_LINKINFO, |b| {
+                b.attr(IFLA_INFO_KIND, b"veth\0")
+                    .nested(NLA_F_NESTED | IFLA_INFO_DATA, |b| b.nested(VETH_INFO_PEER, peer))
+            })
+            .finish();
+        self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
+    }
+
+    /// RTM_NEWLINK of interface `ifindex`, setting IFF_UP or clearing it.
+    pub(super) fn set_up(&mut self, ifindex: u32, up: bool) -> Result<(), NlError> {
+        let seq = next_seq();
+        let index = i32::try_from(ifindex).map_err(|_| NlError::Malformed(format!("interface index {ifindex}")))?;
+        let ifi = IfInfoMsg { index, flags: if up { IFF_UP } else { 0 }, change: IFF_UP, ..IfInfoMsg::default() };
+        let req = MsgBuilder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq).fixed(&ifi.bytes()).finish();
+        self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
+    }
+
+    /// RTM_DELLINK of interface `ifindex`.
+    pub(super) fn del_link(&mut self, ifindex: u32) -> Result<(), NlError> {
+        let seq = next_seq();
+        let index = i32::try_from(ifindex).map_err(|_| NlError::Malformed(format!("interface index {ifindex}")))?;
+        let ifi = IfInfoMsg { index, ..IfInfoMsg::default() };
+        let req = MsgBuilder::new(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq).fixed(&ifi.bytes()).finish();
+        self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
+    }
+
     pub(super) fn get_addrs(&mut self, ifindex: u32) -> Result<Vec<IpAddr>, NlError> {
         let seq = next_seq();
         // With strict checking the kernel filters on ifa_index; we filter too.

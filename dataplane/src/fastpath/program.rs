@@ -1,21 +1,33 @@
-//! The `xdp` executor: the XDP program on a port that carries known
-//! unicast in the kernel and hands everything else to rvs's AF_XDP socket.
+//! The executors' program: one program, built for either hook, that
+//! carries known unicast in the kernel and hands everything else to rvs.
+//!
+//! - **`xdp`**: the port's XDP program; a hit leaves through a DEVMAP
+//!   (`bpf_redirect_map`), a miss goes to the port's AF_XDP socket.
+//! - **`tc`**: a tcx ingress program on a port without XDP, so that its
+//!   host keeps GSO/TSO; a hit leaves as an skb (`bpf_redirect` to the
+//!   egress device, VLAN tags as the kernel keeps them, in the skb's
+//!   metadata), a miss is redirected into the port's miss device, where
+//!   rvs reads it.
 //!
 //! It follows the userspace pipeline's rules, and takes a frame only when
 //! the pipeline's verdict could not differ; any doubt is a miss, and the
 //! frame goes to userspace as it would without the executor. In C:
 //!
 //! ```text
-//! if (data + 14 > end || end - data > MAX_FRAME) goto miss;
+//! if (data + 14 > end || (xdp && end - data > MAX_FRAME)) goto miss;
 //! in = ports[ME]; if (!in || !(in->flags & INGRESS) || in->bridge == NONE) goto miss;
-//! if (eth->type == 0x8100) {                       // tagged
-//!     if (data + 18 > end) goto miss;
-//!     v = ntohs(tci) & 0xfff; tagged = 1;
+//! if (tc && skb->vlan_present) {                   // the tag the kernel took off
+//!     if (skb->vlan_proto != 0x8100) goto miss; tci = skb->vlan_tci; tagged = IN_META;
+//! } else if (eth->type == 0x8100) {                // a tag in the frame
+//!     if (data + 18 > end) goto miss; tci = ntohs(eth->tci); tagged = IN_FRAME;
+//! } else if (eth->type == 0x88a8) goto miss;      // QinQ: userspace drops it
+//! else tagged = 0;
+//! if (tagged) {
+//!     v = tci & 0xfff;
 //!     if (v == 0) { vid = in->pvid; if (!vid) goto miss; }     // priority tag
 //!     else if (in->mode == ACCESS) { if (v != in->pvid) goto miss; vid = v; }
 //!     else { if (!bit(in->allowed, v)) goto miss; vid = v; }
-//! } else if (eth->type == 0x88a8) goto miss;      // QinQ: userspace drops it
-//! else { vid = in->pvid; if (!vid) goto miss; tagged = 0; }
+//! } else { vid = in->pvid; if (!vid) goto miss; }
 //! if (src is multicast) goto miss;
 //! s = fdb[{src, vid, bridge}]; if (!s) goto miss;    // userspace learns it
 //! if (s->port != ME) { if (!static) delete s; goto miss; } // a move: forget it
@@ -26,12 +38,20 @@
 //! if (out->mode == ACCESS) { if (out->pvid != vid) goto miss; etag = 0; }
 //! else if (out->pvid == vid) etag = 0;
 //! else { if (!bit(out->allowed, vid)) goto miss; etag = 1; }
-//! if (TCP or UDP whose checksum field holds just the pseudo-header sum) goto miss;
+//! if (xdp && TCP or UDP whose checksum field holds just the pseudo-header sum) goto miss;
 //! edit the tag (keep, push, pop, or rewrite the VLAN keeping the priority);
 //! count rx on ME and tx on d->port;
-//! return bpf_redirect_map(&devs, d->port, 0);
-//! miss: return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+//! xdp: return bpf_redirect_map(&devs, d->port, 0);
+//! tc:  skb->cb[0] = d->port + 1; skb->cb[1] = etag ? 0x10000 | etci : 0;
+//!      return bpf_redirect(out->ifindex, 0);
+//! miss: xdp: return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+//!       tc:  return bpf_redirect(MISS_DEVICE, 0);
 //! ```
+//!
+//! The `tc` program leaves its decision in `skb->cb[0..2]` (scratch words
+//! no one else reads on ingress) because `BPF_PROG_TEST_RUN` returns them
+//! while it cannot show a tag kept in the skb's metadata: the property
+//! tests read them.
 
 use std::os::fd::RawFd;
 
@@ -41,7 +61,7 @@ use crate::bpf::Insn;
 use crate::ids::PortId;
 use crate::port::MAX_FRAME;
 
-/// The maps a program reads and writes.
+/// The maps the programs read and write.
 #[derive(Clone, Copy, Debug)]
 pub struct Maps {
     /// Port configuration ([`PortEntry`] by port id).
@@ -52,22 +72,45 @@ pub struct Maps {
     pub devs: RawFd,
     /// Per-CPU [`KernelCounters`] by port id.
     pub counters: RawFd,
-    /// The port's AF_XDP sockets by receive queue (an XSKMAP).
-    pub xsks: RawFd,
     /// rvsd's clock: its seconds since start, under key 0.
     pub clock: RawFd,
+}
+
+/// Where the program runs, and where its misses go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// The port's XDP program; misses go to the AF_XDP socket of their
+    /// receive queue in `xsks` (an XSKMAP).
+    Xdp {
+        /// The port's XSKMAP.
+        xsks: RawFd,
+    },
+    /// A tcx ingress program; misses are redirected into the device
+    /// `miss` (its ifindex), whose far end rvs reads.
+    Tc {
+        /// The port's miss device.
+        miss: u32,
+    },
 }
 
 // The stack, below r10.
 const KEY: i16 = -16; // MacKey, 12 bytes in 16 zeroed
 const IDX: i16 = -20; // u32 key of the array maps
 const VID: i16 = -32;
-const TAGGED: i16 = -40;
+const TAGGED: i16 = -40; // 0, TAG_IN_FRAME or TAG_IN_META
 const BRIDGE: i16 = -48;
-const LEN: i16 = -56;
+const LEN: i16 = -56; // on the wire, as it came
 const OUT: i16 = -64;
 const MACS: i16 = -80; // the 12 address bytes while the head moves
 const ETAG: i16 = -88; // leaves tagged
+const TCI: i16 = -96; // as it came (0: untagged)
+const ETCI: i16 = -104; // as it leaves (0: untagged)
+const OUTIF: i16 = -112; // the egress device (tc)
+
+/// [`TAGGED`]: the tag is in the frame's bytes.
+const TAG_IN_FRAME: i32 = 1;
+/// [`TAGGED`]: the kernel took the tag off into the skb (tc).
+const TAG_IN_META: i32 = 2;
 
 /// A 16-bit load of a big-endian field reads it byte-swapped on x86.
 const fn wire16(v: u16) -> i32 {
@@ -113,13 +156,12 @@ fn count(a: &mut Asm, maps: &Maps, packets: i16, bytes: i16, skip: &'static str)
     a.ldx_dw(R1, R0, bytes).add(R1, R9).stx_dw(R0, bytes, R1);
 }
 
-/// Sends to userspace a TCP or UDP frame whose checksum its sender left to
-/// offload (the field holds only the pseudo-header sum): the kernel loses
-/// that state on the way through XDP, and rvs's polling threads complete
-/// it ([`crate::wire::checksum::complete_partial`]). Keeps r6 to r9; on the
-/// way on, r1 holds the VLAN and r5 whether the frame leaves tagged.
+/// (xdp) Sends to userspace a TCP or UDP frame whose checksum its sender
+/// left to offload (the field holds only the pseudo-header sum): the
+/// kernel loses that state on the way through XDP, and rvs's polling
+/// threads complete it ([`crate::wire::checksum::complete_partial`]).
+/// Keeps r6 to r9 and the stack; clobbers r0 to r5.
 fn partial_checksum_misses(a: &mut Asm) {
-    a.stx_dw(R10, ETAG, R5);
     a.ldx_dw(R3, R10, TAGGED).lsh_k(R3, 2).add_k(R3, 14).mov(R4, R7).add(R4, R3); // r4 = L3
     a.ldx_h(R2, R4, -2).jeq_k(R2, wire16(0x0800), "csum_v4").jne_k(R2, wire16(0x86dd), "csum_ok");
 
@@ -160,18 +202,36 @@ fn partial_checksum_misses(a: &mut Asm) {
     }
     a.jeq(R1, R0, "miss");
     a.label("csum_ok");
-    a.ldx_dw(R1, R10, VID).and_k(R1, 0xfff).ldx_dw(R5, R10, ETAG);
 }
 
-/// The program for port `me`.
-pub fn program(me: PortId, maps: &Maps) -> Vec<Insn> {
+/// (tc) `bpf_skb_vlan_push(skb, 0x8100, ETCI)`, or `goto aborted`.
+fn vlan_push(a: &mut Asm) {
+    a.mov(R1, R6).mov_k(R2, wire16(0x8100)).ldx_dw(R3, R10, ETCI).call(FUNC_SKB_VLAN_PUSH).jne_k(R0, 0, "aborted");
+}
+
+/// (tc) `bpf_skb_vlan_pop(skb)`, or `goto aborted`.
+fn vlan_pop(a: &mut Asm) {
+    a.mov(R1, R6).call(FUNC_SKB_VLAN_POP).jne_k(R0, 0, "aborted");
+}
+
+/// The program for port `me` at `hook`.
+pub fn program(hook: Hook, me: PortId, maps: &Maps) -> Vec<Insn> {
     let me = i32::from(me.0);
+    let tc = matches!(hook, Hook::Tc { .. });
     let mut a = Asm::default();
     a.mov(R6, R1);
-    a.ldx_w(R7, R6, XDP_DATA).ldx_w(R8, R6, XDP_DATA_END);
+    match hook {
+        Hook::Xdp { .. } => a.ldx_w(R7, R6, XDP_DATA).ldx_w(R8, R6, XDP_DATA_END),
+        Hook::Tc { .. } => a.ldx_w(R7, R6, SKB_DATA).ldx_w(R8, R6, SKB_DATA_END),
+    };
     a.st_dw(R10, KEY, 0).st_dw(R10, KEY + 8, 0);
     need(&mut a, 14, "miss");
-    a.mov(R2, R8).sub(R2, R7).stx_dw(R10, LEN, R2).jgt_k(R2, MAX_FRAME as i32, "miss");
+    if tc {
+        // An skb of any size: GSO frames are cut to the MTU further on.
+        a.ldx_w(R2, R6, SKB_LEN).stx_dw(R10, LEN, R2);
+    } else {
+        a.mov(R2, R8).sub(R2, R7).stx_dw(R10, LEN, R2).jgt_k(R2, MAX_FRAME as i32, "miss");
+    }
 
     // The ingress port.
     a.st_w(R10, IDX, me);
@@ -181,13 +241,24 @@ pub fn program(me: PortId, maps: &Maps) -> Vec<Insn> {
     a.ldx_h(R1, R9, PORT_BRIDGE).jeq_k(R1, i32::from(NO_BRIDGE), "miss").stx_dw(R10, BRIDGE, R1);
     a.ldx_b(R3, R9, PORT_MODE).ldx_h(R4, R9, PORT_PVID);
 
-    // Its VLAN.
+    // Its tag: r1 = the TCI.
+    if tc {
+        a.ldx_w(R1, R6, SKB_VLAN_PRESENT).jeq_k(R1, 0, "frame_tag");
+        a.ldx_w(R1, R6, SKB_VLAN_PROTO).jne_k(R1, wire16(0x8100), "miss");
+        a.ldx_dw(R2, R10, LEN).add_k(R2, 4).stx_dw(R10, LEN, R2);
+        a.ldx_w(R1, R6, SKB_VLAN_TCI).st_dw(R10, TAGGED, TAG_IN_META).ja("tagged");
+    }
+    a.label("frame_tag");
     a.ldx_h(R1, R7, 12);
-    a.jeq_k(R1, wire16(0x8100), "tagged").jeq_k(R1, wire16(0x88a8), "miss");
-    a.jeq_k(R4, 0, "miss").stx_dw(R10, VID, R4).st_dw(R10, TAGGED, 0).ja("src");
-    a.label("tagged");
+    a.jeq_k(R1, wire16(0x8100), "frame_tagged").jeq_k(R1, wire16(0x88a8), "miss");
+    a.jeq_k(R4, 0, "miss").stx_dw(R10, VID, R4).st_dw(R10, TAGGED, 0).st_dw(R10, TCI, 0).ja("src");
+    a.label("frame_tagged");
     need(&mut a, 18, "miss");
-    a.ldx_h(R1, R7, 14).be16(R1).and_k(R1, 0xfff).st_dw(R10, TAGGED, 1);
+    a.ldx_h(R1, R7, 14).be16(R1).st_dw(R10, TAGGED, TAG_IN_FRAME);
+
+    // Its VLAN.
+    a.label("tagged");
+    a.stx_dw(R10, TCI, R1).and_k(R1, 0xfff);
     a.jne_k(R1, 0, "tagged_vid");
     a.jeq_k(R4, 0, "miss").stx_dw(R10, VID, R4).ja("src");
     a.label("tagged_vid");
@@ -219,49 +290,85 @@ pub fn program(me: PortId, maps: &Maps) -> Vec<Insn> {
     lookup_idx(&mut a, maps.ports, "miss");
     a.mov(R9, R0);
     a.ldx_b(R1, R9, PORT_FLAGS).and_k(R1, i32::from(PORT_EGRESS)).jeq_k(R1, 0, "miss");
+    a.ldx_w(R1, R9, PORT_IFINDEX).stx_dw(R10, OUTIF, R1);
     a.ldx_dw(R1, R10, VID).and_k(R1, 0xfff).ldx_h(R4, R9, PORT_PVID).ldx_b(R3, R9, PORT_MODE);
     a.jne_k(R3, i32::from(MODE_ACCESS), "trunk_out");
-    a.jne(R4, R1, "miss").mov_k(R5, 0).ja("csum");
+    a.jne(R4, R1, "miss").mov_k(R5, 0).ja("etag");
     a.label("trunk_out");
     a.jeq(R4, R1, "native_out");
     allowed_bit(&mut a);
-    a.jeq_k(R5, 0, "miss").mov_k(R5, 1).ja("csum");
+    a.jeq_k(R5, 0, "miss").mov_k(R5, 1).ja("etag");
     a.label("native_out");
     a.mov_k(R5, 0);
-    a.label("csum");
-    partial_checksum_misses(&mut a);
 
-    // The tag edit: r1 = vid, r5 = leaves tagged.
-    a.label("edit");
-    a.ldx_dw(R2, R10, TAGGED).jeq_k(R2, 0, "untagged_in");
+    // The tag it leaves with: the VLAN, the priority kept.
+    a.label("etag");
+    a.stx_dw(R10, ETAG, R5).st_dw(R10, ETCI, 0).jeq_k(R5, 0, "etci");
+    a.ldx_dw(R2, R10, TCI).and_k(R2, 0xf000).or(R2, R1).stx_dw(R10, ETCI, R2);
+    a.label("etci");
+    if !tc {
+        partial_checksum_misses(&mut a);
+    }
+
+    // The tag edit.
+    a.ldx_dw(R5, R10, ETAG).ldx_dw(R2, R10, TAGGED).jeq_k(R2, 0, "untagged_in");
     a.jeq_k(R5, 0, "pop");
+    if tc {
+        a.jeq_k(R2, TAG_IN_META, "meta_retag");
+    }
     need(&mut a, 18, "miss");
-    a.ldx_h(R2, R7, 14).be16(R2).and_k(R2, 0xf000).or(R2, R1).be16(R2).stx_h(R7, 14, R2).ja("out");
+    a.ldx_dw(R2, R10, ETCI).be16(R2).stx_h(R7, 14, R2).ja("out");
     a.label("pop");
-    save_macs(&mut a);
-    adjust_head(&mut a, 4, "miss");
-    need(&mut a, 14, "aborted");
-    restore_macs(&mut a);
+    if tc {
+        vlan_pop(&mut a);
+    } else {
+        save_macs(&mut a);
+        adjust_head(&mut a, 4, "miss");
+        need(&mut a, 14, "aborted");
+        restore_macs(&mut a);
+    }
     a.ja("out");
+    if tc {
+        a.label("meta_retag");
+        a.ldx_dw(R2, R10, TCI).ldx_dw(R3, R10, ETCI).jeq(R2, R3, "out");
+        vlan_pop(&mut a);
+        a.ja("push");
+    }
     a.label("untagged_in");
     a.jeq_k(R5, 0, "out");
-    save_macs(&mut a);
-    adjust_head(&mut a, -4, "miss");
-    need(&mut a, 18, "aborted");
-    restore_macs(&mut a);
-    a.st_h(R7, 12, wire16(0x8100));
-    a.ldx_dw(R1, R10, VID).and_k(R1, 0xfff).be16(R1).stx_h(R7, 14, R1);
+    if tc {
+        a.label("push");
+        vlan_push(&mut a);
+    } else {
+        save_macs(&mut a);
+        adjust_head(&mut a, -4, "miss");
+        need(&mut a, 18, "aborted");
+        restore_macs(&mut a);
+        a.st_h(R7, 12, wire16(0x8100));
+        a.ldx_dw(R1, R10, ETCI).be16(R1).stx_h(R7, 14, R1);
+    }
 
-    // Counted, then sent.
+    // Counted (tx: the length on the wire after the edit), then sent.
     a.label("out");
     a.ldx_dw(R9, R10, LEN).st_w(R10, IDX, me);
     count(&mut a, maps, CNT_RX_PACKETS, CNT_RX_BYTES, "counted_rx");
     a.label("counted_rx");
-    a.ldx_w(R7, R6, XDP_DATA).ldx_w(R9, R6, XDP_DATA_END).sub(R9, R7);
+    a.ldx_dw(R2, R10, TAGGED).jeq_k(R2, 0, "tx_len").add_k(R9, -4);
+    a.label("tx_len");
+    a.ldx_dw(R2, R10, ETAG).lsh_k(R2, 2).add(R9, R2);
     a.ldx_dw(R1, R10, OUT).stx_w(R10, IDX, R1);
     count(&mut a, maps, CNT_TX_PACKETS, CNT_TX_BYTES, "counted_tx");
     a.label("counted_tx");
-    a.ldx_dw(R2, R10, OUT).ld_map(R1, maps.devs).mov_k(R3, 0).call(FUNC_REDIRECT_MAP).exit();
+    match hook {
+        Hook::Xdp { .. } => {
+            a.ldx_dw(R2, R10, OUT).ld_map(R1, maps.devs).mov_k(R3, 0).call(FUNC_REDIRECT_MAP).exit();
+        }
+        Hook::Tc { .. } => {
+            a.ldx_dw(R1, R10, OUT).add_k(R1, 1).stx_w(R6, SKB_CB, R1);
+            a.ldx_dw(R1, R10, ETAG).lsh_k(R1, 16).ldx_dw(R2, R10, ETCI).or(R1, R2).stx_w(R6, SKB_CB + 4, R1);
+            a.ldx_dw(R1, R10, OUTIF).mov_k(R2, 0).call(FUNC_REDIRECT).exit();
+        }
+    }
 
     // A learned source seen on another port has moved: the kernel forgets
     // it at once, so frames to it reach rvs (which learns the move and
@@ -270,8 +377,17 @@ pub fn program(me: PortId, maps: &Maps) -> Vec<Insn> {
     a.ldx_h(R1, R0, VAL_FLAGS).and_k(R1, i32::from(MAC_STATIC)).jne_k(R1, 0, "miss");
     a.ld_map(R1, maps.fdb).mov(R2, R10).add_k(R2, KEY as i32).call(FUNC_MAP_DELETE);
     a.label("miss");
-    a.ldx_w(R2, R6, XDP_RX_QUEUE_INDEX).ld_map(R1, maps.xsks).mov_k(R3, XDP_PASS).call(FUNC_REDIRECT_MAP).exit();
-    a.label("aborted");
-    a.mov_k(R0, 0).exit();
+    match hook {
+        Hook::Xdp { xsks } => {
+            a.ldx_w(R2, R6, XDP_RX_QUEUE_INDEX).ld_map(R1, xsks).mov_k(R3, XDP_PASS).call(FUNC_REDIRECT_MAP).exit();
+            a.label("aborted");
+            a.mov_k(R0, 0).exit();
+        }
+        Hook::Tc { miss } => {
+            a.mov_k(R1, miss as i32).mov_k(R2, 0).call(FUNC_REDIRECT).exit();
+            a.label("aborted");
+            a.mov_k(R0, TC_ACT_SHOT).exit();
+        }
+    }
     a.finish()
 }
