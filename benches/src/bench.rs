@@ -100,10 +100,10 @@ pub fn run(plan: &Plan, bins: Option<&Bins>, stop: &AtomicBool) -> Result<Result
         }
     }
     if bins.is_none() {
-        for s in runnable.iter().filter(|s| matches!(s, System::Rvs | System::RvsXdp | System::RvsVxlan)) {
+        for s in runnable.iter().filter(|s| s.is_rvs()) {
             res.missing.push(Missing { system: s.name(), round: None, why: "rvsd/rvsctl not found".into() });
         }
-        runnable.retain(|s| !matches!(s, System::Rvs | System::RvsXdp | System::RvsVxlan));
+        runnable.retain(|s| !s.is_rvs());
     }
     for round in 1..=plan.rounds {
         for &sys in &runnable {

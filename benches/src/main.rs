@@ -35,9 +35,11 @@ use trial::Settings;
 #[derive(Parser, Debug)]
 #[command(name = "rvs-bench", version)]
 struct Args {
-    /// Systems to measure, comma-separated: rvs, rvs-xdp (rvs with the
-    /// kernel's xdp executor), linux-bridge, ovs-afxdp, testpmd-af_xdp,
-    /// rvs-vxlan, kernel-vxlan, ovs-afxdp-vxlan (default: all)
+    /// Systems to measure, comma-separated: rvs-off (or rvs: every frame
+    /// through rvs's polling thread), rvs-xdp and rvs-tc (rvs with the
+    /// kernel's xdp or tc executor), linux-bridge, ovs-afxdp,
+    /// testpmd-af_xdp, rvs-vxlan, kernel-vxlan, ovs-afxdp-vxlan (default:
+    /// all)
     #[arg(long, value_delimiter = ',', value_parser = parse_system)]
     systems: Vec<System>,
     /// A short run: 64 and 1518-byte frames, 1 round, short trials
@@ -166,7 +168,7 @@ fn run(args: &Args) -> Result<(), String> {
     for name in ns::sweep_stale() {
         daemon::sweep(&name);
     }
-    let wants_rvs = plan.systems.iter().any(|s| matches!(s, System::Rvs | System::RvsXdp | System::RvsVxlan));
+    let wants_rvs = plan.systems.iter().any(|s| s.is_rvs());
     let bins = if wants_rvs { Some(rvsd::Bins::find(args.rvsd.clone(), args.rvsctl.clone())?) } else { None };
     let res = bench::run(&plan, bins.as_ref(), &stop)?;
     let summary = report::summarise(&plan, &res);

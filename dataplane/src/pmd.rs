@@ -23,9 +23,11 @@ use crate::tsc;
 use crate::wire::{checksum, vxlan};
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
+use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wake::{Doorbell, Waiter};
 
 /// Frames taken from one receive queue per round.
 pub const BATCH: usize = 64;
@@ -116,6 +118,8 @@ pub struct Parcel {
 pub struct Handoff {
     inbox: Vec<ArrayQueue<Box<Parcel>>>,
     spare: ArrayQueue<Box<Parcel>>,
+    /// Each thread's doorbell, rung when it is given work.
+    bells: Vec<Doorbell>,
 }
 
 impl Handoff {
@@ -125,16 +129,52 @@ impl Handoff {
         for _ in 0..parcels {
             let _ = spare.push(Box::new(Parcel { port: PortId(0), len: 0, data: [0; MAX_FRAME] }));
         }
-        Arc::new(Handoff { inbox: (0..threads).map(|_| ArrayQueue::new(parcels.max(1))).collect(), spare })
+        Arc::new(Handoff {
+            inbox: (0..threads).map(|_| ArrayQueue::new(parcels.max(1))).collect(),
+            spare,
+            bells: (0..threads).map(|_| Doorbell::new()).collect(),
+        })
+    }
+
+    /// Wakes thread `thread` if it sleeps.
+    pub fn wake(&self, thread: usize) {
+        if let Some(b) = self.bells.get(thread) {
+            b.ring();
+        }
+    }
+}
+
+/// The sending end of a polling thread's commands: sending wakes it.
+#[derive(Clone)]
+pub struct Commands {
+    tx: Sender<Command>,
+    handoff: Arc<Handoff>,
+    thread: usize,
+}
+
+impl Commands {
+    /// Commands to thread `thread` over `tx`, waking it through `handoff`.
+    pub fn new(tx: Sender<Command>, handoff: Arc<Handoff>, thread: usize) -> Commands {
+        Commands { tx, handoff, thread }
+    }
+
+    /// Sends `cmd` and wakes the thread; fails once it has stopped.
+    pub fn send(&self, cmd: Command) -> Result<(), crossbeam::channel::SendError<Command>> {
+        self.tx.send(cmd)?;
+        self.handoff.wake(self.thread);
+        Ok(())
     }
 }
 
 /// Tuning of a polling thread.
 #[derive(Clone, Copy, Debug)]
 pub struct PmdOptions {
-    /// After this long without frames, the thread sleeps between rounds.
+    /// After this long without frames, the thread sleeps: until a frame
+    /// or a command arrives where every receive queue can be waited on
+    /// ([`Port::rx_fd`]), else for `idle_sleep` between rounds.
     pub idle_after: Duration,
-    /// How long it sleeps then (zero: never sleep, pure busy polling).
+    /// How long it sleeps by the clock (zero: never sleep, pure busy
+    /// polling).
     pub idle_sleep: Duration,
 }
 
@@ -171,11 +211,18 @@ pub struct Pmd {
     remotes: [u16; BATCH],
     /// Per entry of `ports`: the kernel's drop total last read from it.
     kernel_seen: Vec<u64>,
+    /// What an idle thread sleeps on (`None`: it sleeps by the clock).
+    waiter: Option<Waiter>,
+    /// The receive descriptors `waiter` watches; `None` when some
+    /// receive queue has none.
+    watched: Option<Vec<RawFd>>,
 }
 
 /// How often the kernel's per-socket drop counters are read (a syscall
 /// per queue, so never per round).
 const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
+/// The longest an idle thread sleeps waiting for frames.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 impl Pmd {
     /// A polling thread numbered `index` (its inbox in `handoff`), using
@@ -191,6 +238,7 @@ impl Pmd {
         opts: PmdOptions,
     ) -> Pmd {
         let none = Verdict::drop(DropReason::Runt);
+        let waiter = handoff_waiter(&handoff, index);
         Pmd {
             index,
             pool,
@@ -210,6 +258,8 @@ impl Pmd {
             ingress: [PortId(0); BATCH],
             remotes: [NO_REMOTE; BATCH],
             kernel_seen: Vec::new(),
+            waiter,
+            watched: Some(Vec::new()),
         }
     }
 
@@ -238,12 +288,47 @@ impl Pmd {
             } else {
                 PortStats::add(&self.stats.idle_rounds, 1);
                 if !self.opts.idle_sleep.is_zero() && t1 - last_busy > self.opts.idle_after {
-                    std::thread::sleep(self.opts.idle_sleep);
+                    self.idle_wait();
                 }
                 PortStats::add(&self.stats.idle_ns, (Instant::now() - t0).as_nanos() as u64);
                 PortStats::add(&self.stats.idle_cycles, tsc::now().wrapping_sub(c0));
             }
         }
+    }
+
+    /// Sleeps until there is work: in `epoll` on the receive queues and
+    /// the doorbell where it can, else for `idle_sleep`.
+    fn idle_wait(&mut self) {
+        let pending = self.ports.iter().any(|p| p.port.as_ref().is_some_and(|p| p.tx_pending()));
+        match (&self.waiter, &self.watched) {
+            (Some(w), Some(_)) if !pending => {
+                let me = usize::from(self.index);
+                let (commands, handoff) = (&self.commands, &self.handoff);
+                let busy = || !commands.is_empty() || handoff.inbox.get(me).is_some_and(|q| !q.is_empty());
+                w.sleep(&handoff.bells[me], IDLE_WAIT, busy);
+            }
+            _ => std::thread::sleep(self.opts.idle_sleep),
+        }
+    }
+
+    /// Watches the receive descriptors of the ports as they are now.
+    fn rewatch(&mut self) {
+        let Some(w) = &self.waiter else { return };
+        let mut now = Vec::new();
+        for p in self.ports.iter().filter(|p| p.rx) {
+            let Some(port) = &p.port else { continue };
+            match port.rx_fd() {
+                Some(fd) => now.push(fd),
+                None => {
+                    self.watched = None;
+                    return;
+                }
+            }
+        }
+        for fd in self.watched.iter().flatten().filter(|fd| !now.contains(fd)) {
+            w.unwatch(*fd);
+        }
+        self.watched = now.iter().all(|fd| w.watch(*fd).is_ok()).then_some(now);
     }
 
     /// Adds what the kernel dropped on each receive queue since the last
@@ -269,6 +354,15 @@ impl Pmd {
 
     /// Applies pending commands; false once told to stop.
     pub fn apply_commands(&mut self) -> bool {
+        let mut moved = false;
+        let go_on = self.apply_each(&mut moved);
+        if moved {
+            self.rewatch();
+        }
+        go_on
+    }
+
+    fn apply_each(&mut self, moved: &mut bool) -> bool {
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
                 Command::Snapshot(s) => {
@@ -276,16 +370,19 @@ impl Pmd {
                     self.snap = s;
                 }
                 Command::AddPort(p) => {
+                    *moved = true;
                     self.ports.push(p);
                     self.txq.push(Vec::with_capacity(BATCH * 4));
                     self.kernel_seen.push(0);
                     self.reindex();
                 }
                 Command::RemovePort { id, done } => {
+                    *moved = true;
                     self.remove_port(id);
                     let _ = done.send(());
                 }
                 Command::RemoveQueue { id, queue, done } => {
+                    *moved = true;
                     self.remove_where(|p| p.id == id && p.queue == queue);
                     let _ = done.send(());
                 }
@@ -293,6 +390,7 @@ impl Pmd {
                     for p in self.ports.iter_mut().filter(|p| p.id == id) {
                         p.rx = rx;
                     }
+                    *moved = true;
                 }
                 Command::StartCapture { id, ring } => {
                     self.captures.retain(|(p, _)| *p != id);
@@ -503,5 +601,12 @@ impl Pmd {
 }
 
 mod out;
+pub mod wake;
+
+/// The waiter of thread `index` (`None` where epoll or its doorbell is
+/// missing: it then sleeps by the clock).
+fn handoff_waiter(handoff: &Handoff, index: u8) -> Option<Waiter> {
+    Waiter::new(handoff.bells.get(usize::from(index))?).ok()
+}
 #[cfg(test)]
 mod tests;

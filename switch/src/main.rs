@@ -29,8 +29,10 @@ struct Args {
     /// Group (name or id) allowed to use the control socket besides root.
     #[arg(long)]
     group: Option<String>,
-    /// Microseconds a polling thread sleeps between polls after 1 ms
-    /// without traffic (0: busy-poll always, lowest latency, a full core).
+    /// After 1 ms without traffic a polling thread sleeps until a frame or
+    /// a command arrives; where a port cannot be waited on, it sleeps this
+    /// many microseconds between polls instead (0: never sleep, busy-poll
+    /// always: lowest latency, a full core).
     #[arg(long, default_value_t = 20)]
     idle_sleep_us: u64,
     /// etcd endpoints (http://HOST:PORT, comma-separated): join the cluster

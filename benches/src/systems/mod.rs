@@ -52,6 +52,7 @@ pub enum System {
     Ceiling,
     Rvs,
     RvsXdp,
+    RvsTc,
     LinuxBridge,
     RvsVxlan,
     KernelVxlan,
@@ -62,9 +63,10 @@ pub enum System {
 
 impl System {
     /// Every system, in table order (the ceiling is not one to choose).
-    pub const ALL: [System; 8] = [
+    pub const ALL: [System; 9] = [
         System::Rvs,
         System::RvsXdp,
+        System::RvsTc,
         System::LinuxBridge,
         System::Ovs,
         System::Testpmd,
@@ -77,8 +79,9 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Ceiling => "generator (no switch)",
-            System::Rvs => "rvs",
+            System::Rvs => "rvs-off",
             System::RvsXdp => "rvs-xdp",
+            System::RvsTc => "rvs-tc",
             System::LinuxBridge => "linux-bridge",
             System::RvsVxlan => "rvs-vxlan",
             System::KernelVxlan => "kernel-vxlan",
@@ -88,9 +91,11 @@ impl System {
         }
     }
 
-    /// Parses a `--systems` name (or the short `ovs`, `ovs-vxlan`, `testpmd`).
+    /// Parses a `--systems` name (or the short `rvs`, `ovs`, `ovs-vxlan`,
+    /// `testpmd`).
     pub fn parse(s: &str) -> Option<System> {
         let s = match s {
+            "rvs" => "rvs-off",
             "ovs" => "ovs-afxdp",
             "ovs-vxlan" => "ovs-afxdp-vxlan",
             "testpmd" => "testpmd-af_xdp",
@@ -103,7 +108,9 @@ impl System {
     pub fn kind(self) -> Kind {
         match self {
             System::Ceiling => Kind::None,
-            System::Rvs | System::RvsXdp | System::LinuxBridge | System::Ovs | System::Testpmd => Kind::L2,
+            System::Rvs | System::RvsXdp | System::RvsTc | System::LinuxBridge | System::Ovs | System::Testpmd => {
+                Kind::L2
+            }
             System::RvsVxlan | System::KernelVxlan | System::OvsVxlan => Kind::Vxlan,
         }
     }
@@ -114,6 +121,11 @@ impl System {
             Kind::Vxlan => System::RvsVxlan,
             _ => System::Rvs,
         }
+    }
+
+    /// True for rvs itself (it needs rvsd and rvsctl).
+    pub fn is_rvs(self) -> bool {
+        matches!(self, System::Rvs | System::RvsXdp | System::RvsTc | System::RvsVxlan)
     }
 
     /// Ok if its programs are on this machine; else why not ("not
@@ -135,6 +147,7 @@ impl System {
             System::KernelVxlan => kernel::kernel_vxlan(),
             System::Rvs => rvs::l2(need_bins()?, nice, &[]),
             System::RvsXdp => rvs::l2(need_bins()?, nice, &["--fast-path", "xdp"]),
+            System::RvsTc => rvs::l2(need_bins()?, nice, &["--fast-path", "tc"]),
             System::RvsVxlan => rvs::vxlan(need_bins()?, nice),
             System::Ovs => ovs::l2(nice),
             System::OvsVxlan => ovs::vxlan(nice),

@@ -20,7 +20,10 @@ pub fn l2(bins: &Bins, nice: i32, port_args: &[&str]) -> Result<Bed> {
         let mac = dst_mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         d.ctl(&["fdb", "add", "br0", &mac, "--port", "b0"])?;
     }
-    Ok(Bed { switch: Some(Box::new(d)), ..Bed::new(a, b, vec![s], "eth0", crate::frame::UDP_PORT, dst_mac) })
+    // Without XDP on a0 (the tc executor) the generator's redirected frames
+    // need GRO there, as they do on the Linux bridge's port.
+    let gro = if port_args.contains(&"tc") { vec![(0, "a0")] } else { vec![] };
+    Ok(Bed { switch: Some(Box::new(d)), gro, ..Bed::new(a, b, vec![s], "eth0", crate::frame::UDP_PORT, dst_mac) })
 }
 
 /// Bridge br0 over AF_XDP port a0 and a vxlan port over uplink up0 to the

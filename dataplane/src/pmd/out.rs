@@ -148,9 +148,12 @@ impl Pmd {
         parcel.len = frame.len() as u16;
         parcel.data[..frame.len()].copy_from_slice(frame);
         self.pool.free(d.addr);
-        if let Err(p) = inbox.push(parcel) {
-            let _ = self.handoff.spare.push(p);
-            self.count_drop(st, DropReason::TxFull);
+        match inbox.push(parcel) {
+            Ok(()) => self.handoff.wake(target.unwrap_or_default()),
+            Err(p) => {
+                let _ = self.handoff.spare.push(p);
+                self.count_drop(st, DropReason::TxFull);
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub mod tc;
 pub use pool::{Desc, Pool, Region, FRAME_SIZE, HEADROOM, MAX_FRAME};
 
 use std::io;
+use std::os::fd::RawFd;
 
 /// A source and sink of Ethernet frames, polled by one thread.
 ///
@@ -46,5 +47,18 @@ pub trait Port: Send {
     /// total since the port opened. May cost a syscall: call it rarely.
     fn kernel_drops(&self) -> u64 {
         0
+    }
+
+    /// A descriptor that polls readable when frames wait to be received,
+    /// so an idle thread can sleep on it; `None` if there is none (the
+    /// thread then sleeps by the clock).
+    fn rx_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// True while frames it was given wait for the kernel (a thread must
+    /// not sleep on them).
+    fn tx_pending(&self) -> bool {
+        false
     }
 }

@@ -4,6 +4,7 @@
 //! AF_XDP socket, which needs no XDP program on it).
 
 use std::io;
+use std::os::fd::RawFd;
 
 use super::{Desc, Pool, Port};
 
@@ -43,6 +44,14 @@ impl<R: Port, T: Port> Port for SplitPort<R, T> {
 
     fn kernel_drops(&self) -> u64 {
         self.rx.kernel_drops() + self.tx.kernel_drops()
+    }
+
+    fn rx_fd(&self) -> Option<RawFd> {
+        self.rx.rx_fd()
+    }
+
+    fn tx_pending(&self) -> bool {
+        self.tx.tx_pending()
     }
 }
 

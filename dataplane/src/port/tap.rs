@@ -74,6 +74,10 @@ impl AsRawFd for TapPort {
 }
 
 impl Port for TapPort {
+    fn rx_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
     /// Reads frames until the tap has none (EAGAIN), `out` is full or the
     /// pool is empty. Each frame is read to `HEADROOM` in its own chunk.
     ///

@@ -15,7 +15,7 @@
 use crate::datapath::{CaptureRing, Datapath, Direction, DpResult};
 use crate::kernel::missdev::MissDevice;
 use crate::kernel::netlink;
-use crossbeam::channel::{self, Sender};
+use crossbeam::channel;
 use rvs_dataplane::egress;
 use rvs_dataplane::fastpath::{self, KernelTables};
 use rvs_dataplane::fdb::{Dest, Fdb, Learn, NO_REMOTE};
@@ -23,7 +23,7 @@ use rvs_dataplane::flow_cache::FlowKey;
 use rvs_dataplane::ids::{BridgeId, PortId, Vid};
 use rvs_dataplane::pipeline::Action;
 use rvs_dataplane::pipeline::{self, TagEdit};
-use rvs_dataplane::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
+use rvs_dataplane::pmd::{Command, Commands, Handoff, LocalPort, Pmd, PmdOptions};
 use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram, XskConfig};
 use rvs_dataplane::port::split::SplitPort;
 use rvs_dataplane::port::tap::TapPort;
@@ -66,7 +66,7 @@ const RESOLVE_WAIT: Duration = Duration::from_millis(100);
 
 struct Thread {
     core: usize,
-    tx: Sender<Command>,
+    tx: Commands,
     stats: Arc<ThreadStats>,
     umem: Arc<Umem>,
     join: Option<JoinHandle<()>>,
@@ -201,6 +201,7 @@ impl Dp {
                     pmd.run();
                 })
                 .map_err(|e| format!("starting the polling thread for core {core}: {e}"))?;
+            let tx = Commands::new(tx, handoff.clone(), i);
             threads.push(Thread { core, tx, stats, umem, join: Some(join) });
         }
         Ok(Dp {

@@ -152,6 +152,16 @@ impl Port for AfXdpPort {
         self.xdp_stats().map_or(0, |s| s.rx_dropped + s.rx_ring_full)
     }
 
+    fn rx_fd(&self) -> Option<RawFd> {
+        // Readable while its receive ring holds frames. A transmit-only
+        // socket (no receive buffers) never has any.
+        self.sock.as_ref().filter(|_| self.fill_target > 0).map(|s| s.fd())
+    }
+
+    fn tx_pending(&self) -> bool {
+        self.in_tx > 0
+    }
+
     fn recv(&mut self, pool: &mut Pool, out: &mut [Desc]) -> io::Result<usize> {
         self.check_pool(pool);
         let Some(sock) = self.sock.as_mut() else {
