@@ -430,7 +430,7 @@ fn pmd_and_flows_through_a_real_socket() {
     assert_eq!(saved().bridges[0].ports[0].pmd, vec![(1, 5)]);
     assert_eq!(saved().uplinks[0].pmd, vec![(0, 3)]);
     let show = ok(&["show"]);
-    assert!(show.contains("veth-a  afxdp  access 1  up     native  off        0→2 1→5"), "{show}");
+    assert!(show.contains("veth-a  afxdp  access 1  up     native  tc         0→2 1→5"), "{show}");
     assert!(ok(&["uplink", "list"]).contains("0→3 1→3"));
     let json: serde_json::Value = serde_json::from_str(&ok(&["--json", "show"])).unwrap();
     assert_eq!(json["bridges"][0]["ports"][0]["config"]["pmd"], serde_json::json!([[1, 5]]));
@@ -445,7 +445,7 @@ fn pmd_and_flows_through_a_real_socket() {
     server.join().unwrap();
     let (stop, server, _) = start_daemon(&sock, &db);
     let show = ok(&["show"]);
-    assert!(show.contains("veth-a  afxdp  access 1  up     native  off        0→2 1→5"), "{show}");
+    assert!(show.contains("veth-a  afxdp  access 1  up     native  tc         0→2 1→5"), "{show}");
     assert!(ok(&["uplink", "list"]).contains("0→3 1→3"));
     assert_eq!(std::fs::read(&db).unwrap(), before);
 

@@ -57,6 +57,7 @@ per_executor!(
     kill_9_leaves_nothing_on_the_ports,
     a_moved_mac_is_followed_within_a_second,
     vlans_stay_apart_in_the_kernel,
+    tagged_frames_cross_between_a_trunk_and_an_access_port,
 );
 
 /// Two hosts on `--fast-path ex` ports of bridge br0.
@@ -89,6 +90,8 @@ fn known_unicast_is_carried_by_the_kernel_and_counted(ex: &str) {
     assert!(tx1 >= tx0 + 10, "the kernel sent {} of 10 echo requests to b", tx1 - tx0);
     let table = rvsd.ctl_ok(&["stats"]);
     assert!(table.contains("KERNEL RX/TX"), "{table}");
+    let pmd = rvsd.ctl_ok(&["pmd", "show"]);
+    assert!(pmd.contains("kernel executors: ") && pmd.contains("polling threads: "), "{pmd}");
     // Trace names the executor: the kernel for this flow, rvs for a broadcast.
     let flow = format!("dl_src={},dl_dst={}", a.mac(), b.mac());
     let t = rvsd.ctl_ok(&["trace", "br0", a.port(), &flow]);
@@ -282,4 +285,89 @@ fn vlans_stay_apart_in_the_kernel(ex: &str) {
     assert!(!ping_within(&c20.ns, &a10.ip, Duration::from_secs(2)), "VLAN 20 reached VLAN 10");
     assert!(!ping_within(&a10.ns, &c20.ip, Duration::from_secs(2)), "VLAN 10 reached VLAN 20");
     assert_eq!(kernel_share(&rvsd, c20.port()), (0, 0), "the kernel carried a frame of VLAN 20");
+}
+
+fn tagged_frames_cross_between_a_trunk_and_an_access_port(ex: &str) {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    // T speaks VLAN 10 tagged by hand (this kernel has no 802.1Q devices):
+    // tagged ARP requests from an AF_PACKET socket. A is untagged on an
+    // access port of VLAN 10. The kernel pushes the tag toward T and pops
+    // it toward A (tc: in the skb's metadata, where the kernel keeps tags).
+    const TMAC: &str = "02:00:00:00:99:05";
+    let tmac = parse_mac(TMAC);
+    let t = Netns::new();
+    let tv = Veth::new(&t, &[]);
+    let a = Host::on_veth("198.18.138.1/24");
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    rvsd.add_host("br0", &a, &["--vlan", "10", "--fast-path", ex]);
+    rvsd.add_port("br0", &tv.host, &["--type", "afxdp", "--trunk", "10,20", "--fast-path", ex]);
+    let ask = |dst: Option<[u8; 6]>| {
+        let mut f = arp_request(tmac, parse_ip("198.18.138.9"), parse_ip(&a.ip), Some(10));
+        if let Some(d) = dst {
+            f[..6].copy_from_slice(&d);
+        }
+        send_raw(&t, &tv.inner, &[f]);
+    };
+
+    // Broadcast requests teach rvs T's MAC; once the kernel knows both
+    // MACs, it carries A's replies and pushes the tag.
+    let pushed = (0..20).any(|_| {
+        let (_, tx0) = kernel_share(&rvsd, &tv.host);
+        let cap = Tcpdump::start(Some(&t), &tv.inner, 1, &["ether", "dst", TMAC, "and", "vlan", "10", "and", "arp"]);
+        ask(None);
+        let lines = cap.finish(Duration::from_secs(3));
+        assert!(!lines.is_empty(), "no tagged reply from A\n{}", rvsd.log_text());
+        kernel_share(&rvsd, &tv.host).1 > tx0
+    });
+    assert!(pushed, "the kernel never carried A's reply to the trunk");
+
+    // A unicast request straight to A: the kernel takes it from the trunk
+    // and pops the tag.
+    let amac = parse_mac(&a.mac());
+    let (rx0, _) = kernel_share(&rvsd, &tv.host);
+    let cap = Tcpdump::start(Some(&a.ns), &a.dev, 1, &["ether", "src", TMAC, "and", "arp"]);
+    ask(Some(amac));
+    let lines = cap.finish(Duration::from_secs(3));
+    assert!(lines.len() == 1 && !lines[0].contains("vlan"), "A got {lines:?}");
+    assert!(kernel_share(&rvsd, &tv.host).0 > rx0, "the kernel did not take the tagged frame from the trunk");
+    // VLAN 20 reaches nobody.
+    let cap = Tcpdump::start(Some(&a.ns), &a.dev, 1, &["ether", "src", TMAC]);
+    let mut f = arp_request(tmac, parse_ip("198.18.138.9"), parse_ip(&a.ip), Some(20));
+    f[..6].copy_from_slice(&amac);
+    send_raw(&t, &tv.inner, &[f]);
+    assert!(cap.finish(Duration::from_secs(2)).is_empty(), "VLAN 20 reached A");
+}
+
+#[test]
+fn an_afxdp_port_gets_the_tc_executor_by_default() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let a = Host::on_veth("198.18.139.1/24");
+    let b = Host::on_veth("198.18.139.2/24");
+    let t = Host::on_tap("198.18.139.3/24");
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    // Straight through rvsctl: the test helper would ask for `off`.
+    for h in [&a, &b] {
+        rvsd.ctl_ok(&["port", "add", "br0", h.port(), "--type", "afxdp"]);
+    }
+    rvsd.add_host("br0", &t, &[]);
+    let show = rvsd.ctl_json(&["show"]);
+    let executor = |port: &str| {
+        let ports = show["bridges"][0]["ports"].as_array().expect("ports").clone();
+        let p = ports.into_iter().find(|p| p["config"]["name"] == port).unwrap_or_else(|| panic!("{port}: {show}"));
+        assert!(p["config"].get("fast_path").is_none(), "the default is not written out: {p}");
+        p["status"]["fast_path"].as_str().expect("fast_path").to_string()
+    };
+    assert_eq!(executor(a.port()), "tc");
+    assert_eq!(executor(t.port()), "off", "a tap has no executor");
+    assert!(ping_settled(&a.ns, &b.ip, 3), "{}", rvsd.log_text());
+    assert!(ping_settled(&a.ns, &t.ip, 3), "tc port to tap\n{}", rvsd.log_text());
+    wait_for_kernel(&rvsd, &a, &b.ip);
 }

@@ -262,6 +262,8 @@ pub enum XdpModeArg {
 /// Kernel executors, as typed.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FastPathArg {
+    /// tc for afxdp ports where the kernel has tcx, else off
+    Auto,
     /// Every frame through rvs's polling threads
     Off,
     /// The port's XDP program forwards frames to known MACs on other AF_XDP ports
@@ -379,7 +381,7 @@ pub struct PortAddArgs {
     /// AF_XDP: attach mode
     #[arg(long, value_enum, value_name = "MODE")]
     pub xdp_mode: Option<XdpModeArg>,
-    /// AF_XDP: kernel executor of frames to known MACs [default: off]
+    /// AF_XDP: kernel executor of frames to known MACs [default: auto]
     #[arg(long, value_enum, value_name = "EXECUTOR")]
     pub fast_path: Option<FastPathArg>,
     /// Tap: network namespace (name under /var/run/netns) to put the tap in
@@ -846,7 +848,8 @@ impl PortAddArgs {
             queues: self.queues,
             xdp_mode: xdp_mode_of(self.xdp_mode),
             fast_path: match self.fast_path {
-                None | Some(FastPathArg::Off) => FastPath::Off,
+                None | Some(FastPathArg::Auto) => FastPath::Auto,
+                Some(FastPathArg::Off) => FastPath::Off,
                 Some(FastPathArg::Xdp) => FastPath::Xdp,
                 Some(FastPathArg::Tc) => FastPath::Tc,
             },

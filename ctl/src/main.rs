@@ -114,6 +114,16 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    } else if plan.view == cli::View::Pmd {
+        // The kernel executors' share is in the ports' counters.
+        let stats = send(&socket, rvs_proto::Command::Stats { port: None }, None);
+        match output::pmd_with_kernel(result, stats.ok()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("rvsctl: {e}");
+                return ExitCode::from(1);
+            }
+        }
     } else {
         match output::render(plan.view, result) {
             Ok(s) => s,

@@ -448,6 +448,28 @@ fn pmd(threads: &[ThreadInfo]) -> String {
     pmd_table("", threads)
 }
 
+/// `pmd show` with, under the table, how the frames rvs forwarded were
+/// shared between the kernel executors and the polling threads (`stats`:
+/// the ports' counters, when they could be read).
+pub fn pmd_with_kernel(threads: Value, stats: Option<Value>) -> Result<String, String> {
+    let threads: Vec<ThreadInfo> = decode(threads)?;
+    let mut out = pmd(&threads);
+    let Some(stats) = stats else { return Ok(out) };
+    let ports: Vec<PortStatsInfo> = decode(stats)?;
+    let kernel: u64 = ports.iter().map(|p| p.kernel.rx_packets).fold(0, u64::saturating_add);
+    let user: u64 = threads.iter().map(|t| t.packets).fold(0, u64::saturating_add);
+    if kernel > 0 {
+        let all = kernel.saturating_add(user);
+        let _ = writeln!(
+            out,
+            "kernel executors: {kernel} frames ({}), polling threads: {user} frames ({})",
+            pct(kernel, all),
+            pct(user, all)
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,6 +551,24 @@ threads:
         let big = ThreadInfo { busy_ns: u64::MAX, idle_ns: u64::MAX, cache_hits: u64::MAX, cache_misses: 1, ..t };
         assert_eq!(busy_pct(&big), "75.0%");
         assert_eq!(cache_hit_pct(&big), "100.0%");
+    }
+
+    #[test]
+    fn pmd_show_gives_the_kernel_share() {
+        use rvs_proto::status::KernelShare;
+        let threads = vec![ThreadInfo { core: 1, rx_queues: vec![("a".into(), 0)], packets: 25, ..Default::default() }];
+        let threads = serde_json::to_value(threads).unwrap();
+        let port = |name: &str, rx_packets| PortStatsInfo {
+            kernel: KernelShare { rx_packets, ..Default::default() },
+            ..PortStatsInfo::new(name, "br0", &Default::default())
+        };
+        let stats = serde_json::to_value(vec![port("a", 60), port("b", 15)]).unwrap();
+        let text = pmd_with_kernel(threads.clone(), Some(stats)).unwrap();
+        assert!(text.ends_with("kernel executors: 75 frames (75.0%), polling threads: 25 frames (25.0%)\n"), "{text}");
+        // No kernel traffic, or no counters: the table alone.
+        let none = serde_json::to_value(vec![port("a", 0)]).unwrap();
+        assert!(!pmd_with_kernel(threads.clone(), Some(none)).unwrap().contains("kernel"));
+        assert!(!pmd_with_kernel(threads, None).unwrap().contains("kernel"));
     }
 
     #[test]

@@ -162,8 +162,8 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             if p.xdp_mode != XdpMode::Auto {
                 return Err(format!("port {:?}: an XDP mode applies to afxdp ports only", p.name));
             }
-            if p.fast_path != FastPath::Off {
-                return Err(format!("port {:?}: the xdp fast path applies to afxdp ports only", p.name));
+            if !matches!(p.fast_path, FastPath::Auto | FastPath::Off) {
+                return Err(format!("port {:?}: a kernel executor (--fast-path) applies to afxdp ports only", p.name));
             }
             if let Some(ns) = &p.netns {
                 check_netns(ns)?;
@@ -176,8 +176,8 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             if p.xdp_mode != XdpMode::Auto {
                 return Err(format!("port {:?}: an XDP mode applies to afxdp ports only", p.name));
             }
-            if p.fast_path != FastPath::Off {
-                return Err(format!("port {:?}: the xdp fast path applies to afxdp ports only", p.name));
+            if !matches!(p.fast_path, FastPath::Auto | FastPath::Off) {
+                return Err(format!("port {:?}: a kernel executor (--fast-path) applies to afxdp ports only", p.name));
             }
             if p.netns.is_some() {
                 return Err(format!("port {:?}: a network namespace applies to tap ports only", p.name));

@@ -193,8 +193,11 @@ pub enum XdpMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FastPath {
-    /// Every frame goes through rvs's polling threads.
+    /// The default: `tc` for an AF_XDP port (where the kernel has tcx,
+    /// else `off`), `off` for the other kinds.
     #[default]
+    Auto,
+    /// Every frame goes through rvs's polling threads.
     Off,
     /// The port's XDP program forwards frames to known MACs on other
     /// AF_XDP ports itself (no copy to userspace); the rest go to rvs.
@@ -209,9 +212,19 @@ impl FastPath {
     /// The name users write.
     pub fn name(self) -> &'static str {
         match self {
+            FastPath::Auto => "auto",
             FastPath::Off => "off",
             FastPath::Xdp => "xdp",
             FastPath::Tc => "tc",
+        }
+    }
+
+    /// The executor a port of `kind` gets: `Auto` decided.
+    pub fn resolve(self, kind: PortType) -> FastPath {
+        match (self, kind) {
+            (FastPath::Auto, PortType::Afxdp) => FastPath::Tc,
+            (FastPath::Auto, _) => FastPath::Off,
+            (explicit, _) => explicit,
         }
     }
 }
@@ -260,7 +273,7 @@ pub struct PortConfig {
     #[serde(default)]
     pub xdp_mode: XdpMode,
     /// AF_XDP: the kernel executor for frames to known MACs.
-    #[serde(default, skip_serializing_if = "is_off")]
+    #[serde(default, skip_serializing_if = "is_auto")]
     pub fast_path: FastPath,
     /// Tap: network namespace (name under /var/run/netns) the tap lives in.
     #[serde(default)]
@@ -273,13 +286,14 @@ pub struct PortConfig {
     pub pmd: PmdAssignments,
 }
 
-fn is_off(f: &FastPath) -> bool {
-    *f == FastPath::Off
+fn is_auto(f: &FastPath) -> bool {
+    *f == FastPath::Auto
 }
 
 impl PortConfig {
     /// An AF_XDP port on interface `name`, in `vlan`, with every other
-    /// setting at its default (all queues, XDP mode auto, no executor).
+    /// setting at its default (all queues, XDP mode auto, the default
+    /// executor).
     pub fn afxdp(name: &str, vlan: PortVlan) -> PortConfig {
         PortConfig {
             name: name.into(),
@@ -287,7 +301,7 @@ impl PortConfig {
             vlan,
             queues: None,
             xdp_mode: XdpMode::Auto,
-            fast_path: FastPath::Off,
+            fast_path: FastPath::Auto,
             netns: None,
             vxlan: None,
             pmd: Vec::new(),

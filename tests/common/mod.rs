@@ -788,10 +788,16 @@ impl Rvsd {
     }
 
     /// `rvsctl port add BR PORT ARGS...` (e.g. `--type afxdp --vlan 10`),
-    /// which must succeed.
+    /// which must succeed. An AF_XDP port gets `--fast-path off` unless
+    /// `args` name an executor: these tests are about what rvs's own
+    /// pipeline does with every frame; tests/fastpath.rs covers the kernel
+    /// executors (and the default).
     pub fn add_port(&self, br: &str, port: &str, args: &[&str]) {
         let mut v = vec!["port", "add", br, port];
         v.extend_from_slice(args);
+        if args.windows(2).any(|w| w == ["--type", "afxdp"]) && !args.contains(&"--fast-path") {
+            v.extend_from_slice(&["--fast-path", "off"]);
+        }
         self.ctl_ok(&v);
     }
 

@@ -145,7 +145,7 @@ impl System {
             System::Ceiling => kernel::ceiling(),
             System::LinuxBridge => kernel::linux_bridge(),
             System::KernelVxlan => kernel::kernel_vxlan(),
-            System::Rvs => rvs::l2(need_bins()?, nice, &[]),
+            System::Rvs => rvs::l2(need_bins()?, nice, &["--fast-path", "off"]),
             System::RvsXdp => rvs::l2(need_bins()?, nice, &["--fast-path", "xdp"]),
             System::RvsTc => rvs::l2(need_bins()?, nice, &["--fast-path", "tc"]),
             System::RvsVxlan => rvs::vxlan(need_bins()?, nice),

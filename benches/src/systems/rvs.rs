@@ -16,7 +16,7 @@ pub fn l2(bins: &Bins, nice: i32, port_args: &[&str]) -> Result<Bed> {
         d.ctl(&[&["port", "add", "br0", dev, "--type", "afxdp"], port_args].concat())?;
     }
     let dst_mac = b.mac("eth0")?;
-    if !port_args.is_empty() {
+    if !port_args.contains(&"off") {
         let mac = dst_mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         d.ctl(&["fdb", "add", "br0", &mac, "--port", "b0"])?;
     }
@@ -35,7 +35,7 @@ pub fn vxlan(bins: &Bins, nice: i32) -> Result<Bed> {
     addr(&s, "up0", &format!("{LOCAL_VTEP}/24"))?;
     let d = Rvsd::start(bins, &s, CORES, nice)?;
     d.ctl(&["bridge", "add", "br0"])?;
-    d.ctl(&["port", "add", "br0", "a0", "--type", "afxdp"])?;
+    d.ctl(&["port", "add", "br0", "a0", "--type", "afxdp", "--fast-path", "off"])?;
     d.ctl(&["uplink", "add", "up0"])?;
     d.ctl(&[
         "port", "add", "br0", "vx42", "--type", "vxlan", "--vni", VNI, "--local", LOCAL_VTEP, "--remote", FAR_VTEP,

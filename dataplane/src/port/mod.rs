@@ -6,6 +6,7 @@
 //! AF_XDP port of the same thread goes out without a copy.
 
 pub mod afxdp;
+pub mod ethtool;
 pub mod mem;
 pub mod netns;
 pub mod pool;

@@ -6,8 +6,7 @@
 //! of the process never leaves its own. File descriptors made there (a tap
 //! device, a socket) keep working from any thread afterwards: a descriptor
 //! stays bound to the namespace it was created in. [`in_netns_fd`] does the
-//! same for a namespace given as an open file (`/proc/PID/ns/net`), and
-//! [`set_gro`] is one such piece of setup: it turns GRO on at a veth's peer.
+//! same for a namespace given as an open file (`/proc/PID/ns/net`).
 
 use std::ffi::CString;
 use std::io;
@@ -58,63 +57,6 @@ where
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
     })
-}
-
-/// `ETHTOOL_SGRO` (linux/ethtool.h): set generic receive offload.
-const ETHTOOL_SGRO: u32 = 0x0000_002c;
-
-/// `struct ethtool_value` (linux/ethtool.h).
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-/// Turns generic receive offload on or off on interface `ifindex` of the
-/// calling thread's network namespace (like `ethtool -K NAME gro on|off`),
-/// and returns the interface's name.
-///
-/// On a veth, GRO on gives the device NAPI, which the kernel requires of
-/// the peer before it accepts frames that XDP redirects into the veth.
-pub fn set_gro(ifindex: u32, on: bool) -> io::Result<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `buf` is a writable array of IF_NAMESIZE bytes, what
-    // if_indextoname may write (a NUL-terminated name); the result is checked.
-    if unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) }.is_null() {
-        let e = io::Error::last_os_error();
-        let msg = if e.raw_os_error() == Some(libc::ENXIO) {
-            format!("cannot set GRO on interface {ifindex}: no such interface in this network namespace")
-        } else {
-            format!("cannot set GRO on interface {ifindex}: cannot find its name: {e}")
-        };
-        return Err(io::Error::new(e.kind(), msg));
-    }
-    let name: String = buf.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
-    let state = if on { "on" } else { "off" };
-    let ctx =
-        |e: io::Error| io::Error::new(e.kind(), format!("cannot turn GRO {state} on {name} (index {ifindex}): {e}"));
-
-    // SAFETY: plain socket creation; the result is checked.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(ctx(io::Error::last_os_error()));
-    }
-    // SAFETY: `raw` was just created and is owned by nothing else.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut value = EthtoolValue { cmd: ETHTOOL_SGRO, data: u32::from(on) };
-    // SAFETY: `ifreq` is plain old data (a name and a union of integers and
-    // pointers); all zeroes is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    // `buf` holds at most IF_NAMESIZE - 1 name bytes and a NUL.
-    ifr.ifr_name = buf;
-    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-    // SAFETY: SIOCETHTOOL reads the `ifreq` it points to and, through
-    // `ifru_data`, the `ethtool_value` of the command; both live on this
-    // stack frame for the whole call.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) } < 0 {
-        return Err(ctx(io::Error::last_os_error()));
-    }
-    Ok(name)
 }
 
 /// Opens `/var/run/netns/<ns>` after checking that `ns` is a plain name.
@@ -172,12 +114,6 @@ mod tests {
         }
         let fd = std::fs::File::open("/proc/self/ns/net").unwrap();
         assert_eq!(in_netns_fd(fd.into(), "self", || Ok(7)).unwrap(), 7);
-    }
-
-    #[test]
-    fn gro_on_a_missing_interface_is_named() {
-        let e = set_gro(u32::MAX, true).unwrap_err();
-        assert!(e.to_string().contains(&format!("interface {}", u32::MAX)), "{e}");
     }
 
     #[test]

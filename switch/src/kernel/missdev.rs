@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
+use rvs_dataplane::port::ethtool::set_features;
 use rvs_dataplane::port::netns::in_netns_fd;
 
 use super::netlink::{create_veth, delete_link, find_link, kernel_errno, set_link_up, VethSpec};
@@ -77,6 +78,11 @@ impl MissDevice {
             })
             .map_err(fail)?;
         dev.inner_ifindex = index;
+        // A tag the kernel keeps in an skb's metadata would not reach the
+        // XDP program at the far end, nor rvs: the outer end writes tags
+        // into the frame as it sends.
+        set_features(dev.outer_ifindex, &[("tx-vlan-hw-insert", false), ("tx-vlan-stag-hw-insert", false)])
+            .map_err(fail)?;
         Ok(dev)
     }
 

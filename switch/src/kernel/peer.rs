@@ -14,7 +14,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use rvs_dataplane::port::netns::{in_netns_fd, set_gro};
+use rvs_dataplane::port::ethtool::set_gro;
+use rvs_dataplane::port::netns::in_netns_fd;
 
 use super::netlink::{netns_id, veth_peer};
 

@@ -63,7 +63,7 @@ impl<D: Datapath> State<D> {
                                 self.down_ports.get(&p.name).map(String::as_str).unwrap_or("not in the datapath")
                             ),
                             xdp_mode: String::new(),
-                            fast_path: p.fast_path.name().to_string(),
+                            fast_path: p.fast_path.resolve(p.kind).name().to_string(),
                             queues: Vec::new(),
                             inner_mtu: None,
                             remotes: Vec::new(),

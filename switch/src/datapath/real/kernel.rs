@@ -95,7 +95,8 @@ impl Dp {
     pub(super) fn executor(&self, id: PortId) -> Option<fastpath::Executor> {
         let link = self.ports.get(id.index())?.as_ref()?.link.as_ref()?;
         match link.fast {
-            FastPath::Off => None,
+            // A link's executor is resolved when it opens: never Auto.
+            FastPath::Off | FastPath::Auto => None,
             FastPath::Xdp => Some(fastpath::Executor::Xdp),
             FastPath::Tc => Some(fastpath::Executor::Tc),
         }

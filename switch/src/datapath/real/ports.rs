@@ -42,8 +42,18 @@ impl Dp {
         drop(port); // detaches an XDP program
     }
 
+    /// An AF_XDP port with its executor; the default one (`auto`: tc)
+    /// falls back to none where the kernel cannot run it (no tcx before
+    /// 6.6), said in the log and in `show`.
     pub(super) fn open_afxdp(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
-        self.open_xsk(id, &cfg.name, cfg.xdp_mode, cfg.queues, false, cfg.fast_path)
+        let fast = cfg.fast_path.resolve(cfg.kind);
+        match self.open_xsk(id, &cfg.name, cfg.xdp_mode, cfg.queues, false, fast) {
+            Err(e) if cfg.fast_path == FastPath::Auto && fast != FastPath::Off => {
+                tracing::warn!("port {}: no {} executor ({e}); every frame goes through rvs", cfg.name, fast.name());
+                self.open_xsk(id, &cfg.name, cfg.xdp_mode, cfg.queues, false, FastPath::Off)
+            }
+            r => r,
+        }
     }
 
     /// AF_XDP sockets on every queue of `name`, spread over the threads,
