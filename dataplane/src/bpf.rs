@@ -163,7 +163,8 @@ pub(crate) fn name16(s: &str) -> [u8; 16] {
     n
 }
 
-pub(crate) fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
+/// An XSKMAP of `entries` AF_XDP sockets (by receive queue).
+pub fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
     let mut attr = MapCreateAttr {
         map_type: BPF_MAP_TYPE_XSKMAP,
         key_size: 4,
@@ -358,6 +359,21 @@ pub fn test_run_frame(prog: &OwnedFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)
     sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
     out.truncate(attr.data_size_out as usize);
     Ok((attr.retval, out))
+}
+
+/// How long `prog` (XDP or tc) takes on `frame`, as the kernel times it
+/// over `repeat` runs (plain `BPF_PROG_TEST_RUN`, nothing is sent): the
+/// mean per run.
+pub fn test_run_time(prog: &OwnedFd, frame: &[u8], repeat: u32) -> io::Result<std::time::Duration> {
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: repeat.max(1),
+        ..Default::default()
+    };
+    sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok(std::time::Duration::from_nanos(u64::from(attr.duration)))
 }
 
 /// What a test run of a tc program gave: its return code, the frame as it

@@ -213,7 +213,7 @@ pub struct Pmd {
     kernel_seen: Vec<u64>,
     /// What an idle thread sleeps on (`None`: it sleeps by the clock).
     waiter: Option<Waiter>,
-    /// The receive descriptors `waiter` watches; `None` when some
+    /// The receive descriptors an idle thread sleeps on; `None` when some
     /// receive queue has none.
     watched: Option<Vec<RawFd>>,
 }
@@ -300,35 +300,22 @@ impl Pmd {
     /// the doorbell where it can, else for `idle_sleep`.
     fn idle_wait(&mut self) {
         let pending = self.ports.iter().any(|p| p.port.as_ref().is_some_and(|p| p.tx_pending()));
-        match (&self.waiter, &self.watched) {
-            (Some(w), Some(_)) if !pending => {
-                let me = usize::from(self.index);
-                let (commands, handoff) = (&self.commands, &self.handoff);
-                let busy = || !commands.is_empty() || handoff.inbox.get(me).is_some_and(|q| !q.is_empty());
-                w.sleep(&handoff.bells[me], IDLE_WAIT, busy);
+        if let (Some(w), Some(fds), false) = (&self.waiter, &self.watched, pending) {
+            let me = usize::from(self.index);
+            let (commands, handoff) = (&self.commands, &self.handoff);
+            let busy = || !commands.is_empty() || handoff.inbox.get(me).is_some_and(|q| !q.is_empty());
+            if w.sleep(&handoff.bells[me], fds, IDLE_WAIT, busy) {
+                return;
             }
-            _ => std::thread::sleep(self.opts.idle_sleep),
         }
+        std::thread::sleep(self.opts.idle_sleep);
     }
 
-    /// Watches the receive descriptors of the ports as they are now.
+    /// The receive descriptors of the ports as they are now.
     fn rewatch(&mut self) {
-        let Some(w) = &self.waiter else { return };
-        let mut now = Vec::new();
-        for p in self.ports.iter().filter(|p| p.rx) {
-            let Some(port) = &p.port else { continue };
-            match port.rx_fd() {
-                Some(fd) => now.push(fd),
-                None => {
-                    self.watched = None;
-                    return;
-                }
-            }
-        }
-        for fd in self.watched.iter().flatten().filter(|fd| !now.contains(fd)) {
-            w.unwatch(*fd);
-        }
-        self.watched = now.iter().all(|fd| w.watch(*fd).is_ok()).then_some(now);
+        let fds: Option<Vec<RawFd>> =
+            self.ports.iter().filter(|p| p.rx).filter_map(|p| p.port.as_ref()).map(|p| p.rx_fd()).collect();
+        self.watched = fds;
     }
 
     /// Adds what the kernel dropped on each receive queue since the last
