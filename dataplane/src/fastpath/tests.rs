@@ -587,3 +587,46 @@ fn a_learned_source_seen_on_another_port_is_forgotten_a_static_one_kept() {
         assert_eq!((kept.port, kept.flags), (1, maps::MAC_STATIC));
     }
 }
+
+/// The kernel's MAC table holds 100,000 MACs (rvsd sizes it for 131,072),
+/// and the program finds any of them.
+#[test]
+fn a_hundred_thousand_macs_fit_and_are_found() {
+    if !require_root("kernel fast path", &[]) {
+        return;
+    }
+    let mac = |i: u32| MacAddr([2, 0xd, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    for ex in EXECUTORS {
+        let w = world(ex, &[0, 0, 0, 0], &[true; 4], &[(0xa, 1, 0, false)]);
+        let tables = KernelTables::new(8, 1 << 17).expect("big tables");
+        for p in w.snap.ports.iter().flatten() {
+            tables.set_port(p, true, Some(LOOPBACK)).expect("port entry");
+        }
+        tables.set_mac(BridgeId(0), testing::mac(0xa), Vid(1), PortId(0), false).expect("source");
+        for i in 0..100_000 {
+            tables.set_mac(BridgeId(0), mac(i), Vid(1), PortId(1 + (i % 3) as u16), false).expect("MAC entry");
+        }
+        let prog = match ex {
+            Executor::Xdp => crate::bpf::load_xdp(
+                &program::program(Hook::Xdp { xsks: w._xsks.as_raw_fd() }, PortId(0), &tables.maps()),
+                "rvs_test_big",
+            ),
+            Executor::Tc => crate::bpf::load_tc(
+                &program::program(Hook::Tc { miss: LOOPBACK }, PortId(0), &tables.maps()),
+                "rvs_test_big",
+            ),
+        }
+        .expect("program");
+        for i in [0, 49_999, 99_999] {
+            let out = PortId(1 + (i % 3) as u16);
+            let before = tables.counters(out).expect("counters").tx_packets;
+            let f = testing::frame(mac(i), testing::mac(0xa), None);
+            let sent = match ex {
+                Executor::Xdp => crate::bpf::test_run_frame(&prog, &f).expect("test run").0 == XDP_REDIRECT as u32,
+                Executor::Tc => crate::bpf::test_run_skb(&prog, &f).expect("test run").cb[0] == u32::from(out.0) + 1,
+            };
+            assert!(sent, "{ex:?}: MAC {i} of 100,000 not carried");
+            assert_eq!(tables.counters(out).expect("counters").tx_packets, before + 1, "{ex:?}: MAC {i}");
+        }
+    }
+}
