@@ -58,6 +58,7 @@ per_executor!(
     a_moved_mac_is_followed_within_a_second,
     vlans_stay_apart_in_the_kernel,
     tagged_frames_cross_between_a_trunk_and_an_access_port,
+    a_mac_that_moves_and_comes_back_at_once_is_carried_again,
 );
 
 /// Two hosts on `--fast-path ex` ports of bridge br0.
@@ -225,6 +226,22 @@ impl Drop for Cleanup {
     }
 }
 
+/// Host M (NET.1 on its first interface, p1; nothing on p2) and host C
+/// (NET.3), on `--fast-path ex` ports of br0.
+fn two_homed(ex: &str, net: &str) -> (Netns, Veth, Veth, Host, Rvsd) {
+    let m = Netns::new();
+    let p1 = Veth::new(&m, &[&format!("{net}.1/24")]);
+    let p2 = Veth::new(&m, &[]);
+    let c = Host::on_veth(&format!("{net}.3/24"));
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    for p in [&p1.host, &p2.host] {
+        rvsd.add_port("br0", p, &["--type", "afxdp", "--fast-path", ex]);
+    }
+    rvsd.add_host("br0", &c, &["--fast-path", ex]);
+    (m, p1, p2, c, rvsd)
+}
+
 fn a_moved_mac_is_followed_within_a_second(ex: &str) {
     if !require_root() {
         return;
@@ -233,17 +250,8 @@ fn a_moved_mac_is_followed_within_a_second(ex: &str) {
     // Host M has two interfaces on executor ports; its address and MAC
     // move from the first to the second while the kernel carries its
     // traffic with C.
-    let m = Netns::new();
-    let p1 = Veth::new(&m, &["198.18.136.1/24"]);
-    let p2 = Veth::new(&m, &[]);
+    let (m, p1, p2, c, rvsd) = two_homed(ex, "198.18.136");
     m.ip(&["link", "set", &p2.inner, "down"]);
-    let c = Host::on_veth("198.18.136.3/24");
-    let rvsd = Rvsd::start();
-    rvsd.add_bridge("br0");
-    for p in [&p1.host, &p2.host] {
-        rvsd.add_port("br0", p, &["--type", "afxdp", "--fast-path", ex]);
-    }
-    rvsd.add_host("br0", &c, &["--fast-path", ex]);
     assert!(ping_settled(&c.ns, "198.18.136.1", 3));
     let before = kernel_share(&rvsd, c.port()).0;
     assert!(ping(&c.ns, "198.18.136.1", 5));
@@ -370,4 +378,30 @@ fn an_afxdp_port_gets_the_tc_executor_by_default() {
     assert!(ping_settled(&a.ns, &b.ip, 3), "{}", rvsd.log_text());
     assert!(ping_settled(&a.ns, &t.ip, 3), "tc port to tap\n{}", rvsd.log_text());
     wait_for_kernel(&rvsd, &a, &b.ip);
+}
+
+fn a_mac_that_moves_and_comes_back_at_once_is_carried_again(ex: &str) {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    // M lives on p1; one frame from its MAC arrives on p2 and the next
+    // on p1 again, back to back: the kernel forgets M at the first, and
+    // rvs's table ends where it started, so only the kernel's own note of
+    // what it forgot brings M back into its table.
+    let (m, p1, p2, c, rvsd) = two_homed(ex, "198.18.140");
+    assert!(ping_settled(&c.ns, "198.18.140.1", 3));
+    wait_for_kernel(&rvsd, &c, "198.18.140.1");
+
+    let mac = parse_mac(&m.mac(&p1.inner));
+    let mut f = arp_request(mac, parse_ip("198.18.140.1"), parse_ip("198.18.140.9"), None);
+    f[..6].copy_from_slice(&parse_mac(&c.mac())); // unicast, to C
+    send_raw(&m, &p2.inner, std::slice::from_ref(&f));
+    send_raw(&m, &p1.inner, &[f]);
+    let back = (0..20).any(|_| {
+        let (_, tx0) = kernel_share(&rvsd, &p1.host);
+        assert!(ping(&c.ns, "198.18.140.1", 1));
+        kernel_share(&rvsd, &p1.host).1 > tx0
+    });
+    assert!(back, "the kernel no longer sends to M after it moved and came back\n{}", rvsd.log_text());
 }

@@ -246,7 +246,12 @@ pub(crate) fn test_run(prog: RawFd, frame: &[u8]) -> io::Result<u32> {
 // traffic generator and drop counter). The switch itself does not use them.
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
+const BPF_MAP_GET_NEXT_KEY: libc::c_int = 4;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// `BPF_MAP_TYPE_LRU_HASH`, for [`create_map`]: a full map forgets its
+/// least recently used entry to take a new one.
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 
 /// `BPF_MAP_TYPE_HASH`, for [`create_map`].
 pub const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -319,6 +324,23 @@ pub fn map_delete(map: &OwnedFd, key: &[u8]) -> io::Result<()> {
     sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr).map(drop)
 }
 
+/// The key after `key` in `map` (the first with `None`), written into
+/// `next`; false when there is none.
+pub fn map_next_key(map: &OwnedFd, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.map_or(0, |k| k.as_ptr() as u64),
+        // `next_key` shares the place of `value` in the attribute union.
+        value: next.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    match sys_bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads the value under `key` of `map` into `value` (both exactly the
 /// map's key and value sizes).
 pub fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
@@ -346,6 +368,12 @@ pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
 /// `BPF_PROG_TEST_RUN`, nothing is sent) and returns its action and the
 /// frame as the program left it (at most `frame.len() + 256` bytes).
 pub fn test_run_frame(prog: &OwnedFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    run_once(prog, frame, &mut [])
+}
+
+/// One plain test run of `prog` on `frame`: its return code and the frame
+/// as it left it; the context comes back into `ctx` (none if empty).
+fn run_once(prog: &OwnedFd, frame: &[u8], ctx: &mut [u8]) -> io::Result<(u32, Vec<u8>)> {
     let mut out = vec![0u8; frame.len() + 256];
     let mut attr = TestRunAttr {
         prog_fd: prog.as_raw_fd() as u32,
@@ -353,6 +381,8 @@ pub fn test_run_frame(prog: &OwnedFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)
         data_in: frame.as_ptr() as u64,
         data_size_out: out.len() as u32,
         data_out: out.as_mut_ptr() as u64,
+        ctx_size_out: ctx.len() as u32,
+        ctx_out: if ctx.is_empty() { 0 } else { ctx.as_mut_ptr() as u64 },
         repeat: 1,
         ..Default::default()
     };
@@ -394,23 +424,10 @@ const SKB_CTX_LEN: usize = 192;
 /// Runs the tc program `prog` once on a copy of `frame` (plain
 /// `BPF_PROG_TEST_RUN`: an skb is built, nothing is sent).
 pub fn test_run_skb(prog: &OwnedFd, frame: &[u8]) -> io::Result<SkbRun> {
-    let mut out = vec![0u8; frame.len() + 256];
     let mut ctx = [0u8; SKB_CTX_LEN];
-    let mut attr = TestRunAttr {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: frame.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        data_size_out: out.len() as u32,
-        data_out: out.as_mut_ptr() as u64,
-        ctx_size_out: ctx.len() as u32,
-        ctx_out: ctx.as_mut_ptr() as u64,
-        repeat: 1,
-        ..Default::default()
-    };
-    sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
-    out.truncate(attr.data_size_out as usize);
+    let (retval, frame) = run_once(prog, frame, &mut ctx)?;
     let word = |i: usize| u32::from_ne_bytes(ctx[48 + 4 * i..52 + 4 * i].try_into().expect("4 bytes"));
-    Ok(SkbRun { retval: attr.retval, frame: out, cb: [word(0), word(1), word(2), word(3), word(4)] })
+    Ok(SkbRun { retval, frame, cb: [word(0), word(1), word(2), word(3), word(4)] })
 }
 
 /// `struct xdp_md` as `BPF_PROG_TEST_RUN` takes it for its context.

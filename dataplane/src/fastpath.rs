@@ -39,8 +39,14 @@ pub struct KernelTables {
     devs: OwnedFd,
     counters: OwnedFd,
     clock: OwnedFd,
+    forgotten: OwnedFd,
     max_ports: u32,
 }
+
+/// Moved MACs the programs forgot that rvsd has not yet written back
+/// (more are forgotten first, least recent first: rvsd then rewrites the
+/// bridge's whole table, see [`KernelTables::take_forgotten`]).
+const FORGOTTEN: u32 = 1024;
 
 impl KernelTables {
     /// Maps for port ids below `max_ports` and at most `max_macs` MACs.
@@ -53,6 +59,7 @@ impl KernelTables {
             devs: bpf::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, max_ports, "rvs_kdevs")?,
             counters: bpf::create_map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, counters, max_ports, "rvs_kcount")?,
             clock: bpf::create_map(BPF_MAP_TYPE_ARRAY, 4, 4, 1, "rvs_kclock")?,
+            forgotten: bpf::create_map(bpf::BPF_MAP_TYPE_LRU_HASH, 12, 4, FORGOTTEN, "rvs_kforgot")?,
             max_ports,
         })
     }
@@ -134,6 +141,28 @@ impl KernelTables {
         Ok(self.mac(bridge, mac, vid)?.map(|v| v.seen))
     }
 
+    /// The MACs the programs forgot since the last call (a source seen on
+    /// another port: a move), emptying the list. rvs learns the move from
+    /// the frame and mirrors it; but if the MAC moved back, or rvs did not
+    /// move it, nothing changed in its table, and only this says the
+    /// kernel's copy is gone.
+    pub fn take_forgotten(&self) -> io::Result<Vec<(BridgeId, MacAddr, Vid)>> {
+        let mut out = Vec::new();
+        let mut key = [0u8; 12];
+        while bpf::map_next_key(&self.forgotten, None, &mut key)? {
+            match bpf::map_delete(&self.forgotten, &key) {
+                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+                _ => {}
+            }
+            let k = MacKey::from_bytes(&key);
+            out.push((BridgeId(k.bridge), MacAddr(k.mac), Vid(k.vid)));
+            if out.len() > FORGOTTEN as usize * 4 {
+                break; // a program forgets faster than we read: enough for now
+            }
+        }
+        Ok(out)
+    }
+
     /// What the kernel carried for port `id`, over every CPU.
     pub fn counters(&self, id: PortId) -> io::Result<KernelCounters> {
         let mut v = vec![0u8; bpf::per_cpu_len(std::mem::size_of::<KernelCounters>() as u32)?];
@@ -149,6 +178,7 @@ impl KernelTables {
             devs: self.devs.as_raw_fd(),
             counters: self.counters.as_raw_fd(),
             clock: self.clock.as_raw_fd(),
+            forgotten: self.forgotten.as_raw_fd(),
         }
     }
 }

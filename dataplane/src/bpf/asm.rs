@@ -66,6 +66,8 @@ pub const XDP_REDIRECT: i32 = 4;
 
 /// Helper `bpf_map_lookup_elem`.
 pub const FUNC_MAP_LOOKUP: i32 = 1;
+/// Helper `bpf_map_update_elem`.
+pub const FUNC_MAP_UPDATE: i32 = 2;
 /// Helper `bpf_map_delete_elem`.
 pub const FUNC_MAP_DELETE: i32 = 3;
 /// Helper `bpf_ktime_get_ns`.

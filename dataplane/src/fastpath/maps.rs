@@ -29,6 +29,16 @@ impl MacKey {
         MacKey { mac: mac.0, vid: vid.0, bridge: bridge.0, pad: 0 }
     }
 
+    /// A key read back from the map.
+    pub fn from_bytes(b: &[u8; size_of::<MacKey>()]) -> MacKey {
+        MacKey {
+            mac: b[..6].try_into().expect("6 bytes"),
+            vid: u16::from_ne_bytes([b[6], b[7]]),
+            bridge: u16::from_ne_bytes([b[8], b[9]]),
+            pad: 0,
+        }
+    }
+
     /// The key's bytes, as the map stores them.
     pub fn bytes(&self) -> [u8; size_of::<MacKey>()] {
         let mut b = [0u8; size_of::<MacKey>()];
@@ -246,6 +256,7 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([b[6], b[7]]), 10);
         assert_eq!(u16::from_ne_bytes([b[8], b[9]]), 3);
         assert_eq!(&b[10..], &[0, 0]);
+        assert_eq!(MacKey::from_bytes(&b), k);
         let v = MacValue { seen: 77, flags: MAC_STATIC, ..MacValue::new(PortId(5)) };
         assert_eq!(MacValue::from_bytes(&v.bytes()), v);
     }

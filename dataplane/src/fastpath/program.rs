@@ -30,7 +30,7 @@
 //! } else { vid = in->pvid; if (!vid) goto miss; }
 //! if (src is multicast) goto miss;
 //! s = fdb[{src, vid, bridge}]; if (!s) goto miss;    // userspace learns it
-//! if (s->port != ME) { if (!static) delete s; goto miss; } // a move: forget it
+//! if (s->port != ME) { if (!static) { delete s; forgotten[key] = 1; } goto miss; } // a move
 //! if (s->seen != clock[0]) s->seen = clock[0];      // rvsd's seconds
 //! if (dst is multicast) goto miss;                 // flood in userspace
 //! d = fdb[{dst, vid, bridge}]; if (!d || d->port == ME) goto miss;
@@ -74,6 +74,9 @@ pub struct Maps {
     pub counters: RawFd,
     /// rvsd's clock: its seconds since start, under key 0.
     pub clock: RawFd,
+    /// The MACs forgotten on a move ([`MacKey`] → 1), for rvsd to write
+    /// back (an LRU hash).
+    pub forgotten: RawFd,
 }
 
 /// Where the program runs, and where its misses go.
@@ -376,6 +379,8 @@ pub fn program(hook: Hook, me: PortId, maps: &Maps) -> Vec<Insn> {
     a.label("moved");
     a.ldx_h(R1, R0, VAL_FLAGS).and_k(R1, i32::from(MAC_STATIC)).jne_k(R1, 0, "miss");
     a.ld_map(R1, maps.fdb).mov(R2, R10).add_k(R2, KEY as i32).call(FUNC_MAP_DELETE);
+    a.st_w(R10, IDX, 1).ld_map(R1, maps.forgotten).mov(R2, R10).add_k(R2, KEY as i32);
+    a.mov(R3, R10).add_k(R3, IDX as i32).mov_k(R4, 0).call(FUNC_MAP_UPDATE);
     a.label("miss");
     match hook {
         Hook::Xdp { xsks } => {

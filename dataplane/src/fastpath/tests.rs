@@ -582,6 +582,9 @@ fn a_learned_source_seen_on_another_port_is_forgotten_a_static_one_kept() {
         let missed = |ingress: u16, f: &[u8]| matches!(w.run(PortId(ingress), f), Ran::Missed(_));
         assert!(missed(2, &frame(0xb, 0xa, None, false, 60)), "a move is for rvs to learn");
         assert_eq!(w.tables.mac(BridgeId(0), testing::mac(0xa), Vid(1)).unwrap(), None, "forgotten at once");
+        // And said so, once, for rvsd to write back.
+        assert_eq!(w.tables.take_forgotten().unwrap(), vec![(BridgeId(0), testing::mac(0xa), Vid(1))]);
+        assert_eq!(w.tables.take_forgotten().unwrap(), vec![]);
         assert!(missed(2, &frame(0xb, 0xd, None, false, 60)));
         let kept = w.tables.mac(BridgeId(0), testing::mac(0xd), Vid(1)).unwrap().expect("static entry kept");
         assert_eq!((kept.port, kept.flags), (1, maps::MAC_STATIC));

@@ -105,6 +105,17 @@ impl Dp {
     /// Mirrors into the kernel every bridge's MACs on local ports, where
     /// the FDB changed since the last time. Cheap when nothing changed.
     pub(super) fn sync_kernel_fdb(&mut self) {
+        // MACs the programs forgot on a move: no longer in the kernel,
+        // whatever we wrote; their bridges are mirrored again now.
+        match self.kernel.take_forgotten() {
+            Ok(gone) => {
+                for k in gone {
+                    self.mirror.macs.remove(&k);
+                    self.mirror.epochs.remove(&k.0);
+                }
+            }
+            Err(e) => tracing::warn!("kernel fast path: reading forgotten MACs: {e}"),
+        }
         let in_use = self.fast_path_in_use();
         if !in_use && self.mirror.macs.is_empty() {
             return;
