@@ -28,28 +28,6 @@ struct Underlay {
 const V4: Underlay = Underlay { rvs: "198.18.200.1", peer: "198.18.200.2", prefix: 24, inner_mtu: MTU_V4 };
 const V6: Underlay = Underlay { rvs: "2001:2:0:200::1", peer: "2001:2:0:200::2", prefix: 64, inner_mtu: MTU_V6 };
 
-/// A host behind a switch: a namespace whose `eth0` has one address.
-struct Guest {
-    ns: Netns,
-    ip: String,
-}
-
-impl Guest {
-    /// A host with `eth0` (address `cidr`, MTU `mtu`) whose other end is
-    /// `port` in namespace `machine`.
-    fn new(machine: &Netns, port: &str, cidr: &str, mtu: &str) -> Guest {
-        let ns = Netns::new();
-        veth_between(machine, port, &ns, "eth0");
-        ns.ip(&["link", "set", "eth0", "mtu", mtu]);
-        ns.addr_add("eth0", cidr);
-        Guest { ns, ip: cidr.split('/').next().unwrap().to_string() }
-    }
-
-    fn mac(&self) -> String {
-        self.ns.mac("eth0")
-    }
-}
-
 /// The first echo request is answered (ARP across the tunnel included):
 /// one ping, waiting up to 5 s for its reply.
 fn first_ping(from: &Guest, to: &Guest) -> bool {
@@ -65,19 +43,6 @@ fn configure_rvs(rvsd: &Rvsd, local: &str, peer: &str, ports: &[&str]) {
     for p in ports {
         rvsd.add_port("br0", p, &["--type", "afxdp"]);
     }
-}
-
-/// A Linux host with the Flannel-style setup: kernel bridge `bridge` with
-/// a vxlan device `dev` (VNI `vni`, dstport 4789) toward `remote` over `ul`.
-fn configure_kernel_vtep(machine: &Netns, bridge: &str, dev: &str, vni: &str, local: &str, remote: &str) {
-    machine.ip(&["link", "add", bridge, "type", "bridge"]);
-    machine.ip(&["link", "set", bridge, "up"]);
-    machine.ip(&[
-        "link", "add", dev, "type", "vxlan", "id", vni, "local", local, "remote", remote, "dstport", "4789", "dev",
-        "ul",
-    ]);
-    machine.ip(&["link", "set", dev, "master", bridge]);
-    machine.ip(&["link", "set", dev, "up"]);
 }
 
 /// rvs on one host and a kernel vxlan VTEP on the other, two guests

@@ -12,6 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rvs_dataplane::bpf;
 use rvs_dataplane::fastpath::program::{program, Hook};
 use rvs_dataplane::fastpath::{Executor, KernelTables};
+use rvs_dataplane::fdb::Dest;
 use rvs_dataplane::ids::{BridgeId, PortId, Vid};
 use rvs_dataplane::snapshot::{PortKind, VlanMode};
 use rvs_dataplane::testing::{self, port};
@@ -37,9 +38,9 @@ fn setup(ex: Executor, macs: usize) -> (KernelTables, OwnedFd, OwnedFd) {
     for id in 0..2 {
         tables.set_port(&port(id, VlanMode::Access(Vid(1)), PortKind::Plain), true, Some(DEVICE)).expect("port");
     }
-    tables.set_mac(BridgeId(0), testing::mac(0xa), Vid(1), PortId(0), false).expect("source");
+    tables.set_mac(BridgeId(0), testing::mac(0xa), Vid(1), Dest::port(PortId(0)), false).expect("source");
     for i in 0..macs {
-        tables.set_mac(BridgeId(0), mac(i), Vid(1), PortId(1), false).expect("destination");
+        tables.set_mac(BridgeId(0), mac(i), Vid(1), Dest::port(PortId(1)), false).expect("destination");
     }
     let xsks = bpf::create_xskmap(1).expect("xskmap");
     let prog = match ex {

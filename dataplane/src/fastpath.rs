@@ -1,13 +1,15 @@
 //! The kernel fast path: rvs decides, the kernel executes.
 //!
 //! rvs keeps every decision (learning, aging, VLAN rules, flooding, the
-//! control commands). What a known-unicast decision needs (the MAC table
-//! of local ports and each port's VLAN configuration) is mirrored into BPF
-//! maps ([`KernelTables`]), and a program on the port
-//! ([`program::program`], at XDP or at tc ingress) forwards the frames
-//! whose verdict it can tell for certain, with the same tag edit. Everything else (unknown or moved sources, floods,
-//! tunnels, drops) goes to the polling threads as before, so the kernel
-//! never decides anything rvs would not.
+//! control commands). What a known-unicast decision needs (the MAC table,
+//! each port's VLAN configuration, the tunnels' outer headers and VNIs) is
+//! mirrored into BPF maps ([`KernelTables`]), and a program on the port
+//! ([`program::program`], at XDP or at tc ingress, and on an uplink for
+//! what arrives through a tunnel) forwards the frames whose verdict it can
+//! tell for certain, with the same tag edit and encapsulation. Everything
+//! else (unknown or moved sources, floods, drops, IPv6 underlays) goes to
+//! the polling threads as before, so the kernel never decides anything rvs
+//! would not.
 //!
 //! What the kernel carried is counted per port ([`maps::KernelCounters`]),
 //! and a source it saw refreshes the MAC's last-seen time in its map entry,
@@ -21,13 +23,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::bpf::{self, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY};
 use crate::egress;
-use crate::fdb::Learn;
+use crate::fdb::{Dest, Learn};
 use crate::ids::{BridgeId, PortId, Vid};
-use crate::pipeline::{Action, Verdict};
+use crate::pipeline::{Action, TagEdit, Verdict};
 use crate::port::MAX_FRAME;
-use crate::snapshot::{PortInfo, Snapshot};
-use crate::wire::MacAddr;
-use maps::{KernelCounters, MacKey, MacValue, PortEntry};
+use crate::snapshot::{PortInfo, PortKind, Snapshot};
+use crate::wire::ip::l3_of;
+use crate::wire::{EtherType, MacAddr};
+use maps::{KernelCounters, MacKey, MacValue, OuterEntry, PortEntry};
+use std::mem::size_of;
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 
@@ -40,8 +44,15 @@ pub struct KernelTables {
     counters: OwnedFd,
     clock: OwnedFd,
     forgotten: OwnedFd,
+    outers: OwnedFd,
+    vnis: OwnedFd,
     max_ports: u32,
 }
+
+/// Remote VTEPs over all tunnels whose outer headers the kernel holds.
+const OUTERS: u32 = 4096;
+/// Tunnels (local VTEP and VNI) the uplink program decapsulates for.
+const VNIS: u32 = 4096;
 
 /// Moved MACs the programs forgot that rvsd has not yet written back
 /// (more are forgotten first, least recent first: rvsd then rewrites the
@@ -55,11 +66,13 @@ impl KernelTables {
         let counters = std::mem::size_of::<KernelCounters>() as u32;
         Ok(KernelTables {
             ports: bpf::create_map(BPF_MAP_TYPE_ARRAY, 4, entry, max_ports, "rvs_kports")?,
-            fdb: bpf::create_map(BPF_MAP_TYPE_HASH, 12, 8, max_macs.max(1), "rvs_kfdb")?,
+            fdb: bpf::create_map(BPF_MAP_TYPE_HASH, 12, size_of::<MacValue>() as u32, max_macs.max(1), "rvs_kfdb")?,
             devs: bpf::create_map(BPF_MAP_TYPE_DEVMAP, 4, 4, max_ports, "rvs_kdevs")?,
             counters: bpf::create_map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, counters, max_ports, "rvs_kcount")?,
             clock: bpf::create_map(BPF_MAP_TYPE_ARRAY, 4, 4, 1, "rvs_kclock")?,
             forgotten: bpf::create_map(bpf::BPF_MAP_TYPE_LRU_HASH, 12, 4, FORGOTTEN, "rvs_kforgot")?,
+            outers: bpf::create_map(BPF_MAP_TYPE_HASH, 4, size_of::<OuterEntry>() as u32, OUTERS, "rvs_kouter")?,
+            vnis: bpf::create_map(BPF_MAP_TYPE_HASH, 12, 4, VNIS, "rvs_kvni")?,
             max_ports,
         })
     }
@@ -78,20 +91,19 @@ impl KernelTables {
     }
 
     /// Makes `port` known to the programs: `ifindex` is its device if the
-    /// kernel may send out of it; `ingress` says whether its own program
-    /// may take its frames.
+    /// kernel may send out of it (a tunnel's: its uplink); `ingress` says
+    /// whether its own program (a tunnel's: the uplink's) may take its
+    /// frames. A tunnel's outer headers and VNI are written too.
     pub fn set_port(&self, port: &PortInfo, ingress: bool, ifindex: Option<u32>) -> io::Result<()> {
         let key = self.index(port.id)?;
+        self.set_tunnel(port, ingress, ifindex.is_some())?;
         let mut flags = if ingress { maps::PORT_INGRESS } else { 0 };
         match ifindex {
             Some(ifindex) => {
                 bpf::map_update(&self.devs, &key, &ifindex.to_ne_bytes())?;
                 flags |= maps::PORT_EGRESS;
             }
-            None => match bpf::map_delete(&self.devs, &key) {
-                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
-                _ => {}
-            },
+            None => ignore_absent(bpf::map_delete(&self.devs, &key))?,
         }
         bpf::map_update(&self.ports, &key, &PortEntry::new(port, flags, ifindex.unwrap_or(0)).bytes())
     }
@@ -100,20 +112,57 @@ impl KernelTables {
     /// to it.
     pub fn clear_port(&self, id: PortId) -> io::Result<()> {
         let key = self.index(id)?;
+        self.clear_tunnel(id)?;
         bpf::map_update(&self.ports, &key, &PortEntry::NONE.bytes())?;
-        match bpf::map_delete(&self.devs, &key) {
-            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
-            _ => Ok(()),
-        }
+        ignore_absent(bpf::map_delete(&self.devs, &key))
     }
 
-    /// Records that `mac` in VLAN `vid` of `bridge` is at local port `port`
-    /// (keeping the kernel's last-seen time if it had the entry).
-    pub fn set_mac(&self, bridge: BridgeId, mac: MacAddr, vid: Vid, port: PortId, is_static: bool) -> io::Result<()> {
+    /// A tunnel port's outer headers (one per resolved IPv4 remote) and
+    /// its VNI, for the programs to encapsulate (`egress`) and the uplink
+    /// program to decapsulate (`ingress`); none for other ports.
+    fn set_tunnel(&self, port: &PortInfo, ingress: bool, egress: bool) -> io::Result<()> {
+        self.clear_tunnel(port.id)?;
+        let PortKind::Vxlan(t) = &port.kind else { return Ok(()) };
+        // Decapsulation reads them too: how it knows a remote.
+        if egress || ingress {
+            for (r, remote) in t.remotes.iter().enumerate() {
+                let Some(e) = remote.outer.as_ref().and_then(|o| OuterEntry::new(o, t.max_inner_frame)) else {
+                    continue;
+                };
+                bpf::map_update(&self.outers, &maps::outer_key(port.id, r as u16), &e.bytes())?;
+            }
+        }
+        if let Some(k) = maps::vni_key(t.local, t.dst_port, t.vni).filter(|_| ingress) {
+            bpf::map_update(&self.vnis, &k, &u32::from(port.id.0).to_ne_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Removes port `id`'s outer headers and VNI.
+    fn clear_tunnel(&self, id: PortId) -> io::Result<()> {
+        let outers: Vec<[u8; 4]> =
+            keys(&self.outers)?.into_iter().filter(|k| u32::from_ne_bytes(*k) >> 16 == u32::from(id.0)).collect();
+        for k in outers {
+            ignore_absent(bpf::map_delete(&self.outers, &k))?;
+        }
+        for k in keys::<12>(&self.vnis)? {
+            let mut v = [0u8; 4];
+            if bpf::map_lookup(&self.vnis, &k, &mut v).is_ok() && u32::from_ne_bytes(v) == u32::from(id.0) {
+                ignore_absent(bpf::map_delete(&self.vnis, &k))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `mac` in VLAN `vid` of `bridge` is at port `port`
+    /// (behind remote `remote` of a tunnel, or `NO_REMOTE`), keeping the
+    /// kernel's last-seen time if it had the entry.
+    pub fn set_mac(&self, bridge: BridgeId, mac: MacAddr, vid: Vid, at: Dest, is_static: bool) -> io::Result<()> {
         let key = MacKey::new(bridge, mac, vid).bytes();
         let seen = self.seen(bridge, mac, vid)?.unwrap_or(0);
         let flags = if is_static { maps::MAC_STATIC } else { 0 };
-        bpf::map_update(&self.fdb, &key, &MacValue { seen, flags, ..MacValue::new(port) }.bytes())
+        let v = MacValue { seen, flags, remote: at.remote, ..MacValue::new(at.port) };
+        bpf::map_update(&self.fdb, &key, &v.bytes())
     }
 
     /// Removes `mac` in VLAN `vid` of `bridge`; false if it was not there.
@@ -127,7 +176,7 @@ impl KernelTables {
 
     /// The entry of `mac` in VLAN `vid` of `bridge`, if the kernel has it.
     pub fn mac(&self, bridge: BridgeId, mac: MacAddr, vid: Vid) -> io::Result<Option<MacValue>> {
-        let mut v = [0u8; 8];
+        let mut v = [0u8; size_of::<MacValue>()];
         match bpf::map_lookup(&self.fdb, &MacKey::new(bridge, mac, vid).bytes(), &mut v) {
             Ok(()) => Ok(Some(MacValue::from_bytes(&v))),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
@@ -150,10 +199,7 @@ impl KernelTables {
         let mut out = Vec::new();
         let mut key = [0u8; 12];
         while bpf::map_next_key(&self.forgotten, None, &mut key)? {
-            match bpf::map_delete(&self.forgotten, &key) {
-                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
-                _ => {}
-            }
+            ignore_absent(bpf::map_delete(&self.forgotten, &key))?;
             let k = MacKey::from_bytes(&key);
             out.push((BridgeId(k.bridge), MacAddr(k.mac), Vid(k.vid)));
             if out.len() > FORGOTTEN as usize * 4 {
@@ -179,7 +225,29 @@ impl KernelTables {
             counters: self.counters.as_raw_fd(),
             clock: self.clock.as_raw_fd(),
             forgotten: self.forgotten.as_raw_fd(),
+            outers: self.outers.as_raw_fd(),
+            vnis: self.vnis.as_raw_fd(),
         }
+    }
+}
+
+/// Every key of `map` (a small control-path map).
+fn keys<const N: usize>(map: &OwnedFd) -> io::Result<Vec<[u8; N]>> {
+    let mut out = Vec::new();
+    let mut key = [0u8; N];
+    let mut prev: Option<[u8; N]> = None;
+    while bpf::map_next_key(map, prev.as_ref().map(|k| &k[..]), &mut key)? {
+        out.push(key);
+        prev = Some(key);
+    }
+    Ok(out)
+}
+
+/// `r`, with "no such entry" as success.
+fn ignore_absent(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -195,14 +263,21 @@ pub enum Executor {
 /// The port a port's executor `ex` sends a frame to, if it takes it: the
 /// rule [`program::program`] follows, stated over the userspace verdict
 /// `v` (from `pipeline::dry_run`). `ingress_on` says whether the kernel
-/// takes frames from the frame's port, `egress_on` whether it sends to a
-/// port (the port entries' flags). The property tests hold the program to
-/// it; `rvsctl trace` reports it.
+/// takes frames from the frame's port (for a frame decapsulated on an
+/// uplink, by the uplink's XDP program: also whether the remote it came
+/// from has IPv4 outer headers in the kernel, which is how the program
+/// knows the remote), `egress_on` whether it sends to a port (the port
+/// entries' flags). The property tests hold the programs to it; `rvsctl
+/// trace` reports it.
 ///
 /// The two executors differ in what an XDP program cannot do: `xdp`
 /// leaves to userspace frames bigger than a buffer and frames whose
 /// checksum was left to offload (XDP loses that state), while `tc` carries
-/// any skb as it is, GSO and offloaded checksums included.
+/// any skb as it is, GSO and offloaded checksums included. Into a tunnel,
+/// both need the remote's outer headers over IPv4 and an inner frame that
+/// fits the uplink (a GSO skb is cut to fit); `tc` takes only IP frames
+/// that leave the tunnel untagged (`bpf_skb_adjust_room` encapsulates IP
+/// only, and a pushed tag would land on the outer frame).
 pub fn carries(
     ex: Executor,
     snap: &Snapshot,
@@ -213,9 +288,24 @@ pub fn carries(
 ) -> Option<PortId> {
     let Action::Unicast(out) = v.action else { return None };
     let learned_here = matches!(v.learn, Some(Learn::Known | Learn::Refreshed));
-    let fits = egress::port_plan(snap, out, v.vid, v.tagged).is_ok();
+    let plan = egress::port_plan(snap, out, v.vid, v.tagged).ok()?;
     let xdp_can = ex == Executor::Tc || (frame.len() <= MAX_FRAME && !checksum_blocks(frame));
-    (ingress_on && learned_here && fits && egress_on(out) && xdp_can).then_some(out)
+    let tunnel_can = match &plan.port.kind {
+        PortKind::Vxlan(t) => {
+            let inner = match plan.edit {
+                TagEdit::Push(_) => frame.len() + 4,
+                TagEdit::Pop => frame.len() - 4,
+                TagEdit::Keep | TagEdit::Rewrite(_) => frame.len(),
+            };
+            let ipv4 = egress::remote_outer(t, usize::from(v.remote)).is_ok_and(|o| !o.is_v6());
+            let tc_can = ex == Executor::Xdp
+                || (matches!(plan.edit, TagEdit::Keep | TagEdit::Pop)
+                    && matches!(l3_of(frame), Some((EtherType::IPV4 | EtherType::IPV6, _))));
+            ipv4 && egress::tunnel_plan(t, inner, v.remote).is_ok() && tc_can
+        }
+        _ => true,
+    };
+    (ingress_on && learned_here && egress_on(out) && xdp_can && tunnel_can).then_some(out)
 }
 
 /// True if the program leaves `frame` to userspace for its checksum: a

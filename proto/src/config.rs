@@ -223,6 +223,9 @@ impl FastPath {
     pub fn resolve(self, kind: PortType) -> FastPath {
         match (self, kind) {
             (FastPath::Auto, PortType::Afxdp) => FastPath::Tc,
+            // A tunnel's kernel path: encapsulated by its senders' executors,
+            // decapsulated by its uplink's XDP program.
+            (FastPath::Auto, PortType::Vxlan) => FastPath::Xdp,
             (FastPath::Auto, _) => FastPath::Off,
             (explicit, _) => explicit,
         }

@@ -234,6 +234,41 @@ pub fn veth_between(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) {
     b.ip(&["link", "set", b_dev, "up"]);
 }
 
+/// A host behind a switch: a namespace whose `eth0` has one address.
+pub struct Guest {
+    pub ns: Netns,
+    pub ip: String,
+}
+
+impl Guest {
+    /// A host with `eth0` (address `cidr`, MTU `mtu`) whose other end is
+    /// `port` in namespace `machine`.
+    pub fn new(machine: &Netns, port: &str, cidr: &str, mtu: &str) -> Guest {
+        let ns = Netns::new();
+        veth_between(machine, port, &ns, "eth0");
+        ns.ip(&["link", "set", "eth0", "mtu", mtu]);
+        ns.addr_add("eth0", cidr);
+        Guest { ns, ip: cidr.split('/').next().unwrap().to_string() }
+    }
+
+    pub fn mac(&self) -> String {
+        self.ns.mac("eth0")
+    }
+}
+
+/// A Linux host with the Flannel-style setup: kernel bridge `bridge` with
+/// a vxlan device `dev` (VNI `vni`, dstport 4789) toward `remote` over `ul`.
+pub fn configure_kernel_vtep(machine: &Netns, bridge: &str, dev: &str, vni: &str, local: &str, remote: &str) {
+    machine.ip(&["link", "add", bridge, "type", "bridge"]);
+    machine.ip(&["link", "set", bridge, "up"]);
+    machine.ip(&[
+        "link", "add", dev, "type", "vxlan", "id", vni, "local", local, "remote", remote, "dstport", "4789", "dev",
+        "ul",
+    ]);
+    machine.ip(&["link", "set", dev, "master", bridge]);
+    machine.ip(&["link", "set", dev, "up"]);
+}
+
 /// A host: its own namespace with one interface and one address.
 #[derive(Debug)]
 pub struct Host {

@@ -49,6 +49,8 @@ pub const SKB_CB: i16 = 48;
 pub const SKB_DATA: i16 = 76;
 /// Offset of `data_end` in `struct __sk_buff`.
 pub const SKB_DATA_END: i16 = 80;
+/// `__sk_buff.gso_size` (0: not a GSO skb).
+pub const SKB_GSO_SIZE: i16 = 176;
 
 /// TC action: drop the frame.
 pub const TC_ACT_SHOT: i32 = 2;
@@ -80,6 +82,10 @@ pub const FUNC_SKB_VLAN_POP: i32 = 19;
 pub const FUNC_REDIRECT: i32 = 23;
 /// Helper `bpf_xdp_adjust_head`.
 pub const FUNC_XDP_ADJUST_HEAD: i32 = 44;
+/// `bpf_skb_pull_data(skb, len)`: makes the first `len` bytes linear.
+pub const FUNC_SKB_PULL_DATA: i32 = 39;
+/// `bpf_skb_adjust_room(skb, len_diff, mode, flags)`.
+pub const FUNC_SKB_ADJUST_ROOM: i32 = 50;
 /// Helper `bpf_redirect_map`.
 pub const FUNC_REDIRECT_MAP: i32 = 51;
 /// `bpf_redirect_map` flag: send a copy to every device in the map.
@@ -178,6 +184,26 @@ impl Asm {
     pub fn rsh(&mut self, dst: u8, src: u8) -> &mut Self {
         self.op(0x7f, dst, src, 0, 0)
     }
+    /// `dst ^= src`
+    pub fn xor(&mut self, dst: u8, src: u8) -> &mut Self {
+        self.op(0xaf, dst, src, 0, 0)
+    }
+    /// `dst ^= imm`
+    pub fn xor_k(&mut self, dst: u8, imm: i32) -> &mut Self {
+        self.op(0xa7, dst, 0, 0, imm)
+    }
+    /// `dst *= src` (64 bits, wrapping)
+    pub fn mul(&mut self, dst: u8, src: u8) -> &mut Self {
+        self.op(0x2f, dst, src, 0, 0)
+    }
+    /// `dst = imm` (64 bits: the two-slot `ld_imm64`)
+    pub fn ld_imm64(&mut self, dst: u8, imm: u64) -> &mut Self {
+        self.op(0x18, dst, 0, 0, imm as u32 as i32).op(0, 0, 0, 0, (imm >> 32) as u32 as i32)
+    }
+    /// `*(u8 *)(dst + off) = src`
+    pub fn stx_b(&mut self, dst: u8, off: i16, src: u8) -> &mut Self {
+        self.op(0x73, dst, src, off, 0)
+    }
     /// `dst /= imm` (unsigned)
     pub fn div_k(&mut self, dst: u8, imm: i32) -> &mut Self {
         self.op(0x37, dst, 0, 0, imm)
@@ -215,6 +241,10 @@ impl Asm {
     /// `if dst > src goto to` (unsigned)
     pub fn jgt(&mut self, dst: u8, src: u8, to: &'static str) -> &mut Self {
         self.jump(0x2d, dst, src, 0, to)
+    }
+    /// `if dst >= src goto to` (unsigned)
+    pub fn jge(&mut self, dst: u8, src: u8, to: &'static str) -> &mut Self {
+        self.jump(0x3d, dst, src, 0, to)
     }
     /// `if dst > imm goto to` (unsigned)
     pub fn jgt_k(&mut self, dst: u8, imm: i32, to: &'static str) -> &mut Self {
@@ -277,6 +307,13 @@ impl Asm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_immediates_take_two_slots() {
+        let mut a = Asm::default();
+        a.ld_imm64(R4, 0x0000_0100_0000_01b3);
+        assert_eq!(a.resolved(), vec![(0x18, 4, 0, 0, 0x1b3), (0, 0, 0, 0, 0x100)]);
+    }
 
     #[test]
     fn jumps_land_on_their_labels() {

@@ -1,12 +1,17 @@
 //! What rvs writes into the kernel's maps, byte for byte as the programs
 //! read it: the MAC table (one entry per MAC, VLAN and bridge learned on a
-//! local port), each port's configuration, and the per-CPU counters of
-//! what the kernel carried.
+//! local port or behind a tunnel's remote), each port's configuration,
+//! the tunnels' outer headers and VNIs, and the per-CPU counters of what
+//! the kernel carried.
 
 use std::mem::{offset_of, size_of};
 
+use std::net::IpAddr;
+
+use crate::fdb::NO_REMOTE;
 use crate::ids::{BridgeId, PortId, Vid};
-use crate::snapshot::{PortInfo, VlanMode, VLAN_COUNT};
+use crate::snapshot::{PortInfo, PortKind, VlanMode, VLAN_COUNT};
+use crate::wire::vxlan::{OuterTemplate, OVERHEAD_V4};
 use crate::wire::MacAddr;
 
 /// Key of the kernel MAC table.
@@ -54,10 +59,11 @@ pub const KEY_VID: i16 = offset_of!(MacKey, vid) as i16;
 /// Offset of [`MacKey::bridge`].
 pub const KEY_BRIDGE: i16 = offset_of!(MacKey, bridge) as i16;
 
-/// Value of the kernel MAC table: the local port the MAC was learned on,
-/// and when the kernel last saw it send (the clock map's value, rvsd's
-/// seconds; 0 if it has not), so that aging does not forget a MAC whose
-/// traffic only the kernel carries.
+/// Value of the kernel MAC table: the port the MAC was learned on (and
+/// for a tunnel port, the remote VTEP behind which), and when the kernel
+/// last saw it send (the clock map's value, rvsd's seconds; 0 if it has
+/// not), so that aging does not forget a MAC whose traffic only the
+/// kernel carries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MacValue {
@@ -67,12 +73,17 @@ pub struct MacValue {
     pub flags: u16,
     /// Last seen as a source by the kernel, host order.
     pub seen: u32,
+    /// The remote VTEP (an index into the tunnel's remotes), or
+    /// [`NO_REMOTE`] for a local port.
+    pub remote: u16,
+    /// Zero.
+    pub pad: u16,
 }
 
 impl MacValue {
-    /// The value for a MAC at `port`, not yet seen by the kernel.
+    /// The value for a MAC at local port `port`, not yet seen by the kernel.
     pub fn new(port: PortId) -> MacValue {
-        MacValue { port: port.0, flags: 0, seen: 0 }
+        MacValue { port: port.0, flags: 0, seen: 0, remote: NO_REMOTE, pad: 0 }
     }
 
     /// The value's bytes.
@@ -81,6 +92,7 @@ impl MacValue {
         b[..2].copy_from_slice(&self.port.to_ne_bytes());
         b[2..4].copy_from_slice(&self.flags.to_ne_bytes());
         b[4..8].copy_from_slice(&self.seen.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.remote.to_ne_bytes());
         b
     }
 
@@ -90,6 +102,8 @@ impl MacValue {
             port: u16::from_ne_bytes([b[0], b[1]]),
             flags: u16::from_ne_bytes([b[2], b[3]]),
             seen: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            remote: u16::from_ne_bytes([b[8], b[9]]),
+            pad: 0,
         }
     }
 }
@@ -103,12 +117,89 @@ pub const VAL_FLAGS: i16 = offset_of!(MacValue, flags) as i16;
 pub const MAC_STATIC: u16 = 1;
 /// Offset of [`MacValue::seen`].
 pub const VAL_SEEN: i16 = offset_of!(MacValue, seen) as i16;
+/// Offset of [`MacValue::remote`].
+pub const VAL_REMOTE: i16 = offset_of!(MacValue, remote) as i16;
+
+/// Key of the outer-header map: a tunnel port and one of its remotes.
+pub fn outer_key(port: PortId, remote: u16) -> [u8; 4] {
+    (u32::from(port.0) << 16 | u32::from(remote)).to_ne_bytes()
+}
+
+/// Value of the outer-header map: the headers toward one remote VTEP over
+/// IPv4 (the kernel encapsulates only over IPv4; IPv6 underlays stay in
+/// userspace, which fills their mandatory UDP checksum), and what the
+/// programs patch per frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OuterEntry {
+    /// Ethernet, IPv4, UDP and VXLAN headers, as [`OuterTemplate`] makes
+    /// them: IP length and checksum, UDP source port and length zero.
+    pub headers: [u8; OUTER_LEN],
+    /// Ones'-complement sum of the IPv4 header as it is here, folded to 16
+    /// bits: the checksum is `!fold(sum + total length)`.
+    pub sum: u32,
+    /// Largest inner frame (Ethernet header included) the uplink's MTU
+    /// takes once encapsulated.
+    pub max_inner: u32,
+}
+
+/// Bytes of outer headers over IPv4.
+pub const OUTER_LEN: usize = OVERHEAD_V4;
+/// Offset of [`OuterEntry::sum`].
+pub const OUTER_SUM: i16 = offset_of!(OuterEntry, sum) as i16;
+/// Offset of [`OuterEntry::max_inner`].
+pub const OUTER_MAX_INNER: i16 = offset_of!(OuterEntry, max_inner) as i16;
+/// Where the remote's address lies in [`OuterEntry::headers`] (the outer
+/// IPv4 destination).
+pub const OUTER_REMOTE_IP: i16 = 14 + 16;
+
+impl OuterEntry {
+    /// The entry for `outer`, if the kernel can use it (IPv4).
+    pub fn new(outer: &OuterTemplate, max_inner: u32) -> Option<OuterEntry> {
+        if outer.is_v6() {
+            return None;
+        }
+        let headers: [u8; OUTER_LEN] = outer.headers().try_into().ok()?;
+        Some(OuterEntry { headers, sum: u32::from(outer.ipv4_sum()?), max_inner })
+    }
+
+    /// The entry's bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut b = vec![0u8; size_of::<OuterEntry>()];
+        b[..OUTER_LEN].copy_from_slice(&self.headers);
+        b[OUTER_SUM as usize..][..4].copy_from_slice(&self.sum.to_ne_bytes());
+        b[OUTER_MAX_INNER as usize..][..4].copy_from_slice(&self.max_inner.to_ne_bytes());
+        b
+    }
+}
+
+/// Key of the VNI map, as the uplink program builds it from a frame: the
+/// outer IPv4 destination and UDP destination port (as on the wire) and
+/// the VNI's three bytes as on the wire, then a zero.
+pub fn vni_key(local: IpAddr, dst_port: u16, vni: u32) -> Option<[u8; 12]> {
+    let IpAddr::V4(local) = local.to_canonical() else { return None };
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&local.octets());
+    k[4..6].copy_from_slice(&dst_port.to_be_bytes());
+    k[8..11].copy_from_slice(&vni.to_be_bytes()[1..]);
+    Some(k)
+}
+
+/// Offsets in the VNI key.
+pub const VNI_KEY_PORT: i16 = 4;
+/// Offset of the VNI in the VNI key.
+pub const VNI_KEY_VNI: i16 = 8;
 
 /// [`PortEntry::flags`]: the kernel may take frames arriving on the port.
 pub const PORT_INGRESS: u8 = 1;
 /// [`PortEntry::flags`]: the kernel may send frames out of the port (its
 /// device is in the redirect map and in [`PortEntry::ifindex`]).
 pub const PORT_EGRESS: u8 = 2;
+/// [`PortEntry::flags`]: a VXLAN port: the kernel sends to it by
+/// encapsulating toward the remote in the MAC's entry and out of the
+/// uplink ([`PortEntry::ifindex`]), and takes from it what the uplink
+/// program decapsulated.
+pub const PORT_TUNNEL: u8 = 4;
 /// [`PortEntry::mode`] of an access port.
 pub const MODE_ACCESS: u8 = 0;
 /// [`PortEntry::mode`] of a trunk port.
@@ -153,7 +244,8 @@ impl PortEntry {
     /// carry for it, `ifindex` is its device (0: none).
     pub fn new(port: &PortInfo, flags: u8, ifindex: u32) -> PortEntry {
         let Some(bridge) = port.bridge else { return PortEntry::NONE };
-        let mut e = PortEntry { bridge: bridge.0, flags, ifindex, ..PortEntry::NONE };
+        let tunnel = if matches!(port.kind, PortKind::Vxlan(_)) { PORT_TUNNEL } else { 0 };
+        let mut e = PortEntry { bridge: bridge.0, flags: flags | tunnel, ifindex, ..PortEntry::NONE };
         match &port.vlan {
             VlanMode::Access(v) => e.pvid = v.0,
             VlanMode::Trunk { allowed, native } => {
@@ -240,7 +332,8 @@ mod tests {
     #[test]
     fn layouts_are_what_the_programs_read() {
         assert_eq!((size_of::<MacKey>(), KEY_VID, KEY_BRIDGE), (12, 6, 8));
-        assert_eq!((size_of::<MacValue>(), VAL_PORT, VAL_SEEN), (8, 0, 4));
+        assert_eq!((size_of::<MacValue>(), VAL_PORT, VAL_SEEN, VAL_REMOTE), (12, 0, 4, 8));
+        assert_eq!((size_of::<OuterEntry>(), OUTER_SUM, OUTER_MAX_INNER), (60, 52, 56));
         assert_eq!(
             (size_of::<PortEntry>(), PORT_FLAGS, PORT_MODE, PORT_PVID, PORT_IFINDEX, PORT_ALLOWED),
             (524, 2, 3, 4, 8, 12)
@@ -259,6 +352,37 @@ mod tests {
         assert_eq!(MacKey::from_bytes(&b), k);
         let v = MacValue { seen: 77, flags: MAC_STATIC, ..MacValue::new(PortId(5)) };
         assert_eq!(MacValue::from_bytes(&v.bytes()), v);
+        assert_eq!(v.remote, NO_REMOTE);
+        let v = MacValue { remote: 3, ..v };
+        assert_eq!(MacValue::from_bytes(&v.bytes()), v);
+        assert_eq!(u16::from_ne_bytes([v.bytes()[8], v.bytes()[9]]), 3);
+        assert_eq!(outer_key(PortId(2), 5), 0x0002_0005u32.to_ne_bytes());
+        let k = vni_key("198.18.0.1".parse().unwrap(), 4789, 0x123456).unwrap();
+        assert_eq!(k, [198, 18, 0, 1, 0x12, 0xb5, 0, 0, 0x12, 0x34, 0x56, 0]);
+        assert_eq!(vni_key("2001:2::1".parse().unwrap(), 4789, 1), None, "IPv6 underlays stay in userspace");
+    }
+
+    #[test]
+    fn outer_entries_carry_the_template_and_its_sum() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let t = OuterTemplate::new(MacAddr([2; 6]), MacAddr([4; 6]), ip("198.18.0.1"), ip("198.18.0.2"), 4789, 64, 7)
+            .unwrap();
+        let e = OuterEntry::new(&t, 1464).unwrap();
+        assert_eq!(&e.headers[..], t.headers());
+        assert_eq!(&e.headers[OUTER_REMOTE_IP as usize..][..4], &[198, 18, 0, 2]);
+        // The checksum the sum gives is the one userspace encap writes.
+        let mut buf = vec![0u8; 64 + OUTER_LEN];
+        let start = t.encap(&mut buf, OUTER_LEN, 64, 5).unwrap();
+        let total = u32::from(u16::from_be_bytes([buf[start + 16], buf[start + 17]]));
+        let mut s = e.sum + total;
+        s = (s >> 16) + (s & 0xffff);
+        s = (s >> 16) + (s & 0xffff);
+        assert_eq!(!(s as u16), u16::from_be_bytes([buf[start + 24], buf[start + 25]]));
+        let e = e.bytes();
+        assert_eq!(u32::from_ne_bytes(e[56..60].try_into().unwrap()), 1464);
+        let v6 = OuterTemplate::new(MacAddr([2; 6]), MacAddr([4; 6]), ip("2001:2::1"), ip("2001:2::2"), 4789, 64, 7)
+            .unwrap();
+        assert_eq!(OuterEntry::new(&v6, 1444), None);
     }
 
     #[test]

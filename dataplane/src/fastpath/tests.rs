@@ -15,11 +15,17 @@ use crate::egress;
 use crate::fdb::{Dest, Entry, Fdb, NO_REMOTE};
 use crate::pipeline;
 use crate::port::MAX_FRAME;
-use crate::snapshot::{PortKind, Snapshot, VlanMode, VlanSet};
+use crate::snapshot::{PortKind, Remote, Snapshot, Tunnel, VlanMode, VlanSet, Vtep};
 use crate::testing::{self, port, require_root};
+use crate::wire::vxlan::{self, OuterTemplate};
 use program::Hook;
 
 const PORTS: u16 = 4;
+/// The VXLAN port, after the plain ports and the uplink.
+const TUNNEL: u16 = PORTS + 1;
+const VNI: u32 = 42;
+/// Largest inner frame the tunnel's uplink takes, in the tests.
+const MAX_INNER: u32 = 1000;
 const LOOPBACK: u32 = 1;
 /// What the clock map says in the tests.
 const CLOCK: u32 = 77;
@@ -38,18 +44,56 @@ fn mode(pick: u8) -> VlanMode {
     }
 }
 
+/// Underlay addresses: 1 is ours, 2 remote 0 (resolved), 3 remote 1
+/// (next hop unresolved), anything else nobody's.
+fn vtep(i: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([198, 18, 0, i])
+}
+
+/// The tunnel: remote 0 resolved, remote 1 not.
+fn tunnel() -> Tunnel {
+    let outer = OuterTemplate::new(testing::mac(0x70), testing::mac(0x71), vtep(1), vtep(2), vxlan::PORT, 64, VNI);
+    Tunnel {
+        vni: VNI,
+        local: vtep(1),
+        dst_port: vxlan::PORT,
+        uplink: PortId(PORTS),
+        max_inner_frame: MAX_INNER,
+        remotes: vec![Remote { ip: vtep(2), outer }, Remote { ip: vtep(3), outer: None }],
+    }
+}
+
+/// Where host `h` is learned when it is at port `at`: behind the tunnel,
+/// remote 0, but host 5 behind remote 1.
+fn dest(h: u8, at: u16) -> Dest {
+    Dest { port: PortId(at), remote: if at == TUNNEL { u16::from(h == 5) } else { NO_REMOTE } }
+}
+
+/// `inner` as remote `from` (an underlay address) sends it to us.
+fn from_remote(from: u8, inner: &[u8]) -> Vec<u8> {
+    let t = OuterTemplate::new(testing::mac(0x71), testing::mac(0x70), vtep(from), vtep(1), vxlan::PORT, 64, VNI)
+        .expect("one family");
+    let mut buf = vec![0u8; t.len()];
+    buf.extend_from_slice(inner);
+    let start = t.encap(&mut buf, t.len(), inner.len(), 0xc000).expect("headroom");
+    buf[start..].to_vec()
+}
+
 /// A world: the userspace snapshot, the kernel tables mirroring it, and a
-/// loaded program per port.
+/// loaded program per port, and the uplink's.
 struct World {
     ex: Executor,
     fdb: Arc<Fdb>,
     snap: Snapshot,
     tables: KernelTables,
     progs: Vec<OwnedFd>,
+    /// The uplink's XDP program, which decapsulates for the tunnel.
+    uplink: OwnedFd,
     egress: Vec<bool>,
     /// The MAC entries written to the kernel, as rvsd remembers them.
     mirrored: std::cell::RefCell<Vec<Entry>>,
     _xsks: OwnedFd,
+    _vteps: OwnedFd,
 }
 
 /// `macs`: (host, vid, port, static) learned into bridge 0; programs for
@@ -59,9 +103,9 @@ fn world(ex: Executor, modes: &[u8], egress: &[bool], macs: &[(u8, u16, u16, boo
     for &(host, vid, at, is_static) in macs {
         let (mac, vid, at) = (testing::mac(host), Vid(vid), PortId(at));
         if is_static {
-            fdb.add_static(mac, vid, at, 0);
+            fdb.add_static_at(mac, vid, dest(host, at.0), 0);
         } else {
-            fdb.learn_at(mac, vid, Dest::port(at), 0);
+            fdb.learn_at(mac, vid, dest(host, at.0), 0);
         }
     }
     let tables = KernelTables::new(8, 64).expect("kernel tables");
@@ -82,28 +126,54 @@ fn world(ex: Executor, modes: &[u8], egress: &[bool], macs: &[(u8, u16, u16, boo
             loaded.unwrap_or_else(|e| panic!("the verifier refuses the {ex:?} program: {e}"))
         })
         .collect();
+    // Any frame for our VTEP that the kernel leaves goes on to the socket.
+    let vteps = crate::bpf::create_map(crate::bpf::BPF_MAP_TYPE_HASH, 20, 4, 4, "rvs_test_vteps").expect("vteps");
+    let mut vtep_key = [0u8; 20];
+    vtep_key[..2].copy_from_slice(&vxlan::PORT.to_be_bytes());
+    vtep_key[2..4].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+    vtep_key[4..8].copy_from_slice(&[198, 18, 0, 1]);
+    crate::bpf::map_update(&vteps, &vtep_key, &1u32.to_ne_bytes()).expect("our VTEP");
+    let hook = Hook::Uplink { xsks: xsks.as_raw_fd(), vteps: vteps.as_raw_fd() };
+    let uplink = crate::bpf::load_xdp(&program::program(hook, PortId(PORTS), &tables.maps()), "rvs_test_up")
+        .unwrap_or_else(|e| panic!("the verifier refuses the uplink program: {e}"));
     let snap = snapshot(&fdb, modes);
-    let mut w = World { ex, fdb, snap, tables, progs, egress: vec![], mirrored: Default::default(), _xsks: xsks };
+    let mut w = World {
+        ex,
+        fdb,
+        snap,
+        tables,
+        progs,
+        uplink,
+        egress: vec![],
+        mirrored: Default::default(),
+        _xsks: xsks,
+        _vteps: vteps,
+    };
     w.configure(modes, egress);
     w.mirror();
     w
 }
 
-/// Ports 0..PORTS in bridge 0 with VLAN modes picked by `modes`, and an
-/// uplink.
+/// Ports 0..PORTS in bridge 0 with VLAN modes picked by `modes`, an
+/// uplink, and a tunnel through it (its VLAN mode picked by the first two
+/// modes together).
 fn snapshot(fdb: &Arc<Fdb>, modes: &[u8]) -> Snapshot {
     let mut ports: Vec<_> = (0..PORTS).map(|i| port(i, mode(modes[i as usize]), PortKind::Plain)).collect();
     ports.push(port(PORTS, VlanMode::Access(Vid(1)), PortKind::Uplink));
-    testing::world(fdb.clone(), 1, ports, vec![])
+    ports.push(port(TUNNEL, mode(modes[0].wrapping_add(modes[1] / 5)), PortKind::Vxlan(Arc::new(tunnel()))));
+    let vteps = vec![Vtep { local: vtep(1), dst_port: vxlan::PORT, vni: VNI, port: PortId(TUNNEL) }];
+    testing::world(fdb.clone(), 1, ports, vteps)
 }
 
 impl World {
-    /// New VLAN modes and egress flags for the ports, written to the
-    /// kernel as rvsd writes them.
+    /// New VLAN modes and egress flags for the ports (and, after them,
+    /// the tunnel's: on if not given), written to the kernel as rvsd
+    /// writes them.
     fn configure(&mut self, modes: &[u8], egress: &[bool]) {
         self.snap = snapshot(&self.fdb, modes);
-        self.egress = egress.to_vec();
+        self.egress = egress[..PORTS as usize].to_vec();
         self.egress.push(false);
+        self.egress.push(egress.get(PORTS as usize).copied().unwrap_or(true));
         for (p, &out) in self.snap.ports.iter().flatten().zip(&self.egress) {
             self.tables.set_port(p, true, out.then_some(LOOPBACK)).expect("port entry");
         }
@@ -113,14 +183,16 @@ impl World {
     /// gone from the FDB are deleted, the rest (re)written; the program
     /// forgets a source that moved, rvsd puts it back.
     fn mirror(&self) {
-        let now: Vec<Entry> = self.fdb.entries().into_iter().filter(|e| e.remote == NO_REMOTE).collect();
+        let now: Vec<Entry> = self.fdb.entries();
         for old in self.mirrored.borrow().iter() {
             if !now.iter().any(|e| (e.mac, e.vid) == (old.mac, old.vid)) {
                 self.tables.del_mac(BridgeId(0), old.mac, old.vid).expect("MAC entry deleted");
             }
         }
         for e in &now {
-            self.tables.set_mac(BridgeId(0), e.mac, e.vid, e.port, e.is_static).expect("MAC entry");
+            self.tables
+                .set_mac(BridgeId(0), e.mac, e.vid, Dest { port: e.port, remote: e.remote }, e.is_static)
+                .expect("MAC entry");
         }
         *self.mirrored.borrow_mut() = now;
     }
@@ -144,6 +216,9 @@ impl World {
     /// refuses the test run itself (an skb's test run wants a whole IPv4
     /// header in an IPv4 frame, which a device need not deliver).
     fn try_run(&self, ingress: PortId, f: &[u8]) -> Option<Ran> {
+        if ingress == PortId(TUNNEL) {
+            return Some(self.decap_run(f));
+        }
         let prog = &self.progs[ingress.index()];
         Some(match self.ex {
             Executor::Xdp => {
@@ -175,6 +250,17 @@ impl World {
         })
     }
 
+    /// Runs the uplink's program on `f`, a frame from the underlay.
+    fn decap_run(&self, f: &[u8]) -> Ran {
+        let (action, out) = crate::bpf::test_run_frame(&self.uplink, f).expect("test run");
+        assert!(action == XDP_REDIRECT as u32 || action == XDP_PASS as u32, "uplink action {action}");
+        if action == XDP_REDIRECT as u32 {
+            Ran::Sent { frame: out, meta_tag: None }
+        } else {
+            Ran::Missed(out)
+        }
+    }
+
     /// Whether `ran` sent the frame to `port`, read from the counters that
     /// moved (`before`: port's counters before the run).
     fn sent_to(&self, port: PortId, before: KernelCounters) -> bool {
@@ -182,10 +268,25 @@ impl World {
     }
 }
 
+/// [`frame`]'s `len` for a UDP over IPv4 frame of its natural length.
+const IPV4_UDP: usize = 1;
+/// [`frame`]'s `len` for a TCP over IPv6 frame of its natural length.
+const IPV6_TCP: usize = 2;
+
 /// A frame from host `src` to host `dst` (0xff: broadcast), with a TCI or
-/// a QinQ tag, `len` bytes long.
+/// a QinQ tag, `len` bytes long (or [`IPV4_UDP`], [`IPV6_TCP`]).
 fn frame(dst: u8, src: u8, tag: Option<u16>, qinq: bool, len: usize) -> Vec<u8> {
-    let mut f = testing::frame(testing::mac(dst), testing::mac(src), tag);
+    let mut f = match len {
+        IPV4_UDP | IPV6_TCP => {
+            let (v6, proto) = if len == IPV6_TCP { (true, 6) } else { (false, 17) };
+            let mut f = ip_frame(dst, src, tag, v6, proto, false);
+            if qinq {
+                f[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
+            }
+            return f;
+        }
+        _ => testing::frame(testing::mac(dst), testing::mac(src), tag),
+    };
     if qinq {
         f[12..14].copy_from_slice(&0x88a8u16.to_be_bytes());
     }
@@ -194,27 +295,68 @@ fn frame(dst: u8, src: u8, tag: Option<u16>, qinq: bool, len: usize) -> Vec<u8> 
 }
 
 /// What userspace would send out, if the kernel may carry it: the egress
-/// port (by the library's rule) and the frame after its tag edit.
-fn expected(w: &World, ingress: PortId, f: &[u8]) -> Option<(PortId, Vec<u8>)> {
+/// port (by the library's rule), the frame as it leaves (tag edited, and
+/// into a tunnel encapsulated) and the bytes counted for it (a tunnel's:
+/// the inner frame's).
+fn expected(w: &World, ingress: PortId, f: &[u8]) -> Option<(PortId, Vec<u8>, usize)> {
     // Userspace never sees a frame bigger than a buffer, which tc carries
     // as it is: its decision is the one for the same headers.
     let seen = if w.ex == Executor::Tc { &f[..f.len().min(MAX_FRAME)] } else { f };
     let v = pipeline::dry_run(&w.snap, ingress, NO_REMOTE, seen, 0);
     let out = carries(w.ex, &w.snap, f, &v, true, |p| w.egress[p.index()])?;
+    leaving(w, f, &v, out)
+}
+
+/// [`expected`] for `outer`, a frame from the underlay, which the
+/// uplink's XDP program takes apart whatever the ports' executor.
+fn expected_decap(w: &World, outer: &[u8]) -> Option<(PortId, Vec<u8>, usize)> {
+    let d = pipeline::decap(&w.snap, outer).ok()?;
+    let inner = &outer[d.inner..d.inner + d.len];
+    let v = pipeline::dry_run(&w.snap, d.port, d.remote, inner, 0);
+    let PortKind::Vxlan(t) = &w.snap.port(d.port)?.kind else { return None };
+    let known = egress::remote_outer(t, usize::from(d.remote)).is_ok();
+    let out = carries(Executor::Xdp, &w.snap, inner, &v, known, |p| w.egress[p.index()])?;
+    leaving(w, inner, &v, out)
+}
+
+/// `f` as it leaves through `out` by verdict `v`, and its counted length.
+fn leaving(w: &World, f: &[u8], v: &pipeline::Verdict, out: PortId) -> Option<(PortId, Vec<u8>, usize)> {
     let plan = egress::port_plan(&w.snap, out, v.vid, v.tagged).ok()?;
-    let mut buf = vec![0u8; 4];
+    let mut buf = vec![0u8; 4 + vxlan::OVERHEAD_V6];
+    let head = buf.len() - 4;
     buf.extend_from_slice(f);
-    let (off, len) = egress::edit_tag(&mut buf, 4, f.len(), plan.edit)?;
-    Some((out, buf[off..off + len].to_vec()))
+    let (off, len) = egress::edit_tag(&mut buf[head..], 4, f.len(), plan.edit)?;
+    let (off, len) = (off + head, len);
+    let PortKind::Vxlan(t) = &plan.port.kind else { return Some((out, buf[off..off + len].to_vec(), len)) };
+    let sport = vxlan::src_port(vxlan::flow_hash(&buf[off..off + len]));
+    let outer = egress::remote_outer(t, usize::from(v.remote)).ok()?;
+    let start = outer.encap(&mut buf, off, len, sport)?;
+    Some((out, buf[start..off + len].to_vec(), len))
+}
+
+/// The frame `f` from `ingress` as the kernel gets it, and [`expected`]
+/// of it. From the tunnel: sent by a remote (mostly remote 0, picked by
+/// the source MAC's number; 9 is nobody's) and taken apart by the
+/// uplink's program.
+#[allow(clippy::type_complexity)]
+fn want(w: &World, ingress: PortId, f: &[u8]) -> (Vec<u8>, Option<(PortId, Vec<u8>, usize)>) {
+    if ingress.0 == TUNNEL {
+        let outer = from_remote([2, 2, 2, 3, 9][usize::from(f[11]) % 5], f);
+        let want = expected_decap(w, &outer);
+        (outer, want)
+    } else {
+        (f.to_vec(), expected(w, ingress, f))
+    }
 }
 
 fn check(w: &World, ingress: PortId, f: &[u8]) -> Result<(), TestCaseError> {
     w.mirror();
-    let want = expected(w, ingress, f);
-    let before = want.as_ref().map(|(out, _)| w.tables.counters(*out).expect("counters"));
+    let (f, want) = want(w, ingress, f);
+    let f = &f;
+    let before = want.as_ref().map(|(out, ..)| w.tables.counters(*out).expect("counters"));
     let Some(ran) = w.try_run(ingress, f) else { return Ok(()) };
     match (want, ran) {
-        (Some((port, edited)), Ran::Sent { frame, meta_tag }) => {
+        (Some((port, edited, counted)), Ran::Sent { frame, meta_tag }) => {
             // tc pushes a tag into the skb, where the wire will have it.
             let wire = match meta_tag {
                 Some(tci) => with_tag(&frame, tci),
@@ -224,15 +366,15 @@ fn check(w: &World, ingress: PortId, f: &[u8]) -> Result<(), TestCaseError> {
             let before = before.expect("read before");
             prop_assert!(w.sent_to(port, before), "sent to port {}", port);
             let after = w.tables.counters(port).expect("counters");
-            prop_assert_eq!(after.tx_bytes, before.tx_bytes + edited.len() as u64);
+            prop_assert_eq!(after.tx_bytes, before.tx_bytes + counted as u64);
         }
-        (Some((port, _)), Ran::Missed(_)) => {
+        (Some((port, ..)), Ran::Missed(_)) => {
             prop_assert!(false, "{:?}: kernel missed a frame it can carry from {} to {}", w.ex, ingress, port);
         }
         (None, Ran::Sent { .. }) => {
             prop_assert!(false, "{:?}: kernel took a frame from {} userspace must see", w.ex, ingress);
         }
-        (None, Ran::Missed(out)) => prop_assert_eq!(&out[..], f, "a missed frame is left as it came"),
+        (None, Ran::Missed(out)) => prop_assert_eq!(&out[..], &f[..], "a missed frame is left as it came"),
     }
     Ok(())
 }
@@ -257,8 +399,15 @@ fn frames() -> impl Strategy<Value = Vec<(bool, Spec)>> {
     let tag = prop_oneof![Just(None), (0u16..5, 0u16..8).prop_map(|(v, pcp)| Some(pcp << 13 | v))];
     let host = prop_oneof![0u8..6, Just(0xffu8)];
     // Test runs refuse frames under 14 bytes, as no device delivers them.
-    let len = prop_oneof![4 => Just(60usize), 1 => 14usize..20, 1 => Just(MAX_FRAME), 1 => Just(MAX_FRAME + 1)];
-    let spec = (0..=PORTS, host.clone(), host, tag, proptest::bool::weighted(0.05), len);
+    let len = prop_oneof![
+        4 => Just(60usize),
+        1 => 14usize..20,
+        1 => Just(MAX_FRAME),
+        1 => Just(MAX_FRAME + 1),
+        2 => Just(IPV4_UDP),
+        1 => Just(IPV6_TCP)
+    ];
+    let spec = (0..=TUNNEL, host.clone(), host, tag, proptest::bool::weighted(0.05), len);
     proptest::collection::vec((proptest::bool::weighted(0.7), spec), 1..40)
 }
 
@@ -305,11 +454,11 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
     let host = prop_oneof![8 => 0u8..6, 1 => Just(0xffu8)];
     let event = prop_oneof![
         12 => frames().prop_map(|f| f.into_iter().next().expect("at least one")).prop_map(|(aim, spec)| Event::Frame(aim, spec)),
-        2 => (host.clone(), 1u16..4, 0..=PORTS, proptest::bool::weighted(0.2)).prop_map(|(h, v, p, s)| Event::Learn(h, v, p, s)),
+        2 => (host.clone(), 1u16..4, 0..=TUNNEL, proptest::bool::weighted(0.2)).prop_map(|(h, v, p, s)| Event::Learn(h, v, p, s)),
         1 => (host, 1u16..4).prop_map(|(h, v)| Event::Forget(h, v)),
-        1 => proptest::option::of(0..=PORTS).prop_map(Event::Flush),
+        1 => proptest::option::of(0..=TUNNEL).prop_map(Event::Flush),
         1 => proptest::collection::vec(any::<u8>(), PORTS as usize).prop_map(Event::Modes),
-        1 => (0..PORTS, any::<bool>()).prop_map(|(p, on)| Event::Egress(p, on)),
+        1 => (0..=PORTS, any::<bool>()).prop_map(|(p, on)| Event::Egress(p, on)),
     ];
     proptest::collection::vec(event, 1..60)
 }
@@ -322,9 +471,9 @@ proptest! {
     #[test]
     fn kernel_decisions_are_the_userspace_decisions(
         modes in proptest::collection::vec(any::<u8>(), PORTS as usize),
-        egress in proptest::collection::vec(proptest::bool::weighted(0.8), PORTS as usize),
+        egress in proptest::collection::vec(proptest::bool::weighted(0.8), PORTS as usize + 1),
         // Host 0xff is the broadcast MAC: a static entry could name it.
-        macs in proptest::collection::vec((prop_oneof![8 => 0u8..6, 1 => Just(0xff)], 1u16..4, 0..=PORTS, proptest::bool::weighted(0.2)), 0..16),
+        macs in proptest::collection::vec((prop_oneof![8 => 0u8..6, 1 => Just(0xff)], 1u16..4, 0..=TUNNEL, proptest::bool::weighted(0.2)), 0..16),
         events in events(),
     ) {
         if !require_root("kernel fast path decisions", &[]) {
@@ -340,11 +489,11 @@ proptest! {
                         check(&w, PortId(ingress), &frame(dst, src, tag, qinq, len))?;
                     }
                     Event::Learn(h, v, p, is_static) => {
-                        let (mac, vid, at) = (testing::mac(h), Vid(v), PortId(p));
+                        let (mac, vid) = (testing::mac(h), Vid(v));
                         if is_static {
-                            w.fdb.add_static(mac, vid, at, 0);
+                            w.fdb.add_static_at(mac, vid, dest(h, p), 0);
                         } else {
-                            w.fdb.learn_at(mac, vid, Dest::port(at), 0);
+                            w.fdb.learn_at(mac, vid, dest(h, p), 0);
                         }
                         macs.push((h, v, p, is_static));
                     }
@@ -358,6 +507,7 @@ proptest! {
                         modes = m;
                         w.configure(&modes, &egress);
                     }
+                    // p == PORTS: the tunnel's (the uplink has no egress).
                     Event::Egress(p, on) => {
                         egress[usize::from(p)] = on;
                         w.configure(&modes, &egress);
@@ -376,22 +526,32 @@ fn the_property_sees_hits() {
     if !require_root("kernel fast path", &[]) {
         return;
     }
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let (mut hits, mut total) = (0, 0);
-    for _ in 0..32 {
-        let macs = proptest::collection::vec((0u8..6, 1u16..4, 0..=PORTS, Just(false)), 4..12)
-            .new_tree(&mut runner)
-            .expect("macs")
-            .current();
-        let modes: Vec<u8> = (0..PORTS as u8).collect();
-        let w = world(Executor::Xdp, &modes, &[true; PORTS as usize], &macs);
-        for f in frames().new_tree(&mut runner).expect("frames").current() {
-            let (ingress, dst, src, tag, qinq, len) = aimed(&w, &macs, f.1);
-            total += 1;
-            hits += usize::from(expected(&w, PortId(ingress), &frame(dst, src, tag, qinq, len)).is_some());
+    for ex in EXECUTORS {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let (mut hits, mut total, mut into_tunnel, mut from_tunnel) = (0, 0, 0, 0);
+        for i in 0..32 {
+            let macs = proptest::collection::vec((0u8..6, 1u16..4, 0..=TUNNEL, Just(false)), 4..12)
+                .new_tree(&mut runner)
+                .expect("macs")
+                .current();
+            // Every mode; the tunnel a trunk with native VLAN 1, or in VLAN 1.
+            let modes = if i % 2 == 0 { [3, 1, 2, 0] } else { [0, 3, 1, 2] };
+            let w = world(ex, &modes, &[true; PORTS as usize], &macs);
+            for f in frames().new_tree(&mut runner).expect("frames").current() {
+                let (ingress, dst, src, tag, qinq, len) = aimed(&w, &macs, f.1);
+                total += 1;
+                if let (_, Some((out, ..))) = want(&w, PortId(ingress), &frame(dst, src, tag, qinq, len)) {
+                    hits += 1;
+                    into_tunnel += usize::from(out.0 == TUNNEL);
+                    from_tunnel += usize::from(ingress == TUNNEL);
+                }
+            }
         }
+        assert!(hits * 5 >= total, "{ex:?}: only {hits} of {total} aimed frames can be carried by the kernel");
+        eprintln!("{ex:?}: {hits} hits of {total}, {into_tunnel} into the tunnel, {from_tunnel} from it");
+        assert!(into_tunnel >= 3, "{ex:?}: only {into_tunnel} of {total} aimed frames into the tunnel");
+        assert!(from_tunnel >= 3, "{ex:?}: only {from_tunnel} of {total} aimed frames from the tunnel");
     }
-    assert!(hits * 5 >= total, "only {hits} of {total} aimed frames can be carried by the kernel");
 }
 
 #[test]
@@ -416,7 +576,7 @@ fn known_unicast_is_carried_with_its_tag_edits_and_counted() {
             (3, frame(0xb, 0xe, None, false, 60), None),            // VLAN 2 has no 0xb
         ];
         for (ingress, f, out) in cases {
-            let want = expected(&w, PortId(ingress), &f).map(|(p, _)| p.0);
+            let want = expected(&w, PortId(ingress), &f).map(|(p, ..)| p.0);
             assert_eq!(want, out, "the case itself, from p{ingress}");
             check(&w, PortId(ingress), &f).unwrap_or_else(|e| panic!("from p{ingress}: {e}"));
         }
@@ -454,6 +614,11 @@ fn a_source_the_kernel_forwards_is_seen_and_flags_gate_both_ends() {
 /// not, with its checksum complete, or (`partial`) holding only the
 /// pseudo-header sum as a sender using checksum offload leaves it.
 fn l4_frame(tag: Option<u16>, v6: bool, protocol: u8, partial: bool) -> Vec<u8> {
+    ip_frame(0xb, 0xa, tag, v6, protocol, partial)
+}
+
+/// [`l4_frame`] from host `src` to host `dst`.
+fn ip_frame(dst_host: u8, src_host: u8, tag: Option<u16>, v6: bool, protocol: u8, partial: bool) -> Vec<u8> {
     use crate::wire::checksum::{fold, sum};
     use crate::wire::{EthernetRepr, IpRepr};
     let (src, dst): (std::net::IpAddr, std::net::IpAddr) = if v6 {
@@ -479,7 +644,8 @@ fn l4_frame(tag: Option<u16>, v6: bool, protocol: u8, partial: bool) -> Vec<u8> 
     let field = if protocol == 6 { 16 } else { 6 };
     let c = if partial { fold(pseudo) } else { !fold(sum(pseudo, &l4)) };
     l4[field..field + 2].copy_from_slice(&c.to_be_bytes());
-    let eth = EthernetRepr { dst: testing::mac(0xb), src: testing::mac(0xa), tag, ethertype: ip.ethertype() };
+    let (dst, src) = (testing::mac(dst_host), testing::mac(src_host));
+    let eth = EthernetRepr { dst, src, tag, ethertype: ip.ethertype() };
     let mut f = vec![0u8; eth.header_len() + ip.header_len()];
     eth.emit(&mut f);
     ip.emit(&mut f[eth.header_len()..]);
@@ -605,9 +771,11 @@ fn a_hundred_thousand_macs_fit_and_are_found() {
         for p in w.snap.ports.iter().flatten() {
             tables.set_port(p, true, Some(LOOPBACK)).expect("port entry");
         }
-        tables.set_mac(BridgeId(0), testing::mac(0xa), Vid(1), PortId(0), false).expect("source");
+        tables.set_mac(BridgeId(0), testing::mac(0xa), Vid(1), Dest::port(PortId(0)), false).expect("source");
         for i in 0..100_000 {
-            tables.set_mac(BridgeId(0), mac(i), Vid(1), PortId(1 + (i % 3) as u16), false).expect("MAC entry");
+            tables
+                .set_mac(BridgeId(0), mac(i), Vid(1), Dest::port(PortId(1 + (i % 3) as u16)), false)
+                .expect("MAC entry");
         }
         let prog = match ex {
             Executor::Xdp => crate::bpf::load_xdp(

@@ -171,6 +171,17 @@ impl OuterTemplate {
         self.v6
     }
 
+    /// The outer headers, with the per-frame fields zero.
+    pub fn headers(&self) -> &[u8] {
+        &self.bytes[..self.len()]
+    }
+
+    /// Over IPv4: the header's ones'-complement sum with length and
+    /// checksum zero, folded (what the kernel executors add the length to).
+    pub fn ipv4_sum(&self) -> Option<u16> {
+        (!self.v6).then(|| fold(self.base))
+    }
+
     /// Encapsulates the inner frame at `buf[off..off + len]` in place,
     /// growing it into the headroom in front. Returns the new offset, or
     /// None if the headroom is too small.

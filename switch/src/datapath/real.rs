@@ -136,6 +136,9 @@ enum Role {
 /// A VXLAN port's run-time state.
 struct Vx {
     cfg: VxlanConfig,
+    /// Whether the kernel carries the tunnel's known unicast (`Xdp`) or
+    /// not (`Off`).
+    fast: FastPath,
     uplink: PortId,
     remotes: Vec<RemoteState>,
     /// MACs installed from peers' advertisements (mac, vlan).

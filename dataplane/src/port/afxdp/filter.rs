@@ -142,16 +142,24 @@ const KEY: i16 = -24;
 pub(super) fn uplink_program(xsk_map: RawFd, vtep_map: RawFd, hit_fallback: i32) -> Vec<Insn> {
     let mut a = Asm::default();
     a.mov(R6, R1); // r6 = ctx
+    emit_uplink(&mut a, xsk_map, vtep_map, hit_fallback);
+    a.finish()
+}
+
+/// The uplink program's body, with the context in r6: what the kernel
+/// executors' uplink program ([`crate::fastpath::program`]) does with the
+/// frames it does not decapsulate itself.
+pub(crate) fn emit_uplink(a: &mut Asm, xsk_map: RawFd, vtep_map: RawFd, hit_fallback: i32) {
     a.ldx_w(R7, R6, XDP_DATA).ldx_w(R8, R6, XDP_DATA_END);
     // The key (20 bytes) lies in 24 zeroed bytes: the helper reads only
     // initialised stack, and the hash compares every byte.
     a.st_dw(R10, KEY, 0).st_dw(R10, KEY + 8, 0).st_dw(R10, KEY + 16, 0);
 
     // Ethernet, at most one 802.1Q tag.
-    need(&mut a, ETH_HLEN as i32);
+    need(a, ETH_HLEN as i32);
     a.ldx_h(R4, R7, 12); // r4 = EtherType
     a.jne_k(R4, ETH_P_8021Q_LE, "l3");
-    need(&mut a, ETH_HLEN as i32 + VLAN_HLEN);
+    need(a, ETH_HLEN as i32 + VLAN_HLEN);
     a.add_k(R7, VLAN_HLEN); // r7 = data + 4: the inner type is at r7 + 12 again
     a.ldx_h(R4, R7, 12);
     a.label("l3");
@@ -161,7 +169,7 @@ pub(super) fn uplink_program(xsk_map: RawFd, vtep_map: RawFd, hit_fallback: i32)
     // IPv6 + UDP.
     let ip = ETH_HLEN;
     let udp = ip + IPV6_HLEN;
-    need(&mut a, (udp + UDP_HLEN) as i32);
+    need(a, (udp + UDP_HLEN) as i32);
     a.ldx_b(R4, R7, ip).and_k(R4, 0xf0).jne_k(R4, 0x60, "pass"); // version
     a.ldx_b(R4, R7, ip + 6).jne_k(R4, IPPROTO_UDP, "pass"); // next header
     a.ldx_h(R4, R7, udp + 2).stx_h(R10, KEY, R4); // UDP destination port, wire order kept
@@ -174,7 +182,7 @@ pub(super) fn uplink_program(xsk_map: RawFd, vtep_map: RawFd, hit_fallback: i32)
     // IPv4 + UDP.
     a.label("ipv4");
     let udp = ip + IPV4_HLEN;
-    need(&mut a, (udp + UDP_HLEN) as i32);
+    need(a, (udp + UDP_HLEN) as i32);
     a.ldx_b(R4, R7, ip).jne_k(R4, 0x45, "pass"); // version | IHL
     a.ldx_h(R4, R7, ip + 6).and_k(R4, IP_MF_OFFSET_LE).jne_k(R4, 0, "pass"); // a fragment
     a.ldx_b(R4, R7, ip + 9).jne_k(R4, IPPROTO_UDP, "pass"); // protocol
@@ -192,7 +200,6 @@ pub(super) fn uplink_program(xsk_map: RawFd, vtep_map: RawFd, hit_fallback: i32)
 
     a.label("pass");
     a.mov_k(R0, XDP_PASS).exit();
-    a.finish()
 }
 
 #[cfg(test)]

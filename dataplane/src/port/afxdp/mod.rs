@@ -14,7 +14,7 @@
 //! every receive queue of the uplink: VTEP frames arriving on a queue
 //! without one go to the kernel too.
 
-mod filter;
+pub(crate) mod filter;
 pub mod iface;
 mod port;
 mod program;

@@ -100,6 +100,21 @@ impl XdpProgram {
         Self::attach_with(ifname, mode, queues, Some(vteps), None)
     }
 
+    /// Like [`attach_uplink`](Self::attach_uplink), with the kernel fast
+    /// path's decapsulation in front ([`crate::fastpath::program`]): VXLAN
+    /// frames of the tunnels in `tables` are forwarded there, the rest is
+    /// steered as without it. `me` is the uplink's port id.
+    pub fn attach_uplink_fast(
+        ifname: &str,
+        mode: XdpMode,
+        queues: u32,
+        me: PortId,
+        tables: &KernelTables,
+    ) -> io::Result<XdpProgram> {
+        let vteps = VtepMap::create(Self::MAX_VTEPS).map_err(|e| bpf_error(ifname, "creating the VTEP map", e))?;
+        Self::attach_with(ifname, mode, queues, Some(vteps), Some((me, tables)))
+    }
+
     /// Number of local VTEPs an uplink program holds.
     pub const MAX_VTEPS: u32 = 256;
 
@@ -114,7 +129,11 @@ impl XdpProgram {
         let queues = queues.max(1);
         let map = create_xskmap(queues).map_err(|e| bpf_error(ifname, "creating the XSKMAP", e))?;
         let prog = match (&vteps, fast) {
-            (Some(v), _) => load_program(&filter::uplink_program(map.as_raw_fd(), v.fd(), XDP_PASS), "rvs_uplink"),
+            (Some(v), Some((me, t))) => {
+                let hook = fastpath::program::Hook::Uplink { xsks: map.as_raw_fd(), vteps: v.fd() };
+                load_program(&fastpath::program::program(hook, me, &t.maps()), "rvs_uplink")
+            }
+            (Some(v), None) => load_program(&filter::uplink_program(map.as_raw_fd(), v.fd(), XDP_PASS), "rvs_uplink"),
             (None, Some((me, t))) => {
                 let hook = fastpath::program::Hook::Xdp { xsks: map.as_raw_fd() };
                 load_program(&fastpath::program::program(hook, me, &t.maps()), "rvs_fast")

@@ -13,8 +13,8 @@ pub(super) const KERNEL_MACS: u32 = 1 << 17;
 /// What rvs last wrote into the kernel's MAC table.
 #[derive(Default)]
 pub(super) struct KernelMirror {
-    /// (bridge, MAC, VLAN) → (port, static).
-    macs: HashMap<(BridgeId, MacAddr, Vid), (PortId, bool)>,
+    /// (bridge, MAC, VLAN) → (port and remote, static).
+    macs: HashMap<(BridgeId, MacAddr, Vid), (Dest, bool)>,
     /// Each bridge's FDB epoch when last mirrored.
     epochs: HashMap<BridgeId, u64>,
 }
@@ -31,17 +31,18 @@ impl Dp {
         }
     }
 
-    /// Readies the far end of every executor port's veth once it is up
-    /// (the kernel may send to the port from then on), and stops sending
-    /// to one whose carrier went away. Reads each executor port's carrier.
+    /// Readies the far end of every executor port's and uplink's veth
+    /// once it is up (the kernel may send to the port, or encapsulate
+    /// through the uplink, from then on), and stops sending to one whose
+    /// carrier went away. Reads each such port's carrier.
     pub(super) fn sync_kernel_peers(&mut self) {
         let mut changed = false;
         for p in self.ports.iter_mut().flatten() {
-            let Some(link) = p.link.as_mut().filter(|l| l.fast != FastPath::Off && !l.uplink) else { continue };
+            let Some(link) = p.link.as_mut().filter(|l| l.fast != FastPath::Off || l.uplink) else { continue };
             let carrier =
                 std::fs::read_to_string(format!("/sys/class/net/{}/carrier", p.name)).is_ok_and(|c| c.trim() == "1");
             if carrier && !link.peer_ready {
-                link.peer_ready = ports::ready_peer(&p.name, link.fast);
+                link.peer_ready = ports::ready_peer(&p.name, if link.uplink { FastPath::Xdp } else { link.fast });
                 changed |= link.peer_ready;
             } else if !carrier && link.peer_ready {
                 link.peer_ready = false;
@@ -55,7 +56,7 @@ impl Dp {
 
     /// True if some port runs a kernel executor.
     pub(super) fn fast_path_in_use(&self) -> bool {
-        self.ports.iter().flatten().any(|p| p.link.as_ref().is_some_and(|l| l.fast != FastPath::Off))
+        self.ports.iter().flatten().any(|p| fast_path_of(p) != FastPath::Off)
     }
 
     /// Writes every port's entry: the kernel takes a port's frames if its
@@ -82,8 +83,18 @@ impl Dp {
     /// sends to it through, if it does. Either executor may send to a
     /// port of either: the xdp one needs the port's far end readied, and a
     /// port's own XDP program running natively.
+    ///
+    /// A tunnel's frames are taken by its uplink's program, which sends to
+    /// it too (encapsulated, out of the uplink): on while the uplink is up
+    /// and, for the xdp executor's redirects, its far end readied.
     pub(super) fn kernel_flags(&self, id: PortId) -> (bool, Option<u32>) {
         let Some(p) = self.ports.get(id.index()).and_then(Option::as_ref) else { return (false, None) };
+        if let Role::Vxlan(vx) = &p.role {
+            let up = self.ports.get(vx.uplink.index()).and_then(Option::as_ref).and_then(|u| u.link.as_ref());
+            let up = up.filter(|l| l.down.is_none());
+            let ingress = vx.fast != FastPath::Off && up.is_some() && !self.captures.contains(&id);
+            return (ingress, up.filter(|l| ingress && l.peer_ready).map(|l| l.ifindex));
+        }
         let link = p.link.as_ref().filter(|l| l.down.is_none() && !l.uplink);
         let ingress = link.is_some_and(|l| l.fast != FastPath::Off) && !self.captures.contains(&id);
         let native = link.is_some_and(|l| l.fast == FastPath::Tc)
@@ -93,8 +104,7 @@ impl Dp {
 
     /// The executor of port `id`, if it has one.
     pub(super) fn executor(&self, id: PortId) -> Option<fastpath::Executor> {
-        let link = self.ports.get(id.index())?.as_ref()?.link.as_ref()?;
-        match link.fast {
+        match fast_path_of(self.ports.get(id.index())?.as_ref()?) {
             // A link's executor is resolved when it opens: never Auto.
             FastPath::Off | FastPath::Auto => None,
             FastPath::Xdp => Some(fastpath::Executor::Xdp),
@@ -120,7 +130,7 @@ impl Dp {
         if !in_use && self.mirror.macs.is_empty() {
             return;
         }
-        let mut wanted: HashMap<(BridgeId, MacAddr, Vid), (PortId, bool)> = HashMap::new();
+        let mut wanted: HashMap<(BridgeId, MacAddr, Vid), (Dest, bool)> = HashMap::new();
         let mut changed: Vec<BridgeId> = Vec::new();
         for (i, b) in self.bridges.iter().enumerate() {
             let id = BridgeId(i as u16);
@@ -135,9 +145,7 @@ impl Dp {
                 continue;
             }
             for e in b.fdb.entries() {
-                if e.remote == NO_REMOTE && !self.is_tunnel(e.port) {
-                    wanted.insert((id, e.mac, e.vid), (e.port, e.is_static));
-                }
+                wanted.insert((id, e.mac, e.vid), (Dest { port: e.port, remote: e.remote }, e.is_static));
             }
         }
         // Bridges that are gone lose their entries too.
@@ -157,13 +165,13 @@ impl Dp {
                 tracing::warn!("kernel fast path: removing {} vlan {}: {e}", k.1, k.2);
             }
         }
-        for (k, (port, is_static)) in wanted {
-            if self.mirror.macs.get(&k) == Some(&(port, is_static)) {
+        for (k, (at, is_static)) in wanted {
+            if self.mirror.macs.get(&k) == Some(&(at, is_static)) {
                 continue;
             }
-            match self.kernel.set_mac(k.0, k.1, k.2, port, is_static) {
+            match self.kernel.set_mac(k.0, k.1, k.2, at, is_static) {
                 Ok(()) => {
-                    self.mirror.macs.insert(k, (port, is_static));
+                    self.mirror.macs.insert(k, (at, is_static));
                 }
                 Err(e) => tracing::warn!("kernel fast path: {} vlan {}: {e}", k.1, k.2),
             }
@@ -173,20 +181,25 @@ impl Dp {
     /// Refreshes, in `bridge`'s FDB, the MACs the kernel saw send more
     /// recently than rvs did, so that aging keeps them.
     pub(super) fn pull_kernel_seen(&self, bridge: BridgeId, fdb: &Fdb, now: u32, aging: u32) {
-        for (&(b, mac, vid), &(port, _)) in &self.mirror.macs {
+        for (&(b, mac, vid), &(at, _)) in &self.mirror.macs {
             if b != bridge {
                 continue;
             }
             let Ok(Some(seen)) = self.kernel.seen(b, mac, vid) else { continue };
             let seen = seen.min(now);
             if seen > 0 && now.saturating_sub(seen) < aging {
-                fdb.refresh(mac, vid, Dest::port(port), seen);
+                fdb.refresh(mac, vid, at, seen);
             }
         }
     }
+}
 
-    fn is_tunnel(&self, id: PortId) -> bool {
-        matches!(self.ports.get(id.index()).and_then(Option::as_ref).map(|p| &p.role), Some(Role::Vxlan(_)))
+/// A port's executor setting: its link's, or a tunnel's own.
+pub(super) fn fast_path_of(p: &Port) -> FastPath {
+    match (&p.link, &p.role) {
+        (Some(l), _) => l.fast,
+        (None, Role::Vxlan(vx)) => vx.fast,
+        _ => FastPath::Off,
     }
 }
 

@@ -136,7 +136,7 @@ impl Dp {
             return self.attach_tc(id, name, mode, queues);
         }
         let xdp = match (uplink, fast) {
-            (true, _) => XdpProgram::attach_uplink(name, mode, queues),
+            (true, _) => XdpProgram::attach_uplink_fast(name, mode, queues, id, &self.kernel),
             (false, FastPath::Xdp) => XdpProgram::attach_fast(name, mode, queues, id, &self.kernel),
             (false, _) => XdpProgram::attach(name, mode, queues),
         }

@@ -1,5 +1,6 @@
 //! What the datapath reports: ports, uplinks, FDB entries and counters.
 
+use super::kernel::fast_path_of;
 use super::ports::{port_state, xdp_mode_name};
 use super::*;
 
@@ -80,7 +81,7 @@ impl Dp {
                 },
                 state: port_state(p),
                 xdp_mode: xdp_mode_name(p),
-                fast_path: p.link.as_ref().map_or(FastPath::Off, |l| l.fast).name().to_string(),
+                fast_path: fast_path_of(p).name().to_string(),
                 queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
                 inner_mtu: match &p.role {
                     Role::Vxlan(vx) => Some(self.max_inner_frame(vx).saturating_sub(14)),

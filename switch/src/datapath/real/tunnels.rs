@@ -110,6 +110,15 @@ impl Dp {
     pub(super) fn open_vxlan(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
         let vcfg =
             cfg.vxlan.clone().ok_or_else(|| format!("port {:?}: a VXLAN port needs its tunnel settings", cfg.name))?;
+        let fast = match cfg.fast_path.resolve(PortType::Vxlan) {
+            FastPath::Tc => {
+                return Err(format!(
+                    "port {:?}: a VXLAN port's kernel path is its uplink's XDP program: --fast-path xdp or off",
+                    cfg.name
+                ))
+            }
+            f => f,
+        };
         let uplink = self.uplink_with(vcfg.local)?;
         let up = self.ports[uplink.index()].as_ref().expect("uplink_with found it");
         if let Some(xdp) = &up.xdp {
@@ -126,6 +135,7 @@ impl Dp {
             xdp: None,
             link: None,
             role: Role::Vxlan(Vx {
+                fast,
                 remotes: vcfg.remotes.iter().map(|&ip| RemoteState { ip, next_hop: None, outer: None }).collect(),
                 cfg: vcfg,
                 uplink,
