@@ -38,8 +38,8 @@ struct Args {
     /// Systems to measure, comma-separated: rvs-off (or rvs: every frame
     /// through rvs's polling thread), rvs-xdp and rvs-tc (rvs with the
     /// kernel's xdp or tc executor), linux-bridge, ovs-afxdp,
-    /// testpmd-af_xdp, rvs-vxlan, kernel-vxlan, ovs-afxdp-vxlan (default:
-    /// all)
+    /// testpmd-af_xdp, rvs-vxlan-off (or rvs-vxlan), rvs-vxlan-xdp,
+    /// rvs-vxlan-tc, kernel-vxlan, ovs-afxdp-vxlan (default: all)
     #[arg(long, value_delimiter = ',', value_parser = parse_system)]
     systems: Vec<System>,
     /// A short run: 64 and 1518-byte frames, 1 round, short trials

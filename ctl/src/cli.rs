@@ -381,7 +381,9 @@ pub struct PortAddArgs {
     /// AF_XDP: attach mode
     #[arg(long, value_enum, value_name = "MODE")]
     pub xdp_mode: Option<XdpModeArg>,
-    /// AF_XDP: kernel executor of frames to known MACs [default: auto]
+    /// AF_XDP: kernel executor of frames to known MACs [default: auto: tc];
+    /// VXLAN: xdp (the uplink decapsulates, senders encapsulate) or off
+    /// [default: auto: xdp]
     #[arg(long, value_enum, value_name = "EXECUTOR")]
     pub fast_path: Option<FastPathArg>,
     /// Tap: network namespace (name under /var/run/netns) to put the tap in
@@ -822,9 +824,9 @@ impl PortAddArgs {
             if self.xdp_mode.is_some() {
                 return Err("--xdp-mode applies to afxdp ports only".to_string());
             }
-            if self.fast_path.is_some() {
-                return Err("--fast-path applies to afxdp ports only".to_string());
-            }
+        }
+        if kind == PortType::Tap && self.fast_path.is_some() {
+            return Err("--fast-path applies to afxdp and vxlan ports only".to_string());
         }
         if kind != PortType::Tap && self.netns.is_some() {
             return Err("--netns applies to tap ports only".to_string());

@@ -23,7 +23,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::bpf::{self, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY};
 use crate::egress;
-use crate::fdb::{Dest, Learn};
+use crate::fdb::{Dest, Learn, NO_REMOTE};
 use crate::ids::{BridgeId, PortId, Vid};
 use crate::pipeline::{Action, TagEdit, Verdict};
 use crate::port::MAX_FRAME;
@@ -130,6 +130,12 @@ impl KernelTables {
                     continue;
                 };
                 bpf::map_update(&self.outers, &maps::outer_key(port.id, r as u16), &e.bytes())?;
+                // A MAC at the tunnel with no remote (a static entry) goes
+                // to every remote: with one, that is a unicast the kernel
+                // can carry.
+                if t.remotes.len() == 1 {
+                    bpf::map_update(&self.outers, &maps::outer_key(port.id, NO_REMOTE), &e.bytes())?;
+                }
             }
         }
         if let Some(k) = maps::vni_key(t.local, t.dst_port, t.vni).filter(|_| ingress) {
@@ -297,11 +303,14 @@ pub fn carries(
                 TagEdit::Pop => frame.len() - 4,
                 TagEdit::Keep | TagEdit::Rewrite(_) => frame.len(),
             };
-            let ipv4 = egress::remote_outer(t, usize::from(v.remote)).is_ok_and(|o| !o.is_v6());
+            // One copy (no remote, a static entry: to every remote, of
+            // which there must be one), toward a resolved IPv4 remote.
+            let one = egress::tunnel_plan(t, inner, v.remote).ok().filter(|r| r.len() == 1);
+            let ipv4 = one.is_some_and(|r| egress::remote_outer(t, r.start).is_ok_and(|o| !o.is_v6()));
             let tc_can = ex == Executor::Xdp
                 || (matches!(plan.edit, TagEdit::Keep | TagEdit::Pop)
                     && matches!(l3_of(frame), Some((EtherType::IPV4 | EtherType::IPV6, _))));
-            ipv4 && egress::tunnel_plan(t, inner, v.remote).is_ok() && tc_can
+            ipv4 && tc_can
         }
         _ => true,
     };

@@ -176,8 +176,11 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             if p.xdp_mode != XdpMode::Auto {
                 return Err(format!("port {:?}: an XDP mode applies to afxdp ports only", p.name));
             }
-            if !matches!(p.fast_path, FastPath::Auto | FastPath::Off) {
-                return Err(format!("port {:?}: a kernel executor (--fast-path) applies to afxdp ports only", p.name));
+            if p.fast_path == FastPath::Tc {
+                return Err(format!(
+                    "port {:?}: a vxlan port's kernel path is its uplink's XDP program: --fast-path xdp or off",
+                    p.name
+                ));
             }
             if p.netns.is_some() {
                 return Err(format!("port {:?}: a network namespace applies to tap ports only", p.name));

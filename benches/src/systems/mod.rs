@@ -55,6 +55,8 @@ pub enum System {
     RvsTc,
     LinuxBridge,
     RvsVxlan,
+    RvsVxlanXdp,
+    RvsVxlanTc,
     KernelVxlan,
     Ovs,
     OvsVxlan,
@@ -63,7 +65,7 @@ pub enum System {
 
 impl System {
     /// Every system, in table order (the ceiling is not one to choose).
-    pub const ALL: [System; 9] = [
+    pub const ALL: [System; 11] = [
         System::Rvs,
         System::RvsXdp,
         System::RvsTc,
@@ -71,6 +73,8 @@ impl System {
         System::Ovs,
         System::Testpmd,
         System::RvsVxlan,
+        System::RvsVxlanXdp,
+        System::RvsVxlanTc,
         System::KernelVxlan,
         System::OvsVxlan,
     ];
@@ -83,7 +87,9 @@ impl System {
             System::RvsXdp => "rvs-xdp",
             System::RvsTc => "rvs-tc",
             System::LinuxBridge => "linux-bridge",
-            System::RvsVxlan => "rvs-vxlan",
+            System::RvsVxlan => "rvs-vxlan-off",
+            System::RvsVxlanXdp => "rvs-vxlan-xdp",
+            System::RvsVxlanTc => "rvs-vxlan-tc",
             System::KernelVxlan => "kernel-vxlan",
             System::Ovs => "ovs-afxdp",
             System::OvsVxlan => "ovs-afxdp-vxlan",
@@ -96,6 +102,7 @@ impl System {
     pub fn parse(s: &str) -> Option<System> {
         let s = match s {
             "rvs" => "rvs-off",
+            "rvs-vxlan" => "rvs-vxlan-off",
             "ovs" => "ovs-afxdp",
             "ovs-vxlan" => "ovs-afxdp-vxlan",
             "testpmd" => "testpmd-af_xdp",
@@ -111,7 +118,9 @@ impl System {
             System::Rvs | System::RvsXdp | System::RvsTc | System::LinuxBridge | System::Ovs | System::Testpmd => {
                 Kind::L2
             }
-            System::RvsVxlan | System::KernelVxlan | System::OvsVxlan => Kind::Vxlan,
+            System::RvsVxlan | System::RvsVxlanXdp | System::RvsVxlanTc | System::KernelVxlan | System::OvsVxlan => {
+                Kind::Vxlan
+            }
         }
     }
 
@@ -125,7 +134,10 @@ impl System {
 
     /// True for rvs itself (it needs rvsd and rvsctl).
     pub fn is_rvs(self) -> bool {
-        matches!(self, System::Rvs | System::RvsXdp | System::RvsTc | System::RvsVxlan)
+        matches!(
+            self,
+            System::Rvs | System::RvsXdp | System::RvsTc | System::RvsVxlan | System::RvsVxlanXdp | System::RvsVxlanTc
+        )
     }
 
     /// Ok if its programs are on this machine; else why not ("not
@@ -148,7 +160,9 @@ impl System {
             System::Rvs => rvs::l2(need_bins()?, nice, &["--fast-path", "off"]),
             System::RvsXdp => rvs::l2(need_bins()?, nice, &["--fast-path", "xdp"]),
             System::RvsTc => rvs::l2(need_bins()?, nice, &["--fast-path", "tc"]),
-            System::RvsVxlan => rvs::vxlan(need_bins()?, nice),
+            System::RvsVxlan => rvs::vxlan(need_bins()?, nice, "off"),
+            System::RvsVxlanXdp => rvs::vxlan(need_bins()?, nice, "xdp"),
+            System::RvsVxlanTc => rvs::vxlan(need_bins()?, nice, "tc"),
             System::Ovs => ovs::l2(nice),
             System::OvsVxlan => ovs::vxlan(nice),
             System::Testpmd => testpmd::l2(nice),
@@ -240,6 +254,11 @@ fn addr(netns: &Netns, dev: &str, cidr: &str) -> Result<()> {
     netns.ip(&["addr", "add", cidr, "dev", dev]).map(drop)
 }
 
+/// `aa:bb:…`, as rvsctl and ovs-ofctl take it.
+fn mac_string(m: [u8; 6]) -> String {
+    m.map(|b| format!("{b:02x}")).join(":")
+}
+
 /// Host A, switch S and host B: A's eth0 on S's a0, S's b0 on B's eth0.
 fn l2_switch() -> Result<(Netns, Netns, Netns)> {
     let (a, b) = hosts()?;
@@ -285,6 +304,7 @@ mod tests {
         }
         assert_eq!(System::parse("ovs"), Some(System::Ovs));
         assert_eq!(System::parse("testpmd"), Some(System::Testpmd));
+        assert_eq!(System::parse("rvs-vxlan"), Some(System::RvsVxlan));
         assert_eq!(System::parse("bridge"), None);
     }
 

@@ -182,7 +182,3 @@ fn appctl(dir: &Path, args: &[&str]) -> Result<String> {
 fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
-
-fn mac_string(m: [u8; 6]) -> String {
-    m.map(|b| format!("{b:02x}")).join(":")
-}

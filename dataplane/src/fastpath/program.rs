@@ -80,6 +80,7 @@ use std::os::fd::RawFd;
 use super::maps::*;
 use crate::bpf::asm::*;
 use crate::bpf::Insn;
+use crate::fdb::NO_REMOTE;
 use crate::ids::PortId;
 use crate::port::afxdp::filter;
 use crate::port::MAX_FRAME;
@@ -337,7 +338,8 @@ pub fn program(hook: Hook, me: PortId, maps: &Maps) -> Vec<Insn> {
     if uplink {
         // Behind the remote the frame came from, or a move between
         // remotes that userspace learns.
-        a.ldx_h(R1, R9, VAL_REMOTE).ldx_dw(R2, R10, ME).lsh_k(R2, 16).or(R2, R1).stx_w(R10, IDX, R2);
+        a.ldx_h(R1, R9, VAL_REMOTE).jeq_k(R1, i32::from(NO_REMOTE), "miss");
+        a.ldx_dw(R2, R10, ME).lsh_k(R2, 16).or(R2, R1).stx_w(R10, IDX, R2);
         lookup_idx(&mut a, maps.outers, "miss");
         a.ldx_w(R1, R0, OUTER_REMOTE_IP).ldx_dw(R2, R10, OUTER_SRC).jne(R1, R2, "miss");
     }

@@ -50,8 +50,8 @@ fn vtep(i: u8) -> std::net::IpAddr {
     std::net::IpAddr::from([198, 18, 0, i])
 }
 
-/// The tunnel: remote 0 resolved, remote 1 not.
-fn tunnel() -> Tunnel {
+/// The tunnel: remote 0 resolved, and (`two`) remote 1 not.
+fn tunnel(two: bool) -> Tunnel {
     let outer = OuterTemplate::new(testing::mac(0x70), testing::mac(0x71), vtep(1), vtep(2), vxlan::PORT, 64, VNI);
     Tunnel {
         vni: VNI,
@@ -59,14 +59,16 @@ fn tunnel() -> Tunnel {
         dst_port: vxlan::PORT,
         uplink: PortId(PORTS),
         max_inner_frame: MAX_INNER,
-        remotes: vec![Remote { ip: vtep(2), outer }, Remote { ip: vtep(3), outer: None }],
+        remotes: [Remote { ip: vtep(2), outer }, Remote { ip: vtep(3), outer: None }][..1 + usize::from(two)].to_vec(),
     }
 }
 
 /// Where host `h` is learned when it is at port `at`: behind the tunnel,
-/// remote 0, but host 5 behind remote 1.
-fn dest(h: u8, at: u16) -> Dest {
-    Dest { port: PortId(at), remote: if at == TUNNEL { u16::from(h == 5) } else { NO_REMOTE } }
+/// remote 0, but host 5 behind remote 1. A static entry names no remote
+/// (as `rvsctl fdb add` writes it).
+fn dest(h: u8, at: u16, is_static: bool) -> Dest {
+    let remote = if at == TUNNEL && !is_static { u16::from(h == 5) } else { NO_REMOTE };
+    Dest { port: PortId(at), remote }
 }
 
 /// `inner` as remote `from` (an underlay address) sends it to us.
@@ -103,9 +105,9 @@ fn world(ex: Executor, modes: &[u8], egress: &[bool], macs: &[(u8, u16, u16, boo
     for &(host, vid, at, is_static) in macs {
         let (mac, vid, at) = (testing::mac(host), Vid(vid), PortId(at));
         if is_static {
-            fdb.add_static_at(mac, vid, dest(host, at.0), 0);
+            fdb.add_static_at(mac, vid, dest(host, at.0, true), 0);
         } else {
-            fdb.learn_at(mac, vid, dest(host, at.0), 0);
+            fdb.learn_at(mac, vid, dest(host, at.0, false), 0);
         }
     }
     let tables = KernelTables::new(8, 64).expect("kernel tables");
@@ -156,11 +158,15 @@ fn world(ex: Executor, modes: &[u8], egress: &[bool], macs: &[(u8, u16, u16, boo
 
 /// Ports 0..PORTS in bridge 0 with VLAN modes picked by `modes`, an
 /// uplink, and a tunnel through it (its VLAN mode picked by the first two
-/// modes together).
+/// modes together, one remote or two by the last).
 fn snapshot(fdb: &Arc<Fdb>, modes: &[u8]) -> Snapshot {
     let mut ports: Vec<_> = (0..PORTS).map(|i| port(i, mode(modes[i as usize]), PortKind::Plain)).collect();
     ports.push(port(PORTS, VlanMode::Access(Vid(1)), PortKind::Uplink));
-    ports.push(port(TUNNEL, mode(modes[0].wrapping_add(modes[1] / 5)), PortKind::Vxlan(Arc::new(tunnel()))));
+    ports.push(port(
+        TUNNEL,
+        mode(modes[0].wrapping_add(modes[1] / 5)),
+        PortKind::Vxlan(Arc::new(tunnel(modes[3] & 1 == 1))),
+    ));
     let vteps = vec![Vtep { local: vtep(1), dst_port: vxlan::PORT, vni: VNI, port: PortId(TUNNEL) }];
     testing::world(fdb.clone(), 1, ports, vteps)
 }
@@ -329,7 +335,8 @@ fn leaving(w: &World, f: &[u8], v: &pipeline::Verdict, out: PortId) -> Option<(P
     let (off, len) = (off + head, len);
     let PortKind::Vxlan(t) = &plan.port.kind else { return Some((out, buf[off..off + len].to_vec(), len)) };
     let sport = vxlan::src_port(vxlan::flow_hash(&buf[off..off + len]));
-    let outer = egress::remote_outer(t, usize::from(v.remote)).ok()?;
+    let to = egress::tunnel_plan(t, len, v.remote).ok()?.start;
+    let outer = egress::remote_outer(t, to).ok()?;
     let start = outer.encap(&mut buf, off, len, sport)?;
     Some((out, buf[start..off + len].to_vec(), len))
 }
@@ -404,8 +411,8 @@ fn frames() -> impl Strategy<Value = Vec<(bool, Spec)>> {
         1 => 14usize..20,
         1 => Just(MAX_FRAME),
         1 => Just(MAX_FRAME + 1),
-        2 => Just(IPV4_UDP),
-        1 => Just(IPV6_TCP)
+        3 => Just(IPV4_UDP),
+        2 => Just(IPV6_TCP)
     ];
     let spec = (0..=TUNNEL, host.clone(), host, tag, proptest::bool::weighted(0.05), len);
     proptest::collection::vec((proptest::bool::weighted(0.7), spec), 1..40)
@@ -491,9 +498,9 @@ proptest! {
                     Event::Learn(h, v, p, is_static) => {
                         let (mac, vid) = (testing::mac(h), Vid(v));
                         if is_static {
-                            w.fdb.add_static_at(mac, vid, dest(h, p), 0);
+                            w.fdb.add_static_at(mac, vid, dest(h, p, true), 0);
                         } else {
-                            w.fdb.learn_at(mac, vid, dest(h, p), 0);
+                            w.fdb.learn_at(mac, vid, dest(h, p, false), 0);
                         }
                         macs.push((h, v, p, is_static));
                     }
@@ -534,8 +541,9 @@ fn the_property_sees_hits() {
                 .new_tree(&mut runner)
                 .expect("macs")
                 .current();
-            // Every mode; the tunnel a trunk with native VLAN 1, or in VLAN 1.
-            let modes = if i % 2 == 0 { [3, 1, 2, 0] } else { [0, 3, 1, 2] };
+            // Every mode; the tunnel a trunk with native VLAN 1 and one remote, or
+            // in VLAN 1 with two.
+            let modes = if i % 2 == 0 { [3, 1, 2, 0] } else { [0, 3, 1, 1] };
             let w = world(ex, &modes, &[true; PORTS as usize], &macs);
             for f in frames().new_tree(&mut runner).expect("frames").current() {
                 let (ingress, dst, src, tag, qinq, len) = aimed(&w, &macs, f.1);

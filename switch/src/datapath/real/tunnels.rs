@@ -110,15 +110,8 @@ impl Dp {
     pub(super) fn open_vxlan(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
         let vcfg =
             cfg.vxlan.clone().ok_or_else(|| format!("port {:?}: a VXLAN port needs its tunnel settings", cfg.name))?;
-        let fast = match cfg.fast_path.resolve(PortType::Vxlan) {
-            FastPath::Tc => {
-                return Err(format!(
-                    "port {:?}: a VXLAN port's kernel path is its uplink's XDP program: --fast-path xdp or off",
-                    cfg.name
-                ))
-            }
-            f => f,
-        };
+        // Checked: never tc (proto::check).
+        let fast = cfg.fast_path.resolve(PortType::Vxlan);
         let uplink = self.uplink_with(vcfg.local)?;
         let up = self.ports[uplink.index()].as_ref().expect("uplink_with found it");
         if let Some(xdp) = &up.xdp {
