@@ -60,6 +60,7 @@ per_executor!(
     tagged_frames_cross_between_a_trunk_and_an_access_port,
     a_mac_that_moves_and_comes_back_at_once_is_carried_again,
     a_kernel_vxlan_peer_is_reached_through_the_kernel_both_ways,
+    a_tap_port_and_an_executor_port_reach_each_other,
 );
 
 /// Two hosts on `--fast-path ex` ports of bridge br0.
@@ -447,6 +448,9 @@ fn a_kernel_vxlan_peer_is_reached_through_the_kernel_both_ways(ex: &str) {
     let (rx1, tx1) = kernel_share(&rvsd, "vx42");
     assert!(tx1 >= tx0 + 10, "the kernel encapsulated {} of 10 echo requests", tx1 - tx0);
     assert!(rx1 >= rx0 + 10, "the kernel decapsulated {} of 10 echo replies", rx1 - rx0);
+    let flow = format!("dl_src={},dl_dst={},dl_type=0x0800", a.mac(), b.mac());
+    let t = rvsd.ctl_ok(&["trace", "br0", "pa0", &flow]);
+    assert!(t.contains(&format!("{ex}: the kernel carries it to vx42")), "{t}");
     // The peer's MAC stays learned behind the tunnel, from its VTEP.
     let fdb = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"]));
     assert!(fdb.iter().any(|e| e.mac == b.mac() && e.port == "vx42" && e.remote.as_deref() == Some("198.18.140.2")));
@@ -472,4 +476,30 @@ fn a_kernel_vxlan_peer_is_reached_through_the_kernel_both_ways(ex: &str) {
         }
     }
     drop(rvsd);
+}
+
+/// A tap port has no executor: between it and an executor port, rvs
+/// carries every frame one way and the executor's port sends the other
+/// (its misses go to rvs, which writes to the tap).
+fn a_tap_port_and_an_executor_port_reach_each_other(ex: &str) {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let a = Host::on_veth("198.18.142.1/24");
+    let t = Host::on_tap("198.18.142.2/24");
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    rvsd.add_host("br0", &a, &["--fast-path", ex]);
+    rvsd.add_host("br0", &t, &[]);
+    assert!(ping_settled(&a.ns, &t.ip, 3), "a -> tap\n{}", rvsd.log_text());
+    assert!(ping_settled(&t.ns, &a.ip, 3), "tap -> a\n{}", rvsd.log_text());
+    for (client, server, dir) in [(&a, &t, "a -> tap"), (&t, &a, "tap -> a")] {
+        let _srv = Iperf3Server::start(&server.ns, &server.ip);
+        let bps = iperf3(&client.ns, &server.ip, 2).unwrap_or_else(|e| panic!("{dir}: {e}\n{}", rvsd.log_text()));
+        println!("iperf3 {dir}, {ex} executor: {:.3} Gbit/s", bps / 1e9);
+        assert!(bps > 50e6, "{dir}: TCP at {:.1} Mbit/s (floor 50)", bps / 1e6);
+    }
+    // Nothing for the kernel to carry: the tap is no executor port.
+    assert_eq!(kernel_share(&rvsd, a.port()), (0, 0), "{}", rvsd.ctl_ok(&["stats"]));
 }

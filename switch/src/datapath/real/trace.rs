@@ -227,7 +227,12 @@ impl Dp {
             Action::Flood(_) => "flood".into(),
         };
         step("decision", decision.clone());
-        let (ingress_on, _) = self.kernel_flags(ingress);
+        let (mut ingress_on, _) = self.kernel_flags(ingress);
+        // Out of a tunnel: the uplink's program knows a remote by its outer
+        // headers in the kernel (resolved, IPv4).
+        if let Some(PortKind::Vxlan(t)) = snap.port(ingress).map(|p| &p.kind) {
+            ingress_on &= egress::remote_outer(t, usize::from(remote)).is_ok_and(|o| !o.is_v6());
+        }
         let ex = self.executor(ingress);
         let carrier = ex
             .and_then(|ex| fastpath::carries(ex, &snap, &frame, &v, ingress_on, |p| self.kernel_flags(p).1.is_some()));
