@@ -149,21 +149,16 @@ fn a_flow_only_the_kernel_carries_outlives_the_aging_time(ex: &str) {
     assert!(kernel_share(&rvsd, a.port()).0 >= 20, "the kernel did not carry the pings");
 }
 
-fn a_captured_port_gets_all_its_frames_through_rvs(ex: &str) {
-    if !require_root() {
-        return;
-    }
-    let _serial = serial();
-    let (a, b, rvsd) = pair(ex, "198.18.134", &[]);
-    assert!(ping(&a.ns, &b.ip, 2));
-    // No --count: other frames (IPv6 neighbour discovery) could end it early.
+/// `rvsctl capture PORT -w /dev/null`, once it says it is capturing (the
+/// kernel path pauses before that). No --count: other frames (IPv6
+/// neighbour discovery) could end it early; kill it to stop.
+fn start_capture(rvsd: &Rvsd, port: &str) -> std::process::Child {
     let mut cap = std::process::Command::new(rvsctl_bin())
-        .args(["--socket", rvsd.socket.to_str().expect("utf-8 path"), "capture", b.port(), "-w"])
+        .args(["--socket", rvsd.socket.to_str().expect("utf-8 path"), "capture", port, "-w"])
         .arg("/dev/null")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("rvsctl capture");
-    // Running once it says so; the kernel path pauses before that.
     let mut err = std::io::BufReader::new(cap.stderr.take().expect("stderr"));
     let mut line = String::new();
     while !line.contains("capturing on") {
@@ -171,6 +166,17 @@ fn a_captured_port_gets_all_its_frames_through_rvs(ex: &str) {
         let n = std::io::BufRead::read_line(&mut err, &mut line).expect("capture's stderr");
         assert!(n > 0, "rvsctl capture ended before capturing\n{}", rvsd.log_text());
     }
+    cap
+}
+
+fn a_captured_port_gets_all_its_frames_through_rvs(ex: &str) {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let (a, b, rvsd) = pair(ex, "198.18.134", &[]);
+    assert!(ping(&a.ns, &b.ip, 2));
+    let mut cap = start_capture(&rvsd, b.port());
     let (rx0, _) = kernel_share(&rvsd, a.port());
     assert!(ping(&a.ns, &b.ip, 3));
     assert_eq!(kernel_share(&rvsd, a.port()).0, rx0, "the kernel carried frames of a captured port");
@@ -448,6 +454,18 @@ fn a_kernel_vxlan_peer_is_reached_through_the_kernel_both_ways(ex: &str) {
     let (rx1, tx1) = kernel_share(&rvsd, "vx42");
     assert!(tx1 >= tx0 + 10, "the kernel encapsulated {} of 10 echo requests", tx1 - tx0);
     assert!(rx1 >= rx0 + 10, "the kernel decapsulated {} of 10 echo replies", rx1 - rx0);
+    // A capture on the uplink sees the tunnel's frames: the kernel leaves
+    // them to rvs while it runs.
+    let mut cap = start_capture(&rvsd, "ul");
+    assert!(ping(&a.ns, &b.ip, 3));
+    assert_eq!(kernel_share(&rvsd, "vx42"), (rx1, tx1), "the kernel carried frames past a capture of the uplink");
+    cap.kill().expect("stop the capture");
+    let _ = cap.wait();
+    let resumed = (0..20).any(|_| {
+        assert!(ping(&a.ns, &b.ip, 1));
+        kernel_share(&rvsd, "vx42").1 > tx1
+    });
+    assert!(resumed, "the tunnel's kernel path did not resume after the capture");
     let flow = format!("dl_src={},dl_dst={},dl_type=0x0800", a.mac(), b.mac());
     let t = rvsd.ctl_ok(&["trace", "br0", "pa0", &flow]);
     assert!(t.contains(&format!("{ex}: the kernel carries it to vx42")), "{t}");

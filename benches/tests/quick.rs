@@ -128,7 +128,16 @@ fn quick_run_reports_every_number() {
     let flows: Vec<u64> = v["plan"]["flows"].as_array().expect("plan.flows").iter().filter_map(Value::as_u64).collect();
     assert!(!sizes.is_empty() && !flows.is_empty());
     let systems = systems_run(&v);
-    for sys in ["rvs-off", "rvs-xdp", "rvs-tc", "linux-bridge", "rvs-vxlan", "kernel-vxlan"] {
+    for sys in [
+        "rvs-off",
+        "rvs-xdp",
+        "rvs-tc",
+        "linux-bridge",
+        "rvs-vxlan-off",
+        "rvs-vxlan-xdp",
+        "rvs-vxlan-tc",
+        "kernel-vxlan",
+    ] {
         assert!(systems.iter().any(|s| s == sys), "{sys} did not run");
     }
 

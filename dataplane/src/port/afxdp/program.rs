@@ -96,8 +96,7 @@ impl XdpProgram {
     /// kernel's stack unchanged (XDP_PASS). With no VTEP registered it takes
     /// nothing.
     pub fn attach_uplink(ifname: &str, mode: XdpMode, queues: u32) -> io::Result<XdpProgram> {
-        let vteps = VtepMap::create(Self::MAX_VTEPS).map_err(|e| bpf_error(ifname, "creating the VTEP map", e))?;
-        Self::attach_with(ifname, mode, queues, Some(vteps), None)
+        Self::uplink_with(ifname, mode, queues, None)
     }
 
     /// Like [`attach_uplink`](Self::attach_uplink), with the kernel fast
@@ -111,8 +110,17 @@ impl XdpProgram {
         me: PortId,
         tables: &KernelTables,
     ) -> io::Result<XdpProgram> {
+        Self::uplink_with(ifname, mode, queues, Some((me, tables)))
+    }
+
+    fn uplink_with(
+        ifname: &str,
+        mode: XdpMode,
+        queues: u32,
+        fast: Option<(PortId, &KernelTables)>,
+    ) -> io::Result<XdpProgram> {
         let vteps = VtepMap::create(Self::MAX_VTEPS).map_err(|e| bpf_error(ifname, "creating the VTEP map", e))?;
-        Self::attach_with(ifname, mode, queues, Some(vteps), Some((me, tables)))
+        Self::attach_with(ifname, mode, queues, Some(vteps), fast)
     }
 
     /// Number of local VTEPs an uplink program holds.

@@ -86,13 +86,15 @@ impl Dp {
     ///
     /// A tunnel's frames are taken by its uplink's program, which sends to
     /// it too (encapsulated, out of the uplink): on while the uplink is up
-    /// and, for the xdp executor's redirects, its far end readied.
+    /// and, for the xdp executor's redirects, its far end readied; off
+    /// while the tunnel or its uplink is captured.
     pub(super) fn kernel_flags(&self, id: PortId) -> (bool, Option<u32>) {
         let Some(p) = self.ports.get(id.index()).and_then(Option::as_ref) else { return (false, None) };
         if let Role::Vxlan(vx) = &p.role {
             let up = self.ports.get(vx.uplink.index()).and_then(Option::as_ref).and_then(|u| u.link.as_ref());
             let up = up.filter(|l| l.down.is_none());
-            let ingress = vx.fast != FastPath::Off && up.is_some() && !self.captures.contains(&id);
+            let captured = self.captures.contains(&id) || self.captures.contains(&vx.uplink);
+            let ingress = vx.fast != FastPath::Off && up.is_some() && !captured;
             return (ingress, up.filter(|l| ingress && l.peer_ready).map(|l| l.ifindex));
         }
         let link = p.link.as_ref().filter(|l| l.down.is_none() && !l.uplink);
