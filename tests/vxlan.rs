@@ -491,3 +491,46 @@ fn several_vnis_live_changes_and_restart() {
     assert!(ping_settled(&a[0].ns, &b[0].ip, 3), "VNI 42 after restart");
     assert!(ping_settled(&a[1].ns, &b[1].ip, 3), "VNI 43 after restart");
 }
+
+/// Issue 14: a 9,000-byte underlay. rvs offers the inner MTU its buffers
+/// carry (1,728: 1,792-byte buffers less 50 bytes of outer headers and the
+/// inner Ethernet header), not 8,950; inside it pings cross, beyond it the
+/// frame is dropped and counted (`tunnel_mtu`), and the daemon carries on.
+#[test]
+fn a_jumbo_uplink_offers_what_a_buffer_carries() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let (rvs_host, peer_host) = (Netns::new(), Netns::new());
+    veth_between(&rvs_host, "ul", &peer_host, "ul");
+    for ns in [&rvs_host, &peer_host] {
+        ns.ip(&["link", "set", "ul", "mtu", "9000"]);
+    }
+    rvs_host.addr_add("ul", "198.18.210.1/24");
+    peer_host.addr_add("ul", "198.18.210.2/24");
+    configure_kernel_vtep(&peer_host, "br0", "vx42", VNI, "198.18.210.2", "198.18.210.1");
+    let a = Guest::new(&rvs_host, "pa0", "198.18.21.1/24", "9000");
+    let b = Guest::new(&peer_host, "pb0", "198.18.21.2/24", "9000");
+    rvs_host.ip(&["link", "set", "pa0", "mtu", "9000"]);
+    peer_host.ip(&["link", "set", "pb0", "mtu", "9000"]);
+    peer_host.ip(&["link", "set", "pb0", "master", "br0"]);
+    peer_host.ip(&["link", "set", "vx42", "mtu", "8950"]);
+    let rvsd = Rvsd::start_in(&rvs_host);
+    configure_rvs(&rvsd, "198.18.210.1", "198.18.210.2", &["pa0"]);
+    let show = rvsd.ctl_json(&["show"]);
+    let port = &show["bridges"][0]["ports"].as_array().unwrap().iter().find(|p| p["config"]["name"] == "vx42").cloned();
+    assert_eq!(port.as_ref().map(|p| p["status"]["inner_mtu"].clone()), Some(1728.into()), "{show}");
+    assert!(rvsd.ctl_ok(&["show"]).contains("inner MTU 1728"));
+
+    assert!(first_ping(&a, &b), "no ping across the tunnel\n{}", rvsd.log_text());
+    // 1,700 bytes of payload: a 1,728-byte IP packet, the largest that fits.
+    let fits = a.ns.run(&["ping", "-n", "-q", "-c", "3", "-W", "2", "-M", "do", "-s", "1700", &b.ip]);
+    assert!(fits.status.success(), "1728-byte packets lost\n{}", rvsd.ctl_ok(&["stats"]));
+    let before = json::drops_total(&rvsd.ctl_json(&["stats"]), "tunnel_mtu");
+    let big = a.ns.run(&["ping", "-n", "-q", "-c", "3", "-W", "1", "-M", "do", "-s", "1701", &b.ip]);
+    assert!(!big.status.success(), "a 1729-byte packet crossed");
+    let after = json::drops_total(&rvsd.ctl_json(&["stats"]), "tunnel_mtu");
+    assert_eq!(after - before, 3, "{}", rvsd.ctl_ok(&["stats"]));
+    assert!(first_ping(&a, &b), "rvsd stopped forwarding\n{}", rvsd.log_text());
+}

@@ -138,6 +138,13 @@ impl Pmd {
             self.pool.free(d.addr);
             return;
         };
+        // A frame that grew on its way (a pushed tag, outer headers) may
+        // no longer fit a parcel, nor the buffer the other thread puts it in.
+        if d.len as usize > MAX_FRAME {
+            self.count_drop(st, DropReason::Oversize);
+            self.pool.free(d.addr);
+            return;
+        }
         let Some(mut parcel) = self.handoff.spare.pop() else {
             self.count_drop(st, DropReason::NoBuffer);
             self.pool.free(d.addr);

@@ -175,8 +175,9 @@ fn removed_port_stops_and_frees() {
     let _ = MacAddr::BROADCAST;
 }
 
-#[test]
-fn frames_cross_threads_through_the_handoff() {
+/// Two polling threads over one bridge: p0 (on thread 0) and p1 (on
+/// thread 1) in these VLAN modes; frames between them cross the handoff.
+fn two_threads(modes: [VlanMode; 2]) -> (Pmd, Pmd, MemHandle, MemHandle, Arc<PortStats>) {
     let (tx0, rx0) = crossbeam::channel::unbounded();
     let (tx1, rx1) = crossbeam::channel::unbounded();
     let handoff = Handoff::new(2, 8);
@@ -192,7 +193,7 @@ fn frames_cross_threads_through_the_handoff() {
         )
     };
     let (mut a, mut b) = (mk(0, rx0), mk(1, rx1));
-    let mut snap = crate::testing::one_bridge(Arc::new(Fdb::new(64)), 1, vec![VlanMode::Access(Vid(1)); 2]);
+    let mut snap = crate::testing::one_bridge(Arc::new(Fdb::new(64)), 1, modes);
     snap.tx_thread = vec![0, 1];
     let snap = Arc::new(snap);
     let (p0, h0) = mem_port();
@@ -206,17 +207,50 @@ fn frames_cross_threads_through_the_handoff() {
         stats: st.clone(),
     }))
     .unwrap();
-    tx1.send(Command::AddPort(LocalPort { id: PortId(1), queue: 0, port: Some(Box::new(p1)), rx: true, stats: st }))
-        .unwrap();
+    tx1.send(Command::AddPort(LocalPort {
+        id: PortId(1),
+        queue: 0,
+        port: Some(Box::new(p1)),
+        rx: true,
+        stats: st.clone(),
+    }))
+    .unwrap();
     tx0.send(Command::Snapshot(snap.clone())).unwrap();
     tx1.send(Command::Snapshot(snap)).unwrap();
     a.apply_commands();
     b.apply_commands();
+    (a, b, h0, h1, st)
+}
+
+#[test]
+fn frames_cross_threads_through_the_handoff() {
+    let (mut a, mut b, h0, h1, _) = two_threads([VlanMode::Access(Vid(1)), VlanMode::Access(Vid(1))]);
     h0.inject(&frame(0xff, 0xa, None));
     a.poll_once();
     b.poll_once();
     assert_eq!(h1.take_sent(), vec![frame(0xff, 0xa, None)]);
     assert!(h0.take_sent().is_empty());
+}
+
+/// A frame of the largest size that gains a tag on its way out no longer
+/// fits a buffer: dropped and counted, on either side of the handoff, and
+/// the thread lives on.
+#[test]
+fn a_frame_grown_past_a_buffer_is_dropped_as_oversize() {
+    let trunk = VlanMode::Trunk { allowed: [Vid(1)].into_iter().collect::<VlanSet>(), native: None };
+    let (mut a, mut b, h0, h1, st) = two_threads([VlanMode::Access(Vid(1)), trunk]);
+    let mut big = frame(0xff, 0xa, None);
+    big.resize(crate::port::MAX_FRAME, 0);
+    h0.inject(&big);
+    a.poll_once();
+    b.poll_once();
+    assert!(h1.take_sent().is_empty());
+    assert_eq!(st.read().drops[DropReason::Oversize as usize], 1);
+    // A frame that fits still goes through.
+    h0.inject(&frame(0xff, 0xa, None));
+    a.poll_once();
+    b.poll_once();
+    assert_eq!(h1.take_sent(), vec![frame(0xff, 0xa, Some(1))]);
 }
 
 /// p0 and p1 local ports, p2 the uplink, p3 a VXLAN port (VNI 42) to

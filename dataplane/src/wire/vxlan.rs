@@ -223,6 +223,16 @@ impl OuterTemplate {
     }
 }
 
+/// Largest inner frame (Ethernet header included) a tunnel carries over an
+/// uplink of `mtu` bytes (IPv6 underlay: `v6`): the outer IP packet must
+/// fit the MTU, and the whole encapsulated frame one of rvs's buffers
+/// (`max_frame`), whatever the MTU.
+pub fn max_inner_frame(mtu: u32, v6: bool, max_frame: usize) -> u32 {
+    let overhead = if v6 { OVERHEAD_V6 } else { OVERHEAD_V4 };
+    let by_mtu = mtu.saturating_sub((overhead - HEADER_LEN) as u32);
+    by_mtu.min(max_frame.saturating_sub(overhead) as u32)
+}
+
 /// A hash of the inner frame's flow: MACs, and for IP the addresses,
 /// protocol and (TCP/UDP) ports, so underlay ECMP/RSS spreads tunnels.
 #[inline]
@@ -388,6 +398,16 @@ mod tests {
         frag[20] = 0x20; // MF
         assert_eq!(decap(&frag), Err(DecapError::NotVxlan));
         assert_eq!(decap(&[0u8; 60]), Err(DecapError::NotVxlan));
+    }
+
+    #[test]
+    fn inner_frames_fit_the_mtu_and_a_buffer() {
+        assert_eq!(max_inner_frame(1500, false, 1792), 1464);
+        assert_eq!(max_inner_frame(1500, true, 1792), 1444);
+        // A jumbo uplink: the buffer is the limit (inner MTU 1742 - 14).
+        assert_eq!(max_inner_frame(9000, false, 1792), 1742);
+        assert_eq!(max_inner_frame(9000, true, 1792), 1722);
+        assert_eq!(max_inner_frame(0, false, 1792), 0);
     }
 
     #[test]

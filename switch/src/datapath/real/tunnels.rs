@@ -20,11 +20,10 @@ impl Dp {
     }
 
     /// Largest inner frame (Ethernet header included) that fits the uplink
-    /// once encapsulated: the outer IP packet must fit the MTU.
+    /// once encapsulated, and a buffer.
     pub(super) fn max_inner_frame(&self, vx: &Vx) -> u32 {
         let mtu = self.uplink_mtu(vx.uplink).unwrap_or(0);
-        let outer_ip = if vx.cfg.local.is_ipv4() { OVERHEAD_V4 } else { OVERHEAD_V6 } - 14;
-        mtu.saturating_sub(outer_ip as u32)
+        vxlan::max_inner_frame(mtu, !vx.cfg.local.is_ipv4(), MAX_FRAME)
     }
 
     /// Finds the next hop toward every remote of tunnel `id` and rebuilds
