@@ -22,6 +22,10 @@ pub struct Config {
     /// Cluster membership through etcd, if this node is in a cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+    /// The rvsd that wrote the file (`rvsd 0.1.0`), so that an older one
+    /// can say which version it would need. Set on save, dropped on load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
 }
 
 /// An underlay interface: rvs takes the VXLAN frames for its VTEPs from it

@@ -20,7 +20,30 @@ pub const DEFAULT_DB: &str = "/var/lib/rvs/conf.json";
 
 /// An empty configuration, as on first start.
 pub fn empty() -> Config {
-    Config { version: CONFIG_VERSION, bridges: Vec::new(), uplinks: Vec::new(), cluster: None }
+    Config { version: CONFIG_VERSION, ..Config::default() }
+}
+
+/// The rvsd that writes the database, as saved in it.
+fn writer() -> String {
+    format!("rvsd {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Where the last good copy of the database at `path` is kept.
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut p = OsString::from(path.as_os_str());
+    p.push(".bak");
+    PathBuf::from(p)
+}
+
+/// What to do about a database rvsd cannot use: fix or move it, or start
+/// from the last good copy if there is one.
+fn remedy(path: &Path) -> String {
+    let bak = backup_path(path);
+    if bak.is_file() {
+        format!("fix or move the file, or put back the last good copy {}; rvsd will not overwrite it", bak.display())
+    } else {
+        "fix or move the file; rvsd will not overwrite it".to_string()
+    }
 }
 
 /// Loads the database; a missing file is an empty configuration.
@@ -42,31 +65,40 @@ pub fn load(path: &Path) -> Result<Config, String> {
 /// Parses and checks the bytes of the database file at `path` (named in
 /// errors), as `load` does after reading them.
 pub fn parse(path: &Path, data: &[u8]) -> Result<Config, String> {
-    let cfg: Config = serde_json::from_slice(data).map_err(|e| {
-        format!(
-            "corrupt configuration database {}: {} (fix or move the file; rvsd will not overwrite it)",
-            path.display(),
-            proto::one_line(e)
-        )
-    })?;
-    if cfg.version != CONFIG_VERSION {
-        return Err(format!(
-            "configuration database {} has format version {}, this rvsd reads version {CONFIG_VERSION}",
-            path.display(),
-            cfg.version
-        ));
+    // The version first, leniently: a newer rvsd's file may hold fields
+    // this one does not know, and is not corrupt for it.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        version: u32,
+        written_by: Option<String>,
     }
-    validate(&cfg).map_err(|e| {
-        format!(
-            "invalid configuration database {}: {} (fix or move the file; rvsd will not overwrite it)",
-            path.display(),
-            proto::one_line(e)
-        )
+    if let Ok(head) = serde_json::from_slice::<Head>(data) {
+        if head.version != CONFIG_VERSION {
+            let by = head.written_by.map_or_else(|| "another rvsd".to_string(), proto::one_line);
+            let newer = if head.version > CONFIG_VERSION { "a newer" } else { "an older" };
+            return Err(format!(
+                "configuration database {} was written by {by} ({newer} format, version {}); this {} reads format \
+                 version {CONFIG_VERSION} ({})",
+                path.display(),
+                head.version,
+                writer(),
+                remedy(path)
+            ));
+        }
+    }
+    let mut cfg: Config = serde_json::from_slice(data).map_err(|e| {
+        format!("corrupt configuration database {}: {} ({})", path.display(), proto::one_line(e), remedy(path))
     })?;
+    validate(&cfg).map_err(|e| {
+        format!("invalid configuration database {}: {} ({})", path.display(), proto::one_line(e), remedy(path))
+    })?;
+    cfg.written_by = None;
     Ok(cfg)
 }
 
-/// Writes the database atomically, creating its directory (0755) if needed.
+/// Writes the database atomically, creating its directory (0755) if needed;
+/// the file it replaces, which rvsd loaded or wrote, becomes the last good
+/// copy ([`backup_path`]).
 pub fn save(path: &Path, cfg: &Config) -> Result<(), String> {
     let ctx = |what: &str, p: &Path, e: std::io::Error| {
         format!(
@@ -81,7 +113,8 @@ pub fn save(path: &Path, cfg: &Config) -> Result<(), String> {
         _ => PathBuf::from("."),
     };
     DirBuilder::new().recursive(true).mode(0o755).create(&dir).map_err(|e| ctx("create directory", &dir, e))?;
-    let mut data = serde_json::to_vec_pretty(cfg).map_err(|e| format!("cannot encode configuration: {e}"))?;
+    let cfg = Config { written_by: Some(writer()), ..cfg.clone() };
+    let mut data = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("cannot encode configuration: {e}"))?;
     data.push(b'\n');
     let mut tmp = OsString::from(path.as_os_str());
     tmp.push(".tmp");
@@ -96,6 +129,10 @@ pub fn save(path: &Path, cfg: &Config) -> Result<(), String> {
             .map_err(|e| ctx("create", &tmp, e))?;
         f.write_all(&data).map_err(|e| ctx("write", &tmp, e))?;
         f.sync_all().map_err(|e| ctx("fsync", &tmp, e))?;
+        if path.is_file() {
+            let bak = backup_path(path);
+            fs::copy(path, &bak).map_err(|e| ctx("copy to", &bak, e))?;
+        }
         fs::rename(&tmp, path).map_err(|e| ctx("rename", &tmp, e))
     };
     if let Err(e) = write() {
@@ -186,7 +223,7 @@ pub(crate) mod tests {
             ..PortConfig::afxdp("veth-a", PortVlan::Trunk { vlans: vec![10, 20], native: Some(1) })
         });
         br.static_macs.push(StaticMac { mac: "02:00:00:00:00:01".into(), vlan: 10, port: "veth-a".into() });
-        Config { version: CONFIG_VERSION, bridges: vec![br], uplinks: Vec::new(), cluster: None }
+        Config { version: CONFIG_VERSION, bridges: vec![br], ..Config::default() }
     }
 
     /// `sample` plus two uplinks and an IPv4 and an IPv6 vxlan port.
@@ -349,6 +386,37 @@ pub(crate) mod tests {
             assert!(!e.contains('\n'), "{e}");
             assert_eq!(fs::read(&path).unwrap(), bad);
         }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_newer_rvsd_s_file_says_so_and_which_wrote_it() {
+        let d = temp_dir("db-newer");
+        let path = d.join("conf.json");
+        let newer = br#"{"version":2,"written_by":"rvsd 9.1.0","bridges":[],"shiny":{"new":true}}"#;
+        fs::write(&path, newer).unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(e.contains("written by rvsd 9.1.0 (a newer format, version 2)"), "{e}");
+        assert!(e.contains(&format!("reads format version {CONFIG_VERSION}")) && !e.contains("corrupt"), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), newer, "left alone");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn saving_keeps_the_last_good_copy_and_errors_name_it() {
+        let d = temp_dir("db-bak");
+        let path = d.join("conf.json");
+        save(&path, &empty()).unwrap();
+        assert!(!backup_path(&path).exists(), "nothing to keep on the first save");
+        let first = fs::read(&path).unwrap();
+        assert!(String::from_utf8_lossy(&first).contains(&writer()), "the writer is named in the file");
+        save(&path, &sample()).unwrap();
+        assert_eq!(fs::read(backup_path(&path)).unwrap(), first);
+        assert_eq!(load(&path).unwrap(), sample(), "written_by is the file's, not the config's");
+        fs::write(&path, b"{").unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(e.contains(&format!("put back the last good copy {}", backup_path(&path).display())), "{e}");
+        assert_eq!(load(&backup_path(&path)).unwrap(), empty(), "the copy loads");
         let _ = fs::remove_dir_all(&d);
     }
 

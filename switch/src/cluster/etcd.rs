@@ -229,7 +229,8 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
         if n == 0 {
             return Some(out);
         }
-        if b.len() < n + 2 {
+        // A huge size (from a broken or hostile server) must not wrap.
+        if b.len() < n.saturating_add(2) {
             // Cut short (the server closed mid-stream): keep what came.
             out.extend_from_slice(&b[..n.min(b.len())]);
             return Some(out);
@@ -414,6 +415,9 @@ mod tests {
         assert_eq!(split_response(raw).map(|(s, c, b)| (s, c, b.to_vec())), Some((404, false, b"{}".to_vec())));
         assert!(split_response(b"garbage").is_none());
         assert!(dechunk(b"zz\r\n").is_none());
+        // A chunk size near usize::MAX: what came, no panic, no wrap.
+        assert_eq!(dechunk(b"ffffffffffffffff\r\nabc").unwrap(), b"abc");
+        assert_eq!(dechunk(b"fffffffffffffffe\r\nabc").unwrap(), b"abc");
     }
 
     #[test]
