@@ -62,6 +62,36 @@ fn kill9_under_traffic_then_restart_within_2s() {
     }
 }
 
+/// Issue 14: a polling thread that panics does not die quietly. rvsd logs
+/// it, says so in `pmd show` while it shuts down, detaches its XDP
+/// programs and exits 1, for systemd to restart it; the restart forwards
+/// again with the configuration it had.
+#[test]
+fn a_polling_thread_that_panics_stops_rvsd_in_order() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let a = Host::on_veth("198.18.73.1/24");
+    let b = Host::on_veth("198.18.73.2/24");
+    let mut rvsd = Rvsd::start_with(&["--debug-faults"]);
+    rvsd.bridge_with("br0", &[&a, &b]);
+    assert!(ping_settled(&a.ns, &b.ip, 3));
+    let config = rvsd.show_ports();
+    // SAFETY: signals our own child, which has not been reaped yet.
+    unsafe { libc::kill(rvsd.pid() as i32, libc::SIGUSR1) };
+    let status = rvsd.wait_exit(Duration::from_secs(10)).expect("rvsd still running after its thread panicked");
+    assert_eq!(status.code(), Some(1), "exit status\n{}", rvsd.log_text());
+    let log = rvsd.log_text();
+    assert!(log.contains("the polling thread on core") && log.contains("fault injected"), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    let left = no_xdp_left(&[a.port(), b.port()]);
+    assert!(left.is_empty(), "XDP still attached after the shutdown: {left:?}");
+    rvsd.restart();
+    assert!(ping_within(&a.ns, &b.ip, Duration::from_secs(2)), "no traffic after the restart");
+    assert_eq!(rvsd.show_ports(), config);
+}
+
 /// (bridge, port) pairs of a configuration.
 fn ports_of(cfg: &rvs_proto::config::Config) -> BTreeSet<String> {
     cfg.bridges.iter().flat_map(|b| b.ports.iter().map(move |p| format!("{}/{}", b.name, p.name))).collect()

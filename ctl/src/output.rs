@@ -350,7 +350,8 @@ fn pmd_table(indent: &str, threads: &[ThreadInfo]) -> String {
         .map(|t| {
             let q: Vec<String> = t.rx_queues.iter().map(|(p, q)| format!("{p}/{q}")).collect();
             vec![
-                t.core.to_string(),
+                // A thread that stopped on a panic (rvsd is shutting down).
+                if t.failed > 0 { format!("{} FAILED", t.core) } else { t.core.to_string() },
                 if q.is_empty() { "-".to_string() } else { q.join(" ") },
                 t.packets.to_string(),
                 cycles_per_packet(t),
@@ -551,6 +552,14 @@ threads:
         let big = ThreadInfo { busy_ns: u64::MAX, idle_ns: u64::MAX, cache_hits: u64::MAX, cache_misses: 1, ..t };
         assert_eq!(busy_pct(&big), "75.0%");
         assert_eq!(cache_hit_pct(&big), "100.0%");
+    }
+
+    #[test]
+    fn pmd_show_marks_a_failed_thread() {
+        let t = |core, failed| ThreadInfo { core, failed, ..Default::default() };
+        let text = pmd(&[t(1, 0), t(2, 1)]);
+        assert!(text.lines().any(|l| l.starts_with("2 FAILED")), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("1 FAILED")), "{text}");
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub enum Command {
     PeekFlow(FlowKey, Sender<Option<(Verdict, u64)>>),
     /// Release everything and end the loop.
     Stop,
+    /// Panic, as a bug would: fault injection for rvsd's supervision
+    /// (`rvsd --debug-faults`, SIGUSR1).
+    Panic,
 }
 
 /// A frame in transit between threads.
@@ -394,6 +397,7 @@ impl Pmd {
                 Command::PeekFlow(key, reply) => {
                     let _ = reply.send(self.cache.peek(&self.snap, &key));
                 }
+                Command::Panic => panic!("fault injected (rvsd --debug-faults)"),
                 Command::Stop => {
                     let ids: Vec<PortId> = self.ports.iter().map(|p| p.id).collect();
                     for id in ids {

@@ -198,6 +198,9 @@ macro_rules! with_thread_counters {
             cache_evictions => "rvs_flow_cache_evictions_total", "counter";
             /// Flow cache entries in use.
             cache_entries => "rvs_flow_cache_entries", "gauge";
+            /// 1 once the thread stopped on a panic (rvsd then shuts down
+            /// and exits non-zero).
+            failed => "rvs_pmd_failed", "gauge";
         }
     };
 }

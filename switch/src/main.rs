@@ -35,6 +35,10 @@ struct Args {
     /// always: lowest latency, a full core).
     #[arg(long, default_value_t = 20)]
     idle_sleep_us: u64,
+    /// Testing only: SIGUSR1 makes a polling thread panic, to exercise
+    /// the supervision (rvsd logs it, shuts down in order, exits 1).
+    #[arg(long, hide = true)]
+    debug_faults: bool,
     /// etcd endpoints (http://HOST:PORT, comma-separated): join the cluster
     /// there; VXLAN ports without --remote take their remotes from it.
     /// Saved in the db, so later starts need not repeat it.
@@ -141,7 +145,13 @@ fn run(args: Args) -> Result<(), String> {
         signal_hook::flag::register(sig, shutdown.clone()).map_err(|e| format!("installing signal handler: {e}"))?;
     }
     let opts = PmdOptions { idle_sleep: Duration::from_micros(args.idle_sleep_us), ..PmdOptions::default() };
-    let dp = Dp::start(&cores, opts)?;
+    let mut dp = Dp::start(&cores, opts, shutdown.clone())?;
+    if args.debug_faults {
+        let fault = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, fault.clone())
+            .map_err(|e| format!("installing signal handler: {e}"))?;
+        dp.arm_fault_injection(fault);
+    }
     let mut state = State::restore(&args.db, dp)?;
     match cluster {
         Some(cfg) => state.set_cluster(cfg)?,
@@ -155,8 +165,12 @@ fn run(args: Args) -> Result<(), String> {
     );
     let served = server::serve_all(&args.socket, group, metrics, &mut state, &shutdown)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()));
-    state.into_datapath().shutdown();
+    let mut dp = state.into_datapath();
+    dp.shutdown();
     served?;
+    if let Some(why) = dp.failure() {
+        return Err(why);
+    }
     tracing::info!(target: rvs_switch::obs::log::DAEMON, "stopped");
     Ok(())
 }

@@ -41,8 +41,9 @@ use rvs_proto::status::{
 };
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -168,11 +169,23 @@ pub struct Dp {
     kernel_clock: u32,
     /// Ports being captured: the kernel path pauses on them.
     captures: HashSet<PortId>,
+    /// Why a polling thread stopped on a panic, once one has.
+    failure: Arc<Mutex<Option<String>>>,
+    /// Set by SIGUSR1 under `rvsd --debug-faults`: the next tick makes
+    /// the first polling thread panic.
+    fault: Option<Arc<AtomicBool>>,
 }
 
 impl Dp {
     /// Starts one polling thread per core in `cores`, each pinned to it.
-    pub fn start(cores: &[usize], opts: PmdOptions) -> Result<Dp, String> {
+    ///
+    /// A thread that panics is not restarted: its ports' queues, buffers
+    /// and flow state went with it, and a half-working switch is worse
+    /// than a restart. The panic is logged, the thread's `failed` gauge
+    /// set, [`Dp::failure`] says why, and `stop` is raised so that rvsd
+    /// shuts down in order (XDP programs detached) and exits non-zero, for
+    /// systemd (`Restart=on-failure`) to start it again.
+    pub fn start(cores: &[usize], opts: PmdOptions, stop: Arc<AtomicBool>) -> Result<Dp, String> {
         let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().iter().map(|c| c.id).collect();
         if cores.is_empty() {
             return Err("--cores lists no core".into());
@@ -188,6 +201,7 @@ impl Dp {
         let kernel = kernel::kernel_tables()?;
         let start = Instant::now();
         let handoff = Handoff::new(cores.len(), HANDOFF_PARCELS);
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
         let mut threads = Vec::new();
         for (i, &core) in cores.iter().enumerate() {
             let pool = Pool::new(POOL_FRAMES).map_err(|e| format!("allocating frame memory for core {core}: {e}"))?;
@@ -195,13 +209,26 @@ impl Dp {
             let (tx, rx) = channel::unbounded();
             let stats = Arc::new(ThreadStats::default());
             let pmd = Pmd::new(i as u8, pool, rx, handoff.clone(), stats.clone(), start, opts);
+            let (failure, stop, thread_stats) = (failure.clone(), stop.clone(), stats.clone());
             let join = std::thread::Builder::new()
                 .name(format!("pmd{core}"))
                 .spawn(move || {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!("could not pin the polling thread to core {core}");
                     }
-                    pmd.run();
+                    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pmd.run())) else {
+                        return;
+                    };
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_string());
+                    let why = format!("the polling thread on core {core} stopped: {what}");
+                    tracing::error!(target: crate::obs::log::DAEMON, "{why}; shutting down");
+                    thread_stats.failed.store(1, Relaxed);
+                    failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(why);
+                    stop.store(true, Relaxed);
                 })
                 .map_err(|e| format!("starting the polling thread for core {core}: {e}"))?;
             let tx = Commands::new(tx, handoff.clone(), i);
@@ -218,7 +245,21 @@ impl Dp {
             mirror: kernel::KernelMirror::default(),
             kernel_clock: u32::MAX,
             captures: HashSet::new(),
+            failure,
+            fault: None,
         })
+    }
+
+    /// Why a polling thread stopped, if one did (rvsd must exit non-zero).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Fault injection for the supervision test (`rvsd --debug-faults`):
+    /// once `flag` is set, the next tick makes the first polling thread
+    /// panic.
+    pub fn arm_fault_injection(&mut self, flag: Arc<AtomicBool>) {
+        self.fault = Some(flag);
     }
 
     /// Stops every polling thread and closes every port (XDP programs are
@@ -463,6 +504,11 @@ impl Datapath for Dp {
     }
 
     fn tick(&mut self) {
+        if self.fault.as_ref().is_some_and(|f| f.swap(false, Relaxed)) {
+            if let Some(t) = self.threads.first() {
+                let _ = t.tx.send(Command::Panic);
+            }
+        }
         self.sync_kernel_clock();
         let now = self.now();
         for (i, b) in self.bridges.iter().enumerate() {
