@@ -1,18 +1,23 @@
 //! The control socket: one thread, one mio poll loop, many clients.
 //!
-//! No client can hold the loop: reads and writes are non-blocking, a
-//! half-written request just waits in its client's buffer, a request over
-//! `MAX_REQUEST_LEN` is refused and its connection closed, a client silent
-//! for `IDLE_TIMEOUT` is dropped (and the one silent longest when
-//! `MAX_CLIENTS` are connected and another comes), and a client that does
-//! not read its replies stops being read once its output buffer is full.
+//! No client can hold the loop: reads and writes are non-blocking, each
+//! client is read at most `READ_BUDGET` bytes a round (the rest waits for
+//! the next round, after everyone else), a half-written request just
+//! waits in its client's buffer, a request over `MAX_REQUEST_LEN` is
+//! refused and its connection closed, a client silent for `IDLE_TIMEOUT`
+//! is dropped (blank lines are silence; and the one silent longest goes
+//! when `MAX_CLIENTS` are connected and another comes), and a client that
+//! does not read its replies stops being read once its output buffer is
+//! full.
 //!
 //! A `capture` request turns its connection into a stream: the loop wakes
 //! every `CAPTURE_POLL` while one runs, moves what the polling threads put
 //! in the capture ring into the client's output buffer, and stops taking
 //! from the ring while `CAPTURE_WBUF` bytes wait unsent, so a slow reader
 //! makes the ring fill and its frames count as capture drops: the loop
-//! itself never waits on it.
+//! itself never waits on it. A capture client that reads nothing for
+//! `IDLE_TIMEOUT` while output waits is dropped; a dropped or evicted
+//! client's capture is stopped (the port's kernel path resumes).
 //!
 //! Kept in one file (a little over 600 lines): the poll loop, the client
 //! buffers and capture streaming act on one set of connections, token by
@@ -47,6 +52,10 @@ pub const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 pub const MAX_CLIENTS: usize = 256;
 /// Replies a client has not read, in bytes, before it stops being read.
 const WBUF_HIGH: usize = 4 << 20;
+/// Bytes read from one client per loop round: a client that writes
+/// faster than rvsd reads must not keep the loop (aging, links, the
+/// cluster, other clients, SIGTERM) waiting.
+const READ_BUDGET: usize = 64 * 1024;
 /// Longest wait in poll while a capture runs: how often rings are drained.
 const CAPTURE_POLL: Duration = Duration::from_millis(1);
 /// Captured bytes waiting for a client before its ring is left to fill.
@@ -67,6 +76,8 @@ struct Client {
     no_more_input: bool,
     /// Reading stopped until the peer reads its replies.
     paused: bool,
+    /// Input may be waiting: the client used its budget for this round.
+    more: bool,
     /// Registered for writable events.
     want_write: bool,
     dead: bool,
@@ -98,6 +109,7 @@ impl Client {
             last_active: Instant::now(),
             no_more_input: false,
             paused: false,
+            more: false,
             want_write: false,
             dead: false,
             capture: None,
@@ -219,11 +231,19 @@ impl Client {
         self.rbuf.clear();
     }
 
-    /// Reads until the socket is drained, answering as lines complete.
+    /// Reads until the socket is drained or the round's budget is spent,
+    /// answering as lines complete.
     fn on_readable<D: Datapath>(&mut self, state: &mut State<D>) {
         let mut buf = [0u8; 16 * 1024];
+        let mut read = 0;
+        self.more = false;
         loop {
             if self.no_more_input || self.dead {
+                return;
+            }
+            if read >= READ_BUDGET {
+                // Edge-triggered: nothing wakes us for what is left.
+                self.more = true;
                 return;
             }
             if self.pending() >= WBUF_HIGH {
@@ -251,7 +271,12 @@ impl Client {
                     return;
                 }
                 Ok(n) => {
-                    self.last_active = Instant::now();
+                    read += n;
+                    // Blank lines are no activity: they do not keep a
+                    // connection from its idle timeout.
+                    if buf[..n].iter().any(|b| !b.is_ascii_whitespace()) {
+                        self.last_active = Instant::now();
+                    }
                     self.rbuf.extend_from_slice(&buf[..n]);
                     self.process(state);
                 }
@@ -438,7 +463,14 @@ fn serve_bound<D: Datapath>(
 
     while !shutdown.load(Ordering::Relaxed) {
         let capturing = clients.values().any(|c| c.capture.is_some());
-        if let Err(e) = poll.poll(&mut events, Some(if capturing { CAPTURE_POLL } else { POLL_TIMEOUT })) {
+        let wait = if clients.values().any(|c| c.more) {
+            Duration::ZERO
+        } else if capturing {
+            CAPTURE_POLL
+        } else {
+            POLL_TIMEOUT
+        };
+        if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() == ErrorKind::Interrupted {
                 continue;
             }
@@ -471,8 +503,25 @@ fn serve_bound<D: Datapath>(
             }
             touched.push(token);
         }
+        // Clients that spent their budget last round read again, after
+        // everyone else had a turn.
+        let again: Vec<Token> =
+            clients.iter().filter(|(t, c)| c.more && !touched.contains(t)).map(|(t, _)| *t).collect();
+        for token in again {
+            if let Some(c) = clients.get_mut(&token) {
+                c.on_readable(state);
+                touched.push(token);
+            }
+        }
         if accept_pending {
-            accept_pending = accept_all(&listener, &poll, &mut clients, &mut next_token);
+            let mut evicted = Vec::new();
+            accept_pending = accept_all(&listener, &poll, &mut clients, &mut next_token, &mut evicted);
+            for mut c in evicted {
+                if let Some(s) = c.capture.take() {
+                    state.capture_stop(&s.port);
+                }
+                let _ = poll.registry().deregister(&mut c.stream);
+            }
         }
         for token in touched {
             let Some(c) = clients.get_mut(&token) else {
@@ -504,8 +553,10 @@ fn serve_bound<D: Datapath>(
             !done
         });
         clients.retain(|_, c| {
-            // A capture may stay silent as long as its port is.
-            let idle_out = c.capture.is_none() && now.duration_since(c.last_active) >= idle;
+            // A capture may stay silent as long as its port is; one whose
+            // client stopped reading is idle like any other.
+            let stuck = c.capture.is_none() || c.pending() > 0;
+            let idle_out = stuck && now.duration_since(c.last_active) >= idle;
             let keep = !c.done() && !idle_out;
             if !keep {
                 if let Some(s) = c.capture.take() {
@@ -525,12 +576,14 @@ fn serve_bound<D: Datapath>(
 }
 
 /// Accepts every waiting connection; returns true if it must try again
-/// later (e.g. out of file descriptors).
+/// later (e.g. out of file descriptors). Clients dropped to make room go
+/// to `evicted`, for the caller to stop their captures.
 fn accept_all(
     listener: &UnixListener,
     poll: &Poll,
     clients: &mut HashMap<Token, Client>,
     next_token: &mut usize,
+    evicted: &mut Vec<Client>,
 ) -> bool {
     loop {
         match listener.accept() {
@@ -540,9 +593,7 @@ fn accept_all(
                     // longest, or clients that connect and say nothing
                     // would lock everyone out until they time out.
                     let oldest = clients.iter().min_by_key(|(_, c)| c.last_active).map(|(t, _)| *t);
-                    if let Some(mut c) = oldest.and_then(|t| clients.remove(&t)) {
-                        let _ = poll.registry().deregister(&mut c.stream);
-                    }
+                    evicted.extend(oldest.and_then(|t| clients.remove(&t)));
                 }
                 let token = Token(*next_token);
                 *next_token = after(*next_token);

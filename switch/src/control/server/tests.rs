@@ -286,6 +286,73 @@ fn idle_clients_are_dropped() {
     assert!(request(&d.sock, &Request::new(Command::Ping)).unwrap().ok);
 }
 
+/// A capture client evicted to make room for a new client (the oldest of
+/// MAX_CLIENTS) has its capture stopped, or the port's kernel path would
+/// stay paused with no one reading; and a capture client that stops
+/// reading is dropped at the idle timeout, its capture stopped.
+#[test]
+fn an_evicted_or_stuck_capture_client_stops_its_capture() {
+    let d = Daemon::start_idle("srv-evict", Duration::from_millis(500));
+    let port = rvs_proto::config::PortConfig::afxdp("p1", Default::default());
+    let br = Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None };
+    assert!(request(&d.sock, &Request::new(br)).unwrap().ok);
+    assert!(request(&d.sock, &Request::new(Command::PortAdd { bridge: "br0".into(), port })).unwrap().ok);
+    let ring = |d: &Daemon| d.dp.inner().captures.get("p1").cloned();
+    let (mut s, mut rd) = raw(&d.sock);
+    s.write_all(&capture_line("p1", None)).unwrap();
+    assert!(read_reply(&mut rd).ok);
+    assert!(ring(&d).is_some());
+    // MAX_CLIENTS newer clients, each having said something.
+    let others: Vec<_> = (0..MAX_CLIENTS)
+        .map(|_| {
+            let (mut o, r) = raw(&d.sock);
+            o.write_all(b"\n").unwrap();
+            (o, r)
+        })
+        .collect();
+    wait_until("the evicted capture to stop", || ring(&d).is_none());
+    drop(others);
+
+    // A capture whose client never reads: output piles up, the client is
+    // dropped after the idle timeout, the capture stops.
+    let (mut slow, _slow_rd) = raw(&d.sock);
+    slow.write_all(&capture_line("p1", None)).unwrap();
+    wait_until("the slow capture to start", || ring(&d).is_some());
+    let rg = ring(&d).unwrap();
+    let t0 = Instant::now();
+    while ring(&d).is_some() && t0.elapsed() < Duration::from_secs(5) {
+        for _ in 0..64 {
+            rg.offer(&[7u8; 1500], false);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(ring(&d).is_none(), "a capture client that stopped reading kept its capture 5 s");
+}
+
+/// Blank lines are no activity: a client that sends only them is dropped
+/// at the idle timeout like a silent one.
+#[test]
+fn blank_lines_do_not_keep_a_client() {
+    let d = Daemon::start_idle("srv-blank", Duration::from_millis(300));
+    let (mut s, mut rd) = raw(&d.sock);
+    rd.get_ref().set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let t0 = Instant::now();
+    let mut rest = String::new();
+    let closed = loop {
+        if s.write_all(b"\n\n\n").is_err() {
+            break true; // closed under our write
+        }
+        match rd.read_line(&mut rest) {
+            Ok(0) => break true,
+            Ok(_) => panic!("a blank line answered: {rest:?}"),
+            Err(_) if t0.elapsed() > Duration::from_secs(3) => break false,
+            Err(_) => {}
+        }
+    };
+    assert!(closed, "a client sending blank lines was kept 3 s (idle timeout 300 ms)");
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+}
+
 #[test]
 fn ticks_and_refuses_second_daemon() {
     let d = Daemon::start("srv-tick");
