@@ -156,3 +156,38 @@ fn interface_with_another_xdp_program_is_refused() {
     assert!(ping(&a.ns, &b.ip, 3), "first rvsd lost its port");
     drop(rvsd);
 }
+
+/// Issue 14: a tap whose MTU is raised past what a buffer holds sends
+/// frames rvs must drop: they are counted (`kernel_drops` of the tap
+/// port, "frames too big for a buffer") and never forwarded cut short.
+#[test]
+fn oversize_frames_from_a_tap_are_counted() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let a = Host::on_veth("198.18.74.1/24");
+    let t = Host::on_tap("198.18.74.2/24");
+    let rvsd = Rvsd::start();
+    rvsd.bridge_with("br0", &[&a, &t]);
+    assert!(ping_settled(&t.ns, &a.ip, 3));
+    t.ns.ip(&["link", "set", &t.dev, "mtu", "3000"]);
+    let drops = |rvsd: &Rvsd| {
+        let v = rvsd.ctl_json(&["stats"]);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == t.dev.as_str())
+            .map_or(0, |p| p["kernel_drops"].as_u64().unwrap_or(0))
+    };
+    let before = drops(&rvsd);
+    let big = t.ns.run(&["ping", "-n", "-q", "-c", "3", "-W", "1", "-M", "do", "-s", "2500", &a.ip]);
+    assert!(!big.status.success(), "2,528-byte packets crossed a 1,792-byte buffer");
+    // Kernel drop counts are published about once a second.
+    let counted = (0..30).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        drops(&rvsd) - before == 3
+    });
+    assert!(counted, "{} drops counted\n{}", drops(&rvsd) - before, rvsd.ctl_ok(&["stats"]));
+    assert!(ping(&t.ns, &a.ip, 2), "forwarding stopped");
+}

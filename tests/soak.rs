@@ -117,7 +117,8 @@ fn soak_with_config_churn() {
     assert!(ping(&a.ns, &b.ip, 3) && ping(&a.ns, &c.ip, 3), "forwarding after the soak");
     // Every ping of the soak answered: "N packets transmitted, N received".
     for line in &lost {
-        let counts: Vec<u64> = line.split(',').take(2).filter_map(|f| f.split_whitespace().next()?.parse().ok()).collect();
+        let counts: Vec<u64> =
+            line.split(',').take(2).filter_map(|f| f.split_whitespace().next()?.parse().ok()).collect();
         assert!(counts.len() == 2 && counts[0] > 0 && counts[0] == counts[1], "pings lost during the soak: {line:?}");
     }
 }

@@ -78,6 +78,12 @@ impl Port for TapPort {
         Some(self.fd.as_raw_fd())
     }
 
+    /// The frames too big for a buffer ([`TapPort::oversize_drops`]): a
+    /// tap has no ring of its own to overflow.
+    fn kernel_drops(&self) -> u64 {
+        self.oversize
+    }
+
     /// Reads frames until the tap has none (EAGAIN), `out` is full or the
     /// pool is empty. Each frame is read to `HEADROOM` in its own chunk.
     ///
