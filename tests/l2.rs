@@ -59,3 +59,28 @@ fn three_hosts_afxdp_and_tap() {
     }
     println!("{}", rvsd.ctl_ok(&["stats"]));
 }
+
+/// Issue 14: `port del` of a tap rvsd created removes the device, also
+/// after a restart (rvsd records that it made it); a tap that existed
+/// before `port add` was adopted, and stays.
+#[test]
+fn port_del_removes_the_taps_rvsd_created_only() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let made = Host::on_tap("198.18.75.1/24");
+    let adopted = Host::on_tap("198.18.75.2/24");
+    adopted.ns.ip(&["tuntap", "add", "dev", &adopted.dev, "mode", "tap"]);
+    let mut rvsd = Rvsd::start();
+    rvsd.bridge_with("br0", &[&made, &adopted]);
+    assert!(ping_settled(&made.ns, &adopted.ip, 3), "no ping between the taps");
+    let show = rvsd.ctl_json(&["show"]).to_string();
+    assert!(show.contains(r#""tap_created":true"#), "{show}");
+    // Over a restart the tap is found, not made: rvsd still knows it is its.
+    rvsd.restart();
+    rvsd.ctl_ok(&["port", "del", "br0", &made.dev]);
+    assert!(!made.ns.has_link(&made.dev), "the tap rvsd created outlived its port");
+    rvsd.ctl_ok(&["port", "del", "br0", &adopted.dev]);
+    assert!(adopted.ns.has_link(&adopted.dev), "the adopted tap was removed");
+}

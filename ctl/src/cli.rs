@@ -858,6 +858,7 @@ impl PortAddArgs {
             netns: self.netns.clone(),
             vxlan,
             pmd: Vec::new(),
+            tap_created: false,
         };
         proto::check_port(&port)?;
         Ok(port)

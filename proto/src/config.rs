@@ -291,10 +291,19 @@ pub struct PortConfig {
     /// Receive queues moved to a chosen polling thread (`pmd_assign`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pmd: PmdAssignments,
+    /// Tap: rvsd created the device (`port del` removes it); false for a
+    /// tap that existed and was adopted, which stays. Set by rvsd, not by
+    /// the request.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tap_created: bool,
 }
 
 fn is_auto(f: &FastPath) -> bool {
     *f == FastPath::Auto
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl PortConfig {
@@ -312,6 +321,7 @@ impl PortConfig {
             netns: None,
             vxlan: None,
             pmd: Vec::new(),
+            tap_created: false,
         }
     }
 

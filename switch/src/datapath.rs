@@ -104,6 +104,11 @@ pub trait Datapath {
         let _ = macs;
         Err(format!("port {port:?} is not a VXLAN port"))
     }
+    /// True if tap port `name` was created by rvsd (rather than adopted).
+    fn tap_created(&self, _name: &str) -> bool {
+        false
+    }
+
     /// Moves receive queue `queue` of port (or uplink) `port` to the
     /// polling thread on `core`, without disturbing other queues.
     fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {

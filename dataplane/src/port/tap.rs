@@ -28,6 +28,8 @@ pub struct TapPort {
     name: String,
     netns: Option<String>,
     oversize: u64,
+    /// The tap did not exist before [`TapPort::open`]: rvsd made it.
+    created: bool,
 }
 
 impl TapPort {
@@ -40,8 +42,29 @@ impl TapPort {
     pub fn open(name: &str, netns: Option<&str>) -> io::Result<TapPort> {
         let ctx = |e: io::Error| with_context(e, name, netns);
         ifreq_for(name).map_err(ctx)?;
-        let fd = in_netns(netns, || open_here(name)).map_err(ctx)?;
-        Ok(TapPort { fd, name: name.to_string(), netns: netns.map(str::to_string), oversize: 0 })
+        let (fd, created) = in_netns(netns, || open_here(name)).map_err(ctx)?;
+        Ok(TapPort { fd, name: name.to_string(), netns: netns.map(str::to_string), oversize: 0, created })
+    }
+
+    /// True if this open created the tap; false if it adopted one.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Removes tap `name` (in `netns`): it stops being persistent and goes
+    /// with its last open descriptor. For a tap rvsd created, once every
+    /// handle on it is closed.
+    pub fn remove(name: &str, netns: Option<&str>) -> io::Result<()> {
+        let ctx = |e: io::Error| with_context(e, name, netns);
+        in_netns(netns, || {
+            let fd = attach(name)?;
+            // SAFETY: TUNSETPERSIST takes an integer argument, not a pointer.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 0 as libc::c_ulong) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .map_err(ctx)
     }
 
     /// The tap's interface name.
@@ -63,7 +86,13 @@ impl TapPort {
     /// A second handle on the same tap queue (a duplicated descriptor), so
     /// other polling threads can transmit to it.
     pub fn try_clone(&self) -> io::Result<TapPort> {
-        Ok(TapPort { fd: self.fd.try_clone()?, name: self.name.clone(), netns: self.netns.clone(), oversize: 0 })
+        Ok(TapPort {
+            fd: self.fd.try_clone()?,
+            name: self.name.clone(),
+            netns: self.netns.clone(),
+            oversize: 0,
+            created: self.created,
+        })
     }
 }
 
@@ -190,8 +219,10 @@ pub fn tap_delete(name: &str, netns: Option<&str>) -> io::Result<()> {
     .map_err(ctx)
 }
 
-/// Creates or adopts the tap in the current thread's namespace.
-fn open_here(name: &str) -> io::Result<OwnedFd> {
+/// Creates or adopts the tap in the current thread's namespace; true if
+/// it created it.
+fn open_here(name: &str) -> io::Result<(OwnedFd, bool)> {
+    let existed = interface_exists(&ifreq_for(name)?);
     let fd = attach(name)?;
     // SAFETY: TUNSETPERSIST takes an integer argument, not a pointer.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
@@ -199,7 +230,7 @@ fn open_here(name: &str) -> io::Result<OwnedFd> {
         return Err(io::Error::new(e.kind(), format!("cannot make it persistent: {e}")));
     }
     set_up(ifreq_for(name)?)?;
-    Ok(fd)
+    Ok((fd, !existed))
 }
 
 /// Opens the clone device and attaches it to tap `name` (creating it),

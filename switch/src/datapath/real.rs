@@ -130,7 +130,15 @@ type Attached = (XdpProgram, Vec<(u32, usize, Box<dyn DpPort>)>, Option<TcHook>)
 /// What a port does besides switching frames as they are.
 enum Role {
     Plain,
-    Uplink { mac: MacAddr, mtu: u32 },
+    /// A tap; rvsd removes it with the port if it `created` it.
+    Tap {
+        netns: Option<String>,
+        created: bool,
+    },
+    Uplink {
+        mac: MacAddr,
+        mtu: u32,
+    },
     Vxlan(Vx),
 }
 
@@ -491,6 +499,13 @@ impl Datapath for Dp {
         for t in &self.threads {
             let _ = t.tx.send(Command::FlushFlows);
         }
+    }
+
+    fn tap_created(&self, name: &str) -> bool {
+        matches!(
+            self.port_id(name).ok().and_then(|id| self.ports[id.index()].as_ref()).map(|p| &p.role),
+            Some(Role::Tap { created: true, .. })
+        )
     }
 
     fn pmd_assign(&mut self, port: &str, queue: u32, core: usize) -> DpResult<()> {

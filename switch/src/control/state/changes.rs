@@ -89,6 +89,8 @@ impl<D: Datapath> State<D> {
             vlans.dedup();
         }
         proto::check_port(&port)?;
+        // rvsd's to say, below: a request cannot make rvsd remove a tap.
+        port.tap_created = false;
         if !port.pmd.is_empty() {
             return Err(format!("port {:?}: queues are assigned with pmd_assign once the port exists", port.name));
         }
@@ -103,6 +105,7 @@ impl<D: Datapath> State<D> {
             return Err(format!("bridge {bridge:?} is down ({why}); delete and re-add it"));
         }
         self.dp.add_port(bridge, &port)?;
+        port.tap_created = port.kind == PortType::Tap && self.dp.tap_created(&port.name);
         let name = port.name.clone();
         let mut new = self.config.clone();
         new.bridges[i].ports.push(port);

@@ -30,6 +30,12 @@ impl Dp {
         if let Some(b) = self.bridge(port.bridge) {
             b.fdb.forget_port(id);
         }
+        // Every handle on it is closed: a tap rvsd made goes with its port.
+        if let Role::Tap { netns, created: true } = &port.role {
+            if let Err(e) = TapPort::remove(&port.name, netns.as_deref()) {
+                tracing::warn!("port {}: removing the tap rvsd created: {e}", port.name);
+            }
+        }
         if let Role::Vxlan(vx) = &port.role {
             if !self.vtep_in_use(vx.cfg.local, vx.cfg.dstport, id) {
                 if let Some(xdp) =
@@ -245,6 +251,8 @@ impl Dp {
 
     pub(super) fn open_tap(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
         let tap = TapPort::open(&cfg.name, cfg.netns.as_deref()).map_err(|e| e.to_string())?;
+        // Made by this open, or by an earlier rvsd (kept over restarts).
+        let created = tap.created() || cfg.tap_created;
         let rx_thread = self.least_loaded();
         let mut handles = Vec::new();
         for t in 0..self.threads.len() {
@@ -259,7 +267,7 @@ impl Dp {
             handles: Vec::new(),
             stats: Vec::new(),
             xdp: None,
-            role: Role::Plain,
+            role: Role::Tap { netns: cfg.netns.clone(), created },
             link: None,
         };
         let mut tap = Some(tap);

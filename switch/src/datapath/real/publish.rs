@@ -75,7 +75,7 @@ impl Dp {
     /// The packet path's view of a port's role.
     pub(super) fn port_kind(&self, p: &Port) -> PortKind {
         match &p.role {
-            Role::Plain => PortKind::Plain,
+            Role::Plain | Role::Tap { .. } => PortKind::Plain,
             Role::Uplink { .. } => PortKind::Uplink,
             Role::Vxlan(vx) => PortKind::Vxlan(Arc::new(Tunnel {
                 vni: vx.cfg.vni,
