@@ -198,6 +198,31 @@ fn three_hosts_join_advertise_leave_and_survive_etcd_restarts() {
         );
     }
     println!("{}", n[0].rvsd.ctl_ok(&["cluster", "show"]));
+
+    // Hostile records (issue 14): a multicast VTEP, a record naming
+    // another node. Ignored, counted, logged; the remotes stay as they are.
+    let etcd_put = |path: &str, key: &str, value: &str| {
+        let b64 = rvs_switch::cluster::etcd::base64;
+        let body = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key.as_bytes()), b64(value.as_bytes()));
+        fabric.ok(&["curl", "-sf", "-X", "POST", &format!("http://{ETCD_ADDR}:2379/v3/kv/{path}"), "-d", &body]);
+    };
+    let hostile = [
+        ("/rvs/v1/nodes/evil", r#"{"node":"evil","vteps":[{"vni":42,"addr":"224.0.0.1","dstport":4789}]}"#),
+        ("/rvs/v1/nodes/liar", r#"{"node":"h2","vteps":[{"vni":42,"addr":"198.18.200.77","dstport":4789}]}"#),
+    ];
+    for (k, v) in hostile {
+        etcd_put("put", k, v);
+    }
+    let rejected = |node: &Node| node.cluster()["status"]["rejected_records"].as_u64().unwrap_or(0);
+    assert!(wait_for(Duration::from_secs(5), || rejected(&n[0]) >= 2), "{}", n[0].rvsd.ctl_ok(&["cluster", "show"]));
+    assert_eq!(n[0].remotes(), vec!["198.18.200.2", "198.18.200.3"], "a hostile VTEP was installed");
+    assert!(n[0].rvsd.log_text().contains("etcd record ignored"), "{}", n[0].rvsd.log_text());
+    assert!(n[0].rvsd.ctl_ok(&["cluster", "show"]).contains("records ignored as implausible"));
+    for (k, _) in hostile {
+        etcd_put("deleterange", k, "");
+    }
+    assert!(wait_for(Duration::from_secs(5), || rejected(&n[0]) == 0), "{}", n[0].rvsd.ctl_ok(&["cluster", "show"]));
+
     for a in 0..3 {
         for b in 0..3 {
             if a != b {

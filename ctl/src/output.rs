@@ -52,6 +52,9 @@ fn cluster(c: &ClusterShow) -> String {
             let _ = write!(out, " ({e})");
         }
         let _ = writeln!(out, "; lease {:x}, {} connects", st.lease, st.connects);
+        if st.rejected_records > 0 {
+            let _ = writeln!(out, "  {} etcd records ignored as implausible (see rvsd's log)", st.rejected_records);
+        }
     }
     let rows: Vec<Vec<String>> = c
         .peers

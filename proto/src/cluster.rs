@@ -86,6 +86,10 @@ pub struct ClusterStatus {
     /// When the peers were last read, seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_unix: Option<u64>,
+    /// Records under the prefix left out at the last read (malformed or
+    /// implausible; logged once each).
+    #[serde(default)]
+    pub rejected_records: u64,
 }
 
 /// `cluster_show`: the settings, the agent's state, peers and tunnels.

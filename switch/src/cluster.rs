@@ -36,6 +36,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Local MACs are published at most this often.
 const MAC_PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// Most VTEPs a node record may name.
+const MAX_RECORD_VTEPS: usize = 256;
+/// Most MACs a node may advertise on one VNI.
+const MAX_RECORD_MACS: usize = 65_536;
+
 /// A full re-read of the prefix even without watch events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 /// Longest wait between reconnection attempts.
@@ -57,6 +62,8 @@ pub struct PeerView {
     pub nodes: BTreeMap<String, NodeRecord>,
     /// Per (VNI, node): its MACs.
     pub macs: BTreeMap<(u32, String), MacsRecord>,
+    /// Records left out, each with why (never installed).
+    pub rejected: Vec<String>,
 }
 
 impl PeerView {
@@ -85,27 +92,99 @@ impl PeerView {
     }
 
     /// Reads the view out of every key under [`PREFIX`], leaving out
-    /// `me` and anything malformed (another writer's bug is not ours).
+    /// `me`, and anything malformed or implausible (another writer's bug,
+    /// or a hostile one, is not installed): see [`node_fault`] and
+    /// [`macs_fault`]. What was left out, and why, is in `rejected`.
     fn from_kvs(kvs: &[Kv], me: &str) -> PeerView {
         let mut view = PeerView::default();
+        let mut macs = Vec::new();
         for kv in kvs {
             let Some(rest) = kv.key.strip_prefix(PREFIX) else { continue };
             if let Some(node) = rest.strip_prefix("nodes/") {
                 if node == me {
                     continue;
                 }
-                if let Ok(rec) = serde_json::from_str::<NodeRecord>(&kv.value) {
-                    view.nodes.insert(node.to_string(), rec);
+                match serde_json::from_str::<NodeRecord>(&kv.value) {
+                    Ok(rec) => match node_fault(node, &rec) {
+                        None => {
+                            view.nodes.insert(node.to_string(), rec);
+                        }
+                        Some(why) => view.rejected.push(format!("{}: {why}", kv.key)),
+                    },
+                    Err(e) => view.rejected.push(format!("{}: {}", kv.key, rvs_proto::one_line(e))),
                 }
             } else if let Some((vni, node)) = rest.strip_prefix("macs/").and_then(|r| r.split_once('/')) {
-                let (Ok(vni), false) = (vni.parse::<u32>(), node == me) else { continue };
-                if let Ok(rec) = serde_json::from_str::<MacsRecord>(&kv.value) {
+                if node == me {
+                    continue;
+                }
+                match (vni.parse::<u32>(), serde_json::from_str::<MacsRecord>(&kv.value)) {
+                    (Ok(vni), Ok(rec)) => macs.push((kv.key.as_str(), vni, node, rec)),
+                    (Err(_), _) => view.rejected.push(format!("{}: not a VNI", kv.key)),
+                    (_, Err(e)) => view.rejected.push(format!("{}: {}", kv.key, rvs_proto::one_line(e))),
+                }
+            }
+        }
+        // After every node record: a MAC record's VTEP must be its node's.
+        for (key, vni, node, rec) in macs {
+            match macs_fault(view.nodes.get(node), vni, &rec) {
+                None => {
                     view.macs.insert((vni, node.to_string()), rec);
                 }
+                Some(why) => view.rejected.push(format!("{key}: {why}")),
             }
         }
         view
     }
+}
+
+/// Why an address cannot be a remote VTEP, if it cannot.
+fn addr_fault(a: IpAddr) -> Option<&'static str> {
+    let bad = match a {
+        IpAddr::V4(v) => v.is_unspecified() || v.is_loopback() || v.is_multicast() || v.is_broadcast(),
+        IpAddr::V6(v) => v.is_unspecified() || v.is_loopback() || v.is_multicast(),
+    };
+    bad.then_some("not a unicast address")
+}
+
+/// What is wrong with node `node`'s record, if anything: another node's
+/// name, too many VTEPs, a VTEP that is no unicast address, a VNI beyond 24
+/// bits, UDP port 0.
+fn node_fault(node: &str, rec: &NodeRecord) -> Option<String> {
+    if rec.node != node {
+        return Some(format!("names node {:?}", rvs_proto::one_line(&rec.node)));
+    }
+    if rec.vteps.len() > MAX_RECORD_VTEPS {
+        return Some(format!("{} VTEPs (at most {MAX_RECORD_VTEPS})", rec.vteps.len()));
+    }
+    rec.vteps.iter().find_map(|t| {
+        let why = addr_fault(t.addr)
+            .or((t.vni > 0xff_ffff).then_some("VNI beyond 24 bits"))
+            .or((t.dstport == 0).then_some("UDP port 0"))?;
+        Some(format!("VTEP {} VNI {}: {why}", t.addr, t.vni))
+    })
+}
+
+/// What is wrong with a node's MAC record on `vni`, if anything: a node
+/// with no record (or gone), a VTEP that is not that node's on `vni`, too
+/// many MACs, a MAC that is not unicast, a VLAN outside 1..=4094.
+fn macs_fault(node: Option<&NodeRecord>, vni: u32, rec: &MacsRecord) -> Option<String> {
+    let node = node?;
+    if !node.vteps.iter().any(|t| t.vni == vni && t.addr == rec.vtep) {
+        return Some(format!("VTEP {} is not the node's on VNI {vni}", rec.vtep));
+    }
+    if rec.macs.len() > MAX_RECORD_MACS {
+        return Some(format!("{} MACs (at most {MAX_RECORD_MACS})", rec.macs.len()));
+    }
+    rec.macs.iter().find_map(|m| {
+        let why = if m.mac.is_multicast() || m.mac.0 == [0; 6] {
+            "not a unicast MAC"
+        } else if !(1..=4094).contains(&m.vlan) {
+            "VLAN outside 1..=4094"
+        } else {
+            return None;
+        };
+        Some(format!("MAC {} VLAN {}: {why}", m.mac, m.vlan))
+    })
 }
 
 struct Shared {
@@ -415,6 +494,10 @@ impl Agent {
         let (kvs, rev) = self.client.range_prefix(PREFIX).map_err(|e| e.to_string())?;
         let view = PeerView::from_kvs(&kvs, &self.node);
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        for why in view.rejected.iter().filter(|r| !s.peers.rejected.contains(r)) {
+            tracing::warn!("etcd record ignored: {why}");
+        }
+        s.status.rejected_records = view.rejected.len() as u64;
         if s.peers != view {
             s.peers = view;
             s.generation += 1;
@@ -455,5 +538,65 @@ mod tests {
         let macs = v.macs_for(42);
         assert_eq!(macs.len(), 1, "MACs of nodes without a node record are ignored: {macs:?}");
         assert_eq!(macs[0].0, "02:00:00:00:00:02".parse().unwrap());
+        assert_eq!(v.rejected.len(), 2, "the malformed records are named: {:?}", v.rejected);
+    }
+
+    /// Records no rvs would write are left out, each named with why.
+    #[test]
+    fn implausible_records_are_rejected() {
+        let node = |name: &str, vteps: &str| {
+            kv(&format!("/rvs/v1/nodes/{name}"), &format!(r#"{{"node":"{name}","vteps":[{vteps}]}}"#))
+        };
+        let vtep = |addr: &str| format!(r#"{{"vni":42,"addr":"{addr}","dstport":4789}}"#);
+        let macs = |node: &str, vtep: &str, macs: &str| {
+            kv(&format!("/rvs/v1/macs/42/{node}"), &format!(r#"{{"vtep":"{vtep}","macs":[{macs}]}}"#))
+        };
+        let mac = |m: &str, vlan: u16| format!(r#"{{"mac":"{m}","vlan":{vlan}}}"#);
+        let many: Vec<String> =
+            (0..=MAX_RECORD_VTEPS).map(|i| vtep(&format!("198.18.{}.{}", i / 250, 1 + i % 250))).collect();
+        let kvs = vec![
+            node("good", &vtep("198.18.200.2")),
+            node("mc", &vtep("224.0.0.1")),
+            node("bcast", &vtep("255.255.255.255")),
+            node("zero", &vtep("0.0.0.0")),
+            node("lo6", &vtep("::1")),
+            node("bigvni", r#"{"vni":16777216,"addr":"198.18.200.3","dstport":4789}"#),
+            node("port0", r#"{"vni":42,"addr":"198.18.200.4","dstport":0}"#),
+            node("crowd", &many.join(",")),
+            kv("/rvs/v1/nodes/liar", r#"{"node":"good","vteps":[]}"#),
+            macs("good", "198.18.200.2", &mac("02:00:00:00:00:02", 1)),
+            macs("good2", "198.18.200.2", &mac("02:00:00:00:00:03", 1)),
+        ];
+        let v = PeerView::from_kvs(&kvs, "me");
+        assert_eq!(v.nodes.keys().collect::<Vec<_>>(), vec!["good"], "{:?}", v.rejected);
+        assert_eq!(v.rejected.len(), 8, "{:?}", v.rejected);
+        assert!(v.rejected.iter().any(|r| r.contains("nodes/liar") && r.contains("names node")), "{:?}", v.rejected);
+        assert!(
+            v.rejected.iter().any(|r| r.contains("nodes/crowd") && r.contains("VTEPs (at most")),
+            "{:?}",
+            v.rejected
+        );
+        assert_eq!(v.macs_for(42).len(), 1);
+
+        // MAC records: the VTEP must be the node's; MACs unicast, VLANs valid.
+        for (vtep_addr, m, why) in [
+            ("198.18.200.9", mac("02:00:00:00:00:02", 1), "is not the node's"),
+            ("198.18.200.2", mac("01:00:5e:00:00:01", 1), "not a unicast MAC"),
+            ("198.18.200.2", mac("00:00:00:00:00:00", 1), "not a unicast MAC"),
+            ("198.18.200.2", mac("02:00:00:00:00:02", 0), "VLAN outside"),
+            ("198.18.200.2", mac("02:00:00:00:00:02", 4095), "VLAN outside"),
+        ] {
+            let v = PeerView::from_kvs(&[node("good", &vtep("198.18.200.2")), macs("good", vtep_addr, &m)], "me");
+            assert!(v.macs_for(42).is_empty(), "{m} via {vtep_addr} installed");
+            assert!(v.rejected.len() == 1 && v.rejected[0].contains(why), "{:?}", v.rejected);
+        }
+        let flood: Vec<String> = (0..=MAX_RECORD_MACS as u32)
+            .map(|i| mac(&format!("02:00:{:02x}:{:02x}:{:02x}:01", i >> 16, (i >> 8) & 0xff, i & 0xff), 1))
+            .collect();
+        let v = PeerView::from_kvs(
+            &[node("good", &vtep("198.18.200.2")), macs("good", "198.18.200.2", &flood.join(","))],
+            "me",
+        );
+        assert!(v.macs_for(42).is_empty() && v.rejected[0].contains("MACs (at most"), "{:?}", v.rejected);
     }
 }

@@ -194,20 +194,22 @@ impl Dp {
         let Some(b) = p.bridge.and_then(|i| self.bridges.get(i.index())).and_then(Option::as_ref) else {
             return Ok(());
         };
-        let mut installed = Vec::new();
+        // Sets, not lists: a peer may advertise tens of thousands of MACs.
+        let remotes: HashMap<IpAddr, u16> = vx.remotes.iter().enumerate().map(|(i, x)| (x.ip, i as u16)).collect();
+        let mut installed = HashSet::new();
         for &(mac, vid, ip) in macs {
-            let Some(r) = vx.remotes.iter().position(|x| x.ip == ip) else { continue };
+            let Some(&r) = remotes.get(&ip) else { continue };
             // Learned, not static: refreshed by every call, aged out if the
             // peer stops advertising, and real traffic may still move it.
-            b.fdb.learn_at(mac, Vid(vid), rvs_dataplane::fdb::Dest { port: id, remote: r as u16 }, now);
-            installed.push((mac, vid));
+            b.fdb.learn_at(mac, Vid(vid), rvs_dataplane::fdb::Dest { port: id, remote: r }, now);
+            installed.insert((mac, vid));
         }
         for &(mac, vid) in &vx.advertised {
             if !installed.contains(&(mac, vid)) && b.fdb.lookup(mac, Vid(vid)) == Some(id) {
                 b.fdb.remove(mac, Vid(vid));
             }
         }
-        vx.advertised = installed;
+        vx.advertised = installed.into_iter().collect();
         Ok(())
     }
 }
