@@ -312,6 +312,13 @@ impl Drop for Session {
     }
 }
 
+/// `backoff` cut by up to half, by the sub-second part of `now`: nodes
+/// that lost etcd together do not all come back in the same instant.
+fn jittered(backoff: Duration, now: SystemTime) -> Duration {
+    let nanos = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    backoff.mul_f64(0.5 + f64::from(nanos % 1_000_000) / 2_000_000.0)
+}
+
 impl Agent {
     fn run(mut self) {
         let mut backoff = Duration::from_millis(250);
@@ -328,7 +335,7 @@ impl Agent {
                 }
                 Err(e) => self.set_state("disconnected", Some(e)),
             }
-            self.sleep(backoff);
+            self.sleep(jittered(backoff, SystemTime::now()));
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         if self.lease != 0 {
@@ -539,6 +546,16 @@ mod tests {
         assert_eq!(macs.len(), 1, "MACs of nodes without a node record are ignored: {macs:?}");
         assert_eq!(macs[0].0, "02:00:00:00:00:02".parse().unwrap());
         assert_eq!(v.rejected.len(), 2, "the malformed records are named: {:?}", v.rejected);
+    }
+
+    #[test]
+    fn backoff_is_jittered_within_half() {
+        let b = Duration::from_secs(4);
+        let at = |ns: u32| jittered(b, SystemTime::UNIX_EPOCH + Duration::new(1, ns));
+        let waits: Vec<Duration> = (0..50).map(|i| at(i * 19_997)).collect();
+        assert!(waits.iter().all(|w| *w >= b / 2 && *w <= b), "{waits:?}");
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 40, "{distinct:?}");
     }
 
     /// Records no rvs would write are left out, each named with why.

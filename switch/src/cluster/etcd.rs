@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one unary call may take, connect included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -107,7 +107,7 @@ impl Client {
         }});
         let mut last = io::Error::other("no endpoint");
         for ep in &self.endpoints {
-            let mut stream = match connect(ep) {
+            let mut stream = match connect(ep, CALL_TIMEOUT) {
                 Ok(s) => s,
                 Err(e) => {
                     last = e;
@@ -144,7 +144,7 @@ impl Client {
     fn call(&self, path: &str, body: &Value) -> io::Result<Value> {
         let mut last = io::Error::other("no endpoint");
         for ep in &self.endpoints {
-            match call_one(ep, path, body) {
+            match call_one(ep, path, body, CALL_TIMEOUT) {
                 Ok(v) => return Ok(v),
                 // The server answered with an error: another member would too.
                 Err(e) if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::Other => return Err(e),
@@ -160,10 +160,10 @@ fn bad(what: &str) -> io::Error {
 }
 
 /// `host:port` of an `http://host:port` URL.
-fn connect(ep: &str) -> io::Result<TcpStream> {
+fn connect(ep: &str, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{ep}: no address"));
     for addr in ep.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, CALL_TIMEOUT) {
+        match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
         }
@@ -182,16 +182,14 @@ fn send_request(s: &mut TcpStream, host: &str, path: &str, body: &Value, close: 
     s.write_all(body.as_bytes())
 }
 
-fn call_one(ep: &str, path: &str, body: &Value) -> io::Result<Value> {
-    let mut s = connect(ep)?;
-    s.set_read_timeout(Some(CALL_TIMEOUT))?;
-    s.set_write_timeout(Some(CALL_TIMEOUT))?;
+/// One request to `ep`, answered within `timeout` as a whole: a server
+/// that trickles its reply byte by byte does not hold the agent longer.
+fn call_one(ep: &str, path: &str, body: &Value, timeout: Duration) -> io::Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut s = connect(ep, timeout)?;
+    s.set_write_timeout(Some(timeout))?;
     send_request(&mut s, ep, path, body, true)?;
-    let mut raw = Vec::new();
-    s.take(MAX_BODY as u64 + 1).read_to_end(&mut raw)?;
-    if raw.len() > MAX_BODY {
-        return Err(bad("reply too large"));
-    }
+    let raw = read_reply(&mut s, deadline)?;
     let (status, chunked, body) = split_response(&raw).ok_or_else(|| bad("malformed HTTP reply"))?;
     let body = if chunked { dechunk(body).ok_or_else(|| bad("malformed chunked reply"))? } else { body.to_vec() };
     // A streamed reply (keepalive) holds one JSON message per line.
@@ -202,6 +200,34 @@ fn call_one(ep: &str, path: &str, body: &Value) -> io::Result<Value> {
         return Err(io::Error::other(format!("etcd {path}: HTTP {status}: {msg}")));
     }
     Ok(v)
+}
+
+/// The whole reply (the server closes the connection), by `deadline`,
+/// at most `MAX_BODY` bytes.
+fn read_reply(s: &mut TcpStream, deadline: Instant) -> io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no complete reply in time"));
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(raw),
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if raw.len() > MAX_BODY {
+                    return Err(bad("reply too large"));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no complete reply in time"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Status, whether the body is chunked, and the body of an HTTP response.
@@ -418,6 +444,28 @@ mod tests {
         // A chunk size near usize::MAX: what came, no panic, no wrap.
         assert_eq!(dechunk(b"ffffffffffffffff\r\nabc").unwrap(), b"abc");
         assert_eq!(dechunk(b"fffffffffffffffe\r\nabc").unwrap(), b"abc");
+    }
+
+    /// A server that answers a byte every 100 ms: the call gives up at its
+    /// timeout for the whole reply, not after any one read.
+    #[test]
+    fn a_trickling_server_does_not_hold_a_call() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ep = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            for _ in 0..50 {
+                if c.write_all(b"H").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let t0 = Instant::now();
+        let r = call_one(&ep, "/v3/kv/range", &json!({}), Duration::from_millis(500));
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(t0.elapsed() < Duration::from_secs(2), "the call took {:?}", t0.elapsed());
+        server.join().unwrap();
     }
 
     #[test]
