@@ -51,22 +51,6 @@ impl TapPort {
         self.created
     }
 
-    /// Removes tap `name` (in `netns`): it stops being persistent and goes
-    /// with its last open descriptor. For a tap rvsd created, once every
-    /// handle on it is closed.
-    pub fn remove(name: &str, netns: Option<&str>) -> io::Result<()> {
-        let ctx = |e: io::Error| with_context(e, name, netns);
-        in_netns(netns, || {
-            let fd = attach(name)?;
-            // SAFETY: TUNSETPERSIST takes an integer argument, not a pointer.
-            if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 0 as libc::c_ulong) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        })
-        .map_err(ctx)
-    }
-
     /// The tap's interface name.
     pub fn name(&self) -> &str {
         &self.name

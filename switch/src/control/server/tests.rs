@@ -177,13 +177,18 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
-#[test]
-fn capture_streams_frames_and_never_blocks_the_loop() {
-    let d = Daemon::start("srv-capture");
+/// `d` with bridge br0 and port p1, to capture on.
+fn with_port_p1(d: Daemon) -> Daemon {
     let port = rvs_proto::config::PortConfig::afxdp("p1", Default::default());
     let br = Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None };
     assert!(request(&d.sock, &Request::new(br)).unwrap().ok);
     assert!(request(&d.sock, &Request::new(Command::PortAdd { bridge: "br0".into(), port })).unwrap().ok);
+    d
+}
+
+#[test]
+fn capture_streams_frames_and_never_blocks_the_loop() {
+    let d = with_port_p1(Daemon::start("srv-capture"));
     let ring = |d: &Daemon| d.dp.inner().captures.get("p1").cloned();
 
     // A count: two frames, then the end message, then the stream closes
@@ -292,11 +297,7 @@ fn idle_clients_are_dropped() {
 /// reading is dropped at the idle timeout, its capture stopped.
 #[test]
 fn an_evicted_or_stuck_capture_client_stops_its_capture() {
-    let d = Daemon::start_idle("srv-evict", Duration::from_millis(500));
-    let port = rvs_proto::config::PortConfig::afxdp("p1", Default::default());
-    let br = Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None };
-    assert!(request(&d.sock, &Request::new(br)).unwrap().ok);
-    assert!(request(&d.sock, &Request::new(Command::PortAdd { bridge: "br0".into(), port })).unwrap().ok);
+    let d = with_port_p1(Daemon::start_idle("srv-evict", Duration::from_millis(500)));
     let ring = |d: &Daemon| d.dp.inner().captures.get("p1").cloned();
     let (mut s, mut rd) = raw(&d.sock);
     s.write_all(&capture_line("p1", None)).unwrap();

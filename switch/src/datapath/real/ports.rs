@@ -32,7 +32,7 @@ impl Dp {
         }
         // Every handle on it is closed: a tap rvsd made goes with its port.
         if let Role::Tap { netns, created: true } = &port.role {
-            if let Err(e) = TapPort::remove(&port.name, netns.as_deref()) {
+            if let Err(e) = rvs_dataplane::port::tap::tap_delete(&port.name, netns.as_deref()) {
                 tracing::warn!("port {}: removing the tap rvsd created: {e}", port.name);
             }
         }
