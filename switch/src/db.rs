@@ -70,30 +70,39 @@ pub fn parse(path: &Path, data: &[u8]) -> Result<Config, String> {
     #[derive(serde::Deserialize)]
     struct Head {
         version: u32,
+        #[serde(default)]
         written_by: Option<String>,
     }
     if let Ok(head) = serde_json::from_slice::<Head>(data) {
-        if head.version != CONFIG_VERSION {
-            let by = head.written_by.map_or_else(|| "another rvsd".to_string(), proto::one_line);
-            let newer = if head.version > CONFIG_VERSION { "a newer" } else { "an older" };
-            return Err(format!(
-                "configuration database {} was written by {by} ({newer} format, version {}); this {} reads format \
-                 version {CONFIG_VERSION} ({})",
-                path.display(),
-                head.version,
-                writer(),
-                remedy(path)
-            ));
-        }
+        version_check(path, head.version, head.written_by)?;
     }
     let mut cfg: Config = serde_json::from_slice(data).map_err(|e| {
         format!("corrupt configuration database {}: {} ({})", path.display(), proto::one_line(e), remedy(path))
     })?;
+    // Again on the whole: JSON that only a full read makes sense of.
+    version_check(path, cfg.version, cfg.written_by.clone())?;
     validate(&cfg).map_err(|e| {
         format!("invalid configuration database {}: {} ({})", path.display(), proto::one_line(e), remedy(path))
     })?;
     cfg.written_by = None;
     Ok(cfg)
+}
+
+/// An error unless the file's format `version` is the one this rvsd
+/// reads, naming who wrote it.
+fn version_check(path: &Path, version: u32, written_by: Option<String>) -> Result<(), String> {
+    if version == CONFIG_VERSION {
+        return Ok(());
+    }
+    let by = written_by.map_or_else(|| "another rvsd".to_string(), proto::one_line);
+    let newer = if version > CONFIG_VERSION { "a newer" } else { "an older" };
+    Err(format!(
+        "configuration database {} was written by {by} ({newer} format, version {version}); this {} reads format \
+         version {CONFIG_VERSION} ({})",
+        path.display(),
+        writer(),
+        remedy(path)
+    ))
 }
 
 /// Writes the database atomically, creating its directory (0755) if needed;
@@ -377,6 +386,8 @@ pub(crate) mod tests {
             b"",
             b"\x00\x01garbage",
             b"{\"version\":7,\"bridges\":[]}",
+            // A sequence is a struct to serde: found by the fuzzer.
+            b"[0]",
             b"{\"version\":1,\"bridges\":[{\"name\":\"b\"},{\"name\":\"b\"}]}",
             b"{\"version\":1,\"bridges\":[{\"name\":\"b\",\"ports\":[{\"name\":\"p\",\"type\":\"tap\",\"vlan\":{\"access\":{\"vlan\":4095}}}]}]}",
         ] {
