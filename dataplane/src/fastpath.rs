@@ -27,7 +27,7 @@ use crate::fdb::{Dest, Learn, NO_REMOTE};
 use crate::ids::{BridgeId, PortId, Vid};
 use crate::pipeline::{Action, TagEdit, Verdict};
 use crate::port::MAX_FRAME;
-use crate::snapshot::{PortInfo, PortKind, Snapshot};
+use crate::snapshot::{PortInfo, PortKind, Snapshot, Tunnel};
 use crate::wire::ip::l3_of;
 use crate::wire::{EtherType, MacAddr};
 use maps::{KernelCounters, MacKey, MacValue, OuterEntry, PortEntry};
@@ -144,8 +144,15 @@ impl KernelTables {
         Ok(())
     }
 
-    /// Removes port `id`'s outer headers and VNI.
+    /// Removes port `id`'s outer headers and VNI, if its entry says it was
+    /// a tunnel (the maps are walked only then: this runs for every port on
+    /// every configuration change).
     fn clear_tunnel(&self, id: PortId) -> io::Result<()> {
+        let mut entry = vec![0u8; size_of::<PortEntry>()];
+        bpf::map_lookup(&self.ports, &self.index(id)?, &mut entry)?;
+        if entry[maps::PORT_FLAGS as usize] & maps::PORT_TUNNEL == 0 {
+            return Ok(());
+        }
         let outers: Vec<[u8; 4]> =
             keys(&self.outers)?.into_iter().filter(|k| u32::from_ne_bytes(*k) >> 16 == u32::from(id.0)).collect();
         for k in outers {
@@ -306,7 +313,7 @@ pub fn carries(
             // One copy (no remote, a static entry: to every remote, of
             // which there must be one), toward a resolved IPv4 remote.
             let one = egress::tunnel_plan(t, inner, v.remote).ok().filter(|r| r.len() == 1);
-            let ipv4 = one.is_some_and(|r| egress::remote_outer(t, r.start).is_ok_and(|o| !o.is_v6()));
+            let ipv4 = one.is_some_and(|r| kernel_has_remote(t, r.start));
             let tc_can = ex == Executor::Xdp
                 || (matches!(plan.edit, TagEdit::Keep | TagEdit::Pop)
                     && matches!(l3_of(frame), Some((EtherType::IPV4 | EtherType::IPV6, _))));
@@ -315,6 +322,13 @@ pub fn carries(
         _ => true,
     };
     (ingress_on && learned_here && egress_on(out) && xdp_can && tunnel_can).then_some(out)
+}
+
+/// True if the kernel holds remote `r` of tunnel `t`: resolved, over IPv4
+/// (the outer headers [`KernelTables`] writes, [`OuterEntry::new`]). Only
+/// then can the programs encapsulate toward it, or tell a frame from it.
+pub fn kernel_has_remote(t: &Tunnel, r: usize) -> bool {
+    egress::remote_outer(t, r).is_ok_and(|o| !o.is_v6())
 }
 
 /// True if the program leaves `frame` to userspace for its checksum: a

@@ -241,10 +241,11 @@ impl PortEntry {
     };
 
     /// The entry of `port`; `flags` says which directions the kernel may
-    /// carry for it, `ifindex` is its device (0: none).
+    /// carry for it, `ifindex` is its device (0: none). A tunnel's says so
+    /// even in no bridge: its outer headers are in the kernel.
     pub fn new(port: &PortInfo, flags: u8, ifindex: u32) -> PortEntry {
-        let Some(bridge) = port.bridge else { return PortEntry::NONE };
         let tunnel = if matches!(port.kind, PortKind::Vxlan(_)) { PORT_TUNNEL } else { 0 };
+        let Some(bridge) = port.bridge else { return PortEntry { flags: tunnel, ..PortEntry::NONE } };
         let mut e = PortEntry { bridge: bridge.0, flags: flags | tunnel, ifindex, ..PortEntry::NONE };
         match &port.vlan {
             VlanMode::Access(v) => e.pvid = v.0,

@@ -320,7 +320,7 @@ fn expected_decap(w: &World, outer: &[u8]) -> Option<(PortId, Vec<u8>, usize)> {
     let inner = &outer[d.inner..d.inner + d.len];
     let v = pipeline::dry_run(&w.snap, d.port, d.remote, inner, 0);
     let PortKind::Vxlan(t) = &w.snap.port(d.port)?.kind else { return None };
-    let known = egress::remote_outer(t, usize::from(d.remote)).is_ok();
+    let known = kernel_has_remote(t, usize::from(d.remote));
     let out = carries(Executor::Xdp, &w.snap, inner, &v, known, |p| w.egress[p.index()])?;
     leaving(w, inner, &v, out)
 }

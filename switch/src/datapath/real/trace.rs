@@ -231,7 +231,7 @@ impl Dp {
         // Out of a tunnel: the uplink's program knows a remote by its outer
         // headers in the kernel (resolved, IPv4).
         if let Some(PortKind::Vxlan(t)) = snap.port(ingress).map(|p| &p.kind) {
-            ingress_on &= egress::remote_outer(t, usize::from(remote)).is_ok_and(|o| !o.is_v6());
+            ingress_on &= fastpath::kernel_has_remote(t, usize::from(remote));
         }
         let ex = self.executor(ingress);
         let carrier = ex
