@@ -87,3 +87,63 @@ fn mac_flood_stops_at_the_limit() {
     assert!(line.contains(&format!("{secs} received")), "ping lost replies during the flood: {line}");
     assert!(ping(&a.ns, &b.ip, 3));
 }
+
+/// Frames to the flooder's own MAC from `n` random sources (each offered
+/// to learning, then dropped as a hairpin).
+fn flood_frames(own: [u8; 6], n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|_| {
+            let mut fr = own.to_vec();
+            let mut src = rng.bytes(6);
+            src[0] = (src[0] & 0xfe) | 0x02;
+            fr.extend_from_slice(&src);
+            fr.extend_from_slice(&[0x88, 0xb5]);
+            fr.resize(60, 0x77);
+            fr
+        })
+        .collect()
+}
+
+/// Issue 14: a port with `--max-macs 100` floods random sources into a
+/// bridge that allows 1000. It gets 100, the other ports keep learning
+/// (the bridge is not exhausted), and `show` counts it.
+#[test]
+fn a_port_limit_keeps_one_port_from_taking_the_bridge() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let f = Host::on_veth("198.18.72.1/24");
+    let a = Host::on_veth("198.18.72.2/24");
+    let b = Host::on_veth("198.18.72.3/24");
+    let mut rvsd = Rvsd::start();
+    rvsd.ctl_ok(&["bridge", "add", "br0", "--max-macs", "1000"]);
+    rvsd.add_host("br0", &f, &["--max-macs", "100"]);
+    rvsd.add_host("br0", &a, &[]);
+    assert!(ping_settled(&f.ns, &a.ip, 3));
+
+    let frames = flood_frames(parse_mac(&f.mac()), 5000, 0x9017);
+    let (sent, _) = blast_raw(&f.ns, &f.dev, frames, Duration::from_secs(3)).join().expect("flood thread");
+    assert!(rvsd.alive(), "rvsd died in the MAC flood:\n{}", rvsd.log_text());
+    let on = |port: &str| {
+        json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"])).iter().filter(|e| e.port == port).count()
+    };
+    let on_f = on(f.port());
+    println!("{sent} frames from 5,000 sources: {on_f} learned on the limited port");
+    assert_eq!(on_f, 100, "the limited port holds {on_f} MACs");
+    // A port added after the flood still learns: the bridge has room.
+    rvsd.add_host("br0", &b, &[]);
+    assert!(ping_settled(&a.ns, &b.ip, 3), "a new host cannot be reached after the flood");
+    assert_eq!(on(b.port()), 1);
+    let show = rvsd.ctl_ok(&["show"]);
+    assert!(show.contains("100/100"), "show lacks the port's MAC count and limit:\n{show}");
+    let (.., refused) = accounting(&rvsd.ctl_json(&["stats"]), f.port());
+    assert!(refused > 0, "no learn_refused counted on the limited port");
+    // Removing the port frees its id's limit for the next port.
+    rvsd.ctl_ok(&["port", "del", "br0", f.port()]);
+    rvsd.add_host("br0", &f, &[]);
+    let frames = flood_frames(parse_mac(&f.mac()), 300, 0x9018);
+    blast_raw(&f.ns, &f.dev, frames, Duration::from_secs(1)).join().expect("flood thread");
+    assert!(on(f.port()) > 100, "the re-added port (no limit) still capped at 100");
+}

@@ -404,6 +404,10 @@ pub struct PortAddArgs {
     /// VXLAN: TTL (IPv4) or hop limit (IPv6) of the outer header [default: 64]
     #[arg(long, value_name = "N", value_parser = ttl)]
     pub ttl: Option<u8>,
+    /// At most N MACs learned on this port, so one port cannot take the
+    /// bridge's whole limit [default: only the bridge's limit]
+    #[arg(long, value_name = "N", value_parser = max_macs)]
+    pub max_macs: Option<u32>,
 }
 
 /// `rvsctl fdb ...`
@@ -858,6 +862,7 @@ impl PortAddArgs {
             netns: self.netns.clone(),
             vxlan,
             pmd: Vec::new(),
+            max_macs: self.max_macs,
             tap_created: false,
         };
         proto::check_port(&port)?;
@@ -993,6 +998,7 @@ mod tests {
             xdp_mode: String::new(),
             fast_path: Default::default(),
             queues: vec![],
+            learned_macs: 0,
             inner_mtu: None,
             remotes: vec![],
         };

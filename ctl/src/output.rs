@@ -242,10 +242,15 @@ fn show(s: &ShowResult) -> String {
                         or_dash(p.status.xdp_mode.clone()),
                         or_dash(p.status.fast_path.clone()),
                         or_dash(queue_map(&p.status.queues)),
+                        match p.config.max_macs {
+                            Some(max) => format!("{}/{max}", p.status.learned_macs),
+                            None => p.status.learned_macs.to_string(),
+                        },
                     ]
                 })
                 .collect();
-            out.push_str(&table("  ", &["PORT", "TYPE", "VLAN", "STATE", "XDP", "FAST PATH", "QUEUE→CORE"], &rows));
+            let head = ["PORT", "TYPE", "VLAN", "STATE", "XDP", "FAST PATH", "QUEUE→CORE", "MACS"];
+            out.push_str(&table("  ", &head, &rows));
             for p in &b.ports {
                 out.push_str(&vxlan_block(p));
             }
@@ -511,8 +516,8 @@ mod tests {
   eth1    up                         native  1500  198.18.1.1  0→1 1→2
   eth2    down: no interface \"eth2\"  -       -     -           -
 bridge br0: aging 300 s, at most 8192 learned MACs
-  PORT  TYPE   VLAN      STATE  XDP  FAST PATH  QUEUE→CORE
-  vx42  vxlan  access 1  up     -    -          -
+  PORT  TYPE   VLAN      STATE  XDP  FAST PATH  QUEUE→CORE  MACS
+  vx42  vxlan  access 1  up     -    -          -           0
   vx42: VNI 42, local 198.18.1.1, dstport 4789, ttl 64, inner MTU 1450
     REMOTE      NEXT-HOP
     198.18.1.2  02:00:00:00:00:fe

@@ -8,6 +8,12 @@
 //!
 //! Time is whole seconds from an arbitrary start, supplied by the caller, so
 //! the table itself reads no clock and tests drive aging directly.
+//!
+//! Sources are chosen by whoever sends frames, so the slot hash is keyed
+//! with a secret drawn at start (nobody can pick MACs that share a probe
+//! chain), and probing stops after [`MAX_PROBE`] slots whatever the keys:
+//! a lookup costs a bounded number of loads even against a table filled by
+//! an attacker. A per-port limit keeps one port from using the bridge's.
 
 use crate::ids::{PortId, Vid};
 use crate::wire::MacAddr;
@@ -19,6 +25,16 @@ const TOMBSTONE: u64 = u64::MAX;
 const KEY_PRESENT: u64 = 1 << 62;
 const VAL_STATIC: u64 = 1 << 16;
 const VAL_REMOTE_SHIFT: u32 = 17;
+
+/// The most slots a lookup or an insertion looks at. With at least half
+/// the slots free (the learned limit is half the capacity) and a keyed
+/// hash, a chain this long is practically never needed; an insertion that
+/// finds no slot within it is refused like one over the limit.
+pub const MAX_PROBE: usize = 64;
+
+/// Port ids below this can be given a per-port MAC limit (the same bound
+/// as the kernel tables' port ids).
+pub const QUOTA_PORTS: usize = 4096;
 
 /// `remote` of a MAC not behind a tunnel.
 pub const NO_REMOTE: u16 = 0x7fff;
@@ -54,7 +70,8 @@ pub enum Learn {
         /// Where it was.
         from: Dest,
     },
-    /// Not learned: the bridge is at its limit of learned MACs.
+    /// Not learned: the bridge, or the port it was seen on, is at its
+    /// limit of learned MACs (or its probe chain is full).
     Refused,
     /// Not moved: a static entry holds this MAC on another port.
     Static,
@@ -84,6 +101,18 @@ struct Slot {
     val: AtomicU64,
 }
 
+/// Learned entries of one port, and the most it may have.
+struct Quota {
+    learned: AtomicU32,
+    limit: AtomicU32,
+}
+
+impl Default for Quota {
+    fn default() -> Quota {
+        Quota { learned: AtomicU32::new(0), limit: AtomicU32::new(u32::MAX) }
+    }
+}
+
 /// The MAC table of one bridge.
 pub struct Fdb {
     slots: Box<[Slot]>,
@@ -91,6 +120,9 @@ pub struct Fdb {
     limit: AtomicU32,
     learned: AtomicU32,
     epoch: AtomicU64,
+    /// Per-port learned counts and limits, indexed by port id.
+    quotas: Box<[Quota]>,
+    key: HashKey,
 }
 
 impl std::fmt::Debug for Fdb {
@@ -136,11 +168,33 @@ fn val_seen(v: u64) -> u32 {
     (v >> 32) as u32
 }
 
+/// The secret of the slot hash, drawn once per table.
+#[derive(Clone, Copy)]
+struct HashKey(u64, u64);
+
+impl HashKey {
+    /// Random keys from the standard library's per-process random
+    /// hasher state (the one that protects `HashMap` from the same attack).
+    fn random() -> HashKey {
+        use std::hash::BuildHasher;
+        let s = std::collections::hash_map::RandomState::new();
+        HashKey(s.hash_one(0u64), s.hash_one(1u64))
+    }
+
+    /// Two rounds of folded multiplication (as foldhash and wyhash mix),
+    /// the key mixed in before each: every input bit reaches every output
+    /// bit, and without the key nobody can predict which slot a MAC gets.
+    #[inline]
+    fn hash(self, key: u64) -> usize {
+        let h = fold_mul(key ^ self.0, 0x9e37_79b9_7f4a_7c15);
+        fold_mul(h ^ self.1, 0x2d35_8dcc_aa6c_78a5) as usize
+    }
+}
+
 #[inline]
-fn hash(key: u64) -> usize {
-    // A multiplicative hash (Fibonacci) over the 60 key bits; the top bits
-    // of the product are the well-mixed ones.
-    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 impl Slot {
@@ -199,6 +253,10 @@ impl Drop for SlotGuard<'_> {
 impl Fdb {
     /// A table that may hold `limit` learned MACs (plus static ones).
     pub fn new(limit: u32) -> Fdb {
+        Fdb::with_key(limit, HashKey::random())
+    }
+
+    fn with_key(limit: u32, key: HashKey) -> Fdb {
         // Room for twice the limit keeps probe chains short even when the
         // table is full and static entries are added on top.
         let cap = (limit as usize * 2).next_power_of_two().max(256);
@@ -208,7 +266,70 @@ impl Fdb {
             limit: AtomicU32::new(limit),
             learned: AtomicU32::new(0),
             epoch: AtomicU64::new(0),
+            quotas: (0..QUOTA_PORTS).map(|_| Quota::default()).collect(),
+            key,
         }
+    }
+
+    /// A table for `limit` learned MACs holding this one's entries (remote
+    /// VTEPs and ages included) and port limits, for a raised limit.
+    pub fn grown(&self, limit: u32) -> Fdb {
+        let fdb = Fdb::new(limit);
+        for (q, old) in fdb.quotas.iter().zip(self.quotas.iter()) {
+            q.limit.store(old.limit.load(Relaxed), Relaxed);
+        }
+        for e in self.entries() {
+            let at = Dest { port: e.port, remote: e.remote };
+            if e.is_static {
+                fdb.add_static_at(e.mac, e.vid, at, e.last_seen);
+            } else {
+                fdb.learn_at(e.mac, e.vid, at, e.last_seen);
+            }
+        }
+        fdb
+    }
+
+    /// Limits the learned MACs of `port` to `limit` (`None`: only the
+    /// bridge's limit applies). Entries above a lowered limit stay until
+    /// they age out. Errors for a port id beyond [`QUOTA_PORTS`].
+    pub fn set_port_limit(&self, port: PortId, limit: Option<u32>) -> Result<(), String> {
+        match (self.quotas.get(port.index()), limit) {
+            (Some(q), l) => {
+                q.limit.store(l.unwrap_or(u32::MAX), Relaxed);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(format!("port id {port} beyond the {QUOTA_PORTS} ports a MAC limit can be set on")),
+        }
+    }
+
+    /// Learned entries on `port`.
+    pub fn port_learned(&self, port: PortId) -> u32 {
+        self.quotas.get(port.index()).map_or(0, |q| q.learned.load(Relaxed))
+    }
+
+    /// The longest probe chain in the table: how many slots the slowest
+    /// lookup of a present key reads (at most [`MAX_PROBE`]).
+    pub fn longest_probe(&self) -> usize {
+        (0..self.slots.len())
+            .filter_map(|i| {
+                let (k, _) = self.slots[i].read();
+                (k != EMPTY && k != TOMBSTONE).then(|| (i.wrapping_sub(self.home(k)) & self.mask) + 1)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        self.key.hash(key) & self.mask
+    }
+
+    /// The slots a chain starting at `key`'s home slot may use.
+    #[inline]
+    fn chain(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
+        let home = self.home(key);
+        (0..MAX_PROBE.min(self.slots.len())).map(move |n| (home + n) & self.mask)
     }
 
     /// The most learned MACs this table can be given as a limit.
@@ -245,8 +366,7 @@ impl Fdb {
     /// Index of the slot holding `key`, or `None`.
     #[inline]
     fn find(&self, key: u64) -> Option<(usize, u64)> {
-        let mut i = hash(key) & self.mask;
-        for _ in 0..self.slots.len() {
+        for i in self.chain(key) {
             let (k, v) = self.slots[i].read();
             if k == key {
                 return Some((i, v));
@@ -254,7 +374,6 @@ impl Fdb {
             if k == EMPTY {
                 return None;
             }
-            i = (i + 1) & self.mask;
         }
         None
     }
@@ -262,7 +381,7 @@ impl Fdb {
     /// Starts loading the slot where a lookup of `mac` in VLAN `vid` begins.
     #[inline]
     pub fn prefetch(&self, mac: MacAddr, vid: Vid) {
-        crate::prefetch::prefetch(&self.slots[hash(key_of(mac, vid)) & self.mask]);
+        crate::prefetch::prefetch(&self.slots[self.home(key_of(mac, vid))]);
     }
 
     /// The port `mac` was learned on in VLAN `vid`.
@@ -309,8 +428,9 @@ impl Fdb {
             Some((_, v)) if val_dest(v) == at && (val_static(v) || val_seen(v) == now) => Learn::Known,
             Some((_, v)) if val_dest(v) == at => Learn::Refreshed,
             Some((_, v)) if val_static(v) => Learn::Static,
-            Some((_, v)) => Learn::Moved { from: val_dest(v) },
-            None if self.learned() >= self.limit() => Learn::Refused,
+            Some((_, v)) if self.port_has_room(at.port) => Learn::Moved { from: val_dest(v) },
+            Some(_) => Learn::Refused,
+            None if self.learned() >= self.limit() || !self.port_has_room(at.port) => Learn::Refused,
             None => Learn::New,
         }
     }
@@ -327,65 +447,103 @@ impl Fdb {
         if val_static(old) {
             return if val_dest(old) == at { Learn::Known } else { Learn::Static };
         }
+        let from = val_dest(old);
+        // A move into a port at its limit is refused like a new MAC, or the
+        // port could gather any number of MACs by claiming known ones.
+        if from.port != at.port && !self.take_port(at.port) {
+            return Learn::Refused;
+        }
         g.set(key, val_of(at, false, now));
         drop(g);
-        if val_dest(old) == at {
-            Learn::Refreshed
-        } else {
-            self.bump();
-            Learn::Moved { from: val_dest(old) }
+        if from == at {
+            return Learn::Refreshed;
         }
+        if from.port != at.port {
+            self.give_port(from.port);
+        }
+        self.bump();
+        Learn::Moved { from }
     }
 
     /// Puts `key` in the first free slot of its chain, unless a racing
     /// writer put it there first.
     fn insert(&self, key: u64, at: Dest, is_static: bool, now: u32) -> Learn {
-        if !is_static && !self.reserve() {
+        if !is_static && !self.take(at.port) {
             return Learn::Refused;
         }
-        let mut i = hash(key) & self.mask;
-        for _ in 0..self.slots.len() {
+        for i in self.chain(key) {
             let (k, _) = self.slots[i].read();
-            if k == key || k == EMPTY || k == TOMBSTONE {
-                let g = self.slots[i].lock();
-                let k = g.key();
-                if k == key {
-                    // Another thread learned it first: treat as an update.
-                    let old = g.val();
-                    if !is_static && val_static(old) {
-                        drop(g);
-                        self.learned.fetch_sub(1, Relaxed);
-                        return Learn::Static;
-                    }
-                    g.set(key, val_of(at, is_static, now));
-                    drop(g);
-                    // No new learned entry after all: give back the
-                    // reservation, or the one a static entry replaces.
-                    if !is_static || !val_static(old) {
-                        self.learned.fetch_sub(1, Relaxed);
-                    }
-                    self.bump();
-                    return Learn::New;
-                }
-                if k == EMPTY || k == TOMBSTONE {
-                    g.set(key, val_of(at, is_static, now));
-                    drop(g);
-                    self.bump();
-                    return Learn::New;
-                }
+            if k != key && k != EMPTY && k != TOMBSTONE {
+                continue;
             }
-            i = (i + 1) & self.mask;
+            let g = self.slots[i].lock();
+            let k = g.key();
+            if k == key {
+                // Another thread learned it first: treat as an update.
+                let old = g.val();
+                if !is_static && val_static(old) {
+                    drop(g);
+                    self.give(at.port);
+                    return Learn::Static;
+                }
+                g.set(key, val_of(at, is_static, now));
+                drop(g);
+                // The entry replaced gives back what it held; ours holds
+                // what was taken for it.
+                if !val_static(old) {
+                    self.give(val_port(old));
+                }
+                self.bump();
+                return Learn::New;
+            }
+            if k == EMPTY || k == TOMBSTONE {
+                g.set(key, val_of(at, is_static, now));
+                drop(g);
+                self.bump();
+                return Learn::New;
+            }
         }
         if !is_static {
-            self.learned.fetch_sub(1, Relaxed);
+            self.give(at.port);
         }
         Learn::Refused
     }
 
-    /// Counts one more learned entry if below the limit.
-    fn reserve(&self) -> bool {
+    /// Whether `port` may learn one more MAC.
+    fn port_has_room(&self, port: PortId) -> bool {
+        self.quotas.get(port.index()).is_none_or(|q| q.learned.load(Relaxed) < q.limit.load(Relaxed))
+    }
+
+    /// Counts one more learned entry on the bridge and on `port`, if both
+    /// are below their limits.
+    fn take(&self, port: PortId) -> bool {
         let limit = self.limit();
-        self.learned.fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1)).is_ok()
+        if self.learned.fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1)).is_err() {
+            return false;
+        }
+        if !self.take_port(port) {
+            self.learned.fetch_sub(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn take_port(&self, port: PortId) -> bool {
+        let Some(q) = self.quotas.get(port.index()) else { return true };
+        let limit = q.limit.load(Relaxed);
+        q.learned.fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1)).is_ok()
+    }
+
+    /// Gives back what `take` counted, for an entry on `port` that goes.
+    fn give(&self, port: PortId) {
+        self.learned.fetch_sub(1, Relaxed);
+        self.give_port(port);
+    }
+
+    fn give_port(&self, port: PortId) {
+        if let Some(q) = self.quotas.get(port.index()) {
+            q.learned.fetch_sub(1, Relaxed);
+        }
     }
 
     /// Adds or replaces a static entry (not counted against the limit).
@@ -400,18 +558,18 @@ impl Fdb {
         if let Some((i, _)) = self.find(key) {
             let g = self.slots[i].lock();
             if g.key() == key {
-                if !val_static(g.val()) {
-                    self.learned.fetch_sub(1, Relaxed);
-                }
+                let old = g.val();
                 g.set(key, val_of(at, true, now));
                 drop(g);
+                if !val_static(old) {
+                    self.give(val_port(old));
+                }
                 self.bump();
                 return true;
             }
         }
         self.insert(key, at, true, now) == Learn::New
     }
-
     /// Removes the entry for `mac` in `vid`; true if there was one.
     pub fn remove(&self, mac: MacAddr, vid: Vid) -> bool {
         let key = key_of(mac, vid);
@@ -430,7 +588,7 @@ impl Fdb {
         g.set(TOMBSTONE, 0);
         drop(g);
         if !val_static(v) {
-            self.learned.fetch_sub(1, Relaxed);
+            self.give(val_port(v));
         }
         self.bump();
         true

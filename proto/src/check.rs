@@ -13,7 +13,7 @@ use std::net::IpAddr;
 pub const MAX_NAME_LEN: usize = 15;
 /// Accepted aging times, seconds.
 pub const AGING_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
-/// Accepted per-bridge learned-MAC limits.
+/// Accepted learned-MAC limits, per bridge and per port.
 pub const MAX_MACS_RANGE: std::ops::RangeInclusive<u32> = 1..=1 << 20;
 /// Accepted AF_XDP queue counts.
 pub const QUEUES_RANGE: std::ops::RangeInclusive<u32> = 1..=1024;
@@ -114,7 +114,7 @@ pub fn check_aging(secs: u32) -> Result<(), String> {
     }
 }
 
-/// Checks a bridge's learned-MAC limit.
+/// Checks a bridge's or a port's learned-MAC limit.
 pub fn check_max_macs(n: u32) -> Result<(), String> {
     if MAX_MACS_RANGE.contains(&n) {
         Ok(())
@@ -190,6 +190,9 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             };
             check_vxlan(v)?;
         }
+    }
+    if let Some(n) = p.max_macs {
+        check_max_macs(n).map_err(|e| format!("port {:?}: {e}", p.name))?;
     }
     check_pmd("port", &p.name, &p.pmd)
 }

@@ -291,6 +291,10 @@ pub struct PortConfig {
     /// Receive queues moved to a chosen polling thread (`pmd_assign`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pmd: PmdAssignments,
+    /// At most this many MACs learned on this port (the bridge's limit
+    /// still applies); none: only the bridge's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_macs: Option<u32>,
     /// Tap: rvsd created the device (`port del` removes it); false for a
     /// tap that existed and was adopted, which stays. Set by rvsd, not by
     /// the request.
@@ -321,6 +325,7 @@ impl PortConfig {
             netns: None,
             vxlan: None,
             pmd: Vec::new(),
+            max_macs: None,
             tap_created: false,
         }
     }

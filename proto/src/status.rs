@@ -146,6 +146,9 @@ pub struct PortStatus {
     pub fast_path: String,
     /// Per queue: (queue id, polling thread core).
     pub queues: Vec<(u32, usize)>,
+    /// MACs learned on this port (static entries not counted).
+    #[serde(default)]
+    pub learned_macs: u32,
     /// VXLAN: largest inner frame payload (MTU) that fits the uplink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner_mtu: Option<u32>,

@@ -146,6 +146,97 @@ fn concurrent_learning_respects_the_limit() {
     assert_eq!(f.learned() as usize, n);
 }
 
+/// The slot the table used to pick with its unkeyed hash: public, so a
+/// sender could choose MACs that all start at one slot.
+fn unkeyed_home(key: u64, mask: usize) -> usize {
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask
+}
+
+#[test]
+fn macs_chosen_against_a_public_hash_do_not_share_a_chain() {
+    let f = Fdb::new(4096);
+    // 2,000 MACs whose keys the unkeyed hash sent to one slot: each was a
+    // lookup scanning the whole chain.
+    let target = unkeyed_home(key_of(mac(0), Vid(1)), f.mask);
+    let crafted: Vec<MacAddr> =
+        (0u32..).map(mac).filter(|&m| unkeyed_home(key_of(m, Vid(1)), f.mask) == target).take(2000).collect();
+    for (i, &m) in crafted.iter().enumerate() {
+        assert_eq!(f.learn(m, Vid(1), PortId(1), 0), Learn::New, "MAC {i} refused");
+    }
+    // Keyed, they scatter like any other MACs (at 25 % load the expected
+    // longest chain is a handful of slots).
+    let longest = f.longest_probe();
+    assert!(longest <= 16, "longest probe chain {longest}");
+    // The same MAC in every VLAN differed only in key bits the unkeyed
+    // hash dropped for tables up to 65,536 slots.
+    let g = Fdb::new(8192);
+    for v in 1..=4094 {
+        assert_eq!(g.learn(mac(7), Vid(v), PortId(1), 0), Learn::New);
+    }
+    assert!(g.longest_probe() <= 16, "longest probe chain {}", g.longest_probe());
+}
+
+#[test]
+fn probing_stops_after_max_probe_slots_even_if_every_key_collides() {
+    // A known key stands in for an attacker who learned the secret.
+    let f = Fdb::with_key(1000, HashKey(0, 0));
+    let colliding: Vec<MacAddr> = (0u32..).map(mac).filter(|&m| f.home(key_of(m, Vid(1))) == 0).take(100).collect();
+    let learned = colliding.iter().filter(|&&m| f.learn(m, Vid(1), PortId(1), 0) == Learn::New).count();
+    assert_eq!(learned, MAX_PROBE, "the chain holds MAX_PROBE entries, the rest are refused");
+    assert_eq!(f.learned() as usize, MAX_PROBE, "refusals give their reservation back");
+    assert_eq!(f.longest_probe(), MAX_PROBE);
+    assert!(colliding[..MAX_PROBE].iter().all(|&m| f.lookup(m, Vid(1)) == Some(PortId(1))));
+    assert!(colliding[MAX_PROBE..].iter().all(|&m| f.lookup(m, Vid(1)).is_none()));
+    assert!(!f.add_static(colliding[99], Vid(1), PortId(2), 0), "no room for a static entry either");
+}
+
+#[test]
+fn a_port_limit_caps_one_port_and_leaves_the_rest_of_the_bridge() {
+    let f = Fdb::new(100);
+    f.set_port_limit(PortId(1), Some(3)).unwrap();
+    for i in 0..3 {
+        assert_eq!(f.learn(mac(i), Vid(1), PortId(1), 0), Learn::New);
+    }
+    assert_eq!(f.predict(mac(9), Vid(1), Dest::port(PortId(1)), 0), Learn::Refused);
+    assert_eq!(f.learn(mac(9), Vid(1), PortId(1), 0), Learn::Refused);
+    assert_eq!(f.learn(mac(9), Vid(1), PortId(2), 0), Learn::New, "other ports still learn");
+    assert_eq!(f.learn(mac(9), Vid(1), PortId(1), 1), Learn::Refused, "nor can the port claim a known MAC");
+    assert_eq!(f.lookup(mac(9), Vid(1)), Some(PortId(2)));
+    assert_eq!((f.port_learned(PortId(1)), f.port_learned(PortId(2)), f.learned()), (3, 1, 4));
+    // Leaving the port frees its share: a move away, a removal, aging.
+    assert_eq!(f.learn(mac(0), Vid(1), PortId(2), 1), Learn::Moved { from: Dest::port(PortId(1)) });
+    assert_eq!(f.port_learned(PortId(1)), 2);
+    assert_eq!(f.learn(mac(9), Vid(1), PortId(1), 2), Learn::Moved { from: Dest::port(PortId(2)) });
+    assert!(f.remove(mac(1), Vid(1)));
+    assert!(f.add_static(mac(2), Vid(1), PortId(1), 2), "static entries are outside the limit");
+    assert_eq!(f.port_learned(PortId(1)), 1);
+    f.set_port_limit(PortId(1), None).unwrap();
+    for i in 10..20 {
+        assert_eq!(f.learn(mac(i), Vid(1), PortId(1), 3), Learn::New);
+    }
+    assert_eq!(f.age(100, 10), 12);
+    assert_eq!((f.port_learned(PortId(1)), f.port_learned(PortId(2)), f.learned()), (0, 0, 0));
+    assert!(f.set_port_limit(PortId(QUOTA_PORTS as u16), Some(1)).is_err());
+}
+
+#[test]
+fn a_grown_table_keeps_entries_remotes_ages_and_port_limits() {
+    let f = Fdb::new(4);
+    f.set_port_limit(PortId(1), Some(2)).unwrap();
+    f.learn(mac(1), Vid(1), PortId(1), 5);
+    f.learn_at(mac(2), Vid(1), Dest { port: PortId(3), remote: 7 }, 6);
+    assert!(f.add_static_at(mac(3), Vid(2), Dest { port: PortId(3), remote: 2 }, 0));
+    let g = f.grown(1000);
+    let mut before = f.entries();
+    let mut after = g.entries();
+    before.sort_by_key(|e| e.mac);
+    after.sort_by_key(|e| e.mac);
+    assert_eq!(before, after);
+    assert_eq!((g.limit(), g.learned(), g.port_learned(PortId(1))), (1000, 2, 1));
+    assert_eq!(g.learn(mac(4), Vid(1), PortId(1), 7), Learn::New);
+    assert_eq!(g.learn(mac(5), Vid(1), PortId(1), 7), Learn::Refused, "the port's limit came along");
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Learn(u8, u16, u16, u32),
@@ -166,11 +257,14 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    /// The table behaves like a map with a cap on learned entries.
+    /// The table behaves like a map with a cap on learned entries, and
+    /// one on port 0's.
     #[test]
     fn matches_a_model(ops in proptest::collection::vec(op(), 1..300)) {
         const LIMIT: usize = 8;
+        const PORT0_LIMIT: usize = 3;
         let f = Fdb::new(LIMIT as u32);
+        f.set_port_limit(PortId(0), Some(PORT0_LIMIT as u32)).unwrap();
         // (mac, vid) -> (port, static, seen)
         let mut model: HashMap<(u8, u16), (u16, bool, u32)> = HashMap::new();
         for o in ops {
@@ -178,10 +272,12 @@ proptest! {
                 Op::Learn(m, v, p, t) => {
                     let got = f.learn(mac(m.into()), Vid(v), PortId(p), t);
                     let learned = model.values().filter(|e| !e.1).count();
+                    let port_full = p == 0 && model.values().filter(|e| !e.1 && e.0 == 0).count() >= PORT0_LIMIT;
                     match model.get(&(m, v)).copied() {
                         Some((_, true, _)) => {}
+                        Some((q, false, _)) if q != p && port_full => prop_assert_eq!(got, Learn::Refused),
                         Some((_, false, _)) => { model.insert((m, v), (p, false, t)); }
-                        None if learned < LIMIT => { model.insert((m, v), (p, false, t)); }
+                        None if learned < LIMIT && !port_full => { model.insert((m, v), (p, false, t)); }
                         None => prop_assert_eq!(got, Learn::Refused),
                     }
                 }
@@ -203,6 +299,7 @@ proptest! {
             }
             prop_assert!(f.learned() as usize <= LIMIT);
             prop_assert_eq!(f.learned() as usize, model.values().filter(|e| !e.1).count());
+            prop_assert_eq!(f.port_learned(PortId(0)) as usize, model.values().filter(|e| !e.1 && e.0 == 0).count());
             for (&(m, v), &(p, _, _)) in &model {
                 prop_assert_eq!(f.lookup(mac(m.into()), Vid(v)), Some(PortId(p)));
             }

@@ -185,6 +185,7 @@ impl Datapath for FakeDp {
                 xdp_mode: g.xdp_mode.clone().unwrap_or_else(|| "generic".into()),
                 fast_path: p.fast_path.resolve(p.kind).name().into(),
                 queues: g.queues(n),
+                learned_macs: 0,
                 inner_mtu: p.vxlan.as_ref().map(|v| if v.local.is_ipv4() { 1450 } else { 1430 }),
                 remotes: p
                     .vxlan

@@ -359,16 +359,8 @@ impl Datapath for Dp {
             b.fdb.set_limit(br.max_macs);
             return Ok(());
         }
-        // A larger limit needs a larger table: carry the entries over.
-        let fdb = Arc::new(Fdb::new(br.max_macs));
-        for e in b.fdb.entries() {
-            if e.is_static {
-                fdb.add_static(e.mac, e.vid, e.port, e.last_seen);
-            } else {
-                fdb.learn(e.mac, e.vid, e.port, e.last_seen);
-            }
-        }
-        b.fdb = fdb;
+        // A larger limit needs a larger table.
+        b.fdb = Arc::new(b.fdb.grown(br.max_macs));
         self.publish();
         Ok(())
     }

@@ -73,6 +73,14 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
             )
         }),
     );
+    f.family(
+        "rvs_port_learned_macs",
+        "gauge",
+        "MACs learned on a port (its limit, if set, is in the configuration).",
+        status
+            .iter()
+            .map(|p| (format!("bridge=\"{}\",port=\"{}\"", esc(&p.bridge), esc(&p.name)), u64::from(p.learned_macs))),
+    );
     let tunnels: Vec<_> = status.iter().filter(|p| p.kind == "vxlan").collect();
     f.family(
         "rvs_tunnel_remote_resolved",

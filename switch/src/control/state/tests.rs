@@ -31,6 +31,7 @@ fn vx(name: &str, vni: u32, local: &str, remotes: &[&str]) -> PortConfig {
         netns: None,
         vxlan: Some(VxlanConfig::new(vni, ip(local), remotes.iter().map(|r| ip(r)).collect())),
         pmd: Vec::new(),
+        max_macs: None,
         tap_created: false,
     }
 }

@@ -65,6 +65,7 @@ impl<D: Datapath> State<D> {
                             xdp_mode: String::new(),
                             fast_path: p.fast_path.resolve(p.kind).name().to_string(),
                             queues: Vec::new(),
+                            learned_macs: 0,
                             inner_mtu: None,
                             remotes: Vec::new(),
                         }),

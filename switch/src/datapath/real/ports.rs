@@ -29,6 +29,8 @@ impl Dp {
         self.remove_handles(id, &port);
         if let Some(b) = self.bridge(port.bridge) {
             b.fdb.forget_port(id);
+            // The id goes to the next port, which has limits of its own.
+            let _ = b.fdb.set_port_limit(id, None);
         }
         // Every handle on it is closed: a tap rvsd made goes with its port.
         if let Role::Tap { netns, created: true } = &port.role {
@@ -292,6 +294,8 @@ impl Dp {
             return Err(format!("port \"{}\" already exists", cfg.name));
         }
         let id = self.free_port_id()?;
+        let fdb = &self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb;
+        fdb.set_port_limit(id, cfg.max_macs).map_err(|e| format!("port {}: {e}", cfg.name))?;
         let mut port = match cfg.kind {
             PortType::Afxdp => self.open_afxdp(id, cfg)?,
             PortType::Tap => self.open_tap(id, cfg)?,

@@ -69,9 +69,10 @@ impl Dp {
     pub(super) fn port_views(&self) -> Vec<PortStatus> {
         self.ports
             .iter()
-            .flatten()
-            .filter(|p| !matches!(p.role, Role::Uplink { .. }))
-            .map(|p| PortStatus {
+            .enumerate()
+            .filter_map(|(i, p)| Some((PortId(i as u16), p.as_ref()?)))
+            .filter(|(_, p)| !matches!(p.role, Role::Uplink { .. }))
+            .map(|(id, p)| PortStatus {
                 name: p.name.clone(),
                 bridge: self.bridge_name(p.bridge).to_string(),
                 kind: match p.kind {
@@ -83,6 +84,7 @@ impl Dp {
                 xdp_mode: xdp_mode_name(p),
                 fast_path: fast_path_of(p).name().to_string(),
                 queues: p.handles.iter().filter(|h| h.2).map(|&(q, t, _)| (q, self.threads[t].core)).collect(),
+                learned_macs: self.bridge(p.bridge).map_or(0, |b| b.fdb.port_learned(id)),
                 inner_mtu: match &p.role {
                     Role::Vxlan(vx) => Some(self.max_inner_frame(vx).saturating_sub(14)),
                     _ => None,
