@@ -376,7 +376,7 @@ fn pmd_and_flows_through_a_real_socket() {
         cache_misses: 10,
         cache_evictions: 1,
         cache_entries: 2,
-        failed: 0,
+        ..ThreadInfo::default()
     }];
     // A flow from behind the tunnel's remote, and one back into it.
     let flow = |in_port: &str, remote: Option<&str>, src: &str, dst: &str, action: &str, hits| FlowInfo {

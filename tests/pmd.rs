@@ -322,3 +322,84 @@ fn pmd_assign_moves_a_queue_live() {
         );
     }
 }
+
+/// Frames that ran the XDP program on each of the first `queues` receive
+/// queues of `host`'s switch port, from the veth's own per-queue counters.
+fn xdp_packets_per_queue(host: &Host, queues: u16) -> Vec<u64> {
+    let out = run_ok(&["ethtool", "-S", host.port()]);
+    (0..queues)
+        .map(|q| {
+            let key = format!("rx_queue_{q}_xdp_packets:");
+            out.lines().find_map(|l| l.trim().strip_prefix(&key)?.trim().parse().ok()).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Issue 14: each AF_XDP socket kept 2,048 receive buffers of its thread's
+/// 16,384, so a thread with more than 8 sockets left the later ones none
+/// and their frames were dropped by the kernel. One thread carries two
+/// 12-queue ports (24 sockets) here; 240 UDP flows each way spread over
+/// every queue (the hosts hash flows to transmit queues, and a veth frame
+/// sent on queue q arrives on the peer's queue q): every frame arrives. A
+/// port that would take a thread past what its pool can feed is refused,
+/// saying so.
+#[test]
+fn a_thread_with_many_queues_feeds_every_one() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    const QUEUES: u16 = 12;
+    const FLOWS: u16 = 240;
+    let a = Host::on_veth_queues("198.18.34.1/24", QUEUES.into());
+    let b = Host::on_veth_queues("198.18.34.2/24", QUEUES.into());
+    let rvsd = Rvsd::start_on("0");
+    rvsd.bridge_with("br0", &[&a, &b]);
+    let (threads, text) = pmd(&rvsd);
+    assert_eq!(json::pmd_queues(&threads).len(), 2 * usize::from(QUEUES), "{text}");
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let (src, dst) = (parse_mac(&from.mac()), parse_mac(&to.mac()));
+        let frames: Vec<Vec<u8>> = (0..FLOWS)
+            .map(|flow| {
+                let b = etherparse::PacketBuilder::ethernet2(src, dst)
+                    .ipv4(parse_ip(&from.ip), parse_ip(&to.ip), 64)
+                    .udp(40000 + flow, 7000);
+                let mut f = Vec::new();
+                b.write(&mut f, &[0x5a; 18]).expect("frame");
+                f
+            })
+            .collect();
+        let before = xdp_packets_per_queue(from, QUEUES);
+        let dump = Tcpdump::start(Some(&to.ns), &to.dev, FLOWS.into(), &["udp", "and", "dst", "port", "7000"]);
+        // A few frames at a time, so no queue's ring can overflow.
+        for burst in frames.chunks(8) {
+            send_raw(&from.ns, &from.dev, burst);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let got = dump.finish(Duration::from_secs(5)).len();
+        let per_queue: Vec<u64> = xdp_packets_per_queue(from, QUEUES).iter().zip(&before).map(|(n, b)| n - b).collect();
+        println!("{} -> {}: {got} of {FLOWS} frames arrived; per receive queue {per_queue:?}", from.ip, to.ip);
+        assert!(
+            per_queue.iter().all(|&n| n > 0),
+            "the flows did not reach every queue of {}: {per_queue:?}",
+            from.port()
+        );
+        assert_eq!(
+            got,
+            usize::from(FLOWS),
+            "{} -> {}: frames lost (per queue {per_queue:?})\n{}\n{}\n{}",
+            from.ip,
+            to.ip,
+            rvsd.ctl_ok(&["stats"]),
+            pmd(&rvsd).1,
+            rvsd.ctl_ok(&["--json", "pmd", "show"])
+        );
+    }
+    // 24 sockets on the thread; 48 more would pass the 64 its pool feeds.
+    let c = Host::on_veth_queues("198.18.34.3/24", 48);
+    let o = rvsd.ctl(&["port", "add", "br0", c.port(), "--type", "afxdp", "--fast-path", "off"]);
+    let e = one_line_error("a port past the thread's buffers", &o);
+    assert!(e.contains("would carry 72 receive queues") && e.contains("at most 64"), "{e}");
+    assert!(!rvsd.ctl_ok(&["show"]).contains(c.port()), "the refused port was added anyway");
+    assert!(xdp_attached(&[c.port()]).is_empty(), "the refused port left its XDP program behind");
+}

@@ -36,6 +36,22 @@ pub const BATCH: usize = 64;
 const _: () = assert!(BATCH <= crate::flow_cache::MAX_BATCH && BATCH <= 64);
 const NO_SLOT: u16 = u16::MAX;
 
+const _: () = assert!(crate::port::MIN_FILL >= 2 * BATCH as u32, "a socket holds at least two bursts");
+
+/// The receive sockets' buffers together take at most half of a thread's
+/// pool; the other half stays for frames in flight, tap reads, flood
+/// copies and hand-offs.
+pub const fn fill_budget(pool_frames: u32) -> u32 {
+    pool_frames / 2
+}
+
+/// The most receiving sockets (AF_XDP queues) one thread with a pool of
+/// `pool_frames` buffers can carry, each with a share of at least
+/// [`MIN_FILL`](crate::port::MIN_FILL).
+pub const fn max_rx_sockets(pool_frames: u32) -> usize {
+    (fill_budget(pool_frames) / crate::port::MIN_FILL) as usize
+}
+
 /// A port queue handed to a polling thread.
 pub struct LocalPort {
     /// The port's id in the snapshot.
@@ -324,6 +340,7 @@ impl Pmd {
     /// Adds what the kernel dropped on each receive queue since the last
     /// reading to the port's counters.
     pub fn publish_kernel_drops(&mut self) {
+        self.stats.pool_free.store(self.pool.free_count() as u64, Relaxed);
         for (i, lp) in self.ports.iter().enumerate() {
             let Some(port) = lp.port.as_ref().filter(|_| lp.rx) else { continue };
             let total = port.kernel_drops();
@@ -365,6 +382,7 @@ impl Pmd {
                     self.txq.push(Vec::with_capacity(BATCH * 4));
                     self.kernel_seen.push(0);
                     self.reindex();
+                    self.share_fill();
                 }
                 Command::RemovePort { id, done } => {
                     *moved = true;
@@ -431,6 +449,26 @@ impl Pmd {
             }
         }
         self.reindex();
+        self.share_fill();
+    }
+
+    /// Gives each port its share of the pool's receive buffers: what it
+    /// asks for while all demands fit in [`fill_budget`], else the budget
+    /// split in proportion, so no socket is left without buffers however
+    /// many the thread carries (the control thread refuses more than
+    /// [`max_rx_sockets`]).
+    fn share_fill(&mut self) {
+        let ports = || self.ports.iter().filter_map(|p| p.port.as_ref());
+        let demand: u64 = ports().map(|p| u64::from(p.fill_demand())).sum();
+        let budget = u64::from(fill_budget(self.pool.frames()));
+        let mut given = 0;
+        for p in self.ports.iter_mut().filter_map(|p| p.port.as_mut()) {
+            let want = u64::from(p.fill_demand());
+            let share = if demand <= budget { want } else { want * budget / demand };
+            p.set_fill_share(share as u32);
+            given += share;
+        }
+        self.stats.fill_share.store(given, Relaxed);
     }
 
     fn reindex(&mut self) {

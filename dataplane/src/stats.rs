@@ -201,6 +201,11 @@ macro_rules! with_thread_counters {
             /// 1 once the thread stopped on a panic (rvsd then shuts down
             /// and exits non-zero).
             failed => "rvs_pmd_failed", "gauge";
+            /// Buffers free in the thread's pool (read once a second).
+            pool_free => "rvs_pmd_pool_free_buffers", "gauge";
+            /// Receive buffers its sockets may keep with the kernel, all
+            /// together (at most half the pool).
+            fill_share => "rvs_pmd_fill_share_buffers", "gauge";
         }
     };
 }

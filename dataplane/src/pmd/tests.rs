@@ -360,3 +360,62 @@ fn tunnel_drops_what_does_not_fit_and_bad_vxlan() {
     assert_eq!(stats[2].read().drops[DropReason::NotVxlan as usize], 1);
     assert_eq!(pmd.pool_free(), free0);
 }
+
+/// A port that wants `demand` receive buffers and records its share.
+struct Filler(u32, Arc<std::sync::atomic::AtomicU32>);
+
+impl Port for Filler {
+    fn recv(&mut self, _: &mut Pool, _: &mut [Desc]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+    fn send(&mut self, pool: &mut Pool, frames: &[Desc]) -> usize {
+        frames.iter().for_each(|d| pool.free(d.addr));
+        0
+    }
+    fn flush(&mut self, _: &mut Pool) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn release(&mut self, _: &mut Pool) {}
+    fn fill_demand(&self) -> u32 {
+        self.0
+    }
+    fn set_fill_share(&mut self, buffers: u32) {
+        self.1.store(buffers, Relaxed);
+    }
+}
+
+#[test]
+fn receive_buffers_are_shared_out_so_no_socket_is_left_without() {
+    let r = rig(vec![VlanMode::Access(Vid(1))]);
+    let mut pmd = r.pmd;
+    let budget = fill_budget(256);
+    assert_eq!(budget, 128, "the rig's pool has 256 buffers");
+    let shares: Vec<_> = (0..12).map(|_| Arc::new(std::sync::atomic::AtomicU32::new(u32::MAX))).collect();
+    let add = |q: usize, demand: u32| {
+        let port = Box::new(Filler(demand, shares[q].clone()));
+        let lp = LocalPort { id: PortId(0), queue: q as u32, port: Some(port), rx: true, stats: Arc::default() };
+        r.tx.send(Command::AddPort(lp)).unwrap();
+    };
+    // Two sockets fit: each gets what it asks for.
+    add(0, 60);
+    add(1, 60);
+    pmd.apply_commands();
+    assert_eq!((shares[0].load(Relaxed), shares[1].load(Relaxed)), (60, 60));
+    // Twelve do not: the budget is split, every socket gets some.
+    for q in 2..12 {
+        add(q, 60);
+    }
+    pmd.apply_commands();
+    let got: Vec<u32> = shares.iter().map(|s| s.load(Relaxed)).collect();
+    assert!(got.iter().all(|&s| s == 128 / 12), "shares {got:?}");
+    assert!(pmd.stats.fill_share.load(Relaxed) <= u64::from(budget));
+    // Sockets leave: the others get their full demand back.
+    for q in 2..12 {
+        let (done, _wait) = crossbeam::channel::bounded(1);
+        r.tx.send(Command::RemoveQueue { id: PortId(0), queue: q, done }).unwrap();
+    }
+    pmd.apply_commands();
+    assert_eq!((shares[0].load(Relaxed), shares[1].load(Relaxed)), (60, 60));
+    assert_eq!(pmd.stats.fill_share.load(Relaxed), 120);
+    assert_eq!(max_rx_sockets(16384), 64, "rvsd's 16,384-buffer pools feed 64 sockets a thread");
+}

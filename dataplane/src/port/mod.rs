@@ -19,6 +19,10 @@ pub use pool::{Desc, Pool, Region, FRAME_SIZE, HEADROOM, MAX_FRAME};
 use std::io;
 use std::os::fd::RawFd;
 
+/// The receive buffers an idle receiving socket keeps with the kernel, and
+/// the least share of its thread's pool it is given: two bursts.
+pub const MIN_FILL: u32 = 128;
+
 /// A source and sink of Ethernet frames, polled by one thread.
 ///
 /// Implementations must not block, allocate or make more than a bounded
@@ -62,4 +66,14 @@ pub trait Port: Send {
     fn tx_pending(&self) -> bool {
         false
     }
+
+    /// Receive buffers it would keep with the kernel if its thread's pool
+    /// had room for every port's (0: it keeps none).
+    fn fill_demand(&self) -> u32 {
+        0
+    }
+
+    /// How many receive buffers it may keep with the kernel: its share of
+    /// the pool, set by its thread whenever ports come or go.
+    fn set_fill_share(&mut self, _buffers: u32) {}
 }

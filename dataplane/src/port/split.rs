@@ -53,6 +53,15 @@ impl<R: Port, T: Port> Port for SplitPort<R, T> {
     fn tx_pending(&self) -> bool {
         self.tx.tx_pending()
     }
+
+    fn fill_demand(&self) -> u32 {
+        self.rx.fill_demand() + self.tx.fill_demand()
+    }
+
+    fn set_fill_share(&mut self, buffers: u32) {
+        // Only the receiving side keeps buffers with the kernel.
+        self.rx.set_fill_share(buffers);
+    }
 }
 
 #[cfg(test)]

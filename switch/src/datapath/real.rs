@@ -23,7 +23,7 @@ use rvs_dataplane::flow_cache::FlowKey;
 use rvs_dataplane::ids::{BridgeId, PortId, Vid};
 use rvs_dataplane::pipeline::Action;
 use rvs_dataplane::pipeline::{self, TagEdit};
-use rvs_dataplane::pmd::{Command, Commands, Handoff, LocalPort, Pmd, PmdOptions};
+use rvs_dataplane::pmd::{max_rx_sockets, Command, Commands, Handoff, LocalPort, Pmd, PmdOptions};
 use rvs_dataplane::port::afxdp::{self, AfXdpPort, Umem, XdpProgram, XskConfig};
 use rvs_dataplane::port::split::SplitPort;
 use rvs_dataplane::port::tap::TapPort;

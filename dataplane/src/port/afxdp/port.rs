@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::program::XdpProgram;
 use super::socket::{XdpStats, XskSocket};
 use super::umem::Umem;
-use crate::port::{Desc, Pool, Port, FRAME_SIZE};
+use crate::port::{Desc, Pool, Port, FRAME_SIZE, MIN_FILL};
 
 /// Frames the kernel sends per `sendto` in copy mode.
 const TX_PER_KICK: u32 = 32;
@@ -17,14 +17,68 @@ const TX_PER_KICK: u32 = 32;
 pub struct XskConfig {
     /// Entries in each of the four rings (a power of two).
     pub ring_size: u32,
-    /// Receive buffers to keep in the fill ring (at most `ring_size`); the
-    /// rest of the pool stays free for other ports and frames in flight.
+    /// The most receive buffers to keep in the fill ring (at most
+    /// `ring_size`): a busy socket grows to it while its share of the pool
+    /// allows ([`Port::set_fill_share`]); an idle one keeps [`MIN_FILL`].
     pub fill_target: u32,
 }
 
 impl Default for XskConfig {
     fn default() -> XskConfig {
         XskConfig { ring_size: 4096, fill_target: 2048 }
+    }
+}
+
+/// How many receive buffers a socket keeps with the kernel.
+///
+/// Buffers in a fill ring come back only as frames arrive, so a socket
+/// starts with few and doubles them while it receives at least half of
+/// what it holds between two refills, up to its share of the pool. Idle
+/// sockets then hold [`MIN_FILL`] each, and a thread's sockets together
+/// stay within its budget however they come and go (one that grew and went
+/// quiet keeps what it has until frames arrive on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FillLevel {
+    max: u32,
+    share: u32,
+    target: u32,
+    received: u32,
+}
+
+impl FillLevel {
+    /// At most `max` buffers (0: a socket that never receives).
+    fn new(max: u32) -> FillLevel {
+        FillLevel { max, share: max, target: max.min(MIN_FILL), received: 0 }
+    }
+
+    /// How many the socket should hold now.
+    fn target(&self) -> u32 {
+        self.target
+    }
+
+    /// The most it may ever hold.
+    fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// Frames taken off the receive ring.
+    fn received(&mut self, n: u32) {
+        self.received = self.received.saturating_add(n);
+    }
+
+    /// Before a refill: grows the target if the socket used at least half
+    /// of it since the last refill.
+    fn before_refill(&mut self) {
+        if self.received.saturating_mul(2) >= self.target && self.target < self.share {
+            self.target = self.target.saturating_mul(2).clamp(1, self.share);
+        }
+        self.received = 0;
+    }
+
+    /// The thread's new share for this socket.
+    fn set_share(&mut self, share: u32) {
+        self.share = share.min(self.max);
+        self.target = self.target.min(self.share);
     }
 }
 
@@ -56,7 +110,7 @@ pub struct AfXdpPort {
     in_fill: u32,
     /// Frames on the TX ring not yet completed.
     in_tx: u32,
-    fill_target: u32,
+    fill: FillLevel,
     region: usize,
     ifname: String,
     queue: u32,
@@ -79,7 +133,7 @@ impl AfXdpPort {
             owned: vec![0; umem.frames()],
             in_fill: 0,
             in_tx: 0,
-            fill_target: cfg.fill_target.min(cfg.ring_size),
+            fill: FillLevel::new(cfg.fill_target.min(cfg.ring_size)),
             region: umem.region().as_ptr() as usize,
             ifname: ifname.to_owned(),
             queue,
@@ -155,7 +209,7 @@ impl Port for AfXdpPort {
     fn rx_fd(&self) -> Option<RawFd> {
         // Readable while its receive ring holds frames. A transmit-only
         // socket (no receive buffers) never has any.
-        self.sock.as_ref().filter(|_| self.fill_target > 0).map(|s| s.fd())
+        self.sock.as_ref().filter(|_| self.fill.max() > 0).map(|s| s.fd())
     }
 
     fn tx_pending(&self) -> bool {
@@ -178,6 +232,7 @@ impl Port for AfXdpPort {
         }
         sock.rx.release();
         self.in_fill = self.in_fill.saturating_sub(n);
+        self.fill.received(n);
         Ok(n as usize)
     }
 
@@ -258,8 +313,9 @@ impl Port for AfXdpPort {
         }
 
         // Refill receive buffers.
-        if self.in_fill < self.fill_target {
-            let want = (self.fill_target - self.in_fill).min(pool.free_count() as u32);
+        self.fill.before_refill();
+        if self.in_fill < self.fill.target() {
+            let want = (self.fill.target() - self.in_fill).min(pool.free_count() as u32);
             let (idx, n) = sock.fill.reserve(want);
             let mut given = 0;
             while given < n {
@@ -290,6 +346,16 @@ impl Port for AfXdpPort {
         result
     }
 
+    fn fill_demand(&self) -> u32 {
+        self.fill.max()
+    }
+
+    fn set_fill_share(&mut self, buffers: u32) {
+        // Buffers already given beyond a lowered share come back as frames
+        // arrive; only the refill stops short.
+        self.fill.set_share(buffers);
+    }
+
     fn release(&mut self, pool: &mut Pool) {
         self.check_pool(pool);
         // Close first: afterwards the kernel neither writes these chunks
@@ -303,5 +369,40 @@ impl Port for AfXdpPort {
         }
         self.in_fill = 0;
         self.in_tx = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_starts_small_grows_while_busy_and_never_past_its_share() {
+        let mut f = FillLevel::new(2048);
+        assert_eq!(f.target(), MIN_FILL);
+        // Idle: stays where it is.
+        for _ in 0..10 {
+            f.before_refill();
+        }
+        assert_eq!(f.target(), MIN_FILL);
+        // Busy: doubles each refill after using half of what it held.
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            f.received(f.target() / 2);
+            f.before_refill();
+            seen.push(f.target());
+        }
+        assert_eq!(seen, [256, 512, 1024, 2048, 2048, 2048]);
+        // Its thread got more sockets: the share caps it, and growth too.
+        f.set_share(300);
+        assert_eq!(f.target(), 300);
+        f.received(1000);
+        f.before_refill();
+        assert_eq!(f.target(), 300);
+        f.set_share(5000);
+        f.received(1000);
+        f.before_refill();
+        assert_eq!(f.target(), 600, "never past its own maximum, grows again from where it was");
+        assert_eq!(FillLevel::new(0).target(), 0, "a transmit-only socket holds none");
     }
 }

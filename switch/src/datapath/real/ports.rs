@@ -140,6 +140,7 @@ impl Dp {
         if queues == 0 || queues > available {
             return Err(format!("{name} has {available} rx queue(s); cannot open {queues}"));
         }
+        self.check_rx_room(name, self.least_loaded(), queues)?;
         if fast == FastPath::Tc && !uplink {
             return self.attach_tc(id, name, mode, queues);
         }

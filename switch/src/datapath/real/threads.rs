@@ -17,6 +17,39 @@ impl Dp {
         (0..load.len()).min_by_key(|&i| (load[i], i)).unwrap_or(0)
     }
 
+    /// Receiving AF_XDP sockets per thread (taps keep no receive buffers).
+    fn rx_sockets(&self) -> Vec<usize> {
+        let mut n = vec![0usize; self.threads.len()];
+        for p in self.ports.iter().flatten().filter(|p| p.link.is_some()) {
+            for &(_, t, rx) in &p.handles {
+                if rx {
+                    n[t] += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Refuses `queues` more receiving sockets for `name`, spread over the
+    /// threads from `base` as `attach_xsk` spreads them, where a thread
+    /// would carry more than its pool can give receive buffers to.
+    pub(super) fn check_rx_room(&self, name: &str, base: usize, queues: u32) -> DpResult<()> {
+        let mut n = self.rx_sockets();
+        let threads = n.len();
+        for q in 0..queues as usize {
+            n[(base + q) % threads] += 1;
+        }
+        let max = max_rx_sockets(POOL_FRAMES);
+        match (0..n.len()).find(|&t| n[t] > max) {
+            None => Ok(()),
+            Some(t) => Err(format!(
+                "{name}: the polling thread on core {} would carry {} receive queues; its pool of {POOL_FRAMES} \
+                 buffers feeds at most {max} (open fewer with --queues, or give rvsd more cores)",
+                self.threads[t].core, n[t]
+            )),
+        }
+    }
+
     /// The body of [`Datapath::threads`].
     pub(super) fn thread_infos(&self) -> Vec<ThreadInfo> {
         self.threads
@@ -104,6 +137,7 @@ impl Dp {
         if p.xdp.is_none() {
             return Err(format!("{port:?} has no queues to move"));
         }
+        self.check_rx_room(port, target, 1)?;
         // An AF_XDP socket lives in its thread's UMEM: close it there, then
         // open the queue again in the target thread's UMEM.
         let (done_tx, done_rx) = channel::bounded(1);
