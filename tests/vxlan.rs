@@ -534,3 +534,94 @@ fn a_jumbo_uplink_offers_what_a_buffer_carries() {
     assert_eq!(after - before, 3, "{}", rvsd.ctl_ok(&["stats"]));
     assert!(first_ping(&a, &b), "rvsd stopped forwarding\n{}", rvsd.log_text());
 }
+
+/// Issue 14: learned MACs behind a tunnel name their remote VTEP by its
+/// place in the tunnel's list. Changing the list used to flush the FDB and
+/// then publish the new list, so MACs learned in between kept indices into
+/// the old list and pointed at the wrong VTEP until they sent again. Here
+/// 50,000 sources stream in from the peer (198.18.200.2; each sends again
+/// only after the others) while the list is reordered ten times; right
+/// after each change no MAC behind the tunnel may point elsewhere.
+#[test]
+fn a_remote_list_change_leaves_no_mac_behind_the_wrong_vtep() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let t = KernelPeer::new(&V4);
+    assert!(first_ping(&t.a[0], &t.b[0]), "overlay ping");
+    // A second address of the peer: a remote that resolves.
+    const OTHER: &str = "198.18.200.3";
+    t.peer_host.addr_add("ul", &format!("{OTHER}/24"));
+    let order = [[V4.peer, OTHER], [OTHER, V4.peer]];
+    t.rvsd.ctl_ok(&["port", "set", "br0", "vx42", "--remote", order[0][0], "--remote", order[0][1]]);
+    // A big table: flushing it takes a while, and the polling threads
+    // learn meanwhile (the window the old order left open).
+    t.rvsd.ctl_ok(&["bridge", "set", "br0", "--max-macs", "1048576"]);
+
+    // Inner frames from 50,000 sources to b0 (behind the tunnel: dropped as
+    // hairpins after learning), as the peer's VXLAN frames.
+    let (rvs_mac, peer_mac) = (t.rvs_ul_mac(), parse_mac(&t.peer_host.mac("ul")));
+    let b0 = parse_mac(&t.b[0].mac());
+    let mut rng = Rng(0x5eed);
+    let frames: Vec<Vec<u8>> = (0..50_000)
+        .map(|_| {
+            let mut src = rng.bytes(6);
+            src[0] = (src[0] & 0xfe) | 0x02;
+            let mut inner = b0.to_vec();
+            inner.extend_from_slice(&src);
+            inner.extend_from_slice(&[0x88, 0xb5]);
+            inner.resize(60, 0x77);
+            vxlan_frame(rvs_mac, peer_mac, V4.peer, V4.rvs, 0x08, 42, &inner)
+        })
+        .collect();
+    let sources: BTreeSet<String> = frames.iter().map(|f| format_mac(&f[56..62].try_into().unwrap())).collect();
+    let stream = blast_raw(&t.peer_host, "ul", frames, Duration::from_secs(8));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stale_total = 0;
+    let mut learned_total = 0;
+    for round in 1..=10 {
+        let list = order[round % 2];
+        t.rvsd.ctl_ok(&["port", "set", "br0", "vx42", "--remote", list[0], "--remote", list[1]]);
+        let fdb = json::fdb_entries(&t.rvsd.ctl_json(&["fdb", "show", "br0"]));
+        let ours: Vec<_> = fdb.iter().filter(|e| sources.contains(&e.mac)).collect();
+        let stale = ours.iter().filter(|e| e.port != "vx42" || e.remote.as_deref() != Some(V4.peer)).count();
+        println!("change {round} to {list:?}: {} sources learned, {stale} behind the wrong VTEP", ours.len());
+        stale_total += stale;
+        learned_total += ours.len();
+    }
+    let (sent, _) = stream.join().expect("stream thread");
+    println!("{sent} frames streamed");
+    assert!(learned_total > 0, "no source was learned: the stream did not reach rvs");
+    assert_eq!(stale_total, 0, "MACs pointed at a VTEP they were not behind right after a change");
+}
+
+/// Issue 14: a tunnel whose local address is not on the uplink yet when
+/// rvsd starts (the underlay configured late at boot) is shown down with
+/// why, and comes up by itself once the address is there.
+#[test]
+fn a_tunnel_whose_address_comes_late_comes_up() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let mut t = KernelPeer::new(&V4);
+    assert!(first_ping(&t.a[0], &t.b[0]), "overlay ping");
+    t.rvsd.stop();
+    let addr = format!("{}/{}", V4.rvs, V4.prefix);
+    t.rvs_host.ip(&["addr", "del", &addr, "dev", "ul"]);
+    t.rvsd.restart();
+    let state = |rvsd: &Rvsd| {
+        let show = rvsd.ctl_json(&["show"]);
+        show["bridges"][0]["ports"][0]["status"]["state"].as_str().unwrap_or("missing").to_string()
+    };
+    let s = state(&t.rvsd);
+    assert_eq!(s, format!("down: local address {} is not configured on any uplink (add it to the underlay interface, and the interface with `rvsctl uplink add IFACE`)", V4.rvs));
+    t.rvs_host.addr_add("ul", &addr);
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while state(&t.rvsd) != "up" && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(state(&t.rvsd), "up", "the tunnel did not come up:\n{}", t.rvsd.log_text());
+    assert!(first_ping(&t.a[0], &t.b[0]), "overlay ping once the address is back");
+}

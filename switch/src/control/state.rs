@@ -108,8 +108,9 @@ impl<D: Datapath> State<D> {
     /// with their ports. Each uplink and port that comes back gets its
     /// receive queues moved to the polling threads `pmd_assign` chose. An
     /// uplink, bridge, port, static MAC or queue move the datapath refuses
-    /// is reported on stderr and kept in the configuration (shown as down);
-    /// only an unreadable db is an error.
+    /// is reported on stderr and kept in the configuration (shown as down,
+    /// with why), and tried again every tick (`retry_down`); only an
+    /// unreadable db is an error.
     pub fn restore(db_path: &Path, dp: D) -> Result<State<D>, String> {
         let config = db::load(db_path)?;
         let bridges = config.bridges.clone();
@@ -127,12 +128,7 @@ impl<D: Datapath> State<D> {
             captures: HashSet::new(),
         };
         for up in &uplinks {
-            if let Err(e) = st.dp.add_uplink(up) {
-                tracing::warn!("uplink {:?} not restored: {e}; kept in the configuration", up.name);
-                st.down_uplinks.insert(up.name.clone(), e);
-            } else {
-                st.replay_pmd("uplink", &up.name, &up.pmd);
-            }
+            st.replay_uplink(up);
         }
         for br in &bridges {
             st.replay_bridge(br);
@@ -168,7 +164,34 @@ impl<D: Datapath> State<D> {
     /// Periodic housekeeping; call about once a second.
     pub fn tick(&mut self) {
         self.dp.tick();
+        self.retry_down();
         self.sync_cluster(true);
+    }
+
+    /// Tries again each configured uplink, bridge and port that is down
+    /// because the datapath refused it (at restore, or since): an interface
+    /// not there yet at boot, an uplink address not configured yet. Uplinks
+    /// first, as at restore: a tunnel needs the uplink of its address.
+    fn retry_down(&mut self) {
+        if self.down_uplinks.is_empty() && self.down_bridges.is_empty() && self.down_ports.is_empty() {
+            return;
+        }
+        let uplinks: Vec<UplinkConfig> =
+            self.config.uplinks.iter().filter(|u| self.down_uplinks.contains_key(&u.name)).cloned().collect();
+        for up in &uplinks {
+            self.replay_uplink(up);
+        }
+        let bridges = self.config.bridges.clone();
+        for br in &bridges {
+            if self.down_bridges.contains_key(&br.name) {
+                self.replay_bridge(br);
+                continue;
+            }
+            let down: Vec<&PortConfig> = br.ports.iter().filter(|p| self.down_ports.contains_key(&p.name)).collect();
+            for p in down {
+                self.replay_port(br, p);
+            }
+        }
     }
 
     /// Answers one request; an accepted change is logged in one line.
@@ -276,18 +299,28 @@ impl<D: Datapath> State<D> {
 
     // ---- replay ----
 
+    /// Puts an uplink into the datapath, noting why if it fails.
+    fn replay_uplink(&mut self, up: &UplinkConfig) {
+        match self.dp.add_uplink(up) {
+            Err(e) => note_down(&mut self.down_uplinks, "uplink", &up.name, e),
+            Ok(()) => {
+                note_up(&mut self.down_uplinks, "uplink", &up.name);
+                self.replay_pmd("uplink", &up.name, &up.pmd);
+            }
+        }
+    }
+
     /// Puts a bridge, its ports and static MACs into the datapath, noting
-    /// what failed; failures are warnings on stderr.
+    /// what failed and why.
     fn replay_bridge(&mut self, br: &BridgeConfig) {
         if let Err(e) = self.dp.add_bridge(br) {
-            tracing::warn!("bridge {:?} not restored: {e}; kept in the configuration", br.name);
             for p in &br.ports {
                 self.down_ports.insert(p.name.clone(), format!("bridge {:?} is down", br.name));
             }
-            self.down_bridges.insert(br.name.clone(), e);
+            note_down(&mut self.down_bridges, "bridge", &br.name, e);
             return;
         }
-        self.down_bridges.remove(&br.name);
+        note_up(&mut self.down_bridges, "bridge", &br.name);
         for p in &br.ports {
             self.replay_port(br, p);
         }
@@ -296,11 +329,10 @@ impl<D: Datapath> State<D> {
     /// Puts a port and its static MACs into the datapath.
     fn replay_port(&mut self, br: &BridgeConfig, p: &PortConfig) {
         if let Err(e) = self.dp.add_port(&br.name, p) {
-            tracing::warn!("port {:?} of bridge {:?} not restored: {e}; kept in the configuration", p.name, br.name);
-            self.down_ports.insert(p.name.clone(), e);
+            note_down(&mut self.down_ports, "port", &p.name, e);
             return;
         }
-        self.down_ports.remove(&p.name);
+        note_up(&mut self.down_ports, "port", &p.name);
         for m in br.static_macs.iter().filter(|m| m.port == p.name) {
             let res = proto::parse_mac(&m.mac, true).and_then(|mac| self.dp.fdb_add(&br.name, mac, m.vlan, &m.port));
             if let Err(e) = res {
@@ -336,6 +368,22 @@ impl<D: Datapath> State<D> {
                 Err(format!("{e} (the change was undone)"))
             }
         }
+    }
+}
+
+/// Records why `name` is down; a warning when that is news (it is tried
+/// again every tick, and a reason that stays is said once).
+fn note_down(down: &mut HashMap<String, String>, what: &str, name: &str, why: String) {
+    if down.get(name) != Some(&why) {
+        tracing::warn!(target: crate::obs::log::LINK, "{what} {name:?} is down: {why}; kept in the configuration, tried again every second");
+    }
+    down.insert(name.to_string(), why);
+}
+
+/// Forgets why `name` was down, saying it came up if it was.
+fn note_up(down: &mut HashMap<String, String>, what: &str, name: &str) {
+    if let Some(why) = down.remove(name) {
+        tracing::info!(target: crate::obs::log::LINK, "{what} {name:?} is up (it was down: {why})");
     }
 }
 

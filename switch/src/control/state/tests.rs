@@ -720,3 +720,38 @@ fn flows_show_and_flush() {
     assert_eq!(run(&mut st, Command::FlowsShow).unwrap(), serde_json::json!([]));
     assert_eq!(fs::read(&db).unwrap(), before);
 }
+
+/// What was down at restore comes up on a later tick once the datapath
+/// takes it (an interface that appears after rvsd started), uplinks before
+/// the tunnels that need them; until then `show` says why.
+#[test]
+fn what_failed_at_restore_comes_up_when_it_can() {
+    let (mut st, _dp, db) = setup("st-retry");
+    run(&mut st, up_add("eth1")).unwrap();
+    run(&mut st, br_add("br0")).unwrap();
+    run(&mut st, p_add("br0", vx("vx42", 42, "198.18.1.1", &["198.18.1.2"]))).unwrap();
+    run(&mut st, p_add("br0", port("late"))).unwrap();
+    drop(st);
+
+    let dp = FakeDp::default();
+    dp.inner().missing.extend(["eth1".to_string(), "late".to_string()]);
+    let mut st = State::restore(&db, dp.clone()).unwrap();
+    st.tick();
+    let state = |st: &mut State<FakeDp>, i: usize| {
+        let show: ShowResult = serde_json::from_value(run(st, Command::Show).unwrap()).unwrap();
+        (show.uplinks[0].status.state.clone(), show.bridges[0].ports[i].status.state.clone())
+    };
+    assert_eq!(
+        state(&mut st, 0),
+        ("down: no interface \"eth1\"".into(), "down: no uplink serves local address 198.18.1.1".into())
+    );
+    assert_eq!(state(&mut st, 1).1, "down: no interface \"late\"");
+    dp.inner().missing.clear();
+    dp.inner().log.clear();
+    st.tick();
+    assert_eq!(dp.inner().log, ["uplink eth1", "port vx42", "port late"]);
+    assert_eq!(state(&mut st, 0), ("up".into(), "up".into()));
+    assert_eq!(state(&mut st, 1).1, "up");
+    st.tick();
+    assert_eq!(dp.inner().log.len(), 3, "nothing tried again once up");
+}

@@ -4,9 +4,17 @@
 use super::*;
 
 impl Dp {
-    /// Builds and sends a snapshot of the current configuration, and waits
-    /// until every thread runs it.
+    /// Builds and sends a snapshot of the current configuration, waits
+    /// until every thread runs it, then brings the kernel's tables in line.
     pub(super) fn publish(&mut self) {
+        self.publish_to_threads();
+        self.sync_kernel_ports();
+        self.sync_kernel_fdb();
+    }
+
+    /// Builds and sends a snapshot of the current configuration, and waits
+    /// until every thread runs it (or 2 s have passed).
+    pub(super) fn publish_to_threads(&mut self) {
         self.generation += 1;
         let ports: Vec<Option<PortInfo>> = self
             .ports
@@ -62,8 +70,6 @@ impl Dp {
             let _ = t.tx.send(Command::Snapshot(snap.clone()));
         }
         self.snap = snap;
-        self.sync_kernel_ports();
-        self.sync_kernel_fdb();
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline
             && self.threads.iter().any(|t| t.stats.generation.load(Relaxed) < self.generation)

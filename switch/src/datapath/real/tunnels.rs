@@ -154,12 +154,18 @@ impl Dp {
         vx.remotes = remotes.iter().map(|&ip| RemoteState { ip, next_hop: None, outer: None }).collect();
         let bridge = p.bridge;
         self.resolve_remotes_now(id);
-        // Learned entries point into the old list by index: gone before
-        // the new list is published.
+        // Learned entries point into the remote list by index. Once every
+        // thread runs the new list (publishing waits for that), flushing
+        // takes each entry learned under the old one, those learned while
+        // the change was on its way included. The kernel keeps the old
+        // list's entries and headers, consistent, until then; it loses the
+        // tunnel's MACs before it gets the new headers.
+        self.publish_to_threads();
         if let Some(b) = self.bridge(bridge) {
             b.fdb.flush(Some(id));
         }
-        self.publish();
+        self.sync_kernel_fdb();
+        self.sync_kernel_ports();
         Ok(())
     }
 
