@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -146,4 +147,51 @@ fn a_port_limit_keeps_one_port_from_taking_the_bridge() {
     let frames = flood_frames(parse_mac(&f.mac()), 300, 0x9018);
     blast_raw(&f.ns, &f.dev, frames, Duration::from_secs(1)).join().expect("flood thread");
     assert!(on(f.port()) > 100, "the re-added port (no limit) still capped at 100");
+}
+
+/// Issue 14: `fdb show` of a big table is paged. 50,000 learned MACs: one
+/// request gets one page of at most 4,096 entries (a reply far under a
+/// megabyte) and where the next starts, and `rvsctl fdb show` prints every
+/// entry once, in (VLAN, MAC) order, as text and as JSON.
+#[test]
+fn a_big_fdb_is_shown_in_pages() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let f = Host::on_veth("198.18.73.1/24");
+    let a = Host::on_veth("198.18.73.2/24");
+    let rvsd = Rvsd::start();
+    rvsd.ctl_ok(&["bridge", "add", "br0", "--max-macs", "65536"]);
+    rvsd.add_host("br0", &f, &[]);
+    rvsd.add_host("br0", &a, &[]);
+    assert!(ping_settled(&f.ns, &a.ip, 3));
+    let frames = flood_frames(parse_mac(&f.mac()), 50_000, 0xfdb);
+    blast_raw(&f.ns, &f.dev, frames, Duration::from_secs(3)).join().expect("flood thread");
+
+    // One request, as any client sends it.
+    let mut s = std::os::unix::net::UnixStream::connect(&rvsd.socket).expect("connect");
+    s.write_all(b"{\"version\":1,\"cmd\":\"fdb_show\",\"bridge\":\"br0\"}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&line).expect("a JSON reply");
+    let page = &reply["result"];
+    let total = page["total"].as_u64().unwrap_or(0) as usize;
+    assert!(total > 40_000, "only {total} MACs learned");
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(4096), "one page");
+    assert!(page["next"]["mac"].is_string(), "no cursor to the next page: {}", page["next"]);
+    assert!(line.len() < 1 << 20, "a page of {} bytes", line.len());
+
+    let all = json::fdb_entries(&rvsd.ctl_json(&["fdb", "show", "br0"]));
+    let keys: Vec<(u16, String)> = all.iter().map(|e| (e.vlan, e.mac.clone())).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(keys, sorted, "entries out of order or repeated");
+    // Learning goes on between pages: the count may have moved a little.
+    assert!(all.len() + 100 >= total && all.len() <= 65536, "{} entries listed of {total}", all.len());
+    let text = rvsctl(&rvsd.socket, &["fdb", "show", "br0"]);
+    let lines = String::from_utf8_lossy(&text.stdout).lines().count();
+    assert!(lines > 40_000 && lines.abs_diff(all.len() + 1) < 100, "{lines} lines for {} entries", all.len());
+    println!("{total} MACs: {} bytes in the first page, {} listed, {lines} lines of text", line.len(), all.len());
 }

@@ -730,7 +730,9 @@ impl Cli {
             Cmd::Uplink(UplinkCmd::Del { iface }) => (Command::UplinkDel { uplink: iface.clone() }, View::Quiet),
             Cmd::Uplink(UplinkCmd::List) => (Command::UplinkList, View::Uplinks),
             Cmd::Show => (Command::Show, View::Show),
-            Cmd::Fdb(FdbCmd::Show { bridge }) => (Command::FdbShow { bridge: bridge.clone() }, View::Fdb),
+            Cmd::Fdb(FdbCmd::Show { bridge }) => {
+                (Command::FdbShow { bridge: bridge.clone(), after: None, limit: None }, View::Fdb)
+            }
             Cmd::Fdb(FdbCmd::Add { bridge, mac, vlan, port }) => (
                 Command::FdbAdd { bridge: bridge.clone(), mac: mac.clone(), vlan: *vlan, port: port.clone() },
                 View::Quiet,

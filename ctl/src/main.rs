@@ -10,6 +10,7 @@ mod output;
 use clap::error::ErrorKind;
 use clap::Parser;
 use rvs_proto::client;
+use rvs_proto::status::FdbPage;
 use rvs_proto::{Request, ShowResult, DEFAULT_SOCKET};
 use serde_json::Value;
 use std::io::Write;
@@ -40,6 +41,46 @@ fn send(socket: &Path, cmd: rvs_proto::Command, edit: Option<&cli::RemoteEdit>) 
         serde_json::from_value(result).map_err(|e| format!("cannot understand rvsd's answer: {e}"))?;
     let cmd = edit.command(&show)?;
     client::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())
+}
+
+/// `fdb show`: pages through the table, printing each page as it comes
+/// (a table of a million MACs is never one reply, nor one string here).
+/// `--json` prints one array of all entries, as for any list.
+fn fdb_show(socket: &Path, bridge: &str, json: bool) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let mut write = |s: &str| {
+        // A closed pipe (`rvsctl fdb show br0 | head`) ends the listing.
+        out.write_all(s.as_bytes()).map_err(|_| String::new())
+    };
+    let (mut after, mut widths, mut first) = (None, Vec::new(), true);
+    let result = loop {
+        let cmd = rvs_proto::Command::FdbShow { bridge: bridge.to_string(), after: after.take(), limit: None };
+        let page: FdbPage = serde_json::from_value(send(socket, cmd, None)?)
+            .map_err(|e| format!("cannot understand rvsd's answer: {e}"))?;
+        let text = if json {
+            let mut s = String::from(if first { "[" } else { "" });
+            for (i, e) in page.entries.iter().enumerate() {
+                let sep = if first && i == 0 { "\n  " } else { ",\n  " };
+                s.push_str(sep);
+                s.push_str(&serde_json::to_string(e).map_err(|e| e.to_string())?);
+            }
+            s
+        } else {
+            output::fdb_page(&page.entries, &mut widths)
+        };
+        first = false;
+        if write(&text).is_err() {
+            return Ok(());
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break Ok(()),
+        }
+    };
+    if json {
+        let _ = write("\n]\n");
+    }
+    result
 }
 
 fn main() -> ExitCode {
@@ -92,6 +133,15 @@ fn main() -> ExitCode {
                 eprintln!("rvsctl: {} frames captured, {} dropped", s.captured, s.dropped);
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("rvsctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let rvs_proto::Command::FdbShow { bridge, .. } = &plan.cmd {
+        return match fdb_show(&socket, bridge, cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rvsctl: {e}");
                 ExitCode::from(1)

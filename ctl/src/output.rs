@@ -2,7 +2,7 @@
 
 use rvs_proto::cluster::ClusterShow;
 use rvs_proto::config::{PortConfig, PortVlan};
-use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, ThreadInfo, TraceOutput, TraceResult};
+use rvs_proto::status::{FdbEntryInfo, FdbPage, FlowInfo, PortStatsInfo, ThreadInfo, TraceOutput, TraceResult};
 use rvs_proto::{BridgeSummary, FlushResult, PingResult, PortShow, ShowResult, UplinkShow};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -16,7 +16,7 @@ pub fn render(view: View, result: Value) -> Result<String, String> {
         View::Quiet => String::new(),
         View::BridgeList => bridge_list(&decode::<Vec<_>>(result)?),
         View::Show => show(&decode(result)?),
-        View::Fdb => fdb(&decode::<Vec<_>>(result)?),
+        View::Fdb => fdb(&decode::<FdbPage>(result)?.entries),
         View::Flush => {
             let f: FlushResult = decode(result)?;
             format!("flushed {} learned entries\n", f.flushed)
@@ -270,10 +270,45 @@ fn show(s: &ShowResult) -> String {
     out
 }
 
+/// One page of `fdb show` as text. The first page sets the columns
+/// (`widths` empty) and has the header; later pages keep its columns, so
+/// pages print as they arrive and still line up.
+pub fn fdb_page(entries: &[FdbEntryInfo], widths: &mut Vec<usize>) -> String {
+    const HEAD: [&str; 4] = ["VLAN", "MAC", "PORT", "AGE"];
+    let rows = fdb_rows(entries);
+    if widths.is_empty() {
+        let t = table("", &HEAD, &rows);
+        *widths = HEAD.iter().map(|h| h.len()).collect();
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        return t;
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            line.push_str(c);
+            if i + 1 < r.len() {
+                line.push_str(&" ".repeat(widths[i].saturating_sub(c.chars().count()) + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 fn fdb(entries: &[FdbEntryInfo]) -> String {
     let mut e = entries.to_vec();
     e.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
-    let rows: Vec<Vec<String>> = e
+    table("", &["VLAN", "MAC", "PORT", "AGE"], &fdb_rows(&e))
+}
+
+fn fdb_rows(entries: &[FdbEntryInfo]) -> Vec<Vec<String>> {
+    entries
         .iter()
         .map(|e| {
             vec![
@@ -286,8 +321,7 @@ fn fdb(entries: &[FdbEntryInfo]) -> String {
                 if e.is_static { "static".to_string() } else { e.age_secs.to_string() },
             ]
         })
-        .collect();
-    table("", &["VLAN", "MAC", "PORT", "AGE"], &rows)
+        .collect()
 }
 
 fn stats(ports: &[PortStatsInfo]) -> String {
@@ -531,10 +565,10 @@ threads:
         assert_eq!(render(View::Uplinks, serde_json::json!([])).unwrap(), "no uplinks\n");
         let fdb = render(
             View::Fdb,
-            serde_json::json!([
+            serde_json::json!({"total": 2, "entries": [
                 {"mac":"02:00:00:00:00:01","vlan":1,"port":"vx42","is_static":false,"age_secs":3,"remote":"198.18.1.2"},
                 {"mac":"02:00:00:00:00:02","vlan":1,"port":"veth-a","is_static":false,"age_secs":5}
-            ]),
+            ]}),
         )
         .unwrap();
         assert_eq!(

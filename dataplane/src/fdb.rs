@@ -647,12 +647,57 @@ impl Fdb {
 
     /// Every entry, in no particular order.
     pub fn entries(&self) -> Vec<Entry> {
-        self.slots
-            .iter()
-            .map(Slot::read)
-            .filter(|(k, _)| *k != EMPTY && *k != TOMBSTONE)
-            .map(|(k, v)| entry_of(k, v))
-            .collect()
+        let mut v = Vec::new();
+        self.for_each(|e| v.push(e));
+        v
+    }
+
+    /// Calls `f` with every entry, in no particular order, without
+    /// collecting them (a table may hold a million).
+    pub fn for_each(&self, mut f: impl FnMut(Entry)) {
+        for s in self.slots.iter() {
+            let (k, v) = s.read();
+            if k != EMPTY && k != TOMBSTONE {
+                f(entry_of(k, v));
+            }
+        }
+    }
+
+    /// Entries in the table.
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        self.for_each(|_| n += 1);
+        n
+    }
+
+    /// True if the table holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `limit` entries ordered by (VLAN, MAC), those after `after`
+    /// only, and whether more follow; one pass over the table, whatever
+    /// its size, keeping at most `limit` entries at a time.
+    pub fn page(&self, after: Option<(Vid, MacAddr)>, limit: usize) -> (Vec<Entry>, bool) {
+        use std::collections::BinaryHeap;
+        let key = |e: &Entry| (e.vid, e.mac.to_u64());
+        let after = after.map(|(v, m)| (v, m.to_u64()));
+        // The `limit` smallest keys past `after`: a max-heap of them.
+        let mut heap: BinaryHeap<(Vid, u64, HeapEntry)> = BinaryHeap::with_capacity(limit + 1);
+        let mut more = false;
+        self.for_each(|e| {
+            let k = key(&e);
+            if after.is_some_and(|a| k <= a) {
+                return;
+            }
+            heap.push((k.0, k.1, HeapEntry(e)));
+            if heap.len() > limit {
+                heap.pop();
+                more = true;
+            }
+        });
+        let page = heap.into_sorted_vec().into_iter().map(|(_, _, e)| e.0).collect();
+        (page, more)
     }
 
     /// Turns tombstones that end a chain back into empty slots, so lookups
@@ -678,6 +723,26 @@ impl Fdb {
                 j = j.wrapping_sub(1) & self.mask;
             }
         }
+    }
+}
+
+/// An entry in `page`'s heap, ordered by the key beside it only.
+struct HeapEntry(Entry);
+
+impl PartialEq for HeapEntry {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for HeapEntry {}
+impl PartialOrd for HeapEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HeapEntry {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
     }
 }
 

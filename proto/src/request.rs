@@ -95,10 +95,18 @@ pub enum Command {
     Show,
     /// Cluster membership: result `state::ClusterShow`.
     ClusterShow,
-    /// A bridge's FDB: result `Vec<FdbEntryInfo>`.
+    /// One page of a bridge's FDB, ordered by VLAN then MAC: result
+    /// `status::FdbPage`. A table of a million MACs would be a reply of
+    /// about 100 MB: clients page through it instead.
     FdbShow {
         /// Bridge name.
         bridge: String,
+        /// Start after this entry (absent: at the first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<crate::status::FdbCursor>,
+        /// Most entries in the page (default and most: `FDB_PAGE_MAX`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Adds or replaces a static FDB entry.
     FdbAdd {

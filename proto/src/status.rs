@@ -127,6 +127,30 @@ pub struct FdbEntryInfo {
     pub remote: Option<String>,
 }
 
+/// Most entries in one page of `fdb_show`, and the default.
+pub const FDB_PAGE_MAX: u32 = 4096;
+
+/// Where a page of `fdb_show` ends: its last entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbCursor {
+    /// VLAN of the last entry.
+    pub vlan: u16,
+    /// MAC of the last entry.
+    pub mac: String,
+}
+
+/// One page of a bridge's FDB, ordered by VLAN then MAC.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbPage {
+    /// The entries.
+    pub entries: Vec<FdbEntryInfo>,
+    /// Where the next page starts (`after`), if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<FdbCursor>,
+    /// Entries in the whole table.
+    pub total: usize,
+}
+
 /// Run-time state of one port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortStatus {

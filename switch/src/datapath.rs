@@ -12,7 +12,7 @@ pub mod fake;
 pub mod real;
 
 use rvs_proto::config::{BridgeConfig, PortConfig, UplinkConfig};
-use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
+use rvs_proto::status::{FdbPage, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -37,8 +37,9 @@ pub trait Datapath {
     fn fdb_del(&mut self, bridge: &str, mac: MacAddr, vlan: u16) -> DpResult<bool>;
     /// Removes learned entries (of one port if given); returns how many.
     fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize>;
-    /// The FDB of a bridge.
-    fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>>;
+    /// Up to `limit` entries of a bridge's FDB after `after` (VLAN, MAC),
+    /// ordered by VLAN then MAC, and the size of the whole table.
+    fn fdb_page(&self, bridge: &str, after: Option<(u16, MacAddr)>, limit: usize) -> DpResult<FdbPage>;
     /// Run-time state of every port.
     fn port_status(&self) -> Vec<PortStatus>;
     /// Counters of every port.

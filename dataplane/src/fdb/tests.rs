@@ -307,3 +307,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Paging visits every entry once, in (VLAN, MAC) order, each page at
+    /// most `limit` long, and says whether more follow.
+    #[test]
+    fn pages_cover_the_table_in_order(
+        keys in proptest::collection::btree_set((0u32..500, 1u16..4), 0..200),
+        limit in 1usize..40,
+    ) {
+        let f = Fdb::new(1024);
+        for &(m, v) in &keys {
+            prop_assert_eq!(f.learn(mac(m), Vid(v), PortId(1), 0), Learn::New);
+        }
+        let mut want: Vec<(Vid, MacAddr)> = keys.iter().map(|&(m, v)| (Vid(v), mac(m))).collect();
+        want.sort_by_key(|&(v, m)| (v, m.to_u64()));
+        let (mut got, mut after) = (Vec::new(), None);
+        loop {
+            let (page, more) = f.page(after, limit);
+            prop_assert!(page.len() <= limit);
+            got.extend(page.iter().map(|e| (e.vid, e.mac)));
+            if !more {
+                break;
+            }
+            prop_assert_eq!(page.len(), limit);
+            after = page.last().map(|e| (e.vid, e.mac));
+        }
+        prop_assert_eq!(got, want);
+        prop_assert_eq!(f.len(), keys.len());
+    }
+}

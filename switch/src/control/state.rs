@@ -11,7 +11,9 @@ use crate::datapath::{CaptureRing, Datapath, Direction};
 use crate::db;
 use rvs_dataplane::wire::MacAddr;
 use rvs_proto::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
-use rvs_proto::status::{FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
+use rvs_proto::status::{
+    FdbCursor, FdbPage, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus, FDB_PAGE_MAX,
+};
 use rvs_proto::{
     self as proto, BridgeShow, BridgeSummary, CaptureDirection, Command, FlushResult, PingResult, PortShow, Reply,
     Request, ShowResult, UplinkShow,
@@ -241,7 +243,7 @@ impl<D: Datapath> State<D> {
             Command::UplinkDel { uplink } => Reply::from_result(self.uplink_del(&uplink)),
             Command::UplinkList => Reply::from_result(Ok(self.uplink_list())),
             Command::Show => Reply::from_result(Ok(self.show())),
-            Command::FdbShow { bridge } => Reply::from_result(self.fdb_show(&bridge)),
+            Command::FdbShow { bridge, after, limit } => Reply::from_result(self.fdb_show(&bridge, after, limit)),
             Command::FdbAdd { bridge, mac, vlan, port } => Reply::from_result(self.fdb_add(&bridge, &mac, vlan, &port)),
             Command::FdbDel { bridge, mac, vlan } => Reply::from_result(self.fdb_del(&bridge, &mac, vlan)),
             Command::FdbFlush { bridge, port } => Reply::from_result(self.fdb_flush(&bridge, port.as_deref())),

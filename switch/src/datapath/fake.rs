@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::datapath::DpResult;
-use rvs_proto::status::RemoteStatus;
+use rvs_proto::status::{FdbCursor, FdbEntryInfo, RemoteStatus};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -82,6 +82,21 @@ impl FakeDp {
             None => Ok(()),
         }
     }
+    /// Every entry of `bridge`, static and learned, unordered.
+    fn fdb_entries(&self, bridge: &str) -> Vec<FdbEntryInfo> {
+        let g = self.inner();
+        let table =
+            g.fdb.iter().filter(|((b, _, _), _)| b == bridge).map(|((_, mac, vlan), (port, st))| FdbEntryInfo {
+                mac: mac.to_string(),
+                vlan: *vlan,
+                port: port.clone(),
+                is_static: *st,
+                age_secs: 0,
+                remote: None,
+            });
+        let learned = g.learned.iter().filter(|(b, _)| b == bridge).map(|(_, e)| e.clone());
+        table.chain(learned).collect()
+    }
 }
 
 impl Datapath for FakeDp {
@@ -159,19 +174,17 @@ impl Datapath for FakeDp {
         g.learned.retain(|(b, e)| b != bridge || port.is_some_and(|want| want != e.port));
         Ok(before - g.fdb.len() - g.learned.len())
     }
-    fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
-        let g = self.inner();
-        let table =
-            g.fdb.iter().filter(|((b, _, _), _)| b == bridge).map(|((_, mac, vlan), (port, st))| FdbEntryInfo {
-                mac: mac.to_string(),
-                vlan: *vlan,
-                port: port.clone(),
-                is_static: *st,
-                age_secs: 0,
-                remote: None,
-            });
-        let learned = g.learned.iter().filter(|(b, _)| b == bridge).map(|(_, e)| e.clone());
-        Ok(table.chain(learned).collect())
+    fn fdb_page(&self, bridge: &str, after: Option<(u16, MacAddr)>, limit: usize) -> DpResult<FdbPage> {
+        let mut all = self.fdb_entries(bridge);
+        all.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
+        let total = all.len();
+        let after = after.map(|(v, m)| (v, m.to_string()));
+        let mut rest: Vec<FdbEntryInfo> =
+            all.into_iter().filter(|e| after.as_ref().is_none_or(|a| (e.vlan, &e.mac) > (a.0, &a.1))).collect();
+        let more = rest.len() > limit;
+        rest.truncate(limit);
+        let next = rest.last().filter(|_| more).map(|e| FdbCursor { vlan: e.vlan, mac: e.mac.clone() });
+        Ok(FdbPage { entries: rest, next, total })
     }
     fn port_status(&self) -> Vec<PortStatus> {
         let g = self.inner();

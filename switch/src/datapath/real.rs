@@ -36,8 +36,8 @@ use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
 use rvs_proto::config::{BridgeConfig, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
 use rvs_proto::status::{
-    FdbEntryInfo, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput, TraceResult, TraceVxlan,
-    UplinkStatus,
+    FdbCursor, FdbEntryInfo, FdbPage, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput,
+    TraceResult, TraceVxlan, UplinkStatus,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -432,8 +432,8 @@ impl Datapath for Dp {
         self.uplink_views()
     }
 
-    fn fdb_show(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
-        self.fdb_view(bridge)
+    fn fdb_page(&self, bridge: &str, after: Option<(u16, MacAddr)>, limit: usize) -> DpResult<FdbPage> {
+        self.fdb_view(bridge, after, limit)
     }
 
     fn port_status(&self) -> Vec<PortStatus> {

@@ -123,9 +123,9 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
         "rvs_fdb_entries",
         "gauge",
         "MAC table entries (learned and static) of a bridge.",
-        bridges
-            .iter()
-            .map(|b| (format!("bridge=\"{}\"", esc(&b.name)), dp.fdb_show(&b.name).map_or(0, |e| e.len() as u64))),
+        bridges.iter().map(|b| {
+            (format!("bridge=\"{}\"", esc(&b.name)), dp.fdb_page(&b.name, None, 0).map_or(0, |p| p.total as u64))
+        }),
     );
     f.family(
         "rvs_fdb_max_macs",

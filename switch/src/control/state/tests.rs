@@ -8,7 +8,7 @@ use super::*;
 use crate::datapath::fake::FakeDp;
 use crate::db::tests::temp_dir;
 use rvs_proto::config::{VxlanConfig, XdpMode};
-use rvs_proto::status::RemoteStatus;
+use rvs_proto::status::{FdbEntryInfo, RemoteStatus};
 use serde_json::Value;
 use std::fs;
 
@@ -200,10 +200,10 @@ fn static_macs() {
     assert_eq!(st.config().bridges[0].static_macs[0].mac, "02:00:00:00:00:0a");
     run(&mut st, add("02:00:00:00:00:0a", 1, "p1")).unwrap();
     assert_eq!(st.config().bridges[0].static_macs.len(), 1);
-    let fdb: Vec<FdbEntryInfo> =
-        serde_json::from_value(run(&mut st, Command::FdbShow { bridge: "br0".into() }).unwrap()).unwrap();
-    assert_eq!(fdb.len(), 1);
-    assert!(fdb[0].is_static);
+    let show = Command::FdbShow { bridge: "br0".into(), after: None, limit: None };
+    let fdb: FdbPage = serde_json::from_value(run(&mut st, show).unwrap()).unwrap();
+    assert_eq!((fdb.entries.len(), fdb.total, fdb.next), (1, 1, None));
+    assert!(fdb.entries[0].is_static);
     let flushed: FlushResult =
         serde_json::from_value(run(&mut st, Command::FdbFlush { bridge: "br0".into(), port: None }).unwrap()).unwrap();
     assert_eq!(flushed.flushed, 0);
@@ -754,4 +754,51 @@ fn what_failed_at_restore_comes_up_when_it_can() {
     assert_eq!(state(&mut st, 1).1, "up");
     st.tick();
     assert_eq!(dp.inner().log.len(), 3, "nothing tried again once up");
+}
+
+/// `fdb_show` pages through a table in (VLAN, MAC) order: each page at most
+/// `limit` entries, `next` where the following one starts, every entry
+/// once; bad page sizes and cursors are refused.
+#[test]
+fn the_fdb_is_shown_in_pages() {
+    let (mut st, dp, _db) = setup("st-fdb-pages");
+    run(&mut st, br_add("br0")).unwrap();
+    run(&mut st, p_add("br0", port("p1"))).unwrap();
+    let mut want = Vec::new();
+    for i in 0..25u8 {
+        for vlan in [1, 7] {
+            let mac = format!("02:00:00:00:{:02x}:{:02x}", 25 - i, i);
+            dp.inner().learned.push((
+                "br0".into(),
+                FdbEntryInfo { mac: mac.clone(), vlan, port: "p1".into(), is_static: false, age_secs: 1, remote: None },
+            ));
+            want.push((vlan, mac));
+        }
+    }
+    want.sort();
+    let page = |st: &mut State<FakeDp>, after: Option<FdbCursor>, limit| {
+        serde_json::from_value::<FdbPage>(run(st, Command::FdbShow { bridge: "br0".into(), after, limit }).unwrap())
+            .unwrap()
+    };
+    let (mut got, mut after, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let p = page(&mut st, after.clone(), Some(8));
+        assert!(p.entries.len() <= 8);
+        assert_eq!(p.total, 50);
+        pages += 1;
+        got.extend(p.entries.iter().map(|e| (e.vlan, e.mac.clone())));
+        match p.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!((got, pages), (want, 7));
+    assert_eq!(page(&mut st, None, None).entries.len(), 50, "the default page holds them all");
+    for bad in [Some(0), Some(FDB_PAGE_MAX + 1)] {
+        let e = run(&mut st, Command::FdbShow { bridge: "br0".into(), after: None, limit: bad }).unwrap_err();
+        assert!(e.starts_with("invalid page size"), "{e}");
+    }
+    let cursor = Some(FdbCursor { vlan: 1, mac: "nonsense".into() });
+    let e = run(&mut st, Command::FdbShow { bridge: "br0".into(), after: cursor, limit: None }).unwrap_err();
+    assert!(e.starts_with("invalid page cursor"), "{e}");
 }

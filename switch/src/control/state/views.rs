@@ -77,12 +77,28 @@ impl<D: Datapath> State<D> {
         ShowResult { uplinks: self.uplink_list(), bridges, threads: self.dp.threads() }
     }
 
-    pub(super) fn fdb_show(&self, bridge: &str) -> Result<Vec<FdbEntryInfo>, String> {
+    pub(super) fn fdb_show(
+        &self,
+        bridge: &str,
+        after: Option<FdbCursor>,
+        limit: Option<u32>,
+    ) -> Result<FdbPage, String> {
         self.bridge_idx(bridge)?;
+        let limit = match limit {
+            None => FDB_PAGE_MAX,
+            Some(n @ 1..=FDB_PAGE_MAX) => n,
+            Some(n) => return Err(format!("invalid page size {n} (must be 1..={FDB_PAGE_MAX})")),
+        };
+        let after = match after {
+            None => None,
+            Some(c) => {
+                Some((c.vlan, proto::parse_mac(&c.mac, false).map_err(|e| format!("invalid page cursor: {e}"))?))
+            }
+        };
         if self.down_bridges.contains_key(bridge) {
-            return Ok(Vec::new());
+            return Ok(FdbPage::default());
         }
-        self.dp.fdb_show(bridge)
+        self.dp.fdb_page(bridge, after, limit as usize)
     }
 
     pub(super) fn stats(&self, port: Option<&str>) -> Result<Vec<PortStatsInfo>, String> {

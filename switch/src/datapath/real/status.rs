@@ -37,15 +37,13 @@ impl Dp {
             .collect()
     }
 
-    /// The body of [`Datapath::fdb_show`].
-    pub(super) fn fdb_view(&self, bridge: &str) -> DpResult<Vec<FdbEntryInfo>> {
+    /// The body of [`Datapath::fdb_page`].
+    pub(super) fn fdb_view(&self, bridge: &str, after: Option<(u16, MacAddr)>, limit: usize) -> DpResult<FdbPage> {
         let bid = self.bridge_id(bridge)?;
         let now = self.now();
-        let mut entries: Vec<FdbEntryInfo> = self.bridges[bid.index()]
-            .as_ref()
-            .expect("bridge_id found it")
-            .fdb
-            .entries()
+        let fdb = &self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb;
+        let (page, more) = fdb.page(after.map(|(v, m)| (Vid(v), m)), limit);
+        let entries: Vec<FdbEntryInfo> = page
             .into_iter()
             .map(|e| FdbEntryInfo {
                 mac: e.mac.to_string(),
@@ -61,8 +59,8 @@ impl Dp {
                 },
             })
             .collect();
-        entries.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
-        Ok(entries)
+        let next = entries.last().filter(|_| more).map(|e| FdbCursor { vlan: e.vlan, mac: e.mac.clone() });
+        Ok(FdbPage { entries, next, total: fdb.len() })
     }
 
     /// The body of [`Datapath::port_status`].
