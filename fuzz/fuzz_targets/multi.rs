@@ -5,8 +5,9 @@
 //! thread's `transmit`). The fuzzer picks the frames, the order in which
 //! threads poll (a thread may poll before applying its commands: it then
 //! decides with an old snapshot while parcels are in flight), and events
-//! between polls: FDB flushes, static MACs added and removed (moves), the
-//! learning limit, ports removed and re-added, short transmit rings.
+//! between polls: FDB flushes, static MACs added and removed (moves), a
+//! lower learning limit, ports removed and re-added, short transmit rings.
+//! The threads run in turn on one OS thread, so every input replays.
 //!
 //! A single-thread rig (`rig.rs`) replays every batch a thread received, in
 //! the same order and under the snapshot that thread decided with, so both
