@@ -296,6 +296,7 @@ impl Fdb {
         match (self.quotas.get(port.index()), limit) {
             (Some(q), l) => {
                 q.limit.store(l.unwrap_or(u32::MAX), Relaxed);
+                self.bump();
                 Ok(())
             }
             (None, None) => Ok(()),
@@ -346,6 +347,8 @@ impl Fdb {
     /// entries above a lowered limit stay until they age out.
     pub fn set_limit(&self, limit: u32) {
         self.limit.store(limit.min(self.capacity_limit()), Relaxed);
+        // Cached decisions include "refused": a raised limit must reach them.
+        self.bump();
     }
 
     /// Number of learned (not static) entries.

@@ -212,6 +212,9 @@ pub struct Pmd {
     tx_slot: Vec<u16>,
     /// Frames waiting to be sent, per entry of `ports`.
     txq: Vec<Vec<Desc>>,
+    /// Counters of ports removed from this thread, for the frames other
+    /// threads handed to them before they saw the removal.
+    gone: Vec<(PortId, Arc<PortStats>)>,
     snap: Arc<Snapshot>,
     commands: Receiver<Command>,
     handoff: Arc<Handoff>,
@@ -264,6 +267,7 @@ impl Pmd {
             ports: Vec::new(),
             tx_slot: Vec::new(),
             txq: Vec::new(),
+            gone: Vec::new(),
             snap: Arc::new(Snapshot::default()),
             commands,
             handoff,
@@ -378,6 +382,7 @@ impl Pmd {
                 }
                 Command::AddPort(p) => {
                     *moved = true;
+                    self.gone.retain(|(id, _)| *id != p.id);
                     self.ports.push(p);
                     self.txq.push(Vec::with_capacity(BATCH * 4));
                     self.kernel_seen.push(0);
@@ -438,6 +443,8 @@ impl Pmd {
             if pred(&self.ports[i]) {
                 let mut p = self.ports.remove(i);
                 self.kernel_seen.remove(i);
+                self.gone.retain(|(id, _)| *id != p.id);
+                self.gone.push((p.id, p.stats.clone()));
                 for d in self.txq.remove(i) {
                     self.pool.free(d.addr);
                 }

@@ -12,7 +12,7 @@ use crate::fdb::Fdb;
 use crate::ids::{BridgeId, PortId};
 use crate::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
 use crate::port::mem::{mem_port, MemHandle};
-use crate::port::{Pool, Port};
+use crate::port::Pool;
 use crate::snapshot::{BridgeInfo, PortInfo, PortKind, Snapshot, VlanMode, Vtep, TX_ANY};
 use crate::stats::PortStats;
 use crate::wire::{EthernetRepr, MacAddr};
@@ -98,10 +98,23 @@ pub fn one_bridge(fdb: Arc<Fdb>, generation: u64, modes: impl IntoIterator<Item 
 /// A polling thread for tests (thread 0, 256 buffers, default options)
 /// and the sender of its commands.
 pub fn pmd() -> (Pmd, Sender<Command>) {
-    let (tx, rx) = crossbeam::channel::unbounded();
-    let pool = Pool::new(256).expect("256 buffers");
-    let pmd = Pmd::new(0, pool, rx, Handoff::new(1, 4), Arc::default(), Instant::now(), PmdOptions::default());
-    (pmd, tx)
+    let (mut pmds, mut txs) = pmds(1, 4, 256);
+    (pmds.remove(0), txs.remove(0))
+}
+
+/// `threads` polling threads (numbered 0, 1, ...) of `buffers` buffers
+/// each, sharing one [`Handoff`] of `parcels` parcels and one time origin,
+/// and the senders of their commands.
+pub fn pmds(threads: u8, parcels: usize, buffers: u32) -> (Vec<Pmd>, Vec<Sender<Command>>) {
+    let handoff = Handoff::new(threads.into(), parcels);
+    let start = Instant::now();
+    (0..threads)
+        .map(|i| {
+            let (tx, rx) = crossbeam::channel::unbounded();
+            let pool = Pool::new(buffers).expect("a packet pool");
+            (Pmd::new(i, pool, rx, handoff.clone(), Arc::default(), start, PmdOptions::default()), tx)
+        })
+        .unzip()
 }
 
 /// Gives `pmd` every port of `snap` (an in-memory port each, but none for
@@ -109,21 +122,52 @@ pub fn pmd() -> (Pmd, Sender<Command>) {
 /// them. Returns the ports' handles (VXLAN ports skipped) and every port's
 /// counters, both in id order.
 pub fn attach(pmd: &mut Pmd, tx: &Sender<Command>, snap: Snapshot) -> (Vec<MemHandle>, Vec<Arc<PortStats>>) {
+    let (handles, stats) = attach_threads(std::slice::from_mut(pmd), std::slice::from_ref(tx), snap);
+    (handles.into_iter().flatten().collect(), stats.into_iter().flatten().collect())
+}
+
+/// An in-memory port `id` for a polling thread, counting into `stats`:
+/// what [`Command::AddPort`] takes, and the test side.
+pub fn mem_local(id: PortId, stats: Arc<PortStats>) -> (LocalPort, MemHandle) {
+    let (port, h) = mem_port();
+    (LocalPort { id, queue: 0, port: Some(Box::new(port)), rx: true, stats }, h)
+}
+
+/// Gives each port of `snap` to the thread its `tx_thread` names (thread 0
+/// where any may send) as an in-memory port, and a VXLAN port to every
+/// thread without I/O (each sends through the uplink and keeps counters,
+/// as rvsd does); then `snap` to every thread, and applies it. `pmds[i]`
+/// takes commands from `txs[i]`. Returns by port id its handle (`None` for
+/// VXLAN ports) and its counters, one per thread that has the port.
+pub fn attach_threads(
+    pmds: &mut [Pmd],
+    txs: &[Sender<Command>],
+    snap: Snapshot,
+) -> (Vec<Option<MemHandle>>, Vec<Vec<Arc<PortStats>>>) {
     let (mut handles, mut stats) = (Vec::new(), Vec::new());
+    let send = |t: usize, cmd| txs[t].send(cmd).expect("the thread holds the receiver");
     for p in snap.ports.iter().flatten() {
-        let port: Option<Box<dyn Port>> = if matches!(p.kind, PortKind::Vxlan(_)) {
-            None
+        if matches!(p.kind, PortKind::Vxlan(_)) {
+            let st: Vec<Arc<PortStats>> = txs.iter().map(|_| Arc::default()).collect();
+            for (t, st) in st.iter().enumerate() {
+                send(t, Command::AddPort(LocalPort { id: p.id, queue: 0, rx: false, port: None, stats: st.clone() }));
+            }
+            handles.push(None);
+            stats.push(st);
         } else {
-            let (port, h) = mem_port();
-            handles.push(h);
-            Some(Box::new(port))
-        };
-        let st = Arc::new(PortStats::default());
-        let local = LocalPort { id: p.id, queue: 0, rx: port.is_some(), port, stats: st.clone() };
-        tx.send(Command::AddPort(local)).expect("the thread holds the receiver");
-        stats.push(st);
+            let st = Arc::new(PortStats::default());
+            let (local, h) = mem_local(p.id, st.clone());
+            send(snap.tx_thread(p.id).map_or(0, usize::from), Command::AddPort(local));
+            handles.push(Some(h));
+            stats.push(vec![st]);
+        }
     }
-    tx.send(Command::Snapshot(Arc::new(snap))).expect("the thread holds the receiver");
-    assert!(pmd.apply_commands(), "the thread stopped");
+    let snap = Arc::new(snap);
+    for t in 0..txs.len() {
+        send(t, Command::Snapshot(snap.clone()));
+    }
+    for pmd in pmds {
+        assert!(pmd.apply_commands(), "the thread stopped");
+    }
     (handles, stats)
 }

@@ -65,14 +65,7 @@ fn run(r: &mut rig::Rig, data: &[u8]) {
     assert_eq!(r.pmd.pool_free(), r.free0, "a buffer was lost");
     assert!(r.fdb.learned() <= rig::MAX_MACS, "FDB over its limit: {}", r.fdb.learned());
     for (id, st) in r.stats.iter().enumerate() {
-        let (now, was) = (st.read(), &before[id]);
-        let c = PortCounters {
-            rx_packets: now.rx_packets - was.rx_packets,
-            forwarded: now.forwarded - was.forwarded,
-            flooded: now.flooded - was.flooded,
-            drops: std::array::from_fn(|i| now.drops[i] - was.drops[i]),
-            ..PortCounters::default()
-        };
+        let c = rig::since(&st.read(), &before[id]);
         if id < rig::TUNNEL {
             assert_eq!(c.rx_packets, injected[id], "port {id}: frames received != frames injected");
         }

@@ -8,8 +8,8 @@ use rvs_dataplane::fdb::Fdb;
 use rvs_dataplane::ids::{PortId, Vid};
 use rvs_dataplane::pmd::{Command, Pmd};
 use rvs_dataplane::port::mem::MemHandle;
-use rvs_dataplane::snapshot::{PortKind, Remote, Snapshot, Tunnel, VlanMode, VlanSet, Vtep};
-use rvs_dataplane::stats::PortStats;
+use rvs_dataplane::snapshot::{PortInfo, PortKind, Remote, Snapshot, Tunnel, VlanMode, VlanSet, Vtep};
+use rvs_dataplane::stats::{PortCounters, PortStats};
 use rvs_dataplane::testing::{self, port};
 use rvs_dataplane::wire::vxlan::{OuterTemplate, PORT};
 use rvs_dataplane::wire::MacAddr;
@@ -56,7 +56,8 @@ impl Rig {
     }
 }
 
-pub fn snapshot(fdb: Arc<Fdb>) -> Snapshot {
+/// The ports, in id order.
+pub fn ports() -> Vec<PortInfo> {
     let trunk = VlanMode::Trunk { allowed: [10, 20].map(Vid).into_iter().collect::<VlanSet>(), native: Some(Vid(1)) };
     let tunnel = Tunnel {
         vni: VNI,
@@ -72,15 +73,22 @@ pub fn snapshot(fdb: Arc<Fdb>) -> Snapshot {
             Remote { ip: ip(3), outer: None },
         ],
     };
-    let ports = vec![
+    vec![
         port(0, VlanMode::Access(Vid(1)), PortKind::Plain),
         port(1, VlanMode::Access(Vid(10)), PortKind::Plain),
         port(2, trunk, PortKind::Plain),
         port(3, VlanMode::Access(Vid(1)), PortKind::Uplink),
         port(4, VlanMode::Access(Vid(1)), PortKind::Vxlan(Arc::new(tunnel))),
-    ];
-    let vteps = vec![Vtep { local: ip(1), dst_port: PORT, vni: VNI, port: PortId(TUNNEL as u16) }];
-    testing::world(fdb, 1, ports, vteps)
+    ]
+}
+
+/// The local VTEP of the tunnel port.
+pub fn vteps() -> Vec<Vtep> {
+    vec![Vtep { local: ip(1), dst_port: PORT, vni: VNI, port: PortId(TUNNEL as u16) }]
+}
+
+pub fn snapshot(fdb: Arc<Fdb>) -> Snapshot {
+    testing::world(fdb, 1, ports(), vteps())
 }
 
 pub fn rig() -> Rig {
@@ -89,4 +97,16 @@ pub fn rig() -> Rig {
     let (handles, stats) = testing::attach(&mut pmd, &tx, snapshot(fdb.clone()));
     let free0 = pmd.pool_free();
     Rig { pmd, handles, stats, fdb, free0, tx }
+}
+
+/// What `now` counted since `was` (the counters the targets check).
+pub fn since(now: &PortCounters, was: &PortCounters) -> PortCounters {
+    PortCounters {
+        rx_packets: now.rx_packets - was.rx_packets,
+        forwarded: now.forwarded - was.forwarded,
+        flooded: now.flooded - was.flooded,
+        learn_refused: now.learn_refused - was.learn_refused,
+        drops: std::array::from_fn(|i| now.drops[i] - was.drops[i]),
+        ..PortCounters::default()
+    }
 }

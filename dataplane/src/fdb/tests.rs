@@ -337,3 +337,14 @@ proptest! {
         prop_assert_eq!(f.len(), keys.len());
     }
 }
+
+#[test]
+fn a_changed_limit_moves_the_epoch_so_cached_refusals_go() {
+    let f = Fdb::new(16);
+    let e0 = f.epoch();
+    f.set_limit(8);
+    let e1 = f.epoch();
+    assert!(e1 > e0, "the flow cache keeps 'refused' while the epoch stands");
+    f.set_port_limit(PortId(1), Some(2)).unwrap();
+    assert!(f.epoch() > e1);
+}

@@ -187,6 +187,11 @@ impl Pmd {
                     if let Some(c) = chunk {
                         self.pool.free(c);
                     }
+                    // The sender's snapshot still had the port here. (A
+                    // port not added here yet has no counters to count on.)
+                    if let Some((_, st)) = self.gone.iter().find(|(id, _)| *id == parcel.port) {
+                        st.drop_one(DropReason::PortDown);
+                    }
                 }
             }
             let _ = handoff.spare.push(parcel);

@@ -419,3 +419,24 @@ fn receive_buffers_are_shared_out_so_no_socket_is_left_without() {
     assert_eq!(pmd.stats.fill_share.load(Relaxed), 120);
     assert_eq!(max_rx_sockets(16384), 64, "rvsd's 16,384-buffer pools feed 64 sockets a thread");
 }
+
+/// A frame handed off under a snapshot that still had its port, to a
+/// thread that has removed the port meanwhile (`port del` while frames
+/// are in flight): counted as `port_down` on the port, never lost
+/// silently. Found by the `multi` fuzz target.
+#[test]
+fn a_parcel_for_a_port_removed_in_flight_is_counted() {
+    let (mut pmds, txs) = crate::testing::pmds(2, 8, 64);
+    let mut snap = crate::testing::one_bridge(Arc::new(Fdb::new(64)), 1, vec![VlanMode::Access(Vid(1)); 2]);
+    snap.tx_thread = vec![0, 1];
+    let (h, stats) = crate::testing::attach_threads(&mut pmds, &txs, snap);
+    let free0: Vec<usize> = pmds.iter().map(Pmd::pool_free).collect();
+    h[0].as_ref().unwrap().inject(&frame(0xff, 0xa, None));
+    pmds[0].poll_once();
+    let (done, _) = crossbeam::channel::bounded(1);
+    txs[1].send(Command::RemovePort { id: PortId(1), done }).unwrap();
+    assert!(pmds[1].apply_commands());
+    assert_eq!(pmds[1].poll_once(), 1, "the parcel was taken");
+    assert_eq!(stats[1][0].read().drops[DropReason::PortDown as usize], 1);
+    assert_eq!(pmds.iter().map(Pmd::pool_free).collect::<Vec<_>>(), free0);
+}
