@@ -21,6 +21,7 @@
 //! resynchronises (re-grants the lease and re-publishes if it was lost).
 
 pub mod etcd;
+mod tls;
 
 use etcd::{Client, Kv};
 use rvs_dataplane::wire::MacAddr;
@@ -208,8 +209,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the agent for `cfg` (checked first).
     pub fn start(cfg: ClusterConfig) -> Result<Cluster, String> {
-        rvs_proto::check_cluster(&cfg)?;
-        let client = Client::new(&cfg.etcd)?;
+        let client = Client::new(&cfg)?;
         let shared = Arc::new(Mutex::new(Shared {
             status: ClusterStatus { state: "connecting".into(), ..Default::default() },
             state_since: Instant::now(),

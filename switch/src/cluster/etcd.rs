@@ -4,13 +4,20 @@
 //!
 //! The gateway speaks JSON with keys and values in base64 and 64-bit
 //! integers as strings. Using it keeps the default build free of protoc
-//! and gRPC. Plain `http://` endpoints only; each unary call is one short
-//! connection with a timeout, tried on every endpoint in turn.
+//! and gRPC. Each unary call is one short connection with a timeout, tried
+//! on every endpoint in turn; `https://` endpoints run it over rustls (see
+//! [`super::tls`]). With an etcd user, the client authenticates
+//! (`/v3/auth/authenticate`), sends the token in `Authorization` on every
+//! call, and authenticates again once when etcd calls the token invalid
+//! (a simple token expires after 5 idle minutes).
 
+use super::tls::{self, Conn};
+use rvs_proto::check::EtcdEndpoint;
+use rvs_proto::config::ClusterConfig;
 use serde_json::{json, Value};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long one unary call may take, connect included.
@@ -18,10 +25,60 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest response body accepted.
 const MAX_BODY: usize = 16 << 20;
 
-/// An etcd cluster, by its client endpoints (`http://host:port`).
-#[derive(Clone, Debug)]
+/// Environment variable read for the etcd password when no
+/// `--etcd-password-file` is given.
+pub const PASSWORD_ENV: &str = "RVS_ETCD_PASSWORD";
+
+/// An etcd cluster, by its client endpoints, with how to reach them.
+#[derive(Clone)]
 pub struct Client {
-    endpoints: Vec<String>,
+    endpoints: Vec<EtcdEndpoint>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    auth: Option<Arc<Auth>>,
+}
+
+impl std::fmt::Debug for Client {
+    /// Without the password or token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.endpoints)
+            .field("tls", &self.tls.is_some())
+            .field("user", &self.auth.as_ref().map(|a| &a.user))
+            .finish()
+    }
+}
+
+/// etcd v3 user authentication: who, and the token while it lasts.
+struct Auth {
+    user: String,
+    password: String,
+    token: Mutex<Option<String>>,
+}
+
+/// An error etcd answered with (as opposed to one reaching it).
+#[derive(Debug)]
+struct ServerError {
+    path: String,
+    status: u16,
+    message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "etcd {}: HTTP {}: {}", self.path, self.status, self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl ServerError {
+    /// The one etcd gives for an expired or unknown token (gRPC
+    /// Unauthenticated is HTTP 401 through the gateway).
+    fn is_bad_token(e: &io::Error) -> bool {
+        e.get_ref()
+            .and_then(|i| i.downcast_ref::<ServerError>())
+            .is_some_and(|s| s.status == 401 || s.message.contains("auth token"))
+    }
 }
 
 /// One key and its value.
@@ -34,9 +91,21 @@ pub struct Kv {
 }
 
 impl Client {
-    /// A client for `urls` (`http://host:port`, comma-separated allowed).
-    pub fn new(urls: &[String]) -> Result<Client, String> {
-        Ok(Client { endpoints: rvs_proto::check::etcd_endpoints(urls)? })
+    /// A client for `cfg`'s endpoints, with its TLS files and password
+    /// read now: a missing or bad file is an error naming it.
+    pub fn new(cfg: &ClusterConfig) -> Result<Client, String> {
+        rvs_proto::check_cluster(cfg)?;
+        let endpoints = rvs_proto::check::etcd_endpoints(&cfg.etcd)?;
+        let tls = tls::client_config(&cfg.auth)?;
+        let auth = match &cfg.auth.user {
+            Some(user) => {
+                let password = read_password(cfg.auth.password_file.as_deref(), std::env::var(PASSWORD_ENV).ok())
+                    .map_err(|e| format!("etcd user {user}: {e}"))?;
+                Some(Arc::new(Auth { user: user.clone(), password, token: Mutex::new(None) }))
+            }
+            None => None,
+        };
+        Ok(Client { endpoints, tls, auth })
     }
 
     /// Grants a lease of `ttl` seconds; returns its id.
@@ -105,18 +174,21 @@ impl Client {
             "range_end": base64(&prefix_end(prefix.as_bytes())),
             "start_revision": from.to_string(),
         }});
+        let token = self.token()?;
         let mut last = io::Error::other("no endpoint");
         for ep in &self.endpoints {
-            let mut stream = match connect(ep, CALL_TIMEOUT) {
+            let mut stream = match Conn::open(ep, self.tls.as_ref(), Instant::now() + CALL_TIMEOUT) {
                 Ok(s) => s,
                 Err(e) => {
-                    last = e;
+                    last = io::Error::new(e.kind(), format!("etcd {}: {e}", ep.addr));
                     continue;
                 }
             };
+            stream.set_write_timeout(Some(CALL_TIMEOUT))?;
             // A watch may stay silent for long: wake up to look at `stop`.
             stream.set_read_timeout(Some(Duration::from_millis(500)))?;
-            send_request(&mut stream, ep, "/v3/watch", &body, false)?;
+            send_request(&mut stream, &ep.addr, "/v3/watch", &body, token.as_deref(), false)
+                .map_err(|e| with_ep(stream.explain(e), ep))?;
             let mut r = BufReader::new(stream);
             let chunked = read_head(&mut r, stop)?;
             if !chunked {
@@ -140,71 +212,154 @@ impl Client {
         Err(last)
     }
 
-    /// One unary call, on the first endpoint that answers.
+    /// One unary call as the configured user (if any): authenticates
+    /// first if there is no token yet, and once more if etcd refuses the
+    /// token it has.
     fn call(&self, path: &str, body: &Value) -> io::Result<Value> {
+        let token = self.token()?;
+        match self.call_as(path, body, token.as_deref()) {
+            Err(e) if token.is_some() && ServerError::is_bad_token(&e) => {
+                let token = self.authenticate()?;
+                self.call_as(path, body, Some(&token))
+            }
+            r => r,
+        }
+    }
+
+    /// The token to send: None without a user; the one held, or a new one.
+    fn token(&self) -> io::Result<Option<String>> {
+        let Some(auth) = &self.auth else { return Ok(None) };
+        let held = auth.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match held {
+            Some(t) => Ok(Some(t)),
+            None => self.authenticate().map(Some),
+        }
+    }
+
+    /// Gets a new token for the configured user, and keeps it.
+    fn authenticate(&self) -> io::Result<String> {
+        let Some(auth) = &self.auth else { return Err(io::Error::other("no etcd user configured")) };
+        let body = json!({ "name": auth.user, "password": auth.password });
+        let r = self
+            .call_as("/v3/auth/authenticate", &body, None)
+            .map_err(|e| io::Error::new(e.kind(), format!("etcd authentication as user {:?}: {e}", auth.user)))?;
+        let token = r
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && !t.chars().any(char::is_control))
+            .ok_or_else(|| bad("authenticate reply without a usable token"))?
+            .to_string();
+        *auth.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        Ok(token)
+    }
+
+    /// One unary call with `token`, on the first endpoint that can be
+    /// reached (and, for https, passes the TLS handshake).
+    fn call_as(&self, path: &str, body: &Value, token: Option<&str>) -> io::Result<Value> {
         let mut last = io::Error::other("no endpoint");
         for ep in &self.endpoints {
-            match call_one(ep, path, body, CALL_TIMEOUT) {
-                Ok(v) => return Ok(v),
-                // The server answered with an error: another member would too.
-                Err(e) if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::Other => return Err(e),
-                Err(e) => last = io::Error::new(e.kind(), format!("etcd {ep}: {e}")),
-            }
+            let deadline = Instant::now() + CALL_TIMEOUT;
+            let conn = match Conn::open(ep, self.tls.as_ref(), deadline) {
+                Ok(c) => c,
+                Err(e) => {
+                    last = io::Error::new(e.kind(), format!("etcd {}: {e}", ep.addr));
+                    continue;
+                }
+            };
+            // Reached: its answer, error or not, is what another member
+            // would say too.
+            return call_on(conn, &ep.addr, path, body, token, deadline).map_err(|e| {
+                if e.get_ref().is_some_and(|i| i.is::<ServerError>()) {
+                    e
+                } else {
+                    with_ep(e, ep)
+                }
+            });
         }
         Err(last)
     }
+}
+
+/// `e` with the endpoint it came from.
+fn with_ep(e: io::Error, ep: &EtcdEndpoint) -> io::Error {
+    io::Error::new(e.kind(), format!("etcd {}: {e}", ep.addr))
+}
+
+/// The password: the first line of `file`, else `env` (the environment
+/// variable's value); never empty.
+fn read_password(file: Option<&str>, env: Option<String>) -> Result<String, String> {
+    let password = match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("--etcd-password-file {f}: {}", rvs_proto::client::io_msg(&e)))?;
+            let line = text.lines().next().unwrap_or("").to_string();
+            if line.is_empty() {
+                return Err(format!("--etcd-password-file {f}: empty"));
+            }
+            line
+        }
+        None => env
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| format!("no password: give --etcd-password-file FILE or set {PASSWORD_ENV}"))?,
+    };
+    Ok(password)
 }
 
 fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("etcd: {what}"))
 }
 
-/// `host:port` of an `http://host:port` URL.
-fn connect(ep: &str, timeout: Duration) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{ep}: no address"));
-    for addr in ep.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-fn send_request(s: &mut TcpStream, host: &str, path: &str, body: &Value, close: bool) -> io::Result<()> {
+fn send_request(
+    s: &mut Conn,
+    host: &str,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+    close: bool,
+) -> io::Result<()> {
     let body = body.to_string();
     let conn = if close { "Connection: close\r\n" } else { "" };
+    let auth = token.map_or(String::new(), |t| format!("Authorization: {t}\r\n"));
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{conn}\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}{conn}\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())?;
-    s.write_all(body.as_bytes())
+    s.write_all(body.as_bytes())?;
+    // rustls may still hold some of it.
+    s.flush()
 }
 
-/// One request to `ep`, answered within `timeout` as a whole: a server
-/// that trickles its reply byte by byte does not hold the agent longer.
-fn call_one(ep: &str, path: &str, body: &Value, timeout: Duration) -> io::Result<Value> {
-    let deadline = Instant::now() + timeout;
-    let mut s = connect(ep, timeout)?;
-    s.set_write_timeout(Some(timeout))?;
-    send_request(&mut s, ep, path, body, true)?;
-    let raw = read_reply(&mut s, deadline)?;
+/// One request on `s` (to `host`), answered by `deadline` as a whole: a
+/// server that trickles its reply byte by byte does not hold the agent
+/// longer.
+fn call_on(
+    mut s: Conn,
+    host: &str,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+    deadline: Instant,
+) -> io::Result<Value> {
+    s.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))?;
+    send_request(&mut s, host, path, body, token, true).map_err(|e| s.explain(e))?;
+    let raw = read_reply(&mut s, deadline).map_err(|e| s.explain(e))?;
     let (status, chunked, body) = split_response(&raw).ok_or_else(|| bad("malformed HTTP reply"))?;
     let body = if chunked { dechunk(body).ok_or_else(|| bad("malformed chunked reply"))? } else { body.to_vec() };
     // A streamed reply (keepalive) holds one JSON message per line.
     let first = body.split(|&b| b == b'\n').find(|l| !l.iter().all(u8::is_ascii_whitespace)).unwrap_or(&[]);
     let v: Value = serde_json::from_slice(first).map_err(|e| bad(&format!("reply is not JSON ({e})")))?;
     if status != 200 || v.get("error").is_some() {
-        let msg = v.get("message").or_else(|| v.get("error")).map_or_else(|| v.to_string(), |m| m.to_string());
-        return Err(io::Error::other(format!("etcd {path}: HTTP {status}: {msg}")));
+        let msg = v.get("message").or_else(|| v.get("error")).unwrap_or(&v);
+        let message = rvs_proto::one_line(msg.as_str().map_or_else(|| msg.to_string(), str::to_string));
+        return Err(io::Error::other(ServerError { path: path.to_string(), status, message }));
     }
     Ok(v)
 }
 
 /// The whole reply (the server closes the connection), by `deadline`,
 /// at most `MAX_BODY` bytes.
-fn read_reply(s: &mut TcpStream, deadline: Instant) -> io::Result<Vec<u8>> {
+fn read_reply(s: &mut Conn, deadline: Instant) -> io::Result<Vec<u8>> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -267,7 +422,7 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A line, retrying read timeouts until `stop` is set.
-fn read_line_until(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<Option<String>> {
+fn read_line_until(r: &mut BufReader<Conn>, stop: &AtomicBool) -> io::Result<Option<String>> {
     let mut line = Vec::new();
     loop {
         match r.read_until(b'\n', &mut line) {
@@ -287,7 +442,7 @@ fn read_line_until(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Resul
 }
 
 /// Reads the response head of a stream; true if it is chunked.
-fn read_head(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<bool> {
+fn read_head(r: &mut BufReader<Conn>, stop: &AtomicBool) -> io::Result<bool> {
     let status = read_line_until(r, stop)?.ok_or_else(|| bad("watch closed before replying"))?;
     if status.split_whitespace().nth(1) != Some("200") {
         return Err(io::Error::other(format!("etcd watch: {status}")));
@@ -305,7 +460,7 @@ fn read_head(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<bool
 }
 
 /// The next chunk of a chunked stream; None at its end or on `stop`.
-fn read_chunk(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> io::Result<Option<Vec<u8>>> {
+fn read_chunk(r: &mut BufReader<Conn>, stop: &AtomicBool) -> io::Result<Option<Vec<u8>>> {
     let Some(size) = read_line_until(r, stop)? else { return Ok(None) };
     let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
         .map_err(|_| bad("bad chunk size in watch stream"))?;
@@ -462,17 +617,103 @@ mod tests {
             }
         });
         let t0 = Instant::now();
-        let r = call_one(&ep, "/v3/kv/range", &json!({}), Duration::from_millis(500));
+        let deadline = t0 + Duration::from_millis(500);
+        let conn = Conn::open(&EtcdEndpoint { tls: false, addr: ep.clone() }, None, deadline).unwrap();
+        let r = call_on(conn, &ep, "/v3/kv/range", &json!({}), None, deadline);
         assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
         assert!(t0.elapsed() < Duration::from_secs(2), "the call took {:?}", t0.elapsed());
         server.join().unwrap();
     }
 
+    fn config(urls: &[&str]) -> ClusterConfig {
+        ClusterConfig {
+            etcd: urls.iter().map(|u| u.to_string()).collect(),
+            node: "h1".into(),
+            lease_ttl_secs: 10,
+            auth: Default::default(),
+        }
+    }
+
     #[test]
     fn endpoints() {
-        assert!(Client::new(&["http://127.0.0.1:2379,http://[::1]:2379".into()]).is_ok());
-        assert!(Client::new(&["https://x:1".into()]).is_err());
-        assert!(Client::new(&["http://nohost".into()]).is_err());
-        assert!(Client::new(&[]).is_err());
+        assert!(Client::new(&config(&["http://127.0.0.1:2379,http://[::1]:2379"])).is_ok());
+        assert!(Client::new(&config(&["https://x:1"])).unwrap_err().contains("--etcd-cacert"));
+        assert!(Client::new(&config(&["http://nohost"])).is_err());
+        assert!(Client::new(&config(&[])).is_err());
+    }
+
+    /// Files that cannot be used are errors naming the file, at start.
+    #[test]
+    fn bad_tls_and_password_files_are_named() {
+        let dir = std::env::temp_dir().join(format!("rvs-etcd-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let path = |p: &std::path::Path| Some(p.to_str().unwrap().to_string());
+        let mut cfg = config(&["https://127.0.0.1:2379"]);
+        cfg.auth.cacert = Some("/nonexistent/ca.pem".into());
+        let e = Client::new(&cfg).unwrap_err();
+        assert!(e.contains("--etcd-cacert /nonexistent/ca.pem") && e.contains("No such file"), "{e}");
+        cfg.auth.cacert = path(&junk);
+        let e = Client::new(&cfg).unwrap_err();
+        assert!(e.contains("junk.pem") && e.contains("no PEM certificate"), "{e}");
+
+        let mut cfg = config(&["http://127.0.0.1:2379"]);
+        cfg.auth.user = Some("rvs".into());
+        cfg.auth.password_file = path(&empty);
+        let e = Client::new(&cfg).unwrap_err();
+        assert!(e.contains("etcd user rvs") && e.contains("empty"), "{e}");
+        assert!(read_password(None, None).unwrap_err().contains(PASSWORD_ENV));
+        assert_eq!(read_password(None, Some("pw".into())).unwrap(), "pw");
+        std::fs::write(&empty, "secret\r\nmore\n").unwrap();
+        assert_eq!(read_password(path(&empty).as_deref(), Some("env".into())).unwrap(), "secret");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A token etcd no longer takes is replaced once: authenticate, call
+    /// (refused, 401), authenticate again, call again with the new token.
+    #[test]
+    fn an_expired_token_is_renewed_once() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ep = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let replies = [
+                (200, r#"{"token":"t1"}"#),
+                (
+                    401,
+                    r#"{"error":"etcdserver: invalid auth token","code":16,"message":"etcdserver: invalid auth token"}"#,
+                ),
+                (200, r#"{"token":"t2"}"#),
+                (200, r#"{"header":{"revision":"7"}}"#),
+            ];
+            let mut seen = Vec::new();
+            for (status, body) in replies {
+                let (mut c, _) = l.accept().unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head and body arrive together in practice; read until the JSON closes.
+                while !req.ends_with(b"}") {
+                    let n = c.read(&mut buf).unwrap();
+                    assert!(n > 0);
+                    req.extend_from_slice(&buf[..n]);
+                }
+                seen.push(String::from_utf8_lossy(&req).into_owned());
+                let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                c.write_all(reply.as_bytes()).unwrap();
+            }
+            seen
+        });
+        let mut client = Client::new(&config(&[&format!("http://{ep}")])).unwrap();
+        client.auth = Some(Arc::new(Auth { user: "rvs".into(), password: "pw".into(), token: Mutex::new(None) }));
+        let (_, rev) = client.range_prefix("/rvs/v1/").unwrap();
+        assert_eq!(rev, 7);
+        let seen = server.join().unwrap();
+        assert!(seen[0].starts_with("POST /v3/auth/authenticate") && seen[0].contains(r#""password":"pw""#));
+        assert!(!seen[0].contains("Authorization"), "{}", seen[0]);
+        assert!(seen[1].contains("Authorization: t1\r\n"), "{}", seen[1]);
+        assert!(seen[2].starts_with("POST /v3/auth/authenticate"));
+        assert!(seen[3].starts_with("POST /v3/kv/range") && seen[3].contains("Authorization: t2\r\n"), "{}", seen[3]);
     }
 }
