@@ -586,3 +586,55 @@ fn etcd_users_admit_the_right_password_only() {
     assert!(pings(&n1, &n2), "no traffic between nodes that met through etcd auth");
     assert_eq!(n1.remotes(), vec![n2.vtep.clone()], "the node with a wrong password was listed");
 }
+
+/// Issue 14: a prefix read is paged. 78 more node records than the
+/// node's own two keys (about 2.5 pages of `RANGE_PAGE`) are all read, in
+/// as many replies as pages, and all are peers.
+#[test]
+fn a_large_cluster_is_read_in_pages() {
+    if !require_root() || !require_etcd() {
+        return;
+    }
+    let _serial = serial();
+    let fabric = fabric();
+    let etcd = Etcd::start(&fabric);
+    let page = rvs_switch::cluster::etcd::RANGE_PAGE;
+    let extra = ["--log-level".to_string(), "warn,rvs_switch::cluster=debug".to_string()];
+    let n1 = Node::join(&fabric, 1, &etcd.url(), &extra);
+    assert!(wait_for(Duration::from_secs(10), || n1.state() == "connected"), "{}", n1.rvsd.log_text());
+    // One transaction puts them all (a VNI no port serves: no tunnels to them).
+    let b64 = rvs_switch::cluster::etcd::base64;
+    let fakes = page * 5 / 2 - 2;
+    let puts: Vec<String> = (0..fakes)
+        .map(|i| {
+            let node = format!("p{i:03}");
+            let value =
+                format!(r#"{{"node":"{node}","vteps":[{{"vni":4242,"addr":"198.18.201.{}","dstport":4789}}]}}"#, i + 1);
+            let key = format!("/rvs/v1/nodes/{node}");
+            format!(r#"{{"requestPut":{{"key":"{}","value":"{}"}}}}"#, b64(key.as_bytes()), b64(value.as_bytes()))
+        })
+        .collect();
+    etcd.post(&fabric, "kv/txn", &format!(r#"{{"success":[{}]}}"#, puts.join(",")));
+    let peers = |n: &Node| n.cluster()["peers"].as_array().map_or(0, Vec::len);
+    assert!(
+        wait_for(Duration::from_secs(5), || peers(&n1) == fakes),
+        "{} peers of {fakes}: {}",
+        peers(&n1),
+        n1.rvsd.ctl_ok(&["cluster", "show"])
+    );
+    // The agent's debug line for that read: every key, one reply a page.
+    let log = n1.rvsd.log_text();
+    let reads: Vec<(usize, usize)> = log
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("etcd: read ").nth(1)?;
+            let keys = rest.split(' ').next()?.parse().ok()?;
+            let pages = rest.split(" in ").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some((keys, pages))
+        })
+        .collect();
+    let (keys, pages) = *reads.iter().max().unwrap_or_else(|| panic!("no read logged:\n{log}"));
+    assert!(keys >= fakes + 2, "{keys} keys read: {reads:?}");
+    assert_eq!(pages, keys.div_ceil(page), "{keys} keys in {pages} replies of {page}: {reads:?}");
+    println!("{keys} keys read in {pages} pages of {page}");
+}

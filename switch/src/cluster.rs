@@ -498,8 +498,9 @@ impl Agent {
 
     /// Reads every peer; returns the store's revision.
     fn sync(&mut self) -> Result<i64, String> {
-        let (kvs, rev) = self.client.range_prefix(PREFIX).map_err(|e| e.to_string())?;
-        let view = PeerView::from_kvs(&kvs, &self.node);
+        let range = self.client.range_prefix(PREFIX).map_err(|e| e.to_string())?;
+        tracing::debug!("etcd: read {} keys under {PREFIX} in {} pages", range.kvs.len(), range.pages);
+        let view = PeerView::from_kvs(&range.kvs, &self.node);
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         for why in view.rejected.iter().filter(|r| !s.peers.rejected.contains(r)) {
             tracing::warn!("etcd record ignored: {why}");
@@ -510,7 +511,7 @@ impl Agent {
             s.generation += 1;
         }
         s.status.last_sync_unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs());
-        Ok(rev)
+        Ok(range.revision)
     }
 }
 

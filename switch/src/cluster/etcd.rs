@@ -24,6 +24,13 @@ use std::time::{Duration, Instant};
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest response body accepted.
 const MAX_BODY: usize = 16 << 20;
+/// Keys per range reply. Values stay under about 256 KiB (MAC records
+/// are split into parts that size), so a page stays well under
+/// [`MAX_BODY`] even in base64.
+pub const RANGE_PAGE: usize = 32;
+/// Most keys one prefix read takes in all: a store filled by a broken or
+/// hostile writer gives an error, not an agent out of memory.
+const MAX_RANGE_KEYS: usize = 200_000;
 
 /// Environment variable read for the etcd password when no
 /// `--etcd-password-file` is given.
@@ -79,6 +86,17 @@ impl ServerError {
             .and_then(|i| i.downcast_ref::<ServerError>())
             .is_some_and(|s| s.status == 401 || s.message.contains("auth token"))
     }
+}
+
+/// A prefix read: every key, at one revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    /// The keys, in key order.
+    pub kvs: Vec<Kv>,
+    /// The store's revision they were read at.
+    pub revision: i64,
+    /// Replies it took.
+    pub pages: usize,
 }
 
 /// One key and its value.
@@ -141,22 +159,56 @@ impl Client {
         self.call("/v3/kv/deleterange", &json!({ "key": base64(key.as_bytes()) })).map(|_| ())
     }
 
-    /// Every key under `prefix`, and the store's revision.
-    pub fn range_prefix(&self, prefix: &str) -> io::Result<(Vec<Kv>, i64)> {
-        let body = json!({ "key": base64(prefix.as_bytes()), "range_end": base64(&prefix_end(prefix.as_bytes())) });
-        let r = self.call("/v3/kv/range", &body)?;
-        let rev = r.get("header").and_then(|h| int_field(h, "revision")).unwrap_or(0);
-        let mut kvs = Vec::new();
-        for kv in r.get("kvs").and_then(Value::as_array).into_iter().flatten() {
-            let key = kv.get("key").and_then(Value::as_str).and_then(unbase64).ok_or_else(|| bad("key not base64"))?;
-            let value = kv.get("value").and_then(Value::as_str).map_or(Some(Vec::new()), unbase64);
-            let value = value.ok_or_else(|| bad("value not base64"))?;
-            kvs.push(Kv {
-                key: String::from_utf8_lossy(&key).into_owned(),
-                value: String::from_utf8_lossy(&value).into_owned(),
-            });
+    /// Every key under `prefix`, read [`RANGE_PAGE`] keys at a time, all
+    /// at the revision of the first reply (one consistent view).
+    pub fn range_prefix(&self, prefix: &str) -> io::Result<Range> {
+        self.range_paged(prefix, RANGE_PAGE)
+    }
+
+    /// [`Client::range_prefix`] with `page` keys a reply: each next page
+    /// starts just after the last key of the one before (the key and a
+    /// NUL byte), until etcd says there is no `more`.
+    fn range_paged(&self, prefix: &str, page: usize) -> io::Result<Range> {
+        let end = base64(&prefix_end(prefix.as_bytes()));
+        let mut range = Range::default();
+        let mut from = prefix.as_bytes().to_vec();
+        loop {
+            let mut body = json!({ "key": base64(&from), "range_end": end, "limit": page.to_string() });
+            if range.pages > 0 {
+                body["revision"] = Value::String(range.revision.to_string());
+            }
+            let r = self.call("/v3/kv/range", &body)?;
+            if range.pages == 0 {
+                range.revision = r.get("header").and_then(|h| int_field(h, "revision")).unwrap_or(0);
+            }
+            range.pages += 1;
+            let mut last = None;
+            for kv in r.get("kvs").and_then(Value::as_array).into_iter().flatten() {
+                let key =
+                    kv.get("key").and_then(Value::as_str).and_then(unbase64).ok_or_else(|| bad("key not base64"))?;
+                let value = kv.get("value").and_then(Value::as_str).map_or(Some(Vec::new()), unbase64);
+                let value = value.ok_or_else(|| bad("value not base64"))?;
+                range.kvs.push(Kv {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    value: String::from_utf8_lossy(&value).into_owned(),
+                });
+                last = Some(key);
+            }
+            if range.kvs.len() > MAX_RANGE_KEYS {
+                return Err(bad(&format!("more than {MAX_RANGE_KEYS} keys under {prefix}")));
+            }
+            if r.get("more").and_then(Value::as_bool) != Some(true) {
+                return Ok(range);
+            }
+            // A next page must start past this one, or the read never ends.
+            match last {
+                Some(mut key) if key >= from => {
+                    key.push(0);
+                    from = key;
+                }
+                _ => return Err(bad("range reply says more, but its keys do not move on")),
+            }
         }
-        Ok((kvs, rev))
     }
 
     /// Watches every key under `prefix` from revision `from` on, calling
@@ -672,48 +724,131 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A token etcd no longer takes is replaced once: authenticate, call
-    /// (refused, 401), authenticate again, call again with the new token.
-    #[test]
-    fn an_expired_token_is_renewed_once() {
+    /// A server on loopback that takes `count` requests, one connection
+    /// each, answering each with `reply(request)` (status, JSON body);
+    /// joining it gives the requests, whole.
+    fn scripted_server(
+        count: usize,
+        mut reply: impl FnMut(&str) -> (u16, String) + Send + 'static,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let ep = l.local_addr().unwrap().to_string();
         let server = std::thread::spawn(move || {
-            let replies = [
-                (200, r#"{"token":"t1"}"#),
-                (
-                    401,
-                    r#"{"error":"etcdserver: invalid auth token","code":16,"message":"etcdserver: invalid auth token"}"#,
-                ),
-                (200, r#"{"token":"t2"}"#),
-                (200, r#"{"header":{"revision":"7"}}"#),
-            ];
             let mut seen = Vec::new();
-            for (status, body) in replies {
+            for _ in 0..count {
                 let (mut c, _) = l.accept().unwrap();
                 let mut req = Vec::new();
                 let mut buf = [0u8; 4096];
-                // Head and body arrive together in practice; read until the JSON closes.
-                while !req.ends_with(b"}") {
+                let whole = |req: &[u8]| {
+                    let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+                    let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                    let len = head.split("content-length:").nth(1).and_then(|v| v.lines().next());
+                    req.len() >= end + 4 + len.and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(0)
+                };
+                while !whole(&req) {
                     let n = c.read(&mut buf).unwrap();
-                    assert!(n > 0);
+                    assert!(n > 0, "request cut short");
                     req.extend_from_slice(&buf[..n]);
                 }
-                seen.push(String::from_utf8_lossy(&req).into_owned());
+                let req = String::from_utf8_lossy(&req).into_owned();
+                let (status, body) = reply(&req);
+                seen.push(req);
                 let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}", body.len());
                 c.write_all(reply.as_bytes()).unwrap();
             }
             seen
         });
+        (ep, server)
+    }
+
+    /// A token etcd no longer takes is replaced once: authenticate, call
+    /// (refused, 401), authenticate again, call again with the new token.
+    #[test]
+    fn an_expired_token_is_renewed_once() {
+        let mut replies = vec![
+            (200, r#"{"token":"t1"}"#),
+            (401, r#"{"error":"etcdserver: invalid auth token","code":16,"message":"etcdserver: invalid auth token"}"#),
+            (200, r#"{"token":"t2"}"#),
+            (200, r#"{"header":{"revision":"7"}}"#),
+        ]
+        .into_iter();
+        let (ep, server) = scripted_server(4, move |_| {
+            let (status, body) = replies.next().unwrap();
+            (status, body.to_string())
+        });
         let mut client = Client::new(&config(&[&format!("http://{ep}")])).unwrap();
         client.auth = Some(Arc::new(Auth { user: "rvs".into(), password: "pw".into(), token: Mutex::new(None) }));
-        let (_, rev) = client.range_prefix("/rvs/v1/").unwrap();
-        assert_eq!(rev, 7);
+        assert_eq!(client.range_prefix("/rvs/v1/").unwrap().revision, 7);
         let seen = server.join().unwrap();
         assert!(seen[0].starts_with("POST /v3/auth/authenticate") && seen[0].contains(r#""password":"pw""#));
         assert!(!seen[0].contains("Authorization"), "{}", seen[0]);
         assert!(seen[1].contains("Authorization: t1\r\n"), "{}", seen[1]);
         assert!(seen[2].starts_with("POST /v3/auth/authenticate"));
         assert!(seen[3].starts_with("POST /v3/kv/range") && seen[3].contains("Authorization: t2\r\n"), "{}", seen[3]);
+    }
+
+    /// The JSON body of a request the scripted server saw.
+    fn body_of(req: &str) -> Value {
+        serde_json::from_str(req.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    }
+
+    /// A prefix read in pages against a server that does what etcd's range
+    /// does with `limit` (keys in order, `more` while any are left): every
+    /// key once, in order; each page after the first starts just past the
+    /// last key (the key and a NUL byte) and asks for the first page's
+    /// revision. Keys include bytes that need base64, and one that the
+    /// next key extends (`a` before `a\0`).
+    #[test]
+    fn range_reads_page_through_every_key() {
+        let mut store: std::collections::BTreeMap<Vec<u8>, String> =
+            (0..10u8).map(|i| (format!("/rvs/v1/k{i:02}").into_bytes(), format!("v{i}"))).collect();
+        store.insert(b"/rvs/v1/a".to_vec(), "a".into());
+        store.insert(b"/rvs/v1/a\0".to_vec(), "a0".into());
+        store.insert(b"/rvs/v1/\xff\xfe".to_vec(), "ff".into());
+        store.insert(b"/rvs/v2/out".to_vec(), "not under the prefix".into());
+        let want: Vec<Vec<u8>> = store.keys().filter(|k| k.starts_with(b"/rvs/v1/")).cloned().collect();
+        let pages = want.len().div_ceil(4);
+        let (ep, server) = scripted_server(pages, move |req| {
+            let b = body_of(req);
+            let from = unbase64(b["key"].as_str().unwrap()).unwrap();
+            let end = unbase64(b["range_end"].as_str().unwrap()).unwrap();
+            let limit: usize = b["limit"].as_str().unwrap().parse().unwrap();
+            let keys: Vec<_> = store.range(from..end).collect();
+            let kvs: Vec<Value> = keys
+                .iter()
+                .take(limit)
+                .map(|(k, v)| json!({ "key": base64(k), "value": base64(v.as_bytes()) }))
+                .collect();
+            let reply = json!({ "header": { "revision": "42" }, "kvs": kvs, "more": keys.len() > limit });
+            (200, reply.to_string())
+        });
+        let client = Client::new(&config(&[&format!("http://{ep}")])).unwrap();
+        let range = client.range_paged("/rvs/v1/", 4).unwrap();
+        let seen = server.join().unwrap();
+        assert_eq!((range.revision, range.pages), (42, pages));
+        let got: Vec<Vec<u8>> = range.kvs.iter().map(|kv| kv.key.as_bytes().to_vec()).collect();
+        let lossy: Vec<Vec<u8>> = want.iter().map(|k| String::from_utf8_lossy(k).as_bytes().to_vec()).collect();
+        assert_eq!(got, lossy, "every key once, in order");
+        assert!(body_of(&seen[0]).get("revision").is_none(), "{}", seen[0]);
+        for (i, req) in seen.iter().enumerate().skip(1) {
+            let b = body_of(req);
+            assert_eq!(b["revision"], "42", "page {i} not at the first page's revision");
+            let mut after = want[i * 4 - 1].clone();
+            after.push(0);
+            assert_eq!(unbase64(b["key"].as_str().unwrap()).unwrap(), after, "page {i} start");
+        }
+    }
+
+    /// A server that says `more` without moving on gets an error, not an
+    /// endless read.
+    #[test]
+    fn a_range_that_never_ends_is_an_error() {
+        let (ep, server) = scripted_server(1, |_| {
+            (200, json!({ "header": { "revision": "1" }, "kvs": [], "more": true }).to_string())
+        });
+        let client = Client::new(&config(&[&format!("http://{ep}")])).unwrap();
+        let e = client.range_paged("/rvs/v1/", 4).unwrap_err();
+        assert!(e.to_string().contains("do not move on"), "{e}");
+        server.join().unwrap();
     }
 }
