@@ -107,11 +107,15 @@ impl Conn {
     }
 
     /// `e`, a failure on this connection, with the reason etcd gave if it
-    /// sent a TLS alert first. Under TLS 1.3 a client certificate etcd
-    /// refuses (or lacks) is only known after the handshake: etcd sends an
-    /// alert and closes, and the request fails as a broken pipe.
+    /// sent a TLS alert. Under TLS 1.3 a client certificate etcd refuses
+    /// (or lacks) is only known after the handshake: etcd sends an alert
+    /// and closes, and the request fails reading the alert, or writing (a
+    /// broken pipe) with the alert still unread.
     pub fn explain(&mut self, e: io::Error) -> io::Error {
         let Conn::Tls(s) = self else { return e };
+        if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            return tls_error(tls);
+        }
         if !matches!(
             e.kind(),
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
@@ -124,7 +128,7 @@ impl Conn {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     if let Err(tls) = s.conn.process_new_packets() {
-                        return io::Error::other(format!("TLS: {tls} (etcd refused the session)"));
+                        return tls_error(&tls);
                     }
                 }
             }
@@ -177,6 +181,14 @@ impl Write for Conn {
             Conn::Plain(s) => s.flush(),
             Conn::Tls(s) => s.flush(),
         }
+    }
+}
+
+/// A TLS failure after the handshake, in words.
+fn tls_error(e: &rustls::Error) -> io::Error {
+    match e {
+        rustls::Error::AlertReceived(_) => io::Error::other(format!("TLS: {e} (etcd refused the session)")),
+        _ => io::Error::other(format!("TLS: {e}")),
     }
 }
 
