@@ -246,18 +246,21 @@ impl Client {
             if !chunked {
                 return Err(bad("watch reply is not a stream"));
             }
+            let mut pending = Vec::new();
             loop {
-                let Some(msg) = read_chunk(&mut r, stop)? else { return Ok(()) };
-                let v: Value = serde_json::from_slice(&msg).map_err(|e| bad(&format!("watch message: {e}")))?;
-                if let Some(err) = v.get("error") {
-                    return Err(io::Error::other(format!("etcd watch: {err}")));
-                }
-                let res = v.get("result").unwrap_or(&v);
-                if res.get("canceled").and_then(Value::as_bool) == Some(true) {
-                    return Err(io::Error::other("etcd canceled the watch"));
-                }
-                if res.get("events").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) {
-                    changed();
+                let Some(chunk) = read_chunk(&mut r, stop)? else { return Ok(()) };
+                pending.extend_from_slice(&chunk);
+                for v in take_messages(&mut pending)? {
+                    if let Some(err) = v.get("error") {
+                        return Err(io::Error::other(format!("etcd watch: {err}")));
+                    }
+                    let res = v.get("result").unwrap_or(&v);
+                    if res.get("canceled").and_then(Value::as_bool) == Some(true) {
+                        return Err(io::Error::other("etcd canceled the watch"));
+                    }
+                    if res.get("events").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) {
+                        changed();
+                    }
                 }
             }
         }
@@ -540,6 +543,34 @@ fn read_chunk(r: &mut BufReader<Conn>, stop: &AtomicBool) -> io::Result<Option<V
     Ok(Some(buf))
 }
 
+/// The whole messages at the front of a watch stream's `pending` bytes,
+/// taken out of it. The gateway ends each JSON message with a newline,
+/// but HTTP chunks fall anywhere: a big event (a MAC record part) spans
+/// several, and a chunk may hold several messages.
+fn take_messages(pending: &mut Vec<u8>) -> io::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(n) = pending[start..].iter().position(|&b| b == b'\n') {
+        let line = &pending[start..start + n];
+        start += n + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        out.push(serde_json::from_slice(line).map_err(|e| bad(&format!("watch message: {e}")))?);
+    }
+    pending.drain(..start);
+    // A message without its newline yet: whole if it parses.
+    if !pending.iter().all(u8::is_ascii_whitespace) {
+        if let Ok(v) = serde_json::from_slice(pending) {
+            out.push(v);
+            pending.clear();
+        } else if pending.len() > MAX_BODY {
+            return Err(bad("watch message too large"));
+        }
+    }
+    Ok(out)
+}
+
 /// A 64-bit integer field, sent by the gateway as a string (or a number).
 fn int_field(v: &Value, key: &str) -> Option<i64> {
     match v.get(key)? {
@@ -629,6 +660,21 @@ mod tests {
             }
             let _ = dechunk(&raw);
         }
+    }
+
+    /// Watch messages split over chunks, several in a chunk, blank lines.
+    #[test]
+    fn watch_messages_span_chunks() {
+        let mut pending = Vec::new();
+        let mut got = Vec::new();
+        for chunk in [&b"{\"result\":{\"ev"[..], b"ents\":[1]}}\n\n{\"a\":1}\n{\"b\"", b":2}", b"\n"] {
+            pending.extend_from_slice(chunk);
+            got.extend(take_messages(&mut pending).unwrap());
+        }
+        assert_eq!(got, vec![json!({"result":{"events":[1]}}), json!({"a":1}), json!({"b":2})]);
+        assert!(pending.is_empty());
+        pending.extend_from_slice(b"not json\n");
+        assert!(take_messages(&mut pending).is_err());
     }
 
     #[test]

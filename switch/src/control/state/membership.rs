@@ -14,7 +14,19 @@ use crate::datapath::Datapath;
 use rvs_proto::cluster::{ClusterShow, MacRecord, MacsRecord, PeerShow, TunnelShow, VtepRecord};
 use rvs_proto::config::ClusterConfig;
 use rvs_proto::config::{PortType, PortVlan};
-use std::net::IpAddr;
+
+/// A VXLAN port as cluster membership sees it.
+struct Tunnel {
+    name: String,
+    /// Its VNI, local address and UDP port.
+    vtep: VtepRecord,
+    /// No configured remotes: they come from the cluster.
+    auto: bool,
+    /// The VLAN of an access port.
+    access: Option<u16>,
+    /// Its bridge's learned-MAC limit, which caps what it advertises.
+    max_macs: u32,
+}
 
 impl<D: Datapath> State<D> {
     /// Joins the cluster `cfg` describes: the setting is saved in the db
@@ -52,31 +64,33 @@ impl<D: Datapath> State<D> {
         if let Some(peers) = cluster.peers_if_changed() {
             self.peers = peers;
         }
-        let tunnels: Vec<(String, u32, IpAddr, u16, bool, Option<u16>)> = self
+        let tunnels: Vec<Tunnel> = self
             .config
             .bridges
             .iter()
-            .flat_map(|b| b.ports.iter())
-            .filter(|p| p.kind == PortType::Vxlan && !self.down_ports.contains_key(&p.name))
-            .filter_map(|p| {
+            .flat_map(|b| b.ports.iter().map(move |p| (b.max_macs, p)))
+            .filter(|(_, p)| p.kind == PortType::Vxlan && !self.down_ports.contains_key(&p.name))
+            .filter_map(|(max_macs, p)| {
                 let v = p.vxlan.as_ref()?;
                 let access = match p.vlan {
                     PortVlan::Access { vlan } => Some(vlan),
                     PortVlan::Trunk { .. } => None,
                 };
-                Some((p.name.clone(), v.vni, v.local, v.dstport, v.remotes.is_empty(), access))
+                let vtep = VtepRecord { vni: v.vni, addr: v.local, dstport: v.dstport };
+                Some(Tunnel { name: p.name.clone(), vtep, auto: v.remotes.is_empty(), access, max_macs })
             })
             .collect();
         let mut local = LocalView::default();
-        for (name, vni, addr, dstport, auto, access) in &tunnels {
-            local.vteps.push(VtepRecord { vni: *vni, addr: *addr, dstport: *dstport });
-            let macs = self.dp.local_macs(name).unwrap_or_default();
-            local.macs.entry(*vni).or_insert_with(|| MacsRecord {
-                vtep: *addr,
-                macs: macs.into_iter().map(|(mac, vlan)| MacRecord { mac, vlan }).collect(),
-            });
-            if *auto {
-                let want = self.peers.remotes_for(*vni, *addr, *dstport);
+        for t in &tunnels {
+            let (name, vni) = (&t.name, t.vtep.vni);
+            local.vteps.push(t.vtep.clone());
+            if let std::collections::btree_map::Entry::Vacant(e) = local.macs.entry(vni) {
+                let macs = self.dp.local_macs(name).unwrap_or_default();
+                let macs = macs.into_iter().map(|(mac, vlan)| MacRecord { mac, vlan }).collect();
+                e.insert(MacsRecord { vtep: t.vtep.addr, macs: crate::cluster::advertised(macs, t.max_macs) });
+            }
+            if t.auto {
+                let want = self.peers.remotes_for(vni, t.vtep.addr, t.vtep.dstport);
                 if self.cluster_remotes.get(name) != Some(&want) && self.dp.set_remotes(name, &want).is_ok() {
                     self.cluster_remotes.insert(name.clone(), want);
                 }
@@ -88,16 +102,16 @@ impl<D: Datapath> State<D> {
                 // peer has behind its VNI belong in ours.
                 let macs: Vec<_> = self
                     .peers
-                    .macs_for(*vni)
+                    .macs_for(vni)
                     .into_iter()
-                    .map(|(mac, vlan, vtep)| (mac, access.unwrap_or(vlan), vtep))
+                    .map(|(mac, vlan, vtep)| (mac, t.access.unwrap_or(vlan), vtep))
                     .collect();
                 let _ = self.dp.set_remote_macs(name, &macs);
             }
         }
         local.vteps.sort();
         local.vteps.dedup();
-        self.cluster_remotes.retain(|name, _| tunnels.iter().any(|t| &t.0 == name));
+        self.cluster_remotes.retain(|name, _| tunnels.iter().any(|t| &t.name == name));
         if let Some(c) = &self.cluster {
             c.publish(local);
         }
