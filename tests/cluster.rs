@@ -761,3 +761,59 @@ fn a_mac_flood_is_advertised_in_parts_up_to_the_bridge_limit() {
     assert_eq!(n2.remotes(), vec![n1.vtep.clone()], "h1 left h2's remotes");
     assert!(pings(&n2, &n1), "no traffic after the flood");
 }
+
+/// Issue 14: a restart while etcd is down. The peers' VTEPs are saved in
+/// the db; h1 restarted with etcd gone brings its tunnel back with h2 as
+/// its remote (the view marked as from the db) and pings across; once
+/// etcd is back the view is live again.
+#[test]
+fn a_restart_while_etcd_is_down_keeps_the_last_peers() {
+    if !require_root() || !require_etcd() {
+        return;
+    }
+    let _serial = serial();
+    let fabric = fabric();
+    let mut etcd = Etcd::start(&fabric);
+    let mut n1 = Node::new(&fabric, 1);
+    let n2 = Node::new(&fabric, 2);
+    for (a, b) in [(&n1, &n2), (&n2, &n1)] {
+        assert!(wait_for(Duration::from_secs(10), || a.remotes() == vec![b.vtep.clone()]), "{}", a.rvsd.log_text());
+    }
+    assert!(pings(&n1, &n2) && pings(&n2, &n1), "no traffic with etcd up");
+    let saved = |n: &Node| -> Vec<String> {
+        let db: Value = serde_json::from_slice(&std::fs::read(&n.rvsd.db).unwrap_or_default()).unwrap_or(Value::Null);
+        db["cluster_peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["node"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(wait_for(Duration::from_secs(5), || saved(&n1) == ["h2"]), "h1's db has no view: {:?}", saved(&n1));
+
+    etcd.stop();
+    n1.rvsd.restart();
+    let c = n1.cluster();
+    assert_eq!(c["peers_from_db"], true, "{c}");
+    assert_ne!(c["status"]["state"], "connected", "{c}");
+    assert!(
+        wait_for(Duration::from_secs(5), || n1.remotes() == vec![n2.vtep.clone()]),
+        "h1's tunnel did not come back with its last peer: {}",
+        n1.rvsd.ctl_ok(&["cluster", "show"])
+    );
+    let text = n1.rvsd.ctl_ok(&["cluster", "show"]);
+    assert!(text.contains("stale until etcd answers"), "{text}");
+    println!("{text}");
+    assert!(ping_within(&n1.guest, &n2.guest_ip, Duration::from_secs(10)), "h1 -> h2 over the tunnel with etcd down");
+    assert!(pings(&n2, &n1), "h2 -> h1 with etcd down");
+    assert_ne!(n1.state(), "connected");
+
+    etcd.restart(&fabric);
+    assert!(
+        wait_for(Duration::from_secs(15), || n1.state() == "connected" && n1.cluster().get("peers_from_db").is_none()),
+        "the view did not become live: {}",
+        n1.rvsd.ctl_ok(&["cluster", "show"])
+    );
+    assert_eq!(n1.remotes(), vec![n2.vtep.clone()]);
+    assert!(pings(&n1, &n2), "h1 -> h2 after etcd came back");
+}

@@ -106,6 +106,10 @@ pub struct ClusterShow {
     pub status: Option<ClusterStatus>,
     /// Other nodes, as last read.
     pub peers: Vec<PeerShow>,
+    /// True while `peers` is the view saved in the db (stale): etcd has
+    /// not answered since rvsd started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub peers_from_db: bool,
     /// VXLAN ports and where their remotes come from.
     pub tunnels: Vec<TunnelShow>,
 }

@@ -22,6 +22,12 @@ pub struct Config {
     /// Cluster membership through etcd, if this node is in a cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+    /// The other nodes of the cluster as last read from etcd (their
+    /// VTEPs, not their MACs): after a restart while etcd is down, tunnels
+    /// without configured remotes take them until etcd answers. Absent in
+    /// older dbs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_peers: Vec<crate::cluster::NodeRecord>,
     /// The rvsd that wrote the file (`rvsd 0.1.0`), so that an older one
     /// can say which version it would need. Set on save, dropped on load.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -106,6 +106,9 @@ pub struct PeerView {
     pub macs: BTreeMap<(u32, String), MacsRecord>,
     /// Records left out, each with why (never installed).
     pub rejected: Vec<String>,
+    /// True for the view saved in the db at the last sync, in force after
+    /// a start until etcd answers.
+    pub from_db: bool,
 }
 
 impl PeerView {
@@ -131,6 +134,27 @@ impl PeerView {
             .filter(|((v, node), _)| *v == vni && self.nodes.contains_key(node))
             .flat_map(|(_, r)| r.macs.iter().map(|m| (m.mac, m.vlan, r.vtep)))
             .collect()
+    }
+
+    /// The view saved in the db: the nodes other than `me`, each checked
+    /// as one read from etcd (a hand-edited db is no more trusted); no
+    /// MACs (peers' MACs are learned again from traffic).
+    pub fn saved(nodes: &[NodeRecord], me: &str) -> PeerView {
+        let mut view = PeerView { from_db: true, ..PeerView::default() };
+        for rec in nodes.iter().filter(|n| n.node != me) {
+            match node_fault(&rec.node, rec) {
+                None => {
+                    view.nodes.insert(rec.node.clone(), rec.clone());
+                }
+                Some(why) => view.rejected.push(format!("saved node {:?}: {why}", rvs_proto::one_line(&rec.node))),
+            }
+        }
+        view
+    }
+
+    /// What the db keeps of this view: the nodes' records.
+    pub fn to_saved(&self) -> Vec<NodeRecord> {
+        self.nodes.values().cloned().collect()
     }
 
     /// Reads the view out of every key under [`PREFIX`], leaving out
@@ -600,7 +624,9 @@ impl Agent {
             tracing::warn!("etcd record ignored: {why}");
         }
         s.status.rejected_records = view.rejected.len() as u64;
-        if s.peers != view {
+        // The first read counts as a change even when it finds no peer:
+        // it replaces the view saved in the db.
+        if s.peers != view || s.generation == 0 {
             s.peers = view;
             s.generation += 1;
         }

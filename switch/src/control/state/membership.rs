@@ -5,11 +5,13 @@
 //! A VXLAN port configured without `--remote` takes its remotes from the
 //! peers serving its VNI; every VXLAN port installs the MACs peers
 //! advertise behind its remotes, so known unicast crosses the overlay
-//! without flooding. Nothing here is persisted: the configuration keeps
-//! the empty remote list, and the peers are read anew after a restart.
+//! without flooding. The configuration keeps the empty remote list; the
+//! peers' VTEPs as last read from etcd are saved in the db beside it, so
+//! that a restart while etcd is down brings such tunnels back with the
+//! last known peers (marked stale in `cluster show`) until etcd answers.
 
 use super::State;
-use crate::cluster::{Cluster, LocalView};
+use crate::cluster::{Cluster, LocalView, PeerView};
 use crate::datapath::Datapath;
 use rvs_proto::cluster::{ClusterShow, MacRecord, MacsRecord, PeerShow, TunnelShow, VtepRecord};
 use rvs_proto::config::ClusterConfig;
@@ -35,6 +37,10 @@ impl<D: Datapath> State<D> {
         rvs_proto::check_cluster(&cfg)?;
         if self.config.cluster.as_ref() != Some(&cfg) {
             let mut new = self.config.clone();
+            // Peers saved from another cluster, or as another node, are not ours.
+            if new.cluster.as_ref().is_none_or(|c| c.etcd != cfg.etcd || c.node != cfg.node) {
+                new.cluster_peers.clear();
+            }
             new.cluster = Some(cfg);
             self.commit(new, |_| {})?;
         }
@@ -48,6 +54,10 @@ impl<D: Datapath> State<D> {
             (Some(cfg), Some(running)) if running.config() == cfg => Ok(()),
             (Some(cfg), _) => {
                 self.cluster = Some(Cluster::start(cfg.clone())?);
+                self.peers = PeerView::saved(&self.config.cluster_peers, &cfg.node);
+                for why in &self.peers.rejected {
+                    tracing::warn!("saved cluster view: {why}; left out");
+                }
                 Ok(())
             }
             (None, _) => {
@@ -63,6 +73,7 @@ impl<D: Datapath> State<D> {
         let Some(cluster) = self.cluster.as_mut() else { return };
         if let Some(peers) = cluster.peers_if_changed() {
             self.peers = peers;
+            self.save_peers();
         }
         let tunnels: Vec<Tunnel> = self
             .config
@@ -117,6 +128,20 @@ impl<D: Datapath> State<D> {
         }
     }
 
+    /// Saves the peers' VTEPs in the db when they changed (nodes join or
+    /// leave: not the MACs, which change all the time).
+    fn save_peers(&mut self) {
+        let saved = self.peers.to_saved();
+        if self.peers.from_db || self.config.cluster_peers == saved {
+            return;
+        }
+        let mut new = self.config.clone();
+        new.cluster_peers = saved;
+        if let Err(e) = self.commit(new, |_| {}) {
+            tracing::warn!("cluster view not saved: {e}");
+        }
+    }
+
     /// Forgets what the cluster set on `port` (it is being added or
     /// removed), so the next sync sets it afresh.
     pub(super) fn forget_cluster_port(&mut self, port: &str) {
@@ -153,6 +178,7 @@ impl<D: Datapath> State<D> {
                     macs: self.peers.macs.iter().filter(|((_, n), _)| n == name).map(|(_, r)| r.macs.len()).sum(),
                 })
                 .collect(),
+            peers_from_db: self.peers.from_db,
             tunnels,
         }
     }
