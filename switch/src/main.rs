@@ -52,10 +52,10 @@ struct Args {
     etcd_cacert: Option<PathBuf>,
     /// Client certificate (PEM) for etcd's --client-cert-auth (mutual TLS);
     /// needs --etcd-key.
-    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    #[arg(long, value_name = "FILE", requires = "etcd", requires = "etcd_key")]
     etcd_cert: Option<PathBuf>,
     /// Private key (PEM) of --etcd-cert.
-    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    #[arg(long, value_name = "FILE", requires = "etcd", requires = "etcd_cert")]
     etcd_key: Option<PathBuf>,
     /// etcd user (etcd's auth enabled); its password comes from
     /// --etcd-password-file, else the RVS_ETCD_PASSWORD environment variable.
