@@ -21,7 +21,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 declare -A pkg_of=(
     [ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3
     [tcpdump]=tcpdump [ethtool]=ethtool [pgrep]=procps [man]=man-db
-    [etcd]=etcd-server
+    [etcd]=etcd-server [openssl]=openssl
     [ovs-vswitchd]=openvswitch-switch [dpdk-testpmd]="dpdk-dev librte-net-af-xdp23"
 )
 missing=()

@@ -64,6 +64,9 @@ fn cluster(c: &ClusterShow) -> String {
             vec![p.node.clone(), vteps.join(" "), p.macs.to_string()]
         })
         .collect();
+    if c.peers_from_db {
+        out.push_str("peers as last saved in the db (stale until etcd answers):\n");
+    }
     if rows.is_empty() {
         out.push_str("peers: none\n");
     } else {

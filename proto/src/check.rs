@@ -3,7 +3,8 @@
 //! `rvsd` refuses the same input from any other client.
 
 use crate::config::{
-    ClusterConfig, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode, LEASE_TTL_RANGE,
+    ClusterConfig, EtcdAuth, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode,
+    LEASE_TTL_RANGE,
 };
 use crate::MacAddr;
 use std::collections::HashSet;
@@ -360,9 +361,26 @@ pub fn port_carries(p: &PortConfig, vlan: u16) -> bool {
     }
 }
 
-/// The `HOST:PORT` of each etcd endpoint in `urls` (`http://HOST:PORT`,
+/// One etcd client endpoint, as parsed from its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdEndpoint {
+    /// `https://`: TLS.
+    pub tls: bool,
+    /// `HOST:PORT` (an IPv6 host in brackets).
+    pub addr: String,
+}
+
+impl EtcdEndpoint {
+    /// The host alone, as a certificate names it (no port, no brackets).
+    pub fn host(&self) -> &str {
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// Each etcd endpoint in `urls` (`http://HOST:PORT` or `https://HOST:PORT`,
 /// comma-separated lists allowed); at least one.
-pub fn etcd_endpoints(urls: &[String]) -> Result<Vec<String>, String> {
+pub fn etcd_endpoints(urls: &[String]) -> Result<Vec<EtcdEndpoint>, String> {
     let mut endpoints = Vec::new();
     for u in urls.iter().flat_map(|u| u.split(',')).map(str::trim).filter(|u| !u.is_empty()) {
         endpoints.push(etcd_endpoint(u)?);
@@ -373,15 +391,46 @@ pub fn etcd_endpoints(urls: &[String]) -> Result<Vec<String>, String> {
     Ok(endpoints)
 }
 
-fn etcd_endpoint(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("etcd endpoint {url:?}: only http://HOST:PORT is supported"))?;
+fn etcd_endpoint(url: &str) -> Result<EtcdEndpoint, String> {
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(format!("etcd endpoint {url:?}: expected http://HOST:PORT or https://HOST:PORT")),
+    };
     let hostport = rest.trim_end_matches('/');
     if hostport.is_empty() || hostport.contains('/') || !hostport.contains(':') {
-        return Err(format!("etcd endpoint {url:?}: expected http://HOST:PORT"));
+        return Err(format!("etcd endpoint {url:?}: expected http(s)://HOST:PORT"));
     }
-    Ok(hostport.to_string())
+    Ok(EtcdEndpoint { tls, addr: hostport.to_string() })
+}
+
+/// Checks etcd TLS and auth settings against the endpoints: https needs a
+/// CA, a certificate needs its key (and a key its certificate), TLS files
+/// need an https endpoint (else they would be ignored: plain text), and a
+/// password file needs a user.
+fn check_etcd_auth(endpoints: &[EtcdEndpoint], a: &EtcdAuth) -> Result<(), String> {
+    let tls = endpoints.iter().filter(|e| e.tls).count();
+    if tls > 0 && a.cacert.is_none() {
+        return Err("https etcd endpoints need --etcd-cacert FILE (the CA that signed etcd's certificate)".into());
+    }
+    if tls > 0 && tls < endpoints.len() {
+        return Err("etcd endpoints mix http:// and https://: use one scheme".into());
+    }
+    if tls == 0 && (a.cacert.is_some() || a.cert.is_some() || a.key.is_some()) {
+        return Err("--etcd-cacert/--etcd-cert/--etcd-key need https:// etcd endpoints".into());
+    }
+    match (&a.cert, &a.key) {
+        (Some(_), None) => return Err("--etcd-cert needs --etcd-key (the certificate's private key)".into()),
+        (None, Some(_)) => return Err("--etcd-key needs --etcd-cert".into()),
+        _ => {}
+    }
+    if a.password_file.is_some() && a.user.is_none() {
+        return Err("--etcd-password-file needs --etcd-user".into());
+    }
+    if a.user.as_deref().is_some_and(|u| u.is_empty() || u.chars().any(char::is_control)) {
+        return Err("--etcd-user: empty or with control characters".into());
+    }
+    Ok(())
 }
 
 /// Checks a log filter for rvsd: a level (`error`, `warn`, `info`,
@@ -411,10 +460,10 @@ pub fn log_filter_error(filter: &str, why: &str) -> String {
     )
 }
 
-/// Checks cluster settings as rvsd would use them: etcd endpoints, node
-/// name, lease TTL.
+/// Checks cluster settings as rvsd would use them: etcd endpoints, TLS and
+/// auth settings (not the files: rvsd reads those), node name, lease TTL.
 pub fn check_cluster(c: &ClusterConfig) -> Result<(), String> {
-    etcd_endpoints(&c.etcd)?;
+    check_etcd_auth(&etcd_endpoints(&c.etcd)?, &c.auth)?;
     check_node_name(&c.node)?;
     if !LEASE_TTL_RANGE.contains(&c.lease_ttl_secs) {
         return Err(format!(
@@ -488,11 +537,41 @@ mod tests {
 
     #[test]
     fn cluster_settings() {
-        let ok = ClusterConfig { etcd: vec!["http://127.0.0.1:2379".into()], node: "h1".into(), lease_ttl_secs: 10 };
+        let ok = ClusterConfig {
+            etcd: vec!["http://127.0.0.1:2379".into()],
+            node: "h1".into(),
+            lease_ttl_secs: 10,
+            auth: EtcdAuth::default(),
+        };
         assert!(check_cluster(&ok).is_ok());
         assert!(check_cluster(&ClusterConfig { node: "a/b".into(), ..ok.clone() }).is_err());
         assert!(check_cluster(&ClusterConfig { node: String::new(), ..ok.clone() }).is_err());
         assert!(check_cluster(&ClusterConfig { lease_ttl_secs: 1, ..ok.clone() }).is_err());
-        assert!(check_cluster(&ClusterConfig { etcd: vec!["127.0.0.1:2379".into()], ..ok }).is_err());
+        assert!(check_cluster(&ClusterConfig { etcd: vec!["127.0.0.1:2379".into()], ..ok.clone() }).is_err());
+
+        // TLS and auth: what each setting needs.
+        let file = |f: &str| Some(f.to_string());
+        let tls = ClusterConfig {
+            etcd: vec!["https://[2001:2::1]:2379".into()],
+            auth: EtcdAuth { cacert: file("/ca.pem"), ..EtcdAuth::default() },
+            ..ok.clone()
+        };
+        assert!(check_cluster(&tls).is_ok());
+        let err = |auth: EtcdAuth, etcd: &str| {
+            check_cluster(&ClusterConfig { etcd: vec![etcd.into()], auth, ..ok.clone() }).unwrap_err()
+        };
+        let https = "https://127.0.0.1:2379";
+        assert!(err(EtcdAuth::default(), https).contains("--etcd-cacert"));
+        assert!(err(tls.auth.clone(), "http://127.0.0.1:2379").contains("need https://"));
+        assert!(err(tls.auth.clone(), "https://a:1,http://b:1").contains("mix"));
+        let cert_only = EtcdAuth { cert: file("/c.pem"), ..tls.auth.clone() };
+        assert!(err(cert_only, https).contains("--etcd-key"));
+        let key_only = EtcdAuth { key: file("/k.pem"), ..tls.auth.clone() };
+        assert!(err(key_only, https).contains("--etcd-cert"));
+        let no_user = EtcdAuth { password_file: file("/pw"), ..EtcdAuth::default() };
+        assert!(err(no_user, "http://a:1").contains("--etcd-user"));
+        let endpoints = etcd_endpoints(&["https://[2001:2::1]:2379, http://etcd.example:2379/".into()]).unwrap();
+        assert_eq!(endpoints[0], EtcdEndpoint { tls: true, addr: "[2001:2::1]:2379".into() });
+        assert_eq!((endpoints[0].host(), endpoints[1].host()), ("2001:2::1", "etcd.example"));
     }
 }

@@ -6,7 +6,10 @@
 //! | key | value |
 //! | --- | --- |
 //! | `/rvs/v1/nodes/NODE` | [`NodeRecord`]: `{"node": NODE, "vteps": [{"vni": 42, "addr": "198.18.200.1", "dstport": 4789}]}` |
-//! | `/rvs/v1/macs/VNI/NODE` | [`MacsRecord`]: `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}]}` |
+//! | `/rvs/v1/macs/VNI/NODE/PART` | [`MacsRecord`]: `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}]}` |
+//!
+//! A node's MACs on a VNI are split over parts 0, 1, ... (each value well
+//! under etcd's request limit); a reader merges them.
 
 use crate::config::ClusterConfig;
 use crate::MacAddr;
@@ -60,7 +63,7 @@ mod mac_text {
     }
 }
 
-/// The value under `/rvs/v1/macs/VNI/NODE`.
+/// The value under `/rvs/v1/macs/VNI/NODE/PART`: one part of a node's MACs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MacsRecord {
     /// The VTEP the MACs sit behind.
@@ -103,6 +106,10 @@ pub struct ClusterShow {
     pub status: Option<ClusterStatus>,
     /// Other nodes, as last read.
     pub peers: Vec<PeerShow>,
+    /// True while `peers` is the view saved in the db (stale): etcd has
+    /// not answered since rvsd started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub peers_from_db: bool,
     /// VXLAN ports and where their remotes come from.
     pub tunnels: Vec<TunnelShow>,
 }

@@ -22,6 +22,12 @@ pub struct Config {
     /// Cluster membership through etcd, if this node is in a cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+    /// The other nodes of the cluster as last read from etcd (their
+    /// VTEPs, not their MACs): after a restart while etcd is down, tunnels
+    /// without configured remotes take them until etcd answers. Absent in
+    /// older dbs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_peers: Vec<crate::cluster::NodeRecord>,
     /// The rvsd that wrote the file (`rvsd 0.1.0`), so that an older one
     /// can say which version it would need. Set on save, dropped on load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,6 +370,39 @@ pub struct ClusterConfig {
     /// Lease TTL in seconds: how long a dead node lingers.
     #[serde(default = "default_lease_ttl")]
     pub lease_ttl_secs: u32,
+    /// etcd TLS and authentication (files by path; no secret itself).
+    #[serde(default, skip_serializing_if = "EtcdAuth::is_empty")]
+    pub auth: EtcdAuth,
+}
+
+/// How rvsd proves itself to etcd and checks etcd's certificate, named as
+/// etcdctl's flags. Every field is optional: none of them is plain http.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdAuth {
+    /// CA certificates (PEM) that etcd's server certificate must chain to;
+    /// needed for `https://` endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<String>,
+    /// Client certificate (PEM) for mutual TLS, with `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The client certificate's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// etcd user (etcd v3 auth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// File holding the user's password (else `RVS_ETCD_PASSWORD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+}
+
+impl EtcdAuth {
+    /// True when nothing is set: plain http, no user.
+    pub fn is_empty(&self) -> bool {
+        *self == EtcdAuth::default()
+    }
 }
 
 fn default_lease_ttl() -> u32 {

@@ -7,7 +7,16 @@
 //! | key | value |
 //! | --- | --- |
 //! | `/rvs/v1/nodes/NODE` | `{"node": NODE, "vteps": [{"vni": 42, "addr": "198.18.200.1", "dstport": 4789}]}` |
-//! | `/rvs/v1/macs/VNI/NODE` | `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}]}` |
+//! | `/rvs/v1/macs/VNI/NODE/PART` | `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}]}` |
+//!
+//! A node's MACs on a VNI are split into parts 0, 1, ... of at most
+//! [`MACS_PER_PART`] MACs (under [`MAC_PART_BYTES`] of JSON each), so a MAC
+//! flood never makes a value near etcd's request limit (1.5 MiB by default)
+//! and never breaks a node's session or lease; readers merge the parts. A
+//! node advertises at most its bridge's MAC limit on a VNI (and never more
+//! than [`MAX_RECORD_MACS`], what readers take). Keys of the older layout
+//! without a part (`macs/VNI/NODE`, from before the split) are ignored
+//! and counted as rejected: they expire with their writer's lease.
 //!
 //! Every key of a node hangs on that node's lease: when the node dies (or
 //! is cut off) for longer than the lease TTL, etcd deletes its keys and the
@@ -21,10 +30,11 @@
 //! resynchronises (re-grants the lease and re-publishes if it was lost).
 
 pub mod etcd;
+mod tls;
 
 use etcd::{Client, Kv};
 use rvs_dataplane::wire::MacAddr;
-use rvs_proto::cluster::{ClusterStatus, MacsRecord, NodeRecord, VtepRecord, PREFIX};
+use rvs_proto::cluster::{ClusterStatus, MacRecord, MacsRecord, NodeRecord, VtepRecord, PREFIX};
 use rvs_proto::config::ClusterConfig;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -38,13 +48,45 @@ use std::time::{Duration, Instant, SystemTime};
 const MAC_PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// Most VTEPs a node record may name.
 const MAX_RECORD_VTEPS: usize = 256;
-/// Most MACs a node may advertise on one VNI.
-const MAX_RECORD_MACS: usize = 65_536;
+/// Most MACs a node may advertise on one VNI (all parts together).
+pub const MAX_RECORD_MACS: usize = 65_536;
+/// Most bytes of JSON in one MAC record part: well under etcd's default
+/// request limit of 1.5 MiB.
+pub const MAC_PART_BYTES: usize = 256 << 10;
+/// The longest MAC entry in JSON, with its comma:
+/// `{"mac":"02:00:00:00:00:01","vlan":4094},`.
+const MAC_JSON_MAX: usize = 40;
+/// Room for the record around its MACs: `{"vtep":"IPv6 text","macs":[]}`.
+const RECORD_JSON_MAX: usize = 96;
+/// MACs in one part: a full part of the longest entries fits in
+/// [`MAC_PART_BYTES`].
+pub const MACS_PER_PART: usize = (MAC_PART_BYTES - RECORD_JSON_MAX) / MAC_JSON_MAX;
 
 /// A full re-read of the prefix even without watch events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// The MACs a node advertises on a VNI behind a bridge that learns at
+/// most `bridge_limit`: `macs` sorted, at most that many (static entries
+/// may take a bridge past its limit) and at most [`MAX_RECORD_MACS`].
+pub fn advertised(mut macs: Vec<MacRecord>, bridge_limit: u32) -> Vec<MacRecord> {
+    macs.sort();
+    macs.dedup();
+    macs.truncate(MAX_RECORD_MACS.min(bridge_limit as usize));
+    macs
+}
+
+/// `rec` split into parts of at most [`MACS_PER_PART`] MACs, in order;
+/// none when it has no MACs.
+fn mac_parts(rec: &MacsRecord) -> Vec<MacsRecord> {
+    rec.macs.chunks(MACS_PER_PART).map(|c| MacsRecord { vtep: rec.vtep, macs: c.to_vec() }).collect()
+}
+
+/// The key of part `part` of `node`'s MACs on `vni`.
+fn macs_key(vni: u32, node: &str, part: usize) -> String {
+    format!("{PREFIX}macs/{vni}/{node}/{part}")
+}
 
 /// What this node serves, as the control loop sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,6 +106,9 @@ pub struct PeerView {
     pub macs: BTreeMap<(u32, String), MacsRecord>,
     /// Records left out, each with why (never installed).
     pub rejected: Vec<String>,
+    /// True for the view saved in the db at the last sync, in force after
+    /// a start until etcd answers.
+    pub from_db: bool,
 }
 
 impl PeerView {
@@ -91,6 +136,27 @@ impl PeerView {
             .collect()
     }
 
+    /// The view saved in the db: the nodes other than `me`, each checked
+    /// as one read from etcd (a hand-edited db is no more trusted); no
+    /// MACs (peers' MACs are learned again from traffic).
+    pub fn saved(nodes: &[NodeRecord], me: &str) -> PeerView {
+        let mut view = PeerView { from_db: true, ..PeerView::default() };
+        for rec in nodes.iter().filter(|n| n.node != me) {
+            match node_fault(&rec.node, rec) {
+                None => {
+                    view.nodes.insert(rec.node.clone(), rec.clone());
+                }
+                Some(why) => view.rejected.push(format!("saved node {:?}: {why}", rvs_proto::one_line(&rec.node))),
+            }
+        }
+        view
+    }
+
+    /// What the db keeps of this view: the nodes' records.
+    pub fn to_saved(&self) -> Vec<NodeRecord> {
+        self.nodes.values().cloned().collect()
+    }
+
     /// Reads the view out of every key under [`PREFIX`], leaving out
     /// `me`, and anything malformed or implausible (another writer's bug,
     /// or a hostile one, is not installed): see [`node_fault`] and
@@ -113,23 +179,48 @@ impl PeerView {
                     },
                     Err(e) => view.rejected.push(format!("{}: {}", kv.key, rvs_proto::one_line(e))),
                 }
-            } else if let Some((vni, node)) = rest.strip_prefix("macs/").and_then(|r| r.split_once('/')) {
-                if node == me {
+            } else if let Some(rest) = rest.strip_prefix("macs/") {
+                let mut fields = rest.splitn(3, '/');
+                let (vni, node, part) = (fields.next().unwrap_or(""), fields.next(), fields.next());
+                let Some(node) = node.filter(|n| *n != me) else {
+                    if node.is_none() {
+                        view.rejected.push(format!("{}: not a MAC record key", kv.key));
+                    }
                     continue;
-                }
-                match (vni.parse::<u32>(), serde_json::from_str::<MacsRecord>(&kv.value)) {
-                    (Ok(vni), Ok(rec)) => macs.push((kv.key.as_str(), vni, node, rec)),
-                    (Err(_), _) => view.rejected.push(format!("{}: not a VNI", kv.key)),
-                    (_, Err(e)) => view.rejected.push(format!("{}: {}", kv.key, rvs_proto::one_line(e))),
+                };
+                let Some(part) = part else {
+                    view.rejected.push(format!("{}: old key layout without a part (ignored)", kv.key));
+                    continue;
+                };
+                match (vni.parse::<u32>(), part.parse::<usize>(), serde_json::from_str::<MacsRecord>(&kv.value)) {
+                    (Ok(vni), Ok(part), Ok(rec)) => macs.push((kv.key.as_str(), vni, node, part, rec)),
+                    (Err(_), _, _) => view.rejected.push(format!("{}: not a VNI", kv.key)),
+                    (_, Err(_), _) => view.rejected.push(format!("{}: not a part number", kv.key)),
+                    (_, _, Err(e)) => view.rejected.push(format!("{}: {}", kv.key, rvs_proto::one_line(e))),
                 }
             }
         }
         // After every node record: a MAC record's VTEP must be its node's.
-        for (key, vni, node, rec) in macs {
-            match macs_fault(view.nodes.get(node), vni, &rec) {
-                None => {
-                    view.macs.insert((vni, node.to_string()), rec);
-                }
+        // Parts merge in part order, up to the cap for all of them.
+        macs.sort_by_key(|m| (m.1, m.2, m.3));
+        for (key, vni, node, _, rec) in macs {
+            let merged = view.macs.get(&(vni, node.to_string())).map_or(0, |r| r.macs.len());
+            let why = macs_fault(view.nodes.get(node), vni, &rec).or_else(|| {
+                (merged + rec.macs.len() > MAX_RECORD_MACS)
+                    .then(|| format!("its parts hold over {MAX_RECORD_MACS} MACs"))
+            });
+            match why {
+                None => match view.macs.entry((vni, node.to_string())) {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(rec);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut e) if e.get().vtep == rec.vtep => {
+                        e.get_mut().macs.extend(rec.macs);
+                    }
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        view.rejected.push(format!("{key}: VTEP {} differs from the other parts'", rec.vtep))
+                    }
+                },
                 Some(why) => view.rejected.push(format!("{key}: {why}")),
             }
         }
@@ -208,8 +299,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the agent for `cfg` (checked first).
     pub fn start(cfg: ClusterConfig) -> Result<Cluster, String> {
-        rvs_proto::check_cluster(&cfg)?;
-        let client = Client::new(&cfg.etcd)?;
+        let client = Client::new(&cfg)?;
         let shared = Arc::new(Mutex::new(Shared {
             status: ClusterStatus { state: "connecting".into(), ..Default::default() },
             state_since: Instant::now(),
@@ -227,6 +317,7 @@ impl Cluster {
             local_rx,
             local: LocalView::default(),
             lease: 0,
+            published: Published::default(),
         };
         let thread = std::thread::Builder::new()
             .name("rvs-cluster".into())
@@ -290,11 +381,24 @@ struct Agent {
     local: LocalView,
     /// Current lease (0: none).
     lease: i64,
+    /// What the keys on `lease` hold: kept across reconnections while the
+    /// lease lives, so parts left over from before are deleted.
+    published: Published,
 }
 
-/// One connected stretch: what was published, the watch, the timers.
+/// What this node's keys in etcd hold, as far as the agent knows: what
+/// it wrote under its current lease.
+#[derive(Default)]
+struct Published {
+    vteps: Vec<VtepRecord>,
+    /// The MAC view these parts were made from.
+    macs: BTreeMap<u32, MacsRecord>,
+    /// Per VNI: the parts written (keys `macs/VNI/NODE/0..len`).
+    parts: BTreeMap<u32, Vec<MacsRecord>>,
+}
+
+/// One connected stretch: the watch, the timers.
 struct Session {
-    published: LocalView,
     last_keepalive: Instant,
     last_mac_publish: Instant,
     last_sync: Instant,
@@ -392,9 +496,10 @@ impl Agent {
         }
         if self.lease == 0 {
             self.lease = self.client.lease_grant(self.ttl).map_err(ctx)?;
+            // The old lease's keys are gone with it.
+            self.published = Published::default();
         }
         let mut session = Session {
-            published: LocalView::default(),
             last_keepalive: Instant::now(),
             last_mac_publish: Instant::now(),
             last_sync: Instant::now(),
@@ -470,47 +575,63 @@ impl Agent {
     }
 
     /// Writes what changed in the local view (MACs at most once a second;
-    /// everything when `all`).
+    /// everything when `all`): changed MAC parts are put, parts beyond a
+    /// VNI's new count (or of a VNI gone) deleted.
     fn publish_all(&mut self, s: &mut Session, all: bool) -> Result<(), String> {
         let ctx = |e: std::io::Error| e.to_string();
-        if all || s.published.vteps != self.local.vteps {
+        let p = &mut self.published;
+        if all || p.vteps != self.local.vteps {
             let rec = NodeRecord { node: self.node.clone(), vteps: self.local.vteps.clone() };
             let value = serde_json::to_string(&rec).expect("records serialize");
             self.client.put(&format!("{PREFIX}nodes/{}", self.node), &value, self.lease).map_err(ctx)?;
-            s.published.vteps = self.local.vteps.clone();
+            p.vteps = self.local.vteps.clone();
         }
-        if !all && (s.published.macs == self.local.macs || s.last_mac_publish.elapsed() < MAC_PUBLISH_EVERY) {
+        if !all && (p.macs == self.local.macs || s.last_mac_publish.elapsed() < MAC_PUBLISH_EVERY) {
             return Ok(());
         }
-        for (vni, rec) in &self.local.macs {
-            if all || s.published.macs.get(vni) != Some(rec) {
-                let value = serde_json::to_string(rec).expect("records serialize");
-                self.client.put(&format!("{PREFIX}macs/{vni}/{}", self.node), &value, self.lease).map_err(ctx)?;
+        let vnis: std::collections::BTreeSet<u32> = self.local.macs.keys().chain(p.parts.keys()).copied().collect();
+        for vni in vnis {
+            let want = self.local.macs.get(&vni).map(mac_parts).unwrap_or_default();
+            let had = p.parts.get(&vni).map_or(&[][..], Vec::as_slice);
+            for (i, part) in want.iter().enumerate() {
+                if all || had.get(i) != Some(part) {
+                    let value = serde_json::to_string(part).expect("records serialize");
+                    self.client.put(&macs_key(vni, &self.node, i), &value, self.lease).map_err(ctx)?;
+                }
+            }
+            for i in want.len()..had.len() {
+                self.client.delete(&macs_key(vni, &self.node, i)).map_err(ctx)?;
+            }
+            // Per VNI, once written: a failure later leaves the rest as known.
+            if want.is_empty() {
+                p.parts.remove(&vni);
+            } else {
+                p.parts.insert(vni, want);
             }
         }
-        for vni in s.published.macs.keys().filter(|v| !self.local.macs.contains_key(v)) {
-            self.client.delete(&format!("{PREFIX}macs/{vni}/{}", self.node)).map_err(ctx)?;
-        }
-        s.published.macs = self.local.macs.clone();
+        p.macs = self.local.macs.clone();
         s.last_mac_publish = Instant::now();
         Ok(())
     }
 
     /// Reads every peer; returns the store's revision.
     fn sync(&mut self) -> Result<i64, String> {
-        let (kvs, rev) = self.client.range_prefix(PREFIX).map_err(|e| e.to_string())?;
-        let view = PeerView::from_kvs(&kvs, &self.node);
+        let range = self.client.range_prefix(PREFIX).map_err(|e| e.to_string())?;
+        tracing::debug!("etcd: read {} keys under {PREFIX} in {} pages", range.kvs.len(), range.pages);
+        let view = PeerView::from_kvs(&range.kvs, &self.node);
         let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         for why in view.rejected.iter().filter(|r| !s.peers.rejected.contains(r)) {
             tracing::warn!("etcd record ignored: {why}");
         }
         s.status.rejected_records = view.rejected.len() as u64;
-        if s.peers != view {
+        // The first read counts as a change even when it finds no peer:
+        // it replaces the view saved in the db.
+        if s.peers != view || s.generation == 0 {
             s.peers = view;
             s.generation += 1;
         }
         s.status.last_sync_unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs());
-        Ok(rev)
+        Ok(range.revision)
     }
 }
 
@@ -531,10 +652,10 @@ mod tests {
                 r#"{"node":"h2","vteps":[{"vni":42,"addr":"198.18.200.2","dstport":4789},{"vni":7,"addr":"2001:2::2","dstport":4789}]}"#,
             ),
             kv("/rvs/v1/nodes/bad", "not json"),
-            kv("/rvs/v1/macs/42/h2", r#"{"vtep":"198.18.200.2","macs":[{"mac":"02:00:00:00:00:02","vlan":1}]}"#),
-            kv("/rvs/v1/macs/42/gone", r#"{"vtep":"198.18.200.9","macs":[{"mac":"02:00:00:00:00:09","vlan":1}]}"#),
-            kv("/rvs/v1/macs/x/h2", "{}"),
-            kv("/rvs/v1/macs/42/h1", r#"{"vtep":"198.18.200.1","macs":[]}"#),
+            kv("/rvs/v1/macs/42/h2/0", r#"{"vtep":"198.18.200.2","macs":[{"mac":"02:00:00:00:00:02","vlan":1}]}"#),
+            kv("/rvs/v1/macs/42/gone/0", r#"{"vtep":"198.18.200.9","macs":[{"mac":"02:00:00:00:00:09","vlan":1}]}"#),
+            kv("/rvs/v1/macs/x/h2/0", "{}"),
+            kv("/rvs/v1/macs/42/h1/0", r#"{"vtep":"198.18.200.1","macs":[]}"#),
         ];
         let v = PeerView::from_kvs(&kvs, "h1");
         assert_eq!(v.nodes.keys().collect::<Vec<_>>(), vec!["h2"], "self and malformed records left out");
@@ -566,7 +687,7 @@ mod tests {
         };
         let vtep = |addr: &str| format!(r#"{{"vni":42,"addr":"{addr}","dstport":4789}}"#);
         let macs = |node: &str, vtep: &str, macs: &str| {
-            kv(&format!("/rvs/v1/macs/42/{node}"), &format!(r#"{{"vtep":"{vtep}","macs":[{macs}]}}"#))
+            kv(&format!("/rvs/v1/macs/42/{node}/0"), &format!(r#"{{"vtep":"{vtep}","macs":[{macs}]}}"#))
         };
         let mac = |m: &str, vlan: u16| format!(r#"{{"mac":"{m}","vlan":{vlan}}}"#);
         let many: Vec<String> =
@@ -615,5 +736,74 @@ mod tests {
             "me",
         );
         assert!(v.macs_for(42).is_empty() && v.rejected[0].contains("MACs (at most"), "{:?}", v.rejected);
+    }
+
+    fn mac(i: usize, vlan: u16) -> MacRecord {
+        let b = (i as u32).to_be_bytes();
+        MacRecord { mac: MacAddr([0x02, 0xaa, b[0], b[1], b[2], b[3]]), vlan }
+    }
+
+    /// A MAC flood's record is split into parts that each stay under
+    /// MAC_PART_BYTES even with the longest entries; a reader merges them
+    /// back whole; the old layout and odd parts are left out, named.
+    #[test]
+    fn mac_records_split_into_parts_and_merge_back() {
+        let vtep: IpAddr = "2001:2:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let rec = MacsRecord { vtep, macs: (0..MACS_PER_PART * 2 + 5).map(|i| mac(i, 4094)).collect() };
+        let parts = mac_parts(&rec);
+        assert_eq!(parts.iter().map(|p| p.macs.len()).collect::<Vec<_>>(), vec![MACS_PER_PART, MACS_PER_PART, 5]);
+        for p in &parts {
+            let len = serde_json::to_string(p).unwrap().len();
+            assert!(len <= MAC_PART_BYTES, "a part of {len} bytes");
+        }
+        assert!(mac_parts(&MacsRecord { vtep, macs: vec![] }).is_empty());
+
+        let node = kv(
+            "/rvs/v1/nodes/h2",
+            &serde_json::to_string(&NodeRecord {
+                node: "h2".into(),
+                vteps: vec![VtepRecord { vni: 42, addr: vtep, dstport: 4789 }],
+            })
+            .unwrap(),
+        );
+        let mut kvs = vec![node];
+        // In reverse: parts merge by number, not as given.
+        for (i, p) in parts.iter().enumerate().rev() {
+            kvs.push(kv(&macs_key(42, "h2", i), &serde_json::to_string(p).unwrap()));
+        }
+        let other = MacsRecord { vtep: "2001:2::9".parse().unwrap(), macs: vec![mac(1 << 30, 1)] };
+        kvs.push(kv(&macs_key(42, "h2", 7), &serde_json::to_string(&other).unwrap()));
+        kvs.push(kv("/rvs/v1/macs/42/h2", &serde_json::to_string(&parts[2]).unwrap()));
+        kvs.push(kv("/rvs/v1/macs/42/h2/x", &serde_json::to_string(&parts[2]).unwrap()));
+        let v = PeerView::from_kvs(&kvs, "h1");
+        let got: Vec<MacRecord> = v.macs_for(42).into_iter().map(|(mac, vlan, _)| MacRecord { mac, vlan }).collect();
+        assert_eq!(got, rec.macs, "every part, merged in part order");
+        assert_eq!(v.rejected.len(), 3, "{:?}", v.rejected);
+        assert!(v.rejected.iter().any(|r| r.contains("old key layout")), "{:?}", v.rejected);
+        assert!(v.rejected.iter().any(|r| r.contains("not a part number")), "{:?}", v.rejected);
+        assert!(v.rejected.iter().any(|r| r.contains("is not the node's")), "{:?}", v.rejected);
+
+        // Parts that together pass the cap: the part that crosses it is out.
+        let many = MacsRecord { vtep, macs: (0..MAX_RECORD_MACS + 1).map(|i| mac(i, 1)).collect() };
+        let mut kvs = vec![kvs[0].clone()];
+        for (i, p) in mac_parts(&many).iter().enumerate() {
+            kvs.push(kv(&macs_key(42, "h2", i), &serde_json::to_string(p).unwrap()));
+        }
+        let v = PeerView::from_kvs(&kvs, "h1");
+        assert!(v.macs_for(42).len() <= MAX_RECORD_MACS);
+        assert!(v.rejected.iter().any(|r| r.contains("parts hold over")), "{:?}", v.rejected);
+    }
+
+    /// What a node advertises: sorted, at most its bridge's limit, and at
+    /// most what readers take.
+    #[test]
+    fn advertised_macs_are_capped() {
+        let macs: Vec<MacRecord> = (0..100).rev().map(|i| mac(i, 1)).collect();
+        let a = advertised(macs.clone(), 60);
+        assert_eq!(a.len(), 60);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(advertised(macs, 1 << 20).len(), 100);
+        let flood: Vec<MacRecord> = (0..MAX_RECORD_MACS + 10).map(|i| mac(i, 1)).collect();
+        assert_eq!(advertised(flood, 1 << 20).len(), MAX_RECORD_MACS);
     }
 }

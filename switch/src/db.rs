@@ -270,6 +270,24 @@ pub(crate) mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
+    /// The saved cluster view (issue 14) round-trips; a db without it
+    /// loads with none, and one with none does not mention it.
+    #[test]
+    fn cluster_view_roundtrip() {
+        use rvs_proto::cluster::{NodeRecord, VtepRecord};
+        let d = temp_dir("db-view");
+        let path = d.join("conf.json");
+        let mut cfg = sample_vxlan();
+        save(&path, &cfg).unwrap();
+        assert!(!fs::read_to_string(&path).unwrap().contains("cluster_peers"));
+        assert!(load(&path).unwrap().cluster_peers.is_empty());
+        let vtep = VtepRecord { vni: 42, addr: "198.18.200.2".parse().unwrap(), dstport: 4789 };
+        cfg.cluster_peers = vec![NodeRecord { node: "h2".into(), vteps: vec![vtep] }];
+        save(&path, &cfg).unwrap();
+        assert_eq!(load(&path).unwrap(), cfg);
+        let _ = fs::remove_dir_all(&d);
+    }
+
     /// A db written before uplinks and tunnels existed still loads.
     #[test]
     fn old_db_without_uplinks_or_vxlan_loads() {

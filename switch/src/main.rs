@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, Parser};
 use rvs_dataplane::pmd::PmdOptions;
-use rvs_proto::config::ClusterConfig;
+use rvs_proto::config::{ClusterConfig, EtcdAuth};
 use rvs_switch::control::{server, state::State};
 use rvs_switch::datapath::real::Dp;
 use std::path::PathBuf;
@@ -39,11 +39,33 @@ struct Args {
     /// the supervision (rvsd logs it, shuts down in order, exits 1).
     #[arg(long, hide = true)]
     debug_faults: bool,
-    /// etcd endpoints (http://HOST:PORT, comma-separated): join the cluster
-    /// there; VXLAN ports without --remote take their remotes from it.
-    /// Saved in the db, so later starts need not repeat it.
+    /// etcd endpoints (http://HOST:PORT or https://HOST:PORT,
+    /// comma-separated): join the cluster there; VXLAN ports without
+    /// --remote take their remotes from it. Saved in the db (with the
+    /// --etcd-* file paths and user, never a password), so later starts
+    /// need not repeat it.
     #[arg(long, value_name = "URLS", requires = "node")]
     etcd: Option<String>,
+    /// CA certificates (PEM) that etcd's server certificate must chain to;
+    /// required with https:// endpoints.
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth (mutual TLS);
+    /// needs --etcd-key.
+    #[arg(long, value_name = "FILE", requires = "etcd", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(long, value_name = "FILE", requires = "etcd", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user (etcd's auth enabled); its password comes from
+    /// --etcd-password-file, else the RVS_ETCD_PASSWORD environment variable.
+    /// There is no password option: a command line shows in ps.
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    etcd_user: Option<String>,
+    /// File whose first line is the --etcd-user's password (keep it mode
+    /// 0600).
+    #[arg(long, value_name = "FILE", requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
     /// This node's name in the cluster (with --etcd).
     #[arg(long, value_name = "NAME", requires = "etcd")]
     node: Option<String>,
@@ -79,6 +101,14 @@ fn check_config(db: &std::path::Path) -> Result<String, String> {
     let c = rvs_switch::db::load(db)?;
     let ports: usize = c.bridges.iter().map(|b| b.ports.len()).sum();
     Ok(format!("{}: ok ({} bridges, {ports} ports, {} uplinks)", db.display(), c.bridges.len(), c.uplinks.len()))
+}
+
+/// `path` made absolute (it is saved in the db, and a later start may run
+/// elsewhere), as text.
+fn absolute(path: Option<&std::path::Path>, flag: &str) -> Result<Option<String>, String> {
+    let Some(path) = path else { return Ok(None) };
+    let abs = std::path::absolute(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    abs.into_os_string().into_string().map(Some).map_err(|p| format!("{flag} {}: not UTF-8", p.display()))
 }
 
 /// Cores named by `--cores`, sorted, without duplicates.
@@ -126,7 +156,14 @@ fn run(args: Args) -> Result<(), String> {
     let cluster = match (&args.etcd, &args.node) {
         (Some(etcd), Some(node)) => {
             let etcd = etcd.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect();
-            let cfg = ClusterConfig { etcd, node: node.clone(), lease_ttl_secs: args.lease_ttl };
+            let auth = EtcdAuth {
+                cacert: absolute(args.etcd_cacert.as_deref(), "--etcd-cacert")?,
+                cert: absolute(args.etcd_cert.as_deref(), "--etcd-cert")?,
+                key: absolute(args.etcd_key.as_deref(), "--etcd-key")?,
+                user: args.etcd_user.clone(),
+                password_file: absolute(args.etcd_password_file.as_deref(), "--etcd-password-file")?,
+            };
+            let cfg = ClusterConfig { etcd, node: node.clone(), lease_ttl_secs: args.lease_ttl, auth };
             rvs_proto::check_cluster(&cfg)?;
             Some(cfg)
         }
