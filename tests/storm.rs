@@ -127,9 +127,16 @@ fn malformed_frame_storm() {
     for r in ["bad_vlan", "vlan_filtered", "bad_src_mac", "hairpin"] {
         assert!(delta(r) > 0, "no {r} drops counted");
     }
-    // What rvs did not receive, the kernel counted as dropped on its way
-    // (AF_XDP receive ring full).
-    assert!(rx + kdrops >= sent - sent / 100, "frames lost uncounted: sent {sent}, rx {rx}, kernel drops {kdrops}");
+    // Every frame the sender's kernel accepted reaches the port's XDP
+    // program: a veth with no room in its peer's ring refuses the send
+    // (`refused`, ENOBUFS), it does not drop after accepting. The program
+    // hands each to rvs's socket, or the kernel counts it in the socket's
+    // statistics (receive ring full, no fill buffer): `kernel_drops`. So
+    // nothing may be missing. The host's own frames (neighbour probes,
+    // a few in a run) come on top, hence the small allowance above.
+    assert!(rx + kdrops >= sent, "frames lost uncounted: sent {sent}, rx {rx}, kernel drops {kdrops}");
+    assert!(rx + kdrops <= sent + 100, "more received than sent: sent {sent}, rx {rx}, kernel drops {kdrops}");
+    // Liveness, not speed: rvs kept polling through the storm.
     assert!(rx > sent / 10, "rvs saw under a tenth of the storm: {rx} of {sent}");
     assert_eq!((pinged, replies), (secs as u32, secs as u32), "ping lost replies during the storm");
     assert!(ping(&a.ns, &b.ip, 3), "forwarding after the storm");
