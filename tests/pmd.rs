@@ -403,3 +403,48 @@ fn a_thread_with_many_queues_feeds_every_one() {
     assert!(!rvsd.ctl_ok(&["show"]).contains(c.port()), "the refused port was added anyway");
     assert!(xdp_attached(&[c.port()]).is_empty(), "the refused port left its XDP program behind");
 }
+
+/// Issue 14 (found while sizing receive buffers): `pmd assign` reopened a
+/// moved queue as a plain socket on the port's own device, but a port with
+/// the `tc` executor (the default) receives its misses on its miss device:
+/// the moved queue went deaf. Here both queues of a two-queue `tc` port end
+/// up on the other thread, and 240 flows the switch has never seen (each a
+/// miss, flooded), spread over both queues, all reach the other host.
+#[test]
+fn a_moved_queue_of_a_tc_executor_port_still_receives() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    const FLOWS: u16 = 240;
+    let a = Host::on_veth_queues("198.18.36.1/24", 2);
+    let b = Host::on_veth("198.18.36.2/24");
+    let rvsd = Rvsd::start_on(CORES);
+    rvsd.add_bridge("br0");
+    rvsd.add_host("br0", &a, &["--fast-path", "tc"]);
+    rvsd.add_host("br0", &b, &["--fast-path", "tc"]);
+    assert!(ping_settled(&a.ns, &b.ip, 3));
+    let (threads, text) = pmd(&rvsd);
+    for q in 0..2 {
+        let other = 1 - core_of(&threads, &text, a.port(), q);
+        rvsd.ctl_ok(&["pmd", "assign", a.port(), &q.to_string(), &other.to_string()]);
+    }
+    let (src, nobody) = (parse_mac(&a.mac()), [0x02, 0, 0, 0, 0x36, 0x99]);
+    let frames: Vec<Vec<u8>> = (0..FLOWS)
+        .map(|flow| {
+            let b = etherparse::PacketBuilder::ethernet2(src, nobody)
+                .ipv4(parse_ip(&a.ip), parse_ip(&b.ip), 64)
+                .udp(40000 + flow, 7000);
+            let mut f = Vec::new();
+            b.write(&mut f, &[0x5a; 18]).expect("frame");
+            f
+        })
+        .collect();
+    let dump = Tcpdump::start(Some(&b.ns), &b.dev, FLOWS.into(), &["udp", "and", "dst", "port", "7000"]);
+    for burst in frames.chunks(8) {
+        send_raw(&a.ns, &a.dev, burst);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let got = dump.finish(Duration::from_secs(5)).len();
+    assert_eq!(got, usize::from(FLOWS), "flooded frames lost after the move:\n{}", rvsd.ctl_ok(&["stats"]));
+}

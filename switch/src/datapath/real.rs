@@ -119,7 +119,7 @@ struct Link {
 struct TcHook {
     // Field order is drop order: misses stop before their device goes.
     _prog: TcProgram,
-    _miss: MissDevice,
+    miss: MissDevice,
 }
 
 /// An XDP program, the sockets opened per queue (with their thread), and

@@ -155,11 +155,38 @@ impl Dp {
         for q in 0..queues {
             // Spread queues over threads, starting with the least loaded.
             let t = (base + q as usize) % self.threads.len();
-            let sock = AfXdpPort::open(name, q, &self.threads[t].umem).map_err(|e| format!("{name} queue {q}: {e}"))?;
-            sock.register(&xdp).map_err(|e| format!("{name} queue {q}: {e}"))?;
-            opened.push((q, t, Box::new(sock)));
+            opened.push((q, t, self.open_queue(name, &xdp, None, q, t)?));
         }
         Ok((xdp, opened, None))
+    }
+
+    /// The socket(s) of queue `q` of port `name` in thread `t`'s UMEM: one
+    /// socket steered to by `xdp`; with a `tc` executor (`miss`), a
+    /// receiving socket on the miss device and a transmit-only one on
+    /// `name` itself (no XDP there: its host keeps GSO).
+    pub(super) fn open_queue(
+        &self,
+        name: &str,
+        xdp: &XdpProgram,
+        miss: Option<&MissDevice>,
+        q: u32,
+        t: usize,
+    ) -> DpResult<Box<dyn DpPort>> {
+        let umem = &self.threads[t].umem;
+        let Some(miss) = miss else {
+            let sock = AfXdpPort::open(name, q, umem).map_err(|e| format!("{name} queue {q}: {e}"))?;
+            sock.register(xdp).map_err(|e| format!("{name} queue {q}: {e}"))?;
+            return Ok(Box::new(sock));
+        };
+        let inner = miss.inner_name().to_string();
+        let rx = miss
+            .in_private(|| AfXdpPort::open(&inner, q, umem))
+            .map_err(|e| format!("port {name}: miss device queue {q}: {e}"))?;
+        rx.register(xdp).map_err(|e| format!("port {name}: miss device queue {q}: {e}"))?;
+        // Only sent through: no receive buffers.
+        let cfg = XskConfig { fill_target: 0, ..XskConfig::default() };
+        let tx = AfXdpPort::open_with(name, q, umem, cfg).map_err(|e| format!("{name} queue {q}: {e}"))?;
+        Ok(Box::new(SplitPort::new(rx, tx)))
     }
 
     /// The `tc` executor on `name`: a miss device with one queue per port
@@ -177,18 +204,10 @@ impl Dp {
         let base = self.least_loaded();
         for q in 0..queues {
             let t = (base + q as usize) % self.threads.len();
-            let umem = &self.threads[t].umem;
-            let rx = miss
-                .in_private(|| AfXdpPort::open(&inner, q, umem))
-                .map_err(|e| format!("port {name}: miss device queue {q}: {e}"))?;
-            rx.register(&xdp).map_err(|e| format!("port {name}: miss device queue {q}: {e}"))?;
-            // Only sent through: no receive buffers.
-            let cfg = XskConfig { fill_target: 0, ..XskConfig::default() };
-            let tx = AfXdpPort::open_with(name, q, umem, cfg).map_err(|e| format!("{name} queue {q}: {e}"))?;
-            opened.push((q, t, Box::new(SplitPort::new(rx, tx))));
+            opened.push((q, t, self.open_queue(name, &xdp, Some(&miss), q, t)?));
         }
         let prog = TcProgram::attach_fast(name, id, &self.kernel, miss.outer_ifindex()).map_err(|e| e.to_string())?;
-        Ok((xdp, opened, Some(TcHook { _prog: prog, _miss: miss })))
+        Ok((xdp, opened, Some(TcHook { _prog: prog, miss })))
     }
 
     /// Takes AF_XDP ports whose interface went away down (counted), and

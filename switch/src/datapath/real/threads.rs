@@ -143,25 +143,26 @@ impl Dp {
         let (done_tx, done_rx) = channel::bounded(1);
         let _ = self.threads[from].tx.send(Command::RemoveQueue { id, queue, done: done_tx });
         let _ = done_rx.recv_timeout(Duration::from_secs(5));
-        let p = self.ports[id.index()].as_mut().expect("port_id found it");
-        p.handles.retain(|h| h.0 != queue);
-        let name = p.name.clone();
+        self.ports[id.index()].as_mut().expect("port_id found it").handles.retain(|h| h.0 != queue);
+        let p = self.ports[id.index()].as_ref().expect("port_id found it");
         let xdp = p.xdp.as_ref().expect("checked above");
-        let open =
-            |t: usize| AfXdpPort::open(&name, queue, &self.threads[t].umem).and_then(|s| s.register(xdp).map(|()| s));
+        // A `tc` executor port's queue is two sockets, receiving on its
+        // miss device: opened the same way as when the port came up.
+        let miss = p.link.as_ref().and_then(|l| l.tc.as_ref()).map(|tc| &tc.miss);
+        let open = |t: usize| self.open_queue(&p.name, xdp, miss, queue, t);
         // If the target thread cannot take it, the queue goes back home.
         let (sock, placed, result) = match open(target) {
             Ok(s) => (s, target, Ok(())),
             Err(e) => {
-                let back =
-                    open(from).map_err(|e2| format!("{name} queue {queue}: {e}; and back on its thread: {e2}"))?;
-                (back, from, Err(format!("{name} queue {queue}: {e}")))
+                let back = open(from).map_err(|e2| format!("{e}; and back on its thread: {e2}"))?;
+                (back, from, Err(e))
             }
         };
         let stats = Arc::new(PortStats::default());
+        let p = self.ports[id.index()].as_mut().expect("port_id found it");
         p.stats.push(stats.clone());
         p.handles.push((queue, placed, true));
-        let lp = LocalPort { id, queue, port: Some(Box::new(sock)), rx: true, stats };
+        let lp = LocalPort { id, queue, port: Some(sock), rx: true, stats };
         let _ = self.threads[placed].tx.send(Command::AddPort(lp));
         self.publish();
         result
