@@ -30,19 +30,7 @@ fn mac_flood_stops_at_the_limit() {
     // 20000 distinct locally administered unicast sources, all sent to the
     // flooder's own MAC: each is offered to learning, then dropped as a
     // hairpin, so the flood loads the table and not the other hosts.
-    let own = parse_mac(&f.mac());
-    let mut rng = Rng(0xf100d);
-    let frames: Vec<Vec<u8>> = (0..20000)
-        .map(|_| {
-            let mut fr = own.to_vec();
-            let mut src = rng.bytes(6);
-            src[0] = (src[0] & 0xfe) | 0x02;
-            fr.extend_from_slice(&src);
-            fr.extend_from_slice(&[0x88, 0xb5]);
-            fr.resize(60, 0x77);
-            fr
-        })
-        .collect();
+    let frames = flood_frames(parse_mac(&f.mac()), 20000, 0xf100d);
     let before = rvsd.ctl_json(&["stats"]);
     let flood = blast_raw(&f.ns, &f.dev, frames, Duration::from_secs(secs));
     // While it runs: the table stays within its limit, a and b keep pinging.

@@ -323,6 +323,29 @@ fn pmd_assign_moves_a_queue_live() {
     }
 }
 
+/// Sends `flows` UDP flows (source ports 40000.., destination port 7000)
+/// from `from` to `to`'s address and the MAC `dst`, a few frames at a
+/// time so no queue's ring can overflow; returns how many `to` received.
+fn udp_flows_arrive(from: &Host, to: &Host, dst: [u8; 6], flows: u16) -> usize {
+    let src = parse_mac(&from.mac());
+    let frames: Vec<Vec<u8>> = (0..flows)
+        .map(|flow| {
+            let b = etherparse::PacketBuilder::ethernet2(src, dst)
+                .ipv4(parse_ip(&from.ip), parse_ip(&to.ip), 64)
+                .udp(40000 + flow, 7000);
+            let mut f = Vec::new();
+            b.write(&mut f, &[0x5a; 18]).expect("frame");
+            f
+        })
+        .collect();
+    let dump = Tcpdump::start(Some(&to.ns), &to.dev, flows.into(), &["udp", "and", "dst", "port", "7000"]);
+    for burst in frames.chunks(8) {
+        send_raw(&from.ns, &from.dev, burst);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    dump.finish(Duration::from_secs(5)).len()
+}
+
 /// Frames that ran the XDP program on each of the first `queues` receive
 /// queues of `host`'s switch port, from the veth's own per-queue counters.
 fn xdp_packets_per_queue(host: &Host, queues: u16) -> Vec<u64> {
@@ -358,25 +381,8 @@ fn a_thread_with_many_queues_feeds_every_one() {
     let (threads, text) = pmd(&rvsd);
     assert_eq!(json::pmd_queues(&threads).len(), 2 * usize::from(QUEUES), "{text}");
     for (from, to) in [(&a, &b), (&b, &a)] {
-        let (src, dst) = (parse_mac(&from.mac()), parse_mac(&to.mac()));
-        let frames: Vec<Vec<u8>> = (0..FLOWS)
-            .map(|flow| {
-                let b = etherparse::PacketBuilder::ethernet2(src, dst)
-                    .ipv4(parse_ip(&from.ip), parse_ip(&to.ip), 64)
-                    .udp(40000 + flow, 7000);
-                let mut f = Vec::new();
-                b.write(&mut f, &[0x5a; 18]).expect("frame");
-                f
-            })
-            .collect();
         let before = xdp_packets_per_queue(from, QUEUES);
-        let dump = Tcpdump::start(Some(&to.ns), &to.dev, FLOWS.into(), &["udp", "and", "dst", "port", "7000"]);
-        // A few frames at a time, so no queue's ring can overflow.
-        for burst in frames.chunks(8) {
-            send_raw(&from.ns, &from.dev, burst);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let got = dump.finish(Duration::from_secs(5)).len();
+        let got = udp_flows_arrive(from, to, parse_mac(&to.mac()), FLOWS);
         let per_queue: Vec<u64> = xdp_packets_per_queue(from, QUEUES).iter().zip(&before).map(|(n, b)| n - b).collect();
         println!("{} -> {}: {got} of {FLOWS} frames arrived; per receive queue {per_queue:?}", from.ip, to.ip);
         assert!(
@@ -429,22 +435,7 @@ fn a_moved_queue_of_a_tc_executor_port_still_receives() {
         let other = 1 - core_of(&threads, &text, a.port(), q);
         rvsd.ctl_ok(&["pmd", "assign", a.port(), &q.to_string(), &other.to_string()]);
     }
-    let (src, nobody) = (parse_mac(&a.mac()), [0x02, 0, 0, 0, 0x36, 0x99]);
-    let frames: Vec<Vec<u8>> = (0..FLOWS)
-        .map(|flow| {
-            let b = etherparse::PacketBuilder::ethernet2(src, nobody)
-                .ipv4(parse_ip(&a.ip), parse_ip(&b.ip), 64)
-                .udp(40000 + flow, 7000);
-            let mut f = Vec::new();
-            b.write(&mut f, &[0x5a; 18]).expect("frame");
-            f
-        })
-        .collect();
-    let dump = Tcpdump::start(Some(&b.ns), &b.dev, FLOWS.into(), &["udp", "and", "dst", "port", "7000"]);
-    for burst in frames.chunks(8) {
-        send_raw(&a.ns, &a.dev, burst);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let got = dump.finish(Duration::from_secs(5)).len();
+    // To a MAC nobody has: every frame is a miss, flooded to b.
+    let got = udp_flows_arrive(&a, &b, [0x02, 0, 0, 0, 0x36, 0x99], FLOWS);
     assert_eq!(got, usize::from(FLOWS), "flooded frames lost after the move:\n{}", rvsd.ctl_ok(&["stats"]));
 }

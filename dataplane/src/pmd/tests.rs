@@ -98,10 +98,16 @@ fn captures_what_ports_receive_and_send() {
     assert!(rx.take().is_none(), "captured after stop");
 }
 
-/// A port that receives nothing and reports what the kernel dropped.
-struct KernelDropper(Arc<std::sync::atomic::AtomicU64>);
+/// A port that receives nothing, reports `kernel_drops`, asks for
+/// `demand` receive buffers and records the share it is given.
+#[derive(Default)]
+struct Stub {
+    kernel_drops: Arc<std::sync::atomic::AtomicU64>,
+    demand: u32,
+    share: Arc<std::sync::atomic::AtomicU32>,
+}
 
-impl Port for KernelDropper {
+impl Port for Stub {
     fn recv(&mut self, _: &mut Pool, _: &mut [Desc]) -> std::io::Result<usize> {
         Ok(0)
     }
@@ -114,7 +120,13 @@ impl Port for KernelDropper {
     }
     fn release(&mut self, _: &mut Pool) {}
     fn kernel_drops(&self) -> u64 {
-        self.0.load(Relaxed)
+        self.kernel_drops.load(Relaxed)
+    }
+    fn fill_demand(&self) -> u32 {
+        self.demand
+    }
+    fn set_fill_share(&mut self, buffers: u32) {
+        self.share.store(buffers, Relaxed);
     }
 }
 
@@ -127,7 +139,7 @@ fn kernel_drops_are_added_up_across_socket_reopens() {
     let lp = |st: &Arc<PortStats>| LocalPort {
         id: PortId(0),
         queue: 1,
-        port: Some(Box::new(KernelDropper(total.clone()))),
+        port: Some(Box::new(Stub { kernel_drops: total.clone(), ..Stub::default() })),
         rx: true,
         stats: st.clone(),
     };
@@ -361,29 +373,6 @@ fn tunnel_drops_what_does_not_fit_and_bad_vxlan() {
     assert_eq!(pmd.pool_free(), free0);
 }
 
-/// A port that wants `demand` receive buffers and records its share.
-struct Filler(u32, Arc<std::sync::atomic::AtomicU32>);
-
-impl Port for Filler {
-    fn recv(&mut self, _: &mut Pool, _: &mut [Desc]) -> std::io::Result<usize> {
-        Ok(0)
-    }
-    fn send(&mut self, pool: &mut Pool, frames: &[Desc]) -> usize {
-        frames.iter().for_each(|d| pool.free(d.addr));
-        0
-    }
-    fn flush(&mut self, _: &mut Pool) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn release(&mut self, _: &mut Pool) {}
-    fn fill_demand(&self) -> u32 {
-        self.0
-    }
-    fn set_fill_share(&mut self, buffers: u32) {
-        self.1.store(buffers, Relaxed);
-    }
-}
-
 #[test]
 fn receive_buffers_are_shared_out_so_no_socket_is_left_without() {
     let r = rig(vec![VlanMode::Access(Vid(1))]);
@@ -392,7 +381,7 @@ fn receive_buffers_are_shared_out_so_no_socket_is_left_without() {
     assert_eq!(budget, 128, "the rig's pool has 256 buffers");
     let shares: Vec<_> = (0..12).map(|_| Arc::new(std::sync::atomic::AtomicU32::new(u32::MAX))).collect();
     let add = |q: usize, demand: u32| {
-        let port = Box::new(Filler(demand, shares[q].clone()));
+        let port = Box::new(Stub { demand, share: shares[q].clone(), ..Stub::default() });
         let lp = LocalPort { id: PortId(0), queue: q as u32, port: Some(port), rx: true, stats: Arc::default() };
         r.tx.send(Command::AddPort(lp)).unwrap();
     };
