@@ -21,6 +21,6 @@ fn iperf3_between_afxdp_hosts_with_default_offloads() {
 
     let _server = Iperf3Server::start(&b.ns, &b.ip);
     let bps = iperf3(&a.ns, &b.ip, 3).unwrap_or_else(|e| panic!("{e}"));
-    println!("iperf3 a -> b through rvs: {:.3} Gbit/s", bps / 1e9);
+    println!("iperf3 a -> b through rvs: {:.3} Gbit/s\n{}", bps / 1e9, rvsd.ctl_ok(&["stats"]));
     assert!(bps > 50e6, "TCP at {:.1} Mbit/s (floor 50)", bps / 1e6);
 }

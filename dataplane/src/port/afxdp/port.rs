@@ -32,23 +32,23 @@ impl Default for XskConfig {
 /// How many receive buffers a socket keeps with the kernel.
 ///
 /// Buffers in a fill ring come back only as frames arrive, so a socket
-/// starts with few and doubles them while it receives at least half of
-/// what it holds between two refills, up to its share of the pool. Idle
-/// sockets then hold [`MIN_FILL`] each, and a thread's sockets together
-/// stay within its budget however they come and go (one that grew and went
-/// quiet keeps what it has until frames arrive on it).
+/// starts with few and doubles them whenever the kernel took more than
+/// half of them between two refills (a burst came close to running it
+/// dry), up to its share of the pool. Idle sockets then hold [`MIN_FILL`]
+/// each, and a thread's sockets together stay within its budget however
+/// they come and go (one that grew and went quiet keeps what it has until
+/// frames arrive on it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FillLevel {
     max: u32,
     share: u32,
     target: u32,
-    received: u32,
 }
 
 impl FillLevel {
     /// At most `max` buffers (0: a socket that never receives).
     fn new(max: u32) -> FillLevel {
-        FillLevel { max, share: max, target: max.min(MIN_FILL), received: 0 }
+        FillLevel { max, share: max, target: max.min(MIN_FILL) }
     }
 
     /// How many the socket should hold now.
@@ -61,18 +61,14 @@ impl FillLevel {
         self.max
     }
 
-    /// Frames taken off the receive ring.
-    fn received(&mut self, n: u32) {
-        self.received = self.received.saturating_add(n);
-    }
-
-    /// Before a refill: grows the target if the socket used at least half
-    /// of it since the last refill.
-    fn before_refill(&mut self) {
-        if self.received.saturating_mul(2) >= self.target && self.target < self.share {
-            self.target = self.target.saturating_mul(2).clamp(1, self.share);
+    /// Before a refill, with `left` buffers still in the fill ring: grows
+    /// the target if the kernel took more than half of it since the last
+    /// refill. (Frames received are no measure: a round takes at most a
+    /// batch off the receive ring, however many wait there.)
+    fn before_refill(&mut self, left: u32) {
+        if left.saturating_mul(2) < self.target && self.target < self.share {
+            self.target = self.target.saturating_mul(2).min(self.share);
         }
-        self.received = 0;
     }
 
     /// The thread's new share for this socket.
@@ -232,7 +228,6 @@ impl Port for AfXdpPort {
         }
         sock.rx.release();
         self.in_fill = self.in_fill.saturating_sub(n);
-        self.fill.received(n);
         Ok(n as usize)
     }
 
@@ -313,7 +308,7 @@ impl Port for AfXdpPort {
         }
 
         // Refill receive buffers.
-        self.fill.before_refill();
+        self.fill.before_refill(sock.fill.pending());
         if self.in_fill < self.fill.target() {
             let want = (self.fill.target() - self.in_fill).min(pool.free_count() as u32);
             let (idx, n) = sock.fill.reserve(want);
@@ -380,28 +375,26 @@ mod tests {
     fn a_socket_starts_small_grows_while_busy_and_never_past_its_share() {
         let mut f = FillLevel::new(2048);
         assert_eq!(f.target(), MIN_FILL);
-        // Idle: stays where it is.
+        // Idle, or the kernel took under half: stays where it is.
         for _ in 0..10 {
-            f.before_refill();
+            f.before_refill(MIN_FILL);
+            f.before_refill(MIN_FILL / 2);
         }
         assert_eq!(f.target(), MIN_FILL);
-        // Busy: doubles each refill after using half of what it held.
+        // Bursts that take more than half: doubles each refill.
         let mut seen = Vec::new();
         for _ in 0..6 {
-            f.received(f.target() / 2);
-            f.before_refill();
+            f.before_refill(f.target() / 2 - 1);
             seen.push(f.target());
         }
         assert_eq!(seen, [256, 512, 1024, 2048, 2048, 2048]);
         // Its thread got more sockets: the share caps it, and growth too.
         f.set_share(300);
         assert_eq!(f.target(), 300);
-        f.received(1000);
-        f.before_refill();
+        f.before_refill(0);
         assert_eq!(f.target(), 300);
         f.set_share(5000);
-        f.received(1000);
-        f.before_refill();
+        f.before_refill(0);
         assert_eq!(f.target(), 600, "never past its own maximum, grows again from where it was");
         assert_eq!(FillLevel::new(0).target(), 0, "a transmit-only socket holds none");
     }
