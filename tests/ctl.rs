@@ -166,8 +166,13 @@ fn ok_at(sock: &Path, args: &[&str]) -> String {
 
 /// `rvsctl ARGS` against `sock`, which must fail with exit 1 and `want`.
 fn fails_at(sock: &Path, args: &[&str], want: &str) {
+    fails_with(sock, args, 1, want);
+}
+
+/// `rvsctl ARGS` against `sock`, which must fail with exit `code` and `want`.
+fn fails_with(sock: &Path, args: &[&str], code: i32, want: &str) {
     let o = rvsctl(sock, args);
-    assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
     assert_eq!(stderr(&o), format!("rvsctl: {want}\n"), "{args:?}");
 }
 
@@ -204,12 +209,12 @@ fn vxlan_and_uplinks_through_a_real_socket() {
     fails(&vx42, "no uplink serves local address 198.18.1.1");
     assert_eq!(ok(&["uplink", "list"]), "no uplinks\n");
     ok(&["uplink", "add", "eth1", "--queues", "2", "--xdp-mode", "native"]);
-    fails(&["uplink", "add", "eth1"], "uplink \"eth1\" already exists");
+    fails_with(&sock, &["uplink", "add", "eth1"], 3, "uplink \"eth1\" already exists");
     fails(&["uplink", "add", "missing0"], "no interface \"missing0\"");
     let list = ok(&["uplink", "list"]);
     assert!(list.contains("eth1    up     native  1500  198.18.1.1  0→2 1→3"), "{list}");
     ok(&vx42);
-    fails(&vx42, "port \"vx42\" already exists in bridge \"br0\"");
+    fails_with(&sock, &vx42, 3, "port \"vx42\" already exists in bridge \"br0\"");
     let mut clash = vx42;
     clash[3] = "vx43";
     let o = rvsctl(&sock, &clash);
@@ -284,7 +289,7 @@ fn vxlan_and_uplinks_through_a_real_socket() {
 
     ok(&["port", "del", "br0", "vx42"]);
     ok(&["uplink", "del", "eth1"]);
-    fails(&["uplink", "del", "eth1"], "unknown uplink \"eth1\"");
+    fails_with(&sock, &["uplink", "del", "eth1"], 4, "unknown uplink \"eth1\"");
     let saved = rvs_switch::db::load(&db).unwrap();
     assert!(saved.uplinks.is_empty());
     assert!(saved.bridges[0].ports.is_empty());
@@ -304,9 +309,7 @@ fn round_trip_through_a_real_socket() {
     ok(&["bridge", "add", "br0"]);
     ok(&["port", "add", "br0", "veth-a", "--type", "afxdp"]);
     ok(&["port", "add", "br0", "trunk0", "--type", "afxdp", "--trunk", "10-12,20"]);
-    let o = rvsctl(&sock, &["bridge", "add", "br0"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o), "rvsctl: bridge \"br0\" already exists\n");
+    fails_with(&sock, &["bridge", "add", "br0"], 3, "bridge \"br0\" already exists");
     let o = rvsctl(&sock, &["port", "add", "br0", "missing0", "--type", "afxdp"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), "rvsctl: no interface \"missing0\"\n");
@@ -452,5 +455,56 @@ fn pmd_and_flows_through_a_real_socket() {
 
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Automation can tell "already exists" (exit 3) and "does not exist"
+/// (exit 4) from other refusals (exit 1), and `--may-exist` /
+/// `--if-exists` make those no error at all, as in `ovs-vsctl`. The codes
+/// are in `--help` and the man page.
+#[test]
+fn exists_and_not_found_have_their_own_exit_codes_and_flags() {
+    let dir = temp_dir("exists");
+    let (sock, db) = (dir.join("rvsd.sock"), dir.join("conf.json"));
+    let (stop, server, _dp) = start_daemon(&sock, &db);
+    let code = |args: &[&str]| {
+        let o = rvsctl(&sock, args);
+        (o.status.code(), stderr(&o))
+    };
+    ok_at(&sock, &["bridge", "add", "br0"]);
+    assert_eq!(code(&["bridge", "add", "br0"]), (Some(3), "rvsctl: bridge \"br0\" already exists\n".into()));
+    assert_eq!(code(&["bridge", "add", "br0", "--may-exist"]), (Some(0), String::new()));
+    ok_at(&sock, &["port", "add", "br0", "p1", "--type", "afxdp"]);
+    assert_eq!(code(&["port", "add", "br0", "p1", "--type", "afxdp"]).0, Some(3));
+    assert_eq!(code(&["port", "add", "br0", "p1", "--type", "afxdp", "--may-exist"]), (Some(0), String::new()));
+    ok_at(&sock, &["uplink", "add", "eth1"]);
+    assert_eq!(code(&["uplink", "add", "eth1"]).0, Some(3));
+    assert_eq!(code(&["uplink", "add", "p1"]).0, Some(3), "a port's name is taken for an uplink too");
+    assert_eq!(code(&["uplink", "add", "eth1", "--may-exist"]).0, Some(0));
+
+    for (args, if_exists) in [
+        (&["bridge", "del", "nope"][..], &["bridge", "del", "nope", "--if-exists"][..]),
+        (&["port", "del", "br0", "nope"], &["port", "del", "br0", "nope", "--if-exists"]),
+        (&["port", "del", "nobr", "p1"], &["port", "del", "nobr", "p1", "--if-exists"]),
+        (&["uplink", "del", "nope"], &["uplink", "del", "nope", "--if-exists"]),
+    ] {
+        assert_eq!(code(args).0, Some(4), "{args:?}");
+        assert_eq!(code(if_exists), (Some(0), String::new()), "{if_exists:?}");
+    }
+    assert_eq!(code(&["fdb", "show", "nope"]).0, Some(4));
+    assert_eq!(code(&["bridge", "set", "nope", "--aging", "10"]).0, Some(4));
+    // Other refusals keep exit 1, flags or not: the port exists in another
+    // bridge, which is neither kind.
+    ok_at(&sock, &["bridge", "add", "br1"]);
+    assert_eq!(code(&["port", "del", "br1", "p1", "--if-exists"]).0, Some(1));
+    assert_eq!(code(&["bridge", "del", "br1", "--if-exists"]).0, Some(0));
+    assert_eq!(code(&["bridge", "del", "br1", "--if-exists"]).0, Some(0), "twice");
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+
+    let help = stdout(&rvsctl(Path::new("/x"), &["--help"]));
+    assert!(help.contains("Exit status:") && help.contains("3  what was to be added already exists"), "{help}");
+    let man = stdout(&rvsctl(Path::new("/x"), &["man"]));
+    assert!(man.contains("Exit status:") && man.contains("4  what was named does not exist"), "{man}");
     let _ = std::fs::remove_dir_all(&dir);
 }

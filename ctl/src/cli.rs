@@ -5,9 +5,22 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use rvs_proto::config::{FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
-use rvs_proto::{self as proto, CaptureDirection, Command, ShowResult};
+use rvs_proto::{self as proto, CaptureDirection, Command, ErrorKind, ShowResult};
 use std::net::IpAddr;
 use std::path::PathBuf;
+
+/// The exit codes, for `--help` and the man page.
+pub const EXIT_STATUS: &str = "Exit status:
+  0  success (also: --may-exist and it exists, --if-exists and it does not)
+  1  rvsd refused the request or cannot be reached
+  2  invalid arguments (nothing was sent)
+  3  what was to be added already exists
+  4  what was named does not exist";
+
+/// Exit status when what was to be added already exists.
+pub const EXIT_EXISTS: u8 = 3;
+/// Exit status when what was named does not exist.
+pub const EXIT_NOT_FOUND: u8 = 4;
 
 /// Command-line interface of rvsctl.
 #[derive(Debug, Parser)]
@@ -16,7 +29,8 @@ use std::path::PathBuf;
     version,
     about = "Control rvsd, the rvs userspace virtual switch",
     propagate_version = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    after_help = EXIT_STATUS
 )]
 pub struct Cli {
     /// rvsd's control socket [default: $RVS_SOCKET, else /run/rvs/rvsd.sock]
@@ -209,11 +223,17 @@ pub enum BridgeCmd {
         bridge: String,
         #[command(flatten)]
         settings: BridgeSettings,
+        /// Succeed if the bridge already exists (its settings unchanged)
+        #[arg(long)]
+        may_exist: bool,
     },
     /// Delete a bridge and all its ports
     Del {
         /// Bridge name
         bridge: String,
+        /// Succeed if there is no such bridge
+        #[arg(long)]
+        if_exists: bool,
     },
     /// List bridges
     List,
@@ -283,6 +303,9 @@ pub enum PortCmd {
         bridge: String,
         /// Port name
         port: String,
+        /// Succeed if there is no such port
+        #[arg(long)]
+        if_exists: bool,
     },
     /// Change a port: replace a vxlan port's remote VTEPs, live
     Set(PortSetArgs),
@@ -345,11 +368,17 @@ pub enum UplinkCmd {
         /// XDP attach mode
         #[arg(long, value_enum, value_name = "MODE")]
         xdp_mode: Option<XdpModeArg>,
+        /// Succeed if the interface is already an uplink (or a port)
+        #[arg(long)]
+        may_exist: bool,
     },
     /// Stop using an interface as an uplink
     Del {
         /// Interface name
         iface: String,
+        /// Succeed if there is no such uplink
+        #[arg(long)]
+        if_exists: bool,
     },
     /// List uplinks
     List,
@@ -408,6 +437,10 @@ pub struct PortAddArgs {
     /// bridge's whole limit [default: only the bridge's limit]
     #[arg(long, value_name = "N", value_parser = max_macs)]
     pub max_macs: Option<u32>,
+    /// Succeed if a port (or uplink) of this name already exists (its
+    /// settings unchanged)
+    #[arg(long)]
+    pub may_exist: bool,
 }
 
 /// `rvsctl fdb ...`
@@ -581,6 +614,8 @@ pub struct Plan {
     /// For `capture`: where the pcap goes ("-" for stdout); the reply is
     /// followed by a stream of frames.
     pub capture_out: Option<PathBuf>,
+    /// A refusal of this kind is a success (`--may-exist`, `--if-exists`).
+    pub tolerate: Option<ErrorKind>,
 }
 
 /// `rvsctl port remote add|del`: one remote more or less, sent as the whole
@@ -660,12 +695,32 @@ pub enum View {
 }
 
 impl Cli {
+    /// The refusal `--may-exist` or `--if-exists` turns into a success.
+    fn tolerate(&self) -> Option<ErrorKind> {
+        let (may_exist, if_exists) = match &self.cmd {
+            Cmd::Bridge(BridgeCmd::Add { may_exist, .. }) | Cmd::Uplink(UplinkCmd::Add { may_exist, .. }) => {
+                (*may_exist, false)
+            }
+            Cmd::Port(PortCmd::Add(a)) => (a.may_exist, false),
+            Cmd::Bridge(BridgeCmd::Del { if_exists, .. })
+            | Cmd::Port(PortCmd::Del { if_exists, .. })
+            | Cmd::Uplink(UplinkCmd::Del { if_exists, .. }) => (false, *if_exists),
+            _ => (false, false),
+        };
+        match (may_exist, if_exists) {
+            (true, _) => Some(ErrorKind::Exists),
+            (_, true) => Some(ErrorKind::NotFound),
+            _ => None,
+        }
+    }
+
     /// Checks what clap cannot and builds the request; errors are usage errors.
     pub fn plan(&self) -> Result<Plan, String> {
         let mut remote_edit = None;
         let mut capture_out = None;
+        let tolerate = self.tolerate();
         let (cmd, view) = match &self.cmd {
-            Cmd::Bridge(BridgeCmd::Add { bridge, settings }) => (
+            Cmd::Bridge(BridgeCmd::Add { bridge, settings, .. }) => (
                 Command::BridgeAdd {
                     bridge: bridge.clone(),
                     aging_secs: settings.aging_secs,
@@ -673,7 +728,7 @@ impl Cli {
                 },
                 View::Quiet,
             ),
-            Cmd::Bridge(BridgeCmd::Del { bridge }) => (Command::BridgeDel { bridge: bridge.clone() }, View::Quiet),
+            Cmd::Bridge(BridgeCmd::Del { bridge, .. }) => (Command::BridgeDel { bridge: bridge.clone() }, View::Quiet),
             Cmd::Bridge(BridgeCmd::List) => (Command::BridgeList, View::BridgeList),
             Cmd::Bridge(BridgeCmd::Set { bridge, settings }) => {
                 if settings.aging_secs.is_none() && settings.max_macs.is_none() {
@@ -691,7 +746,7 @@ impl Cli {
             Cmd::Port(PortCmd::Add(a)) => {
                 (Command::PortAdd { bridge: a.bridge.clone(), port: a.port_config()? }, View::Quiet)
             }
-            Cmd::Port(PortCmd::Del { bridge, port }) => {
+            Cmd::Port(PortCmd::Del { bridge, port, .. }) => {
                 (Command::PortDel { bridge: bridge.clone(), port: port.clone() }, View::Quiet)
             }
             Cmd::Port(PortCmd::Set(a)) => {
@@ -717,7 +772,7 @@ impl Cli {
                 remote_edit = Some(RemoteEdit { bridge: bridge.clone(), port: port.clone(), add, ip: *ip });
                 (Command::Show, View::Quiet)
             }
-            Cmd::Uplink(UplinkCmd::Add { iface, queues, xdp_mode }) => {
+            Cmd::Uplink(UplinkCmd::Add { iface, queues, xdp_mode, .. }) => {
                 let uplink = UplinkConfig {
                     name: iface.clone(),
                     queues: *queues,
@@ -727,7 +782,7 @@ impl Cli {
                 proto::check_uplink(&uplink)?;
                 (Command::UplinkAdd { uplink }, View::Quiet)
             }
-            Cmd::Uplink(UplinkCmd::Del { iface }) => (Command::UplinkDel { uplink: iface.clone() }, View::Quiet),
+            Cmd::Uplink(UplinkCmd::Del { iface, .. }) => (Command::UplinkDel { uplink: iface.clone() }, View::Quiet),
             Cmd::Uplink(UplinkCmd::List) => (Command::UplinkList, View::Uplinks),
             Cmd::Show => (Command::Show, View::Show),
             Cmd::Fdb(FdbCmd::Show { bridge }) => {
@@ -772,7 +827,7 @@ impl Cli {
             Cmd::Ping => (Command::Ping, View::Ping),
             Cmd::Completions { .. } | Cmd::Man { .. } => return Err("this command does not talk to rvsd".to_string()),
         };
-        Ok(Plan { cmd, view, remote_edit, capture_out })
+        Ok(Plan { cmd, view, remote_edit, capture_out, tolerate })
     }
 }
 

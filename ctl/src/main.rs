@@ -1,7 +1,8 @@
 //! rvsctl: the control tool for rvsd.
 //!
 //! Exit status: 0 on success, 1 when rvsd refuses a request or cannot be
-//! reached, 2 for invalid arguments (nothing is sent then).
+//! reached, 2 for invalid arguments (nothing is sent then), 3 when what was
+//! to be added exists, 4 when what was named does not (`cli::EXIT_STATUS`).
 
 mod capture;
 mod cli;
@@ -11,7 +12,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use rvs_proto::client;
 use rvs_proto::status::FdbPage;
-use rvs_proto::{Request, ShowResult, DEFAULT_SOCKET};
+use rvs_proto::{Refusal, Request, ShowResult, DEFAULT_SOCKET};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,21 +33,30 @@ fn one_line(e: &clap::Error) -> String {
 
 /// Sends `cmd`; for a remote edit, `cmd` reads the current list and the
 /// edit's own request follows.
-fn send(socket: &Path, cmd: rvs_proto::Command, edit: Option<&cli::RemoteEdit>) -> Result<Value, String> {
-    let result = client::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())?;
+fn send(socket: &Path, cmd: rvs_proto::Command, edit: Option<&cli::RemoteEdit>) -> Result<Value, Refusal> {
+    let result = client::request(socket, &Request::new(cmd))?.into_outcome()?;
     let Some(edit) = edit else {
         return Ok(result);
     };
     let show: ShowResult =
         serde_json::from_value(result).map_err(|e| format!("cannot understand rvsd's answer: {e}"))?;
     let cmd = edit.command(&show)?;
-    client::request(socket, &Request::new(cmd)).and_then(|r| r.into_result())
+    client::request(socket, &Request::new(cmd))?.into_outcome()
+}
+
+/// The exit status of a refusal.
+fn refused(r: &Refusal) -> ExitCode {
+    ExitCode::from(match r.kind {
+        Some(rvs_proto::ErrorKind::Exists) => cli::EXIT_EXISTS,
+        Some(rvs_proto::ErrorKind::NotFound) => cli::EXIT_NOT_FOUND,
+        None => 1,
+    })
 }
 
 /// `fdb show`: pages through the table, printing each page as it comes
 /// (a table of a million MACs is never one reply, nor one string here).
 /// `--json` prints one array of all entries, as for any list.
-fn fdb_show(socket: &Path, bridge: &str, json: bool) -> Result<(), String> {
+fn fdb_show(socket: &Path, bridge: &str, json: bool) -> Result<(), Refusal> {
     let mut out = std::io::stdout().lock();
     let mut write = |s: &str| {
         // A closed pipe (`rvsctl fdb show br0 | head`) ends the listing.
@@ -56,13 +66,13 @@ fn fdb_show(socket: &Path, bridge: &str, json: bool) -> Result<(), String> {
     let result = loop {
         let cmd = rvs_proto::Command::FdbShow { bridge: bridge.to_string(), after: after.take(), limit: None };
         let page: FdbPage = serde_json::from_value(send(socket, cmd, None)?)
-            .map_err(|e| format!("cannot understand rvsd's answer: {e}"))?;
+            .map_err(|e| Refusal::from(format!("cannot understand rvsd's answer: {e}")))?;
         let text = if json {
             let mut s = String::from(if first { "[" } else { "" });
             for (i, e) in page.entries.iter().enumerate() {
                 let sep = if first && i == 0 { "\n  " } else { ",\n  " };
                 s.push_str(sep);
-                s.push_str(&serde_json::to_string(e).map_err(|e| e.to_string())?);
+                s.push_str(&serde_json::to_string(e).map_err(|e| Refusal::from(e.to_string()))?);
             }
             s
         } else {
@@ -142,18 +152,20 @@ fn main() -> ExitCode {
     if let rvs_proto::Command::FdbShow { bridge, .. } = &plan.cmd {
         return match fdb_show(&socket, bridge, cli.json) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("rvsctl: {e}");
-                ExitCode::from(1)
+            Err(r) => {
+                eprintln!("rvsctl: {r}");
+                refused(&r)
             }
         };
     }
     let result = send(&socket, plan.cmd, plan.remote_edit.as_ref());
     let result = match result {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("rvsctl: {e}");
-            return ExitCode::from(1);
+        // --may-exist / --if-exists: the state asked for is there.
+        Err(r) if r.kind.is_some() && r.kind == plan.tolerate => return ExitCode::SUCCESS,
+        Err(r) => {
+            eprintln!("rvsctl: {r}");
+            return refused(&r);
         }
     };
     let text = if cli.json {

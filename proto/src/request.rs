@@ -316,18 +316,68 @@ pub struct Reply {
     /// Why the command failed (on failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure, where automation may want to tell: adding
+    /// what already exists, removing or changing what does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
+}
+
+/// A failure automation may want to tell apart (as `ovs-vsctl
+/// --may-exist` and `--if-exists` do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The bridge, port or uplink to add already exists.
+    Exists,
+    /// The bridge, port or uplink named does not exist.
+    NotFound,
+}
+
+/// A refused request: rvsd's message, and its kind if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// What rvsd said.
+    pub message: String,
+    /// Exists or not found, where that is what it was.
+    pub kind: Option<ErrorKind>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal { message, kind: None }
+    }
 }
 
 impl Reply {
     /// A success carrying `result`.
     pub fn ok(result: Value) -> Reply {
-        Reply { version: PROTO_VERSION, ok: true, result: Some(result), error: None }
+        Reply { version: PROTO_VERSION, ok: true, result: Some(result), error: None, error_kind: None }
     }
 
     /// A failure; newlines in `msg` are folded so it stays one line.
     pub fn err(msg: impl Into<String>) -> Reply {
         let msg: String = msg.into();
-        Reply { version: PROTO_VERSION, ok: false, result: None, error: Some(msg.replace(['\n', '\r'], " ")) }
+        Reply {
+            version: PROTO_VERSION,
+            ok: false,
+            result: None,
+            error: Some(msg.replace(['\n', '\r'], " ")),
+            error_kind: None,
+        }
+    }
+
+    /// This failure, marked as of `kind`.
+    pub fn with_kind(mut self, kind: ErrorKind) -> Reply {
+        if !self.ok {
+            self.error_kind = Some(kind);
+        }
+        self
     }
 
     /// A success carrying a serializable result.
@@ -340,10 +390,18 @@ impl Reply {
 
     /// The result, or the error.
     pub fn into_result(self) -> Result<Value, String> {
+        self.into_outcome().map_err(|r| r.message)
+    }
+
+    /// The result, or the refusal with its kind.
+    pub fn into_outcome(self) -> Result<Value, Refusal> {
         if self.ok {
             Ok(self.result.unwrap_or(Value::Null))
         } else {
-            Err(self.error.unwrap_or_else(|| "rvsd reported an error without a message".to_string()))
+            Err(Refusal {
+                message: self.error.unwrap_or_else(|| "rvsd reported an error without a message".to_string()),
+                kind: self.error_kind,
+            })
         }
     }
 

@@ -65,7 +65,16 @@ pub fn vxlan(nice: i32) -> Result<Bed> {
     ovs.interface_ok("vx42")?;
     addr(&s, UNDERLAY_BRIDGE, &format!("{LOCAL_VTEP}/24"))?;
     s.ip(&["link", "set", UNDERLAY_BRIDGE, "up"])?;
-    ovs.appctl(&["ovs/route/add", &format!("{FAR_VTEP}/24"), UNDERLAY_BRIDGE])?;
+    // OVS learns br-phy's new address from the kernel in its own time, and
+    // refuses the route ("Error while inserting route") until it has.
+    let route = ["ovs/route/add", &format!("{FAR_VTEP}/24"), UNDERLAY_BRIDGE];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while let Err(e) = ovs.appctl(&route) {
+        if std::time::Instant::now() > deadline {
+            return Err(e);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The far VTEP's MAC given, so that OVS need not ARP for it (and drop
     // the frames that wait for the answer).
     ovs.appctl(&["tnl/neigh/set", UNDERLAY_BRIDGE, FAR_VTEP, &mac_string(v.mac("up0")?)])?;

@@ -15,8 +15,8 @@ use rvs_proto::status::{
     FdbCursor, FdbPage, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus, FDB_PAGE_MAX,
 };
 use rvs_proto::{
-    self as proto, BridgeShow, BridgeSummary, CaptureDirection, Command, FlushResult, PingResult, PortShow, Reply,
-    Request, ShowResult, UplinkShow,
+    self as proto, BridgeShow, BridgeSummary, CaptureDirection, Command, ErrorKind, FlushResult, PingResult, PortShow,
+    Reply, Request, ShowResult, UplinkShow,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -224,7 +224,43 @@ impl<D: Datapath> State<D> {
         reply
     }
 
+    /// The kind of `cmd`'s failure, should it fail: it adds what already
+    /// exists, or names what does not (for `--may-exist`, `--if-exists`
+    /// and exit codes automation can tell apart).
+    fn presence(&self, cmd: &Command) -> Option<ErrorKind> {
+        let bridge = |b: &str| self.bridge_idx(b).is_ok();
+        let port = |p: &str| self.port_loc(p).is_some();
+        let uplink = |u: &str| self.config.uplinks.iter().any(|x| x.name == u);
+        match cmd {
+            Command::BridgeAdd { bridge: b, .. } if bridge(b) => Some(ErrorKind::Exists),
+            Command::PortAdd { port: p, .. } if port(&p.name) || uplink(&p.name) => Some(ErrorKind::Exists),
+            Command::UplinkAdd { uplink: u } if uplink(&u.name) || port(&u.name) => Some(ErrorKind::Exists),
+            Command::BridgeDel { bridge: b }
+            | Command::BridgeSet { bridge: b, .. }
+            | Command::FdbShow { bridge: b, .. }
+            | Command::FdbFlush { bridge: b, .. }
+                if !bridge(b) =>
+            {
+                Some(ErrorKind::NotFound)
+            }
+            Command::PortDel { bridge: b, port: p } | Command::PortSetRemotes { bridge: b, port: p, .. }
+                if !bridge(b) || !port(p) =>
+            {
+                Some(ErrorKind::NotFound)
+            }
+            Command::UplinkDel { uplink: u } if !uplink(u) => Some(ErrorKind::NotFound),
+            _ => None,
+        }
+    }
+
     fn answer(&mut self, cmd: Command) -> Reply {
+        match self.presence(&cmd) {
+            Some(kind) => self.dispatch(cmd).with_kind(kind),
+            None => self.dispatch(cmd),
+        }
+    }
+
+    fn dispatch(&mut self, cmd: Command) -> Reply {
         match cmd {
             Command::BridgeAdd { bridge, aging_secs, max_macs } => {
                 Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs))
