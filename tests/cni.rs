@@ -92,7 +92,12 @@ impl Drop for Net {
 /// variables, `stdin` on stdin. CNI_PATH starts with a directory that does
 /// not exist, so the search goes on to the next one.
 fn cni(cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
-    let mut c = Command::new(cni_bin());
+    plugin(&cni_bin(), cmd, id, netns, stdin)
+}
+
+/// Runs plugin `bin` as [`cni`] runs ours.
+fn plugin(bin: &std::path::Path, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
+    let mut c = Command::new(bin);
     c.env_clear()
         .env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", id)
@@ -101,7 +106,8 @@ fn cni(cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
     if let Some(ns) = netns {
         c.env("CNI_NETNS", ns);
     }
-    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run rvs-cni");
+    let mut child =
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run the plugin");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let o = child.wait_with_output().unwrap();
     Out {
@@ -201,9 +207,18 @@ fn add_check_del_as_a_runtime_does() {
     assert!(ping_settled(&a, &ip_b, 3), "ping a -> b\n{}", rvsd.log_text());
     assert!(ping_settled(&b, &ip_a, 3), "ping b -> a");
 
+    // In a chain: the standard tuning plugin takes our result as its
+    // prevResult, and its result (the chain's) is what CHECK then gets.
+    let tuning = PathBuf::from(CNI_DIR).join("tuning");
+    let tconf = json!({"cniVersion": "1.0.0", "name": NETWORK, "type": "tuning",
+                       "sysctl": {"net.ipv4.conf.eth0.accept_local": "1"}});
+    let tuned = must(plugin(&tuning, "ADD", &id_a, Some(&a_path), &with_prev(tconf.clone(), &ra)), "tuning ADD").json();
+    assert_eq!(a.ok(&["cat", "/proc/sys/net/ipv4/conf/eth0/accept_local"]).trim(), "1");
+    assert_eq!(tuned["interfaces"], ra["interfaces"], "tuning passed on {tuned}");
+
     // CHECK, twice; then it fails when the route is gone, and passes again.
     for _ in 0..2 {
-        let out = must(cni("CHECK", &id_a, Some(&a_path), &with_prev(conf.clone(), &ra)), "CHECK a");
+        let out = must(cni("CHECK", &id_a, Some(&a_path), &with_prev(conf.clone(), &tuned)), "CHECK a");
         assert!(out.stdout.trim().is_empty(), "CHECK prints nothing: {out:?}");
     }
     a.ip(&["route", "del", ROUTE]);
@@ -221,7 +236,9 @@ fn add_check_del_as_a_runtime_does() {
     assert!(ping(&a, &ip_b, 2), "a lost its link after a refused second ADD");
     assert_eq!(net.reserved().len(), 2, "the refused ADD released its address: {:?}", net.reserved());
 
-    // DEL twice: both succeed; port, veth and address are gone.
+    // DEL twice (the chain in reverse the first time): both succeed;
+    // port, veth and address are gone.
+    must(plugin(&tuning, "DEL", &id_a, Some(&a_path), &with_prev(tconf, &tuned)), "tuning DEL");
     for n in 1..=2 {
         let out = must(cni("DEL", &id_a, Some(&a_path), &conf.to_string()), &format!("DEL a #{n}"));
         assert!(out.stdout.trim().is_empty(), "DEL prints nothing: {out:?}");
@@ -314,4 +331,62 @@ fn bad_input_gets_the_spec_error_result() {
     // DEL of what was never added succeeds.
     must(cni("DEL", &id, Some(&a_path), &conf.to_string()), "DEL of nothing");
     assert!(rvsd.ctl_json(&["show"])["bridges"][0]["ports"].as_array().is_none_or(|p| p.is_empty()));
+}
+
+/// Without `mtu`, a container on a bridge with a VXLAN tunnel gets the
+/// tunnel's inner MTU; with it, what it says.
+#[test]
+fn mtu_follows_the_bridge_tunnel() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local")]) {
+        return;
+    }
+    let _serial = serial();
+    let a = Netns::new();
+    let b = Netns::new();
+    let far = Netns::new();
+    let ul = Veth::new(&far, &["198.18.41.2/24"]);
+    run_ok(&["ip", "addr", "add", "198.18.41.1/24", "dev", &ul.host]);
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    let net = Net { socket: rvsd.socket.clone(), data_dir: rvsd.dir.join("cni-ipam") };
+    let (a_path, b_path) = (format!("/var/run/netns/{}", a.name), format!("/var/run/netns/{}", b.name));
+    let (id_a, id_b) = (format!("ctr-a-{}", tag()), format!("ctr-b-{}", tag()));
+    let mtu_of = |ns: &Netns| ns.ok(&["cat", "/sys/class/net/eth0/mtu"]).trim().to_string();
+
+    // No tunnel: 1500.
+    must(cni("ADD", &id_a, Some(&a_path), &net.conf().to_string()), "ADD a");
+    assert_eq!(mtu_of(&a), "1500");
+    must(cni("DEL", &id_a, Some(&a_path), &net.conf().to_string()), "DEL a");
+
+    rvsd.ctl_ok(&["uplink", "add", &ul.host]);
+    rvsd.ctl_ok(&[
+        "port",
+        "add",
+        "br0",
+        "vx41",
+        "--type",
+        "vxlan",
+        "--vni",
+        "41",
+        "--local",
+        "198.18.41.1",
+        "--remote",
+        "198.18.41.2",
+    ]);
+    let inner = rvsd.ctl_json(&["show"])["bridges"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| p["status"]["inner_mtu"].as_u64())
+        .expect("the tunnel's inner MTU in show");
+    assert_eq!(inner, 1450, "a 1500-byte IPv4 underlay");
+    must(cni("ADD", &id_a, Some(&a_path), &net.conf().to_string()), "ADD a on a tunnelled bridge");
+    assert_eq!(mtu_of(&a), inner.to_string());
+    let mut fixed = net.conf();
+    fixed["mtu"] = json!(1400);
+    must(cni("ADD", &id_b, Some(&b_path), &fixed.to_string()), "ADD b with mtu");
+    assert_eq!(mtu_of(&b), "1400");
+    must(cni("DEL", &id_a, Some(&a_path), &net.conf().to_string()), "DEL a");
+    must(cni("DEL", &id_b, Some(&b_path), &fixed.to_string()), "DEL b");
+    assert!(net.reserved().is_empty(), "{:?}", net.reserved());
 }

@@ -44,8 +44,9 @@ pub struct NetConf {
     pub socket: PathBuf,
     /// The container's VLAN (an access port).
     pub vlan: PortVlan,
-    /// MTU of both ends of the veth.
-    pub mtu: u32,
+    /// MTU of both ends of the veth; `None`: the bridge's tunnels' inner
+    /// MTU, or 1500.
+    pub mtu: Option<u32>,
     /// The port's kernel executor.
     pub fast_path: FastPath,
     /// The IPAM plugin's name (`ipam.type`), if the network has IPAM.
@@ -89,8 +90,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     let vlan = raw.vlan.unwrap_or(1);
     rvs_proto::check_vlan(vlan).map_err(|e| bad(format!("\"vlan\": {e}")))?;
     // 68 is the least MTU IPv4 allows; a veth takes up to 65535.
-    let mtu = raw.mtu.unwrap_or(1500);
-    if !(68..=MAX_MTU).contains(&mtu) {
+    if let Some(mtu) = raw.mtu.filter(|m| !(68..=MAX_MTU).contains(m)) {
         return Err(bad(format!("\"mtu\": {mtu} is not within 68..={MAX_MTU}")));
     }
     let ipam_type = match &raw.ipam {
@@ -108,7 +108,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         bridge,
         socket: raw.socket.unwrap_or_else(|| PathBuf::from(rvs_proto::DEFAULT_SOCKET)),
         vlan: PortVlan::Access { vlan },
-        mtu,
+        mtu: raw.mtu,
         fast_path: raw.fast_path.unwrap_or_default(),
         ipam_type,
         prev_result: raw.prev_result,
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(c.bridge, "br0");
         assert_eq!(c.socket, PathBuf::from(rvs_proto::DEFAULT_SOCKET));
         assert_eq!(c.vlan, PortVlan::Access { vlan: 1 });
-        assert_eq!(c.mtu, 1500);
+        assert_eq!(c.mtu, None);
         assert_eq!(c.fast_path, FastPath::Auto);
         assert_eq!(c.ipam_type, None);
         assert_eq!(c.prev_result, None);
@@ -237,7 +237,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.socket, PathBuf::from("/tmp/s.sock"));
         assert_eq!(c.vlan, PortVlan::Access { vlan: 10 });
-        assert_eq!(c.mtu, 1450);
+        assert_eq!(c.mtu, Some(1450));
         assert_eq!(c.fast_path, FastPath::Off);
         assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
         assert!(c.prev_result.is_some());

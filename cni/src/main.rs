@@ -83,6 +83,7 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
     // (host-local may hand out a second one, and the rollback's IPAM DEL
     // would release both).
     link::refuse_existing(host)?;
+    let mtu = rvsd::container_mtu(conf)?;
     let ipam = match &conf.ipam_type {
         Some(t) => ipam::add(t, &env.path, stdin)?,
         None => CniResult {
@@ -95,7 +96,7 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
     };
     // From here on a failure undoes what was done, in reverse.
     let attached = (|| -> Result<CniResult, CniError> {
-        let (host_mac, cont_mac) = link::create_pair(host, &env.ifname, &netns, path, conf.mtu)?;
+        let (host_mac, cont_mac) = link::create_pair(host, &env.ifname, &netns, path, mtu)?;
         let wired = (|| -> Result<CniResult, CniError> {
             rvsd::add_port(conf, host)?;
             let result = CniResult::for_add(

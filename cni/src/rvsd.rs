@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rvs_proto::client;
 use rvs_proto::config::PortConfig;
-use rvs_proto::{Command, ErrorKind, Refusal, Request, ShowResult};
+use rvs_proto::{BridgeShow, Command, ErrorKind, Refusal, Request, ShowResult};
 use serde_json::Value;
 
 use crate::config::NetConf;
@@ -40,18 +40,32 @@ pub fn del_port(conf: &NetConf, host: &str) -> Result<(), CniError> {
     }
 }
 
-/// CHECK of rvsd's side: `host` is a port of the bridge, in its VLAN.
-pub fn check_port(conf: &NetConf, host: &str) -> Result<(), CniError> {
+/// The bridge as rvsd shows it; an unknown bridge is refused (101).
+fn show_bridge(conf: &NetConf) -> Result<BridgeShow, CniError> {
     let shown = ask(&conf.socket, Command::Show)?
         .map_err(|r| CniError::new(code::RVSD_REFUSED, format!("rvsd refused show: {r}")))?;
     let shown: ShowResult = serde_json::from_value(shown)
         .map_err(|e| CniError::new(code::RVSD_REFUSED, format!("rvsd's show is not understood: {e}")))?;
-    let failed = |m: String| CniError::new(code::CHECK_FAILED, m);
-    let bridge = shown
+    shown
         .bridges
-        .iter()
+        .into_iter()
         .find(|b| b.name == conf.bridge)
-        .ok_or_else(|| failed(format!("rvs has no bridge {}", conf.bridge)))?;
+        .ok_or_else(|| CniError::new(code::RVSD_REFUSED, format!("rvs has no bridge {}", conf.bridge)))
+}
+
+/// The MTU for a container on the bridge: the configured one, else the
+/// least inner MTU of the bridge's tunnels (so frames fit the underlay
+/// without fragmenting), else 1500. Fails early on an unknown bridge.
+pub fn container_mtu(conf: &NetConf) -> Result<u32, CniError> {
+    let bridge = show_bridge(conf)?;
+    let tunnels = bridge.ports.iter().filter_map(|p| p.status.inner_mtu).min();
+    Ok(conf.mtu.or(tunnels).unwrap_or(1500))
+}
+
+/// CHECK of rvsd's side: `host` is a port of the bridge, in its VLAN.
+pub fn check_port(conf: &NetConf, host: &str) -> Result<(), CniError> {
+    let failed = |m: String| CniError::new(code::CHECK_FAILED, m);
+    let bridge = show_bridge(conf).map_err(|e| if e.code == code::RVSD_REFUSED { failed(e.msg) } else { e })?;
     let port = bridge
         .ports
         .iter()
