@@ -22,6 +22,8 @@ declare -A pkg_of=(
     [ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3
     [tcpdump]=tcpdump [ethtool]=ethtool [pgrep]=procps [man]=man-db
     [etcd]=etcd-server [openssl]=openssl
+    # rvs-cni's test delegates IPAM to the real host-local plugin.
+    [/usr/lib/cni/host-local]=containernetworking-plugins
     [ovs-vswitchd]=openvswitch-switch [dpdk-testpmd]="dpdk-dev librte-net-af-xdp23"
 )
 missing=()

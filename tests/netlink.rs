@@ -291,3 +291,53 @@ fn drop_effective_cap(cap: u32) {
     let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) };
     assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
 }
+
+/// Addresses and routes as rvs-cni sets them in a container: added over
+/// netlink inside a namespace, then read back (and compared with `ip`).
+#[test]
+fn addresses_and_routes_added_and_listed() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new();
+    let peer = Netns::new();
+    veth_between(&ns, "eth0", &peer, "eth0");
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let (got_addrs, got_routes, dup) = rvs_dataplane::port::netns::in_netns(Some(&ns.name), || {
+        let index = netlink::find_link("eth0")?.expect("eth0 in the namespace").index;
+        netlink::add_address(index, ip("198.18.58.2"), 24)?;
+        netlink::add_address(index, ip("2001:2:0:58::2"), 64)?;
+        let routes = [
+            netlink::Route {
+                dst: Some(ip("198.19.58.0")),
+                dst_len: 24,
+                gateway: Some(ip("198.18.58.1")),
+                oif: Some(index),
+            },
+            netlink::Route { dst: None, dst_len: 0, gateway: Some(ip("198.18.58.254")), oif: Some(index) },
+            netlink::Route { dst: Some(ip("2001:2:0:59::")), dst_len: 64, gateway: None, oif: Some(index) },
+        ];
+        for r in &routes {
+            netlink::add_route(r)?;
+        }
+        let dup = netlink::add_route(&routes[0]).unwrap_err();
+        Ok((netlink::link_addrs(index)?, netlink::link_routes(index)?, netlink::kernel_errno(&dup)))
+    })
+    .unwrap();
+    assert!(got_addrs.contains(&(ip("198.18.58.2"), 24)), "{got_addrs:?}");
+    assert!(got_addrs.contains(&(ip("2001:2:0:58::2"), 64)), "{got_addrs:?}");
+    let has = |dst: Option<&str>, len: u8, gw: Option<&str>| {
+        got_routes.iter().any(|r| r.dst == dst.map(ip) && r.dst_len == len && r.gateway == gw.map(ip))
+    };
+    assert!(has(Some("198.19.58.0"), 24, Some("198.18.58.1")), "{got_routes:?}");
+    assert!(has(None, 0, Some("198.18.58.254")), "{got_routes:?}");
+    assert!(has(Some("2001:2:0:59::"), 64, None), "{got_routes:?}");
+    assert!(has(Some("198.18.58.0"), 24, None), "the prefix route of the address: {got_routes:?}");
+    assert_eq!(dup, Some(libc::EEXIST));
+    // IPv6 without duplicate address detection: usable at once.
+    let shown = ns.ip(&["-6", "-o", "addr", "show", "dev", "eth0"]);
+    let line = shown.lines().find(|l| l.contains("2001:2:0:58::2/64")).unwrap_or_else(|| panic!("{shown}"));
+    assert!(line.contains("nodad") && !line.contains("tentative"), "{shown}");
+    let shown = ns.ip(&["route", "show", "default"]);
+    assert!(shown.contains("via 198.18.58.254 dev eth0"), "{shown}");
+}

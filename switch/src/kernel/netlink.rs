@@ -60,6 +60,14 @@ const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PREFSRC: u16 = 7;
 const RTA_VIA: u16 = 18;
+const RTA_TABLE: u16 = 15;
+
+/// The main routing table (RT_TABLE_MAIN), where `ip route add` puts routes.
+const RT_TABLE_MAIN: u8 = 254;
+/// rtm_protocol of routes added by an administrator (RTPROT_BOOT, as `ip`).
+const RTPROT_BOOT: u8 = 3;
+/// rtm_scope of a route to directly attached hosts.
+const RT_SCOPE_LINK: u8 = 253;
 
 const RTN_UNICAST: u8 = 1;
 const RTN_LOCAL: u8 = 2;
@@ -83,6 +91,8 @@ const NTF_USE: u8 = 0x01;
 
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+/// ifa_flags bit: no duplicate address detection (IPv6).
+const IFA_F_NODAD: u8 = 0x02;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
@@ -383,6 +393,63 @@ pub fn delete_link(ifindex: u32) -> io::Result<()> {
     let ctx = format!("deleting interface {ifindex}");
     let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
     sock.del_link(ifindex).map_err(|e| e.context(&ctx))
+}
+
+/// The addresses of interface `ifindex` of the calling thread's namespace,
+/// each with its prefix length (RTM_GETADDR dump), in the kernel's order.
+pub fn link_addrs(ifindex: u32) -> io::Result<Vec<(IpAddr, u8)>> {
+    let ctx = format!("addresses of interface {ifindex}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.get_addr_prefixes(ifindex).map_err(|e| e.context(&ctx))
+}
+
+/// Adds `addr/prefix_len` to interface `ifindex` of the calling thread's
+/// namespace (RTM_NEWADDR), like `ip addr add`; IPv6 addresses skip
+/// duplicate address detection (`nodad`), so they are usable at once.
+/// An address already there is an error whose [`kernel_errno`] is EEXIST.
+pub fn add_address(ifindex: u32, addr: IpAddr, prefix_len: u8) -> io::Result<()> {
+    let ctx = format!("adding {addr}/{prefix_len} to interface {ifindex}");
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix_len > max {
+        return Err(plain(io::ErrorKind::InvalidInput, format!("{ctx}: prefix length over {max}")));
+    }
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.new_addr(ifindex, addr, prefix_len).map_err(|e| e.context(&ctx))
+}
+
+/// A route of the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Destination network; `None` for a default route.
+    pub dst: Option<IpAddr>,
+    /// Prefix length of `dst` (0 for a default route).
+    pub dst_len: u8,
+    /// Next hop; `None` for an on-link route.
+    pub gateway: Option<IpAddr>,
+    /// Egress interface.
+    pub oif: Option<u32>,
+}
+
+/// Adds `route` to the main table of the calling thread's namespace
+/// (RTM_NEWROUTE), like `ip route add DST/LEN [via GW] dev OIF`. An equal
+/// route already there is an error whose [`kernel_errno`] is EEXIST.
+/// `dst` (or, for a default route, `gateway`) gives the family.
+pub fn add_route(route: &Route) -> io::Result<()> {
+    let dst = match route.dst {
+        Some(d) => format!("{d}/{}", route.dst_len),
+        None => "default".to_string(),
+    };
+    let ctx = format!("adding route {dst}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.new_route(route).map_err(|e| e.context(&ctx))
+}
+
+/// The routes of the main table of the calling thread's namespace that
+/// leave through interface `ifindex` (RTM_GETROUTE dump), IPv4 and IPv6.
+pub fn link_routes(ifindex: u32) -> io::Result<Vec<Route>> {
+    let ctx = format!("routes of interface {ifindex}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.dump_routes(ifindex).map_err(|e| e.context(&ctx))
 }
 
 /// The kernel's errno behind an error from this module, if it came from one.

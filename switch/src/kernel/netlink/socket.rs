@@ -351,6 +351,104 @@ impl Socket {
     }
 }
 
+impl Socket {
+    /// Addresses of `ifindex` with their prefix lengths: see [`link_addrs`].
+    pub(super) fn get_addr_prefixes(&mut self, ifindex: u32) -> Result<Vec<(IpAddr, u8)>, NlError> {
+        let seq = next_seq();
+        let ifa = IfAddrMsg { index: ifindex, ..IfAddrMsg::default() };
+        let req = MsgBuilder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq).fixed(&ifa.bytes()).finish();
+        let mut out = Vec::new();
+        self.exchange(&req, seq, Expect::Dump, |ty, p| {
+            if ty == RTM_NEWADDR {
+                let prefix = IfAddrMsg::parse(p)?.prefixlen;
+                if let (i, Some(a)) = parse_addr(p)? {
+                    if i == ifindex {
+                        out.push((a, prefix));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// RTM_NEWADDR: see [`add_address`].
+    pub(super) fn new_addr(&mut self, ifindex: u32, addr: IpAddr, prefix_len: u8) -> Result<(), NlError> {
+        let seq = next_seq();
+        let ifa = IfAddrMsg {
+            family: family_of(addr),
+            prefixlen: prefix_len,
+            flags: if addr.is_ipv6() { IFA_F_NODAD } else { 0 },
+            scope: 0,
+            index: ifindex,
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let req = MsgBuilder::new(RTM_NEWADDR, flags, seq)
+            .fixed(&ifa.bytes())
+            .attr(IFA_LOCAL, &addr_bytes(&addr))
+            .attr(IFA_ADDRESS, &addr_bytes(&addr))
+            .finish();
+        self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
+    }
+
+    /// RTM_NEWROUTE: see [`add_route`].
+    pub(super) fn new_route(&mut self, r: &Route) -> Result<(), NlError> {
+        let seq = next_seq();
+        let Some(family_addr) = r.dst.or(r.gateway) else {
+            return Err(NlError::Malformed("a default route needs a gateway".into()));
+        };
+        let rt = RtMsg {
+            family: family_of(family_addr),
+            dst_len: if r.dst.is_some() { r.dst_len } else { 0 },
+            table: RT_TABLE_MAIN,
+            protocol: RTPROT_BOOT,
+            scope: if r.gateway.is_some() { 0 } else { RT_SCOPE_LINK },
+            rtype: RTN_UNICAST,
+            ..RtMsg::default()
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let mut b = MsgBuilder::new(RTM_NEWROUTE, flags, seq).fixed(&rt.bytes());
+        if let Some(d) = r.dst {
+            b = b.attr(RTA_DST, &addr_bytes(&d));
+        }
+        if let Some(g) = r.gateway {
+            b = b.attr(RTA_GATEWAY, &addr_bytes(&g));
+        }
+        if let Some(oif) = r.oif {
+            b = b.attr(RTA_OIF, &oif.to_ne_bytes());
+        }
+        self.exchange(&b.finish(), seq, Expect::Ack, |_, _| Ok(()))
+    }
+
+    /// Main-table routes through `ifindex`: see [`link_routes`].
+    pub(super) fn dump_routes(&mut self, ifindex: u32) -> Result<Vec<Route>, NlError> {
+        let seq = next_seq();
+        let req =
+            MsgBuilder::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq).fixed(&RtMsg::default().bytes()).finish();
+        let mut out = Vec::new();
+        self.exchange(&req, seq, Expect::Dump, |ty, p| {
+            if ty != RTM_NEWROUTE {
+                return Ok(());
+            }
+            let rt = RtMsg::parse(p)?;
+            // The table id is in the header, or in RTA_TABLE past 255.
+            let mut table = u32::from(rt.table);
+            for a in attrs(p, RtMsg::LEN) {
+                let (ty, data) = a?;
+                if ty == RTA_TABLE {
+                    table = u32_attr(data, "RTA_TABLE")?;
+                }
+            }
+            let r = parse_route(p)?;
+            if table == u32::from(RT_TABLE_MAIN) && r.oif == Some(ifindex) {
+                out.push(Route { dst: r.dst, dst_len: rt.dst_len, gateway: r.gateway, oif: r.oif });
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
 /// Which link RTM_GETLINK asks for.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum LinkKey<'a> {

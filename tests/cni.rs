@@ -1,0 +1,392 @@
+//! Issue 15, item 1: rvs-cni driven exactly as a container runtime drives
+//! a CNI plugin (CNI_* variables, the network configuration on stdin),
+//! with the real host-local IPAM plugin, against a real rvsd. The
+//! "containers" are network namespaces.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// Where Debian's containernetworking-plugins puts host-local.
+const CNI_DIR: &str = "/usr/lib/cni";
+const SUBNET: &str = "198.18.40.0/24";
+const GATEWAY: &str = "198.18.40.1";
+const ROUTE: &str = "198.19.40.0/24";
+const NETWORK: &str = "rvstest";
+
+/// `rvs-cni`, next to `rvsd` (built by `cargo build --workspace`).
+fn cni_bin() -> PathBuf {
+    let p = rvsd_bin().with_file_name("rvs-cni");
+    assert!(p.is_file(), "{} not found: build it first with `cargo build --workspace`", p.display());
+    p
+}
+
+/// What one plugin run gave back.
+#[derive(Debug)]
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// The error result's code, after checking it has the spec's shape.
+    fn error_code(&self) -> u64 {
+        assert!(!self.ok, "expected a failure: {self:?}");
+        let v = self.json();
+        assert!(v["cniVersion"].is_string() && v["msg"].is_string(), "not a CNI error result: {v}");
+        v["code"].as_u64().unwrap_or_else(|| panic!("no code: {v}"))
+    }
+}
+
+/// One network of the test: its configuration and host-local's data dir.
+struct Net {
+    socket: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl Net {
+    fn conf(&self) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": NETWORK,
+            "type": "rvs",
+            "bridge": "br0",
+            "socket": self.socket,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": SUBNET, "gateway": GATEWAY}]],
+                "routes": [{"dst": ROUTE}],
+                "dataDir": self.data_dir,
+            }
+        })
+    }
+
+    /// The addresses host-local holds for the network.
+    fn reserved(&self) -> Vec<String> {
+        let dir = self.data_dir.join(NETWORK);
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        v.retain(|n| n.parse::<std::net::IpAddr>().is_ok());
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Runs the plugin as a runtime does: a clean environment with the CNI_*
+/// variables, `stdin` on stdin. CNI_PATH starts with a directory that does
+/// not exist, so the search goes on to the next one.
+fn cni(cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
+    plugin(&cni_bin(), cmd, id, netns, stdin)
+}
+
+/// Runs plugin `bin` as [`cni`] runs ours.
+fn plugin(bin: &std::path::Path, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
+    let mut c = Command::new(bin);
+    c.env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", format!("/nonexistent-rvs:{CNI_DIR}"));
+    if let Some(ns) = netns {
+        c.env("CNI_NETNS", ns);
+    }
+    let mut child =
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run the plugin");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Out {
+        ok: o.status.success(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn must(out: Out, what: &str) -> Out {
+    assert!(out.ok, "{what} failed: {out:?}");
+    out
+}
+
+/// `conf` with `prevResult` set, as a runtime sends CHECK.
+fn with_prev(mut conf: Value, prev: &Value) -> String {
+    conf["prevResult"] = prev.clone();
+    conf.to_string()
+}
+
+fn has_host_link(name: &str) -> bool {
+    run(&["ip", "link", "show", "dev", name]).status.success()
+}
+
+fn ports(rvsd: &Rvsd) -> Vec<String> {
+    json::show_ports(&rvsd.ctl_json(&["show"])).into_iter().map(|(_, p, _)| p).filter(|p| !p.is_empty()).collect()
+}
+
+/// The container address of an ADD result, checked for the spec's shape.
+fn check_add_result(r: &Value, netns: &str, ns: &Netns) -> (String, String) {
+    assert_eq!(r["cniVersion"], "1.0.0", "{r}");
+    let itfs = r["interfaces"].as_array().unwrap_or_else(|| panic!("no interfaces: {r}"));
+    assert_eq!(itfs.len(), 2, "{r}");
+    let host = itfs[0]["name"].as_str().unwrap().to_string();
+    assert!(itfs[0].get("sandbox").is_none(), "{r}");
+    assert!(host.len() <= 15 && has_host_link(&host), "host end {host} missing");
+    assert_eq!(itfs[1]["name"], "eth0");
+    assert_eq!(itfs[1]["sandbox"], netns);
+    assert_eq!(itfs[1]["mac"].as_str().unwrap(), ns.mac("eth0"), "{r}");
+    let ips = r["ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 1, "{r}");
+    assert_eq!(ips[0]["interface"], 1);
+    assert_eq!(ips[0]["gateway"], GATEWAY);
+    let addr = ips[0]["address"].as_str().unwrap().to_string();
+    assert!(addr.starts_with("198.18.40.") && addr.ends_with("/24"), "{r}");
+    assert_eq!(r["routes"], json!([{"dst": ROUTE}]), "{r}");
+    // The container has it all.
+    let shown = ns.ip(&["-o", "addr", "show", "dev", "eth0"]);
+    assert!(shown.contains(&addr), "{addr} not on eth0: {shown}");
+    let routes = ns.ip(&["route", "show", ROUTE]);
+    assert!(routes.contains(&format!("via {GATEWAY} dev eth0")), "route missing: {routes}");
+    (host, addr.split('/').next().unwrap().to_string())
+}
+
+#[test]
+fn add_check_del_as_a_runtime_does() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local")]) {
+        return;
+    }
+    let _serial = serial();
+    let a = Netns::new();
+    let b = Netns::new();
+    // A holds B's namespace by a process, as runtimes give /proc/PID/ns/net.
+    let mut holder = ChildGuard(b.cmd(&["sleep", "600"]).spawn().expect("sleep in b"));
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    let net = Net { socket: rvsd.socket.clone(), data_dir: rvsd.dir.join("cni-ipam") };
+    let conf = net.conf();
+    let a_path = format!("/var/run/netns/{}", a.name);
+    let b_path = format!("/proc/{}/ns/net", holder.0.id());
+    let (id_a, id_b) = (format!("ctr-a-{}", tag()), format!("ctr-b-{}", tag()));
+
+    // VERSION, and --version for packaging.
+    let o = Command::new(cni_bin()).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("rvs-cni {}", env!("CARGO_PKG_VERSION")));
+    let v = must(cni("VERSION", "", None, r#"{"cniVersion":"1.0.0"}"#), "VERSION").json();
+    assert_eq!(v["cniVersion"], "1.0.0");
+    assert!(v["supportedVersions"].as_array().unwrap().contains(&json!("1.0.0")), "{v}");
+
+    // ADD both; they reach each other through rvs.
+    let ra = must(cni("ADD", &id_a, Some(&a_path), &conf.to_string()), "ADD a").json();
+    let (host_a, ip_a) = check_add_result(&ra, &a_path, &a);
+    let rb = must(cni("ADD", &id_b, Some(&b_path), &conf.to_string()), "ADD b").json();
+    let (host_b, ip_b) = check_add_result(&rb, &b_path, &b);
+    assert_ne!(host_a, host_b);
+    assert_ne!(ip_a, ip_b);
+    let mut want = vec![host_a.clone(), host_b.clone()];
+    want.sort();
+    let mut have = ports(&rvsd);
+    have.sort();
+    assert_eq!(have, want, "rvs's ports");
+    assert_eq!(net.reserved(), {
+        let mut v = vec![ip_a.clone(), ip_b.clone()];
+        v.sort();
+        v
+    });
+    assert!(ping_settled(&a, &ip_b, 3), "ping a -> b\n{}", rvsd.log_text());
+    assert!(ping_settled(&b, &ip_a, 3), "ping b -> a");
+
+    // In a chain: the standard tuning plugin takes our result as its
+    // prevResult, and its result (the chain's) is what CHECK then gets.
+    let tuning = PathBuf::from(CNI_DIR).join("tuning");
+    let tconf = json!({"cniVersion": "1.0.0", "name": NETWORK, "type": "tuning",
+                       "sysctl": {"net.ipv4.conf.eth0.accept_local": "1"}});
+    let tuned = must(plugin(&tuning, "ADD", &id_a, Some(&a_path), &with_prev(tconf.clone(), &ra)), "tuning ADD").json();
+    assert_eq!(a.ok(&["cat", "/proc/sys/net/ipv4/conf/eth0/accept_local"]).trim(), "1");
+    assert_eq!(tuned["interfaces"], ra["interfaces"], "tuning passed on {tuned}");
+
+    // CHECK, twice; then it fails when the route is gone, and passes again.
+    for _ in 0..2 {
+        let out = must(cni("CHECK", &id_a, Some(&a_path), &with_prev(conf.clone(), &tuned)), "CHECK a");
+        assert!(out.stdout.trim().is_empty(), "CHECK prints nothing: {out:?}");
+    }
+    a.ip(&["route", "del", ROUTE]);
+    let bad = cni("CHECK", &id_a, Some(&a_path), &with_prev(conf.clone(), &ra));
+    assert_eq!(bad.error_code(), 104, "{bad:?}");
+    assert!(bad.json()["msg"].as_str().unwrap().contains(ROUTE), "{bad:?}");
+    a.ip(&["route", "add", ROUTE, "via", GATEWAY, "dev", "eth0"]);
+    must(cni("CHECK", &id_a, Some(&a_path), &with_prev(conf.clone(), &ra)), "CHECK a after repair");
+    // CHECK without prevResult is a config error.
+    assert_eq!(cni("CHECK", &id_a, Some(&a_path), &conf.to_string()).error_code(), 7);
+
+    // ADD of an attached container fails and leaves the attachment alone.
+    let again = cni("ADD", &id_a, Some(&a_path), &conf.to_string());
+    assert!(again.error_code() >= 100, "{again:?}");
+    assert!(ping(&a, &ip_b, 2), "a lost its link after a refused second ADD");
+    assert_eq!(net.reserved().len(), 2, "the refused ADD released its address: {:?}", net.reserved());
+
+    // DEL twice (the chain in reverse the first time): both succeed;
+    // port, veth and address are gone.
+    must(plugin(&tuning, "DEL", &id_a, Some(&a_path), &with_prev(tconf, &tuned)), "tuning DEL");
+    for n in 1..=2 {
+        let out = must(cni("DEL", &id_a, Some(&a_path), &conf.to_string()), &format!("DEL a #{n}"));
+        assert!(out.stdout.trim().is_empty(), "DEL prints nothing: {out:?}");
+        assert_eq!(ports(&rvsd), vec![host_b.clone()]);
+        assert!(!has_host_link(&host_a), "{host_a} left behind");
+        assert!(!a.has_link("eth0"), "eth0 left in the container");
+        assert_eq!(net.reserved(), vec![ip_b.clone()]);
+    }
+
+    // The whole cycle once more on the same container.
+    let ra2 = must(cni("ADD", &id_a, Some(&a_path), &conf.to_string()), "second ADD a").json();
+    let (host_a2, ip_a2) = check_add_result(&ra2, &a_path, &a);
+    assert_eq!(host_a2, host_a, "the host end's name is derived from the container id");
+    assert!(ping_settled(&a, &ip_b, 3), "ping a -> b after re-ADD");
+    for _ in 0..2 {
+        must(cni("CHECK", &id_a, Some(&a_path), &with_prev(conf.clone(), &ra2)), "second CHECK a");
+    }
+    for _ in 0..2 {
+        must(cni("DEL", &id_a, Some(&a_path), &conf.to_string()), "second DEL a");
+    }
+    assert!(!net.reserved().contains(&ip_a2));
+
+    // B's namespace goes away first (the container died); DEL still
+    // succeeds and leaves nothing, with or without CNI_NETNS.
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+    drop(b);
+    let out = must(cni("DEL", &id_b, Some(&b_path), &conf.to_string()), "DEL b after its netns is gone");
+    assert!(out.stdout.trim().is_empty(), "{out:?}");
+    must(cni("DEL", &id_b, None, &conf.to_string()), "DEL b without CNI_NETNS");
+    assert!(ports(&rvsd).is_empty(), "ports left: {:?}", ports(&rvsd));
+    assert!(!has_host_link(&host_b), "{host_b} left behind");
+    assert!(net.reserved().is_empty(), "addresses left: {:?}", net.reserved());
+}
+
+#[test]
+fn bad_input_gets_the_spec_error_result() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local")]) {
+        return;
+    }
+    let _serial = serial();
+    let a = Netns::new();
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    let net = Net { socket: rvsd.socket.clone(), data_dir: rvsd.dir.join("cni-ipam") };
+    let a_path = format!("/var/run/netns/{}", a.name);
+    let id = format!("ctr-{}", tag());
+    let conf = net.conf();
+
+    let mut no_bridge = conf.clone();
+    no_bridge.as_object_mut().unwrap().remove("bridge");
+    let mut future = conf.clone();
+    future["cniVersion"] = json!("9.9.9");
+    let mut bad_vlan = conf.clone();
+    bad_vlan["vlan"] = json!(4095);
+    let cases: Vec<(String, u64, &str)> = vec![
+        (no_bridge.to_string(), 7, "missing bridge"),
+        ("{\"cniVersion\": ".to_string(), 6, "bad JSON"),
+        (future.to_string(), 1, "unknown cniVersion"),
+        (bad_vlan.to_string(), 7, "VLAN 4095"),
+    ];
+    for (stdin, code, what) in &cases {
+        for cmd in ["ADD", "DEL", "CHECK"] {
+            let out = cni(cmd, &id, Some(&a_path), stdin);
+            assert_eq!(out.error_code(), *code, "{cmd} with {what}: {out:?}");
+        }
+    }
+    // A missing variable is code 4.
+    assert_eq!(cni("ADD", &id, None, &conf.to_string()).error_code(), 4);
+    // A namespace that does not exist.
+    assert_eq!(cni("ADD", &id, Some("/var/run/netns/rvs-none-such"), &conf.to_string()).error_code(), 3);
+
+    // rvsd unreachable: our code 100, and the failed ADD leaves nothing.
+    let mut lost = conf.clone();
+    lost["socket"] = json!(rvsd.dir.join("no.sock"));
+    let out = cni("ADD", &id, Some(&a_path), &lost.to_string());
+    assert_eq!(out.error_code(), 100, "{out:?}");
+    assert!(out.stderr.contains("cannot connect to rvsd"), "{out:?}");
+    assert!(!a.has_link("eth0"), "a failed ADD left eth0");
+    assert!(net.reserved().is_empty(), "a failed ADD kept its address: {:?}", net.reserved());
+    // A bridge rvsd does not have: refused (101), nothing left either.
+    let mut other = conf.clone();
+    other["bridge"] = json!("nobr");
+    assert_eq!(cni("ADD", &id, Some(&a_path), &other.to_string()).error_code(), 101);
+    assert!(!a.has_link("eth0") && net.reserved().is_empty());
+    // An IPAM plugin that is not there.
+    let mut no_ipam = conf.clone();
+    no_ipam["ipam"]["type"] = json!("rvs-no-such-ipam");
+    assert_eq!(cni("ADD", &id, Some(&a_path), &no_ipam.to_string()).error_code(), 103);
+    // DEL of what was never added succeeds.
+    must(cni("DEL", &id, Some(&a_path), &conf.to_string()), "DEL of nothing");
+    assert!(rvsd.ctl_json(&["show"])["bridges"][0]["ports"].as_array().is_none_or(|p| p.is_empty()));
+}
+
+/// Without `mtu`, a container on a bridge with a VXLAN tunnel gets the
+/// tunnel's inner MTU; with it, what it says.
+#[test]
+fn mtu_follows_the_bridge_tunnel() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local")]) {
+        return;
+    }
+    let _serial = serial();
+    let a = Netns::new();
+    let b = Netns::new();
+    let far = Netns::new();
+    let ul = Veth::new(&far, &["198.18.41.2/24"]);
+    run_ok(&["ip", "addr", "add", "198.18.41.1/24", "dev", &ul.host]);
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    let net = Net { socket: rvsd.socket.clone(), data_dir: rvsd.dir.join("cni-ipam") };
+    let (a_path, b_path) = (format!("/var/run/netns/{}", a.name), format!("/var/run/netns/{}", b.name));
+    let (id_a, id_b) = (format!("ctr-a-{}", tag()), format!("ctr-b-{}", tag()));
+    let mtu_of = |ns: &Netns| ns.ok(&["cat", "/sys/class/net/eth0/mtu"]).trim().to_string();
+
+    // No tunnel: 1500.
+    must(cni("ADD", &id_a, Some(&a_path), &net.conf().to_string()), "ADD a");
+    assert_eq!(mtu_of(&a), "1500");
+    must(cni("DEL", &id_a, Some(&a_path), &net.conf().to_string()), "DEL a");
+
+    rvsd.ctl_ok(&["uplink", "add", &ul.host]);
+    rvsd.ctl_ok(&[
+        "port",
+        "add",
+        "br0",
+        "vx41",
+        "--type",
+        "vxlan",
+        "--vni",
+        "41",
+        "--local",
+        "198.18.41.1",
+        "--remote",
+        "198.18.41.2",
+    ]);
+    let inner = rvsd.ctl_json(&["show"])["bridges"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| p["status"]["inner_mtu"].as_u64())
+        .expect("the tunnel's inner MTU in show");
+    assert_eq!(inner, 1450, "a 1500-byte IPv4 underlay");
+    must(cni("ADD", &id_a, Some(&a_path), &net.conf().to_string()), "ADD a on a tunnelled bridge");
+    assert_eq!(mtu_of(&a), inner.to_string());
+    let mut fixed = net.conf();
+    fixed["mtu"] = json!(1400);
+    must(cni("ADD", &id_b, Some(&b_path), &fixed.to_string()), "ADD b with mtu");
+    assert_eq!(mtu_of(&b), "1400");
+    must(cni("DEL", &id_a, Some(&a_path), &net.conf().to_string()), "DEL a");
+    must(cni("DEL", &id_b, Some(&b_path), &fixed.to_string()), "DEL b");
+    assert!(net.reserved().is_empty(), "{:?}", net.reserved());
+}
