@@ -332,22 +332,7 @@ impl Socket {
     }
 
     pub(super) fn get_addrs(&mut self, ifindex: u32) -> Result<Vec<IpAddr>, NlError> {
-        let seq = next_seq();
-        // With strict checking the kernel filters on ifa_index; we filter too.
-        let ifa = IfAddrMsg { index: ifindex, ..IfAddrMsg::default() };
-        let req = MsgBuilder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq).fixed(&ifa.bytes()).finish();
-        let mut out = Vec::new();
-        self.exchange(&req, seq, Expect::Dump, |ty, p| {
-            if ty == RTM_NEWADDR {
-                if let (i, Some(a)) = parse_addr(p)? {
-                    if i == ifindex {
-                        out.push(a);
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        Ok(out)
+        Ok(self.get_addr_prefixes(ifindex)?.into_iter().map(|(a, _)| a).collect())
     }
 }
 
@@ -355,6 +340,7 @@ impl Socket {
     /// Addresses of `ifindex` with their prefix lengths: see [`link_addrs`].
     pub(super) fn get_addr_prefixes(&mut self, ifindex: u32) -> Result<Vec<(IpAddr, u8)>, NlError> {
         let seq = next_seq();
+        // With strict checking the kernel filters on ifa_index; we filter too.
         let ifa = IfAddrMsg { index: ifindex, ..IfAddrMsg::default() };
         let req = MsgBuilder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq).fixed(&ifa.bytes()).finish();
         let mut out = Vec::new();
