@@ -666,29 +666,19 @@ impl Fdb {
         }
     }
 
-    /// Entries in the table.
-    pub fn len(&self) -> usize {
-        let mut n = 0;
-        self.for_each(|_| n += 1);
-        n
-    }
-
-    /// True if the table holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Up to `limit` entries ordered by (VLAN, MAC), those after `after`
-    /// only, and whether more follow; one pass over the table, whatever
-    /// its size, keeping at most `limit` entries at a time.
-    pub fn page(&self, after: Option<(Vid, MacAddr)>, limit: usize) -> (Vec<Entry>, bool) {
+    /// only, whether more follow, and how many entries the whole table
+    /// holds; one pass over the table, whatever its size, keeping at most
+    /// `limit` entries at a time.
+    pub fn page(&self, after: Option<(Vid, MacAddr)>, limit: usize) -> Page {
         use std::collections::BinaryHeap;
         let key = |e: &Entry| (e.vid, e.mac.to_u64());
         let after = after.map(|(v, m)| (v, m.to_u64()));
         // The `limit` smallest keys past `after`: a max-heap of them.
         let mut heap: BinaryHeap<(Vid, u64, HeapEntry)> = BinaryHeap::with_capacity(limit + 1);
-        let mut more = false;
+        let (mut more, mut total) = (false, 0);
         self.for_each(|e| {
+            total += 1;
             let k = key(&e);
             if after.is_some_and(|a| k <= a) {
                 return;
@@ -699,8 +689,8 @@ impl Fdb {
                 more = true;
             }
         });
-        let page = heap.into_sorted_vec().into_iter().map(|(_, _, e)| e.0).collect();
-        (page, more)
+        let entries = heap.into_sorted_vec().into_iter().map(|(_, _, e)| e.0).collect();
+        Page { entries, more, total }
     }
 
     /// Turns tombstones that end a chain back into empty slots, so lookups
@@ -727,6 +717,17 @@ impl Fdb {
             }
         }
     }
+}
+
+/// What [`Fdb::page`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The entries of the page, in (VLAN, MAC) order.
+    pub entries: Vec<Entry>,
+    /// True if entries follow the last one.
+    pub more: bool,
+    /// Entries in the whole table.
+    pub total: usize,
 }
 
 /// An entry in `page`'s heap, ordered by the key beside it only.

@@ -324,17 +324,17 @@ proptest! {
         want.sort_by_key(|&(v, m)| (v, m.to_u64()));
         let (mut got, mut after) = (Vec::new(), None);
         loop {
-            let (page, more) = f.page(after, limit);
-            prop_assert!(page.len() <= limit);
-            got.extend(page.iter().map(|e| (e.vid, e.mac)));
-            if !more {
+            let page = f.page(after, limit);
+            prop_assert!(page.entries.len() <= limit);
+            prop_assert_eq!(page.total, keys.len());
+            got.extend(page.entries.iter().map(|e| (e.vid, e.mac)));
+            if !page.more {
                 break;
             }
-            prop_assert_eq!(page.len(), limit);
-            after = page.last().map(|e| (e.vid, e.mac));
+            prop_assert_eq!(page.entries.len(), limit);
+            after = page.entries.last().map(|e| (e.vid, e.mac));
         }
         prop_assert_eq!(got, want);
-        prop_assert_eq!(f.len(), keys.len());
     }
 }
 

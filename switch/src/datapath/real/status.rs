@@ -42,8 +42,9 @@ impl Dp {
         let bid = self.bridge_id(bridge)?;
         let now = self.now();
         let fdb = &self.bridges[bid.index()].as_ref().expect("bridge_id found it").fdb;
-        let (page, more) = fdb.page(after.map(|(v, m)| (Vid(v), m)), limit);
+        let page = fdb.page(after.map(|(v, m)| (Vid(v), m)), limit);
         let entries: Vec<FdbEntryInfo> = page
+            .entries
             .into_iter()
             .map(|e| FdbEntryInfo {
                 mac: e.mac.to_string(),
@@ -59,8 +60,8 @@ impl Dp {
                 },
             })
             .collect();
-        let next = entries.last().filter(|_| more).map(|e| FdbCursor { vlan: e.vlan, mac: e.mac.clone() });
-        Ok(FdbPage { entries, next, total: fdb.len() })
+        let next = entries.last().filter(|_| page.more).map(|e| FdbCursor { vlan: e.vlan, mac: e.mac.clone() });
+        Ok(FdbPage { entries, next, total: page.total })
     }
 
     /// The body of [`Datapath::port_status`].
