@@ -415,9 +415,13 @@ pub struct PortAddArgs {
     /// [default: auto: xdp]
     #[arg(long, value_enum, value_name = "EXECUTOR")]
     pub fast_path: Option<FastPathArg>,
-    /// Tap: network namespace (name under /var/run/netns) to put the tap in
+    /// Tap: network namespace to put the tap in: a name under
+    /// /var/run/netns, or a namespace file's path (/proc/PID/ns/net)
     #[arg(long, value_name = "NS")]
     pub netns: Option<String>,
+    /// Tap: the device's name, when not the port's (e.g. eth0 inside --netns)
+    #[arg(long, value_name = "NAME")]
+    pub ifname: Option<String>,
     /// VXLAN: network identifier, 0..=16777215
     #[arg(long, value_name = "N", value_parser = vni)]
     pub vni: Option<u32>,
@@ -892,6 +896,9 @@ impl PortAddArgs {
         if kind != PortType::Tap && self.netns.is_some() {
             return Err("--netns applies to tap ports only".to_string());
         }
+        if kind != PortType::Tap && self.ifname.is_some() {
+            return Err("--ifname applies to tap ports only".to_string());
+        }
         let vxlan = if kind == PortType::Vxlan {
             Some(self.vxlan_config()?)
         } else {
@@ -921,6 +928,8 @@ impl PortAddArgs {
             pmd: Vec::new(),
             max_macs: self.max_macs,
             tap_created: false,
+            ifname: self.ifname.clone(),
+            owner: None,
         };
         proto::check_port(&port)?;
         Ok(port)

@@ -216,6 +216,13 @@ fn vxlan_block(p: &PortShow) -> String {
     out
 }
 
+/// A container port's owner: the first 12 digits of the container id (as
+/// `podman ps` shows it) and its interface there.
+fn owner(o: &rvs_proto::config::PortOwner) -> String {
+    let id: String = o.container.chars().take(12).collect();
+    format!("{id}/{}", o.ifname)
+}
+
 fn show(s: &ShowResult) -> String {
     let mut out = String::new();
     let any_vxlan = s.bridges.iter().flat_map(|b| &b.ports).any(|p| p.config.vxlan.is_some());
@@ -233,7 +240,7 @@ fn show(s: &ShowResult) -> String {
         if b.ports.is_empty() {
             out.push_str("  no ports\n");
         } else {
-            let rows: Vec<Vec<String>> = b
+            let mut rows: Vec<Vec<String>> = b
                 .ports
                 .iter()
                 .map(|p| {
@@ -249,10 +256,16 @@ fn show(s: &ShowResult) -> String {
                             Some(max) => format!("{}/{max}", p.status.learned_macs),
                             None => p.status.learned_macs.to_string(),
                         },
+                        or_dash(p.config.owner.as_ref().map(owner).unwrap_or_default()),
                     ]
                 })
                 .collect();
-            let head = ["PORT", "TYPE", "VLAN", "STATE", "XDP", "FAST PATH", "QUEUE→CORE", "MACS"];
+            let mut head = vec!["PORT", "TYPE", "VLAN", "STATE", "XDP", "FAST PATH", "QUEUE→CORE", "MACS", "CONTAINER"];
+            // The column only where containers are: most bridges have none.
+            if b.ports.iter().all(|p| p.config.owner.is_none()) {
+                head.pop();
+                rows.iter_mut().for_each(|r| drop(r.pop()));
+            }
             out.push_str(&table("  ", &head, &rows));
             for p in &b.ports {
                 out.push_str(&vxlan_block(p));
