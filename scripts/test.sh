@@ -24,6 +24,9 @@ declare -A pkg_of=(
     [etcd]=etcd-server [openssl]=openssl
     # rvs-cni's test delegates IPAM to the real host-local plugin.
     [/usr/lib/cni/host-local]=containernetworking-plugins
+    # The container tests run podman (CNI backend, runc) with a busybox
+    # root file system.
+    [podman]=podman [runc]=runc [busybox]=busybox-static
     [ovs-vswitchd]=openvswitch-switch [dpdk-testpmd]="dpdk-dev librte-net-af-xdp23"
 )
 missing=()
