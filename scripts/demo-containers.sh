@@ -32,9 +32,11 @@ rvsd_pid=
 
 inhost() { ip netns exec "$host" "$@"; }
 ctl() { "$bin/rvsctl" --socket "$tmp/rvsd.sock" "$@"; }
+# nsenter --net, not ip netns exec: that remounts /sys, and runc then finds
+# no cgroups.
 pm() {
-    CONTAINERS_CONF=$tmp/containers.conf inhost podman --root "$tmp/root" --runroot "$tmp/runroot" \
-        --runtime runc --cgroup-manager cgroupfs "$@"
+    CONTAINERS_CONF=$tmp/containers.conf nsenter --net="/var/run/netns/$host" podman --root "$tmp/root" \
+        --runroot "$tmp/runroot" --runtime runc --cgroup-manager cgroupfs "$@"
 }
 
 cleanup() {

@@ -25,8 +25,8 @@ declare -A pkg_of=(
     # rvs-cni's test delegates IPAM to the real host-local plugin.
     [/usr/lib/cni/host-local]=containernetworking-plugins
     # The container tests run podman (CNI backend, runc) with a busybox
-    # root file system.
-    [podman]=podman [runc]=runc [busybox]=busybox-static
+    # root file system, and chain the firewall plugin (iptables).
+    [podman]=podman [runc]=runc [busybox]=busybox-static [iptables]=iptables
     [ovs-vswitchd]=openvswitch-switch [dpdk-testpmd]="dpdk-dev librte-net-af-xdp23"
 )
 missing=()

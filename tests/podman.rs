@@ -25,9 +25,9 @@ fn ipam(pm: &Podman, subnet: &str, first: u8, last: u8) -> serde_json::Value {
     })
 }
 
-/// Host interfaces whose names our plugin gives veth host ends.
-fn rvs_links() -> Vec<String> {
-    let out = run_ok(&["ip", "-o", "link", "show"]);
+/// The host's interfaces whose names our plugin gives veth host ends.
+fn rvs_links(host: &Netns) -> Vec<String> {
+    let out = host.ip(&["-o", "link", "show"]);
     out.lines()
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap().to_string())
@@ -58,10 +58,12 @@ fn two_containers_on_an_rvs_network() {
         return;
     }
     let _serial = serial();
-    let pm = Podman::new();
-    let rvsd = Rvsd::start();
+    let host = Netns::new();
+    let rvsd = Rvsd::start_in(&host);
+    // Dropped first: its containers go while rvsd still answers their DEL.
+    let pm = Podman::new(&host);
     rvsd.add_bridge("br0");
-    let before = rvs_links();
+    let before = rvs_links(&host);
     for (port_type, subnet) in [("afxdp", "198.18.60.0/24"), ("tap", "198.18.61.0/24")] {
         let net = format!("rvs-{port_type}");
         pm.network(
@@ -72,6 +74,9 @@ fn two_containers_on_an_rvs_network() {
         pm.start(&c1, &net);
         pm.start(&c2, &net);
         let (ip1, ip2) = (pm.ip(&c1), pm.ip(&c2));
+        // The chain ran: the firewall plugin let the addresses through.
+        let rules = host.ok(&["iptables-save", "-t", "filter"]);
+        assert!(rules.contains(&format!("-d {ip1}/32")) && rules.contains(&format!("-d {ip2}/32")), "{rules}");
         let ports = rvs_ports(&rvsd);
         assert_eq!(ports.len(), 2, "{port_type}: {ports:?}");
         let shown = rvsd.ctl_json(&["show"]);
@@ -107,7 +112,9 @@ fn two_containers_on_an_rvs_network() {
         let netns = [pm.netns(&c1), pm.netns(&c2)];
         pm.ok(&["rm", "-f", "-t", "0", &c1, &c2]);
         assert!(rvs_ports(&rvsd).is_empty(), "{port_type}: ports left: {:?}", rvs_ports(&rvsd));
-        assert_eq!(rvs_links(), before, "{port_type}: veths left");
+        assert_eq!(rvs_links(&host), before, "{port_type}: veths left");
+        let rules = host.ok(&["iptables-save", "-t", "filter"]);
+        assert!(!rules.contains(&format!("{ip1}/32")), "{port_type}: firewall rules left: {rules}");
         assert!(reserved(&pm, &net).is_empty(), "{port_type}: addresses left: {:?}", reserved(&pm, &net));
         for ns in netns {
             assert!(!std::path::Path::new(&ns).exists(), "{port_type}: namespace {ns} left");
@@ -124,8 +131,10 @@ fn vlans_keep_container_networks_apart() {
         return;
     }
     let _serial = serial();
-    let pm = Podman::new();
-    let rvsd = Rvsd::start();
+    let host = Netns::new();
+    let rvsd = Rvsd::start_in(&host);
+    // Dropped first: its containers go while rvsd still answers their DEL.
+    let pm = Podman::new(&host);
     rvsd.add_bridge("br0");
     let subnet = "198.18.62.0/24";
     pm.network(

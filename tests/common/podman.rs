@@ -2,10 +2,14 @@
 //! storage, runtime state, containers.conf, CNI configuration directory
 //! and plugin directory all live in one temporary directory (recipe in
 //! AFXDP-NOTES.md: the CNI backend, runc, cgroupfs, no raised ulimits).
+//! It runs in the network namespace of a test "host" (where the test's
+//! rvsd runs too), so veth host ends and the chained plugins' firewall
+//! rules land there, not on the machine. `nsenter --net`, not `ip netns
+//! exec`: the latter remounts /sys, and runc then finds no cgroups.
 //! Containers run from a root file system of busybox and iperf3 (with its
 //! libraries), so no image or network access is needed.
 
-use super::{rvsd_bin, tag};
+use super::{rvsd_bin, tag, Netns};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,24 +18,26 @@ use std::process::{Command, Output};
 pub const CNI_PLUGINS: &str = "/usr/lib/cni";
 
 /// The tools a podman test needs.
-pub const TOOLS: &[&str] = &["podman", "runc", "busybox", "/usr/lib/cni/host-local"];
+pub const TOOLS: &[&str] = &["podman", "runc", "busybox", "nsenter", "iptables", "/usr/lib/cni/host-local"];
 
 /// A private podman. Drop removes every container and the directory.
 pub struct Podman {
     /// The temporary directory holding it all.
     pub dir: PathBuf,
+    /// The host's network namespace, by name.
+    host: String,
 }
 
 impl Podman {
     /// Sets up the directory: containers.conf, `bin/rvs` (our plugin, as
     /// the runtime finds it by `type`), `net/` for conflists, `rootfs/`.
-    pub fn new() -> Podman {
+    pub fn new(host: &Netns) -> Podman {
         let dir = std::env::temp_dir().join(format!("rvst-podman-{}", tag()));
         let _ = std::fs::remove_dir_all(&dir);
         for d in ["bin", "net", "rootfs/bin", "rootfs/tmp", "ipam"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
-        let pm = Podman { dir };
+        let pm = Podman { dir, host: host.name.clone() };
         let plugin = rvsd_bin().with_file_name("rvs-cni");
         assert!(plugin.is_file(), "{} not built", plugin.display());
         std::os::unix::fs::symlink(&plugin, pm.dir.join("bin/rvs")).unwrap();
@@ -56,22 +62,29 @@ impl Podman {
 
     /// Writes network `name`'s conflist: our plugin (`rvs` holds its
     /// keys: bridge, socket, portType, vlan, ipam, ...) chained with the
-    /// standard portmap and tuning plugins.
+    /// standard portmap, firewall and tuning plugins.
     pub fn network(&self, name: &str, rvs: Value) {
         let mut rvs = rvs;
         rvs["type"] = "rvs".into();
         let list = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": name,
-            "plugins": [rvs, {"type": "portmap", "capabilities": {"portMappings": true}}, {"type": "tuning"}],
+            "plugins": [
+                rvs,
+                {"type": "portmap", "capabilities": {"portMappings": true}},
+                {"type": "firewall", "backend": "iptables"},
+                {"type": "tuning"},
+            ],
         });
         std::fs::write(self.dir.join("net").join(format!("{name}.conflist")), list.to_string()).unwrap();
     }
 
     /// `podman ARGS` with this podman's storage and configuration.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/var/run/netns/{}", self.host))
+            .arg("podman")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .arg("--root")
             .arg(self.dir.join("root"))
             .arg("--runroot")
