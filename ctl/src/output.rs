@@ -544,6 +544,32 @@ mod tests {
     }
 
     #[test]
+    fn show_names_the_container_of_a_port() {
+        let show: ShowResult = serde_json::from_value(serde_json::json!({
+            "uplinks": [], "threads": [],
+            "bridges": [{"name": "br0", "aging_secs": 300, "max_macs": 8192, "static_macs": [], "ports": [
+                {"config": {"name": "rvs0123456789ab", "type": "tap", "netns": "/proc/7/ns/net", "ifname": "eth0",
+                            "owner": {"container": "0123456789abcdef0123", "ifname": "eth0", "network": "n"}},
+                 "status": {"name": "rvs0123456789ab", "bridge": "br0", "kind": "tap", "state": "up",
+                            "xdp_mode": "", "queues": []}},
+                {"config": {"name": "tap9", "type": "tap"},
+                 "status": {"name": "tap9", "bridge": "br0", "kind": "tap", "state": "up", "xdp_mode": "", "queues": []}}
+            ]}]
+        }))
+        .unwrap();
+        let text = render(View::Show, serde_json::to_value(&show).unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with("MACS  CONTAINER"), "{text}");
+        assert!(lines[2].ends_with("0123456789ab/eth0"), "{text}");
+        assert!(lines[3].ends_with(" -"), "{text}");
+        // No container port: no column.
+        let mut plain = show.clone();
+        plain.bridges[0].ports.remove(0);
+        let text = render(View::Show, serde_json::to_value(&plain).unwrap()).unwrap();
+        assert!(!text.contains("CONTAINER"), "{text}");
+    }
+
+    #[test]
     fn vxlan_show_and_fdb() {
         let show: ShowResult = serde_json::from_str(
             r#"{"uplinks":[{"config":{"name":"eth1","queues":null,"xdp_mode":"auto"},
