@@ -20,7 +20,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # package of its own).
 declare -A pkg_of=(
     [ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3
-    [tcpdump]=tcpdump [ethtool]=ethtool [pgrep]=procps [man]=man-db
+    [tcpdump]=tcpdump [tshark]=tshark [ethtool]=ethtool [pgrep]=procps [man]=man-db
     [etcd]=etcd-server [openssl]=openssl
     # rvs-cni's test delegates IPAM to the real host-local plugin.
     [/usr/lib/cni/host-local]=containernetworking-plugins

@@ -86,8 +86,10 @@ pub enum Cmd {
         #[arg(value_parser = frame)]
         frame: Frame,
     },
-    /// Write what a port receives and sends as a pcap file (-w - for stdout)
-    #[command(after_help = "Example: rvsctl capture veth-a -w - | tcpdump -nr -")]
+    /// Write what a port receives and sends as a pcapng file, each frame
+    /// marked inbound or outbound (-w - for stdout)
+    #[command(after_help = "Example: rvsctl capture veth-a -w - | tcpdump -nr -\n\
+tshark -r FILE -T fields -e frame.packet_flags_direction shows each frame's direction (0x1 in, 0x2 out).")]
     Capture {
         /// Port or uplink name
         #[arg(value_parser = port_name)]
@@ -101,9 +103,13 @@ pub enum Cmd {
         /// Bytes kept of each frame [default: whole frames]
         #[arg(long, short = 's', value_name = "N", value_parser = snaplen)]
         snaplen: Option<u32>,
-        /// The pcap file to write, or - for stdout
+        /// The file to write, or - for stdout
         #[arg(short = 'w', value_name = "FILE")]
         write: PathBuf,
+        /// File format: pcapng (with directions and the port's name) or
+        /// classic pcap (no direction)
+        #[arg(long, value_enum, default_value = "pcapng")]
+        format: CaptureFormat,
     },
     /// Change rvsd's log filter at run time (not saved)
     #[command(after_help = "FILTER is a level (error, warn, info, debug, trace, off) or target=level pairs, \
@@ -173,6 +179,15 @@ pub enum DirectionArg {
     Out,
     /// Both
     Both,
+}
+
+/// `capture --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CaptureFormat {
+    /// pcapng: the port's name, nanosecond timestamps, each frame's direction
+    Pcapng,
+    /// Classic libpcap: no direction
+    Pcap,
 }
 
 fn count(s: &str) -> Result<u64, String> {
@@ -617,7 +632,7 @@ pub struct Plan {
     pub remote_edit: Option<RemoteEdit>,
     /// For `capture`: where the pcap goes ("-" for stdout); the reply is
     /// followed by a stream of frames.
-    pub capture_out: Option<PathBuf>,
+    pub capture_out: Option<(PathBuf, CaptureFormat)>,
     /// A refusal of this kind is a success (`--may-exist`, `--if-exists`).
     pub tolerate: Option<ErrorKind>,
 }
@@ -818,8 +833,8 @@ impl Cli {
                 },
                 View::Trace,
             ),
-            Cmd::Capture { port, direction, count, snaplen, write } => {
-                capture_out = Some(write.clone());
+            Cmd::Capture { port, direction, count, snaplen, write, format } => {
+                capture_out = Some((write.clone(), *format));
                 let direction = match direction {
                     DirectionArg::In => CaptureDirection::In,
                     DirectionArg::Out => CaptureDirection::Out,
@@ -1273,7 +1288,7 @@ mod tests {
             p.cmd,
             Command::Capture { port: "p1".into(), direction: CaptureDirection::Both, count: None, snaplen: None }
         );
-        assert_eq!(p.capture_out, Some(PathBuf::from("-")));
+        assert_eq!(p.capture_out, Some((PathBuf::from("-"), CaptureFormat::Pcapng)));
         assert_eq!(
             plan(&["capture", "p1", "--direction", "in", "--count", "5", "--snaplen", "64", "-w", "/tmp/x.pcap"])
                 .unwrap(),

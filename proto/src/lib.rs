@@ -45,6 +45,7 @@ pub mod cluster;
 pub mod config;
 pub mod framedesc;
 pub mod pcap;
+pub mod pcapng;
 mod request;
 pub mod status;
 
