@@ -16,9 +16,9 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/demo-lib.sh
 source scripts/demo-lib.sh
-demo_setup demo-containers.sh "ip podman runc busybox iperf3 /usr/lib/cni/host-local" \
-    "iproute2 podman runc busybox-static iperf3 containernetworking-plugins"
-cargo build --release --quiet -p rvs-cni 2>/dev/null || [[ -x $bin/rvs-cni ]] || {
+demo_setup demo-containers.sh ip=iproute2 podman=podman runc=runc busybox=busybox-static iperf3=iperf3 \
+    nsenter=util-linux /usr/lib/cni/host-local=containernetworking-plugins
+[[ -x $bin/rvs-cni ]] || {
     echo "demo-containers.sh: no rvs-cni in $bin" >&2
     exit 1
 }
