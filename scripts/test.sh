@@ -28,6 +28,8 @@ tools=(
     # The container tests run podman (CNI backend, runc) with a busybox
     # root file system, and chain the firewall plugin (iptables).
     podman=podman runc=runc busybox=busybox-static iptables=iptables
+    # The packaging tests: the unit, the .deb.
+    systemd-analyze=systemd dpkg-deb=dpkg
     # rvs-bench's peers.
     ovs-vswitchd=openvswitch-switch dpdk-testpmd=dpdk-dev+librte-net-af-xdp23
 )
@@ -59,6 +61,8 @@ say "cargo build --release"
 # Builds rvsctl too, which the integration tests find next to rvsd.
 "${as_user[@]}" cargo build --release --workspace
 "${as_user[@]}" cargo test --release --workspace --no-run
+say "Debian package (scripts/deb.sh)"
+scripts/deb.sh
 say "cargo test --release"
 cargo test --release --workspace
 if [[ ${CI:-} == true ]]; then

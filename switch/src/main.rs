@@ -94,13 +94,36 @@ struct Args {
 }
 
 /// `--check-config`: what rvsd would restore, or why it would not start.
+/// A db that does not exist yet is a fresh install's: rvsd starts with an
+/// empty configuration and creates it on the first change.
 fn check_config(db: &std::path::Path) -> Result<String, String> {
     if !db.exists() {
-        return Err(format!("configuration database {} does not exist", db.display()));
+        return Ok(format!("{}: not there yet: rvsd starts with an empty configuration", db.display()));
     }
     let c = rvs_switch::db::load(db)?;
     let ports: usize = c.bridges.iter().map(|b| b.ports.len()).sum();
     Ok(format!("{}: ok ({} bridges, {ports} ports, {} uplinks)", db.display(), c.bridges.len(), c.uplinks.len()))
+}
+
+/// SIGHUP (a `systemctl reload`, a closed terminal) must not kill rvsd, as
+/// its default action would: there is nothing to reload (the db is the
+/// configuration, `rvsctl log-level` changes the log filter), so it is
+/// logged and otherwise ignored.
+fn ignore_hangup() -> Result<(), String> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(|e| format!("installing signal handler: {e}"))?;
+    std::thread::Builder::new()
+        .name("rvs-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                tracing::info!(
+                    target: rvs_switch::obs::log::DAEMON,
+                    "SIGHUP ignored: nothing to reload (rvsctl log-level changes the log filter)"
+                );
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("starting the SIGHUP thread: {e}"))
 }
 
 /// `path` made absolute (it is saved in the db, and a later start may run
@@ -181,6 +204,7 @@ fn run(args: Args) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).map_err(|e| format!("installing signal handler: {e}"))?;
     }
+    ignore_hangup()?;
     let opts = PmdOptions { idle_sleep: Duration::from_micros(args.idle_sleep_us), ..PmdOptions::default() };
     let mut dp = Dp::start(&cores, opts, shutdown.clone())?;
     if args.debug_faults {
