@@ -81,6 +81,12 @@ struct Args {
     /// per configuration change]. Change it live with `rvsctl log-level`.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Log line format: text (timestamp, level, message), journal (a
+    /// syslog priority prefix such as <4>, no timestamp: for journalctl -p),
+    /// json (one object per line, for log shippers), or auto: journal when
+    /// stderr is systemd's journal (JOURNAL_STREAM), else text.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "auto")]
+    log_format: rvs_switch::obs::log::LogFormat,
     /// Check the configuration database (--db) and exit: 0 if rvsd would
     /// start with it, else one line naming the file. Touches no interface.
     #[arg(long)]
@@ -165,7 +171,7 @@ fn run(args: Args) -> Result<(), String> {
         (None, Ok(f)) if !f.trim().is_empty() => f,
         _ => rvs_switch::obs::log::DEFAULT_FILTER.to_string(),
     };
-    rvs_switch::obs::log::init(&filter)?;
+    rvs_switch::obs::log::init(&filter, args.log_format)?;
     let cores = match args.cores {
         Some(CoreList(c)) => c,
         None => {
