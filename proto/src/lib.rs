@@ -44,6 +44,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod framedesc;
+pub mod ifaddr;
 pub mod pcap;
 mod request;
 pub mod status;

@@ -34,7 +34,9 @@ use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::OuterTemplate;
 use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
-use rvs_proto::config::{BridgeConfig, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::config::{
+    BridgeConfig, FastPath, IfAddr, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode,
+};
 use rvs_proto::status::{
     FdbCursor, FdbEntryInfo, FdbPage, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput,
     TraceResult, TraceVxlan, UplinkStatus,
@@ -47,6 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod gateway;
 mod kernel;
 mod ports;
 mod publish;
@@ -426,6 +429,10 @@ impl Datapath for Dp {
 
     fn set_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
         self.replace_remotes(port, remotes)
+    }
+
+    fn set_addresses(&mut self, port: &str, addrs: &[IfAddr]) -> DpResult<()> {
+        self.set_gateway(port, addrs)
     }
 
     fn uplink_status(&self) -> Vec<UplinkStatus> {

@@ -72,6 +72,7 @@ impl<D: Datapath> State<D> {
                     })
                     .collect(),
                 static_macs: b.static_macs.clone(),
+                gateway: b.gateway().to_vec(),
             })
             .collect();
         ShowResult { uplinks: self.uplink_list(), bridges, threads: self.dp.threads() }
