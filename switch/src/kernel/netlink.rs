@@ -447,7 +447,15 @@ pub fn link_name(ifindex: u32) -> io::Result<String> {
 pub fn set_mtu(ifindex: u32, mtu: u32) -> io::Result<()> {
     let ctx = format!("setting the MTU of interface {ifindex} to {mtu}");
     let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
-    sock.set_mtu(ifindex, mtu).map_err(|e| e.context(&ctx))
+    sock.set_link_attr(ifindex, IFLA_MTU, &mtu.to_ne_bytes()).map_err(|e| e.context(&ctx))
+}
+
+/// Sets the MAC address of interface `ifindex` of the calling thread's
+/// namespace (RTM_NEWLINK with IFLA_ADDRESS), like `ip link set DEV address MAC`.
+pub fn set_mac(ifindex: u32, mac: MacAddr) -> io::Result<()> {
+    let ctx = format!("setting the MAC address of interface {ifindex} to {mac}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.set_link_attr(ifindex, IFLA_ADDRESS, &mac.0).map_err(|e| e.context(&ctx))
 }
 
 /// A route of the main table.

@@ -20,10 +20,14 @@ impl Dp {
         let mut port = self.open_tap(id, cfg)?;
         port.kind = PortType::Internal;
         let mtu = self.tunnels_inner_mtu(bid).unwrap_or(DEFAULT_MTU);
+        let created = matches!(port.role, Role::Tap { created: true, .. });
         let set = netlink::find_link(&cfg.name)
             .map_err(|e| e.to_string())
             .and_then(|l| l.ok_or_else(|| "its tap is gone".to_string()))
             .and_then(|l| {
+                if created {
+                    netlink::set_mac(l.index, internal_mac(&cfg.name)).map_err(|e| e.to_string())?;
+                }
                 if l.mtu != Some(mtu) {
                     netlink::set_mtu(l.index, mtu).map_err(|e| e.to_string())?;
                 }
@@ -114,6 +118,22 @@ fn sync_addresses(ifindex: u32, want: &[IfAddr]) -> Result<(), String> {
         }
     }
     result
+}
+
+/// The MAC of bridge `bridge`'s internal port: locally administered,
+/// unicast, from a hash (FNV-1a) of this machine's id and the bridge's
+/// name. The same on every making of the port, so the hosts' neighbour
+/// entries for the gateway stay right when it is made again; another on
+/// another machine, whose bridge of the same name may share the segment.
+fn internal_mac(bridge: &str) -> MacAddr {
+    let machine =
+        std::fs::read("/etc/machine-id").or_else(|_| std::fs::read("/proc/sys/kernel/hostname")).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in machine.iter().chain(b"/").chain(bridge.as_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    MacAddr([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
 }
 
 /// fe80::/10: an address the kernel gives every IPv6 interface itself.

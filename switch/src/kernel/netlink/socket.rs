@@ -377,15 +377,14 @@ impl Socket {
         self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
     }
 
-    /// RTM_NEWLINK of interface `ifindex` with IFLA_MTU: see [`set_mtu`].
-    pub(super) fn set_mtu(&mut self, ifindex: u32, mtu: u32) -> Result<(), NlError> {
+    /// RTM_NEWLINK of interface `ifindex` setting one attribute (IFLA_MTU,
+    /// IFLA_ADDRESS): see [`set_mtu`], [`set_mac`].
+    pub(super) fn set_link_attr(&mut self, ifindex: u32, attr: u16, value: &[u8]) -> Result<(), NlError> {
         let seq = next_seq();
         let index = i32::try_from(ifindex).map_err(|_| NlError::Malformed(format!("interface index {ifindex}")))?;
         let ifi = IfInfoMsg { index, ..IfInfoMsg::default() };
-        let req = MsgBuilder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq)
-            .fixed(&ifi.bytes())
-            .attr(IFLA_MTU, &mtu.to_ne_bytes())
-            .finish();
+        let req =
+            MsgBuilder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq).fixed(&ifi.bytes()).attr(attr, value).finish();
         self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
     }
 
