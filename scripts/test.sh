@@ -24,6 +24,8 @@ declare -A pkg_of=(
     [etcd]=etcd-server [openssl]=openssl
     # rvs-cni's test delegates IPAM to the real host-local plugin.
     [/usr/lib/cni/host-local]=containernetworking-plugins
+    # ipMasq's test reads the NAT rules rvs-cni writes with nft.
+    [nft]=nftables
     [ovs-vswitchd]=openvswitch-switch [dpdk-testpmd]="dpdk-dev librte-net-af-xdp23"
 )
 missing=()

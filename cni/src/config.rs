@@ -29,6 +29,7 @@ struct RawConf {
     vlan: Option<u16>,
     mtu: Option<u32>,
     fast_path: Option<FastPath>,
+    ip_masq: Option<bool>,
     ipam: Option<Value>,
     prev_result: Option<Value>,
 }
@@ -38,6 +39,11 @@ struct RawConf {
 pub struct NetConf {
     /// `cniVersion`, one of [`SUPPORTED_VERSIONS`].
     pub cni_version: String,
+    /// The network's `name`.
+    pub name: String,
+    /// `ipMasq`: the host masquerades what the containers send beyond
+    /// their subnets.
+    pub ip_masq: bool,
     /// The rvs bridge the containers join.
     pub bridge: String,
     /// rvsd's control socket.
@@ -76,9 +82,9 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
 
     let cni_version = raw.cni_version.ok_or_else(|| bad("no \"cniVersion\" in the network configuration".into()))?;
     check_version(&cni_version)?;
-    if raw.name.is_none() {
+    let Some(name) = raw.name else {
         return Err(bad("no \"name\" in the network configuration".into()));
-    }
+    };
     let bridge = raw.bridge.ok_or_else(|| bad("no \"bridge\": which rvs bridge should containers join?".into()))?;
     rvs_proto::check_name("bridge", &bridge).map_err(|e| bad(format!("\"bridge\": {e}")))?;
     // Only veth pairs taken with AF_XDP for now.
@@ -105,6 +111,8 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     };
     Ok(NetConf {
         cni_version,
+        name,
+        ip_masq: raw.ip_masq.unwrap_or(false),
         bridge,
         socket: raw.socket.unwrap_or_else(|| PathBuf::from(rvs_proto::DEFAULT_SOCKET)),
         vlan: PortVlan::Access { vlan },
@@ -224,13 +232,15 @@ mod tests {
         assert_eq!(c.fast_path, FastPath::Auto);
         assert_eq!(c.ipam_type, None);
         assert_eq!(c.prev_result, None);
+        assert_eq!(c.name, "n");
+        assert!(!c.ip_masq);
     }
 
     #[test]
     fn every_key() {
         let c = parse_str(
             r#"{"cniVersion":"0.4.0","name":"n","type":"rvs","bridge":"br1","socket":"/tmp/s.sock",
-                "portType":"afxdp","vlan":10,"mtu":1450,"fastPath":"off",
+                "portType":"afxdp","vlan":10,"mtu":1450,"fastPath":"off","ipMasq":true,
                 "ipam":{"type":"host-local","subnet":"198.18.0.0/24"},
                 "prevResult":{"cniVersion":"0.4.0"},"runtimeConfig":{},"args":{}}"#,
         )
@@ -239,6 +249,7 @@ mod tests {
         assert_eq!(c.vlan, PortVlan::Access { vlan: 10 });
         assert_eq!(c.mtu, Some(1450));
         assert_eq!(c.fast_path, FastPath::Off);
+        assert!(c.ip_masq);
         assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
         assert!(c.prev_result.is_some());
         // An empty ipam object is no IPAM, as libcni's plugins read it.
@@ -259,6 +270,7 @@ mod tests {
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","vlan":4095}"#, code::INVALID_CONFIG, "\"vlan\""),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","vlan":"x"}"#, code::INVALID_CONFIG, "invalid"),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","mtu":67}"#, code::INVALID_CONFIG, "\"mtu\""),
+            (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","ipMasq":"yes"}"#, code::INVALID_CONFIG, "invalid"),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","mtu":70000}"#, code::INVALID_CONFIG, "\"mtu\""),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","portType":"x"}"#, code::INVALID_CONFIG, "portType"),
             (

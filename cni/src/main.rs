@@ -15,12 +15,14 @@ mod config;
 mod error;
 mod ipam;
 mod link;
+mod masq;
 mod result;
 mod rvsd;
 
 use config::{Cmd, Env, NetConf};
 use error::{code, CniError};
 use result::CniResult;
+use rvs_proto::config::IfAddr;
 
 /// The largest configuration read from stdin: real ones are a few KiB.
 const MAX_CONF_LEN: u64 = 1 << 20;
@@ -111,6 +113,11 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
             );
             let ips = result.container_ips(&env.ifname);
             link::configure(&netns, path, &env.ifname, &ips, &result.routes)?;
+            if conf.ip_masq {
+                let subnets: Vec<IfAddr> =
+                    ips.iter().map(|ip| IfAddr { addr: ip.address.addr, prefix: ip.address.prefix }).collect();
+                masq::add(&conf.name, &env.container_id, &subnets)?;
+            }
             Ok(result)
         })();
         if wired.is_err() {
@@ -133,11 +140,12 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
 fn del(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<(), CniError> {
     let port = rvsd::del_port(conf, host);
     let veth = link::delete_host(host);
+    let masq = if conf.ip_masq { masq::del(&conf.name, &env.container_id) } else { Ok(()) };
     let addr = match &conf.ipam_type {
         Some(t) => ipam::exec(t, "DEL", &env.path, stdin).map(drop),
         None => Ok(()),
     };
-    port.and(veth).and(addr)
+    port.and(veth).and(masq).and(addr)
 }
 
 fn check(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<(), CniError> {
