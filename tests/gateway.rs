@@ -204,3 +204,40 @@ fn two_bridges_route_through_the_host() {
         assert_eq!(json::fdb_entries(&fdb).len(), 2, "{br}: {fdb}");
     }
 }
+
+/// On a bridge with a VXLAN tunnel the gateway takes the tunnel's inner
+/// MTU, so the host sends the bridge nothing the tunnel would drop.
+#[test]
+fn gateway_mtu_is_the_tunnels_inner_mtu() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let machine = Netns::new();
+    let far = Netns::new();
+    veth_between(&machine, "ul0", &far, "eth0");
+    machine.addr_add("ul0", "198.18.57.1/24");
+    far.addr_add("eth0", "198.18.57.2/24");
+    let rvsd = Rvsd::start_in(&machine);
+    let br = format!("g{}", tag());
+    rvsd.add_bridge(&br);
+    rvsd.ctl_ok(&["uplink", "add", "ul0"]);
+    let vx = format!("vx{}", tag());
+    rvsd.ctl_ok(&[
+        "port",
+        "add",
+        &br,
+        &vx,
+        "--type",
+        "vxlan",
+        "--vni",
+        "57",
+        "--local",
+        "198.18.57.1",
+        "--remote",
+        "198.18.57.2",
+    ]);
+    rvsd.ctl_ok(&["bridge", "set", &br, "--gateway", "198.18.58.1/24"]);
+    let link: Value = serde_json::from_str(&machine.ip(&["-j", "link", "show", "dev", &br])).unwrap();
+    assert_eq!(link[0]["mtu"], 1450, "{link}");
+}
