@@ -291,6 +291,11 @@ fn parse_nft_rules(json: &str) -> Vec<(String, String, u64)> {
 /// True if a rule's expressions (`nft -j` JSON text) match `subnet` as a
 /// prefix.
 fn nft_matches_subnet(expr: &str, subnet: &IfAddr) -> bool {
+    let full = if subnet.addr.is_ipv4() { 32 } else { 128 };
+    if subnet.prefix == full {
+        // A whole-length prefix is listed as a plain address.
+        return expr.contains(&format!("\"right\":\"{}\"", subnet.addr));
+    }
     expr.contains(&format!("\"addr\":\"{}\"", subnet.addr)) && expr.contains(&format!("\"len\":{}", subnet.prefix))
 }
 
@@ -437,6 +442,9 @@ mod tests {
         assert!(nft_matches_subnet(&rules[0].1, &net("10.89.0.0/24")));
         assert!(!nft_matches_subnet(&rules[0].1, &net("10.89.0.0/16")));
         assert!(!nft_matches_subnet(&rules[0].1, &net("10.90.0.0/24")));
+        let host =
+            r#"[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"10.89.0.9"}}]"#;
+        assert!(nft_matches_subnet(host, &net("10.89.0.9/32")));
         assert_eq!((rules[1].0.as_str(), rules[1].2), ("", 7));
         assert!(parse_nft_rules("not json").is_empty());
     }
