@@ -206,7 +206,8 @@ fn two_bridges_route_through_the_host() {
 }
 
 /// On a bridge with a VXLAN tunnel the gateway takes the tunnel's inner
-/// MTU, so the host sends the bridge nothing the tunnel would drop.
+/// MTU, so the host sends the bridge nothing the tunnel would drop; it
+/// follows tunnels that come and go.
 #[test]
 fn gateway_mtu_is_the_tunnels_inner_mtu() {
     if !require_root() {
@@ -220,24 +221,36 @@ fn gateway_mtu_is_the_tunnels_inner_mtu() {
     far.addr_add("eth0", "198.18.57.2/24");
     let rvsd = Rvsd::start_in(&machine);
     let br = format!("g{}", tag());
-    rvsd.add_bridge(&br);
+    rvsd.ctl_ok(&["bridge", "add", &br, "--gateway", "198.18.58.1/24"]);
     rvsd.ctl_ok(&["uplink", "add", "ul0"]);
+    let mtu = || -> Value {
+        let link: Value = serde_json::from_str(&machine.ip(&["-j", "link", "show", "dev", &br])).unwrap();
+        link[0]["mtu"].clone()
+    };
+    assert_eq!(mtu(), 1500, "no tunnel");
     let vx = format!("vx{}", tag());
-    rvsd.ctl_ok(&[
-        "port",
-        "add",
-        &br,
-        &vx,
-        "--type",
-        "vxlan",
-        "--vni",
-        "57",
-        "--local",
-        "198.18.57.1",
-        "--remote",
-        "198.18.57.2",
-    ]);
+    let add_tunnel = || {
+        rvsd.ctl_ok(&[
+            "port",
+            "add",
+            &br,
+            &vx,
+            "--type",
+            "vxlan",
+            "--vni",
+            "57",
+            "--local",
+            "198.18.57.1",
+            "--remote",
+            "198.18.57.2",
+        ])
+    };
+    add_tunnel();
+    assert_eq!(mtu(), 1450, "a tunnel over a 1500-byte IPv4 underlay came");
+    rvsd.ctl_ok(&["port", "del", &br, &vx]);
+    assert_eq!(mtu(), 1500, "the tunnel went");
+    add_tunnel();
+    rvsd.ctl_ok(&["bridge", "set", &br, "--no-gateway"]);
     rvsd.ctl_ok(&["bridge", "set", &br, "--gateway", "198.18.58.1/24"]);
-    let link: Value = serde_json::from_str(&machine.ip(&["-j", "link", "show", "dev", &br])).unwrap();
-    assert_eq!(link[0]["mtu"], 1450, "{link}");
+    assert_eq!(mtu(), 1450, "made on a bridge with a tunnel");
 }

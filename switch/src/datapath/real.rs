@@ -379,15 +379,24 @@ impl Datapath for Dp {
     }
 
     fn add_port(&mut self, bridge: &str, cfg: &PortConfig) -> DpResult<()> {
-        self.open_port(bridge, cfg)
+        self.open_port(bridge, cfg)?;
+        if cfg.kind == PortType::Vxlan {
+            self.gateway_follows_tunnels(self.bridge_id(bridge)?);
+        }
+        Ok(())
     }
 
     fn del_port(&mut self, name: &str) -> DpResult<()> {
         let id = self.port_id(name)?;
-        if matches!(self.ports[id.index()].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+        let port = self.ports[id.index()].as_ref();
+        if matches!(port.map(|p| &p.role), Some(Role::Uplink { .. })) {
             return Err(format!("{name:?} is an uplink (remove it with `rvsctl uplink del`)"));
         }
+        let tunnel_of = port.filter(|p| p.kind == PortType::Vxlan).and_then(|p| p.bridge);
         self.remove_port(id);
+        if let Some(bid) = tunnel_of {
+            self.gateway_follows_tunnels(bid);
+        }
         Ok(())
     }
 

@@ -56,6 +56,24 @@ impl Dp {
         sync_addresses(link.index, addrs).map_err(|e| format!("port {name}: {e}"))
     }
 
+    /// Gives bridge `bid`'s internal port, if it has one, the MTU its
+    /// tunnels now call for (after one came or went). A failure is a
+    /// warning: the port keeps working, with the MTU it had.
+    pub(super) fn gateway_follows_tunnels(&self, bid: BridgeId) {
+        let Some(port) = self.ports.iter().flatten().find(|p| p.bridge == Some(bid) && p.kind == PortType::Internal)
+        else {
+            return;
+        };
+        let mtu = self.tunnels_inner_mtu(bid).unwrap_or(DEFAULT_MTU);
+        let set = netlink::find_link(&port.name).and_then(|l| match l {
+            Some(l) if l.mtu != Some(mtu) => netlink::set_mtu(l.index, mtu),
+            _ => Ok(()),
+        });
+        if let Err(e) = set {
+            tracing::warn!("port {}: the MTU stays as it was, not {mtu}: {e}", port.name);
+        }
+    }
+
     /// The least inner MTU of bridge `bid`'s tunnels, if it has any.
     fn tunnels_inner_mtu(&self, bid: BridgeId) -> Option<u32> {
         self.ports
