@@ -85,6 +85,24 @@ pub fn del(network: &str, container_id: &str) -> Result<(), CniError> {
     }
 }
 
+/// GC: forgets the containers of `network` not in `keep` (they went
+/// without a DEL); the network's rules go when none is left.
+pub fn gc(network: &str, keep: &[&str]) -> Result<(), CniError> {
+    check_id("network name", network)?;
+    let stale: Vec<String> = {
+        let _lock = Lock::take()?;
+        let dir = Path::new(STATE_DIR).join(network);
+        fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|id| !keep.contains(&id.as_str()))
+            .collect()
+    };
+    stale.iter().try_for_each(|id| del(network, id))
+}
+
 fn holder_path(network: &str, container_id: &str) -> PathBuf {
     Path::new(STATE_DIR).join(network).join(container_id)
 }

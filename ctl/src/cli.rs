@@ -86,8 +86,10 @@ pub enum Cmd {
         #[arg(value_parser = frame)]
         frame: Frame,
     },
-    /// Write what a port receives and sends as a pcap file (-w - for stdout)
-    #[command(after_help = "Example: rvsctl capture veth-a -w - | tcpdump -nr -")]
+    /// Write what a port receives and sends as a pcapng file, each frame
+    /// marked inbound or outbound (-w - for stdout)
+    #[command(after_help = "Example: rvsctl capture veth-a -w - | tcpdump -nr -\n\
+tshark -r FILE -T fields -e frame.packet_flags_direction shows each frame's direction (0x1 in, 0x2 out).")]
     Capture {
         /// Port or uplink name
         #[arg(value_parser = port_name)]
@@ -101,9 +103,13 @@ pub enum Cmd {
         /// Bytes kept of each frame [default: whole frames]
         #[arg(long, short = 's', value_name = "N", value_parser = snaplen)]
         snaplen: Option<u32>,
-        /// The pcap file to write, or - for stdout
+        /// The file to write, or - for stdout
         #[arg(short = 'w', value_name = "FILE")]
         write: PathBuf,
+        /// File format: pcapng (with directions and the port's name) or
+        /// classic pcap (no direction)
+        #[arg(long, value_enum, default_value = "pcapng")]
+        format: CaptureFormat,
     },
     /// Change rvsd's log filter at run time (not saved)
     #[command(after_help = "FILTER is a level (error, warn, info, debug, trace, off) or target=level pairs, \
@@ -173,6 +179,15 @@ pub enum DirectionArg {
     Out,
     /// Both
     Both,
+}
+
+/// `capture --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CaptureFormat {
+    /// pcapng: the port's name, nanosecond timestamps, each frame's direction
+    Pcapng,
+    /// Classic libpcap: no direction
+    Pcap,
 }
 
 fn count(s: &str) -> Result<u64, String> {
@@ -427,9 +442,13 @@ pub struct PortAddArgs {
     /// [default: auto: xdp]
     #[arg(long, value_enum, value_name = "EXECUTOR")]
     pub fast_path: Option<FastPathArg>,
-    /// Tap: network namespace (name under /var/run/netns) to put the tap in
+    /// Tap: network namespace to put the tap in: a name under
+    /// /var/run/netns, or a namespace file's path (/proc/PID/ns/net)
     #[arg(long, value_name = "NS")]
     pub netns: Option<String>,
+    /// Tap: the device's name, when not the port's (e.g. eth0 inside --netns)
+    #[arg(long, value_name = "NAME")]
+    pub ifname: Option<String>,
     /// VXLAN: network identifier, 0..=16777215
     #[arg(long, value_name = "N", value_parser = vni)]
     pub vni: Option<u32>,
@@ -625,7 +644,7 @@ pub struct Plan {
     pub remote_edit: Option<RemoteEdit>,
     /// For `capture`: where the pcap goes ("-" for stdout); the reply is
     /// followed by a stream of frames.
-    pub capture_out: Option<PathBuf>,
+    pub capture_out: Option<(PathBuf, CaptureFormat)>,
     /// A refusal of this kind is a success (`--may-exist`, `--if-exists`).
     pub tolerate: Option<ErrorKind>,
 }
@@ -840,8 +859,8 @@ impl Cli {
                 },
                 View::Trace,
             ),
-            Cmd::Capture { port, direction, count, snaplen, write } => {
-                capture_out = Some(write.clone());
+            Cmd::Capture { port, direction, count, snaplen, write, format } => {
+                capture_out = Some((write.clone(), *format));
                 let direction = match direction {
                     DirectionArg::In => CaptureDirection::In,
                     DirectionArg::Out => CaptureDirection::Out,
@@ -918,6 +937,9 @@ impl PortAddArgs {
         if kind != PortType::Tap && self.netns.is_some() {
             return Err("--netns applies to tap ports only".to_string());
         }
+        if kind != PortType::Tap && self.ifname.is_some() {
+            return Err("--ifname applies to tap ports only".to_string());
+        }
         let vxlan = if kind == PortType::Vxlan {
             Some(self.vxlan_config()?)
         } else {
@@ -948,6 +970,8 @@ impl PortAddArgs {
             max_macs: self.max_macs,
             tap_created: false,
             addresses: Vec::new(),
+            ifname: self.ifname.clone(),
+            owner: None,
         };
         proto::check_port(&port)?;
         Ok(port)
@@ -1300,7 +1324,7 @@ mod tests {
             p.cmd,
             Command::Capture { port: "p1".into(), direction: CaptureDirection::Both, count: None, snaplen: None }
         );
-        assert_eq!(p.capture_out, Some(PathBuf::from("-")));
+        assert_eq!(p.capture_out, Some((PathBuf::from("-"), CaptureFormat::Pcapng)));
         assert_eq!(
             plan(&["capture", "p1", "--direction", "in", "--count", "5", "--snaplen", "64", "-w", "/tmp/x.pcap"])
                 .unwrap(),

@@ -192,6 +192,9 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             if let Some(ns) = &p.netns {
                 check_netns(ns)?;
             }
+            if let Some(ifname) = &p.ifname {
+                check_name("tap device", ifname)?;
+            }
         }
         PortType::Vxlan => {
             if p.queues.is_some() {
@@ -224,10 +227,30 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             check_gateway(&p.addresses)?;
         }
     }
+    if p.kind != PortType::Tap && p.ifname.is_some() {
+        return Err(format!("port {:?}: a device name other than the port's applies to tap ports only", p.name));
+    }
     if let Some(n) = p.max_macs {
         check_max_macs(n).map_err(|e| format!("port {:?}: {e}", p.name))?;
     }
+    if let Some(o) = &p.owner {
+        check_owner(o).map_err(|e| format!("port {:?}: {e}", p.name))?;
+    }
     check_pmd("port", &p.name, &p.pmd)
+}
+
+/// The longest container id or network name taken (runtimes use 64 hex
+/// digits and short names).
+pub const MAX_OWNER_FIELD: usize = 256;
+
+/// Checks a container port's owner: printable, bounded fields.
+fn check_owner(o: &crate::config::PortOwner) -> Result<(), String> {
+    for (what, v) in [("container id", &o.container), ("network name", &o.network)] {
+        if v.is_empty() || v.len() > MAX_OWNER_FIELD || v.chars().any(char::is_control) {
+            return Err(format!("invalid {what} {v:?} (1 to {MAX_OWNER_FIELD} printable characters)"));
+        }
+    }
+    check_name("container interface", &o.ifname)
 }
 
 /// Checks stored queue assignments: each queue at most once.
@@ -372,8 +395,18 @@ pub fn check_queues(q: u32) -> Result<(), String> {
     }
 }
 
-/// Checks a network namespace name (a file name under /var/run/netns).
+/// Checks a network namespace: a file name under /var/run/netns, or an
+/// absolute path to a namespace file without `..` components.
 pub fn check_netns(ns: &str) -> Result<(), String> {
+    if let Some(rest) = ns.strip_prefix('/') {
+        if ns.len() > 4096
+            || rest.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            || ns.contains(char::is_control)
+        {
+            return Err(format!("invalid network namespace path {ns:?}"));
+        }
+        return Ok(());
+    }
     if ns.is_empty()
         || ns.len() > 255
         || ns == "."
@@ -511,6 +544,33 @@ pub fn check_cluster(c: &ClusterConfig) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_ports() {
+        for ok in ["ns1", "/proc/42/ns/net", "/run/netns/netns-0b1c"] {
+            assert!(check_netns(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "a/b", "/", "/run/../etc", "/run//x", "/x\n"] {
+            assert!(check_netns(bad).is_err(), "{bad:?}");
+        }
+        let owner =
+            |c: &str, i: &str| crate::config::PortOwner { container: c.into(), ifname: i.into(), network: "n".into() };
+        let mut tap = PortConfig::tap("rvs0123", PortVlan::default());
+        tap.ifname = Some("eth0".into());
+        tap.netns = Some("/proc/42/ns/net".into());
+        tap.owner = Some(owner("c1", "eth0"));
+        assert!(check_port(&tap).is_ok());
+        tap.owner = Some(owner("", "eth0"));
+        assert!(check_port(&tap).unwrap_err().contains("invalid container id"));
+        tap.owner = Some(owner("c1", "a-name-far-too-long"));
+        assert!(check_port(&tap).is_err());
+        tap.owner = None;
+        tap.ifname = Some("bad/name".into());
+        assert!(check_port(&tap).is_err());
+        let mut veth = PortConfig::afxdp("rvs0123", PortVlan::default());
+        veth.ifname = Some("eth0".into());
+        assert!(check_port(&veth).unwrap_err().contains("tap ports only"));
+    }
 
     #[test]
     fn vxlan_rules() {

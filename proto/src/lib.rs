@@ -46,6 +46,7 @@ pub mod config;
 pub mod framedesc;
 pub mod ifaddr;
 pub mod pcap;
+pub mod pcapng;
 mod request;
 pub mod status;
 

@@ -20,6 +20,9 @@ pub const MAX_REPLY_LEN: usize = 64 * 1024 * 1024;
 /// Where `rvsd` listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 /// One command and its arguments; the `cmd` field of a request names it.
+// PortAdd carries a whole PortConfig; a command is decoded once per
+// request and handled at once, so its size costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {

@@ -111,6 +111,14 @@ pub trait Datapath {
         let _ = addrs;
         Err(format!("port {port:?} is not an internal port"))
     }
+    /// True when the interface under `port` is known to be gone: its
+    /// device (or the namespace it lived in) no longer exists. For a
+    /// container's port that means the container is gone. Errors other
+    /// than "not there" are not "gone".
+    fn device_gone(&self, port: &PortConfig) -> bool {
+        let _ = port;
+        false
+    }
     /// True if tap (or internal) port `name` was created by rvsd (rather
     /// than adopted).
     fn tap_created(&self, _name: &str) -> bool {

@@ -46,7 +46,12 @@ pub struct State<D: Datapath> {
     cluster_remotes: HashMap<String, Vec<IpAddr>>,
     /// Ports and uplinks with a capture running.
     captures: HashSet<String>,
+    /// Ticks since the start, to do some housekeeping less often.
+    ticks: u64,
 }
+
+/// Container ports are checked for a gone container every this many ticks.
+const GC_TICKS: u64 = 5;
 
 /// The log line for a request that changes the configuration (or the log
 /// filter), None for one that only reads.
@@ -141,6 +146,7 @@ impl<D: Datapath> State<D> {
             peers: Default::default(),
             cluster_remotes: HashMap::new(),
             captures: HashSet::new(),
+            ticks: 0,
         };
         for up in &uplinks {
             st.replay_uplink(up);
@@ -180,7 +186,37 @@ impl<D: Datapath> State<D> {
     pub fn tick(&mut self) {
         self.dp.tick();
         self.retry_down();
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(GC_TICKS) {
+            self.collect_gone_containers();
+        }
         self.sync_cluster(true);
+    }
+
+    /// Removes each container port whose interface is gone: its container
+    /// ended without a CNI DEL (killed runtime, crashed host tooling), and
+    /// the port would otherwise stay in the configuration forever.
+    fn collect_gone_containers(&mut self) {
+        let gone: Vec<(String, PortConfig)> = self
+            .config
+            .bridges
+            .iter()
+            .flat_map(|b| b.ports.iter().map(move |p| (b, p)))
+            .filter(|(_, p)| p.owner.is_some() && self.dp.device_gone(p))
+            .map(|(b, p)| (b.name.clone(), p.clone()))
+            .collect();
+        for (bridge, p) in gone {
+            let owner = p.owner.as_ref().map_or("", |o| o.container.as_str());
+            match self.port_del(&bridge, &p.name) {
+                Ok(()) => tracing::info!(
+                    target: crate::obs::log::CONFIG,
+                    "port del {bridge} {}: container {owner} is gone (no {} any more)",
+                    p.name,
+                    p.device()
+                ),
+                Err(e) => tracing::warn!("port {}: container {owner} is gone, but the port stays: {e}", p.name),
+            }
+        }
     }
 
     /// Tries again each configured uplink, bridge and port that is down

@@ -128,6 +128,9 @@ impl Datapath for FakeDp {
         }
         g.bridges.remove(name).map(|_| ()).ok_or("fake: no bridge".into())
     }
+    fn device_gone(&self, port: &PortConfig) -> bool {
+        self.inner().missing.contains(port.device())
+    }
     fn add_port(&mut self, bridge: &str, port: &PortConfig) -> DpResult<()> {
         self.check()?;
         let mut g = self.inner();

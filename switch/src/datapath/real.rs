@@ -133,8 +133,10 @@ type Attached = (XdpProgram, Vec<(u32, usize, Box<dyn DpPort>)>, Option<TcHook>)
 /// What a port does besides switching frames as they are.
 enum Role {
     Plain,
-    /// A tap; rvsd removes it with the port if it `created` it.
+    /// A tap (the device `ifname` in `netns`); rvsd removes it with the
+    /// port if it `created` it.
     Tap {
+        ifname: String,
         netns: Option<String>,
         created: bool,
     },
@@ -506,6 +508,14 @@ impl Datapath for Dp {
     fn flows_flush(&mut self) {
         for t in &self.threads {
             let _ = t.tx.send(Command::FlushFlows);
+        }
+    }
+
+    fn device_gone(&self, port: &PortConfig) -> bool {
+        let dev = port.device().to_string();
+        match rvs_dataplane::port::netns::in_netns(port.netns.as_deref(), move || netlink::find_link(&dev)) {
+            Ok(link) => link.is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         }
     }
 

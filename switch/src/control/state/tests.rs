@@ -34,6 +34,8 @@ fn vx(name: &str, vni: u32, local: &str, remotes: &[&str]) -> PortConfig {
         max_macs: None,
         tap_created: false,
         addresses: Vec::new(),
+        ifname: None,
+        owner: None,
     }
 }
 
@@ -873,4 +875,26 @@ fn the_fdb_is_shown_in_pages() {
     let cursor = Some(FdbCursor { vlan: 1, mac: "nonsense".into() });
     let e = run(&mut st, Command::FdbShow { bridge: "br0".into(), after: cursor, limit: None }).unwrap_err();
     assert!(e.starts_with("invalid page cursor"), "{e}");
+}
+
+#[test]
+fn ports_of_gone_containers_are_removed() {
+    let (mut st, dp, db) = setup("gc");
+    run(&mut st, br_add("br0")).unwrap();
+    let owned = |name: &str, id: &str| PortConfig {
+        owner: Some(config::PortOwner { container: id.into(), ifname: "eth0".into(), network: "n".into() }),
+        ..port(name)
+    };
+    run(&mut st, p_add("br0", owned("rvsc1", "c1"))).unwrap();
+    run(&mut st, p_add("br0", owned("rvsc2", "c2"))).unwrap();
+    run(&mut st, p_add("br0", port("plain"))).unwrap();
+    // c1's interface goes, and so does the plain port's: only the
+    // container's port is removed (a plain one waits for its interface).
+    dp.inner().missing.extend(["rvsc1".to_string(), "plain".to_string()]);
+    for _ in 0..GC_TICKS {
+        st.tick();
+    }
+    let names: Vec<&str> = st.config().bridges[0].ports.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["rvsc2", "plain"]);
+    assert_eq!(db::load(&db).unwrap(), *st.config(), "the removal is saved");
 }
