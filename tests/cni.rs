@@ -489,6 +489,18 @@ fn ip_masq_nats_containers_until_the_last_del() {
         assert!(!machine.ok(&["nft", "list", "tables"]).contains("rvs-cni"), "the table outlived its last rule");
     }
     assert!(!_held.0.exists(), "the last DEL left {}", _held.0.display());
+
+    // A container gone without DEL holds the rule until GC leaves it out.
+    must(cni_in(&machine, "ADD", &id_a, Some(&a_path), &conf), "ADD a again");
+    let mut gc: Value = serde_json::from_str(&conf).unwrap();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": id_a, "ifname": "eth0"}]);
+    must(cni_in(&machine, "GC", "", None, &gc.to_string()), "GC keeping a");
+    assert_eq!(rules().len(), 1, "GC removed the rule of a valid attachment");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    must(cni_in(&machine, "GC", "", None, &gc.to_string()), "GC of all");
+    assert!(rules().is_empty(), "GC left the rule of a gone container: {:?}", rules());
+    assert!(!_held.0.exists(), "GC left {}", _held.0.display());
 }
 
 /// `"portType": "tap"`: rvsd makes the container's eth0 itself, a tap
