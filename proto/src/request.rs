@@ -434,6 +434,9 @@ pub struct BridgeSummary {
     pub max_macs: u32,
     /// Number of ports.
     pub ports: usize,
+    /// Gateway addresses (absent from an older rvsd's answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway: Vec<IfAddr>,
 }
 
 /// The result of `show`.

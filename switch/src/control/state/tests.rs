@@ -101,6 +101,8 @@ fn gateway_is_an_internal_port_named_after_the_bridge() {
     let show: ShowResult = serde_json::from_value(run(&mut st, Command::Show).unwrap()).unwrap();
     assert_eq!(show.bridges[0].gateway, gw(&["198.18.0.1/24", "2001:2::1/64"]));
     assert_eq!(show.bridges[0].ports[0].config.kind, PortType::Internal);
+    let list: Vec<BridgeSummary> = serde_json::from_value(run(&mut st, Command::BridgeList).unwrap()).unwrap();
+    assert_eq!(list[0].gateway, gw(&["198.18.0.1/24", "2001:2::1/64"]));
 
     // Not a port to add or remove by hand.
     let e = run(&mut st, p_add("br0", PortConfig::internal("br1", gw(&["198.18.1.1/24"])))).unwrap_err();

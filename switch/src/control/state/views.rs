@@ -13,6 +13,7 @@ impl<D: Datapath> State<D> {
                 aging_secs: b.aging_secs,
                 max_macs: b.max_macs,
                 ports: b.ports.len(),
+                gateway: b.gateway().to_vec(),
             })
             .collect()
     }
