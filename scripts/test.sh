@@ -25,6 +25,8 @@ tools=(
     tshark=tshark ethtool=ethtool pgrep=procps man=man-db etcd=etcd-server openssl=openssl
     # rvs-cni's test delegates IPAM to the real host-local plugin.
     /usr/lib/cni/host-local=containernetworking-plugins
+    # ipMasq's test reads the NAT rules rvs-cni writes with nft.
+    nft=nftables
     # The container tests run podman (CNI backend, runc) with a busybox
     # root file system, and chain the firewall plugin (iptables).
     podman=podman runc=runc busybox=busybox-static iptables=iptables

@@ -97,7 +97,24 @@ fn cni(cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
 
 /// Runs plugin `bin` as [`cni`] runs ours.
 fn plugin(bin: &std::path::Path, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
-    let mut c = Command::new(bin);
+    exec_plugin(Command::new(bin), cmd, id, netns, stdin)
+}
+
+/// Runs ours as [`cni`] does, from inside namespace `ns` (a runtime on a
+/// host whose network is `ns`).
+fn cni_in(ns: &Netns, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
+    // The environment is cleared: `ip` by its full path.
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("ip");
+    let mut c = Command::new(ip);
+    c.args(["netns", "exec", &ns.name]).arg(cni_bin());
+    exec_plugin(c, cmd, id, netns, stdin)
+}
+
+/// Runs the plugin command `c` with the CNI_* variables and `stdin`.
+fn exec_plugin(mut c: Command, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
     c.env_clear()
         .env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", id)
@@ -389,6 +406,101 @@ fn mtu_follows_the_bridge_tunnel() {
     must(cni("DEL", &id_a, Some(&a_path), &net.conf().to_string()), "DEL a");
     must(cni("DEL", &id_b, Some(&b_path), &fixed.to_string()), "DEL b");
     assert!(net.reserved().is_empty(), "{:?}", net.reserved());
+}
+
+/// `ipMasq: true`, with rvsd and the plugin in a namespace of their own
+/// (the host, here) whose bridge has the network's gateway: a container
+/// reaches a namespace beyond the host that has no route back to the
+/// containers' subnet, seen there as the host's address; the rule is
+/// there from the first ADD to the last DEL of the network.
+#[test]
+fn ip_masq_nats_containers_until_the_last_del() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local"), "nft"]) {
+        return;
+    }
+    let _serial = serial();
+    let machine = Netns::new();
+    machine.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let outside = Netns::new();
+    veth_between(&machine, "up0", &outside, "eth0");
+    machine.addr_add("up0", "198.18.54.1/24");
+    outside.addr_add("eth0", "198.18.54.2/24");
+    let rvsd = Rvsd::start_in(&machine);
+    rvsd.ctl_ok(&["bridge", "add", "br0", "--gateway", "198.18.53.1/24"]);
+    let network = format!("masq{}", tag());
+    let data_dir = rvsd.dir.join("cni-ipam");
+    // The plugin's record of who holds the rule, removed by the last DEL
+    // (and here if the test fails before).
+    struct Held(PathBuf);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _held = Held(PathBuf::from("/var/lib/cni/rvs-masq").join(&network));
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": network,
+        "type": "rvs",
+        "bridge": "br0",
+        "socket": rvsd.socket,
+        "ipMasq": true,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": "198.18.53.0/24", "gateway": "198.18.53.1"}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": data_dir,
+        }
+    })
+    .to_string();
+    let rules = || -> Vec<String> {
+        let all = machine.ok(&["nft", "list", "ruleset"]);
+        all.lines().filter(|l| l.contains(&format!("rvs-cni:{network}"))).map(|l| l.trim().to_string()).collect()
+    };
+
+    let (a, b) = (Netns::new(), Netns::new());
+    let (a_path, b_path) = (format!("/var/run/netns/{}", a.name), format!("/var/run/netns/{}", b.name));
+    let (id_a, id_b) = (format!("ctr-a-{}", tag()), format!("ctr-b-{}", tag()));
+    must(cni_in(&machine, "ADD", &id_a, Some(&a_path), &conf), "ADD a");
+    let r = rules();
+    assert_eq!(r.len(), 1, "one masquerade rule for the network: {r:?}");
+    assert!(
+        r[0].contains("ip saddr 198.18.53.0/24 ip daddr != 198.18.53.0/24") && r[0].contains("masquerade"),
+        "{r:?}"
+    );
+    must(cni_in(&machine, "ADD", &id_b, Some(&b_path), &conf), "ADD b");
+    assert_eq!(rules().len(), 1, "a second container adds no rule: {:?}", rules());
+
+    // The outside sees the host's address, and answers it.
+    assert!(outside.ip(&["route", "show"]).lines().all(|l| !l.contains("198.18.53.")));
+    let dump = Tcpdump::start(Some(&outside), "eth0", 1, &["icmp", "and", "icmp[icmptype]", "=", "icmp-echo"]);
+    assert!(ping_settled(&a, "198.18.54.2", 3), "container a cannot reach the outside:\n{}", rvsd.log_text());
+    let seen = dump.finish(std::time::Duration::from_secs(10));
+    assert!(seen.iter().any(|l| l.contains("198.18.54.1 > 198.18.54.2")), "not masqueraded: {seen:?}");
+    assert!(ping_settled(&b, "198.18.54.2", 3), "container b cannot reach the outside");
+
+    // The rule stays while a container holds it; DEL is idempotent.
+    must(cni_in(&machine, "DEL", &id_a, Some(&a_path), &conf), "DEL a");
+    assert_eq!(rules().len(), 1, "the rule went with the first DEL");
+    assert!(ping_settled(&b, "198.18.54.2", 3), "b lost the outside when a left");
+    for n in 1..=2 {
+        must(cni_in(&machine, "DEL", &id_b, Some(&b_path), &conf), &format!("DEL b #{n}"));
+        assert!(rules().is_empty(), "the rule outlived the last DEL: {:?}", rules());
+        assert!(!machine.ok(&["nft", "list", "tables"]).contains("rvs-cni"), "the table outlived its last rule");
+    }
+    assert!(!_held.0.exists(), "the last DEL left {}", _held.0.display());
+
+    // A container gone without DEL holds the rule until GC leaves it out.
+    must(cni_in(&machine, "ADD", &id_a, Some(&a_path), &conf), "ADD a again");
+    let mut gc: Value = serde_json::from_str(&conf).unwrap();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": id_a, "ifname": "eth0"}]);
+    must(cni_in(&machine, "GC", "", None, &gc.to_string()), "GC keeping a");
+    assert_eq!(rules().len(), 1, "GC removed the rule of a valid attachment");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    must(cni_in(&machine, "GC", "", None, &gc.to_string()), "GC of all");
+    assert!(rules().is_empty(), "GC left the rule of a gone container: {:?}", rules());
+    assert!(!_held.0.exists(), "GC left {}", _held.0.display());
 }
 
 /// `"portType": "tap"`: rvsd makes the container's eth0 itself, a tap

@@ -29,6 +29,7 @@ struct RawConf {
     vlan: Option<u16>,
     mtu: Option<u32>,
     fast_path: Option<FastPath>,
+    ip_masq: Option<bool>,
     ipam: Option<Value>,
     prev_result: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments")]
@@ -65,6 +66,9 @@ pub struct NetConf {
     pub network: String,
     /// The container's interface: a veth's end or a tap.
     pub port_type: PortKind,
+    /// `ipMasq`: the host masquerades what the containers send beyond
+    /// their subnets.
+    pub ip_masq: bool,
     /// The rvs bridge the containers join.
     pub bridge: String,
     /// rvsd's control socket.
@@ -140,6 +144,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         cni_version,
         network,
         port_type,
+        ip_masq: raw.ip_masq.unwrap_or(false),
         bridge,
         socket: raw.socket.unwrap_or_else(|| PathBuf::from(rvs_proto::DEFAULT_SOCKET)),
         vlan: PortVlan::Access { vlan },
@@ -279,13 +284,14 @@ mod tests {
         assert_eq!(c.fast_path, FastPath::Auto);
         assert_eq!(c.ipam_type, None);
         assert_eq!(c.prev_result, None);
+        assert!(!c.ip_masq);
     }
 
     #[test]
     fn every_key() {
         let c = parse_str(
             r#"{"cniVersion":"0.4.0","name":"n","type":"rvs","bridge":"br1","socket":"/tmp/s.sock",
-                "portType":"afxdp","vlan":10,"mtu":1450,"fastPath":"off",
+                "portType":"afxdp","vlan":10,"mtu":1450,"fastPath":"off","ipMasq":true,
                 "ipam":{"type":"host-local","subnet":"198.18.0.0/24"},
                 "prevResult":{"cniVersion":"0.4.0"},"runtimeConfig":{},"args":{}}"#,
         )
@@ -294,6 +300,7 @@ mod tests {
         assert_eq!(c.vlan, PortVlan::Access { vlan: 10 });
         assert_eq!(c.mtu, Some(1450));
         assert_eq!(c.fast_path, FastPath::Off);
+        assert!(c.ip_masq);
         assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
         assert!(c.prev_result.is_some());
         let c = parse_str(
@@ -321,6 +328,7 @@ mod tests {
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","vlan":4095}"#, code::INVALID_CONFIG, "\"vlan\""),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","vlan":"x"}"#, code::INVALID_CONFIG, "invalid"),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","mtu":67}"#, code::INVALID_CONFIG, "\"mtu\""),
+            (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","ipMasq":"yes"}"#, code::INVALID_CONFIG, "invalid"),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","mtu":70000}"#, code::INVALID_CONFIG, "\"mtu\""),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","portType":"x"}"#, code::INVALID_CONFIG, "portType"),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","portType":"tap"}"#, 0, ""),

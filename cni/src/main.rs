@@ -20,12 +20,14 @@ mod config;
 mod error;
 mod ipam;
 mod link;
+mod masq;
 mod result;
 mod rvsd;
 
 use config::{Cmd, Env, NetConf, PortKind};
 use error::{code, CniError};
 use result::CniResult;
+use rvs_proto::config::IfAddr;
 
 /// The largest configuration read from stdin: real ones are a few KiB.
 const MAX_CONF_LEN: u64 = 1 << 20;
@@ -131,10 +133,14 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
         };
         let result = CniResult::for_add(&conf.cni_version, interfaces.clone(), interfaces.len() - 1, &ipam);
         let ips = result.container_ips(&env.ifname);
-        link::configure(&netns, path, &env.ifname, &ips, &result.routes).inspect_err(|_| {
-            let _ = rvsd::del_port(conf, host);
-            let _ = link::delete_host(host);
-        })?;
+        let subnets: Vec<IfAddr> =
+            ips.iter().map(|ip| IfAddr { addr: ip.address.addr, prefix: ip.address.prefix }).collect();
+        link::configure(&netns, path, &env.ifname, &ips, &result.routes)
+            .and_then(|()| if conf.ip_masq { masq::add(&conf.network, &env.container_id, &subnets) } else { Ok(()) })
+            .inspect_err(|_| {
+                let _ = rvsd::del_port(conf, host);
+                let _ = link::delete_host(host);
+            })?;
         Ok(result)
     })();
     if attached.is_err() {
@@ -152,11 +158,12 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
 fn del(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<(), CniError> {
     let port = rvsd::del_port(conf, host);
     let veth = link::delete_host(host);
+    let masq = if conf.ip_masq { masq::del(&conf.network, &env.container_id) } else { Ok(()) };
     let addr = match &conf.ipam_type {
         Some(t) => ipam::exec(t, "DEL", &env.path, stdin).map(drop),
         None => Ok(()),
     };
-    port.and(veth).and(addr)
+    port.and(veth).and(masq).and(addr)
 }
 
 fn check(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<(), CniError> {
@@ -196,6 +203,12 @@ fn gc(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
             _ => Ok(()),
         });
         if let Err(e) = res {
+            first_err.get_or_insert(e);
+        }
+    }
+    if conf.ip_masq {
+        let keep: Vec<&str> = conf.valid_attachments.iter().map(|a| a.container_id.as_str()).collect();
+        if let Err(e) = masq::gc(&conf.network, &keep) {
             first_err.get_or_insert(e);
         }
     }

@@ -4,7 +4,7 @@
 //! bad MAC, VLAN or name is refused before anything is sent.
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use rvs_proto::config::{FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::config::{FastPath, IfAddr, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
 use rvs_proto::{self as proto, CaptureDirection, Command, ErrorKind, ShowResult};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -258,6 +258,9 @@ pub enum BridgeCmd {
         bridge: String,
         #[command(flatten)]
         settings: BridgeSettings,
+        /// Remove the bridge's gateway (and its internal port)
+        #[arg(long, conflicts_with = "gateway")]
+        no_gateway: bool,
     },
 }
 
@@ -270,6 +273,15 @@ pub struct BridgeSettings {
     /// Most MACs the bridge learns [default: 8192]
     #[arg(long, value_name = "N", value_parser = max_macs)]
     pub max_macs: Option<u32>,
+    /// Gateway address, IPv4 or IPv6, once per address: the bridge gets an
+    /// internal port in rvsd's namespace (a tap named after the bridge)
+    /// holding them; `bridge set` replaces the whole list
+    #[arg(long, value_name = "ADDR/PREFIX", value_parser = gateway_addr)]
+    pub gateway: Vec<IfAddr>,
+}
+
+fn gateway_addr(s: &str) -> Result<IfAddr, String> {
+    s.parse()
 }
 
 /// Port backends, as typed.
@@ -744,20 +756,34 @@ impl Cli {
                     bridge: bridge.clone(),
                     aging_secs: settings.aging_secs,
                     max_macs: settings.max_macs,
+                    gateway: {
+                        proto::check_gateway(&settings.gateway)?;
+                        settings.gateway.clone()
+                    },
                 },
                 View::Quiet,
             ),
             Cmd::Bridge(BridgeCmd::Del { bridge, .. }) => (Command::BridgeDel { bridge: bridge.clone() }, View::Quiet),
             Cmd::Bridge(BridgeCmd::List) => (Command::BridgeList, View::BridgeList),
-            Cmd::Bridge(BridgeCmd::Set { bridge, settings }) => {
-                if settings.aging_secs.is_none() && settings.max_macs.is_none() {
-                    return Err("nothing to change: give --aging or --max-macs".to_string());
+            Cmd::Bridge(BridgeCmd::Set { bridge, settings, no_gateway }) => {
+                let gateway = match (*no_gateway, settings.gateway.is_empty()) {
+                    (true, _) => Some(Vec::new()),
+                    (false, true) => None,
+                    (false, false) => {
+                        proto::check_gateway(&settings.gateway)?;
+                        Some(settings.gateway.clone())
+                    }
+                };
+                if settings.aging_secs.is_none() && settings.max_macs.is_none() && gateway.is_none() {
+                    return Err("nothing to change: give --aging, --max-macs, --gateway ADDR/PREFIX or --no-gateway"
+                        .to_string());
                 }
                 (
                     Command::BridgeSet {
                         bridge: bridge.clone(),
                         aging_secs: settings.aging_secs,
                         max_macs: settings.max_macs,
+                        gateway,
                     },
                     View::Quiet,
                 )
@@ -943,6 +969,7 @@ impl PortAddArgs {
             pmd: Vec::new(),
             max_macs: self.max_macs,
             tap_created: false,
+            addresses: Vec::new(),
             ifname: self.ifname.clone(),
             owner: None,
         };
@@ -984,6 +1011,14 @@ mod tests {
         assert!(plan(&["--json", "show"]).is_ok());
         assert!(plan(&["stats", "veth-a", "--socket", "/tmp/x"]).is_ok());
         assert!(plan(&["bridge", "add", "br0", "--aging", "60", "--max-macs", "100"]).is_ok());
+        let gw: Vec<IfAddr> = vec!["198.18.0.1/24".parse().unwrap(), "2001:2::1/64".parse().unwrap()];
+        assert_eq!(
+            plan(&["bridge", "add", "br0", "--gateway", "198.18.0.1/24", "--gateway", "2001:2::1/64"]).unwrap(),
+            Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None, gateway: gw.clone() }
+        );
+        let set = |gateway| Command::BridgeSet { bridge: "br0".into(), aging_secs: None, max_macs: None, gateway };
+        assert_eq!(plan(&["bridge", "set", "br0", "--gateway", "198.18.0.1/24"]).unwrap(), set(Some(gw[..1].to_vec())));
+        assert_eq!(plan(&["bridge", "set", "br0", "--no-gateway"]).unwrap(), set(Some(vec![])));
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -1102,6 +1137,7 @@ mod tests {
                     PortShow { config: tap, status: status("tap0") },
                 ],
                 static_macs: vec![],
+                gateway: vec![],
             }],
             threads: vec![],
         };
@@ -1324,6 +1360,10 @@ mod tests {
             &["port", "add", "br0", "name-far-too-long", "--type", "tap"],
             &["bridge", "set", "br0"],
             &["bridge", "add", "br0", "--aging", "-1"],
+            &["bridge", "add", "br0", "--gateway", "198.18.0.1"],
+            &["bridge", "add", "br0", "--gateway", "198.18.0.1/33"],
+            &["bridge", "add", "br0", "--gateway", "198.18.0.1/24", "--gateway", "198.18.0.1/16"],
+            &["bridge", "set", "br0", "--gateway", "198.18.0.1/24", "--no-gateway"],
         ] {
             assert!(plan(args).is_err(), "{args:?} was accepted");
         }

@@ -237,6 +237,10 @@ fn show(s: &ShowResult) -> String {
     }
     for b in &s.bridges {
         let _ = writeln!(out, "bridge {}: aging {} s, at most {} learned MACs", b.name, b.aging_secs, b.max_macs);
+        if !b.gateway.is_empty() {
+            let addrs: Vec<String> = b.gateway.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(out, "  gateway: {} (internal port {})", addrs.join(", "), b.name);
+        }
         if b.ports.is_empty() {
             out.push_str("  no ports\n");
         } else {

@@ -3,7 +3,7 @@
 //! `rvsd` refuses the same input from any other client.
 
 use crate::config::{
-    ClusterConfig, EtcdAuth, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode,
+    ClusterConfig, EtcdAuth, FastPath, IfAddr, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode,
     LEASE_TTL_RANGE,
 };
 use crate::MacAddr;
@@ -48,6 +48,26 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
     if name.chars().any(|c| c == '/' || c == '\0' || c.is_whitespace() || c.is_control()) {
         return Err(format!("invalid {what} name {name:?} (no '/', whitespace or control characters)"));
+    }
+    Ok(())
+}
+
+/// Most gateway addresses one bridge holds.
+pub const MAX_GATEWAY_ADDRS: usize = 64;
+
+/// Checks a bridge's gateway addresses: each one an address an interface
+/// can hold (as [`IfAddr`]'s parser makes sure), none twice, not too many.
+pub fn check_gateway(addrs: &[IfAddr]) -> Result<(), String> {
+    if addrs.len() > MAX_GATEWAY_ADDRS {
+        return Err(format!("{} gateway addresses; at most {MAX_GATEWAY_ADDRS}", addrs.len()));
+    }
+    let mut seen = HashSet::new();
+    for a in addrs {
+        // A deserialized IfAddr was parsed; one built in code may not be.
+        a.to_string().parse::<IfAddr>().map_err(|e| format!("invalid gateway address {e}"))?;
+        if !seen.insert(a.addr) {
+            return Err(format!("gateway address {} given twice", a.addr));
+        }
     }
     Ok(())
 }
@@ -147,6 +167,9 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
     if p.kind != PortType::Vxlan && p.vxlan.is_some() {
         return Err(format!("port {:?}: tunnel settings apply to vxlan ports only", p.name));
     }
+    if p.kind != PortType::Internal && !p.addresses.is_empty() {
+        return Err(format!("port {:?}: addresses apply to a bridge's internal (gateway) port only", p.name));
+    }
     match p.kind {
         PortType::Afxdp => {
             if p.netns.is_some() {
@@ -193,6 +216,15 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
                 return Err(format!("port {:?}: a vxlan port needs its tunnel settings (VNI, local address)", p.name));
             };
             check_vxlan(v)?;
+        }
+        PortType::Internal => {
+            if p.queues.is_some() || p.xdp_mode != XdpMode::Auto || p.netns.is_some() {
+                return Err(format!("port {:?}: an internal port takes no queue count, XDP mode or namespace", p.name));
+            }
+            if !matches!(p.fast_path, FastPath::Auto | FastPath::Off) {
+                return Err(format!("port {:?}: a kernel executor (--fast-path) applies to afxdp ports only", p.name));
+            }
+            check_gateway(&p.addresses)?;
         }
     }
     if p.kind != PortType::Tap && p.ifname.is_some() {

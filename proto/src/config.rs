@@ -1,5 +1,6 @@
 //! The configuration model: what `rvsctl` changes and the db persists.
 
+pub use crate::ifaddr::IfAddr;
 use serde::{Deserialize, Serialize};
 
 /// Default MAC aging time in seconds.
@@ -173,6 +174,11 @@ pub enum PortType {
     Tap,
     /// A VXLAN tunnel over an uplink (its settings in `PortConfig.vxlan`).
     Vxlan,
+    /// The bridge's own port in rvsd's namespace, as docker0's address or
+    /// OVS's internal port: a tap named after the bridge holding its
+    /// gateway addresses (`PortConfig.addresses`). rvsd makes it when the
+    /// bridge gets a gateway; it is not added or removed as a port.
+    Internal,
 }
 
 impl PortType {
@@ -182,6 +188,7 @@ impl PortType {
             PortType::Afxdp => "afxdp",
             PortType::Tap => "tap",
             PortType::Vxlan => "vxlan",
+            PortType::Internal => "internal",
         }
     }
 }
@@ -312,6 +319,9 @@ pub struct PortConfig {
     /// the request.
     #[serde(default, skip_serializing_if = "is_false")]
     pub tap_created: bool,
+    /// Internal: the gateway addresses the port holds in rvsd's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IfAddr>,
     /// The container the port belongs to, for ports a CNI plugin made:
     /// shown by `rvsctl show`, and rvsd removes the port once the
     /// container's interface is gone.
@@ -356,6 +366,7 @@ impl PortConfig {
             pmd: Vec::new(),
             max_macs: None,
             tap_created: false,
+            addresses: Vec::new(),
             ifname: None,
             owner: None,
         }
@@ -376,6 +387,23 @@ impl PortConfig {
     /// A VXLAN port `name` with settings `v`, in `vlan`.
     pub fn vxlan(name: &str, v: VxlanConfig, vlan: PortVlan) -> PortConfig {
         PortConfig { kind: PortType::Vxlan, vxlan: Some(v), ..PortConfig::afxdp(name, vlan) }
+    }
+
+    /// The internal (gateway) port of bridge `bridge`, holding `addresses`.
+    pub fn internal(bridge: &str, addresses: Vec<IfAddr>) -> PortConfig {
+        PortConfig { kind: PortType::Internal, addresses, ..PortConfig::afxdp(bridge, PortVlan::default()) }
+    }
+}
+
+impl BridgeConfig {
+    /// The bridge's internal (gateway) port, if it has a gateway.
+    pub fn gateway_port(&self) -> Option<&PortConfig> {
+        self.ports.iter().find(|p| p.kind == PortType::Internal)
+    }
+
+    /// The bridge's gateway addresses (none: no gateway).
+    pub fn gateway(&self) -> &[IfAddr] {
+        self.gateway_port().map_or(&[], |p| &p.addresses)
     }
 }
 

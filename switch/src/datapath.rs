@@ -11,7 +11,7 @@ use rvs_dataplane::wire::MacAddr;
 pub mod fake;
 pub mod real;
 
-use rvs_proto::config::{BridgeConfig, PortConfig, UplinkConfig};
+use rvs_proto::config::{BridgeConfig, IfAddr, PortConfig, UplinkConfig};
 use rvs_proto::status::{FdbPage, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -105,6 +105,12 @@ pub trait Datapath {
         let _ = macs;
         Err(format!("port {port:?} is not a VXLAN port"))
     }
+    /// Replaces the addresses internal port `port` holds with `addrs`
+    /// (all or nothing).
+    fn set_addresses(&mut self, port: &str, addrs: &[IfAddr]) -> DpResult<()> {
+        let _ = addrs;
+        Err(format!("port {port:?} is not an internal port"))
+    }
     /// True when the interface under `port` is known to be gone: its
     /// device (or the namespace it lived in) no longer exists. For a
     /// container's port that means the container is gone. Errors other
@@ -113,7 +119,8 @@ pub trait Datapath {
         let _ = port;
         false
     }
-    /// True if tap port `name` was created by rvsd (rather than adopted).
+    /// True if tap (or internal) port `name` was created by rvsd (rather
+    /// than adopted).
     fn tap_created(&self, _name: &str) -> bool {
         false
     }

@@ -10,7 +10,7 @@
 use crate::datapath::{CaptureRing, Datapath, Direction};
 use crate::db;
 use rvs_dataplane::wire::MacAddr;
-use rvs_proto::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
+use rvs_proto::config::{self, BridgeConfig, Config, IfAddr, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
 use rvs_proto::status::{
     FdbCursor, FdbPage, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus, FDB_PAGE_MAX,
 };
@@ -57,10 +57,18 @@ const GC_TICKS: u64 = 5;
 /// filter), None for one that only reads.
 fn change_line(cmd: &Command) -> Option<String> {
     Some(match cmd {
+        Command::BridgeAdd { bridge, gateway, .. } if !gateway.is_empty() => {
+            format!("bridge {bridge} added, gateway {}", join_addrs(gateway))
+        }
         Command::BridgeAdd { bridge, .. } => format!("bridge {bridge} added"),
         Command::BridgeDel { bridge } => format!("bridge {bridge} deleted with its ports"),
-        Command::BridgeSet { bridge, aging_secs, max_macs } => {
+        Command::BridgeSet { bridge, aging_secs, max_macs, gateway } => {
             let mut what = Vec::new();
+            match gateway.as_deref() {
+                Some([]) => what.push("no gateway".to_string()),
+                Some(g) => what.push(format!("gateway {}", join_addrs(g))),
+                None => {}
+            }
             if let Some(a) = aging_secs {
                 what.push(format!("aging {a} s"));
             }
@@ -86,6 +94,11 @@ fn change_line(cmd: &Command) -> Option<String> {
         Command::LogLevel { filter } => format!("log filter set to {filter:?}"),
         _ => return None,
     })
+}
+
+/// Interface addresses as `a/p, b/q`.
+fn join_addrs(addrs: &[IfAddr]) -> String {
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Addresses as `a, b, c`.
@@ -298,13 +311,13 @@ impl<D: Datapath> State<D> {
 
     fn dispatch(&mut self, cmd: Command) -> Reply {
         match cmd {
-            Command::BridgeAdd { bridge, aging_secs, max_macs } => {
-                Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs))
+            Command::BridgeAdd { bridge, aging_secs, max_macs, gateway } => {
+                Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs, gateway))
             }
             Command::BridgeDel { bridge } => Reply::from_result(self.bridge_del(&bridge)),
             Command::BridgeList => Reply::from_result(Ok(self.bridge_list())),
-            Command::BridgeSet { bridge, aging_secs, max_macs } => {
-                Reply::from_result(self.bridge_set(&bridge, aging_secs, max_macs))
+            Command::BridgeSet { bridge, aging_secs, max_macs, gateway } => {
+                Reply::from_result(self.bridge_set(&bridge, aging_secs, max_macs, gateway))
             }
             Command::PortAdd { bridge, port } => Reply::from_result(self.port_add(&bridge, port)),
             Command::PortDel { bridge, port } => Reply::from_result(self.port_del(&bridge, &port)),

@@ -149,6 +149,16 @@ impl Datapath for FakeDp {
         g.log.push(format!("port {}", port.name));
         Ok(())
     }
+    fn set_addresses(&mut self, port: &str, addrs: &[rvs_proto::config::IfAddr]) -> DpResult<()> {
+        self.check()?;
+        match self.inner().ports.get_mut(port) {
+            Some((_, p)) if p.kind == rvs_proto::config::PortType::Internal => {
+                p.addresses = addrs.to_vec();
+                Ok(())
+            }
+            _ => Err("fake: no internal port".into()),
+        }
+    }
     fn del_port(&mut self, name: &str) -> DpResult<()> {
         self.check()?;
         let mut g = self.inner();

@@ -34,7 +34,9 @@ use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::OuterTemplate;
 use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
-use rvs_proto::config::{BridgeConfig, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::config::{
+    BridgeConfig, FastPath, IfAddr, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode,
+};
 use rvs_proto::status::{
     FdbCursor, FdbEntryInfo, FdbPage, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput,
     TraceResult, TraceVxlan, UplinkStatus,
@@ -47,6 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod gateway;
 mod kernel;
 mod ports;
 mod publish;
@@ -378,15 +381,24 @@ impl Datapath for Dp {
     }
 
     fn add_port(&mut self, bridge: &str, cfg: &PortConfig) -> DpResult<()> {
-        self.open_port(bridge, cfg)
+        self.open_port(bridge, cfg)?;
+        if cfg.kind == PortType::Vxlan {
+            self.gateway_follows_tunnels(self.bridge_id(bridge)?);
+        }
+        Ok(())
     }
 
     fn del_port(&mut self, name: &str) -> DpResult<()> {
         let id = self.port_id(name)?;
-        if matches!(self.ports[id.index()].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+        let port = self.ports[id.index()].as_ref();
+        if matches!(port.map(|p| &p.role), Some(Role::Uplink { .. })) {
             return Err(format!("{name:?} is an uplink (remove it with `rvsctl uplink del`)"));
         }
+        let tunnel_of = port.filter(|p| p.kind == PortType::Vxlan).and_then(|p| p.bridge);
         self.remove_port(id);
+        if let Some(bid) = tunnel_of {
+            self.gateway_follows_tunnels(bid);
+        }
         Ok(())
     }
 
@@ -428,6 +440,10 @@ impl Datapath for Dp {
 
     fn set_remotes(&mut self, port: &str, remotes: &[IpAddr]) -> DpResult<()> {
         self.replace_remotes(port, remotes)
+    }
+
+    fn set_addresses(&mut self, port: &str, addrs: &[IfAddr]) -> DpResult<()> {
+        self.set_gateway(port, addrs)
     }
 
     fn uplink_status(&self) -> Vec<UplinkStatus> {

@@ -320,6 +320,7 @@ impl Dp {
             PortType::Afxdp => self.open_afxdp(id, cfg)?,
             PortType::Tap => self.open_tap(id, cfg)?,
             PortType::Vxlan => self.open_vxlan(id, cfg)?,
+            PortType::Internal => self.open_internal(id, bid, cfg)?,
         };
         port.bridge = Some(bid);
         port.vlan = vlan_mode(&cfg.vlan);
