@@ -80,7 +80,7 @@ pub fn tap_up(netns: &OwnedFd, path: &Path, ifname: &str, mtu: u32) -> Result<St
     inside(netns, path, move || {
         let l = netlink::find_link(&name)?
             .ok_or_else(|| io::Error::other(format!("{name} is missing in the container")))?;
-        netlink::set_link_mtu(l.index, mtu)?;
+        netlink::set_mtu(l.index, mtu)?;
         netlink::set_link_up(l.index, true)?;
         mac_of(&name)
     })

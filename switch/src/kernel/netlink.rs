@@ -387,14 +387,6 @@ pub fn set_link_up(ifindex: u32, up: bool) -> io::Result<()> {
     sock.set_up(ifindex, up).map_err(|e| e.context(&ctx))
 }
 
-/// Sets the MTU of interface `ifindex` of the calling thread's namespace
-/// (RTM_NEWLINK), like `ip link set DEV mtu MTU`.
-pub fn set_link_mtu(ifindex: u32, mtu: u32) -> io::Result<()> {
-    let ctx = format!("setting the MTU of interface {ifindex} to {mtu}");
-    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
-    sock.set_mtu(ifindex, mtu).map_err(|e| e.context(&ctx))
-}
-
 /// Deletes interface `ifindex` of the calling thread's namespace
 /// (RTM_DELLINK); deleting either end of a veth deletes both. A missing
 /// interface is an error whose [`kernel_errno`] is ENODEV.

@@ -322,18 +322,6 @@ impl Socket {
         self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
     }
 
-    /// RTM_NEWLINK setting the MTU of interface `ifindex`.
-    pub(super) fn set_mtu(&mut self, ifindex: u32, mtu: u32) -> Result<(), NlError> {
-        let seq = next_seq();
-        let index = i32::try_from(ifindex).map_err(|_| NlError::Malformed(format!("interface index {ifindex}")))?;
-        let ifi = IfInfoMsg { index, ..IfInfoMsg::default() };
-        let req = MsgBuilder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq)
-            .fixed(&ifi.bytes())
-            .attr(IFLA_MTU, &mtu.to_ne_bytes())
-            .finish();
-        self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
-    }
-
     /// RTM_DELLINK of interface `ifindex`.
     pub(super) fn del_link(&mut self, ifindex: u32) -> Result<(), NlError> {
         let seq = next_seq();
