@@ -29,6 +29,7 @@ host="rvdk-$id-host"
 subnet=198.18.70.0/24
 gw=198.18.70.1
 rvsd_pid=
+web_pid=
 
 inhost() { ip netns exec "$host" "$@"; }
 ctl() { "$bin/rvsctl" --socket "$tmp/rvsd.sock" "$@"; }
@@ -45,7 +46,9 @@ cleanup() {
     set +e
     ((rc != 0)) && [[ -s $tmp/rvsd.log ]] && { echo "--- rvsd log:" >&2; tail -n 15 "$tmp/rvsd.log" >&2; }
     [[ -d $tmp/root ]] && pm rm -f -t 0 --all >/dev/null 2>&1
-    [[ -n $rvsd_pid ]] && kill -TERM "$rvsd_pid" 2>/dev/null && sleep 0.5
+    [[ -n $web_pid ]] && kill -TERM "$web_pid" 2>/dev/null && wait "$web_pid" 2>/dev/null
+    # rvsd detaches its programs and removes the gateway tap on SIGTERM.
+    [[ -n $rvsd_pid ]] && kill -TERM "$rvsd_pid" 2>/dev/null && wait "$rvsd_pid" 2>/dev/null
     ip netns pids "$host" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
     ip netns del "$host" 2>/dev/null
     grep -o " $tmp[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
@@ -60,7 +63,9 @@ inhost ip link set lo up
 inhost sysctl -qw net.ipv4.ip_forward=1
 cores=1
 [[ $(nproc) -ge 2 ]] || cores=0
-inhost "$bin/rvsd" --cores "$cores" --socket "$tmp/rvsd.sock" --db "$tmp/rvsd.json" 2>"$tmp/rvsd.log" &
+# Not through inhost: $! must be rvsd itself (ip netns exec execs it), for
+# the SIGTERM at the end.
+ip netns exec "$host" "$bin/rvsd" --cores "$cores" --socket "$tmp/rvsd.sock" --db "$tmp/rvsd.json" 2>"$tmp/rvsd.log" &
 rvsd_pid=$!
 for _ in $(seq 100); do ctl ping >/dev/null 2>&1 && break; sleep 0.1; done
 echo "+ rvsctl bridge add br0 --gateway $gw/24"
@@ -141,8 +146,8 @@ check "c1 -> gateway ping" pm exec c1 ping -c 3 -W 2 "$gw"
 check "c2 -> gateway ping" pm exec c2 ping -c 3 -W 2 "$gw"
 # A process on the host: a web server on the gateway's address.
 echo "hello from the host" >"$tmp/www/index.html"
-inhost busybox httpd -f -p "$gw:8080" -h "$tmp/www" &
-disown
+ip netns exec "$host" busybox httpd -f -p "$gw:8080" -h "$tmp/www" &
+web_pid=$!
 sleep 0.3
 page=$(pm exec c1 wget -q -O - "http://$gw:8080/" 2>/dev/null || true)
 [[ $page == "hello from the host" ]] && result["c1 -> host web server"]="ok: \"$page\"" ||
