@@ -84,3 +84,61 @@ fn port_del_removes_the_taps_rvsd_created_only() {
     rvsd.ctl_ok(&["port", "del", "br0", &adopted.dev]);
     assert!(adopted.ns.has_link(&adopted.dev), "the adopted tap was removed");
 }
+
+/// Issue 16: `rvsctl --json stats` gives drops as an object keyed by
+/// reason, and `stats --interval` prints per-second rates until
+/// interrupted (one JSON object per line with --json).
+#[test]
+fn stats_drops_by_reason_and_rates_per_interval() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let a = Host::on_veth("198.18.1.11/24");
+    let b = Host::on_veth("198.18.1.12/24");
+    let rvsd = Rvsd::start();
+    rvsd.bridge_with("br0", &[&a, &b]);
+    assert!(ping_settled(&a.ns, &b.ip, 1));
+    // A frame from a broadcast source MAC: dropped, counted under its reason.
+    let mut bad = vec![0xff; 12];
+    bad.extend_from_slice(&[0x88, 0xb5, 0, 0]);
+    send_raw(&a.ns, &a.dev, &[bad]);
+    let t0 = std::time::Instant::now();
+    let drops = loop {
+        let v = rvsd.ctl_json(&["stats", a.port()]);
+        let d = v[0]["drops"].clone();
+        if d.get("bad_src_mac").is_some() || t0.elapsed() > std::time::Duration::from_secs(10) {
+            break d;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(drops.is_object() && drops["bad_src_mac"] == 1, "drops: {drops}");
+
+    // Rates: a ping flood from a to b while rvsctl prints every 0.5 s.
+    let mut flood = ChildGuard(a.ns.cmd(&["ping", "-q", "-i", "0.002", "-w", "30", &b.ip]).spawn().unwrap());
+    let mut child = std::process::Command::new(rvsctl_bin())
+        .arg("--socket")
+        .arg(&rvsd.socket)
+        .args(["--json", "stats", "--interval", "0.5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut rx = Vec::new();
+    for _ in 0..3 {
+        let line = lines.next().expect("a line per interval").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!((v["interval_secs"].as_f64().unwrap() - 0.5).abs() < 0.4, "{v}");
+        let p = v["ports"].as_array().unwrap().iter().find(|p| p["name"] == a.port()).cloned().unwrap();
+        rx.push(p["rx_pps"].as_f64().unwrap());
+        assert!(p["rx_bps"].as_f64().unwrap() >= p["rx_pps"].as_f64().unwrap() * 8.0 * 60.0, "{p}");
+    }
+    assert!(rx.iter().all(|&r| r > 0.0), "no rate while pinging: {rx:?}");
+    // SAFETY: signals our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success(), "rvsctl stats --interval ends with 0 on Ctrl-C");
+    let _ = flood.0.kill();
+
+    let e = one_line_error("--interval 0", &rvsd.ctl(&["stats", "--interval", "0"]));
+    assert!(e.contains("invalid interval"), "{e}");
+}

@@ -62,9 +62,14 @@ pub enum Cmd {
     #[command(subcommand, arg_required_else_help = true)]
     Fdb(FdbCmd),
     /// Per-port packet and byte counters, and drops by reason
+    #[command(after_help = "With --interval: per-second rates every SECS seconds until interrupted \
+(with --json, one object per line).")]
     Stats {
         /// Only this port
         port: Option<String>,
+        /// Print per-second rates every SECS seconds until interrupted
+        #[arg(long, value_name = "SECS", value_parser = interval)]
+        interval: Option<f64>,
     },
     /// Polling threads: load, flow cache, and which thread polls which queue
     #[command(subcommand, arg_required_else_help = true)]
@@ -618,6 +623,13 @@ fn core_id(s: &str) -> Result<usize, String> {
     s.trim().parse().map_err(|_| format!("invalid core {s:?} (must be a whole number)"))
 }
 
+fn interval(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("invalid interval {s:?} (seconds, 0.1 to 3600)")),
+    }
+}
+
 fn number(s: &str) -> Result<u32, String> {
     s.trim().parse().map_err(|_| format!("{s:?} is not a whole number"))
 }
@@ -630,6 +642,16 @@ fn aging(s: &str) -> Result<u32, String> {
 fn max_macs(s: &str) -> Result<u32, String> {
     let n = number(s)?;
     proto::check_max_macs(n).map(|()| n)
+}
+
+impl Cli {
+    /// `stats --interval`: the port filter and the interval.
+    pub fn stats_interval(&self) -> Option<(Option<String>, f64)> {
+        match &self.cmd {
+            Cmd::Stats { port, interval: Some(secs) } => Some((port.clone(), *secs)),
+            _ => None,
+        }
+    }
 }
 
 /// What to send, and how to print the result.
@@ -843,7 +865,7 @@ impl Cli {
             Cmd::Fdb(FdbCmd::Flush { bridge, port }) => {
                 (Command::FdbFlush { bridge: bridge.clone(), port: port.clone() }, View::Flush)
             }
-            Cmd::Stats { port } => (Command::Stats { port: port.clone() }, View::Stats),
+            Cmd::Stats { port, .. } => (Command::Stats { port: port.clone() }, View::Stats),
             Cmd::Pmd(PmdCmd::Show) => (Command::PmdShow, View::Pmd),
             Cmd::Pmd(PmdCmd::Assign { port, queue, core }) => {
                 (Command::PmdAssign { port: port.clone(), queue: *queue, core: *core }, View::Quiet)

@@ -7,6 +7,7 @@
 mod capture;
 mod cli;
 mod output;
+mod rates;
 
 use clap::error::ErrorKind;
 use clap::Parser;
@@ -143,6 +144,15 @@ fn main() -> ExitCode {
                 eprintln!("rvsctl: {} frames captured, {} dropped", s.captured, s.dropped);
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("rvsctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Some((port, secs)) = cli.stats_interval() {
+        return match rates::run(&socket, port, std::time::Duration::from_secs_f64(secs), cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rvsctl: {e}");
                 ExitCode::from(1)

@@ -209,6 +209,23 @@ impl KernelShare {
     }
 }
 
+/// Drops as an object keyed by reason, or as the list of (reason, count)
+/// pairs rvsd sent before.
+fn drops_by_reason<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Drops {
+        ByReason(std::collections::BTreeMap<String, u64>),
+        Pairs(Vec<(String, u64)>),
+    }
+    Ok(match Drops::deserialize(d)? {
+        Drops::ByReason(m) => m,
+        Drops::Pairs(v) => v.into_iter().collect(),
+    })
+}
+
 macro_rules! define_port_stats_info {
     ($($(#[doc = $doc:literal])* $field:ident,)*) => {
         /// Counters of one port, summed over threads. Every received frame
@@ -220,8 +237,11 @@ macro_rules! define_port_stats_info {
             /// Bridge name.
             pub bridge: String,
             $($(#[doc = $doc])* #[serde(default)] pub $field: u64,)*
-            /// Drops by reason name; reasons with a zero count are left out.
-            pub drops: Vec<(String, u64)>,
+            /// Drops by reason name (`{"runt": 2}`); reasons with a zero
+            /// count are left out. Older rvsd sent a list of pairs, which
+            /// still reads.
+            #[serde(default, deserialize_with = "drops_by_reason")]
+            pub drops: std::collections::BTreeMap<String, u64>,
             /// Times the interface under the port went away.
             #[serde(default)]
             pub link_downs: u64,

@@ -241,7 +241,7 @@ impl Datapath for FakeDp {
                 forwarded: 3,
                 flooded: 5,
                 kernel_drops: 0,
-                drops: vec![("runt".into(), 2)],
+                drops: [("runt".to_string(), 2)].into(),
                 link_downs: 0,
                 kernel: Default::default(),
             })

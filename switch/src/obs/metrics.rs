@@ -56,7 +56,7 @@ pub fn render<D: Datapath>(state: &State<D>) -> String {
     // Every reason for every port, zero included, so rates can be taken.
     let drops = ports.iter().flat_map(|p| {
         DropReason::ALL.iter().map(move |r| {
-            let n = p.drops.iter().find(|(name, _)| name == r.name()).map_or(0, |(_, n)| *n);
+            let n = p.drops.get(r.name()).copied().unwrap_or(0);
             (format!("{},reason=\"{}\"", pl(p), r.name()), n)
         })
     });

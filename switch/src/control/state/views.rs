@@ -126,7 +126,7 @@ impl<D: Datapath> State<D> {
             forwarded: 0,
             flooded: 0,
             kernel_drops: 0,
-            drops: Vec::new(),
+            drops: Default::default(),
             link_downs: 0,
             kernel: Default::default(),
         }])
