@@ -30,8 +30,9 @@ tools=(
     # The container tests run podman (CNI backend, runc) with a busybox
     # root file system, and chain the firewall plugin (iptables).
     podman=podman runc=runc busybox=busybox-static iptables=iptables
-    # The packaging tests: the unit, the .deb.
-    systemd-analyze=systemd dpkg-deb=dpkg
+    # The packaging tests: the unit, the .deb; promtool lints the metrics
+    # and the alert rules.
+    systemd-analyze=systemd dpkg-deb=dpkg promtool=prometheus
     # rvs-bench's peers.
     ovs-vswitchd=openvswitch-switch dpdk-testpmd=dpdk-dev+librte-net-af-xdp23
 )

@@ -115,3 +115,112 @@ fn metrics_address_in_use_is_a_clear_error() {
     let e = one_line_error("rvsd --metrics on a taken port", &o);
     assert!(e.contains(&format!("cannot serve metrics on {addr}")), "{e}");
 }
+
+/// The metric names an expression (PromQL) uses: identifiers starting
+/// with `rvs_` or `process_`.
+fn names_in(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = (b[i].is_ascii_alphabetic() || b[i] == b'_')
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+        if starts {
+            let j = (i..b.len()).find(|&j| !(b[j].is_ascii_alphanumeric() || b[j] == b'_')).unwrap_or(b.len());
+            let w = &expr[i..j];
+            if w.starts_with("rvs_") || w.starts_with("process_") {
+                out.push(w.to_string());
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Issue 16: a real scrape with traffic flowing (a capture and the
+/// cluster agent included) passes `promtool check metrics`; the alert
+/// rules pass `promtool check rules`; the rules and the Grafana dashboard
+/// name only families rvsd exports.
+#[test]
+fn scrape_lints_clean_and_packaging_names_exported_families() {
+    if !require_root() || !rvs_dataplane::testing::require_root("promtool", &["promtool"]) {
+        return;
+    }
+    let _serial = serial();
+    let h1 = Host::on_veth("198.18.63.11/24");
+    let h2 = Host::on_veth("198.18.63.12/24");
+    let addr = format!("127.0.0.1:{}", free_port());
+    // etcd that is not there: the agent runs (and its families exist).
+    let rvsd = Rvsd::start_with(&["--metrics", &addr, "--etcd", "http://127.0.0.1:9", "--node", "m1"]);
+    rvsd.add_bridge("brm");
+    rvsd.add_host("brm", &h1, &[]);
+    rvsd.add_host("brm", &h2, &[]);
+    assert!(ping_settled(&h1.ns, &h2.ip, 1));
+    let cap = rvsd.dir.join("m.pcapng");
+    let mut capture = ChildGuard(
+        std::process::Command::new(rvsctl_bin())
+            .arg("--socket")
+            .arg(&rvsd.socket)
+            .args(["capture", h1.port(), "-c", "2", "-w", cap.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(ping(&h1.ns, &h2.ip, 3));
+    assert!(capture.0.wait().unwrap().success());
+
+    let r = http(&addr, b"GET /metrics HTTP/1.1\r\nHost: rvs\r\n\r\n");
+    let body = r.split_once("\r\n\r\n").expect("HTTP head").1.to_string();
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    lint.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let o = lint.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n--- scrape ---\n{body}");
+
+    let families: std::collections::BTreeSet<String> =
+        body.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next().map(str::to_string)).collect();
+    for want in ["rvs_pmd_busy_seconds_total", "rvs_cluster_connected", "rvs_capture_dropped_total", "process_open_fds"]
+    {
+        assert!(families.contains(want), "{want} not exported: {families:?}");
+    }
+    assert!(!body.contains("nanoseconds"), "non-base unit exported");
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    let rules = root.join("prometheus/rvs-alerts.yml");
+    let o = run(&["promtool", "check", "rules", rules.to_str().unwrap()]);
+    assert!(o.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&o.stderr));
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("grafana/rvs-dashboard.json")).unwrap()).unwrap();
+    let mut exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    exprs.extend(
+        dash["templating"]["list"].as_array().unwrap().iter().filter_map(|v| v["query"].as_str().map(String::from)),
+    );
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let mut used: Vec<String> = exprs.iter().flat_map(|e| names_in(e)).collect();
+    used.extend(
+        rules_text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("expr:") || l.starts_with("          "))
+            .flat_map(names_in),
+    );
+    used.sort();
+    used.dedup();
+    assert!(used.len() >= 10, "{used:?}");
+    for name in &used {
+        assert!(families.contains(name), "the dashboard or the rules use {name}, which rvsd does not export");
+    }
+}

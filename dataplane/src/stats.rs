@@ -174,44 +174,46 @@ impl PortCounters {
 }
 
 /// Calls macro `$m` with the list of per-thread counters users see (each
-/// with its meaning, its metric name and kind), so that every form of them,
+/// with its meaning, its metric name, kind and how many of the counter's
+/// units make one of the metric's base unit: 1_000_000_000 nanoseconds to
+/// the second), so that every form of them,
 /// here, in `rvs-proto` and in the metrics, comes from this one list.
 #[macro_export]
 macro_rules! with_thread_counters {
     ($m:path) => {
         $m! {
             /// Frames received by this thread.
-            packets => "rvs_pmd_packets_total", "counter";
+            packets => "rvs_pmd_packets_total", "counter", 1;
             /// TSC cycles in rounds that moved frames (0 where no TSC).
-            busy_cycles => "rvs_pmd_busy_cycles_total", "counter";
+            busy_cycles => "rvs_pmd_busy_cycles_total", "counter", 1;
             /// TSC cycles in rounds that found nothing (sleep included).
-            idle_cycles => "rvs_pmd_idle_cycles_total", "counter";
+            idle_cycles => "rvs_pmd_idle_cycles_total", "counter", 1;
             /// Nanoseconds in rounds that moved frames.
-            busy_ns => "rvs_pmd_busy_nanoseconds_total", "counter";
+            busy_ns => "rvs_pmd_busy_seconds_total", "counter", 1_000_000_000;
             /// Nanoseconds in rounds that found nothing.
-            idle_ns => "rvs_pmd_idle_nanoseconds_total", "counter";
+            idle_ns => "rvs_pmd_idle_seconds_total", "counter", 1_000_000_000;
             /// Flow cache hits.
-            cache_hits => "rvs_flow_cache_hits_total", "counter";
+            cache_hits => "rvs_flow_cache_hits_total", "counter", 1;
             /// Flow cache misses (decisions taken by the full pipeline).
-            cache_misses => "rvs_flow_cache_misses_total", "counter";
+            cache_misses => "rvs_flow_cache_misses_total", "counter", 1;
             /// Flow cache entries replaced by another flow.
-            cache_evictions => "rvs_flow_cache_evictions_total", "counter";
+            cache_evictions => "rvs_flow_cache_evictions_total", "counter", 1;
             /// Flow cache entries in use.
-            cache_entries => "rvs_flow_cache_entries", "gauge";
+            cache_entries => "rvs_flow_cache_entries", "gauge", 1;
             /// 1 once the thread stopped on a panic (rvsd then shuts down
             /// and exits non-zero).
-            failed => "rvs_pmd_failed", "gauge";
+            failed => "rvs_pmd_failed", "gauge", 1;
             /// Buffers free in the thread's pool (read once a second).
-            pool_free => "rvs_pmd_pool_free_buffers", "gauge";
+            pool_free => "rvs_pmd_pool_free_buffers", "gauge", 1;
             /// Receive buffers its sockets may keep with the kernel, all
             /// together (at most half the pool).
-            fill_share => "rvs_pmd_fill_share_buffers", "gauge";
+            fill_share => "rvs_pmd_fill_share_buffers", "gauge", 1;
         }
     };
 }
 
 macro_rules! define_thread_stats {
-    ($($(#[doc = $doc:literal])* $field:ident => $metric:literal, $kind:literal;)*) => {
+    ($($(#[doc = $doc:literal])* $field:ident => $metric:literal, $kind:literal, $scale:literal;)*) => {
         /// Counters of one polling thread.
         #[derive(Debug, Default)]
         pub struct ThreadStats {

@@ -285,7 +285,7 @@ macro_rules! define_port_stats_info {
 rvs_dataplane::with_port_counters!(define_port_stats_info);
 
 macro_rules! define_thread_info {
-    ($($(#[doc = $doc:literal])* $field:ident => $metric:literal, $kind:literal;)*) => {
+    ($($(#[doc = $doc:literal])* $field:ident => $metric:literal, $kind:literal, $scale:literal;)*) => {
         /// One polling thread.
         #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
         pub struct ThreadInfo {
@@ -303,10 +303,12 @@ macro_rules! define_thread_info {
                 ThreadInfo { core, rx_queues, $($field: stats.$field.load(Relaxed),)* }
             }
 
-            /// Each counter's metric name, kind (`counter` or `gauge`) and
-            /// meaning, in declaration order.
-            pub const METRICS: &'static [(&'static str, &'static str, &'static str)] =
-                &[$(($metric, $kind, concat!($($doc),*).trim_ascii()),)*];
+            /// Each counter's metric name, kind (`counter` or `gauge`),
+            /// meaning, and how many of its units make one of the metric's
+            /// base unit (1_000_000_000 for nanoseconds exported as
+            /// seconds), in declaration order.
+            pub const METRICS: &'static [(&'static str, &'static str, &'static str, u64)] =
+                &[$(($metric, $kind, concat!($($doc),*).trim_ascii(), $scale),)*];
 
             /// The counters' values, in [`Self::METRICS`] order.
             pub fn counter_values(&self) -> Vec<u64> {

@@ -18,7 +18,7 @@ use rvs_proto::{
     self as proto, BridgeShow, BridgeSummary, CaptureDirection, Command, ErrorKind, FlushResult, PingResult, PortShow,
     Reply, Request, ShowResult, UplinkShow,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,8 +44,10 @@ pub struct State<D: Datapath> {
     peers: crate::cluster::PeerView,
     /// Remotes the cluster gave VXLAN ports configured without any.
     cluster_remotes: HashMap<String, Vec<IpAddr>>,
-    /// Ports and uplinks with a capture running.
-    captures: HashSet<String>,
+    /// Ports and uplinks with a capture running, and its ring.
+    captures: HashMap<String, Arc<CaptureRing>>,
+    /// Frames that ended captures dropped, per port (for the metric).
+    capture_drops: HashMap<String, u64>,
     /// Ticks since the start, to do some housekeeping less often.
     ticks: u64,
 }
@@ -145,7 +147,8 @@ impl<D: Datapath> State<D> {
             cluster: None,
             peers: Default::default(),
             cluster_remotes: HashMap::new(),
-            captures: HashSet::new(),
+            captures: HashMap::new(),
+            capture_drops: HashMap::new(),
             ticks: 0,
         };
         for up in &uplinks {

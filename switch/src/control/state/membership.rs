@@ -148,7 +148,9 @@ impl<D: Datapath> State<D> {
         self.cluster_remotes.remove(port);
     }
 
-    pub(super) fn cluster_show(&self) -> ClusterShow {
+    /// `cluster show`: the settings, the agent's state, the peers and the
+    /// tunnels that take remotes from them.
+    pub fn cluster_show(&self) -> ClusterShow {
         let status = self.dp.port_status();
         let tunnels = self
             .config

@@ -162,7 +162,7 @@ impl<D: Datapath> State<D> {
                 return Err(format!("{what} {port:?} is down ({why})"));
             }
         }
-        if self.captures.contains(port) {
+        if self.captures.contains_key(port) {
             return Err(format!("a capture already runs on {port:?}"));
         }
         let dir = match dir {
@@ -171,15 +171,31 @@ impl<D: Datapath> State<D> {
             CaptureDirection::Both => Direction::Both,
         };
         let ring = self.dp.capture_start(port, dir, snaplen)?;
-        self.captures.insert(port.to_string());
+        self.captures.insert(port.to_string(), ring.clone());
         Ok(ring)
     }
 
     /// Stops the capture on `port`, if one runs.
     pub fn capture_stop(&mut self, port: &str) {
-        if self.captures.remove(port) {
+        if let Some(ring) = self.captures.remove(port) {
             self.dp.capture_stop(port);
+            *self.capture_drops.entry(port.to_string()).or_default() += ring.dropped();
         }
+    }
+
+    /// Frames captures dropped (the reader fell behind), per port or
+    /// uplink that ever had one, running captures included.
+    pub fn capture_drops(&self) -> Vec<(String, u64)> {
+        let mut ports: Vec<&String> = self.capture_drops.keys().chain(self.captures.keys()).collect();
+        ports.sort();
+        ports.dedup();
+        ports
+            .into_iter()
+            .map(|p| {
+                let running = self.captures.get(p).map_or(0, |r| r.dropped());
+                (p.clone(), self.capture_drops.get(p).copied().unwrap_or(0) + running)
+            })
+            .collect()
     }
 
     /// True if `name` is a configured port or uplink.
