@@ -338,6 +338,12 @@ fn stats(ports: &[PortStatsInfo]) -> String {
             if p.learn_refused > 0 {
                 drops.push(format!("(not learned: {})", p.learn_refused));
             }
+            if p.neigh_refused > 0 {
+                drops.push(format!("(bindings not learned: {})", p.neigh_refused));
+            }
+            if p.arp_suppressed + p.nd_suppressed > 0 {
+                drops.push(format!("(answered: arp {}, nd {})", p.arp_suppressed, p.nd_suppressed));
+            }
             vec![
                 p.name.clone(),
                 p.bridge.clone(),

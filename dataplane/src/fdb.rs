@@ -170,12 +170,12 @@ fn val_seen(v: u64) -> u32 {
 
 /// The secret of the slot hash, drawn once per table.
 #[derive(Clone, Copy)]
-struct HashKey(u64, u64);
+pub(crate) struct HashKey(u64, u64);
 
 impl HashKey {
     /// Random keys from the standard library's per-process random
     /// hasher state (the one that protects `HashMap` from the same attack).
-    fn random() -> HashKey {
+    pub(crate) fn random() -> HashKey {
         use std::hash::BuildHasher;
         let s = std::collections::hash_map::RandomState::new();
         HashKey(s.hash_one(0u64), s.hash_one(1u64))
@@ -185,7 +185,7 @@ impl HashKey {
     /// the key mixed in before each: every input bit reaches every output
     /// bit, and without the key nobody can predict which slot a MAC gets.
     #[inline]
-    fn hash(self, key: u64) -> usize {
+    pub(crate) fn hash(self, key: u64) -> usize {
         let h = fold_mul(key ^ self.0, 0x9e37_79b9_7f4a_7c15);
         fold_mul(h ^ self.1, 0x2d35_8dcc_aa6c_78a5) as usize
     }

@@ -21,6 +21,7 @@ use rvs_dataplane::fastpath::{self, KernelTables};
 use rvs_dataplane::fdb::{Dest, Fdb, Learn, NO_REMOTE};
 use rvs_dataplane::flow_cache::FlowKey;
 use rvs_dataplane::ids::{BridgeId, PortId, Vid};
+use rvs_dataplane::neigh::{self, NeighTable};
 use rvs_dataplane::pipeline::Action;
 use rvs_dataplane::pipeline::{self, TagEdit};
 use rvs_dataplane::pmd::{max_rx_sockets, Command, Commands, Handoff, LocalPort, Pmd, PmdOptions};
@@ -76,6 +77,8 @@ struct Thread {
 struct Bridge {
     name: String,
     fdb: Arc<Fdb>,
+    /// IP-MAC bindings, aged with the FDB's aging time.
+    neigh: Arc<NeighTable>,
     aging_secs: u32,
 }
 
@@ -341,7 +344,12 @@ impl Datapath for Dp {
         if self.bridge_id(&br.name).is_ok() {
             return Err(format!("bridge \"{}\" already exists", br.name));
         }
-        let b = Bridge { name: br.name.clone(), fdb: Arc::new(Fdb::new(br.max_macs)), aging_secs: br.aging_secs };
+        let b = Bridge {
+            name: br.name.clone(),
+            fdb: Arc::new(Fdb::new(br.max_macs)),
+            neigh: Arc::new(NeighTable::new(neigh::DEFAULT_LIMIT)),
+            aging_secs: br.aging_secs,
+        };
         match self.bridges.iter().position(Option::is_none) {
             Some(i) => self.bridges[i] = Some(b),
             None if self.bridges.len() < usize::from(u16::MAX) => self.bridges.push(Some(b)),
@@ -522,6 +530,7 @@ impl Datapath for Dp {
             let Some(b) = b else { continue };
             self.pull_kernel_seen(BridgeId(i as u16), &b.fdb, now, b.aging_secs);
             b.fdb.age(now, b.aging_secs);
+            b.neigh.age(now, b.aging_secs);
         }
         self.sync_kernel_fdb();
         let tunnels: Vec<PortId> = (0..self.ports.len())

@@ -225,6 +225,7 @@ impl Dp {
             Action::Drop(r) => format!("drop:{}", r.name()),
             Action::Unicast(_) => "output".into(),
             Action::Flood(_) => "flood".into(),
+            Action::Answer(p) => format!("answer:{}", p.name()),
         };
         step("decision", decision.clone());
         let (mut ingress_on, _) = self.kernel_flags(ingress);
