@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 mod changes;
 mod membership;
+mod neigh;
 mod views;
 
 /// The daemon's configuration, its db file and the datapath it drives.
@@ -46,6 +47,9 @@ pub struct State<D: Datapath> {
     cluster_remotes: HashMap<String, Vec<IpAddr>>,
     /// Ports and uplinks with a capture running.
     captures: HashSet<String>,
+    /// Remote IP-MAC bindings installed from the cluster: (bridge, IP,
+    /// VLAN) → the node that publishes it.
+    remote_neigh: HashMap<(String, IpAddr, u16), String>,
 }
 
 /// The log line for a request that changes the configuration (or the log
@@ -77,6 +81,10 @@ fn change_line(cmd: &Command) -> Option<String> {
             format!("static MAC {mac} VLAN {vlan} on port {port} of bridge {bridge}")
         }
         Command::FdbDel { bridge, mac, vlan } => format!("MAC {mac} VLAN {vlan} removed from bridge {bridge}"),
+        Command::NeighAdd { bridge, ip, mac, vlan } => format!("{ip} bound to {mac} in VLAN {vlan} of bridge {bridge}"),
+        Command::NeighDel { bridge, ip, vlan } => {
+            format!("binding of {ip} in VLAN {vlan} removed from bridge {bridge}")
+        }
         Command::PmdAssign { port, queue, core } => format!("queue {queue} of {port} assigned to core {core}"),
         Command::LogLevel { filter } => format!("log filter set to {filter:?}"),
         _ => return None,
@@ -128,6 +136,7 @@ impl<D: Datapath> State<D> {
             peers: Default::default(),
             cluster_remotes: HashMap::new(),
             captures: HashSet::new(),
+            remote_neigh: HashMap::new(),
         };
         for up in &uplinks {
             st.replay_uplink(up);
@@ -249,6 +258,9 @@ impl<D: Datapath> State<D> {
                 Some(ErrorKind::NotFound)
             }
             Command::UplinkDel { uplink: u } if !uplink(u) => Some(ErrorKind::NotFound),
+            Command::NeighAdd { bridge: b, ip, vlan, mac } => self.neigh_presence(b, ip, *vlan, Some(mac)),
+            Command::NeighDel { bridge: b, ip, vlan } => self.neigh_presence(b, ip, *vlan, None),
+            Command::NeighShow { bridge: Some(b) } if !bridge(b) => Some(ErrorKind::NotFound),
             _ => None,
         }
     }
@@ -283,6 +295,9 @@ impl<D: Datapath> State<D> {
             Command::FdbAdd { bridge, mac, vlan, port } => Reply::from_result(self.fdb_add(&bridge, &mac, vlan, &port)),
             Command::FdbDel { bridge, mac, vlan } => Reply::from_result(self.fdb_del(&bridge, &mac, vlan)),
             Command::FdbFlush { bridge, port } => Reply::from_result(self.fdb_flush(&bridge, port.as_deref())),
+            Command::NeighAdd { bridge, ip, mac, vlan } => Reply::from_result(self.neigh_add(&bridge, &ip, &mac, vlan)),
+            Command::NeighDel { bridge, ip, vlan } => Reply::from_result(self.neigh_del(&bridge, &ip, vlan)),
+            Command::NeighShow { bridge } => Reply::from_result(self.neigh_show(bridge.as_deref())),
             Command::Stats { port } => Reply::from_result(self.stats(port.as_deref())),
             Command::PmdShow => Reply::from_result(Ok(self.dp.threads())),
             Command::PmdAssign { port, queue, core } => Reply::from_result(self.pmd_assign(&port, queue, core)),
@@ -359,6 +374,7 @@ impl<D: Datapath> State<D> {
             return;
         }
         note_up(&mut self.down_bridges, "bridge", &br.name);
+        self.replay_neigh(&br.name, &br.neighbors);
         for p in &br.ports {
             self.replay_port(br, p);
         }

@@ -396,6 +396,47 @@ impl Datapath for Dp {
         Ok(())
     }
 
+    fn neigh_add(&mut self, bridge: &str, ip: IpAddr, vlan: u16, mac: MacAddr) -> DpResult<()> {
+        let bid = self.bridge_id(bridge)?;
+        let now = self.now();
+        let b = self.bridges[bid.index()].as_ref().expect("bridge_id found it");
+        if !b.neigh.add_static(ip, Vid(vlan), mac, now) {
+            return Err(format!("the neighbour table of bridge \"{bridge}\" is full"));
+        }
+        Ok(())
+    }
+
+    fn neigh_del(&mut self, bridge: &str, ip: IpAddr, vlan: u16) -> DpResult<Option<neigh::Source>> {
+        let bid = self.bridge_id(bridge)?;
+        Ok(self.bridges[bid.index()].as_ref().expect("bridge_id found it").neigh.remove(ip, Vid(vlan)))
+    }
+
+    fn neigh_list(&self, bridge: &str) -> DpResult<crate::datapath::NeighView> {
+        let bid = self.bridge_id(bridge)?;
+        let t = &self.bridges[bid.index()].as_ref().expect("bridge_id found it").neigh;
+        let now = self.now();
+        let bindings = t.entries().into_iter().map(|b| (b, now.saturating_sub(b.last_seen))).collect();
+        Ok(crate::datapath::NeighView { learned: t.learned(), limit: t.limit(), bindings })
+    }
+
+    fn set_remote_neigh(&mut self, bridge: &str, bindings: &[(IpAddr, u16, MacAddr)]) -> DpResult<()> {
+        let bid = self.bridge_id(bridge)?;
+        let now = self.now();
+        let t = &self.bridges[bid.index()].as_ref().expect("bridge_id found it").neigh;
+        let want: HashSet<(IpAddr, u16, MacAddr)> = bindings.iter().copied().collect();
+        t.remove_where(|b| b.source == neigh::Source::Remote && !want.contains(&(b.ip, b.vid.0, b.mac)));
+        let mut full = 0;
+        for &(ip, vlan, mac) in bindings {
+            if t.lookup(ip, Vid(vlan)) != Some((mac, neigh::Source::Remote)) && !t.add_remote(ip, Vid(vlan), mac, now) {
+                full += 1;
+            }
+        }
+        if full > 0 {
+            return Err(format!("the neighbour table of bridge \"{bridge}\" is full: {full} remote bindings left out"));
+        }
+        Ok(())
+    }
+
     fn fdb_add(&mut self, bridge: &str, mac: MacAddr, vlan: u16, port: &str) -> DpResult<()> {
         let bid = self.bridge_id(bridge)?;
         let pid = self.port_id(port)?;
