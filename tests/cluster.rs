@@ -724,7 +724,9 @@ fn a_mac_flood_is_advertised_in_parts_up_to_the_bridge_limit() {
     assert!(local > LIMIT, "h1 holds {local} MACs: the statics should take it past its limit of {LIMIT}");
     let summary: Vec<(&String, usize, usize)> = seen.iter().map(|(k, b, m)| (k, *b, m.len())).collect();
     assert_eq!(total(&seen), LIMIT, "advertised past the bridge limit: {summary:?}");
-    assert_eq!(seen.len(), LIMIT.div_ceil(MACS_PER_PART), "{summary:?}");
+    // Parts of MACs; the guest's IP-MAC binding follows in a part of its own.
+    let mac_parts = seen.iter().filter(|p| !p.2.is_empty()).count();
+    assert_eq!(mac_parts, LIMIT.div_ceil(MACS_PER_PART), "{summary:?}");
     for (key, bytes, _) in &seen {
         assert!(*bytes <= MAC_PART_BYTES, "{key}: {bytes} bytes, over {MAC_PART_BYTES}");
     }

@@ -20,6 +20,7 @@ pub mod pmd;
 pub mod port;
 pub mod prefetch;
 pub mod responder;
+mod seqslot;
 pub mod snapshot;
 pub mod stats;
 pub mod testing;

@@ -16,10 +16,10 @@
 
 use crate::fdb::{HashKey, MAX_PROBE};
 use crate::ids::Vid;
+use crate::seqslot::SeqSlot;
 use crate::wire::MacAddr;
-use std::hint;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU32, Ordering::*};
 
 /// Learned bindings a bridge's table holds at most.
 pub const DEFAULT_LIMIT: u32 = 4096;
@@ -139,16 +139,9 @@ fn val_source(v: u64) -> Source {
     Source::from_bits(v >> 48)
 }
 
-/// A slot: key, value and last-seen time behind one sequence counter.
-#[derive(Default)]
-struct Slot {
-    seq: AtomicU32,
-    seen: AtomicU32,
-    hi: AtomicU64,
-    lo: AtomicU64,
-    tag: AtomicU64,
-    val: AtomicU64,
-}
+/// A slot: the key (address high and low, tag), the value and the
+/// last-seen time.
+type Slot = SeqSlot<5>;
 
 /// A consistent copy of a slot.
 #[derive(Clone, Copy)]
@@ -158,61 +151,13 @@ struct Read {
     seen: u32,
 }
 
-impl Slot {
-    /// A consistent copy, without waiting for writers.
-    #[inline]
-    fn read(&self) -> Read {
-        loop {
-            let s1 = self.seq.load(Acquire);
-            if s1 & 1 == 0 {
-                let key = Key { hi: self.hi.load(Acquire), lo: self.lo.load(Acquire), tag: self.tag.load(Acquire) };
-                let (val, seen) = (self.val.load(Acquire), self.seen.load(Acquire));
-                if self.seq.load(Acquire) == s1 {
-                    return Read { key, val, seen };
-                }
-            }
-            hint::spin_loop();
-        }
+impl Read {
+    fn of([hi, lo, tag, val, seen]: [u64; 5]) -> Read {
+        Read { key: Key { hi, lo, tag }, val, seen: seen as u32 }
     }
 
-    /// Takes the slot for writing until the guard drops.
-    #[inline]
-    fn lock(&self) -> Guard<'_> {
-        loop {
-            let s = self.seq.load(Relaxed);
-            if s & 1 == 0 && self.seq.compare_exchange_weak(s, s + 1, Acquire, Relaxed).is_ok() {
-                return Guard(self);
-            }
-            hint::spin_loop();
-        }
-    }
-}
-
-struct Guard<'a>(&'a Slot);
-
-impl Guard<'_> {
-    fn get(&self) -> Read {
-        let s = self.0;
-        Read {
-            key: Key { hi: s.hi.load(Relaxed), lo: s.lo.load(Relaxed), tag: s.tag.load(Relaxed) },
-            val: s.val.load(Relaxed),
-            seen: s.seen.load(Relaxed),
-        }
-    }
-
-    fn set(&self, key: Key, val: u64, seen: u32) {
-        let s = self.0;
-        s.hi.store(key.hi, Release);
-        s.lo.store(key.lo, Release);
-        s.tag.store(key.tag, Release);
-        s.val.store(val, Release);
-        s.seen.store(seen, Release);
-    }
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        self.0.seq.fetch_add(1, Release);
+    fn words(self) -> [u64; 5] {
+        [self.key.hi, self.key.lo, self.key.tag, self.val, u64::from(self.seen)]
     }
 }
 
@@ -269,7 +214,7 @@ impl NeighTable {
     #[inline]
     fn find(&self, key: Key) -> Option<(usize, Read)> {
         for i in self.chain(key) {
-            let r = self.slots[i].read();
+            let r = Read::of(self.slots[i].read());
             if r.key == key {
                 return Some((i, r));
             }
@@ -321,7 +266,7 @@ impl NeighTable {
         // The slot holding the key, or the first free one of its chain.
         let mut free = None;
         for i in self.chain(key) {
-            let r = self.slots[i].read();
+            let r = Read::of(self.slots[i].read());
             if r.key == key {
                 free = Some(i);
                 break;
@@ -335,7 +280,7 @@ impl NeighTable {
         }
         let Some(i) = free else { return Glean::Refused };
         let g = self.slots[i].lock();
-        let old = g.get();
+        let old = Read::of(g.get());
         if old.key == key {
             let old_src = val_source(old.val);
             if old_src > source {
@@ -345,7 +290,7 @@ impl NeighTable {
             if counted(source) && !counted(old_src) && !self.take() {
                 return Glean::Refused;
             }
-            g.set(key, val, now);
+            g.set(Read { key, val, seen: now }.words());
             drop(g);
             if counted(old_src) && !counted(source) {
                 self.give();
@@ -360,7 +305,7 @@ impl NeighTable {
         if source == Source::Learned && !self.take() {
             return Glean::Refused;
         }
-        g.set(key, val, now);
+        g.set(Read { key, val, seen: now }.words());
         Glean::New
     }
 
@@ -382,12 +327,12 @@ impl NeighTable {
 
     fn remove_slot(&self, i: usize, pred: impl Fn(&Binding) -> bool) -> Option<Source> {
         let g = self.slots[i].lock();
-        let r = g.get();
+        let r = Read::of(g.get());
         if !r.key.used() || !pred(&binding_of(r)) {
             return None;
         }
         // A tombstone keeps the chains through this slot whole.
-        g.set(Key { hi: 0, lo: 0, tag: TOMBSTONE }, 0, 0);
+        g.set(Read { key: Key { hi: 0, lo: 0, tag: TOMBSTONE }, val: 0, seen: 0 }.words());
         drop(g);
         let src = val_source(r.val);
         if src == Source::Learned {
@@ -400,7 +345,7 @@ impl NeighTable {
     pub fn remove_where(&self, pred: impl Fn(&Binding) -> bool) -> usize {
         let mut n = 0;
         for i in 0..self.slots.len() {
-            let r = self.slots[i].read();
+            let r = Read::of(self.slots[i].read());
             if r.key.used() && pred(&binding_of(r)) && self.remove_slot(i, &pred).is_some() {
                 n += 1;
             }
@@ -415,7 +360,7 @@ impl NeighTable {
 
     /// Every binding, in no particular order.
     pub fn entries(&self) -> Vec<Binding> {
-        self.slots.iter().map(Slot::read).filter(|r| r.key.used()).map(binding_of).collect()
+        self.slots.iter().map(|s| Read::of(s.read())).filter(|r| r.key.used()).map(binding_of).collect()
     }
 }
 

@@ -89,7 +89,8 @@ fn aging_takes_learned_bindings_only() {
 
 #[test]
 fn removal_keeps_chains_whole() {
-    let t = NeighTable::new(64);
+    // 200 bindings in 512 slots: chains stay far below MAX_PROBE.
+    let t = NeighTable::new(128);
     for n in 0..200 {
         assert!(t.add_static(v6(n), Vid(3), A, 0));
     }
