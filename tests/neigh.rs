@@ -47,8 +47,14 @@ fn arp_and_nd_for_known_hosts_are_answered_by_rvs() {
     let rvsd = Rvsd::start();
     rvsd.bridge_with("br0", &[&a, &b, &c]);
 
-    // A static binding, as rvs-cni's ADD makes it.
+    // A static binding, as rvs-cni's ADD makes it; trace tells.
     rvsd.ctl_ok(&["neigh", "add", "br0", &b.ip, &b.mac()]);
+    let req = arp_request(parse_mac(&a.mac()), parse_ip(&a.ip), parse_ip(&b.ip), None);
+    let hex: String = req.iter().map(|x| format!("{x:02x}")).collect();
+    let t = rvsd.ctl_json(&["trace", "br0", a.port(), &hex]);
+    assert_eq!(json::trace_decision(&t), "answer:arp", "{t}");
+    let step = json::trace_step(&t, "neigh").unwrap_or_default();
+    assert!(step.contains(&format!("bound to {} (static)", b.mac())), "{step}");
     let dump = arp_requests(&b, &a.ip);
     let arp0 = suppressed(&rvsd, a.port(), "arp_suppressed");
     assert!(ping_settled(&a.ns, &b.ip, 2), "A cannot reach B");
