@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/demo-lib.sh
 source scripts/demo-lib.sh
-demo_setup demo-cluster.sh "ip ping etcd" "iproute2 iputils-ping etcd-server"
+demo_setup demo-cluster.sh ip=iproute2 ping=iputils-ping etcd=etcd-server
 
 id=$$
 tmp=$(mktemp -d "/tmp/rvs-demo-cluster.XXXXXX")

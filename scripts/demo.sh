@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/demo-lib.sh
 source scripts/demo-lib.sh
-demo_setup demo.sh "ip ping iperf3" "iproute2 iputils-ping iperf3"
+demo_setup demo.sh ip=iproute2 ping=iputils-ping iperf3=iperf3
 
 id=$$
 tmp=$(mktemp -d "/tmp/rvs-demo.XXXXXX")

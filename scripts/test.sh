@@ -12,64 +12,59 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n==> %s\n' "$*"; }
-have() { command -v "$1" >/dev/null 2>&1; }
+# shellcheck source=scripts/setup-lib.sh
+source scripts/setup-lib.sh
 
 # Tools the tests use, and the Debian packages that have them (several
-# packages to a tool: space-separated). rvs-bench's test also drives the
-# peers: Open vSwitch, and DPDK testpmd with its af_xdp driver (a plugin
-# package of its own).
-declare -A pkg_of=(
-    [ip]=iproute2 [ss]=iproute2 [ping]=iputils-ping [iperf3]=iperf3
-    [tcpdump]=tcpdump [ethtool]=ethtool [pgrep]=procps [man]=man-db
-    [etcd]=etcd-server [openssl]=openssl
+# packages to a tool: joined by '+'); gcc is the linker cargo needs.
+# rvs-bench's test also drives the peers: Open vSwitch, and DPDK testpmd
+# with its af_xdp driver (a plugin package of its own).
+tools=(
+    gcc=gcc
+    ip=iproute2 ss=iproute2 ping=iputils-ping iperf3=iperf3 tcpdump=tcpdump
+    tshark=tshark ethtool=ethtool pgrep=procps man=man-db etcd=etcd-server openssl=openssl
     # rvs-cni's test delegates IPAM to the real host-local plugin.
-    [/usr/lib/cni/host-local]=containernetworking-plugins
-    [ovs-vswitchd]=openvswitch-switch [dpdk-testpmd]="dpdk-dev librte-net-af-xdp23"
+    /usr/lib/cni/host-local=containernetworking-plugins
+    # ipMasq's test reads the NAT rules rvs-cni writes with nft.
+    nft=nftables
+    # The container tests run podman (CNI backend, runc) with a busybox
+    # root file system, and chain the firewall plugin (iptables).
+    podman=podman runc=runc busybox=busybox-static iptables=iptables
+    # The packaging tests: the unit, the .deb.
+    systemd-analyze=systemd dpkg-deb=dpkg
+    # rvs-bench's peers.
+    ovs-vswitchd=openvswitch-switch dpdk-testpmd=dpdk-dev+librte-net-af-xdp23
 )
-missing=()
-for tool in "${!pkg_of[@]}"; do
-    # shellcheck disable=SC2206 # split on purpose
-    have "$tool" || missing+=(${pkg_of[$tool]})
-done
+need_tools test.sh "${tools[@]}"
 # testpmd without its af_xdp driver cannot run the benchmark.
 if have dpdk-testpmd && ! ldconfig -p | grep -q librte_net_af_xdp.so; then
-    missing+=(librte-net-af-xdp23)
-fi
-if ((${#missing[@]})); then
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-    if [[ $EUID -ne 0 ]] || ! have apt-get; then
-        echo "test.sh: missing packages: ${missing[*]} (run as root on Debian/Ubuntu to install them)" >&2
-        exit 1
-    fi
-    say "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    need_tools test.sh /nonexistent/librte_net_af_xdp=librte-net-af-xdp23
 fi
 
-if ! have cargo && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-fi
-if ! have cargo; then
-    echo "test.sh: cargo not found: install Rust (https://rustup.rs), then run this again" >&2
-    exit 1
-fi
+find_cargo test.sh || exit 1
 if have rustup; then
     for c in rustfmt clippy; do
-        rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+        rustup component list --installed 2>/dev/null | grep -q "^$c" || "${as_user[@]}" rustup component add "$c"
     done
 fi
 if [[ $EUID -ne 0 ]]; then
     echo "test.sh: not root: integration tests will be skipped (or fail under CI=true)" >&2
 fi
+trap give_back_target EXIT
 
 start=$SECONDS
+# Builds run as the user who ran sudo (target/ stays theirs); the tests
+# themselves run as root.
 say "cargo fmt --check"
-cargo fmt --all -- --check
+"${as_user[@]}" cargo fmt --all -- --check
 say "cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+"${as_user[@]}" cargo clippy --workspace --all-targets -- -D warnings
 say "cargo build --release"
 # Builds rvsctl too, which the integration tests find next to rvsd.
-cargo build --release --workspace
+"${as_user[@]}" cargo build --release --workspace
+"${as_user[@]}" cargo test --release --workspace --no-run
+say "Debian package (scripts/deb.sh)"
+scripts/deb.sh
 say "cargo test --release"
 cargo test --release --workspace
 if [[ ${CI:-} == true ]]; then

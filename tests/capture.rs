@@ -218,3 +218,58 @@ fn a_slow_capture_reader_does_not_stall_traffic() {
     // The switch still switches.
     assert!(ping(&h1.ns, &h2.ip, 2));
 }
+
+/// Issue 16: the default pcapng marks each frame's direction and names the
+/// port. A ping from h1 to h2, captured on h1's port: the echo request is
+/// inbound (the port received it from h1), the reply outbound; tshark says
+/// so, and the classic pcap format is still there.
+#[test]
+fn pcapng_marks_each_frame_direction() {
+    if !require_root() || !rvs_dataplane::testing::require_root("capture direction", &["tshark"]) {
+        return;
+    }
+    let _serial = serial();
+    let h1 = host("198.18.62.21/24");
+    let h2 = host("198.18.62.22/24");
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("brc");
+    rvsd.add_host("brc", &h1, &[]);
+    rvsd.add_host("brc", &h2, &[]);
+    assert!(ping_settled(&h1.ns, &h2.ip, 1));
+    for (format, file) in [("pcapng", "dir.pcapng"), ("pcap", "dir.pcap")] {
+        let file = rvsd.dir.join(file);
+        let file = file.to_str().unwrap();
+        let (child, stderr) = start_capture(&rvsd, &[h1.port(), "--format", format, "-w", file], Stdio::null());
+        assert!(ping(&h1.ns, &h2.ip, 1));
+        let (ok, summary) = interrupt(child, stderr);
+        assert!(ok, "rvsctl capture failed: {summary}");
+        let out = run(&[
+            "tshark",
+            "-r",
+            file,
+            "-Y",
+            "icmp",
+            "-T",
+            "fields",
+            "-e",
+            "icmp.type",
+            "-e",
+            "frame.packet_flags_direction",
+            "-e",
+            "frame.interface_name",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "tshark -r {file}: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(rows.len(), 2, "{format}: {text}");
+        // tshark versions print the flag as 0x1 or 0x00000001.
+        let dir = |s: &str| u32::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+        if format == "pcapng" {
+            // Type 8 (request) came in on the port (1); type 0 (reply) went out (2).
+            let got: Vec<(&str, Option<u32>, &str)> = rows.iter().map(|r| (r[0], dir(r[1]), r[2])).collect();
+            assert_eq!(got, [("8", Some(1), h1.port()), ("0", Some(2), h1.port())], "{text}");
+        } else {
+            assert!(rows.iter().all(|r| r.get(1).is_none_or(|d| d.is_empty())), "pcap has no direction: {text}");
+        }
+    }
+}

@@ -97,7 +97,24 @@ fn cni(cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
 
 /// Runs plugin `bin` as [`cni`] runs ours.
 fn plugin(bin: &std::path::Path, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
-    let mut c = Command::new(bin);
+    exec_plugin(Command::new(bin), cmd, id, netns, stdin)
+}
+
+/// Runs ours as [`cni`] does, from inside namespace `ns` (a runtime on a
+/// host whose network is `ns`).
+fn cni_in(ns: &Netns, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
+    // The environment is cleared: `ip` by its full path.
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("ip");
+    let mut c = Command::new(ip);
+    c.args(["netns", "exec", &ns.name]).arg(cni_bin());
+    exec_plugin(c, cmd, id, netns, stdin)
+}
+
+/// Runs the plugin command `c` with the CNI_* variables and `stdin`.
+fn exec_plugin(mut c: Command, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
     c.env_clear()
         .env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", id)
@@ -388,5 +405,296 @@ fn mtu_follows_the_bridge_tunnel() {
     assert_eq!(mtu_of(&b), "1400");
     must(cni("DEL", &id_a, Some(&a_path), &net.conf().to_string()), "DEL a");
     must(cni("DEL", &id_b, Some(&b_path), &fixed.to_string()), "DEL b");
+    assert!(net.reserved().is_empty(), "{:?}", net.reserved());
+}
+
+/// `ipMasq: true`, with rvsd and the plugin in a namespace of their own
+/// (the host, here) whose bridge has the network's gateway: a container
+/// reaches a namespace beyond the host that has no route back to the
+/// containers' subnet, seen there as the host's address; the rule is
+/// there from the first ADD to the last DEL of the network.
+#[test]
+fn ip_masq_nats_containers_until_the_last_del() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local"), "nft"]) {
+        return;
+    }
+    let _serial = serial();
+    let machine = Netns::new();
+    machine.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let outside = Netns::new();
+    veth_between(&machine, "up0", &outside, "eth0");
+    machine.addr_add("up0", "198.18.54.1/24");
+    outside.addr_add("eth0", "198.18.54.2/24");
+    let rvsd = Rvsd::start_in(&machine);
+    rvsd.ctl_ok(&["bridge", "add", "br0", "--gateway", "198.18.53.1/24"]);
+    let network = format!("masq{}", tag());
+    let data_dir = rvsd.dir.join("cni-ipam");
+    // The plugin's record of who holds the rule, removed by the last DEL
+    // (and here if the test fails before).
+    struct Held(PathBuf);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _held = Held(PathBuf::from("/var/lib/cni/rvs-masq").join(&network));
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": network,
+        "type": "rvs",
+        "bridge": "br0",
+        "socket": rvsd.socket,
+        "ipMasq": true,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": "198.18.53.0/24", "gateway": "198.18.53.1"}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": data_dir,
+        }
+    })
+    .to_string();
+    let rules = || -> Vec<String> {
+        let all = machine.ok(&["nft", "list", "ruleset"]);
+        all.lines().filter(|l| l.contains(&format!("rvs-cni:{network}"))).map(|l| l.trim().to_string()).collect()
+    };
+
+    let (a, b) = (Netns::new(), Netns::new());
+    let (a_path, b_path) = (format!("/var/run/netns/{}", a.name), format!("/var/run/netns/{}", b.name));
+    let (id_a, id_b) = (format!("ctr-a-{}", tag()), format!("ctr-b-{}", tag()));
+    must(cni_in(&machine, "ADD", &id_a, Some(&a_path), &conf), "ADD a");
+    let r = rules();
+    assert_eq!(r.len(), 1, "one masquerade rule for the network: {r:?}");
+    assert!(
+        r[0].contains("ip saddr 198.18.53.0/24 ip daddr != 198.18.53.0/24") && r[0].contains("masquerade"),
+        "{r:?}"
+    );
+    must(cni_in(&machine, "ADD", &id_b, Some(&b_path), &conf), "ADD b");
+    assert_eq!(rules().len(), 1, "a second container adds no rule: {:?}", rules());
+
+    // The outside sees the host's address, and answers it.
+    assert!(outside.ip(&["route", "show"]).lines().all(|l| !l.contains("198.18.53.")));
+    let dump = Tcpdump::start(Some(&outside), "eth0", 1, &["icmp", "and", "icmp[icmptype]", "=", "icmp-echo"]);
+    assert!(ping_settled(&a, "198.18.54.2", 3), "container a cannot reach the outside:\n{}", rvsd.log_text());
+    let seen = dump.finish(std::time::Duration::from_secs(10));
+    assert!(seen.iter().any(|l| l.contains("198.18.54.1 > 198.18.54.2")), "not masqueraded: {seen:?}");
+    assert!(ping_settled(&b, "198.18.54.2", 3), "container b cannot reach the outside");
+
+    // The rule stays while a container holds it; DEL is idempotent.
+    must(cni_in(&machine, "DEL", &id_a, Some(&a_path), &conf), "DEL a");
+    assert_eq!(rules().len(), 1, "the rule went with the first DEL");
+    assert!(ping_settled(&b, "198.18.54.2", 3), "b lost the outside when a left");
+    for n in 1..=2 {
+        must(cni_in(&machine, "DEL", &id_b, Some(&b_path), &conf), &format!("DEL b #{n}"));
+        assert!(rules().is_empty(), "the rule outlived the last DEL: {:?}", rules());
+        assert!(!machine.ok(&["nft", "list", "tables"]).contains("rvs-cni"), "the table outlived its last rule");
+    }
+    assert!(!_held.0.exists(), "the last DEL left {}", _held.0.display());
+
+    // A container gone without DEL holds the rule until GC leaves it out.
+    must(cni_in(&machine, "ADD", &id_a, Some(&a_path), &conf), "ADD a again");
+    let mut gc: Value = serde_json::from_str(&conf).unwrap();
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": id_a, "ifname": "eth0"}]);
+    must(cni_in(&machine, "GC", "", None, &gc.to_string()), "GC keeping a");
+    assert_eq!(rules().len(), 1, "GC removed the rule of a valid attachment");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    must(cni_in(&machine, "GC", "", None, &gc.to_string()), "GC of all");
+    assert!(rules().is_empty(), "GC left the rule of a gone container: {:?}", rules());
+    assert!(!_held.0.exists(), "GC left {}", _held.0.display());
+}
+
+/// `"portType": "tap"`: rvsd makes the container's eth0 itself, a tap
+/// inside the container's namespace (no veth, no host end); the port is
+/// tagged with the container; ADD, CHECK and DEL twice each.
+#[test]
+fn tap_ports_live_in_the_container() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local")]) {
+        return;
+    }
+    let _serial = serial();
+    let a = Netns::new();
+    let b = Netns::new();
+    let mut holder = ChildGuard(b.cmd(&["sleep", "600"]).spawn().expect("sleep in b"));
+    let rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    let net = Net { socket: rvsd.socket.clone(), data_dir: rvsd.dir.join("cni-ipam") };
+    let mut conf = net.conf();
+    conf["portType"] = json!("tap");
+    let a_path = format!("/var/run/netns/{}", a.name);
+    let b_path = format!("/proc/{}/ns/net", holder.0.id());
+    // Ids as runtimes make them: 64 hex digits, shown by their first 12.
+    let (id_a, id_b) = (format!("{:0>64}", format!("a{}", tag())), format!("{:0>64}", format!("b{}", tag())));
+
+    let mut addrs = Vec::new();
+    let mut results = Vec::new();
+    for (id, path, ns) in [(&id_a, &a_path, &a), (&id_b, &b_path, &b)] {
+        let r = must(cni("ADD", id, Some(path), &conf.to_string()), "ADD tap").json();
+        let itfs = r["interfaces"].as_array().unwrap();
+        assert_eq!(itfs.len(), 1, "a tap has no host end: {r}");
+        assert_eq!((&itfs[0]["name"], &itfs[0]["sandbox"]), (&json!("eth0"), &json!(path)), "{r}");
+        assert_eq!(itfs[0]["mac"].as_str().unwrap(), ns.mac("eth0"));
+        assert_eq!(r["ips"][0]["interface"], 0, "{r}");
+        let details = ns.ip(&["-d", "link", "show", "eth0"]);
+        assert!(details.contains("tun type tap"), "eth0 is not a tap: {details}");
+        let addr = r["ips"][0]["address"].as_str().unwrap();
+        assert!(ns.ip(&["-o", "addr", "show", "dev", "eth0"]).contains(addr));
+        addrs.push(addr.split('/').next().unwrap().to_string());
+        results.push(r);
+    }
+    // Tagged: show names the container of each port, and no veth exists.
+    let shown = rvsd.ctl_json(&["show"]);
+    let owners: Vec<(String, String)> = shown["bridges"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["config"]["type"], "tap");
+            assert_eq!(p["config"]["owner"]["network"], NETWORK);
+            (
+                p["config"]["owner"]["container"].as_str().unwrap().to_string(),
+                p["config"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(owners.iter().map(|o| o.0.clone()).collect::<Vec<_>>(), vec![id_a.clone(), id_b.clone()]);
+    for (_, port) in &owners {
+        assert!(!has_host_link(port), "a tap port made {port} on the host");
+    }
+    let text = rvsd.ctl_ok(&["show"]);
+    assert!(text.contains("CONTAINER") && text.contains(&format!("{}/eth0", &id_a[..12])), "{text}");
+
+    assert!(ping_settled(&a, &addrs[1], 3), "ping a -> b over taps\n{}", rvsd.log_text());
+    for _ in 0..2 {
+        must(cni("CHECK", &id_a, Some(&a_path), &with_prev(conf.clone(), &results[0])), "CHECK tap a");
+    }
+    // CHECK notices a missing address.
+    a.ip(&["addr", "flush", "dev", "eth0"]);
+    assert_eq!(cni("CHECK", &id_a, Some(&a_path), &with_prev(conf.clone(), &results[0])).error_code(), 104);
+
+    for n in 1..=2 {
+        must(cni("DEL", &id_a, Some(&a_path), &conf.to_string()), &format!("DEL tap a #{n}"));
+        assert!(!a.has_link("eth0"), "DEL left the tap in the container");
+        assert_eq!(ports(&rvsd), vec![owners[1].1.clone()]);
+        assert_eq!(net.reserved(), vec![addrs[1].clone()]);
+    }
+    // B's container dies before its DEL: DEL still succeeds.
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+    drop(b);
+    for _ in 0..2 {
+        must(cni("DEL", &id_b, Some(&b_path), &conf.to_string()), "DEL tap b after its netns is gone");
+    }
+    assert!(ports(&rvsd).is_empty() && net.reserved().is_empty());
+}
+
+/// A container that ends without a DEL (its runtime was killed): rvsd
+/// removes its port, veth or tap, once its interface is gone.
+#[test]
+fn rvsd_removes_ports_of_gone_containers() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local")]) {
+        return;
+    }
+    let _serial = serial();
+    let (a, b, c) = (Netns::new(), Netns::new(), Netns::new());
+    let mut holders: Vec<ChildGuard> =
+        [&a, &b].iter().map(|ns| ChildGuard(ns.cmd(&["sleep", "600"]).spawn().expect("sleep"))).collect();
+    let mut rvsd = Rvsd::start();
+    rvsd.add_bridge("br0");
+    let net = Net { socket: rvsd.socket.clone(), data_dir: rvsd.dir.join("cni-ipam") };
+    let veth_conf = net.conf();
+    let mut tap_conf = net.conf();
+    tap_conf["portType"] = json!("tap");
+    let paths: Vec<String> = holders.iter().map(|h| format!("/proc/{}/ns/net", h.0.id())).collect();
+    let c_path = format!("/var/run/netns/{}", c.name);
+    must(cni("ADD", "ctr-gone-veth", Some(&paths[0]), &veth_conf.to_string()), "ADD veth");
+    must(cni("ADD", "ctr-gone-tap", Some(&paths[1]), &tap_conf.to_string()), "ADD tap");
+    must(cni("ADD", "ctr-stays", Some(&c_path), &veth_conf.to_string()), "ADD c");
+    let stays = config_host("ctr-stays");
+    // The namespaces go with their last process, and the interfaces in them.
+    drop(a);
+    drop(b);
+    for h in &mut holders {
+        h.0.kill().unwrap();
+        h.0.wait().unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ports(&rvsd) != vec![stays.clone()] {
+        assert!(std::time::Instant::now() < deadline, "ports left: {:?}\n{}", ports(&rvsd), rvsd.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = rvsd.log_text();
+    assert!(log.contains("container ctr-gone-veth is gone") && log.contains("container ctr-gone-tap is gone"), "{log}");
+    // The kept one still works, and the removal is in the db: a restart
+    // brings back only it.
+    rvsd.restart();
+    assert_eq!(ports(&rvsd), vec![stays.clone()]);
+    must(cni("DEL", "ctr-stays", Some(&c_path), &veth_conf.to_string()), "DEL c");
+    for id in ["ctr-gone-veth", "ctr-gone-tap"] {
+        must(cni("DEL", id, None, &veth_conf.to_string()), "late DEL");
+    }
+    assert!(net.reserved().is_empty(), "{:?}", net.reserved());
+}
+
+/// The host end's name the plugin gives container `id`'s eth0.
+fn config_host(id: &str) -> String {
+    // Same derivation as the plugin: FNV-1a over id, NUL, ifname.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes().chain([0]).chain("eth0".bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("rvs{:012x}", h >> 16)
+}
+
+/// CNI 1.1's STATUS and GC.
+#[test]
+fn status_and_gc() {
+    if !require_root() || !rvs_dataplane::testing::require_root("cni", &[&format!("{CNI_DIR}/host-local")]) {
+        return;
+    }
+    let _serial = serial();
+    let (a, b) = (Netns::new(), Netns::new());
+    let rvsd = Rvsd::start();
+    let net = Net { socket: rvsd.socket.clone(), data_dir: rvsd.dir.join("cni-ipam") };
+    let mut conf11 = net.conf();
+    conf11["cniVersion"] = json!("1.1.0");
+    let v = must(cni("VERSION", "", None, r#"{"cniVersion":"1.1.0"}"#), "VERSION").json();
+    assert!(v["supportedVersions"].as_array().unwrap().contains(&json!("1.1.0")), "{v}");
+
+    // STATUS: not available (50) without the bridge, or without rvsd.
+    assert_eq!(cni("STATUS", "", None, &conf11.to_string()).error_code(), 50);
+    rvsd.add_bridge("br0");
+    let out = must(cni("STATUS", "", None, &conf11.to_string()), "STATUS");
+    assert!(out.stdout.trim().is_empty(), "{out:?}");
+    let mut lost = conf11.clone();
+    lost["socket"] = json!(rvsd.dir.join("no.sock"));
+    assert_eq!(cni("STATUS", "", None, &lost.to_string()).error_code(), 50);
+
+    // GC keeps the valid attachments and removes the rest of the network's
+    // ports; other networks' ports and plain ports stay.
+    let conf = net.conf();
+    let (pa, pb) = (format!("/var/run/netns/{}", a.name), format!("/var/run/netns/{}", b.name));
+    must(cni("ADD", "ctr-keep", Some(&pa), &conf.to_string()), "ADD keep");
+    must(cni("ADD", "ctr-stale", Some(&pb), &conf.to_string()), "ADD stale");
+    let (keep, stale) = (config_host("ctr-keep"), config_host("ctr-stale"));
+    let mut gc = conf11.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-keep", "ifname": "eth0"}]);
+    let mut other = gc.clone();
+    other["name"] = json!("another-network");
+    other["cni.dev/valid-attachments"] = json!([]);
+    must(cni("GC", "", None, &other.to_string()), "GC of another network");
+    let mut both = vec![keep.clone(), stale.clone()];
+    both.sort();
+    let mut have = ports(&rvsd);
+    have.sort();
+    assert_eq!(have, both, "GC of another network removed ours");
+    for _ in 0..2 {
+        must(cni("GC", "", None, &gc.to_string()), "GC");
+        assert_eq!(ports(&rvsd), vec![keep.clone()]);
+        assert!(!has_host_link(&stale) && has_host_link(&keep));
+        assert!(!b.has_link("eth0"), "the stale veth is gone from its container too");
+    }
+    must(cni("DEL", "ctr-keep", Some(&pa), &conf.to_string()), "DEL keep");
+    must(cni("DEL", "ctr-stale", Some(&pb), &conf.to_string()), "DEL stale (after GC)");
     assert!(net.reserved().is_empty(), "{:?}", net.reserved());
 }

@@ -105,12 +105,21 @@ pub fn run(plan: &Plan, bins: Option<&Bins>, stop: &AtomicBool) -> Result<Result
         }
         runnable.retain(|s| !s.is_rvs());
     }
+    let steps = plan.rounds as usize * runnable.len();
+    let started = std::time::Instant::now();
+    let mut step = 0;
     for round in 1..=plan.rounds {
         for &sys in &runnable {
             if stop.load(Ordering::Relaxed) {
                 return Err("interrupted".into());
             }
-            eprintln!("round {round}/{}: {}", plan.rounds, sys.name());
+            step += 1;
+            eprintln!(
+                "[{step}/{steps}] round {round}/{}: {}{}",
+                plan.rounds,
+                sys.name(),
+                left(started.elapsed(), step, steps)
+            );
             if let Err(e) = measure(plan, bins, sys, round, &mut res, stop) {
                 if stop.load(Ordering::Relaxed) {
                     return Err("interrupted".into());
@@ -121,6 +130,21 @@ pub fn run(plan: &Plan, bins: Option<&Bins>, stop: &AtomicBool) -> Result<Result
         }
     }
     Ok(res)
+}
+
+/// ", about N min left" after `done - 1` of `total` steps took `spent`
+/// (systems differ in cost; the average is a fair guess over a run).
+fn left(spent: Duration, step: usize, total: usize) -> String {
+    let done = step.saturating_sub(1);
+    if done == 0 {
+        return String::new();
+    }
+    let secs = spent.as_secs_f64() / done as f64 * (total - done) as f64;
+    if secs < 90.0 {
+        format!(", about {secs:.0} s left")
+    } else {
+        format!(", about {:.0} min left", secs / 60.0)
+    }
 }
 
 fn measure(
@@ -188,4 +212,16 @@ fn measure(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_follows_the_average_step() {
+        assert_eq!(left(Duration::ZERO, 1, 10), "");
+        assert_eq!(left(Duration::from_secs(10), 2, 9), ", about 80 s left");
+        assert_eq!(left(Duration::from_secs(60), 4, 10), ", about 2 min left");
+    }
 }

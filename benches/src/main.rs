@@ -6,6 +6,7 @@
 //! testpmd. See BENCHMARKS.md at the repository root.
 
 mod bench;
+mod chart;
 mod daemon;
 mod frame;
 mod generator;
@@ -51,6 +52,13 @@ struct Args {
     /// Also write the JSON to this file (the table still goes to stdout)
     #[arg(long, value_name = "PATH")]
     json_file: Option<PathBuf>,
+    /// Also write the summary as CSV, one line per result
+    #[arg(long, value_name = "PATH")]
+    csv: Option<PathBuf>,
+    /// Also write an SVG chart: Mpps per system and case as grouped bars,
+    /// the generator's ceiling as a line, ratios to rvs labelled
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
     /// Rounds of every measurement (default 3; 1 with --quick)
     #[arg(long)]
     runs: Option<u32>,
@@ -188,8 +196,24 @@ fn run(args: &Args) -> Result<(), String> {
             "raw": res,
     });
     let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
+    let write =
+        |p: &PathBuf, body: String| std::fs::write(p, body).map_err(|e| format!("writing {}: {e}", p.display()));
     if let Some(p) = &args.json_file {
-        std::fs::write(p, format!("{text}\n")).map_err(|e| format!("writing {}: {e}", p.display()))?;
+        write(p, format!("{text}\n"))?;
+    }
+    if let Some(p) = &args.csv {
+        write(p, chart::csv(&summary))?;
+    }
+    if let Some(p) = &args.svg {
+        let m = machine();
+        let title = format!(
+            "rvs-bench: {} ({} cores), kernel {}; generator: {}",
+            m["cpu"].as_str().unwrap_or("?"),
+            m["cpus"],
+            m["kernel"].as_str().unwrap_or("?"),
+            plan.generator.describe()
+        );
+        write(p, chart::svg(&summary, &title))?;
     }
     if args.json {
         println!("{text}");

@@ -196,11 +196,29 @@ fn loop_generator_runs_when_asked() {
         positive(&r["mpps"]["median"], &format!("linux-bridge {r}"));
         positive(&r["ndr_mpps"]["median"], &format!("linux-bridge NDR {r}"));
     }
-    // The table names the generator.
-    let (status, out, _) = bench(&args);
+    // The table names the generator; the CSV and the SVG chart hold every
+    // result (issue 16); progress is counted in steps.
+    let dir = std::env::temp_dir().join(format!("rvs-bench-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (csv, svg) = (dir.join("r.csv"), dir.join("r.svg"));
+    let files = ["--csv", csv.to_str().unwrap(), "--svg", svg.to_str().unwrap()];
+    let (status, out, err) = bench(&[&args[..], &files[..]].concat());
     assert!(status.success());
     let table = String::from_utf8_lossy(&out);
     assert!(table.contains("generator: XDP loop amplifier"), "{table}");
+    // The generator's ceiling and linux-bridge, one round: 2 steps.
+    assert!(err.contains("[1/2] round 1/1: generator") && err.contains("[2/2] round 1/1: linux-bridge"), "{err}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 4 + 4, "header, 4 ceiling lines, 4 linux-bridge lines:\n{csv}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("linux-bridge,")).count(), 4, "{csv}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the chart is well-formed XML");
+    let bars = doc.descendants().filter(|n| n.attribute("class") == Some("bar")).count();
+    assert_eq!(bars, 4, "one bar per result");
+    let ceilings = doc.descendants().filter(|n| n.attribute("class") == Some("ceiling")).count();
+    assert_eq!(ceilings, 4, "the generator's ceiling over each case");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::error::{code, CniError};
 
 /// The CNI versions this plugin speaks: their results differ only in the
 /// `version` field of each IP (before 1.0.0).
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The largest MTU a veth takes (ETH_MAX_MTU).
 const MAX_MTU: u32 = 65535;
@@ -29,8 +29,32 @@ struct RawConf {
     vlan: Option<u16>,
     mtu: Option<u32>,
     fast_path: Option<FastPath>,
+    ip_masq: Option<bool>,
     ipam: Option<Value>,
     prev_result: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// One attachment GC must keep (`cni.dev/valid-attachments`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    /// The container's id.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// Its interface.
+    pub ifname: String,
+}
+
+/// How the container's interface joins the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// A veth pair; rvs takes the host end with AF_XDP (and its kernel
+    /// executor).
+    Afxdp,
+    /// A tap that rvsd creates inside the container: no host end at all.
+    Tap,
 }
 
 /// A checked network configuration.
@@ -38,6 +62,13 @@ struct RawConf {
 pub struct NetConf {
     /// `cniVersion`, one of [`SUPPORTED_VERSIONS`].
     pub cni_version: String,
+    /// The network's `name`.
+    pub network: String,
+    /// The container's interface: a veth's end or a tap.
+    pub port_type: PortKind,
+    /// `ipMasq`: the host masquerades what the containers send beyond
+    /// their subnets.
+    pub ip_masq: bool,
     /// The rvs bridge the containers join.
     pub bridge: String,
     /// rvsd's control socket.
@@ -53,6 +84,9 @@ pub struct NetConf {
     pub ipam_type: Option<String>,
     /// The previous plugin's result, in a chain (and for CHECK).
     pub prev_result: Option<Value>,
+    /// GC: the attachments that stay; every other container port of the
+    /// network goes.
+    pub valid_attachments: Vec<Attachment>,
 }
 
 /// The `cniVersion` of `stdin`, if it is readable JSON with one: what an
@@ -76,16 +110,19 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
 
     let cni_version = raw.cni_version.ok_or_else(|| bad("no \"cniVersion\" in the network configuration".into()))?;
     check_version(&cni_version)?;
-    if raw.name.is_none() {
-        return Err(bad("no \"name\" in the network configuration".into()));
-    }
+    let network =
+        raw.name.filter(|n| !n.is_empty()).ok_or_else(|| bad("no \"name\" in the network configuration".into()))?;
     let bridge = raw.bridge.ok_or_else(|| bad("no \"bridge\": which rvs bridge should containers join?".into()))?;
     rvs_proto::check_name("bridge", &bridge).map_err(|e| bad(format!("\"bridge\": {e}")))?;
-    // Only veth pairs taken with AF_XDP for now.
-    match raw.port_type.as_deref() {
-        None | Some("afxdp") => {}
-        Some("tap") => return Err(bad("\"portType\": \"tap\" is not supported yet; use \"afxdp\"".into())),
+    let port_type = match raw.port_type.as_deref() {
+        None | Some("afxdp") => PortKind::Afxdp,
+        Some("tap") => PortKind::Tap,
         Some(other) => return Err(bad(format!("\"portType\": {other:?} is not one of \"afxdp\", \"tap\""))),
+    };
+    let fast_path = raw.fast_path.unwrap_or_default();
+    // A tap has no XDP or tc hook of its own: every frame goes through rvs.
+    if port_type == PortKind::Tap && !matches!(fast_path, FastPath::Auto | FastPath::Off) {
+        return Err(bad(format!("\"fastPath\": {:?} needs \"portType\": \"afxdp\"", fast_path.name())));
     }
     let vlan = raw.vlan.unwrap_or(1);
     rvs_proto::check_vlan(vlan).map_err(|e| bad(format!("\"vlan\": {e}")))?;
@@ -105,13 +142,17 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
     };
     Ok(NetConf {
         cni_version,
+        network,
+        port_type,
+        ip_masq: raw.ip_masq.unwrap_or(false),
         bridge,
         socket: raw.socket.unwrap_or_else(|| PathBuf::from(rvs_proto::DEFAULT_SOCKET)),
         vlan: PortVlan::Access { vlan },
         mtu: raw.mtu,
-        fast_path: raw.fast_path.unwrap_or_default(),
+        fast_path,
         ipam_type,
         prev_result: raw.prev_result,
+        valid_attachments: raw.valid_attachments.unwrap_or_default(),
     })
 }
 
@@ -143,6 +184,10 @@ pub enum Cmd {
     Check,
     /// Report the versions spoken.
     Version,
+    /// Say whether containers can be attached now (CNI 1.1).
+    Status,
+    /// Remove what belongs to attachments the runtime no longer has (CNI 1.1).
+    Gc,
 }
 
 /// The spec's environment variables.
@@ -173,10 +218,22 @@ pub fn env_from(get: impl Fn(&str) -> Option<String>) -> Result<Env, CniError> {
         "DEL" => Cmd::Del,
         "CHECK" => Cmd::Check,
         "VERSION" => Cmd::Version,
+        "STATUS" => Cmd::Status,
+        "GC" => Cmd::Gc,
         other => return Err(CniError::new(code::INVALID_ENV, format!("CNI_COMMAND {other:?} is not supported"))),
     };
-    if cmd == Cmd::Version {
-        return Ok(Env { cmd, container_id: String::new(), netns: None, ifname: String::new(), path: Vec::new() });
+    let path =
+        |v: Option<String>| v.unwrap_or_default().split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect();
+    // VERSION, STATUS and GC are about the plugin or the network, not one
+    // container.
+    if matches!(cmd, Cmd::Version | Cmd::Status | Cmd::Gc) {
+        return Ok(Env {
+            cmd,
+            container_id: String::new(),
+            netns: None,
+            ifname: String::new(),
+            path: path(get("CNI_PATH")),
+        });
     }
     let container_id = need("CNI_CONTAINERID")?;
     let ifname = need("CNI_IFNAME")?;
@@ -185,7 +242,7 @@ pub fn env_from(get: impl Fn(&str) -> Option<String>) -> Result<Env, CniError> {
         Cmd::Del => get("CNI_NETNS").filter(|v| !v.is_empty()).map(PathBuf::from),
         _ => Some(PathBuf::from(need("CNI_NETNS")?)),
     };
-    let path = need("CNI_PATH")?.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect();
+    let path = path(Some(need("CNI_PATH")?));
     Ok(Env { cmd, container_id, netns, ifname, path })
 }
 
@@ -217,6 +274,9 @@ mod tests {
     fn defaults() {
         let c = parse_str(r#"{"cniVersion":"1.0.0","name":"n","type":"rvs","bridge":"br0"}"#).unwrap();
         assert_eq!(c.cni_version, "1.0.0");
+        assert_eq!(c.network, "n");
+        assert_eq!(c.port_type, PortKind::Afxdp);
+        assert_eq!(c.valid_attachments, vec![]);
         assert_eq!(c.bridge, "br0");
         assert_eq!(c.socket, PathBuf::from(rvs_proto::DEFAULT_SOCKET));
         assert_eq!(c.vlan, PortVlan::Access { vlan: 1 });
@@ -224,13 +284,14 @@ mod tests {
         assert_eq!(c.fast_path, FastPath::Auto);
         assert_eq!(c.ipam_type, None);
         assert_eq!(c.prev_result, None);
+        assert!(!c.ip_masq);
     }
 
     #[test]
     fn every_key() {
         let c = parse_str(
             r#"{"cniVersion":"0.4.0","name":"n","type":"rvs","bridge":"br1","socket":"/tmp/s.sock",
-                "portType":"afxdp","vlan":10,"mtu":1450,"fastPath":"off",
+                "portType":"afxdp","vlan":10,"mtu":1450,"fastPath":"off","ipMasq":true,
                 "ipam":{"type":"host-local","subnet":"198.18.0.0/24"},
                 "prevResult":{"cniVersion":"0.4.0"},"runtimeConfig":{},"args":{}}"#,
         )
@@ -239,8 +300,16 @@ mod tests {
         assert_eq!(c.vlan, PortVlan::Access { vlan: 10 });
         assert_eq!(c.mtu, Some(1450));
         assert_eq!(c.fast_path, FastPath::Off);
+        assert!(c.ip_masq);
         assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
         assert!(c.prev_result.is_some());
+        let c = parse_str(
+            r#"{"cniVersion":"1.1.0","name":"n","bridge":"b","portType":"tap",
+                "cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.port_type, PortKind::Tap);
+        assert_eq!(c.valid_attachments, vec![Attachment { container_id: "c1".into(), ifname: "eth0".into() }]);
         // An empty ipam object is no IPAM, as libcni's plugins read it.
         let c = parse_str(r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","ipam":{}}"#).unwrap();
         assert_eq!(c.ipam_type, None);
@@ -259,13 +328,16 @@ mod tests {
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","vlan":4095}"#, code::INVALID_CONFIG, "\"vlan\""),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","vlan":"x"}"#, code::INVALID_CONFIG, "invalid"),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","mtu":67}"#, code::INVALID_CONFIG, "\"mtu\""),
+            (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","ipMasq":"yes"}"#, code::INVALID_CONFIG, "invalid"),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","mtu":70000}"#, code::INVALID_CONFIG, "\"mtu\""),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","portType":"x"}"#, code::INVALID_CONFIG, "portType"),
+            (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","portType":"tap"}"#, 0, ""),
             (
-                r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","portType":"tap"}"#,
+                r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","portType":"tap","fastPath":"tc"}"#,
                 code::INVALID_CONFIG,
-                "not supported",
+                "\"fastPath\"",
             ),
+            (r#"{"cniVersion":"1.0.0","name":"","bridge":"b"}"#, code::INVALID_CONFIG, "no \"name\""),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","fastPath":"x"}"#, code::INVALID_CONFIG, "invalid"),
             (r#"{"cniVersion":"1.0.0","name":"n","bridge":"b","ipam":{}}"#, 0, ""),
             (
@@ -317,6 +389,9 @@ mod tests {
         assert_eq!(e.netns, Some(PathBuf::from("/proc/1/ns/net")));
         assert_eq!(e.path, vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]);
         assert_eq!(env(&[("CNI_COMMAND", "VERSION")]).unwrap().cmd, Cmd::Version);
+        assert_eq!(env(&[("CNI_COMMAND", "STATUS")]).unwrap().cmd, Cmd::Status);
+        let gc = env(&[("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")]).unwrap();
+        assert_eq!((gc.cmd, gc.path), (Cmd::Gc, vec![PathBuf::from("/opt/cni/bin")]));
         // DEL may come without a namespace; ADD may not.
         let del: Vec<_> = full.iter().copied().filter(|(k, _)| *k != "CNI_NETNS").collect();
         let mut del_cmd = del.clone();

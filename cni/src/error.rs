@@ -16,6 +16,8 @@ pub mod code {
     pub const DECODE: u32 = 6;
     /// Invalid network config.
     pub const INVALID_CONFIG: u32 = 7;
+    /// STATUS: the plugin cannot attach containers now (CNI 1.1).
+    pub const NOT_AVAILABLE: u32 = 50;
     /// rvsd's control socket cannot be reached.
     pub const RVSD_UNREACHABLE: u32 = 100;
     /// rvsd refused a request (unknown bridge, ...).

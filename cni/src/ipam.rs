@@ -65,6 +65,22 @@ pub fn add(plugin: &str, path: &[PathBuf], conf: &[u8]) -> Result<CniResult, Cni
         .map_err(|e| CniError::new(code::IPAM, format!("IPAM plugin {plugin} ADD: its result is not understood: {e}")))
 }
 
+/// IPAM GC (CNI 1.1), for plugins that speak 1.1.0: those that do not
+/// (host-local before containernetworking-plugins 1.5) are left alone, as
+/// the spec's GC is best effort.
+pub fn gc(plugin: &str, path: &[PathBuf], conf: &[u8]) -> Result<(), CniError> {
+    let bin = find(plugin, path)?;
+    let versions = run(&bin, plugin, "VERSION", br#"{"cniVersion":"1.1.0"}"#)?;
+    let speaks_gc = serde_json::from_slice::<serde_json::Value>(&versions)
+        .ok()
+        .and_then(|v| v.get("supportedVersions")?.as_array().map(|a| a.iter().any(|x| x == "1.1.0")))
+        .unwrap_or(false);
+    if speaks_gc {
+        run(&bin, plugin, "GC", conf)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

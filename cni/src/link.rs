@@ -73,6 +73,20 @@ pub fn create_pair(
     done
 }
 
+/// Sets the MTU of the tap rvsd made as `ifname` in the container and
+/// brings it up; returns its MAC.
+pub fn tap_up(netns: &OwnedFd, path: &Path, ifname: &str, mtu: u32) -> Result<String, CniError> {
+    let name = ifname.to_string();
+    inside(netns, path, move || {
+        let l = netlink::find_link(&name)?
+            .ok_or_else(|| io::Error::other(format!("{name} is missing in the container")))?;
+        netlink::set_mtu(l.index, mtu)?;
+        netlink::set_link_up(l.index, true)?;
+        mac_of(&name)
+    })
+    .map_err(|e| kernel(&format!("bringing up the tap {ifname} in the container"), e))
+}
+
 /// Sets `ips` (those of the container's interface) and `routes` on
 /// `ifname` inside the namespace, as the result says.
 pub fn configure(
@@ -139,14 +153,17 @@ pub fn delete_host(host: &str) -> Result<(), CniError> {
     }
 }
 
-/// CHECK of the kernel side: the host end exists and is up; `ifname`
-/// exists in the namespace, up, with the addresses and routes of `prev`.
-pub fn check(host: &str, netns: &OwnedFd, path: &Path, ifname: &str, prev: &CniResult) -> Result<(), CniError> {
+/// CHECK of the kernel side: the host end (of a veth; a tap has none)
+/// exists and is up; `ifname` exists in the namespace, up, with the
+/// addresses and routes of `prev`.
+pub fn check(host: Option<&str>, netns: &OwnedFd, path: &Path, ifname: &str, prev: &CniResult) -> Result<(), CniError> {
     let failed = |m: String| CniError::new(code::CHECK_FAILED, m);
-    match netlink::find_link(host).map_err(|e| kernel(&format!("looking up {host}"), e))? {
-        Some(l) if l.up => {}
-        Some(_) => return Err(failed(format!("{host} is down"))),
-        None => return Err(failed(format!("{host} does not exist"))),
+    if let Some(host) = host {
+        match netlink::find_link(host).map_err(|e| kernel(&format!("looking up {host}"), e))? {
+            Some(l) if l.up => {}
+            Some(_) => return Err(failed(format!("{host} is down"))),
+            None => return Err(failed(format!("{host} does not exist"))),
+        }
     }
     let ips = prev.container_ips(ifname);
     let want_addrs: Vec<(IpAddr, u8)> = ips.iter().map(|ip| (ip.address.addr, ip.address.prefix)).collect();

@@ -1,13 +1,18 @@
-//! rvs-cni: the CNI plugin (spec 1.0.0, and 0.3.x/0.4.0 results) that
-//! attaches containers to rvs bridges.
+//! rvs-cni: the CNI plugin (spec 1.0.0 and 1.1.0, and 0.3.x/0.4.0
+//! results) that attaches containers to rvs bridges.
 //!
 //! ADD makes a veth pair (the container's end named CNI_IFNAME inside
 //! CNI_NETNS, the host's end `rvs` + a hash of the container id and
-//! interface name), adds the host end to the bridge through rvsd's control
-//! socket as an AF_XDP port, delegates IPAM to the plugin the config names
-//! and sets its addresses and routes in the container. DEL undoes it and
-//! succeeds when any part is gone already. CHECK verifies it against
-//! `prevResult`. Errors are the spec's error result on stdout, and exit 1.
+//! interface name) and adds the host end to the bridge through rvsd's
+//! control socket as an AF_XDP port; or, with `"portType": "tap"`, has rvsd
+//! make a tap named CNI_IFNAME inside the container (the port keeps the
+//! hashed name). Either port is tagged with the container. ADD then
+//! delegates IPAM to the plugin the config names and sets its addresses and
+//! routes in the container. DEL undoes it and succeeds when any part is
+//! gone already. CHECK verifies it against `prevResult`. STATUS says whether
+//! rvsd and the bridge are there; GC removes the network's ports of
+//! attachments the runtime no longer has. Errors are the spec's error
+//! result on stdout, and exit 1.
 
 use std::io::Read;
 
@@ -15,12 +20,14 @@ mod config;
 mod error;
 mod ipam;
 mod link;
+mod masq;
 mod result;
 mod rvsd;
 
-use config::{Cmd, Env, NetConf};
+use config::{Cmd, Env, NetConf, PortKind};
 use error::{code, CniError};
 use result::CniResult;
+use rvs_proto::config::IfAddr;
 
 /// The largest configuration read from stdin: real ones are a few KiB.
 const MAX_CONF_LEN: u64 = 1 << 20;
@@ -64,6 +71,8 @@ fn run(env: &Env, stdin: &[u8]) -> Result<Option<String>, CniError> {
         Cmd::Add => add(env, &conf, stdin, &host).map(Some),
         Cmd::Del => del(env, &conf, stdin, &host).map(|()| None),
         Cmd::Check => check(env, &conf, stdin, &host).map(|()| None),
+        Cmd::Status => status(&conf).map(|()| None),
+        Cmd::Gc => gc(env, &conf, stdin).map(|()| None),
         Cmd::Version => unreachable!("answered above"),
     }
 }
@@ -82,8 +91,12 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
     // Before IPAM: an ADD of what is attached must not touch its address
     // (host-local may hand out a second one, and the rollback's IPAM DEL
     // would release both).
-    link::refuse_existing(host)?;
-    let mtu = rvsd::container_mtu(conf)?;
+    let bridge = rvsd::bridge(conf)?;
+    rvsd::refuse_existing(&bridge, host)?;
+    if conf.port_type == PortKind::Afxdp {
+        link::refuse_existing(host)?;
+    }
+    let mtu = rvsd::container_mtu(conf, &bridge);
     let ipam = match &conf.ipam_type {
         Some(t) => ipam::add(t, &env.path, stdin)?,
         None => CniResult {
@@ -96,28 +109,39 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
     };
     // From here on a failure undoes what was done, in reverse.
     let attached = (|| -> Result<CniResult, CniError> {
-        let (host_mac, cont_mac) = link::create_pair(host, &env.ifname, &netns, path, mtu)?;
-        let wired = (|| -> Result<CniResult, CniError> {
-            rvsd::add_port(conf, host)?;
-            let result = CniResult::for_add(
-                &conf.cni_version,
-                result::Interface { name: host.to_string(), mac: host_mac, sandbox: None },
-                result::Interface {
-                    name: env.ifname.clone(),
-                    mac: cont_mac,
-                    sandbox: Some(path.display().to_string()),
-                },
-                &ipam,
-            );
-            let ips = result.container_ips(&env.ifname);
-            link::configure(&netns, path, &env.ifname, &ips, &result.routes)?;
-            Ok(result)
-        })();
-        if wired.is_err() {
-            let _ = rvsd::del_port(conf, host);
-            let _ = link::delete_host(host);
-        }
-        wired
+        let sandbox = Some(path.display().to_string());
+        let port = rvsd::port_config(conf, env, host);
+        let interfaces = match conf.port_type {
+            PortKind::Afxdp => {
+                let (host_mac, cont_mac) = link::create_pair(host, &env.ifname, &netns, path, mtu)?;
+                if let Err(e) = rvsd::add_port(conf, port) {
+                    let _ = link::delete_host(host);
+                    return Err(e);
+                }
+                vec![
+                    result::Interface { name: host.to_string(), mac: host_mac, sandbox: None },
+                    result::Interface { name: env.ifname.clone(), mac: cont_mac, sandbox },
+                ]
+            }
+            PortKind::Tap => {
+                rvsd::add_port(conf, port)?;
+                let mac = link::tap_up(&netns, path, &env.ifname, mtu).inspect_err(|_| {
+                    let _ = rvsd::del_port(conf, host);
+                })?;
+                vec![result::Interface { name: env.ifname.clone(), mac, sandbox }]
+            }
+        };
+        let result = CniResult::for_add(&conf.cni_version, interfaces.clone(), interfaces.len() - 1, &ipam);
+        let ips = result.container_ips(&env.ifname);
+        let subnets: Vec<IfAddr> =
+            ips.iter().map(|ip| IfAddr { addr: ip.address.addr, prefix: ip.address.prefix }).collect();
+        link::configure(&netns, path, &env.ifname, &ips, &result.routes)
+            .and_then(|()| if conf.ip_masq { masq::add(&conf.network, &env.container_id, &subnets) } else { Ok(()) })
+            .inspect_err(|_| {
+                let _ = rvsd::del_port(conf, host);
+                let _ = link::delete_host(host);
+            })?;
+        Ok(result)
     })();
     if attached.is_err() {
         if let Some(t) = &conf.ipam_type {
@@ -130,14 +154,16 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
 
 /// DEL: every step runs even when an earlier one failed, so what can go
 /// does; the first failure is reported. Anything already gone is fine.
+/// rvsd removes a tap it made with its port.
 fn del(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<(), CniError> {
     let port = rvsd::del_port(conf, host);
     let veth = link::delete_host(host);
+    let masq = if conf.ip_masq { masq::del(&conf.network, &env.container_id) } else { Ok(()) };
     let addr = match &conf.ipam_type {
         Some(t) => ipam::exec(t, "DEL", &env.path, stdin).map(drop),
         None => Ok(()),
     };
-    port.and(veth).and(addr)
+    port.and(veth).and(masq).and(addr)
 }
 
 fn check(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<(), CniError> {
@@ -156,5 +182,40 @@ fn check(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<(), CniE
         ipam::exec(t, "CHECK", &env.path, stdin)?;
     }
     rvsd::check_port(conf, host)?;
-    link::check(host, &netns, path, &env.ifname, &prev)
+    let veth_host = (conf.port_type == PortKind::Afxdp).then_some(host);
+    link::check(veth_host, &netns, path, &env.ifname, &prev)
+}
+
+/// STATUS (CNI 1.1): containers can be attached when rvsd answers and has
+/// the bridge; else the spec's code 50.
+fn status(conf: &NetConf) -> Result<(), CniError> {
+    rvsd::bridge(conf).map(drop).map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg))
+}
+
+/// GC (CNI 1.1): removes the network's container ports (and their veths)
+/// whose attachment is not in `cni.dev/valid-attachments`, then lets IPAM
+/// release what it still holds for them.
+fn gc(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
+    let mut first_err = None;
+    for p in rvsd::stale_ports(conf)? {
+        let res = rvsd::del_port(conf, &p.name).and_then(|()| match p.kind {
+            rvs_proto::config::PortType::Afxdp => link::delete_host(&p.name),
+            _ => Ok(()),
+        });
+        if let Err(e) = res {
+            first_err.get_or_insert(e);
+        }
+    }
+    if conf.ip_masq {
+        let keep: Vec<&str> = conf.valid_attachments.iter().map(|a| a.container_id.as_str()).collect();
+        if let Err(e) = masq::gc(&conf.network, &keep) {
+            first_err.get_or_insert(e);
+        }
+    }
+    if let Some(t) = &conf.ipam_type {
+        if let Err(e) = ipam::gc(t, &env.path, stdin) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }

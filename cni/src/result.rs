@@ -110,9 +110,9 @@ pub struct CniResult {
 }
 
 impl CniResult {
-    /// ADD's result: the host end (index 0) and the container end (index
-    /// 1) of the veth, and `ipam`'s addresses on the container end.
-    pub fn for_add(cni_version: &str, host: Interface, container: Interface, ipam: &CniResult) -> CniResult {
+    /// ADD's result: `interfaces` (the container's at index `container`),
+    /// and `ipam`'s addresses on the container's interface.
+    pub fn for_add(cni_version: &str, interfaces: Vec<Interface>, container: usize, ipam: &CniResult) -> CniResult {
         // Before 1.0.0 each address says its family.
         let old = cni_version.starts_with("0.");
         let ips = ipam
@@ -122,12 +122,12 @@ impl CniResult {
                 version: old.then(|| if ip.address.addr.is_ipv4() { "4" } else { "6" }.to_string()),
                 address: ip.address,
                 gateway: ip.gateway,
-                interface: Some(1),
+                interface: Some(container),
             })
             .collect();
         CniResult {
             cni_version: cni_version.to_string(),
-            interfaces: vec![host, container],
+            interfaces,
             ips,
             routes: ipam.routes.clone(),
             dns: ipam.dns.clone(),
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn add_result_has_the_spec_shape() {
         let (h, c) = itfs();
-        let r = CniResult::for_add("1.0.0", h, c, &host_local_result());
+        let r = CniResult::for_add("1.0.0", vec![h, c], 1, &host_local_result());
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
             v,
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn old_versions_say_the_family() {
         let (h, c) = itfs();
-        let r = CniResult::for_add("0.4.0", h, c, &host_local_result());
+        let r = CniResult::for_add("0.4.0", vec![h, c], 1, &host_local_result());
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["cniVersion"], "0.4.0");
         assert_eq!(v["ips"][0]["version"], "4");

@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use rvs_proto::client;
-use rvs_proto::config::PortConfig;
+use rvs_proto::config::{PortConfig, PortOwner};
 use rvs_proto::{BridgeShow, Command, ErrorKind, Refusal, Request, ShowResult};
 use serde_json::Value;
 
-use crate::config::NetConf;
+use crate::config::{Env, NetConf, PortKind};
 use crate::error::{code, CniError};
 
 /// Sends `cmd`; an unreachable rvsd is code 100, a refusal is returned as
@@ -17,12 +17,33 @@ fn ask(socket: &Path, cmd: Command) -> Result<Result<Value, Refusal>, CniError> 
     Ok(reply.into_outcome())
 }
 
-/// Adds `host` to the configured bridge as an AF_XDP port.
-pub fn add_port(conf: &NetConf, host: &str) -> Result<(), CniError> {
-    let mut port = PortConfig::afxdp(host, conf.vlan.clone());
+/// The port rvsd gets for the attachment: the veth's host end `host`
+/// (AF_XDP), or a tap rvsd makes as `CNI_IFNAME` inside the container's
+/// namespace (named `host` in rvs). Tagged with the container, so
+/// `rvsctl show` tells whose it is and rvsd removes it once it is gone.
+pub fn port_config(conf: &NetConf, env: &Env, host: &str) -> PortConfig {
+    let mut port = match conf.port_type {
+        PortKind::Afxdp => PortConfig::afxdp(host, conf.vlan.clone()),
+        PortKind::Tap => PortConfig {
+            netns: env.netns.as_ref().map(|p| p.display().to_string()),
+            ifname: Some(env.ifname.clone()),
+            ..PortConfig::tap(host, conf.vlan.clone())
+        },
+    };
     port.fast_path = conf.fast_path;
+    port.owner = Some(PortOwner {
+        container: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        network: conf.network.clone(),
+    });
+    port
+}
+
+/// Adds `port` to the configured bridge.
+pub fn add_port(conf: &NetConf, port: PortConfig) -> Result<(), CniError> {
+    let name = port.name.clone();
     ask(&conf.socket, Command::PortAdd { bridge: conf.bridge.clone(), port })?.map(drop).map_err(|r| {
-        CniError::new(code::RVSD_REFUSED, format!("rvsd refused port {host} on bridge {}: {r}", conf.bridge))
+        CniError::new(code::RVSD_REFUSED, format!("rvsd refused port {name} on bridge {}: {r}", conf.bridge))
     })
 }
 
@@ -41,7 +62,7 @@ pub fn del_port(conf: &NetConf, host: &str) -> Result<(), CniError> {
 }
 
 /// The bridge as rvsd shows it; an unknown bridge is refused (101).
-fn show_bridge(conf: &NetConf) -> Result<BridgeShow, CniError> {
+pub fn bridge(conf: &NetConf) -> Result<BridgeShow, CniError> {
     let shown = ask(&conf.socket, Command::Show)?
         .map_err(|r| CniError::new(code::RVSD_REFUSED, format!("rvsd refused show: {r}")))?;
     let shown: ShowResult = serde_json::from_value(shown)
@@ -53,19 +74,33 @@ fn show_bridge(conf: &NetConf) -> Result<BridgeShow, CniError> {
         .ok_or_else(|| CniError::new(code::RVSD_REFUSED, format!("rvs has no bridge {}", conf.bridge)))
 }
 
-/// The MTU for a container on the bridge: the configured one, else the
+/// The MTU for a container on `bridge`: the configured one, else the
 /// least inner MTU of the bridge's tunnels (so frames fit the underlay
-/// without fragmenting), else 1500. Fails early on an unknown bridge.
-pub fn container_mtu(conf: &NetConf) -> Result<u32, CniError> {
-    let bridge = show_bridge(conf)?;
+/// without fragmenting), else 1500.
+pub fn container_mtu(conf: &NetConf, bridge: &BridgeShow) -> u32 {
     let tunnels = bridge.ports.iter().filter_map(|p| p.status.inner_mtu).min();
-    Ok(conf.mtu.or(tunnels).unwrap_or(1500))
+    conf.mtu.or(tunnels).unwrap_or(1500)
+}
+
+/// An error if `host` is a port of `bridge` already: the container is
+/// attached (the runtime must DEL first).
+pub fn refuse_existing(bridge: &BridgeShow, host: &str) -> Result<(), CniError> {
+    match bridge.ports.iter().any(|p| p.config.name == host) {
+        false => Ok(()),
+        true => Err(CniError::new(
+            code::RVSD_REFUSED,
+            format!(
+                "port {host} exists on bridge {}: this container interface is attached already (DEL it first)",
+                bridge.name
+            ),
+        )),
+    }
 }
 
 /// CHECK of rvsd's side: `host` is a port of the bridge, in its VLAN.
 pub fn check_port(conf: &NetConf, host: &str) -> Result<(), CniError> {
     let failed = |m: String| CniError::new(code::CHECK_FAILED, m);
-    let bridge = show_bridge(conf).map_err(|e| if e.code == code::RVSD_REFUSED { failed(e.msg) } else { e })?;
+    let bridge = bridge(conf).map_err(|e| if e.code == code::RVSD_REFUSED { failed(e.msg) } else { e })?;
     let port = bridge
         .ports
         .iter()
@@ -75,4 +110,18 @@ pub fn check_port(conf: &NetConf, host: &str) -> Result<(), CniError> {
         return Err(failed(format!("port {host} is in {:?}, not {:?}", port.config.vlan, conf.vlan)));
     }
     Ok(())
+}
+
+/// The network's container ports on the bridge that GC must remove:
+/// those whose attachment is not among `conf.valid_attachments`.
+pub fn stale_ports(conf: &NetConf) -> Result<Vec<PortConfig>, CniError> {
+    let bridge = bridge(conf)?;
+    let valid =
+        |o: &PortOwner| conf.valid_attachments.iter().any(|a| a.container_id == o.container && a.ifname == o.ifname);
+    Ok(bridge
+        .ports
+        .into_iter()
+        .map(|p| p.config)
+        .filter(|p| p.owner.as_ref().is_some_and(|o| o.network == conf.network && !valid(o)))
+        .collect())
 }

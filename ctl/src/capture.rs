@@ -1,5 +1,6 @@
 //! `rvsctl capture`: asks rvsd for a port's frames and writes them as a
-//! pcap file, or to stdout for `rvsctl capture p1 -w - | tcpdump -r -`.
+//! pcapng file (each frame marked inbound or outbound) or a classic pcap
+//! file, or to stdout for `rvsctl capture p1 -w - | tcpdump -r -`.
 //!
 //! The output is flushed after every read from rvsd, so a reader at the
 //! other end of a pipe sees frames as they come. It ends when rvsd says
@@ -9,7 +10,7 @@
 
 use rvs_proto::capstream::{Decoder, Message};
 use rvs_proto::client::{self, io_msg, CLIENT_TIMEOUT};
-use rvs_proto::pcap;
+use rvs_proto::{pcap, pcapng};
 use rvs_proto::{CaptureStarted, CaptureStatus, Command, Reply, Request, MAX_REPLY_LEN};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::path::Path;
@@ -17,11 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cli::CaptureFormat;
+
 /// How often a blocked read wakes to look at the signal flag.
 const WAKE: Duration = Duration::from_millis(200);
 
 /// Runs a capture; returns its final counters.
-pub fn run(socket: &Path, cmd: Command, out_path: &Path) -> Result<CaptureStatus, String> {
+pub fn run(socket: &Path, cmd: Command, out_path: &Path, format: CaptureFormat) -> Result<CaptureStatus, String> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("installing a signal handler: {e}"))?;
@@ -66,7 +69,10 @@ pub fn run(socket: &Path, cmd: Command, out_path: &Path) -> Result<CaptureStatus
     drop(reader);
     stream.set_read_timeout(Some(WAKE)).map_err(lost)?;
     let mut status = CaptureStatus::default();
-    let mut pending = pcap::file_header(started.snaplen).to_vec();
+    let mut pending = match format {
+        CaptureFormat::Pcapng => pcapng::file_header(&started.port, started.snaplen),
+        CaptureFormat::Pcap => pcap::file_header(started.snaplen).to_vec(),
+    };
     let mut buf = vec![0u8; 256 * 1024];
     let mut asked_to_stop = false;
     eprintln!("rvsctl: capturing on {} (snaplen {}); stop with Ctrl-C", started.port, started.snaplen);
@@ -74,8 +80,11 @@ pub fn run(socket: &Path, cmd: Command, out_path: &Path) -> Result<CaptureStatus
         let mut end = None;
         while let Some(m) = decoder.next_message()? {
             match m {
-                Message::Frame { ts_ns, orig_len, data, .. } => {
-                    pcap::record(&mut pending, ts_ns, orig_len, &data);
+                Message::Frame { ts_ns, orig_len, out: sent, data } => {
+                    match format {
+                        CaptureFormat::Pcapng => pcapng::record(&mut pending, ts_ns, orig_len, sent, &data),
+                        CaptureFormat::Pcap => pcap::record(&mut pending, ts_ns, orig_len, &data),
+                    }
                     status.captured += 1;
                 }
                 Message::Status(s) => status.dropped = s.dropped,

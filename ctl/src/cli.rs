@@ -4,7 +4,7 @@
 //! bad MAC, VLAN or name is refused before anything is sent.
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use rvs_proto::config::{FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::config::{FastPath, IfAddr, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
 use rvs_proto::{self as proto, CaptureDirection, Command, ErrorKind, ShowResult};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -89,8 +89,10 @@ pub enum Cmd {
         #[arg(value_parser = frame)]
         frame: Frame,
     },
-    /// Write what a port receives and sends as a pcap file (-w - for stdout)
-    #[command(after_help = "Example: rvsctl capture veth-a -w - | tcpdump -nr -")]
+    /// Write what a port receives and sends as a pcapng file, each frame
+    /// marked inbound or outbound (-w - for stdout)
+    #[command(after_help = "Example: rvsctl capture veth-a -w - | tcpdump -nr -\n\
+tshark -r FILE -T fields -e frame.packet_flags_direction shows each frame's direction (0x1 in, 0x2 out).")]
     Capture {
         /// Port or uplink name
         #[arg(value_parser = port_name)]
@@ -104,9 +106,13 @@ pub enum Cmd {
         /// Bytes kept of each frame [default: whole frames]
         #[arg(long, short = 's', value_name = "N", value_parser = snaplen)]
         snaplen: Option<u32>,
-        /// The pcap file to write, or - for stdout
+        /// The file to write, or - for stdout
         #[arg(short = 'w', value_name = "FILE")]
         write: PathBuf,
+        /// File format: pcapng (with directions and the port's name) or
+        /// classic pcap (no direction)
+        #[arg(long, value_enum, default_value = "pcapng")]
+        format: CaptureFormat,
     },
     /// Change rvsd's log filter at run time (not saved)
     #[command(after_help = "FILTER is a level (error, warn, info, debug, trace, off) or target=level pairs, \
@@ -178,6 +184,15 @@ pub enum DirectionArg {
     Both,
 }
 
+/// `capture --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CaptureFormat {
+    /// pcapng: the port's name, nanosecond timestamps, each frame's direction
+    Pcapng,
+    /// Classic libpcap: no direction
+    Pcap,
+}
+
 fn count(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
@@ -246,6 +261,9 @@ pub enum BridgeCmd {
         bridge: String,
         #[command(flatten)]
         settings: BridgeSettings,
+        /// Remove the bridge's gateway (and its internal port)
+        #[arg(long, conflicts_with = "gateway")]
+        no_gateway: bool,
     },
 }
 
@@ -258,6 +276,15 @@ pub struct BridgeSettings {
     /// Most MACs the bridge learns [default: 8192]
     #[arg(long, value_name = "N", value_parser = max_macs)]
     pub max_macs: Option<u32>,
+    /// Gateway address, IPv4 or IPv6, once per address: the bridge gets an
+    /// internal port in rvsd's namespace (a tap named after the bridge)
+    /// holding them; `bridge set` replaces the whole list
+    #[arg(long, value_name = "ADDR/PREFIX", value_parser = gateway_addr)]
+    pub gateway: Vec<IfAddr>,
+}
+
+fn gateway_addr(s: &str) -> Result<IfAddr, String> {
+    s.parse()
 }
 
 /// Port backends, as typed.
@@ -418,9 +445,13 @@ pub struct PortAddArgs {
     /// [default: auto: xdp]
     #[arg(long, value_enum, value_name = "EXECUTOR")]
     pub fast_path: Option<FastPathArg>,
-    /// Tap: network namespace (name under /var/run/netns) to put the tap in
+    /// Tap: network namespace to put the tap in: a name under
+    /// /var/run/netns, or a namespace file's path (/proc/PID/ns/net)
     #[arg(long, value_name = "NS")]
     pub netns: Option<String>,
+    /// Tap: the device's name, when not the port's (e.g. eth0 inside --netns)
+    #[arg(long, value_name = "NAME")]
+    pub ifname: Option<String>,
     /// VXLAN: network identifier, 0..=16777215
     #[arg(long, value_name = "N", value_parser = vni)]
     pub vni: Option<u32>,
@@ -661,7 +692,7 @@ pub struct Plan {
     pub remote_edit: Option<RemoteEdit>,
     /// For `capture`: where the pcap goes ("-" for stdout); the reply is
     /// followed by a stream of frames.
-    pub capture_out: Option<PathBuf>,
+    pub capture_out: Option<(PathBuf, CaptureFormat)>,
     /// A refusal of this kind is a success (`--may-exist`, `--if-exists`).
     pub tolerate: Option<ErrorKind>,
 }
@@ -777,20 +808,34 @@ impl Cli {
                     bridge: bridge.clone(),
                     aging_secs: settings.aging_secs,
                     max_macs: settings.max_macs,
+                    gateway: {
+                        proto::check_gateway(&settings.gateway)?;
+                        settings.gateway.clone()
+                    },
                 },
                 View::Quiet,
             ),
             Cmd::Bridge(BridgeCmd::Del { bridge, .. }) => (Command::BridgeDel { bridge: bridge.clone() }, View::Quiet),
             Cmd::Bridge(BridgeCmd::List) => (Command::BridgeList, View::BridgeList),
-            Cmd::Bridge(BridgeCmd::Set { bridge, settings }) => {
-                if settings.aging_secs.is_none() && settings.max_macs.is_none() {
-                    return Err("nothing to change: give --aging or --max-macs".to_string());
+            Cmd::Bridge(BridgeCmd::Set { bridge, settings, no_gateway }) => {
+                let gateway = match (*no_gateway, settings.gateway.is_empty()) {
+                    (true, _) => Some(Vec::new()),
+                    (false, true) => None,
+                    (false, false) => {
+                        proto::check_gateway(&settings.gateway)?;
+                        Some(settings.gateway.clone())
+                    }
+                };
+                if settings.aging_secs.is_none() && settings.max_macs.is_none() && gateway.is_none() {
+                    return Err("nothing to change: give --aging, --max-macs, --gateway ADDR/PREFIX or --no-gateway"
+                        .to_string());
                 }
                 (
                     Command::BridgeSet {
                         bridge: bridge.clone(),
                         aging_secs: settings.aging_secs,
                         max_macs: settings.max_macs,
+                        gateway,
                     },
                     View::Quiet,
                 )
@@ -874,8 +919,8 @@ impl Cli {
                 },
                 View::Trace,
             ),
-            Cmd::Capture { port, direction, count, snaplen, write } => {
-                capture_out = Some(write.clone());
+            Cmd::Capture { port, direction, count, snaplen, write, format } => {
+                capture_out = Some((write.clone(), *format));
                 let direction = match direction {
                     DirectionArg::In => CaptureDirection::In,
                     DirectionArg::Out => CaptureDirection::Out,
@@ -952,6 +997,9 @@ impl PortAddArgs {
         if kind != PortType::Tap && self.netns.is_some() {
             return Err("--netns applies to tap ports only".to_string());
         }
+        if kind != PortType::Tap && self.ifname.is_some() {
+            return Err("--ifname applies to tap ports only".to_string());
+        }
         let vxlan = if kind == PortType::Vxlan {
             Some(self.vxlan_config()?)
         } else {
@@ -981,6 +1029,9 @@ impl PortAddArgs {
             pmd: Vec::new(),
             max_macs: self.max_macs,
             tap_created: false,
+            addresses: Vec::new(),
+            ifname: self.ifname.clone(),
+            owner: None,
         };
         proto::check_port(&port)?;
         Ok(port)
@@ -1075,6 +1126,14 @@ br0     1     2001:2::4   02:00:00:00:00:04  remote   h2
         assert!(plan(&["--json", "show"]).is_ok());
         assert!(plan(&["stats", "veth-a", "--socket", "/tmp/x"]).is_ok());
         assert!(plan(&["bridge", "add", "br0", "--aging", "60", "--max-macs", "100"]).is_ok());
+        let gw: Vec<IfAddr> = vec!["198.18.0.1/24".parse().unwrap(), "2001:2::1/64".parse().unwrap()];
+        assert_eq!(
+            plan(&["bridge", "add", "br0", "--gateway", "198.18.0.1/24", "--gateway", "2001:2::1/64"]).unwrap(),
+            Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None, gateway: gw.clone() }
+        );
+        let set = |gateway| Command::BridgeSet { bridge: "br0".into(), aging_secs: None, max_macs: None, gateway };
+        assert_eq!(plan(&["bridge", "set", "br0", "--gateway", "198.18.0.1/24"]).unwrap(), set(Some(gw[..1].to_vec())));
+        assert_eq!(plan(&["bridge", "set", "br0", "--no-gateway"]).unwrap(), set(Some(vec![])));
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -1193,6 +1252,7 @@ br0     1     2001:2::4   02:00:00:00:00:04  remote   h2
                     PortShow { config: tap, status: status("tap0") },
                 ],
                 static_macs: vec![],
+                gateway: vec![],
             }],
             threads: vec![],
         };
@@ -1379,7 +1439,7 @@ br0     1     2001:2::4   02:00:00:00:00:04  remote   h2
             p.cmd,
             Command::Capture { port: "p1".into(), direction: CaptureDirection::Both, count: None, snaplen: None }
         );
-        assert_eq!(p.capture_out, Some(PathBuf::from("-")));
+        assert_eq!(p.capture_out, Some((PathBuf::from("-"), CaptureFormat::Pcapng)));
         assert_eq!(
             plan(&["capture", "p1", "--direction", "in", "--count", "5", "--snaplen", "64", "-w", "/tmp/x.pcap"])
                 .unwrap(),
@@ -1415,6 +1475,10 @@ br0     1     2001:2::4   02:00:00:00:00:04  remote   h2
             &["port", "add", "br0", "name-far-too-long", "--type", "tap"],
             &["bridge", "set", "br0"],
             &["bridge", "add", "br0", "--aging", "-1"],
+            &["bridge", "add", "br0", "--gateway", "198.18.0.1"],
+            &["bridge", "add", "br0", "--gateway", "198.18.0.1/33"],
+            &["bridge", "add", "br0", "--gateway", "198.18.0.1/24", "--gateway", "198.18.0.1/16"],
+            &["bridge", "set", "br0", "--gateway", "198.18.0.1/24", "--no-gateway"],
         ] {
             assert!(plan(args).is_err(), "{args:?} was accepted");
         }

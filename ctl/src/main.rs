@@ -136,8 +136,8 @@ fn main() -> ExitCode {
         .clone()
         .or_else(|| std::env::var_os("RVS_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    if let Some(out) = &plan.capture_out {
-        return match capture::run(&socket, plan.cmd, out) {
+    if let Some((out, format)) = &plan.capture_out {
+        return match capture::run(&socket, plan.cmd, out, *format) {
             Ok(s) => {
                 // On stderr: stdout may be the pcap itself.
                 eprintln!("rvsctl: {} frames captured, {} dropped", s.captured, s.dropped);

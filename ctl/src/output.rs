@@ -219,6 +219,13 @@ fn vxlan_block(p: &PortShow) -> String {
     out
 }
 
+/// A container port's owner: the first 12 digits of the container id (as
+/// `podman ps` shows it) and its interface there.
+fn owner(o: &rvs_proto::config::PortOwner) -> String {
+    let id: String = o.container.chars().take(12).collect();
+    format!("{id}/{}", o.ifname)
+}
+
 fn show(s: &ShowResult) -> String {
     let mut out = String::new();
     let any_vxlan = s.bridges.iter().flat_map(|b| &b.ports).any(|p| p.config.vxlan.is_some());
@@ -233,10 +240,14 @@ fn show(s: &ShowResult) -> String {
     }
     for b in &s.bridges {
         let _ = writeln!(out, "bridge {}: aging {} s, at most {} learned MACs", b.name, b.aging_secs, b.max_macs);
+        if !b.gateway.is_empty() {
+            let addrs: Vec<String> = b.gateway.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(out, "  gateway: {} (internal port {})", addrs.join(", "), b.name);
+        }
         if b.ports.is_empty() {
             out.push_str("  no ports\n");
         } else {
-            let rows: Vec<Vec<String>> = b
+            let mut rows: Vec<Vec<String>> = b
                 .ports
                 .iter()
                 .map(|p| {
@@ -252,10 +263,16 @@ fn show(s: &ShowResult) -> String {
                             Some(max) => format!("{}/{max}", p.status.learned_macs),
                             None => p.status.learned_macs.to_string(),
                         },
+                        or_dash(p.config.owner.as_ref().map(owner).unwrap_or_default()),
                     ]
                 })
                 .collect();
-            let head = ["PORT", "TYPE", "VLAN", "STATE", "XDP", "FAST PATH", "QUEUE→CORE", "MACS"];
+            let mut head = vec!["PORT", "TYPE", "VLAN", "STATE", "XDP", "FAST PATH", "QUEUE→CORE", "MACS", "CONTAINER"];
+            // The column only where containers are: most bridges have none.
+            if b.ports.iter().all(|p| p.config.owner.is_none()) {
+                head.pop();
+                rows.iter_mut().for_each(|r| drop(r.pop()));
+            }
             out.push_str(&table("  ", &head, &rows));
             for p in &b.ports {
                 out.push_str(&vxlan_block(p));
@@ -553,6 +570,32 @@ mod tests {
             &[vec!["1".into(), "02:00:00:00:00:01".into(), "veth-a".into(), "static".into()]],
         );
         assert_eq!(t, "VLAN  MAC                PORT    AGE\n1     02:00:00:00:00:01  veth-a  static\n");
+    }
+
+    #[test]
+    fn show_names_the_container_of_a_port() {
+        let show: ShowResult = serde_json::from_value(serde_json::json!({
+            "uplinks": [], "threads": [],
+            "bridges": [{"name": "br0", "aging_secs": 300, "max_macs": 8192, "static_macs": [], "ports": [
+                {"config": {"name": "rvs0123456789ab", "type": "tap", "netns": "/proc/7/ns/net", "ifname": "eth0",
+                            "owner": {"container": "0123456789abcdef0123", "ifname": "eth0", "network": "n"}},
+                 "status": {"name": "rvs0123456789ab", "bridge": "br0", "kind": "tap", "state": "up",
+                            "xdp_mode": "", "queues": []}},
+                {"config": {"name": "tap9", "type": "tap"},
+                 "status": {"name": "tap9", "bridge": "br0", "kind": "tap", "state": "up", "xdp_mode": "", "queues": []}}
+            ]}]
+        }))
+        .unwrap();
+        let text = render(View::Show, serde_json::to_value(&show).unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with("MACS  CONTAINER"), "{text}");
+        assert!(lines[2].ends_with("0123456789ab/eth0"), "{text}");
+        assert!(lines[3].ends_with(" -"), "{text}");
+        // No container port: no column.
+        let mut plain = show.clone();
+        plain.bridges[0].ports.remove(0);
+        let text = render(View::Show, serde_json::to_value(&plain).unwrap()).unwrap();
+        assert!(!text.contains("CONTAINER"), "{text}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `rvsd` refuses the same input from any other client.
 
 use crate::config::{
-    ClusterConfig, EtcdAuth, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode,
+    ClusterConfig, EtcdAuth, FastPath, IfAddr, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode,
     LEASE_TTL_RANGE,
 };
 use crate::MacAddr;
@@ -48,6 +48,26 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
     if name.chars().any(|c| c == '/' || c == '\0' || c.is_whitespace() || c.is_control()) {
         return Err(format!("invalid {what} name {name:?} (no '/', whitespace or control characters)"));
+    }
+    Ok(())
+}
+
+/// Most gateway addresses one bridge holds.
+pub const MAX_GATEWAY_ADDRS: usize = 64;
+
+/// Checks a bridge's gateway addresses: each one an address an interface
+/// can hold (as [`IfAddr`]'s parser makes sure), none twice, not too many.
+pub fn check_gateway(addrs: &[IfAddr]) -> Result<(), String> {
+    if addrs.len() > MAX_GATEWAY_ADDRS {
+        return Err(format!("{} gateway addresses; at most {MAX_GATEWAY_ADDRS}", addrs.len()));
+    }
+    let mut seen = HashSet::new();
+    for a in addrs {
+        // A deserialized IfAddr was parsed; one built in code may not be.
+        a.to_string().parse::<IfAddr>().map_err(|e| format!("invalid gateway address {e}"))?;
+        if !seen.insert(a.addr) {
+            return Err(format!("gateway address {} given twice", a.addr));
+        }
     }
     Ok(())
 }
@@ -165,6 +185,9 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
     if p.kind != PortType::Vxlan && p.vxlan.is_some() {
         return Err(format!("port {:?}: tunnel settings apply to vxlan ports only", p.name));
     }
+    if p.kind != PortType::Internal && !p.addresses.is_empty() {
+        return Err(format!("port {:?}: addresses apply to a bridge's internal (gateway) port only", p.name));
+    }
     match p.kind {
         PortType::Afxdp => {
             if p.netns.is_some() {
@@ -186,6 +209,9 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             }
             if let Some(ns) = &p.netns {
                 check_netns(ns)?;
+            }
+            if let Some(ifname) = &p.ifname {
+                check_name("tap device", ifname)?;
             }
         }
         PortType::Vxlan => {
@@ -209,11 +235,40 @@ pub fn check_port(p: &PortConfig) -> Result<(), String> {
             };
             check_vxlan(v)?;
         }
+        PortType::Internal => {
+            if p.queues.is_some() || p.xdp_mode != XdpMode::Auto || p.netns.is_some() {
+                return Err(format!("port {:?}: an internal port takes no queue count, XDP mode or namespace", p.name));
+            }
+            if !matches!(p.fast_path, FastPath::Auto | FastPath::Off) {
+                return Err(format!("port {:?}: a kernel executor (--fast-path) applies to afxdp ports only", p.name));
+            }
+            check_gateway(&p.addresses)?;
+        }
+    }
+    if p.kind != PortType::Tap && p.ifname.is_some() {
+        return Err(format!("port {:?}: a device name other than the port's applies to tap ports only", p.name));
     }
     if let Some(n) = p.max_macs {
         check_max_macs(n).map_err(|e| format!("port {:?}: {e}", p.name))?;
     }
+    if let Some(o) = &p.owner {
+        check_owner(o).map_err(|e| format!("port {:?}: {e}", p.name))?;
+    }
     check_pmd("port", &p.name, &p.pmd)
+}
+
+/// The longest container id or network name taken (runtimes use 64 hex
+/// digits and short names).
+pub const MAX_OWNER_FIELD: usize = 256;
+
+/// Checks a container port's owner: printable, bounded fields.
+fn check_owner(o: &crate::config::PortOwner) -> Result<(), String> {
+    for (what, v) in [("container id", &o.container), ("network name", &o.network)] {
+        if v.is_empty() || v.len() > MAX_OWNER_FIELD || v.chars().any(char::is_control) {
+            return Err(format!("invalid {what} {v:?} (1 to {MAX_OWNER_FIELD} printable characters)"));
+        }
+    }
+    check_name("container interface", &o.ifname)
 }
 
 /// Checks stored queue assignments: each queue at most once.
@@ -358,8 +413,18 @@ pub fn check_queues(q: u32) -> Result<(), String> {
     }
 }
 
-/// Checks a network namespace name (a file name under /var/run/netns).
+/// Checks a network namespace: a file name under /var/run/netns, or an
+/// absolute path to a namespace file without `..` components.
 pub fn check_netns(ns: &str) -> Result<(), String> {
+    if let Some(rest) = ns.strip_prefix('/') {
+        if ns.len() > 4096
+            || rest.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            || ns.contains(char::is_control)
+        {
+            return Err(format!("invalid network namespace path {ns:?}"));
+        }
+        return Ok(());
+    }
     if ns.is_empty()
         || ns.len() > 255
         || ns == "."
@@ -497,6 +562,33 @@ pub fn check_cluster(c: &ClusterConfig) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_ports() {
+        for ok in ["ns1", "/proc/42/ns/net", "/run/netns/netns-0b1c"] {
+            assert!(check_netns(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "a/b", "/", "/run/../etc", "/run//x", "/x\n"] {
+            assert!(check_netns(bad).is_err(), "{bad:?}");
+        }
+        let owner =
+            |c: &str, i: &str| crate::config::PortOwner { container: c.into(), ifname: i.into(), network: "n".into() };
+        let mut tap = PortConfig::tap("rvs0123", PortVlan::default());
+        tap.ifname = Some("eth0".into());
+        tap.netns = Some("/proc/42/ns/net".into());
+        tap.owner = Some(owner("c1", "eth0"));
+        assert!(check_port(&tap).is_ok());
+        tap.owner = Some(owner("", "eth0"));
+        assert!(check_port(&tap).unwrap_err().contains("invalid container id"));
+        tap.owner = Some(owner("c1", "a-name-far-too-long"));
+        assert!(check_port(&tap).is_err());
+        tap.owner = None;
+        tap.ifname = Some("bad/name".into());
+        assert!(check_port(&tap).is_err());
+        let mut veth = PortConfig::afxdp("rvs0123", PortVlan::default());
+        veth.ifname = Some("eth0".into());
+        assert!(check_port(&veth).unwrap_err().contains("tap ports only"));
+    }
 
     #[test]
     fn vxlan_rules() {

@@ -1,5 +1,6 @@
 //! The configuration model: what `rvsctl` changes and the db persists.
 
+pub use crate::ifaddr::IfAddr;
 use serde::{Deserialize, Serialize};
 
 /// Default MAC aging time in seconds.
@@ -177,6 +178,11 @@ pub enum PortType {
     Tap,
     /// A VXLAN tunnel over an uplink (its settings in `PortConfig.vxlan`).
     Vxlan,
+    /// The bridge's own port in rvsd's namespace, as docker0's address or
+    /// OVS's internal port: a tap named after the bridge holding its
+    /// gateway addresses (`PortConfig.addresses`). rvsd makes it when the
+    /// bridge gets a gateway; it is not added or removed as a port.
+    Internal,
 }
 
 impl PortType {
@@ -186,6 +192,7 @@ impl PortType {
             PortType::Afxdp => "afxdp",
             PortType::Tap => "tap",
             PortType::Vxlan => "vxlan",
+            PortType::Internal => "internal",
         }
     }
 }
@@ -292,9 +299,15 @@ pub struct PortConfig {
     /// AF_XDP: the kernel executor for frames to known MACs.
     #[serde(default, skip_serializing_if = "is_auto")]
     pub fast_path: FastPath,
-    /// Tap: network namespace (name under /var/run/netns) the tap lives in.
+    /// Tap: network namespace the tap lives in: a name under
+    /// /var/run/netns, or the path of a namespace file (a container's
+    /// `/proc/PID/ns/net` or `/run/netns/NAME`).
     #[serde(default)]
     pub netns: Option<String>,
+    /// Tap: the device's name when it is not the port's (a container's
+    /// `eth0`, which many containers share in their own namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
     /// VXLAN: the tunnel (required for, and only for, `type: vxlan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<VxlanConfig>,
@@ -310,6 +323,26 @@ pub struct PortConfig {
     /// the request.
     #[serde(default, skip_serializing_if = "is_false")]
     pub tap_created: bool,
+    /// Internal: the gateway addresses the port holds in rvsd's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IfAddr>,
+    /// The container the port belongs to, for ports a CNI plugin made:
+    /// shown by `rvsctl show`, and rvsd removes the port once the
+    /// container's interface is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PortOwner>,
+}
+
+/// The attachment a container port serves, as the CNI runtime names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortOwner {
+    /// CNI_CONTAINERID.
+    pub container: String,
+    /// CNI_IFNAME: the interface inside the container.
+    pub ifname: String,
+    /// The CNI network's name (`name` in its configuration).
+    pub network: String,
 }
 
 fn is_auto(f: &FastPath) -> bool {
@@ -337,12 +370,44 @@ impl PortConfig {
             pmd: Vec::new(),
             max_macs: None,
             tap_created: false,
+            addresses: Vec::new(),
+            ifname: None,
+            owner: None,
         }
+    }
+
+    /// A tap port `name` (rvsd creates the device unless it exists), in
+    /// `vlan`.
+    pub fn tap(name: &str, vlan: PortVlan) -> PortConfig {
+        PortConfig { kind: PortType::Tap, ..PortConfig::afxdp(name, vlan) }
+    }
+
+    /// The name of the kernel interface under the port: a tap's `ifname`
+    /// if it has one, else the port's name.
+    pub fn device(&self) -> &str {
+        self.ifname.as_deref().unwrap_or(&self.name)
     }
 
     /// A VXLAN port `name` with settings `v`, in `vlan`.
     pub fn vxlan(name: &str, v: VxlanConfig, vlan: PortVlan) -> PortConfig {
         PortConfig { kind: PortType::Vxlan, vxlan: Some(v), ..PortConfig::afxdp(name, vlan) }
+    }
+
+    /// The internal (gateway) port of bridge `bridge`, holding `addresses`.
+    pub fn internal(bridge: &str, addresses: Vec<IfAddr>) -> PortConfig {
+        PortConfig { kind: PortType::Internal, addresses, ..PortConfig::afxdp(bridge, PortVlan::default()) }
+    }
+}
+
+impl BridgeConfig {
+    /// The bridge's internal (gateway) port, if it has a gateway.
+    pub fn gateway_port(&self) -> Option<&PortConfig> {
+        self.ports.iter().find(|p| p.kind == PortType::Internal)
+    }
+
+    /// The bridge's gateway addresses (none: no gateway).
+    pub fn gateway(&self) -> &[IfAddr] {
+        self.gateway_port().map_or(&[], |p| &p.addresses)
     }
 }
 

@@ -44,7 +44,9 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod framedesc;
+pub mod ifaddr;
 pub mod pcap;
+pub mod pcapng;
 mod request;
 pub mod status;
 

@@ -1,7 +1,7 @@
 //! Requests, replies and the results of the commands (see the crate's
 //! documentation for the framing).
 
-use crate::config::{PortConfig, StaticMac, UplinkConfig};
+use crate::config::{IfAddr, PortConfig, StaticMac, UplinkConfig};
 use crate::status::{PortStatus, ThreadInfo, UplinkStatus};
 /// The MAC address type requests are checked with.
 pub use rvs_dataplane::wire::MacAddr;
@@ -20,6 +20,9 @@ pub const MAX_REPLY_LEN: usize = 64 * 1024 * 1024;
 /// Where `rvsd` listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 /// One command and its arguments; the `cmd` field of a request names it.
+// PortAdd carries a whole PortConfig; a command is decoded once per
+// request and handled at once, so its size costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
@@ -33,6 +36,9 @@ pub enum Command {
         /// Learned-MAC limit (default 8192).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_macs: Option<u32>,
+        /// Gateway addresses: the bridge gets an internal port holding them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gateway: Vec<IfAddr>,
     },
     /// Deletes a bridge and all its ports.
     BridgeDel {
@@ -51,6 +57,10 @@ pub enum Command {
         /// New learned-MAC limit.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_macs: Option<u32>,
+        /// New gateway addresses, replacing the old ones; empty: no
+        /// gateway (the internal port goes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<Vec<IfAddr>>,
     },
     /// Adds a port to a bridge.
     PortAdd {
@@ -459,6 +469,9 @@ pub struct BridgeSummary {
     pub max_macs: u32,
     /// Number of ports.
     pub ports: usize,
+    /// Gateway addresses (absent from an older rvsd's answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway: Vec<IfAddr>,
 }
 
 /// The result of `show`.
@@ -486,6 +499,10 @@ pub struct BridgeShow {
     pub ports: Vec<PortShow>,
     /// Static FDB entries.
     pub static_macs: Vec<StaticMac>,
+    /// Gateway addresses, held by the bridge's internal port (absent from
+    /// an older rvsd's answer).
+    #[serde(default)]
+    pub gateway: Vec<IfAddr>,
 }
 
 /// One port in `show`: what was asked for and what runs.
@@ -669,6 +686,41 @@ mod tests {
         }
         let e = Request::parse(br#"{"version":2,"cmd":"ping"}"#).unwrap_err();
         assert_eq!(e, "unsupported protocol version 2 (this rvsd speaks protocol version 1)");
+    }
+
+    #[test]
+    fn gateway_requests() {
+        let line = br#"{"version":1,"cmd":"bridge_add","bridge":"br0","gateway":["198.18.0.1/24","2001:2::1/64"]}"#;
+        let req = Request::parse(line).unwrap();
+        let Command::BridgeAdd { gateway, .. } = &req.cmd else { panic!("{req:?}") };
+        assert_eq!(gateway.iter().map(|g| g.to_string()).collect::<Vec<_>>(), ["198.18.0.1/24", "2001:2::1/64"]);
+        assert_eq!(Request::parse(req.to_line().as_bytes()).unwrap(), req);
+        let plain = Request::new(Command::BridgeAdd {
+            bridge: "br0".into(),
+            aging_secs: None,
+            max_macs: None,
+            gateway: vec![],
+        });
+        assert_eq!(plain.to_line(), r#"{"bridge":"br0","cmd":"bridge_add","version":1}"#);
+        let none = Request::parse(br#"{"version":1,"cmd":"bridge_set","bridge":"br0","gateway":[]}"#).unwrap();
+        assert_eq!(
+            none.cmd,
+            Command::BridgeSet { bridge: "br0".into(), aging_secs: None, max_macs: None, gateway: Some(vec![]) }
+        );
+        for bad in [
+            &br#"{"version":1,"cmd":"bridge_add","bridge":"b","gateway":["198.18.0.1"]}"#[..],
+            br#"{"version":1,"cmd":"bridge_add","bridge":"b","gateway":["198.18.0.0/24"]}"#,
+            br#"{"version":1,"cmd":"bridge_set","bridge":"b","gateway":"198.18.0.1/24"}"#,
+        ] {
+            let e = Request::parse(bad).unwrap_err();
+            assert!(e.starts_with("invalid request") && !e.contains('\n'), "{e}");
+        }
+        let twice: Vec<IfAddr> = vec!["198.18.0.1/24".parse().unwrap(), "198.18.0.1/16".parse().unwrap()];
+        assert_eq!(check_gateway(&twice).unwrap_err(), "gateway address 198.18.0.1 given twice");
+        let mut p = PortConfig::afxdp("p", Default::default());
+        p.addresses = twice[..1].to_vec();
+        assert!(check_port(&p).unwrap_err().contains("internal"));
+        assert!(check_port(&PortConfig::internal("br0", twice[..1].to_vec())).is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use rvs_dataplane::wire::MacAddr;
 pub mod fake;
 pub mod real;
 
-use rvs_proto::config::{BridgeConfig, PortConfig, UplinkConfig};
+use rvs_proto::config::{BridgeConfig, IfAddr, PortConfig, UplinkConfig};
 use rvs_proto::status::{FdbPage, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -141,7 +141,22 @@ pub trait Datapath {
         let _ = macs;
         Err(format!("port {port:?} is not a VXLAN port"))
     }
-    /// True if tap port `name` was created by rvsd (rather than adopted).
+    /// Replaces the addresses internal port `port` holds with `addrs`
+    /// (all or nothing).
+    fn set_addresses(&mut self, port: &str, addrs: &[IfAddr]) -> DpResult<()> {
+        let _ = addrs;
+        Err(format!("port {port:?} is not an internal port"))
+    }
+    /// True when the interface under `port` is known to be gone: its
+    /// device (or the namespace it lived in) no longer exists. For a
+    /// container's port that means the container is gone. Errors other
+    /// than "not there" are not "gone".
+    fn device_gone(&self, port: &PortConfig) -> bool {
+        let _ = port;
+        false
+    }
+    /// True if tap (or internal) port `name` was created by rvsd (rather
+    /// than adopted).
     fn tap_created(&self, _name: &str) -> bool {
         false
     }

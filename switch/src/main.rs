@@ -81,6 +81,12 @@ struct Args {
     /// per configuration change]. Change it live with `rvsctl log-level`.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Log line format: text (timestamp, level, message), journal (a
+    /// syslog priority prefix such as <4>, no timestamp: for journalctl -p),
+    /// json (one object per line, for log shippers), or auto: journal when
+    /// stderr is systemd's journal (JOURNAL_STREAM), else text.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "auto")]
+    log_format: rvs_switch::obs::log::LogFormat,
     /// Check the configuration database (--db) and exit: 0 if rvsd would
     /// start with it, else one line naming the file. Touches no interface.
     #[arg(long)]
@@ -94,13 +100,36 @@ struct Args {
 }
 
 /// `--check-config`: what rvsd would restore, or why it would not start.
+/// A db that does not exist yet is a fresh install's: rvsd starts with an
+/// empty configuration and creates it on the first change.
 fn check_config(db: &std::path::Path) -> Result<String, String> {
     if !db.exists() {
-        return Err(format!("configuration database {} does not exist", db.display()));
+        return Ok(format!("{}: not there yet: rvsd starts with an empty configuration", db.display()));
     }
     let c = rvs_switch::db::load(db)?;
     let ports: usize = c.bridges.iter().map(|b| b.ports.len()).sum();
     Ok(format!("{}: ok ({} bridges, {ports} ports, {} uplinks)", db.display(), c.bridges.len(), c.uplinks.len()))
+}
+
+/// SIGHUP (a `systemctl reload`, a closed terminal) must not kill rvsd, as
+/// its default action would: there is nothing to reload (the db is the
+/// configuration, `rvsctl log-level` changes the log filter), so it is
+/// logged and otherwise ignored.
+fn ignore_hangup() -> Result<(), String> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(|e| format!("installing signal handler: {e}"))?;
+    std::thread::Builder::new()
+        .name("rvs-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                tracing::info!(
+                    target: rvs_switch::obs::log::DAEMON,
+                    "SIGHUP ignored: nothing to reload (rvsctl log-level changes the log filter)"
+                );
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("starting the SIGHUP thread: {e}"))
 }
 
 /// `path` made absolute (it is saved in the db, and a later start may run
@@ -142,7 +171,7 @@ fn run(args: Args) -> Result<(), String> {
         (None, Ok(f)) if !f.trim().is_empty() => f,
         _ => rvs_switch::obs::log::DEFAULT_FILTER.to_string(),
     };
-    rvs_switch::obs::log::init(&filter)?;
+    rvs_switch::obs::log::init(&filter, args.log_format)?;
     let cores = match args.cores {
         Some(CoreList(c)) => c,
         None => {
@@ -181,6 +210,7 @@ fn run(args: Args) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).map_err(|e| format!("installing signal handler: {e}"))?;
     }
+    ignore_hangup()?;
     let opts = PmdOptions { idle_sleep: Duration::from_micros(args.idle_sleep_us), ..PmdOptions::default() };
     let mut dp = Dp::start(&cores, opts, shutdown.clone())?;
     if args.debug_faults {

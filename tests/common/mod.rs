@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub mod json;
+pub mod podman;
 
 /// True if the test may run (root, and the tools the harness uses); see
 /// [`rvs_dataplane::testing::require_root`].

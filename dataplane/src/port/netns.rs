@@ -15,8 +15,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// Where `ip netns` keeps named network namespaces.
 pub const NETNS_DIR: &str = "/var/run/netns";
 
-/// Runs `f` in the network namespace `ns` (a name under [`NETNS_DIR`]), or
-/// directly on this thread when `ns` is `None`.
+/// Runs `f` in the network namespace `ns` (a name under [`NETNS_DIR`], or
+/// an absolute path to a namespace file such as a container's
+/// `/proc/PID/ns/net`), or directly on this thread when `ns` is `None`.
 ///
 /// Errors name the namespace: a missing one reads
 /// `network namespace "x" not found (no /var/run/netns/x)`.
@@ -59,24 +60,29 @@ where
     })
 }
 
-/// Opens `/var/run/netns/<ns>` after checking that `ns` is a plain name.
-fn open_netns(ns: &str) -> io::Result<OwnedFd> {
-    if ns.is_empty() || ns == "." || ns == ".." || ns.contains('/') || ns.contains('\0') {
+/// Opens `ns`: an absolute path as it is, else `/var/run/netns/<ns>` after
+/// checking that `ns` is a plain name.
+pub fn open_netns(ns: &str) -> io::Result<OwnedFd> {
+    let path = if ns.starts_with('/') && !ns.contains('\0') {
+        ns.to_string()
+    } else if ns.is_empty() || ns == "." || ns == ".." || ns.contains('/') || ns.contains('\0') {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid network namespace name {ns:?}")));
-    }
-    let path = format!("{NETNS_DIR}/{ns}");
+    } else {
+        format!("{NETNS_DIR}/{ns}")
+    };
     let cpath = CString::new(path.clone()).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: `cpath` is a valid NUL-terminated string; the result is
     // checked before it is wrapped.
     let fd = unsafe { libc::open(cpath.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         let e = io::Error::last_os_error();
-        let msg = if e.kind() == io::ErrorKind::NotFound {
-            format!("network namespace {ns:?} not found (no {path})")
+        // ESRCH: a /proc/PID/ns/net whose process has exited.
+        let gone = e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH);
+        return Err(if gone {
+            io::Error::new(io::ErrorKind::NotFound, format!("network namespace {ns:?} not found (no {path})"))
         } else {
-            format!("cannot open network namespace {ns:?} ({path}): {e}")
-        };
-        return Err(io::Error::new(e.kind(), msg));
+            io::Error::new(e.kind(), format!("cannot open network namespace {ns:?} ({path}): {e}"))
+        });
     }
     // SAFETY: `fd` was just opened and is owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -120,5 +126,15 @@ mod tests {
     fn missing_namespace_is_named() {
         let e = in_netns(Some("rvs-no-such-ns-xyz"), || Ok(())).unwrap_err();
         assert!(e.to_string().contains("\"rvs-no-such-ns-xyz\" not found"), "{e}");
+        let e = in_netns(Some("/run/rvs-no-such-ns-xyz"), || Ok(())).unwrap_err();
+        assert!(e.to_string().contains("\"/run/rvs-no-such-ns-xyz\" not found"), "{e}");
+    }
+
+    #[test]
+    fn path_namespace_runs_f() {
+        if !crate::testing::require_root("path_namespace_runs_f", &[]) {
+            return;
+        }
+        assert_eq!(in_netns(Some("/proc/self/ns/net"), || Ok(7)).unwrap(), 7);
     }
 }

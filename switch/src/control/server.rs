@@ -423,7 +423,10 @@ pub(crate) fn serve_with<D: Datapath>(
     idle: Duration,
 ) -> io::Result<()> {
     let bound = bind(socket_path, group)?;
+    // Clients can connect from here on (they queue until the loop runs).
+    crate::obs::notify::ready();
     let result = serve_bound(&bound, metrics, state, shutdown, idle);
+    crate::obs::notify::stopping();
     // Remove the socket only if it is still ours.
     if let Ok(m) = fs::symlink_metadata(socket_path) {
         if m.dev() == bound.dev && m.ino() == bound.ino {

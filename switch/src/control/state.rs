@@ -10,7 +10,7 @@
 use crate::datapath::{CaptureRing, Datapath, Direction};
 use crate::db;
 use rvs_dataplane::wire::MacAddr;
-use rvs_proto::config::{self, BridgeConfig, Config, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
+use rvs_proto::config::{self, BridgeConfig, Config, IfAddr, PortConfig, PortType, PortVlan, StaticMac, UplinkConfig};
 use rvs_proto::status::{
     FdbCursor, FdbPage, FlowInfo, PortStatsInfo, PortStatus, ThreadInfo, TraceResult, UplinkStatus, FDB_PAGE_MAX,
 };
@@ -50,16 +50,29 @@ pub struct State<D: Datapath> {
     /// Remote IP-MAC bindings installed from the cluster: (bridge, IP,
     /// VLAN) → the node that publishes it.
     remote_neigh: HashMap<(String, IpAddr, u16), String>,
+    /// Ticks since the start, to do some housekeeping less often.
+    ticks: u64,
 }
+
+/// Container ports are checked for a gone container every this many ticks.
+const GC_TICKS: u64 = 5;
 
 /// The log line for a request that changes the configuration (or the log
 /// filter), None for one that only reads.
 fn change_line(cmd: &Command) -> Option<String> {
     Some(match cmd {
+        Command::BridgeAdd { bridge, gateway, .. } if !gateway.is_empty() => {
+            format!("bridge {bridge} added, gateway {}", join_addrs(gateway))
+        }
         Command::BridgeAdd { bridge, .. } => format!("bridge {bridge} added"),
         Command::BridgeDel { bridge } => format!("bridge {bridge} deleted with its ports"),
-        Command::BridgeSet { bridge, aging_secs, max_macs } => {
+        Command::BridgeSet { bridge, aging_secs, max_macs, gateway } => {
             let mut what = Vec::new();
+            match gateway.as_deref() {
+                Some([]) => what.push("no gateway".to_string()),
+                Some(g) => what.push(format!("gateway {}", join_addrs(g))),
+                None => {}
+            }
             if let Some(a) = aging_secs {
                 what.push(format!("aging {a} s"));
             }
@@ -89,6 +102,11 @@ fn change_line(cmd: &Command) -> Option<String> {
         Command::LogLevel { filter } => format!("log filter set to {filter:?}"),
         _ => return None,
     })
+}
+
+/// Interface addresses as `a/p, b/q`.
+fn join_addrs(addrs: &[IfAddr]) -> String {
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Addresses as `a, b, c`.
@@ -137,6 +155,7 @@ impl<D: Datapath> State<D> {
             cluster_remotes: HashMap::new(),
             captures: HashSet::new(),
             remote_neigh: HashMap::new(),
+            ticks: 0,
         };
         for up in &uplinks {
             st.replay_uplink(up);
@@ -176,7 +195,37 @@ impl<D: Datapath> State<D> {
     pub fn tick(&mut self) {
         self.dp.tick();
         self.retry_down();
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(GC_TICKS) {
+            self.collect_gone_containers();
+        }
         self.sync_cluster(true);
+    }
+
+    /// Removes each container port whose interface is gone: its container
+    /// ended without a CNI DEL (killed runtime, crashed host tooling), and
+    /// the port would otherwise stay in the configuration forever.
+    fn collect_gone_containers(&mut self) {
+        let gone: Vec<(String, PortConfig)> = self
+            .config
+            .bridges
+            .iter()
+            .flat_map(|b| b.ports.iter().map(move |p| (b, p)))
+            .filter(|(_, p)| p.owner.is_some() && self.dp.device_gone(p))
+            .map(|(b, p)| (b.name.clone(), p.clone()))
+            .collect();
+        for (bridge, p) in gone {
+            let owner = p.owner.as_ref().map_or("", |o| o.container.as_str());
+            match self.port_del(&bridge, &p.name) {
+                Ok(()) => tracing::info!(
+                    target: crate::obs::log::CONFIG,
+                    "port del {bridge} {}: container {owner} is gone (no {} any more)",
+                    p.name,
+                    p.device()
+                ),
+                Err(e) => tracing::warn!("port {}: container {owner} is gone, but the port stays: {e}", p.name),
+            }
+        }
     }
 
     /// Tries again each configured uplink, bridge and port that is down
@@ -274,13 +323,13 @@ impl<D: Datapath> State<D> {
 
     fn dispatch(&mut self, cmd: Command) -> Reply {
         match cmd {
-            Command::BridgeAdd { bridge, aging_secs, max_macs } => {
-                Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs))
+            Command::BridgeAdd { bridge, aging_secs, max_macs, gateway } => {
+                Reply::from_result(self.bridge_add(bridge, aging_secs, max_macs, gateway))
             }
             Command::BridgeDel { bridge } => Reply::from_result(self.bridge_del(&bridge)),
             Command::BridgeList => Reply::from_result(Ok(self.bridge_list())),
-            Command::BridgeSet { bridge, aging_secs, max_macs } => {
-                Reply::from_result(self.bridge_set(&bridge, aging_secs, max_macs))
+            Command::BridgeSet { bridge, aging_secs, max_macs, gateway } => {
+                Reply::from_result(self.bridge_set(&bridge, aging_secs, max_macs, gateway))
             }
             Command::PortAdd { bridge, port } => Reply::from_result(self.port_add(&bridge, port)),
             Command::PortDel { bridge, port } => Reply::from_result(self.port_del(&bridge, &port)),

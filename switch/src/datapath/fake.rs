@@ -130,6 +130,9 @@ impl Datapath for FakeDp {
         }
         g.bridges.remove(name).map(|_| ()).ok_or("fake: no bridge".into())
     }
+    fn device_gone(&self, port: &PortConfig) -> bool {
+        self.inner().missing.contains(port.device())
+    }
     fn add_port(&mut self, bridge: &str, port: &PortConfig) -> DpResult<()> {
         self.check()?;
         let mut g = self.inner();
@@ -147,6 +150,16 @@ impl Datapath for FakeDp {
         g.ports.insert(port.name.clone(), (bridge.to_string(), port.clone()));
         g.log.push(format!("port {}", port.name));
         Ok(())
+    }
+    fn set_addresses(&mut self, port: &str, addrs: &[rvs_proto::config::IfAddr]) -> DpResult<()> {
+        self.check()?;
+        match self.inner().ports.get_mut(port) {
+            Some((_, p)) if p.kind == rvs_proto::config::PortType::Internal => {
+                p.addresses = addrs.to_vec();
+                Ok(())
+            }
+            _ => Err("fake: no internal port".into()),
+        }
     }
     fn del_port(&mut self, name: &str) -> DpResult<()> {
         self.check()?;

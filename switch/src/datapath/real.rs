@@ -35,7 +35,9 @@ use rvs_dataplane::stats::{DropReason, PortCounters, PortStats, ThreadStats};
 use rvs_dataplane::wire::vxlan::OuterTemplate;
 use rvs_dataplane::wire::MacAddr;
 use rvs_dataplane::wire::{vlan, vxlan, EthernetFrame};
-use rvs_proto::config::{BridgeConfig, FastPath, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode};
+use rvs_proto::config::{
+    BridgeConfig, FastPath, IfAddr, PortConfig, PortType, PortVlan, UplinkConfig, VxlanConfig, XdpMode,
+};
 use rvs_proto::status::{
     FdbCursor, FdbEntryInfo, FdbPage, FlowInfo, PortStatsInfo, PortStatus, RemoteStatus, ThreadInfo, TraceOutput,
     TraceResult, TraceVxlan, UplinkStatus,
@@ -48,6 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod gateway;
 mod kernel;
 mod ports;
 mod publish;
@@ -133,8 +136,10 @@ type Attached = (XdpProgram, Vec<(u32, usize, Box<dyn DpPort>)>, Option<TcHook>)
 /// What a port does besides switching frames as they are.
 enum Role {
     Plain,
-    /// A tap; rvsd removes it with the port if it `created` it.
+    /// A tap (the device `ifname` in `netns`); rvsd removes it with the
+    /// port if it `created` it.
     Tap {
+        ifname: String,
         netns: Option<String>,
         created: bool,
     },
@@ -384,15 +389,24 @@ impl Datapath for Dp {
     }
 
     fn add_port(&mut self, bridge: &str, cfg: &PortConfig) -> DpResult<()> {
-        self.open_port(bridge, cfg)
+        self.open_port(bridge, cfg)?;
+        if cfg.kind == PortType::Vxlan {
+            self.gateway_follows_tunnels(self.bridge_id(bridge)?);
+        }
+        Ok(())
     }
 
     fn del_port(&mut self, name: &str) -> DpResult<()> {
         let id = self.port_id(name)?;
-        if matches!(self.ports[id.index()].as_ref().map(|p| &p.role), Some(Role::Uplink { .. })) {
+        let port = self.ports[id.index()].as_ref();
+        if matches!(port.map(|p| &p.role), Some(Role::Uplink { .. })) {
             return Err(format!("{name:?} is an uplink (remove it with `rvsctl uplink del`)"));
         }
+        let tunnel_of = port.filter(|p| p.kind == PortType::Vxlan).and_then(|p| p.bridge);
         self.remove_port(id);
+        if let Some(bid) = tunnel_of {
+            self.gateway_follows_tunnels(bid);
+        }
         Ok(())
     }
 
@@ -477,6 +491,10 @@ impl Datapath for Dp {
         self.replace_remotes(port, remotes)
     }
 
+    fn set_addresses(&mut self, port: &str, addrs: &[IfAddr]) -> DpResult<()> {
+        self.set_gateway(port, addrs)
+    }
+
     fn uplink_status(&self) -> Vec<UplinkStatus> {
         self.uplink_views()
     }
@@ -539,6 +557,14 @@ impl Datapath for Dp {
     fn flows_flush(&mut self) {
         for t in &self.threads {
             let _ = t.tx.send(Command::FlushFlows);
+        }
+    }
+
+    fn device_gone(&self, port: &PortConfig) -> bool {
+        let dev = port.device().to_string();
+        match rvs_dataplane::port::netns::in_netns(port.netns.as_deref(), move || netlink::find_link(&dev)) {
+            Ok(link) => link.is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         }
     }
 

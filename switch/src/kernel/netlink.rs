@@ -47,6 +47,7 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
 const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
@@ -415,6 +416,46 @@ pub fn add_address(ifindex: u32, addr: IpAddr, prefix_len: u8) -> io::Result<()>
     }
     let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
     sock.new_addr(ifindex, addr, prefix_len).map_err(|e| e.context(&ctx))
+}
+
+/// Removes `addr/prefix_len` from interface `ifindex` of the calling
+/// thread's namespace (RTM_DELADDR), like `ip addr del`. An address not
+/// there is an error whose [`kernel_errno`] is EADDRNOTAVAIL.
+pub fn del_address(ifindex: u32, addr: IpAddr, prefix_len: u8) -> io::Result<()> {
+    let ctx = format!("removing {addr}/{prefix_len} from interface {ifindex}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.del_addr(ifindex, addr, prefix_len).map_err(|e| e.context(&ctx))
+}
+
+/// Every address of the calling thread's namespace, as (interface index,
+/// address, prefix length) (one RTM_GETADDR dump).
+pub fn all_addrs() -> io::Result<Vec<(u32, IpAddr, u8)>> {
+    let ctx = "addresses of every interface";
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(ctx))?;
+    sock.dump_addrs(None).map_err(|e| e.context(ctx))
+}
+
+/// The name of interface `ifindex` of the calling thread's namespace.
+pub fn link_name(ifindex: u32) -> io::Result<String> {
+    let ctx = format!("link lookup for interface {ifindex}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.get_link(LinkKey::Index(ifindex)).map(|l| l.name).map_err(|e| e.context(&ctx))
+}
+
+/// Sets the MTU of interface `ifindex` of the calling thread's namespace
+/// (RTM_NEWLINK with IFLA_MTU), like `ip link set DEV mtu MTU`.
+pub fn set_mtu(ifindex: u32, mtu: u32) -> io::Result<()> {
+    let ctx = format!("setting the MTU of interface {ifindex} to {mtu}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.set_link_attr(ifindex, IFLA_MTU, &mtu.to_ne_bytes()).map_err(|e| e.context(&ctx))
+}
+
+/// Sets the MAC address of interface `ifindex` of the calling thread's
+/// namespace (RTM_NEWLINK with IFLA_ADDRESS), like `ip link set DEV address MAC`.
+pub fn set_mac(ifindex: u32, mac: MacAddr) -> io::Result<()> {
+    let ctx = format!("setting the MAC address of interface {ifindex} to {mac}");
+    let mut sock = Socket::open().map_err(|e| NlError::Io(e).context(&ctx))?;
+    sock.set_link_attr(ifindex, IFLA_ADDRESS, &mac.0).map_err(|e| e.context(&ctx))
 }
 
 /// A route of the main table.

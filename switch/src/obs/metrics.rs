@@ -146,7 +146,12 @@ mod tests {
         use rvs_proto::{Command, Request};
         let dir = crate::db::tests::temp_dir("metrics-render");
         let mut st = State::restore(&dir.join("c.json"), FakeDp::default()).unwrap();
-        let r = st.handle(Request::new(Command::BridgeAdd { bridge: "b\"r".into(), aging_secs: None, max_macs: None }));
+        let r = st.handle(Request::new(Command::BridgeAdd {
+            bridge: "b\"r".into(),
+            aging_secs: None,
+            max_macs: None,
+            gateway: vec![],
+        }));
         assert!(r.ok, "{r:?}");
         let m = render(&st);
         for line in m.lines() {

@@ -77,9 +77,11 @@ fn answers_clients_and_survives_garbage() {
 
     let r = request(&d.sock, &Request::new(Command::Ping)).unwrap();
     assert!(r.ok);
-    let r =
-        request(&d.sock, &Request::new(Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None }))
-            .unwrap();
+    let r = request(
+        &d.sock,
+        &Request::new(Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None, gateway: vec![] }),
+    )
+    .unwrap();
     assert!(r.ok, "{r:?}");
     assert!(d.dp.inner().bridges.contains_key("br0"));
 
@@ -180,7 +182,7 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
 /// `d` with bridge br0 and port p1, to capture on.
 fn with_port_p1(d: Daemon) -> Daemon {
     let port = rvs_proto::config::PortConfig::afxdp("p1", Default::default());
-    let br = Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None };
+    let br = Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None, gateway: vec![] };
     assert!(request(&d.sock, &Request::new(br)).unwrap().ok);
     assert!(request(&d.sock, &Request::new(Command::PortAdd { bridge: "br0".into(), port })).unwrap().ok);
     d

@@ -4,43 +4,154 @@
 use super::*;
 
 impl<D: Datapath> State<D> {
-    pub(super) fn bridge_add(&mut self, name: String, aging: Option<u32>, max_macs: Option<u32>) -> Result<(), String> {
+    pub(super) fn bridge_add(
+        &mut self,
+        name: String,
+        aging: Option<u32>,
+        max_macs: Option<u32>,
+        gateway: Vec<IfAddr>,
+    ) -> Result<(), String> {
         proto::check_name("bridge", &name)?;
         if self.bridge_idx(&name).is_ok() {
             return Err(format!("bridge {name:?} already exists"));
         }
         let mut br = BridgeConfig::new(&name);
         set_bridge_limits(&mut br, aging, max_macs)?;
+        proto::check_gateway(&gateway)?;
+        if !gateway.is_empty() {
+            self.check_gateway_name(&name)?;
+        }
         self.dp.add_bridge(&br)?;
+        if !gateway.is_empty() {
+            match self.open_gateway(&name, gateway) {
+                Ok(p) => br.ports.push(p),
+                Err(e) => {
+                    let _ = self.dp.del_bridge(&name);
+                    return Err(e);
+                }
+            }
+        }
+        let with_gateway = !br.ports.is_empty();
         let mut new = self.config.clone();
         new.bridges.push(br);
         self.commit(new, |s| {
+            if with_gateway {
+                let _ = s.dp.del_port(&name);
+            }
             let _ = s.dp.del_bridge(&name);
         })
     }
 
-    pub(super) fn bridge_set(&mut self, name: &str, aging: Option<u32>, max_macs: Option<u32>) -> Result<(), String> {
+    /// Ok if bridge `bridge`'s internal port can take the bridge's name:
+    /// no port or uplink has it.
+    fn check_gateway_name(&self, bridge: &str) -> Result<(), String> {
+        if let Some((k, _)) = self.port_loc(bridge) {
+            return Err(format!(
+                "port {bridge:?} of bridge {:?} has the name bridge {bridge:?}'s gateway port needs",
+                self.config.bridges[k].name
+            ));
+        }
+        if self.uplink_idx(bridge).is_some() {
+            return Err(format!("uplink {bridge:?} has the name bridge {bridge:?}'s gateway port needs"));
+        }
+        Ok(())
+    }
+
+    /// Opens bridge `bridge`'s internal port holding `addrs`; its config.
+    fn open_gateway(&mut self, bridge: &str, addrs: Vec<IfAddr>) -> Result<PortConfig, String> {
+        let mut port = PortConfig::internal(bridge, addrs);
+        proto::check_port(&port)?;
+        self.dp.add_port(bridge, &port).map_err(|e| format!("bridge {bridge:?}: {e}"))?;
+        port.tap_created = self.dp.tap_created(bridge);
+        Ok(port)
+    }
+
+    pub(super) fn bridge_set(
+        &mut self,
+        name: &str,
+        aging: Option<u32>,
+        max_macs: Option<u32>,
+        gateway: Option<Vec<IfAddr>>,
+    ) -> Result<(), String> {
         let i = self.bridge_idx(name)?;
-        if aging.is_none() && max_macs.is_none() {
-            return Err("nothing to change (give an aging time or a MAC limit)".to_string());
+        if aging.is_none() && max_macs.is_none() && gateway.is_none() {
+            return Err("nothing to change (give an aging time, a MAC limit or a gateway)".to_string());
         }
         let old = self.config.bridges[i].clone();
         let mut br = old.clone();
         set_bridge_limits(&mut br, aging, max_macs)?;
-        if br == old {
+        let limits_changed = br != old;
+        if let Some(g) = &gateway {
+            proto::check_gateway(g)?;
+        }
+        let old_gw = old.ports.iter().position(|p| p.kind == PortType::Internal);
+        let gw_change = match (gateway, old_gw) {
+            (None, _) => GatewayChange::None,
+            (Some(g), None) if g.is_empty() => GatewayChange::None,
+            (Some(g), Some(j)) if g.is_empty() => GatewayChange::Remove(j),
+            (Some(g), Some(j)) if same_set(&g, &old.ports[j].addresses) => GatewayChange::None,
+            (Some(g), None) => GatewayChange::Add(g),
+            (Some(g), Some(j)) => GatewayChange::Set(j, g),
+        };
+        if !limits_changed && matches!(gw_change, GatewayChange::None) {
             return Ok(());
         }
         let live = !self.down_bridges.contains_key(name);
-        if live {
+        if let GatewayChange::Add(_) = &gw_change {
+            if !live {
+                return Err(format!("bridge {name:?} is down; its gateway cannot be added now"));
+            }
+            self.check_gateway_name(name)?;
+        }
+        // The gateway port as the datapath has it: a down one changes in
+        // the configuration only, and comes back as configured.
+        let port_live = live && !self.down_ports.contains_key(name);
+        if live && limits_changed {
             self.dp.set_bridge(&br)?;
+        }
+        let undo_limits = |s: &mut Self| {
+            if live && limits_changed {
+                let _ = s.dp.set_bridge(&old);
+            }
+        };
+        let applied = match &gw_change {
+            GatewayChange::None => Ok(()),
+            GatewayChange::Add(g) => self.open_gateway(name, g.clone()).map(|p| br.ports.push(p)),
+            GatewayChange::Set(j, g) => {
+                let r = if port_live { self.dp.set_addresses(name, g) } else { Ok(()) };
+                r.map(|()| br.ports[*j].addresses = g.clone())
+            }
+            GatewayChange::Remove(j) => {
+                let r = if port_live { self.dp.del_port(name) } else { Ok(()) };
+                r.map(|()| {
+                    br.ports.remove(*j);
+                })
+            }
+        };
+        if let Err(e) = applied {
+            undo_limits(self);
+            return Err(e);
         }
         let mut new = self.config.clone();
         new.bridges[i] = br;
+        let old_port = old_gw.map(|j| old.ports[j].clone());
         self.commit(new, |s| {
-            if live {
-                let _ = s.dp.set_bridge(&old);
+            match (&gw_change, &old_port) {
+                (GatewayChange::Add(_), _) => {
+                    let _ = s.dp.del_port(name);
+                }
+                (GatewayChange::Set(..), Some(p)) if port_live => {
+                    let _ = s.dp.set_addresses(name, &p.addresses);
+                }
+                (GatewayChange::Remove(_), Some(p)) if port_live => s.replay_port(&old, p),
+                _ => {}
             }
-        })
+            undo_limits(s);
+        })?;
+        if let GatewayChange::Remove(_) = gw_change {
+            self.down_ports.remove(name);
+        }
+        Ok(())
     }
 
     pub(super) fn bridge_del(&mut self, name: &str) -> Result<(), String> {
@@ -89,6 +200,12 @@ impl<D: Datapath> State<D> {
             vlans.dedup();
         }
         proto::check_port(&port)?;
+        if port.kind == PortType::Internal {
+            return Err(format!(
+                "port {:?}: an internal port comes with a bridge's gateway (rvsctl bridge set BRIDGE --gateway ADDR/PREFIX)",
+                port.name
+            ));
+        }
         // rvsd's to say, below: a request cannot make rvsd remove a tap.
         port.tap_created = false;
         if !port.pmd.is_empty() {
@@ -121,6 +238,11 @@ impl<D: Datapath> State<D> {
         let j = self.port_in_bridge(i, port)?;
         let br = self.config.bridges[i].clone();
         let p = br.ports[j].clone();
+        if p.kind == PortType::Internal {
+            return Err(format!(
+                "port {port:?} is bridge {bridge:?}'s gateway port; remove it with rvsctl bridge set {bridge} --no-gateway"
+            ));
+        }
         let live = !self.down_ports.contains_key(port);
         if live {
             self.dp.del_port(port)?;
@@ -323,6 +445,23 @@ impl<D: Datapath> State<D> {
             }
         })
     }
+}
+
+/// What `bridge_set` does to the bridge's gateway.
+enum GatewayChange {
+    /// Nothing.
+    None,
+    /// Makes the internal port, holding these addresses.
+    Add(Vec<IfAddr>),
+    /// Replaces the addresses of the internal port (at this index).
+    Set(usize, Vec<IfAddr>),
+    /// Removes the internal port (at this index).
+    Remove(usize),
+}
+
+/// True if `a` and `b` hold the same addresses, in any order.
+fn same_set(a: &[IfAddr], b: &[IfAddr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 /// Sets the aging time and MAC limit of `br` that are given, each checked.

@@ -33,6 +33,9 @@ fn vx(name: &str, vni: u32, local: &str, remotes: &[&str]) -> PortConfig {
         pmd: Vec::new(),
         max_macs: None,
         tap_created: false,
+        addresses: Vec::new(),
+        ifname: None,
+        owner: None,
     }
 }
 
@@ -71,11 +74,79 @@ fn run(st: &mut State<FakeDp>, cmd: Command) -> Result<Value, String> {
 }
 
 fn br_add(name: &str) -> Command {
-    Command::BridgeAdd { bridge: name.into(), aging_secs: None, max_macs: None }
+    Command::BridgeAdd { bridge: name.into(), aging_secs: None, max_macs: None, gateway: vec![] }
 }
 
 fn p_add(br: &str, p: PortConfig) -> Command {
     Command::PortAdd { bridge: br.into(), port: p }
+}
+
+fn gw(addrs: &[&str]) -> Vec<IfAddr> {
+    addrs.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+fn gw_set(br: &str, gateway: Option<Vec<IfAddr>>) -> Command {
+    Command::BridgeSet { bridge: br.into(), aging_secs: None, max_macs: None, gateway }
+}
+
+#[test]
+fn gateway_is_an_internal_port_named_after_the_bridge() {
+    let (mut st, dp, db) = setup("st-gateway");
+    let add = |gateway| Command::BridgeAdd { bridge: "br0".into(), aging_secs: None, max_macs: None, gateway };
+    run(&mut st, add(gw(&["198.18.0.1/24", "2001:2::1/64"]))).unwrap();
+    let br = &st.config().bridges[0];
+    assert_eq!(br.ports.len(), 1);
+    assert_eq!((br.ports[0].name.as_str(), br.ports[0].kind), ("br0", PortType::Internal));
+    assert_eq!(br.gateway(), gw(&["198.18.0.1/24", "2001:2::1/64"]));
+    let show: ShowResult = serde_json::from_value(run(&mut st, Command::Show).unwrap()).unwrap();
+    assert_eq!(show.bridges[0].gateway, gw(&["198.18.0.1/24", "2001:2::1/64"]));
+    assert_eq!(show.bridges[0].ports[0].config.kind, PortType::Internal);
+    let list: Vec<BridgeSummary> = serde_json::from_value(run(&mut st, Command::BridgeList).unwrap()).unwrap();
+    assert_eq!(list[0].gateway, gw(&["198.18.0.1/24", "2001:2::1/64"]));
+
+    // Not a port to add or remove by hand.
+    let e = run(&mut st, p_add("br0", PortConfig::internal("br1", gw(&["198.18.1.1/24"])))).unwrap_err();
+    assert!(e.contains("comes with a bridge's gateway"), "{e}");
+    let e = run(&mut st, Command::PortDel { bridge: "br0".into(), port: "br0".into() }).unwrap_err();
+    assert!(e.contains("--no-gateway"), "{e}");
+
+    // Replaced, then removed, then added again with bridge set.
+    run(&mut st, gw_set("br0", Some(gw(&["198.18.0.2/24"])))).unwrap();
+    assert_eq!(dp.inner().ports["br0"].1.addresses, gw(&["198.18.0.2/24"]));
+    assert_eq!(st.config().bridges[0].gateway(), gw(&["198.18.0.2/24"]));
+    run(&mut st, gw_set("br0", Some(vec![]))).unwrap();
+    assert!(st.config().bridges[0].ports.is_empty() && !dp.inner().ports.contains_key("br0"));
+    run(&mut st, gw_set("br0", Some(vec![]))).unwrap();
+    run(&mut st, gw_set("br0", Some(gw(&["198.18.0.1/24"])))).unwrap();
+    assert!(dp.inner().ports.contains_key("br0"));
+
+    // Bad input leaves nothing behind.
+    let e = run(&mut st, gw_set("br0", Some(gw(&["198.18.0.1/24", "198.18.0.1/16"])))).unwrap_err();
+    assert!(e.contains("given twice"), "{e}");
+    run(&mut st, br_add("br1")).unwrap();
+    run(&mut st, p_add("br1", port("br2"))).unwrap();
+    let e = run(
+        &mut st,
+        Command::BridgeAdd { bridge: "br2".into(), aging_secs: None, max_macs: None, gateway: gw(&["198.18.2.1/24"]) },
+    )
+    .unwrap_err();
+    assert!(e.contains("has the name bridge \"br2\"'s gateway port needs"), "{e}");
+    assert!(st.bridge_idx("br2").is_err() && !dp.inner().bridges.contains_key("br2"));
+    dp.inner().missing.insert("br3".into());
+    let e = run(
+        &mut st,
+        Command::BridgeAdd { bridge: "br3".into(), aging_secs: None, max_macs: None, gateway: gw(&["198.18.3.1/24"]) },
+    )
+    .unwrap_err();
+    assert!(e.contains("no interface \"br3\""), "{e}");
+    assert!(st.bridge_idx("br3").is_err() && !dp.inner().bridges.contains_key("br3"));
+
+    // Restored from the db; bridge del takes the port with it.
+    let dp2 = FakeDp::default();
+    let mut st2 = State::restore(&db, dp2.clone()).unwrap();
+    assert_eq!(dp2.inner().ports["br0"].1.addresses, gw(&["198.18.0.1/24"]));
+    run(&mut st2, Command::BridgeDel { bridge: "br0".into() }).unwrap();
+    assert!(!dp2.inner().ports.contains_key("br0"));
 }
 
 #[test]
@@ -121,9 +192,14 @@ fn bridges_and_ports() {
     run(&mut st, Command::Ping).unwrap();
 
     // bridge_set
-    run(&mut st, Command::BridgeSet { bridge: "br0".into(), aging_secs: Some(60), max_macs: None }).unwrap();
+    run(&mut st, Command::BridgeSet { bridge: "br0".into(), aging_secs: Some(60), max_macs: None, gateway: None })
+        .unwrap();
     assert_eq!(dp.inner().bridges["br0"].aging_secs, 60);
-    assert!(run(&mut st, Command::BridgeSet { bridge: "br0".into(), aging_secs: Some(0), max_macs: None }).is_err());
+    assert!(run(
+        &mut st,
+        Command::BridgeSet { bridge: "br0".into(), aging_secs: Some(0), max_macs: None, gateway: None }
+    )
+    .is_err());
 
     // port_del, wrong bridge
     assert_eq!(
@@ -858,4 +934,26 @@ fn the_fdb_is_shown_in_pages() {
     let cursor = Some(FdbCursor { vlan: 1, mac: "nonsense".into() });
     let e = run(&mut st, Command::FdbShow { bridge: "br0".into(), after: cursor, limit: None }).unwrap_err();
     assert!(e.starts_with("invalid page cursor"), "{e}");
+}
+
+#[test]
+fn ports_of_gone_containers_are_removed() {
+    let (mut st, dp, db) = setup("gc");
+    run(&mut st, br_add("br0")).unwrap();
+    let owned = |name: &str, id: &str| PortConfig {
+        owner: Some(config::PortOwner { container: id.into(), ifname: "eth0".into(), network: "n".into() }),
+        ..port(name)
+    };
+    run(&mut st, p_add("br0", owned("rvsc1", "c1"))).unwrap();
+    run(&mut st, p_add("br0", owned("rvsc2", "c2"))).unwrap();
+    run(&mut st, p_add("br0", port("plain"))).unwrap();
+    // c1's interface goes, and so does the plain port's: only the
+    // container's port is removed (a plain one waits for its interface).
+    dp.inner().missing.extend(["rvsc1".to_string(), "plain".to_string()]);
+    for _ in 0..GC_TICKS {
+        st.tick();
+    }
+    let names: Vec<&str> = st.config().bridges[0].ports.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["rvsc2", "plain"]);
+    assert_eq!(db::load(&db).unwrap(), *st.config(), "the removal is saved");
 }

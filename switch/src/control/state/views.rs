@@ -13,6 +13,7 @@ impl<D: Datapath> State<D> {
                 aging_secs: b.aging_secs,
                 max_macs: b.max_macs,
                 ports: b.ports.len(),
+                gateway: b.gateway().to_vec(),
             })
             .collect()
     }
@@ -72,6 +73,7 @@ impl<D: Datapath> State<D> {
                     })
                     .collect(),
                 static_macs: b.static_macs.clone(),
+                gateway: b.gateway().to_vec(),
             })
             .collect();
         ShowResult { uplinks: self.uplink_list(), bridges, threads: self.dp.threads() }

@@ -33,8 +33,8 @@ impl Dp {
             let _ = b.fdb.set_port_limit(id, None);
         }
         // Every handle on it is closed: a tap rvsd made goes with its port.
-        if let Role::Tap { netns, created: true } = &port.role {
-            if let Err(e) = rvs_dataplane::port::tap::tap_delete(&port.name, netns.as_deref()) {
+        if let Role::Tap { ifname, netns, created: true } = &port.role {
+            if let Err(e) = rvs_dataplane::port::tap::tap_delete(ifname, netns.as_deref()) {
                 tracing::warn!("port {}: removing the tap rvsd created: {e}", port.name);
             }
         }
@@ -272,7 +272,7 @@ impl Dp {
     }
 
     pub(super) fn open_tap(&self, id: PortId, cfg: &PortConfig) -> DpResult<Port> {
-        let tap = TapPort::open(&cfg.name, cfg.netns.as_deref()).map_err(|e| e.to_string())?;
+        let tap = TapPort::open(cfg.device(), cfg.netns.as_deref()).map_err(|e| e.to_string())?;
         // Made by this open, or by an earlier rvsd (kept over restarts).
         let created = tap.created() || cfg.tap_created;
         let rx_thread = self.least_loaded();
@@ -289,7 +289,7 @@ impl Dp {
             handles: Vec::new(),
             stats: Vec::new(),
             xdp: None,
-            role: Role::Tap { netns: cfg.netns.clone(), created },
+            role: Role::Tap { ifname: cfg.device().to_string(), netns: cfg.netns.clone(), created },
             link: None,
         };
         let mut tap = Some(tap);
@@ -320,6 +320,7 @@ impl Dp {
             PortType::Afxdp => self.open_afxdp(id, cfg)?,
             PortType::Tap => self.open_tap(id, cfg)?,
             PortType::Vxlan => self.open_vxlan(id, cfg)?,
+            PortType::Internal => self.open_internal(id, bid, cfg)?,
         };
         port.bridge = Some(bid);
         port.vlan = vlan_mode(&cfg.vlan);

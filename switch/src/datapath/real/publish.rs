@@ -46,7 +46,7 @@ impl Dp {
             .ports
             .iter()
             .map(|p| match p {
-                Some(p) if p.kind == PortType::Tap || p.kind == PortType::Vxlan => TX_ANY,
+                Some(p) if matches!(p.kind, PortType::Tap | PortType::Internal | PortType::Vxlan) => TX_ANY,
                 Some(p) => p.handles.first().map_or(TX_ANY, |h| h.1 as u8),
                 None => TX_ANY,
             })

@@ -74,11 +74,7 @@ impl Dp {
             .map(|(id, p)| PortStatus {
                 name: p.name.clone(),
                 bridge: self.bridge_name(p.bridge).to_string(),
-                kind: match p.kind {
-                    PortType::Afxdp => "afxdp".into(),
-                    PortType::Tap => "tap".into(),
-                    PortType::Vxlan => "vxlan".into(),
-                },
+                kind: p.kind.name().into(),
                 state: port_state(p),
                 xdp_mode: xdp_mode_name(p),
                 fast_path: fast_path_of(p).name().to_string(),

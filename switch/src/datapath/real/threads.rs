@@ -125,7 +125,7 @@ impl Dp {
         if from == target {
             return Ok(());
         }
-        if p.kind == PortType::Tap {
+        if matches!(p.kind, PortType::Tap | PortType::Internal) {
             // Every thread holds a handle on a tap; only who receives moves.
             let _ = self.threads[from].tx.send(Command::SetRx { id, rx: false });
             let _ = self.threads[target].tx.send(Command::SetRx { id, rx: true });

@@ -339,23 +339,53 @@ impl Socket {
 impl Socket {
     /// Addresses of `ifindex` with their prefix lengths: see [`link_addrs`].
     pub(super) fn get_addr_prefixes(&mut self, ifindex: u32) -> Result<Vec<(IpAddr, u8)>, NlError> {
+        Ok(self.dump_addrs(Some(ifindex))?.into_iter().map(|(_, a, p)| (a, p)).collect())
+    }
+
+    /// (interface, address, prefix length) of every address, or of
+    /// `ifindex`'s only.
+    pub(super) fn dump_addrs(&mut self, ifindex: Option<u32>) -> Result<Vec<(u32, IpAddr, u8)>, NlError> {
         let seq = next_seq();
-        // With strict checking the kernel filters on ifa_index; we filter too.
-        let ifa = IfAddrMsg { index: ifindex, ..IfAddrMsg::default() };
+        // With strict checking the kernel filters on ifa_index (0: none);
+        // we filter too.
+        let ifa = IfAddrMsg { index: ifindex.unwrap_or(0), ..IfAddrMsg::default() };
         let req = MsgBuilder::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq).fixed(&ifa.bytes()).finish();
         let mut out = Vec::new();
         self.exchange(&req, seq, Expect::Dump, |ty, p| {
             if ty == RTM_NEWADDR {
                 let prefix = IfAddrMsg::parse(p)?.prefixlen;
                 if let (i, Some(a)) = parse_addr(p)? {
-                    if i == ifindex {
-                        out.push((a, prefix));
+                    if ifindex.is_none_or(|want| want == i) {
+                        out.push((i, a, prefix));
                     }
                 }
             }
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// RTM_DELADDR: see [`del_address`].
+    pub(super) fn del_addr(&mut self, ifindex: u32, addr: IpAddr, prefix_len: u8) -> Result<(), NlError> {
+        let seq = next_seq();
+        let ifa = IfAddrMsg { family: family_of(addr), prefixlen: prefix_len, flags: 0, scope: 0, index: ifindex };
+        let req = MsgBuilder::new(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, seq)
+            .fixed(&ifa.bytes())
+            .attr(IFA_LOCAL, &addr_bytes(&addr))
+            .attr(IFA_ADDRESS, &addr_bytes(&addr))
+            .finish();
+        self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
+    }
+
+    /// RTM_NEWLINK of interface `ifindex` setting one attribute (IFLA_MTU,
+    /// IFLA_ADDRESS): see [`set_mtu`], [`set_mac`].
+    pub(super) fn set_link_attr(&mut self, ifindex: u32, attr: u16, value: &[u8]) -> Result<(), NlError> {
+        let seq = next_seq();
+        let index = i32::try_from(ifindex).map_err(|_| NlError::Malformed(format!("interface index {ifindex}")))?;
+        let ifi = IfInfoMsg { index, ..IfInfoMsg::default() };
+        let req =
+            MsgBuilder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq).fixed(&ifi.bytes()).attr(attr, value).finish();
+        self.exchange(&req, seq, Expect::Ack, |_, _| Ok(()))
     }
 
     /// RTM_NEWADDR: see [`add_address`].

@@ -61,6 +61,7 @@ fn constants_match_libc() {
     assert_eq!(RTM_NEWNEIGH, libc::RTM_NEWNEIGH);
     assert_eq!(RTM_GETADDR, libc::RTM_GETADDR);
     assert_eq!(RTM_NEWADDR, libc::RTM_NEWADDR);
+    assert_eq!(RTM_DELADDR, libc::RTM_DELADDR);
     assert_eq!(RTM_GETLINK, libc::RTM_GETLINK);
     assert_eq!(RTM_NEWLINK, libc::RTM_NEWLINK);
     assert_eq!(RTM_GETNSID, libc::RTM_GETNSID);
