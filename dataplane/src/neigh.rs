@@ -246,6 +246,18 @@ impl NeighTable {
         self.put(key, mac, Source::Learned, now)
     }
 
+    /// What `learn` would do, without changing anything (for a trace).
+    pub fn predict(&self, ip: IpAddr, vid: Vid, mac: MacAddr) -> Glean {
+        match self.lookup(ip, vid) {
+            Some((m, Source::Static)) if m == mac => Glean::Known,
+            Some((_, Source::Static)) => Glean::Static,
+            Some((m, Source::Learned)) if m == mac => Glean::Refreshed,
+            Some(_) => Glean::New,
+            None if self.learned() >= self.limit => Glean::Refused,
+            None => Glean::New,
+        }
+    }
+
     /// Adds or replaces a static binding (not counted against the limit).
     /// False if the table has no room for it.
     pub fn add_static(&self, ip: IpAddr, vid: Vid, mac: MacAddr, now: u32) -> bool {

@@ -8,7 +8,7 @@
 
 use crate::fdb::{Dest, Learn, NO_REMOTE};
 use crate::ids::{BridgeId, PortId, Vid};
-use crate::neigh::{Glean, Source};
+use crate::neigh::Glean;
 use crate::port::MAX_FRAME;
 use crate::responder::{self, Proto};
 use crate::snapshot::{PortKind, Snapshot, VlanMode};
@@ -120,7 +120,8 @@ fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, fram
     if let Some(msg) = responder::inspect(frame) {
         let local = !matches!(port.kind, PortKind::Vxlan(_));
         if let (Some((ip, mac)), true) = (msg.binding, local) {
-            glean = Some(if LEARN { bridge.neigh.learn(ip, vid, mac, now) } else { predict(bridge, ip, vid, mac) });
+            let t = &bridge.neigh;
+            glean = Some(if LEARN { t.learn(ip, vid, mac, now) } else { t.predict(ip, vid, mac) });
         }
         let bound = msg.target.and_then(|t| bridge.neigh.lookup(t, vid));
         // Never answer the owner of the address: it would see a duplicate.
@@ -142,23 +143,6 @@ fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, fram
         }
     };
     Verdict { action, vid, tagged, learn, glean, remote }
-}
-
-/// What gleaning `ip` → `mac` would do, for a dry run.
-fn predict(bridge: &crate::snapshot::BridgeInfo, ip: std::net::IpAddr, vid: Vid, mac: crate::wire::MacAddr) -> Glean {
-    match bridge.neigh.lookup(ip, vid) {
-        Some((m, Source::Static)) => {
-            if m == mac {
-                Glean::Known
-            } else {
-                Glean::Static
-            }
-        }
-        Some((m, Source::Learned)) if m == mac => Glean::Refreshed,
-        Some(_) => Glean::New,
-        None if bridge.neigh.learned() >= bridge.neigh.limit() => Glean::Refused,
-        None => Glean::New,
-    }
 }
 
 impl Verdict {
