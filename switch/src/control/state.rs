@@ -50,6 +50,9 @@ pub struct State<D: Datapath> {
     /// Remote IP-MAC bindings installed from the cluster: (bridge, IP,
     /// VLAN) → the node that publishes it.
     remote_neigh: HashMap<(String, IpAddr, u16), String>,
+    /// Per bridge, why the last install of remote bindings fell short (a
+    /// full table), so that it is logged once, not every tick.
+    remote_neigh_error: HashMap<String, String>,
     /// Ticks since the start, to do some housekeeping less often.
     ticks: u64,
 }
@@ -155,6 +158,7 @@ impl<D: Datapath> State<D> {
             cluster_remotes: HashMap::new(),
             captures: HashSet::new(),
             remote_neigh: HashMap::new(),
+            remote_neigh_error: HashMap::new(),
             ticks: 0,
         };
         for up in &uplinks {

@@ -176,10 +176,19 @@ impl<D: Datapath> State<D> {
             }
         }
         for (bridge, list) in &want {
-            if let Err(e) = self.dp.set_remote_neigh(bridge, list) {
-                tracing::warn!("remote bindings of bridge {bridge:?}: {e}");
+            match self.dp.set_remote_neigh(bridge, list) {
+                Ok(()) => {
+                    self.remote_neigh_error.remove(bridge);
+                }
+                Err(e) => {
+                    if self.remote_neigh_error.get(bridge) != Some(&e) {
+                        tracing::warn!("remote bindings of bridge {bridge:?}: {e}");
+                    }
+                    self.remote_neigh_error.insert(bridge.clone(), e);
+                }
             }
         }
+        self.remote_neigh_error.retain(|b, _| want.contains_key(b));
         self.remote_neigh = nodes;
     }
 
