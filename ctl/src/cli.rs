@@ -61,6 +61,9 @@ pub enum Cmd {
     /// Show or change a bridge's MAC table
     #[command(subcommand, arg_required_else_help = true)]
     Fdb(FdbCmd),
+    /// Show or change the IP-MAC bindings rvs answers ARP and ND from
+    #[command(subcommand, arg_required_else_help = true)]
+    Neigh(NeighCmd),
     /// Per-port packet and byte counters, and drops by reason
     #[command(after_help = "With --interval: per-second rates every SECS seconds until interrupted \
 (with --json, one object per line).")]
@@ -522,6 +525,51 @@ pub enum FdbCmd {
     },
 }
 
+/// `rvsctl neigh ...`
+#[derive(Debug, Subcommand)]
+pub enum NeighCmd {
+    /// Show IP-MAC bindings: static, learned (from ARP/ND, with their age) and remote (from the cluster, with their node)
+    Show {
+        /// Only this bridge
+        bridge: Option<String>,
+    },
+    /// Bind an address to a MAC: ARP requests and neighbour solicitations for it are answered by rvs (saved; published to the cluster)
+    Add {
+        /// Bridge name
+        bridge: String,
+        /// IPv4 or IPv6 unicast address
+        #[arg(value_parser = neigh_ip)]
+        ip: String,
+        /// Unicast MAC address
+        #[arg(value_parser = unicast_mac)]
+        mac: String,
+        /// VLAN
+        #[arg(long, value_name = "N", value_parser = vlan, default_value = "1")]
+        vlan: u16,
+        /// Succeed if the address is already bound to this MAC
+        #[arg(long)]
+        may_exist: bool,
+    },
+    /// Remove the binding of an address, static or learned
+    Del {
+        /// Bridge name
+        bridge: String,
+        /// IPv4 or IPv6 address
+        #[arg(value_parser = neigh_ip)]
+        ip: String,
+        /// VLAN
+        #[arg(long, value_name = "N", value_parser = vlan, default_value = "1")]
+        vlan: u16,
+        /// Succeed if there is no such binding (or bridge)
+        #[arg(long)]
+        if_exists: bool,
+    },
+}
+
+fn neigh_ip(s: &str) -> Result<String, String> {
+    proto::parse_neigh_ip(s).map(|ip| ip.to_string())
+}
+
 /// `rvsctl pmd ...`
 #[derive(Debug, Subcommand)]
 pub enum PmdCmd {
@@ -729,6 +777,8 @@ pub enum View {
     Show,
     /// MAC table.
     Fdb,
+    /// IP-MAC bindings.
+    Neigh,
     /// Flush count.
     Flush,
     /// Port counters.
@@ -755,7 +805,9 @@ impl Cli {
                 (*may_exist, false)
             }
             Cmd::Port(PortCmd::Add(a)) => (a.may_exist, false),
+            Cmd::Neigh(NeighCmd::Add { may_exist, .. }) => (*may_exist, false),
             Cmd::Bridge(BridgeCmd::Del { if_exists, .. })
+            | Cmd::Neigh(NeighCmd::Del { if_exists, .. })
             | Cmd::Port(PortCmd::Del { if_exists, .. })
             | Cmd::Uplink(UplinkCmd::Del { if_exists, .. }) => (false, *if_exists),
             _ => (false, false),
@@ -864,6 +916,14 @@ impl Cli {
             }
             Cmd::Fdb(FdbCmd::Flush { bridge, port }) => {
                 (Command::FdbFlush { bridge: bridge.clone(), port: port.clone() }, View::Flush)
+            }
+            Cmd::Neigh(NeighCmd::Show { bridge }) => (Command::NeighShow { bridge: bridge.clone() }, View::Neigh),
+            Cmd::Neigh(NeighCmd::Add { bridge, ip, mac, vlan, .. }) => (
+                Command::NeighAdd { bridge: bridge.clone(), ip: ip.clone(), mac: mac.clone(), vlan: *vlan },
+                View::Quiet,
+            ),
+            Cmd::Neigh(NeighCmd::Del { bridge, ip, vlan, .. }) => {
+                (Command::NeighDel { bridge: bridge.clone(), ip: ip.clone(), vlan: *vlan }, View::Quiet)
             }
             Cmd::Stats { port, .. } => (Command::Stats { port: port.clone() }, View::Stats),
             Cmd::Pmd(PmdCmd::Show) => (Command::PmdShow, View::Pmd),
@@ -1010,6 +1070,61 @@ mod tests {
         v.extend_from_slice(args);
         let cli = Cli::try_parse_from(v).map_err(|e| e.to_string())?;
         cli.plan().map(|p| p.cmd)
+    }
+
+    #[test]
+    fn neigh_commands() {
+        assert_eq!(
+            plan(&["neigh", "add", "br0", "198.18.0.2", "02:00:00:00:00:0A", "--vlan", "10"]).unwrap(),
+            Command::NeighAdd {
+                bridge: "br0".into(),
+                ip: "198.18.0.2".into(),
+                mac: "02:00:00:00:00:0a".into(),
+                vlan: 10
+            }
+        );
+        assert_eq!(
+            plan(&["neigh", "del", "br0", "2001:2::2"]).unwrap(),
+            Command::NeighDel { bridge: "br0".into(), ip: "2001:2::2".into(), vlan: 1 }
+        );
+        assert_eq!(plan(&["neigh", "show"]).unwrap(), Command::NeighShow { bridge: None });
+        for bad in [
+            &["neigh", "add", "br0", "198.18.0.300", "02:00:00:00:00:01"][..],
+            &["neigh", "add", "br0", "198.18.0.2", "ff:ff:ff:ff:ff:ff"],
+            &["neigh", "add", "br0", "198.18.0.2", "01:00:5e:00:00:01"],
+            &["neigh", "add", "br0", "ff02::1", "02:00:00:00:00:01"],
+            &["neigh", "add", "br0", "198.18.0.2", "02:00:00:00:00:01", "--vlan", "0"],
+            &["neigh", "del", "br0", "nope"],
+        ] {
+            assert!(plan(bad).is_err(), "{bad:?} was accepted");
+        }
+        let tolerate = |args: &[&str]| {
+            let mut v = vec!["rvsctl"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v).unwrap().plan().unwrap().tolerate
+        };
+        assert_eq!(
+            tolerate(&["neigh", "add", "b", "198.18.0.2", "02:00:00:00:00:01", "--may-exist"]),
+            Some(ErrorKind::Exists)
+        );
+        assert_eq!(tolerate(&["neigh", "del", "b", "198.18.0.2", "--if-exists"]), Some(ErrorKind::NotFound));
+        let text = crate::output::render(
+            View::Neigh,
+            serde_json::json!({"tables": [], "entries": [
+                {"bridge":"br0","vlan":1,"ip":"198.18.0.2","mac":"02:00:00:00:00:02","source":"static"},
+                {"bridge":"br0","vlan":1,"ip":"198.18.0.3","mac":"02:00:00:00:00:03","source":"learned","age_secs":7},
+                {"bridge":"br0","vlan":1,"ip":"2001:2::4","mac":"02:00:00:00:00:04","source":"remote","node":"h2"}
+            ]}),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "BRIDGE  VLAN  IP          MAC                SOURCE   AGE/NODE
+br0     1     198.18.0.2  02:00:00:00:00:02  static   -
+br0     1     198.18.0.3  02:00:00:00:00:03  learned  7
+br0     1     2001:2::4   02:00:00:00:00:04  remote   h2
+"
+        );
     }
 
     #[test]

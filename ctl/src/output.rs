@@ -2,7 +2,9 @@
 
 use rvs_proto::cluster::ClusterShow;
 use rvs_proto::config::{PortConfig, PortVlan};
-use rvs_proto::status::{FdbEntryInfo, FdbPage, FlowInfo, PortStatsInfo, ThreadInfo, TraceOutput, TraceResult};
+use rvs_proto::status::{
+    FdbEntryInfo, FdbPage, FlowInfo, NeighList, PortStatsInfo, ThreadInfo, TraceOutput, TraceResult,
+};
 use rvs_proto::{BridgeSummary, FlushResult, PingResult, PortShow, ShowResult, UplinkShow};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -17,6 +19,7 @@ pub fn render(view: View, result: Value) -> Result<String, String> {
         View::BridgeList => bridge_list(&decode::<Vec<_>>(result)?),
         View::Show => show(&decode(result)?),
         View::Fdb => fdb(&decode::<FdbPage>(result)?.entries),
+        View::Neigh => neigh(&decode(result)?),
         View::Flush => {
             let f: FlushResult = decode(result)?;
             format!("flushed {} learned entries\n", f.flushed)
@@ -321,6 +324,22 @@ pub fn fdb_page(entries: &[FdbEntryInfo], widths: &mut Vec<usize>) -> String {
     out
 }
 
+fn neigh(list: &NeighList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .entries
+        .iter()
+        .map(|e| {
+            let age_or_node = match (e.age_secs, &e.node) {
+                (Some(age), _) => age.to_string(),
+                (None, Some(node)) => node.clone(),
+                (None, None) => "-".to_string(),
+            };
+            vec![e.bridge.clone(), e.vlan.to_string(), e.ip.to_string(), e.mac.clone(), e.source.clone(), age_or_node]
+        })
+        .collect();
+    table("", &["BRIDGE", "VLAN", "IP", "MAC", "SOURCE", "AGE/NODE"], &rows)
+}
+
 fn fdb(entries: &[FdbEntryInfo]) -> String {
     let mut e = entries.to_vec();
     e.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
@@ -354,6 +373,12 @@ fn stats(ports: &[PortStatsInfo]) -> String {
             }
             if p.learn_refused > 0 {
                 drops.push(format!("(not learned: {})", p.learn_refused));
+            }
+            if p.neigh_refused > 0 {
+                drops.push(format!("(bindings not learned: {})", p.neigh_refused));
+            }
+            if p.arp_suppressed + p.nd_suppressed > 0 {
+                drops.push(format!("(answered: arp {}, nd {})", p.arp_suppressed, p.nd_suppressed));
             }
             vec![
                 p.name.clone(),

@@ -30,11 +30,13 @@ pub struct PortPlan<'a> {
 
 /// The ports (each with the remote for a tunnel, or `NO_REMOTE` for all of
 /// them) that a frame classified as `v` from `ingress` goes to: the one
-/// unicast port, or every member of the flood set but the ingress port.
+/// unicast port, or every member of the flood set but the ingress port (an
+/// answer goes back to the ingress port).
 pub fn outputs<'a>(snap: &'a Snapshot, v: &Verdict, ingress: PortId) -> impl Iterator<Item = (PortId, u16)> + 'a {
     let (unicast, flood) = match v.action {
         Action::Unicast(o) => (Some((o, v.remote)), None),
         Action::Flood(b) => (None, snap.bridge(b).map(|b| b.flood_set(v.vid))),
+        Action::Answer(_) => (Some((ingress, v.remote)), None),
         Action::Drop(_) => (None, None),
     };
     let flooded = flood.into_iter().flatten().filter(move |m| floods_to(m.port, ingress)).map(|m| (m.port, NO_REMOTE));
@@ -142,7 +144,7 @@ mod tests {
     }
 
     fn verdict(action: Action, vid: Vid, tagged: bool) -> Verdict {
-        Verdict { action, vid, tagged, learn: None, remote: NO_REMOTE }
+        Verdict { action, vid, tagged, learn: None, glean: None, remote: NO_REMOTE }
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //! an attacker. A per-port limit keeps one port from using the bridge's.
 
 use crate::ids::{PortId, Vid};
+use crate::seqslot::SeqSlot;
 use crate::wire::MacAddr;
-use std::hint;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 const EMPTY: u64 = 0;
@@ -94,12 +94,8 @@ pub struct Entry {
     pub last_seen: u32,
 }
 
-#[derive(Default)]
-struct Slot {
-    seq: AtomicU32,
-    key: AtomicU64,
-    val: AtomicU64,
-}
+/// A slot: the key word and the value word.
+type Slot = SeqSlot<2>;
 
 /// Learned entries of one port, and the most it may have.
 struct Quota {
@@ -170,12 +166,12 @@ fn val_seen(v: u64) -> u32 {
 
 /// The secret of the slot hash, drawn once per table.
 #[derive(Clone, Copy)]
-struct HashKey(u64, u64);
+pub(crate) struct HashKey(u64, u64);
 
 impl HashKey {
     /// Random keys from the standard library's per-process random
     /// hasher state (the one that protects `HashMap` from the same attack).
-    fn random() -> HashKey {
+    pub(crate) fn random() -> HashKey {
         use std::hash::BuildHasher;
         let s = std::collections::hash_map::RandomState::new();
         HashKey(s.hash_one(0u64), s.hash_one(1u64))
@@ -185,7 +181,7 @@ impl HashKey {
     /// the key mixed in before each: every input bit reaches every output
     /// bit, and without the key nobody can predict which slot a MAC gets.
     #[inline]
-    fn hash(self, key: u64) -> usize {
+    pub(crate) fn hash(self, key: u64) -> usize {
         let h = fold_mul(key ^ self.0, 0x9e37_79b9_7f4a_7c15);
         fold_mul(h ^ self.1, 0x2d35_8dcc_aa6c_78a5) as usize
     }
@@ -195,59 +191,6 @@ impl HashKey {
 fn fold_mul(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ ((p >> 64) as u64)
-}
-
-impl Slot {
-    /// A consistent (key, value) pair, without waiting for writers.
-    #[inline]
-    fn read(&self) -> (u64, u64) {
-        loop {
-            let s1 = self.seq.load(Acquire);
-            if s1 & 1 == 0 {
-                let k = self.key.load(Acquire);
-                let v = self.val.load(Acquire);
-                if self.seq.load(Acquire) == s1 {
-                    return (k, v);
-                }
-            }
-            hint::spin_loop();
-        }
-    }
-
-    /// Takes the slot for writing; returns the guard that releases it.
-    #[inline]
-    fn lock(&self) -> SlotGuard<'_> {
-        loop {
-            let s = self.seq.load(Relaxed);
-            if s & 1 == 0 && self.seq.compare_exchange_weak(s, s + 1, Acquire, Relaxed).is_ok() {
-                return SlotGuard { slot: self };
-            }
-            hint::spin_loop();
-        }
-    }
-}
-
-struct SlotGuard<'a> {
-    slot: &'a Slot,
-}
-
-impl SlotGuard<'_> {
-    fn key(&self) -> u64 {
-        self.slot.key.load(Relaxed)
-    }
-    fn val(&self) -> u64 {
-        self.slot.val.load(Relaxed)
-    }
-    fn set(&self, key: u64, val: u64) {
-        self.slot.key.store(key, Release);
-        self.slot.val.store(val, Release);
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        self.slot.seq.fetch_add(1, Release);
-    }
 }
 
 impl Fdb {
@@ -314,7 +257,7 @@ impl Fdb {
     pub fn longest_probe(&self) -> usize {
         (0..self.slots.len())
             .filter_map(|i| {
-                let (k, _) = self.slots[i].read();
+                let [k, _] = self.slots[i].read();
                 (k != EMPTY && k != TOMBSTONE).then(|| (i.wrapping_sub(self.home(k)) & self.mask) + 1)
             })
             .max()
@@ -370,7 +313,7 @@ impl Fdb {
     #[inline]
     fn find(&self, key: u64) -> Option<(usize, u64)> {
         for i in self.chain(key) {
-            let (k, v) = self.slots[i].read();
+            let [k, v] = self.slots[i].read();
             if k == key {
                 return Some((i, v));
             }
@@ -441,12 +384,12 @@ impl Fdb {
     /// Rewrites an existing learned entry under its slot lock.
     fn update(&self, i: usize, key: u64, at: Dest, now: u32) -> Learn {
         let g = self.slots[i].lock();
-        if g.key() != key {
+        if g.word(0) != key {
             // Aged out or replaced meanwhile: learn it afresh.
             drop(g);
             return self.insert(key, at, false, now);
         }
-        let old = g.val();
+        let old = g.word(1);
         if val_static(old) {
             return if val_dest(old) == at { Learn::Known } else { Learn::Static };
         }
@@ -456,7 +399,7 @@ impl Fdb {
         if from.port != at.port && !self.take_port(at.port) {
             return Learn::Refused;
         }
-        g.set(key, val_of(at, false, now));
+        g.set([key, val_of(at, false, now)]);
         drop(g);
         if from == at {
             return Learn::Refreshed;
@@ -475,21 +418,21 @@ impl Fdb {
             return Learn::Refused;
         }
         for i in self.chain(key) {
-            let (k, _) = self.slots[i].read();
+            let [k, _] = self.slots[i].read();
             if k != key && k != EMPTY && k != TOMBSTONE {
                 continue;
             }
             let g = self.slots[i].lock();
-            let k = g.key();
+            let k = g.word(0);
             if k == key {
                 // Another thread learned it first: treat as an update.
-                let old = g.val();
+                let old = g.word(1);
                 if !is_static && val_static(old) {
                     drop(g);
                     self.give(at.port);
                     return Learn::Static;
                 }
-                g.set(key, val_of(at, is_static, now));
+                g.set([key, val_of(at, is_static, now)]);
                 drop(g);
                 // The entry replaced gives back what it held; ours holds
                 // what was taken for it.
@@ -500,7 +443,7 @@ impl Fdb {
                 return Learn::New;
             }
             if k == EMPTY || k == TOMBSTONE {
-                g.set(key, val_of(at, is_static, now));
+                g.set([key, val_of(at, is_static, now)]);
                 drop(g);
                 self.bump();
                 return Learn::New;
@@ -560,9 +503,9 @@ impl Fdb {
         let key = key_of(mac, vid);
         if let Some((i, _)) = self.find(key) {
             let g = self.slots[i].lock();
-            if g.key() == key {
-                let old = g.val();
-                g.set(key, val_of(at, true, now));
+            if g.word(0) == key {
+                let old = g.word(1);
+                g.set([key, val_of(at, true, now)]);
                 drop(g);
                 if !val_static(old) {
                     self.give(val_port(old));
@@ -584,11 +527,11 @@ impl Fdb {
 
     fn remove_slot(&self, i: usize, pred: impl Fn(u64, u64) -> bool) -> bool {
         let g = self.slots[i].lock();
-        let (k, v) = (g.key(), g.val());
+        let (k, v) = (g.word(0), g.word(1));
         if k == EMPTY || k == TOMBSTONE || !pred(k, v) {
             return false;
         }
-        g.set(TOMBSTONE, 0);
+        g.set([TOMBSTONE, 0]);
         drop(g);
         if !val_static(v) {
             self.give(val_port(v));
@@ -601,7 +544,7 @@ impl Fdb {
     pub fn remove_where(&self, pred: impl Fn(&Entry) -> bool) -> usize {
         let mut n = 0;
         for i in 0..self.slots.len() {
-            let (k, v) = self.slots[i].read();
+            let [k, v] = self.slots[i].read();
             if k == EMPTY || k == TOMBSTONE {
                 continue;
             }
@@ -630,10 +573,10 @@ impl Fdb {
             return false;
         }
         let g = self.slots[i].lock();
-        if g.key() != key || !fresher(g.val()) {
+        if g.word(0) != key || !fresher(g.word(1)) {
             return false;
         }
-        g.set(key, val_of(at, false, seen));
+        g.set([key, val_of(at, false, seen)]);
         true
     }
 
@@ -659,7 +602,7 @@ impl Fdb {
     /// collecting them (a table may hold a million).
     pub fn for_each(&self, mut f: impl FnMut(Entry)) {
         for s in self.slots.iter() {
-            let (k, v) = s.read();
+            let [k, v] = s.read();
             if k != EMPTY && k != TOMBSTONE {
                 f(entry_of(k, v));
             }
@@ -699,7 +642,7 @@ impl Fdb {
         let n = self.slots.len();
         for i in 0..n {
             let next = (i + 1) & self.mask;
-            if self.slots[i].read().0 != TOMBSTONE || self.slots[next].read().0 != EMPTY {
+            if self.slots[i].read()[0] != TOMBSTONE || self.slots[next].read()[0] != EMPTY {
                 continue;
             }
             // Walk backwards over the run of tombstones that ends here.
@@ -707,10 +650,10 @@ impl Fdb {
             for _ in 0..n {
                 let g_next = self.slots[(j + 1) & self.mask].lock();
                 let g = self.slots[j].lock();
-                if g.key() != TOMBSTONE || g_next.key() != EMPTY {
+                if g.word(0) != TOMBSTONE || g_next.word(0) != EMPTY {
                     break;
                 }
-                g.set(EMPTY, 0);
+                g.set([EMPTY, 0]);
                 drop(g);
                 drop(g_next);
                 j = j.wrapping_sub(1) & self.mask;

@@ -66,10 +66,16 @@ pub struct FlowKey {
 
 impl FlowKey {
     /// The key of `frame`, or `None` if its length alone decides its fate
-    /// (runt, oversize, cut-short tag): those always take the full path.
+    /// (runt, oversize, cut-short tag) or it is ARP or ND: those always
+    /// take the full path.
     #[inline]
     pub fn of(ingress: PortId, remote: u16, frame: &[u8]) -> Option<FlowKey> {
         if frame.len() < HEADER_LEN || frame.len() > MAX_FRAME {
+            return None;
+        }
+        // ARP and ND are decided by what they carry (answered or not) and
+        // teach the neighbour table: every one takes the full path.
+        if crate::responder::is_neigh(frame) {
             return None;
         }
         let head = u64::from_le_bytes(frame[0..8].try_into().ok()?);

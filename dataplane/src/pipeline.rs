@@ -1,13 +1,16 @@
 //! The forwarding decision: parse → classify VLAN → learn → look up.
 //!
 //! Pure: a frame, its ingress port, the configuration snapshot and the time
-//! go in, a [`Verdict`] comes out; the only side effect is learning into the
-//! bridge's FDB. The polling loop applies verdicts (tag edits, transmit,
-//! flood copies) and the same function answers `rvsctl trace`.
+//! go in, a [`Verdict`] comes out; the only side effects are learning into
+//! the bridge's FDB and, from ARP and ND, into its neighbour table. The
+//! polling loop applies verdicts (tag edits, transmit, flood copies, ARP
+//! and ND answers) and the same function answers `rvsctl trace`.
 
 use crate::fdb::{Dest, Learn, NO_REMOTE};
 use crate::ids::{BridgeId, PortId, Vid};
+use crate::neigh::Glean;
 use crate::port::MAX_FRAME;
+use crate::responder::{self, Proto};
 use crate::snapshot::{PortKind, Snapshot, VlanMode};
 use crate::stats::DropReason;
 use crate::wire::vlan::{self, Tag, TagError};
@@ -23,6 +26,10 @@ pub enum Action {
     Unicast(PortId),
     /// To every other port of the bridge in the frame's VLAN.
     Flood(BridgeId),
+    /// An ARP request or neighbour solicitation for a bound address:
+    /// answered (by [`responder::answer`]) back out the ingress port,
+    /// not flooded.
+    Answer(Proto),
 }
 
 /// The decision for one frame.
@@ -36,6 +43,9 @@ pub struct Verdict {
     pub tagged: bool,
     /// What learning its source MAC did (`None` if it was not attempted).
     pub learn: Option<Learn>,
+    /// What gleaning an IP-MAC binding from ARP or ND did (`None` if the
+    /// frame showed none, or came through a tunnel).
+    pub glean: Option<Glean>,
     /// For `Unicast` to a tunnel port: the remote VTEP index; else
     /// `NO_REMOTE` (a flood to a tunnel goes to every remote).
     pub remote: u16,
@@ -44,7 +54,14 @@ pub struct Verdict {
 impl Verdict {
     /// A verdict that drops for `reason`.
     pub fn drop(reason: DropReason) -> Verdict {
-        Verdict { action: Action::Drop(reason), vid: Vid(0), tagged: false, learn: None, remote: NO_REMOTE }
+        Verdict {
+            action: Action::Drop(reason),
+            vid: Vid(0),
+            tagged: false,
+            learn: None,
+            glean: None,
+            remote: NO_REMOTE,
+        }
     }
 }
 
@@ -90,11 +107,28 @@ fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, fram
 
     let src = eth.src();
     if src.is_multicast() {
-        return Verdict { action: Action::Drop(DropReason::BadSrcMac), vid, tagged, learn: None, remote: NO_REMOTE };
+        return Verdict::drop(DropReason::BadSrcMac).in_vlan(vid, tagged);
     }
     let at = Dest { port: ingress, remote };
     let learn =
         Some(if LEARN { bridge.fdb.learn_at(src, vid, at, now) } else { bridge.fdb.predict(src, vid, at, now) });
+
+    // ARP and ND: glean the binding the frame shows (on local ports only:
+    // other nodes' come from the cluster), and answer a request for a
+    // bound address instead of flooding it.
+    let mut glean = None;
+    if let Some(msg) = responder::inspect(frame) {
+        let local = !matches!(port.kind, PortKind::Vxlan(_));
+        if let (Some((ip, mac)), true) = (msg.binding, local) {
+            let t = &bridge.neigh;
+            glean = Some(if LEARN { t.learn(ip, vid, mac, now) } else { t.predict(ip, vid, mac) });
+        }
+        let bound = msg.target.and_then(|t| bridge.neigh.lookup(t, vid));
+        // Never answer the owner of the address: it would see a duplicate.
+        if bound.is_some_and(|(mac, _)| mac != src) {
+            return Verdict { action: Action::Answer(msg.proto), vid, tagged, learn, glean, remote };
+        }
+    }
 
     let dst = eth.dst();
     let (action, remote) = if dst.is_multicast() {
@@ -108,7 +142,13 @@ fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, fram
             None => (Action::Flood(bridge.id), NO_REMOTE),
         }
     };
-    Verdict { action, vid, tagged, learn, remote }
+    Verdict { action, vid, tagged, learn, glean, remote }
+}
+
+impl Verdict {
+    fn in_vlan(self, vid: Vid, tagged: bool) -> Verdict {
+        Verdict { vid, tagged, ..self }
+    }
 }
 
 /// Starts loading the FDB slots that classifying `frame` from `ingress`
@@ -341,6 +381,100 @@ mod tests {
         assert_eq!(tag_edit(false, Vid(10), true), TagEdit::Push(Vid(10)));
         assert_eq!(tag_edit(true, Vid(10), false), TagEdit::Pop);
         assert_eq!(tag_edit(true, Vid(10), true), TagEdit::Rewrite(Vid(10)));
+    }
+
+    mod neigh {
+        use super::*;
+        use crate::neigh::{Glean, Source};
+        use crate::responder::Proto;
+        use crate::testing::{arp, solicit};
+        use crate::wire::arp::{OP_REPLY, OP_REQUEST};
+        use std::net::{Ipv4Addr, Ipv6Addr};
+
+        const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+        const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+        fn v6(n: u16) -> Ipv6Addr {
+            Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, n)
+        }
+
+        #[test]
+        fn a_request_for_a_bound_address_is_answered_not_flooded() {
+            let s = snap();
+            let neigh = &s.bridge(BridgeId(0)).unwrap().neigh;
+            neigh.add_static(IP_B.into(), Vid(10), B, 0);
+            neigh.add_static(v6(2).into(), Vid(10), B, 0);
+            let v = classify(&s, PortId(0), &arp(OP_REQUEST, A, IP_A, IP_B, None), 0);
+            assert_eq!((v.action, v.vid, v.glean), (Action::Answer(Proto::Arp), Vid(10), Some(Glean::New)));
+            assert_eq!(v.learn, Some(Learn::New), "the asker's MAC is learned as from any frame");
+            let v = classify(&s, PortId(3), &arp(OP_REQUEST, A, IP_A, IP_B, Some(10)), 0);
+            assert_eq!((v.action, v.tagged), (Action::Answer(Proto::Arp), true));
+            let v = classify(&s, PortId(0), &solicit(A, v6(1), v6(2), true, None), 0);
+            assert_eq!(v.action, Action::Answer(Proto::Nd));
+            // Another VLAN, an unknown address: flooded as before.
+            assert_eq!(
+                classify(&s, PortId(2), &arp(OP_REQUEST, A, IP_A, IP_B, None), 0).action,
+                Action::Flood(BridgeId(0))
+            );
+            let v = classify(&s, PortId(0), &arp(OP_REQUEST, A, IP_A, Ipv4Addr::new(198, 18, 0, 9), None), 0);
+            assert_eq!(v.action, Action::Flood(BridgeId(0)));
+            // Nor when the owner asks, nor for probes, gratuitous ARP or DAD.
+            let owner = classify(&s, PortId(1), &arp(OP_REQUEST, B, IP_A, IP_B, None), 0);
+            assert_eq!(owner.action, Action::Flood(BridgeId(0)));
+            for f in [
+                arp(OP_REQUEST, A, Ipv4Addr::UNSPECIFIED, IP_B, None),
+                arp(OP_REQUEST, A, IP_B, IP_B, None),
+                solicit(A, Ipv6Addr::UNSPECIFIED, v6(2), false, None),
+            ] {
+                assert_eq!(classify(&s, PortId(0), &f, 1).action, Action::Flood(BridgeId(0)));
+            }
+        }
+
+        #[test]
+        fn bindings_are_gleaned_on_local_ports_only() {
+            let s = snap();
+            let neigh = &s.bridge(BridgeId(0)).unwrap().neigh;
+            classify(&s, PortId(0), &arp(OP_REPLY, A, IP_A, IP_B, None), 0);
+            assert_eq!(neigh.lookup(IP_A.into(), Vid(10)), Some((A, Source::Learned)));
+            classify(&s, PortId(0), &solicit(A, v6(1), v6(2), true, None), 0);
+            assert_eq!(neigh.lookup(v6(1).into(), Vid(10)), Some((A, Source::Learned)));
+            // A dry run tells, and changes nothing.
+            let f = arp(OP_REQUEST, B, IP_B, IP_A, None);
+            assert_eq!(dry_run(&s, PortId(1), NO_REMOTE, &f, 0).glean, Some(Glean::New));
+            assert_eq!(neigh.lookup(IP_B.into(), Vid(10)), None);
+            // Now B may be answered for; A's request for it is.
+            classify(&s, PortId(1), &f, 0);
+            assert_eq!(
+                classify(&s, PortId(0), &arp(OP_REQUEST, A, IP_A, IP_B, None), 0).action,
+                Action::Answer(Proto::Arp)
+            );
+            // A static binding is not overridden by what is seen.
+            neigh.add_static(IP_A.into(), Vid(10), B, 0);
+            assert_eq!(classify(&s, PortId(0), &arp(OP_REPLY, A, IP_A, IP_B, None), 1).glean, Some(Glean::Static));
+            assert_eq!(neigh.lookup(IP_A.into(), Vid(10)), Some((B, Source::Static)));
+        }
+
+        #[test]
+        fn nothing_is_gleaned_through_a_tunnel() {
+            use crate::snapshot::{PortKind, Tunnel};
+            let tunnel = Tunnel {
+                vni: 42,
+                local: "198.18.1.1".parse().unwrap(),
+                dst_port: 4789,
+                uplink: PortId(2),
+                max_inner_frame: 1514,
+                remotes: vec![],
+            };
+            let ports = vec![
+                crate::testing::port(0, VlanMode::Access(Vid(10)), PortKind::Plain),
+                crate::testing::port(1, VlanMode::Access(Vid(10)), PortKind::Vxlan(Arc::new(tunnel))),
+                crate::testing::port(2, VlanMode::Access(Vid(1)), PortKind::Uplink),
+            ];
+            let s = crate::testing::world(Arc::new(Fdb::new(64)), 1, ports, vec![]);
+            let v = classify(&s, PortId(1), &arp(OP_REQUEST, A, IP_A, IP_B, None), 0);
+            assert_eq!((v.glean, v.action), (None, Action::Flood(BridgeId(0))));
+            assert_eq!(s.bridge(BridgeId(0)).unwrap().neigh.lookup(IP_A.into(), Vid(10)), None);
+        }
     }
 
     proptest! {

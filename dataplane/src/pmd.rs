@@ -554,6 +554,9 @@ impl Pmd {
             if v.learn == Some(crate::fdb::Learn::Refused) {
                 PortStats::add(&self.ports[st].stats.learn_refused, 1);
             }
+            if v.glean == Some(crate::neigh::Glean::Refused) {
+                PortStats::add(&self.ports[st].stats.neigh_refused, 1);
+            }
             match v.action {
                 Action::Drop(r) => {
                     self.ports[st].stats.drop_one(r);
@@ -569,6 +572,7 @@ impl Pmd {
                     checksum::complete_partial(self.pool.data_mut(d));
                     self.flood(&snap, b, ingress, d, v, st);
                 }
+                Action::Answer(proto) => self.answer(&snap, ingress, d, v, proto, st),
             }
         }
         n

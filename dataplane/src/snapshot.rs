@@ -8,6 +8,7 @@
 
 use crate::fdb::Fdb;
 use crate::ids::{BridgeId, PortId, Vid};
+use crate::neigh::NeighTable;
 use crate::wire::vxlan::OuterTemplate;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -196,6 +197,9 @@ pub struct BridgeInfo {
     /// Learned and static MACs, shared with the control thread and the
     /// other polling threads.
     pub fdb: Arc<Fdb>,
+    /// IP → MAC bindings that ARP requests and neighbour solicitations
+    /// are answered from, shared like the FDB.
+    pub neigh: Arc<NeighTable>,
     /// Per VLAN, the ports a flooded frame goes to (the ingress port is
     /// skipped when flooding). Indexed by VLAN id; empty where unused.
     pub flood: Vec<Box<[FloodMember]>>,
@@ -203,7 +207,7 @@ pub struct BridgeInfo {
 
 impl BridgeInfo {
     /// A bridge with the given ports, flood sets derived from their VLAN modes.
-    pub fn new(id: BridgeId, name: &str, fdb: Arc<Fdb>, ports: &[&PortInfo]) -> BridgeInfo {
+    pub fn new(id: BridgeId, name: &str, fdb: Arc<Fdb>, neigh: Arc<NeighTable>, ports: &[&PortInfo]) -> BridgeInfo {
         let mut flood: Vec<Vec<FloodMember>> = vec![Vec::new(); VLAN_COUNT];
         for p in ports {
             for (vid, members) in flood.iter_mut().enumerate().skip(1).take(4094) {
@@ -213,7 +217,8 @@ impl BridgeInfo {
                 }
             }
         }
-        BridgeInfo { id, name: name.to_string(), fdb, flood: flood.into_iter().map(Vec::into_boxed_slice).collect() }
+        let flood = flood.into_iter().map(Vec::into_boxed_slice).collect();
+        BridgeInfo { id, name: name.to_string(), fdb, neigh, flood }
     }
 
     /// The flood set of `vid`.

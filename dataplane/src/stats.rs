@@ -99,6 +99,14 @@ macro_rules! with_port_counters {
             /// Frames the kernel dropped before rvs received them (AF_XDP:
             /// receive ring full, frame larger than a buffer).
             kernel_drops,
+            /// ARP requests rvs answered itself instead of flooding them.
+            arp_suppressed,
+            /// Neighbour solicitations rvs answered itself instead of
+            /// flooding them.
+            nd_suppressed,
+            /// IP-MAC bindings not learned because the bridge's neighbour
+            /// table was at its limit.
+            neigh_refused,
         }
     };
 }

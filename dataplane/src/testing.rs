@@ -10,12 +10,16 @@ use crossbeam::channel::Sender;
 
 use crate::fdb::Fdb;
 use crate::ids::{BridgeId, PortId};
+use crate::neigh::NeighTable;
 use crate::pmd::{Command, Handoff, LocalPort, Pmd, PmdOptions};
 use crate::port::mem::{mem_port, MemHandle};
 use crate::port::Pool;
 use crate::snapshot::{BridgeInfo, PortInfo, PortKind, Snapshot, VlanMode, Vtep, TX_ANY};
 use crate::stats::PortStats;
-use crate::wire::{EthernetRepr, MacAddr};
+use crate::wire::arp::ArpRepr;
+use crate::wire::icmpv6::{self, NdRepr};
+use crate::wire::{EtherType, EthernetRepr, Ipv6Repr, MacAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// True if a test that needs root and `tools` may run. Without them it
 /// panics under `CI=true` (a CI run must not pass by skipping), and
@@ -74,12 +78,13 @@ pub fn port(id: u16, vlan: VlanMode, kind: PortKind) -> PortInfo {
 }
 
 /// A snapshot of these ports (ids 0, 1, ... in order) and one bridge (0,
-/// "br0") whose MAC table is `fdb`. Thread 0 sends on every port but the
+/// "br0") whose MAC table is `fdb` (and its neighbour table empty). Thread 0 sends on every port but the
 /// VXLAN ones, which any thread sends through (on their uplink); `vteps`
 /// lists the tunnels' local endpoints.
 pub fn world(fdb: Arc<Fdb>, generation: u64, ports: Vec<PortInfo>, vteps: Vec<Vtep>) -> Snapshot {
     let members: Vec<&PortInfo> = ports.iter().filter(|p| p.bridge == Some(BridgeId(0))).collect();
-    let bridge = BridgeInfo::new(BridgeId(0), "br0", fdb, &members);
+    let neigh = Arc::new(NeighTable::new(crate::neigh::DEFAULT_LIMIT));
+    let bridge = BridgeInfo::new(BridgeId(0), "br0", fdb, neigh, &members);
     Snapshot {
         generation,
         tx_thread: ports.iter().map(|p| if matches!(p.kind, PortKind::Vxlan(_)) { TX_ANY } else { 0 }).collect(),
@@ -170,4 +175,34 @@ pub fn attach_threads(
         assert!(pmd.apply_commands(), "the thread stopped");
     }
     (handles, stats)
+}
+
+/// An ARP packet of `op` from `src` (its sender MAC too), broadcast,
+/// tagged with `tag` if given, padded to 60 bytes as a NIC sends it.
+pub fn arp(op: u16, src: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr, tag: Option<u16>) -> Vec<u8> {
+    let eth = EthernetRepr { dst: MacAddr::BROADCAST, src, tag, ethertype: EtherType::ARP };
+    let mut f = vec![0u8; 60 + eth.header_len() - 14];
+    eth.emit(&mut f);
+    let a = ArpRepr { op, sender_mac: src, sender_ip, target_mac: MacAddr([0; 6]), target_ip };
+    a.emit(&mut f[eth.header_len()..]);
+    f
+}
+
+/// A neighbour solicitation from `src` (MAC and address) for `target`,
+/// to the target's solicited-node group, with a source link-layer-address
+/// option if `slla`, tagged with `tag` if given.
+pub fn solicit(src: MacAddr, src_ip: Ipv6Addr, target: Ipv6Addr, slla: bool, tag: Option<u16>) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(t[13]), u16::from_be_bytes([t[14], t[15]]));
+    let dst = MacAddr([0x33, 0x33, 0xff, t[13], t[14], t[15]]);
+    let eth = EthernetRepr { dst, src, tag, ethertype: EtherType::IPV6 };
+    let nd = NdRepr { msg_type: icmpv6::NEIGHBOR_SOLICIT, flags: 0, target, lladdr: slla.then_some(src) };
+    let l3 = eth.header_len();
+    let mut f = vec![0u8; l3 + Ipv6Repr::LEN + nd.len()];
+    eth.emit(&mut f);
+    let ip =
+        Ipv6Repr { src: src_ip, dst: group, next_header: icmpv6::PROTO_ICMPV6, hop_limit: 255, payload_len: nd.len() };
+    ip.emit(&mut f[l3..]);
+    nd.emit(&mut f[l3 + Ipv6Repr::LEN..], src_ip, group);
+    f
 }

@@ -1,8 +1,8 @@
 //! Any bytes on any port of a whole switch in memory (polling loop,
 //! pipeline, FDB, flow cache, VLANs, VXLAN encap and decap): no panic,
 //! every buffer comes back, the FDB stays within its limit, and every
-//! received frame is accounted for: rx = forwarded + flooded + the frames
-//! dropped at ingress under a named reason.
+//! received frame is accounted for: rx = forwarded + flooded + answered
+//! (ARP/ND suppressed) + the frames dropped at ingress under a named reason.
 //!
 //! Input: records of [selector][length][bytes]. The selector picks the
 //! port (low 2 bits; 3 is the uplink); with bit 7 set an uplink record is
@@ -73,7 +73,7 @@ fn run(r: &mut rig::Rig, data: &[u8]) {
         let ingress = c.total_drops() - after;
         assert_eq!(
             c.rx_packets,
-            c.forwarded + c.flooded + ingress,
+            c.forwarded + c.flooded + c.arp_suppressed + c.nd_suppressed + ingress,
             "port {id}: rx {} != forwarded {} + flooded {} + dropped {} ({:?})",
             c.rx_packets,
             c.forwarded,

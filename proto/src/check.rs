@@ -126,6 +126,24 @@ pub fn parse_mac(s: &str, unicast: bool) -> Result<MacAddr, String> {
     Ok(mac)
 }
 
+/// Parses the address of an IP-MAC binding: a unicast IPv4 or IPv6
+/// address a host can own (not unspecified, multicast, broadcast or
+/// loopback).
+pub fn parse_neigh_ip(s: &str) -> Result<std::net::IpAddr, String> {
+    use std::net::IpAddr;
+    let ip: IpAddr = s.trim().parse().map_err(|_| format!("invalid IP address {s:?}"))?;
+    let bad = match ip {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.is_loopback() || a.to_ipv4_mapped().is_some(),
+    };
+    if bad {
+        return Err(format!(
+            "IP address {ip} cannot be bound to a host (unspecified, multicast, broadcast or loopback)"
+        ));
+    }
+    Ok(ip)
+}
+
 /// Checks a bridge's aging time.
 pub fn check_aging(secs: u32) -> Result<(), String> {
     if AGING_RANGE.contains(&secs) {

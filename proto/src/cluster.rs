@@ -6,10 +6,12 @@
 //! | key | value |
 //! | --- | --- |
 //! | `/rvs/v1/nodes/NODE` | [`NodeRecord`]: `{"node": NODE, "vteps": [{"vni": 42, "addr": "198.18.200.1", "dstport": 4789}]}` |
-//! | `/rvs/v1/macs/VNI/NODE/PART` | [`MacsRecord`]: `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}]}` |
+//! | `/rvs/v1/macs/VNI/NODE/PART` | [`MacsRecord`]: `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}], "neigh": [{"ip": "198.18.0.2", "mac": "02:..", "vlan": 1}]}` |
 //!
-//! A node's MACs on a VNI are split over parts 0, 1, ... (each value well
-//! under etcd's request limit); a reader merges them.
+//! A node's MACs on a VNI, and the IP-MAC bindings of its hosts there
+//! (`neigh`, absent when empty; older readers ignore it), are split over
+//! parts 0, 1, ... (each value well under etcd's request limit); a reader
+//! merges them.
 
 use crate::config::ClusterConfig;
 use crate::MacAddr;
@@ -63,13 +65,29 @@ mod mac_text {
     }
 }
 
-/// The value under `/rvs/v1/macs/VNI/NODE/PART`: one part of a node's MACs.
+/// One advertised IP-MAC binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NeighRecord {
+    /// The address.
+    pub ip: IpAddr,
+    /// The MAC it is bound to.
+    #[serde(with = "mac_text")]
+    pub mac: MacAddr,
+    /// Its VLAN on the advertising node.
+    pub vlan: u16,
+}
+
+/// The value under `/rvs/v1/macs/VNI/NODE/PART`: one part of a node's MACs
+/// and bindings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MacsRecord {
     /// The VTEP the MACs sit behind.
     pub vtep: IpAddr,
     /// The MACs.
     pub macs: Vec<MacRecord>,
+    /// IP-MAC bindings of the node's hosts (static and learned).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neigh: Vec<NeighRecord>,
 }
 
 /// How the agent stands with etcd.

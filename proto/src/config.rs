@@ -141,6 +141,9 @@ pub struct BridgeConfig {
     /// Static FDB entries.
     #[serde(default)]
     pub static_macs: Vec<StaticMac>,
+    /// Static IP-MAC bindings (ARP and ND are answered from them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbors: Vec<StaticNeigh>,
 }
 
 fn default_aging() -> u32 {
@@ -160,6 +163,7 @@ impl BridgeConfig {
             max_macs: DEFAULT_MAX_MACS,
             ports: Vec::new(),
             static_macs: Vec::new(),
+            neighbors: Vec::new(),
         }
     }
 }
@@ -418,6 +422,21 @@ pub struct StaticMac {
     /// Port name.
     pub port: String,
 }
+
+/// A static IP-MAC binding of a bridge (`rvsctl neigh add`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticNeigh {
+    /// IPv4 or IPv6 address.
+    pub ip: std::net::IpAddr,
+    /// MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// VLAN.
+    pub vlan: u16,
+}
+
+/// VLAN of a binding or an FDB entry when none is given.
+pub const DEFAULT_VLAN: u16 = 1;
 
 /// Default lease TTL, seconds.
 pub const DEFAULT_LEASE_TTL: u32 = 10;

@@ -146,6 +146,37 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         port: Option<String>,
     },
+    /// Adds or replaces a static IP-MAC binding: ARP requests and
+    /// neighbour solicitations for `ip` in `vlan` are answered with `mac`,
+    /// and the binding is published to the cluster. What rvs-cni's ADD
+    /// calls. Saved in the bridge's configuration.
+    NeighAdd {
+        /// Bridge name.
+        bridge: String,
+        /// IPv4 or IPv6 unicast address.
+        ip: String,
+        /// Unicast MAC address.
+        mac: String,
+        /// VLAN (default 1).
+        #[serde(default = "default_vlan")]
+        vlan: u16,
+    },
+    /// Removes the binding of an address, static or learned.
+    NeighDel {
+        /// Bridge name.
+        bridge: String,
+        /// IPv4 or IPv6 address.
+        ip: String,
+        /// VLAN (default 1).
+        #[serde(default = "default_vlan")]
+        vlan: u16,
+    },
+    /// IP-MAC bindings, of one bridge if given: result `status::NeighList`.
+    NeighShow {
+        /// Only this bridge.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bridge: Option<String>,
+    },
     /// Port counters, of one port if given: result `Vec<PortStatsInfo>`.
     Stats {
         /// Only this port.
@@ -203,6 +234,10 @@ pub enum Command {
     },
     /// Health check: result `PingResult`.
     Ping,
+}
+
+fn default_vlan() -> u16 {
+    crate::config::DEFAULT_VLAN
 }
 
 /// Which frames of a port a capture takes.
@@ -523,6 +558,39 @@ mod tests {
         assert_eq!(Request::parse(line.as_bytes()).unwrap(), req);
         let ping = Request::parse(br#"{"version":1,"cmd":"ping"}"#).unwrap();
         assert_eq!(ping.cmd, Command::Ping);
+    }
+
+    #[test]
+    fn neigh_requests() {
+        let add = Request::parse(
+            br#"{"version":1,"cmd":"neigh_add","bridge":"br0","ip":"198.18.0.2","mac":"02:00:00:00:00:02"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            add.cmd,
+            Command::NeighAdd {
+                bridge: "br0".into(),
+                ip: "198.18.0.2".into(),
+                mac: "02:00:00:00:00:02".into(),
+                vlan: 1
+            }
+        );
+        for cmd in [
+            Command::NeighAdd { bridge: "b".into(), ip: "2001:2::1".into(), mac: "02:00:00:00:00:01".into(), vlan: 7 },
+            Command::NeighDel { bridge: "b".into(), ip: "2001:2::1".into(), vlan: 7 },
+            Command::NeighShow { bridge: None },
+            Command::NeighShow { bridge: Some("b".into()) },
+        ] {
+            let req = Request::new(cmd);
+            assert_eq!(Request::parse(req.to_line().as_bytes()).unwrap(), req);
+        }
+        assert!(Request::parse(br#"{"version":1,"cmd":"neigh_add","bridge":"b","ip":"198.18.0.2"}"#).is_err());
+        for bad in
+            ["", "x", "0.0.0.0", "224.0.0.1", "255.255.255.255", "127.0.0.1", "::", "ff02::1", "::1", "::ffff:1.2.3.4"]
+        {
+            assert!(parse_neigh_ip(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_neigh_ip("198.18.0.2").unwrap(), IpAddr::from([198, 18, 0, 2]));
     }
 
     #[test]

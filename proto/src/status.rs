@@ -139,6 +139,48 @@ pub struct FdbCursor {
     pub mac: String,
 }
 
+/// One IP-MAC binding in `neigh_show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighEntryInfo {
+    /// Bridge name.
+    pub bridge: String,
+    /// VLAN.
+    pub vlan: u16,
+    /// The address.
+    pub ip: std::net::IpAddr,
+    /// The MAC it is bound to.
+    pub mac: String,
+    /// `static`, `learned` or `remote`.
+    pub source: String,
+    /// Learned bindings: seconds since last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u32>,
+    /// Remote bindings: the node that published it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// A bridge's neighbour table in `neigh_show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighTableInfo {
+    /// Bridge name.
+    pub bridge: String,
+    /// Learned bindings it holds.
+    pub learned: u32,
+    /// The most learned bindings it keeps (more are refused and counted
+    /// as `neigh_refused` on the port they were seen on).
+    pub limit: u32,
+}
+
+/// The result of `neigh_show`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighList {
+    /// Each bridge's table.
+    pub tables: Vec<NeighTableInfo>,
+    /// The bindings, by bridge, VLAN and address.
+    pub entries: Vec<NeighEntryInfo>,
+}
+
 /// One page of a bridge's FDB, ordered by VLAN then MAC.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdbPage {

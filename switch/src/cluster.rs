@@ -7,7 +7,13 @@
 //! | key | value |
 //! | --- | --- |
 //! | `/rvs/v1/nodes/NODE` | `{"node": NODE, "vteps": [{"vni": 42, "addr": "198.18.200.1", "dstport": 4789}]}` |
-//! | `/rvs/v1/macs/VNI/NODE/PART` | `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}]}` |
+//! | `/rvs/v1/macs/VNI/NODE/PART` | `{"vtep": "198.18.200.1", "macs": [{"mac": "02:..", "vlan": 1}], "neigh": [{"ip": "198.18.0.2", "mac": "02:..", "vlan": 1}]}` |
+//!
+//! Beside its MACs a node publishes the IP-MAC bindings of its hosts
+//! (static ones and those learned on local ports), which the others
+//! install as `remote` bindings to answer ARP and ND with; they go in
+//! parts of their own after the MACs' (at most [`NEIGH_PER_PART`] each, and
+//! [`MAX_RECORD_NEIGH`] in all) and are checked like the MACs.
 //!
 //! A node's MACs on a VNI are split into parts 0, 1, ... of at most
 //! [`MACS_PER_PART`] MACs (under [`MAC_PART_BYTES`] of JSON each), so a MAC
@@ -34,7 +40,7 @@ mod tls;
 
 use etcd::{Client, Kv};
 use rvs_dataplane::wire::MacAddr;
-use rvs_proto::cluster::{ClusterStatus, MacRecord, MacsRecord, NodeRecord, VtepRecord, PREFIX};
+use rvs_proto::cluster::{ClusterStatus, MacRecord, MacsRecord, NeighRecord, NodeRecord, VtepRecord, PREFIX};
 use rvs_proto::config::ClusterConfig;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -62,6 +68,15 @@ const RECORD_JSON_MAX: usize = 96;
 /// [`MAC_PART_BYTES`].
 pub const MACS_PER_PART: usize = (MAC_PART_BYTES - RECORD_JSON_MAX) / MAC_JSON_MAX;
 
+/// Most IP-MAC bindings a node may advertise on one VNI (all parts).
+pub const MAX_RECORD_NEIGH: usize = 65_536;
+/// The longest binding in JSON, with its comma:
+/// `{"ip":"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff","mac":"02:00:00:00:00:01","vlan":4094},`.
+const NEIGH_JSON_MAX: usize = 87;
+/// Bindings in one part: a full part of the longest fits in
+/// [`MAC_PART_BYTES`] (with room for the empty `"macs":[]`).
+pub const NEIGH_PER_PART: usize = (MAC_PART_BYTES - RECORD_JSON_MAX - 12) / NEIGH_JSON_MAX;
+
 /// A full re-read of the prefix even without watch events.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 /// Longest wait between reconnection attempts.
@@ -77,10 +92,23 @@ pub fn advertised(mut macs: Vec<MacRecord>, bridge_limit: u32) -> Vec<MacRecord>
     macs
 }
 
-/// `rec` split into parts of at most [`MACS_PER_PART`] MACs, in order;
-/// none when it has no MACs.
+/// The bindings a node advertises on a VNI: sorted, at most
+/// [`MAX_RECORD_NEIGH`].
+pub fn advertised_neigh(mut neigh: Vec<NeighRecord>) -> Vec<NeighRecord> {
+    neigh.sort();
+    neigh.dedup();
+    neigh.truncate(MAX_RECORD_NEIGH);
+    neigh
+}
+
+/// `rec` split into parts of at most [`MACS_PER_PART`] MACs, then parts
+/// of at most [`NEIGH_PER_PART`] bindings, in order; none when it has
+/// neither.
 fn mac_parts(rec: &MacsRecord) -> Vec<MacsRecord> {
-    rec.macs.chunks(MACS_PER_PART).map(|c| MacsRecord { vtep: rec.vtep, macs: c.to_vec() }).collect()
+    let macs = rec.macs.chunks(MACS_PER_PART).map(|c| MacsRecord { vtep: rec.vtep, macs: c.to_vec(), neigh: vec![] });
+    let neigh =
+        rec.neigh.chunks(NEIGH_PER_PART).map(|c| MacsRecord { vtep: rec.vtep, macs: vec![], neigh: c.to_vec() });
+    macs.chain(neigh).collect()
 }
 
 /// The key of part `part` of `node`'s MACs on `vni`.
@@ -133,6 +161,16 @@ impl PeerView {
             .iter()
             .filter(|((v, node), _)| *v == vni && self.nodes.contains_key(node))
             .flat_map(|(_, r)| r.macs.iter().map(|m| (m.mac, m.vlan, r.vtep)))
+            .collect()
+    }
+
+    /// IP-MAC bindings the other nodes advertise on `vni`, each with its
+    /// node: (ip, mac, vlan, node).
+    pub fn neigh_for(&self, vni: u32) -> Vec<(IpAddr, MacAddr, u16, String)> {
+        self.macs
+            .iter()
+            .filter(|((v, node), _)| *v == vni && self.nodes.contains_key(node))
+            .flat_map(|((_, node), r)| r.neigh.iter().map(move |n| (n.ip, n.mac, n.vlan, node.clone())))
             .collect()
     }
 
@@ -204,11 +242,16 @@ impl PeerView {
         // Parts merge in part order, up to the cap for all of them.
         macs.sort_by_key(|m| (m.1, m.2, m.3));
         for (key, vni, node, _, rec) in macs {
-            let merged = view.macs.get(&(vni, node.to_string())).map_or(0, |r| r.macs.len());
-            let why = macs_fault(view.nodes.get(node), vni, &rec).or_else(|| {
-                (merged + rec.macs.len() > MAX_RECORD_MACS)
-                    .then(|| format!("its parts hold over {MAX_RECORD_MACS} MACs"))
-            });
+            let merged = view.macs.get(&(vni, node.to_string())).map_or((0, 0), |r| (r.macs.len(), r.neigh.len()));
+            let why = macs_fault(view.nodes.get(node), vni, &rec)
+                .or_else(|| {
+                    (merged.0 + rec.macs.len() > MAX_RECORD_MACS)
+                        .then(|| format!("its parts hold over {MAX_RECORD_MACS} MACs"))
+                })
+                .or_else(|| {
+                    (merged.1 + rec.neigh.len() > MAX_RECORD_NEIGH)
+                        .then(|| format!("its parts hold over {MAX_RECORD_NEIGH} bindings"))
+                });
             match why {
                 None => match view.macs.entry((vni, node.to_string())) {
                     std::collections::btree_map::Entry::Vacant(e) => {
@@ -216,6 +259,7 @@ impl PeerView {
                     }
                     std::collections::btree_map::Entry::Occupied(mut e) if e.get().vtep == rec.vtep => {
                         e.get_mut().macs.extend(rec.macs);
+                        e.get_mut().neigh.extend(rec.neigh);
                     }
                     std::collections::btree_map::Entry::Occupied(_) => {
                         view.rejected.push(format!("{key}: VTEP {} differs from the other parts'", rec.vtep))
@@ -257,9 +301,30 @@ fn node_fault(node: &str, rec: &NodeRecord) -> Option<String> {
 
 /// What is wrong with a node's MAC record on `vni`, if anything: a node
 /// with no record (or gone), a VTEP that is not that node's on `vni`, too
-/// many MACs, a MAC that is not unicast, a VLAN outside 1..=4094.
+/// many MACs or bindings, a MAC that is not unicast, a VLAN outside
+/// 1..=4094, a binding's address no host can own.
 fn macs_fault(node: Option<&NodeRecord>, vni: u32, rec: &MacsRecord) -> Option<String> {
-    let node = node?;
+    let node_ok = node?;
+    if rec.neigh.len() > MAX_RECORD_NEIGH {
+        return Some(format!("{} bindings (at most {MAX_RECORD_NEIGH})", rec.neigh.len()));
+    }
+    let bad_neigh = rec.neigh.iter().find_map(|n| {
+        let why = if rvs_proto::parse_neigh_ip(&n.ip.to_string()).is_err() {
+            "not a host address"
+        } else if n.mac.is_multicast() || n.mac.0 == [0; 6] {
+            "not a unicast MAC"
+        } else if !(1..=4094).contains(&n.vlan) {
+            "VLAN outside 1..=4094"
+        } else {
+            return None;
+        };
+        Some(format!("binding {} -> {} VLAN {}: {why}", n.ip, n.mac, n.vlan))
+    });
+    mac_fault(node_ok, vni, rec).or(bad_neigh)
+}
+
+/// [`macs_fault`] for the VTEP and the MACs.
+fn mac_fault(node: &NodeRecord, vni: u32, rec: &MacsRecord) -> Option<String> {
     if !node.vteps.iter().any(|t| t.vni == vni && t.addr == rec.vtep) {
         return Some(format!("VTEP {} is not the node's on VNI {vni}", rec.vtep));
     }
@@ -749,14 +814,14 @@ mod tests {
     #[test]
     fn mac_records_split_into_parts_and_merge_back() {
         let vtep: IpAddr = "2001:2:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
-        let rec = MacsRecord { vtep, macs: (0..MACS_PER_PART * 2 + 5).map(|i| mac(i, 4094)).collect() };
+        let rec = MacsRecord { vtep, macs: (0..MACS_PER_PART * 2 + 5).map(|i| mac(i, 4094)).collect(), neigh: vec![] };
         let parts = mac_parts(&rec);
         assert_eq!(parts.iter().map(|p| p.macs.len()).collect::<Vec<_>>(), vec![MACS_PER_PART, MACS_PER_PART, 5]);
         for p in &parts {
             let len = serde_json::to_string(p).unwrap().len();
             assert!(len <= MAC_PART_BYTES, "a part of {len} bytes");
         }
-        assert!(mac_parts(&MacsRecord { vtep, macs: vec![] }).is_empty());
+        assert!(mac_parts(&MacsRecord { vtep, macs: vec![], neigh: vec![] }).is_empty());
 
         let node = kv(
             "/rvs/v1/nodes/h2",
@@ -771,7 +836,7 @@ mod tests {
         for (i, p) in parts.iter().enumerate().rev() {
             kvs.push(kv(&macs_key(42, "h2", i), &serde_json::to_string(p).unwrap()));
         }
-        let other = MacsRecord { vtep: "2001:2::9".parse().unwrap(), macs: vec![mac(1 << 30, 1)] };
+        let other = MacsRecord { vtep: "2001:2::9".parse().unwrap(), macs: vec![mac(1 << 30, 1)], neigh: vec![] };
         kvs.push(kv(&macs_key(42, "h2", 7), &serde_json::to_string(&other).unwrap()));
         kvs.push(kv("/rvs/v1/macs/42/h2", &serde_json::to_string(&parts[2]).unwrap()));
         kvs.push(kv("/rvs/v1/macs/42/h2/x", &serde_json::to_string(&parts[2]).unwrap()));
@@ -784,7 +849,7 @@ mod tests {
         assert!(v.rejected.iter().any(|r| r.contains("is not the node's")), "{:?}", v.rejected);
 
         // Parts that together pass the cap: the part that crosses it is out.
-        let many = MacsRecord { vtep, macs: (0..MAX_RECORD_MACS + 1).map(|i| mac(i, 1)).collect() };
+        let many = MacsRecord { vtep, macs: (0..MAX_RECORD_MACS + 1).map(|i| mac(i, 1)).collect(), neigh: vec![] };
         let mut kvs = vec![kvs[0].clone()];
         for (i, p) in mac_parts(&many).iter().enumerate() {
             kvs.push(kv(&macs_key(42, "h2", i), &serde_json::to_string(p).unwrap()));
@@ -792,6 +857,93 @@ mod tests {
         let v = PeerView::from_kvs(&kvs, "h1");
         assert!(v.macs_for(42).len() <= MAX_RECORD_MACS);
         assert!(v.rejected.iter().any(|r| r.contains("parts hold over")), "{:?}", v.rejected);
+    }
+
+    /// Bindings travel in parts of their own after the MACs', each part
+    /// under MAC_PART_BYTES with the longest entries, and merge back; a
+    /// hostile binding (no host address, group MAC, bad VLAN) or too many
+    /// of them leave the part out, named, never installed.
+    #[test]
+    fn bindings_are_published_in_parts_and_checked() {
+        let vtep: IpAddr = "2001:2:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let long = |i: usize| NeighRecord {
+            ip: IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001,
+                0xffff,
+                0xffff,
+                0xffff,
+                0xffff,
+                0xffff,
+                0xffff,
+                0xf000 | i as u16,
+            )),
+            mac: MacAddr([0x02, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            vlan: 4094,
+        };
+        assert_eq!(serde_json::to_string(&long(0)).unwrap().len() + 1, NEIGH_JSON_MAX, "the longest binding");
+        let rec = MacsRecord { vtep, macs: vec![mac(1, 1)], neigh: (0..NEIGH_PER_PART + 3).map(long).collect() };
+        let parts = mac_parts(&rec);
+        assert_eq!(
+            parts.iter().map(|p| (p.macs.len(), p.neigh.len())).collect::<Vec<_>>(),
+            vec![(1, 0), (0, NEIGH_PER_PART), (0, 3)]
+        );
+        for p in &parts {
+            assert!(serde_json::to_string(p).unwrap().len() <= MAC_PART_BYTES);
+        }
+        let node = kv(
+            "/rvs/v1/nodes/h2",
+            &serde_json::to_string(&NodeRecord {
+                node: "h2".into(),
+                vteps: vec![VtepRecord { vni: 42, addr: vtep, dstport: 4789 }],
+            })
+            .unwrap(),
+        );
+        let mut kvs = vec![node.clone()];
+        for (i, p) in parts.iter().enumerate() {
+            kvs.push(kv(&macs_key(42, "h2", i), &serde_json::to_string(p).unwrap()));
+        }
+        let v = PeerView::from_kvs(&kvs, "h1");
+        assert!(v.rejected.is_empty(), "{:?}", v.rejected);
+        let got = v.neigh_for(42);
+        assert_eq!(got.len(), NEIGH_PER_PART + 3);
+        assert_eq!(got[0], (long(0).ip, long(0).mac, 4094, "h2".to_string()));
+        assert!(v.neigh_for(7).is_empty());
+
+        let part =
+            |neigh: &str| kv(&macs_key(42, "h2", 0), &format!(r#"{{"vtep":"{vtep}","macs":[],"neigh":[{neigh}]}}"#));
+        for (bad, why) in [
+            (r#"{"ip":"224.0.0.1","mac":"02:00:00:00:00:01","vlan":1}"#, "not a host address"),
+            (r#"{"ip":"0.0.0.0","mac":"02:00:00:00:00:01","vlan":1}"#, "not a host address"),
+            (r#"{"ip":"::1","mac":"02:00:00:00:00:01","vlan":1}"#, "not a host address"),
+            (r#"{"ip":"198.18.0.2","mac":"ff:ff:ff:ff:ff:ff","vlan":1}"#, "not a unicast MAC"),
+            (r#"{"ip":"198.18.0.2","mac":"02:00:00:00:00:01","vlan":4095}"#, "VLAN outside"),
+            (r#"{"ip":"nope","mac":"02:00:00:00:00:01","vlan":1}"#, "invalid"),
+        ] {
+            let v = PeerView::from_kvs(&[node.clone(), part(bad)], "h1");
+            assert!(v.neigh_for(42).is_empty(), "{bad} installed");
+            assert!(v.rejected.len() == 1 && v.rejected[0].contains(why), "{bad}: {:?}", v.rejected);
+        }
+        // Parts that together pass the cap: the part that crosses it is out.
+        let many = MacsRecord {
+            vtep,
+            macs: vec![],
+            neigh: (0..MAX_RECORD_NEIGH + 1)
+                .map(|i| NeighRecord {
+                    ip: IpAddr::V4((0xc612_0000 + i as u32).into()),
+                    mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    vlan: 1,
+                })
+                .collect(),
+        };
+        let mut kvs = vec![node];
+        for (i, p) in mac_parts(&many).iter().enumerate() {
+            kvs.push(kv(&macs_key(42, "h2", i), &serde_json::to_string(p).unwrap()));
+        }
+        let v = PeerView::from_kvs(&kvs, "h1");
+        assert!(v.neigh_for(42).len() <= MAX_RECORD_NEIGH);
+        assert!(v.rejected.iter().any(|r| r.contains("over 65536 bindings")), "{:?}", v.rejected);
+        // What a node advertises is capped too.
+        assert_eq!(advertised_neigh(many.neigh.clone()).len(), MAX_RECORD_NEIGH);
     }
 
     /// What a node advertises: sorted, at most its bridge's limit, and at

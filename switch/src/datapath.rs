@@ -19,6 +19,19 @@ use std::sync::Arc;
 /// A change the packet path refused, as one line for the user.
 pub type DpResult<T> = Result<T, String>;
 
+pub use rvs_dataplane::neigh::{Binding, Source as NeighSource};
+
+/// One bridge's neighbour table as `neigh_list` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NeighView {
+    /// Learned bindings it holds.
+    pub learned: u32,
+    /// The most learned bindings it keeps.
+    pub limit: u32,
+    /// Every binding, with seconds since it was last seen.
+    pub bindings: Vec<(Binding, u32)>,
+}
+
 /// The packet path, as the control plane drives it.
 pub trait Datapath {
     /// Creates a bridge with no ports.
@@ -40,6 +53,29 @@ pub trait Datapath {
     /// Up to `limit` entries of a bridge's FDB after `after` (VLAN, MAC),
     /// ordered by VLAN then MAC, and the size of the whole table.
     fn fdb_page(&self, bridge: &str, after: Option<(u16, MacAddr)>, limit: usize) -> DpResult<FdbPage>;
+    /// Adds or replaces a static IP-MAC binding.
+    fn neigh_add(&mut self, bridge: &str, ip: IpAddr, vlan: u16, mac: MacAddr) -> DpResult<()> {
+        let _ = (ip, vlan, mac);
+        Err(format!("bridge {bridge:?}: this datapath has no neighbour table"))
+    }
+    /// Removes the binding of `ip` in `vlan`, whatever its source; its
+    /// source if there was one.
+    fn neigh_del(&mut self, bridge: &str, ip: IpAddr, vlan: u16) -> DpResult<Option<NeighSource>> {
+        let _ = (bridge, ip, vlan);
+        Ok(None)
+    }
+    /// A bridge's neighbour table.
+    fn neigh_list(&self, bridge: &str) -> DpResult<NeighView> {
+        let _ = bridge;
+        Ok(NeighView::default())
+    }
+    /// Makes `bindings` (ip, vlan, mac) the bridge's remote bindings: those
+    /// of the previous call not among them go, new ones are installed
+    /// where no static or learned binding holds the address.
+    fn set_remote_neigh(&mut self, bridge: &str, bindings: &[(IpAddr, u16, MacAddr)]) -> DpResult<()> {
+        let _ = (bridge, bindings);
+        Ok(())
+    }
     /// Run-time state of every port.
     fn port_status(&self) -> Vec<PortStatus>;
     /// Counters of every port.

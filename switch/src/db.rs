@@ -190,6 +190,15 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
                 }
             }
         }
+        let mut bound = HashSet::new();
+        for n in &br.neighbors {
+            proto::parse_neigh_ip(&n.ip.to_string())?;
+            proto::parse_mac(&n.mac, true)?;
+            proto::check_vlan(n.vlan)?;
+            if !bound.insert((n.ip, n.vlan)) {
+                return Err(format!("{} is bound twice in VLAN {} of bridge {:?}", n.ip, n.vlan, br.name));
+            }
+        }
         for m in &br.static_macs {
             proto::parse_mac(&m.mac, true)?;
             proto::check_vlan(m.vlan)?;

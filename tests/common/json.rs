@@ -22,6 +22,9 @@
 //!   `threads`.
 //! - `flows show`: a list of `{core, bridge, in_port, remote?, src, dst,
 //!   vlan, action, hits}` (`FlowInfo`), bare or under `flows`.
+//! - `neigh show`: `{tables: [{bridge, learned, limit}], entries: [{bridge,
+//!   vlan, ip, mac, source, age_secs?, node?}]}` (`NeighList`); `stats`
+//!   ports carry `arp_suppressed` and `nd_suppressed`.
 //! - control socket replies: one JSON object per line with `"ok": bool`.
 
 use serde_json::Value;
@@ -93,6 +96,43 @@ pub fn fdb_entries(v: &Value) -> Vec<FdbEntry> {
             remote: e.get("remote").and_then(Value::as_str).map(str::to_string),
         })
         .collect()
+}
+
+/// One IP-MAC binding of `rvsctl --json neigh show`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeighEntry {
+    /// Bridge name.
+    pub bridge: String,
+    /// VLAN.
+    pub vlan: u16,
+    /// The address.
+    pub ip: String,
+    /// The MAC, lower case.
+    pub mac: String,
+    /// `static`, `learned` or `remote`.
+    pub source: String,
+    /// For remote bindings: the node that publishes it.
+    pub node: Option<String>,
+}
+
+/// Bindings of `rvsctl --json neigh show`.
+pub fn neigh_entries(v: &Value) -> Vec<NeighEntry> {
+    items(v, &["entries"])
+        .iter()
+        .map(|e| NeighEntry {
+            bridge: str_of(e, "bridge"),
+            vlan: u64_of(e, "vlan") as u16,
+            ip: str_of(e, "ip"),
+            mac: str_of(e, "mac").to_lowercase(),
+            source: str_of(e, "source"),
+            node: e.get("node").and_then(Value::as_str).map(str::to_string),
+        })
+        .collect()
+}
+
+/// Counter `counter` of port `port` in `rvsctl --json stats` (0 if absent).
+pub fn port_counter(v: &Value, port: &str, counter: &str) -> u64 {
+    items(v, &["ports", "stats"]).iter().find(|p| str_of(p, "name") == port).map_or(0, |p| u64_of(p, counter))
 }
 
 /// Ports of `rvsctl --json stats`.

@@ -3,6 +3,7 @@
 //! a port, and one send per port per round.
 
 use super::*;
+use crate::responder::{self, Proto};
 
 impl Pmd {
     #[inline]
@@ -33,6 +34,32 @@ impl Pmd {
             self.output(snap, m.port, copy, v, st);
         }
         self.output(snap, members[last].port, d, v, st);
+    }
+
+    /// Turns the request `d` into its answer in place and sends it back
+    /// out `ingress`, counting it as suppressed; should the binding have
+    /// gone since the decision, the request is flooded as it would have been.
+    #[inline]
+    pub(super) fn answer(&mut self, snap: &Snapshot, ingress: PortId, d: Desc, v: Verdict, proto: Proto, st: usize) {
+        let Some(br) = snap.port(ingress).and_then(|p| p.bridge).and_then(|b| snap.bridge(b)) else {
+            self.count_drop(st, DropReason::NoBridge);
+            self.pool.free(d.addr);
+            return;
+        };
+        let chunk = d.chunk();
+        let off = (d.addr - chunk) as usize;
+        let buf = self.pool.chunk_mut(chunk).get_mut(off..).unwrap_or_default();
+        let Some(len) = responder::answer(buf, d.len as usize, &br.neigh, v.vid) else {
+            PortStats::add(&self.ports[st].stats.flooded, 1);
+            self.flood(snap, br.id, ingress, d, v, st);
+            return;
+        };
+        let counter = match proto {
+            Proto::Arp => &self.ports[st].stats.arp_suppressed,
+            Proto::Nd => &self.ports[st].stats.nd_suppressed,
+        };
+        PortStats::add(counter, 1);
+        self.output(snap, ingress, Desc { addr: d.addr, len: len as u32 }, v, st);
     }
 
     /// Edits the tag of `d` for port `out` and queues it there (or hands it

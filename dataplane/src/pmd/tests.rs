@@ -429,3 +429,71 @@ fn a_parcel_for_a_port_removed_in_flight_is_counted() {
     assert_eq!(stats[1][0].read().drops[DropReason::PortDown as usize], 1);
     assert_eq!(pmds.iter().map(Pmd::pool_free).collect::<Vec<_>>(), free0);
 }
+
+#[test]
+fn arp_and_nd_for_bound_addresses_are_answered_back_and_counted() {
+    use crate::responder;
+    use crate::testing::{arp, solicit};
+    use crate::wire::arp::OP_REQUEST;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let trunk = VlanMode::Trunk { allowed: [10].map(Vid).into_iter().collect::<VlanSet>(), native: None };
+    let mut r = rig(vec![VlanMode::Access(Vid(10)), VlanMode::Access(Vid(10)), trunk]);
+    let free0 = r.pmd.pool_free();
+    let (a, b) = (MacAddr([2, 0, 0, 0, 0, 0xa]), MacAddr([2, 0, 0, 0, 0, 0xb]));
+    let (ip_a, ip_b) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+    let (v6a, v6b): (Ipv6Addr, Ipv6Addr) = ("2001:2::1".parse().unwrap(), "2001:2::2".parse().unwrap());
+    let neigh = r.pmd.snap.bridge(crate::ids::BridgeId(0)).unwrap().neigh.clone();
+    neigh.add_static(ip_b.into(), Vid(10), b, 0);
+    neigh.add_static(v6b.into(), Vid(10), b, 0);
+
+    for (port, tag) in [(0, None), (2, Some(10))] {
+        let req = arp(OP_REQUEST, a, ip_a, ip_b, tag);
+        r.handles[port].inject(&req);
+        r.pmd.poll_once();
+        let mut want = req.clone();
+        want.resize(req.len() + 64, 0);
+        let n = responder::answer(&mut want, req.len(), &neigh, Vid(10)).unwrap();
+        want.truncate(n);
+        assert_eq!(r.handles[port].take_sent(), vec![want], "the reply, back where the request came from");
+        let ns = solicit(a, v6a, v6b, true, tag);
+        r.handles[port].inject(&ns);
+        r.pmd.poll_once();
+        let sent = r.handles[port].take_sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0][6..12], b.0, "an advertisement from the bound MAC");
+        for other in (0..3).filter(|p| *p != port) {
+            assert!(r.handles[other].take_sent().is_empty(), "port {other}: a suppressed request was flooded");
+        }
+    }
+    let (c0, c2) = (r.stats[0].read(), r.stats[2].read());
+    assert_eq!((c0.arp_suppressed, c0.nd_suppressed, c0.flooded), (1, 1, 0));
+    assert_eq!((c2.arp_suppressed, c2.nd_suppressed), (1, 1));
+    // An unknown target is flooded as before.
+    r.handles[0].inject(&arp(OP_REQUEST, a, ip_a, Ipv4Addr::new(198, 18, 0, 9), None));
+    r.pmd.poll_once();
+    assert_eq!(r.handles[1].take_sent().len(), 1);
+    assert_eq!(r.stats[0].read().flooded, 1);
+    assert_eq!(r.pmd.pool_free(), free0);
+}
+
+#[test]
+fn a_full_neighbour_table_counts_refusals() {
+    use crate::testing::arp;
+    use crate::wire::arp::OP_REPLY;
+    let mut r = rig(vec![VlanMode::Access(Vid(1)); 2]);
+    let limit = crate::neigh::DEFAULT_LIMIT;
+    let a = MacAddr([2, 0, 0, 0, 0, 0xa]);
+    let mut sent = 0;
+    while sent < limit + 10 {
+        for _ in 0..BATCH {
+            let ip = std::net::Ipv4Addr::from(0xc612_0000 + sent);
+            r.handles[0].inject(&arp(OP_REPLY, a, ip, ip, None));
+            sent += 1;
+        }
+        r.pmd.poll_once();
+        r.handles[1].take_sent();
+    }
+    let neigh = r.pmd.snap.bridge(crate::ids::BridgeId(0)).unwrap().neigh.clone();
+    assert_eq!(neigh.learned(), limit);
+    assert_eq!(r.stats[0].read().neigh_refused, u64::from(sent - limit));
+}

@@ -3,8 +3,10 @@
 //! Each view is made with `new_checked`, which proves the buffer long enough
 //! for every accessor, so no accessor can panic on any input.
 
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv6;
 pub mod ip;
 pub mod udp;
 pub mod vlan;

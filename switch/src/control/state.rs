@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 mod changes;
 mod membership;
+mod neigh;
 mod views;
 
 /// The daemon's configuration, its db file and the datapath it drives.
@@ -48,6 +49,12 @@ pub struct State<D: Datapath> {
     captures: HashMap<String, Arc<CaptureRing>>,
     /// Frames that ended captures dropped, per port (for the metric).
     capture_drops: HashMap<String, u64>,
+    /// Remote IP-MAC bindings installed from the cluster: (bridge, IP,
+    /// VLAN) → the node that publishes it.
+    remote_neigh: HashMap<(String, IpAddr, u16), String>,
+    /// Per bridge, why the last install of remote bindings fell short (a
+    /// full table), so that it is logged once, not every tick.
+    remote_neigh_error: HashMap<String, String>,
     /// Ticks since the start, to do some housekeeping less often.
     ticks: u64,
 }
@@ -92,6 +99,10 @@ fn change_line(cmd: &Command) -> Option<String> {
             format!("static MAC {mac} VLAN {vlan} on port {port} of bridge {bridge}")
         }
         Command::FdbDel { bridge, mac, vlan } => format!("MAC {mac} VLAN {vlan} removed from bridge {bridge}"),
+        Command::NeighAdd { bridge, ip, mac, vlan } => format!("{ip} bound to {mac} in VLAN {vlan} of bridge {bridge}"),
+        Command::NeighDel { bridge, ip, vlan } => {
+            format!("binding of {ip} in VLAN {vlan} removed from bridge {bridge}")
+        }
         Command::PmdAssign { port, queue, core } => format!("queue {queue} of {port} assigned to core {core}"),
         Command::LogLevel { filter } => format!("log filter set to {filter:?}"),
         _ => return None,
@@ -149,6 +160,8 @@ impl<D: Datapath> State<D> {
             cluster_remotes: HashMap::new(),
             captures: HashMap::new(),
             capture_drops: HashMap::new(),
+            remote_neigh: HashMap::new(),
+            remote_neigh_error: HashMap::new(),
             ticks: 0,
         };
         for up in &uplinks {
@@ -301,6 +314,9 @@ impl<D: Datapath> State<D> {
                 Some(ErrorKind::NotFound)
             }
             Command::UplinkDel { uplink: u } if !uplink(u) => Some(ErrorKind::NotFound),
+            Command::NeighAdd { bridge: b, ip, vlan, mac } => self.neigh_presence(b, ip, *vlan, Some(mac)),
+            Command::NeighDel { bridge: b, ip, vlan } => self.neigh_presence(b, ip, *vlan, None),
+            Command::NeighShow { bridge: Some(b) } if !bridge(b) => Some(ErrorKind::NotFound),
             _ => None,
         }
     }
@@ -335,6 +351,9 @@ impl<D: Datapath> State<D> {
             Command::FdbAdd { bridge, mac, vlan, port } => Reply::from_result(self.fdb_add(&bridge, &mac, vlan, &port)),
             Command::FdbDel { bridge, mac, vlan } => Reply::from_result(self.fdb_del(&bridge, &mac, vlan)),
             Command::FdbFlush { bridge, port } => Reply::from_result(self.fdb_flush(&bridge, port.as_deref())),
+            Command::NeighAdd { bridge, ip, mac, vlan } => Reply::from_result(self.neigh_add(&bridge, &ip, &mac, vlan)),
+            Command::NeighDel { bridge, ip, vlan } => Reply::from_result(self.neigh_del(&bridge, &ip, vlan)),
+            Command::NeighShow { bridge } => Reply::from_result(self.neigh_show(bridge.as_deref())),
             Command::Stats { port } => Reply::from_result(self.stats(port.as_deref())),
             Command::PmdShow => Reply::from_result(Ok(self.dp.threads())),
             Command::PmdAssign { port, queue, core } => Reply::from_result(self.pmd_assign(&port, queue, core)),
@@ -411,6 +430,7 @@ impl<D: Datapath> State<D> {
             return;
         }
         note_up(&mut self.down_bridges, "bridge", &br.name);
+        self.replay_neigh(&br.name, &br.neighbors);
         for p in &br.ports {
             self.replay_port(br, p);
         }

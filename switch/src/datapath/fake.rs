@@ -15,6 +15,8 @@ pub struct Inner {
     pub bridges: BTreeMap<String, BridgeConfig>,
     /// Ports by name: (bridge, configuration).
     pub ports: BTreeMap<String, (String, PortConfig)>,
+    /// IP-MAC bindings: (bridge, IP, VLAN) → (MAC, source).
+    pub neigh: BTreeMap<(String, IpAddr, u16), (MacAddr, NeighSource)>,
     /// FDB entries: (bridge, MAC, VLAN) → (port, static).
     pub fdb: BTreeMap<(String, MacAddr, u16), (String, bool)>,
     /// Uplinks by name.
@@ -179,6 +181,37 @@ impl Datapath for FakeDp {
         self.check()?;
         Ok(self.inner().fdb.remove(&(bridge.to_string(), mac, vlan)).is_some())
     }
+    fn neigh_add(&mut self, bridge: &str, ip: IpAddr, vlan: u16, mac: MacAddr) -> DpResult<()> {
+        self.check()?;
+        self.inner().neigh.insert((bridge.to_string(), ip, vlan), (mac, NeighSource::Static));
+        Ok(())
+    }
+    fn neigh_del(&mut self, bridge: &str, ip: IpAddr, vlan: u16) -> DpResult<Option<NeighSource>> {
+        self.check()?;
+        Ok(self.inner().neigh.remove(&(bridge.to_string(), ip, vlan)).map(|(_, s)| s))
+    }
+    fn neigh_list(&self, bridge: &str) -> DpResult<NeighView> {
+        let g = self.inner();
+        let bindings = g
+            .neigh
+            .iter()
+            .filter(|((b, _, _), _)| b == bridge)
+            .map(|((_, ip, vlan), (mac, source))| {
+                let b =
+                    Binding { ip: *ip, vid: rvs_dataplane::ids::Vid(*vlan), mac: *mac, source: *source, last_seen: 0 };
+                (b, 0)
+            })
+            .collect();
+        Ok(NeighView { learned: 0, limit: rvs_dataplane::neigh::DEFAULT_LIMIT, bindings })
+    }
+    fn set_remote_neigh(&mut self, bridge: &str, bindings: &[(IpAddr, u16, MacAddr)]) -> DpResult<()> {
+        let mut g = self.inner();
+        g.neigh.retain(|(b, _, _), (_, s)| b != bridge || *s != NeighSource::Remote);
+        for &(ip, vlan, mac) in bindings {
+            g.neigh.entry((bridge.to_string(), ip, vlan)).or_insert((mac, NeighSource::Remote));
+        }
+        Ok(())
+    }
     fn fdb_flush(&mut self, bridge: &str, port: Option<&str>) -> DpResult<usize> {
         self.check()?;
         let mut g = self.inner();
@@ -241,6 +274,9 @@ impl Datapath for FakeDp {
                 forwarded: 3,
                 flooded: 5,
                 kernel_drops: 0,
+                arp_suppressed: 0,
+                nd_suppressed: 0,
+                neigh_refused: 0,
                 drops: [("runt".to_string(), 2)].into(),
                 link_downs: 0,
                 kernel: Default::default(),

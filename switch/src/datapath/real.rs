@@ -21,6 +21,7 @@ use rvs_dataplane::fastpath::{self, KernelTables};
 use rvs_dataplane::fdb::{Dest, Fdb, Learn, NO_REMOTE};
 use rvs_dataplane::flow_cache::FlowKey;
 use rvs_dataplane::ids::{BridgeId, PortId, Vid};
+use rvs_dataplane::neigh::{self, NeighTable};
 use rvs_dataplane::pipeline::Action;
 use rvs_dataplane::pipeline::{self, TagEdit};
 use rvs_dataplane::pmd::{max_rx_sockets, Command, Commands, Handoff, LocalPort, Pmd, PmdOptions};
@@ -79,6 +80,8 @@ struct Thread {
 struct Bridge {
     name: String,
     fdb: Arc<Fdb>,
+    /// IP-MAC bindings, aged with the FDB's aging time.
+    neigh: Arc<NeighTable>,
     aging_secs: u32,
 }
 
@@ -346,7 +349,12 @@ impl Datapath for Dp {
         if self.bridge_id(&br.name).is_ok() {
             return Err(format!("bridge \"{}\" already exists", br.name));
         }
-        let b = Bridge { name: br.name.clone(), fdb: Arc::new(Fdb::new(br.max_macs)), aging_secs: br.aging_secs };
+        let b = Bridge {
+            name: br.name.clone(),
+            fdb: Arc::new(Fdb::new(br.max_macs)),
+            neigh: Arc::new(NeighTable::new(neigh::DEFAULT_LIMIT)),
+            aging_secs: br.aging_secs,
+        };
         match self.bridges.iter().position(Option::is_none) {
             Some(i) => self.bridges[i] = Some(b),
             None if self.bridges.len() < usize::from(u16::MAX) => self.bridges.push(Some(b)),
@@ -398,6 +406,47 @@ impl Datapath for Dp {
         self.remove_port(id);
         if let Some(bid) = tunnel_of {
             self.gateway_follows_tunnels(bid);
+        }
+        Ok(())
+    }
+
+    fn neigh_add(&mut self, bridge: &str, ip: IpAddr, vlan: u16, mac: MacAddr) -> DpResult<()> {
+        let bid = self.bridge_id(bridge)?;
+        let now = self.now();
+        let b = self.bridges[bid.index()].as_ref().expect("bridge_id found it");
+        if !b.neigh.add_static(ip, Vid(vlan), mac, now) {
+            return Err(format!("the neighbour table of bridge \"{bridge}\" is full"));
+        }
+        Ok(())
+    }
+
+    fn neigh_del(&mut self, bridge: &str, ip: IpAddr, vlan: u16) -> DpResult<Option<neigh::Source>> {
+        let bid = self.bridge_id(bridge)?;
+        Ok(self.bridges[bid.index()].as_ref().expect("bridge_id found it").neigh.remove(ip, Vid(vlan)))
+    }
+
+    fn neigh_list(&self, bridge: &str) -> DpResult<crate::datapath::NeighView> {
+        let bid = self.bridge_id(bridge)?;
+        let t = &self.bridges[bid.index()].as_ref().expect("bridge_id found it").neigh;
+        let now = self.now();
+        let bindings = t.entries().into_iter().map(|b| (b, now.saturating_sub(b.last_seen))).collect();
+        Ok(crate::datapath::NeighView { learned: t.learned(), limit: t.limit(), bindings })
+    }
+
+    fn set_remote_neigh(&mut self, bridge: &str, bindings: &[(IpAddr, u16, MacAddr)]) -> DpResult<()> {
+        let bid = self.bridge_id(bridge)?;
+        let now = self.now();
+        let t = &self.bridges[bid.index()].as_ref().expect("bridge_id found it").neigh;
+        let want: HashSet<(IpAddr, u16, MacAddr)> = bindings.iter().copied().collect();
+        t.remove_where(|b| b.source == neigh::Source::Remote && !want.contains(&(b.ip, b.vid.0, b.mac)));
+        let mut full = 0;
+        for &(ip, vlan, mac) in bindings {
+            if t.lookup(ip, Vid(vlan)) != Some((mac, neigh::Source::Remote)) && !t.add_remote(ip, Vid(vlan), mac, now) {
+                full += 1;
+            }
+        }
+        if full > 0 {
+            return Err(format!("the neighbour table of bridge \"{bridge}\" is full: {full} remote bindings left out"));
         }
         Ok(())
     }
@@ -548,6 +597,7 @@ impl Datapath for Dp {
             let Some(b) = b else { continue };
             self.pull_kernel_seen(BridgeId(i as u16), &b.fdb, now, b.aging_secs);
             b.fdb.age(now, b.aging_secs);
+            b.neigh.age(now, b.aging_secs);
         }
         self.sync_kernel_fdb();
         let tunnels: Vec<PortId> = (0..self.ports.len())

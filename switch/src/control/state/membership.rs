@@ -9,17 +9,26 @@
 //! peers' VTEPs as last read from etcd are saved in the db beside it, so
 //! that a restart while etcd is down brings such tunnels back with the
 //! last known peers (marked stale in `cluster show`) until etcd answers.
+//!
+//! IP-MAC bindings travel the same way: each node publishes its hosts'
+//! (static, and learned on local ports) on every VNI beside its MACs, and
+//! installs the others' as `remote` bindings of the tunnel's bridge, gone
+//! when their node withdraws them or leaves.
 
 use super::State;
 use crate::cluster::{Cluster, LocalView, PeerView};
-use crate::datapath::Datapath;
-use rvs_proto::cluster::{ClusterShow, MacRecord, MacsRecord, PeerShow, TunnelShow, VtepRecord};
+use crate::datapath::{Datapath, NeighSource};
+use rvs_proto::cluster::{ClusterShow, MacRecord, MacsRecord, NeighRecord, PeerShow, TunnelShow, VtepRecord};
 use rvs_proto::config::ClusterConfig;
 use rvs_proto::config::{PortType, PortVlan};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 /// A VXLAN port as cluster membership sees it.
 struct Tunnel {
     name: String,
+    /// Its bridge.
+    bridge: String,
     /// Its VNI, local address and UDP port.
     vtep: VtepRecord,
     /// No configured remotes: they come from the cluster.
@@ -79,16 +88,18 @@ impl<D: Datapath> State<D> {
             .config
             .bridges
             .iter()
-            .flat_map(|b| b.ports.iter().map(move |p| (b.max_macs, p)))
+            .flat_map(|b| b.ports.iter().map(move |p| (b, p)))
             .filter(|(_, p)| p.kind == PortType::Vxlan && !self.down_ports.contains_key(&p.name))
-            .filter_map(|(max_macs, p)| {
+            .filter_map(|(b, p)| {
+                let max_macs = b.max_macs;
                 let v = p.vxlan.as_ref()?;
                 let access = match p.vlan {
                     PortVlan::Access { vlan } => Some(vlan),
                     PortVlan::Trunk { .. } => None,
                 };
                 let vtep = VtepRecord { vni: v.vni, addr: v.local, dstport: v.dstport };
-                Some(Tunnel { name: p.name.clone(), vtep, auto: v.remotes.is_empty(), access, max_macs })
+                let (name, bridge) = (p.name.clone(), b.name.clone());
+                Some(Tunnel { name, bridge, vtep, auto: v.remotes.is_empty(), access, max_macs })
             })
             .collect();
         let mut local = LocalView::default();
@@ -98,7 +109,8 @@ impl<D: Datapath> State<D> {
             if let std::collections::btree_map::Entry::Vacant(e) = local.macs.entry(vni) {
                 let macs = self.dp.local_macs(name).unwrap_or_default();
                 let macs = macs.into_iter().map(|(mac, vlan)| MacRecord { mac, vlan }).collect();
-                e.insert(MacsRecord { vtep: t.vtep.addr, macs: crate::cluster::advertised(macs, t.max_macs) });
+                let macs = crate::cluster::advertised(macs, t.max_macs);
+                e.insert(MacsRecord { vtep: t.vtep.addr, macs, neigh: self.local_neigh(t) });
             }
             if t.auto {
                 let want = self.peers.remotes_for(vni, t.vtep.addr, t.vtep.dstport);
@@ -120,12 +132,64 @@ impl<D: Datapath> State<D> {
                 let _ = self.dp.set_remote_macs(name, &macs);
             }
         }
+        if refresh_macs {
+            self.install_remote_neigh(&tunnels);
+        }
         local.vteps.sort();
         local.vteps.dedup();
         self.cluster_remotes.retain(|name, _| tunnels.iter().any(|t| &t.name == name));
         if let Some(c) = &self.cluster {
             c.publish(local);
         }
+    }
+
+    /// The bindings this node advertises behind tunnel `t`: its bridge's
+    /// static and learned ones (in the tunnel's VLAN for an access port).
+    fn local_neigh(&self, t: &Tunnel) -> Vec<NeighRecord> {
+        let Ok(view) = self.dp.neigh_list(&t.bridge) else { return Vec::new() };
+        let neigh = view
+            .bindings
+            .into_iter()
+            .map(|(b, _)| b)
+            .filter(|b| b.source != NeighSource::Remote && t.access.is_none_or(|v| v == b.vid.0))
+            .map(|b| NeighRecord { ip: b.ip, mac: b.mac, vlan: b.vid.0 })
+            .collect();
+        crate::cluster::advertised_neigh(neigh)
+    }
+
+    /// Installs the bindings peers advertise on each tunnel's VNI as
+    /// remote bindings of its bridge (an access port's VLAN is local on
+    /// each node, as for MACs), replacing what the last sync installed.
+    fn install_remote_neigh(&mut self, tunnels: &[Tunnel]) {
+        let mut want: BTreeMap<String, Vec<(IpAddr, u16, rvs_dataplane::wire::MacAddr)>> = BTreeMap::new();
+        let mut nodes: HashMap<(String, IpAddr, u16), String> = HashMap::new();
+        // Bridges that had remote bindings are emptied if no tunnel is left.
+        for (bridge, _, _) in self.remote_neigh.keys() {
+            want.entry(bridge.clone()).or_default();
+        }
+        for t in tunnels {
+            let list = want.entry(t.bridge.clone()).or_default();
+            for (ip, mac, vlan, node) in self.peers.neigh_for(t.vtep.vni) {
+                let vlan = t.access.unwrap_or(vlan);
+                list.push((ip, vlan, mac));
+                nodes.insert((t.bridge.clone(), ip, vlan), node);
+            }
+        }
+        for (bridge, list) in &want {
+            match self.dp.set_remote_neigh(bridge, list) {
+                Ok(()) => {
+                    self.remote_neigh_error.remove(bridge);
+                }
+                Err(e) => {
+                    if self.remote_neigh_error.get(bridge) != Some(&e) {
+                        tracing::warn!("remote bindings of bridge {bridge:?}: {e}");
+                    }
+                    self.remote_neigh_error.insert(bridge.clone(), e);
+                }
+            }
+        }
+        self.remote_neigh_error.retain(|b, _| want.contains_key(b));
+        self.remote_neigh = nodes;
     }
 
     /// Saves the peers' VTEPs in the db when they changed (nodes join or

@@ -255,6 +255,63 @@ fn save_failure_undoes_datapath_change() {
 }
 
 #[test]
+fn neighbours() {
+    use rvs_proto::status::NeighList;
+    let (mut st, dp, db) = setup("st-neigh");
+    run(&mut st, br_add("br0")).unwrap();
+    let add = |ip: &str, mac: &str, vlan: u16| Command::NeighAdd {
+        bridge: "br0".into(),
+        ip: ip.into(),
+        mac: mac.into(),
+        vlan,
+    };
+    let kind = |st: &mut State<FakeDp>, cmd| st.handle(Request::new(cmd)).into_outcome().unwrap_err().kind;
+    for (bad, why) in [
+        (add("198.18.0.300", "02:00:00:00:00:01", 1), "invalid IP address"),
+        (add("224.0.0.1", "02:00:00:00:00:01", 1), "cannot be bound"),
+        (add("198.18.0.2", "nonsense", 1), "MAC"),
+        (add("198.18.0.2", "01:00:5e:00:00:01", 1), "multicast"),
+        (add("198.18.0.2", "ff:ff:ff:ff:ff:ff", 1), "multicast"),
+        (add("198.18.0.2", "02:00:00:00:00:01", 0), "invalid VLAN"),
+    ] {
+        let e = run(&mut st, bad).unwrap_err();
+        assert!(e.contains(why), "{e}");
+    }
+    let unknown =
+        Command::NeighAdd { bridge: "nope".into(), ip: "198.18.0.2".into(), mac: "02:00:00:00:00:01".into(), vlan: 1 };
+    assert_eq!(kind(&mut st, unknown), Some(ErrorKind::NotFound));
+    run(&mut st, add("198.18.0.2", "02:00:00:00:00:02", 1)).unwrap();
+    run(&mut st, add("2001:2::2", "02:00:00:00:00:02", 10)).unwrap();
+    assert_eq!(kind(&mut st, add("198.18.0.2", "02:00:00:00:00:02", 1)), Some(ErrorKind::Exists));
+    let e = st.handle(Request::new(add("198.18.0.2", "02:00:00:00:00:03", 1))).into_outcome().unwrap_err();
+    assert_eq!(e.kind, None, "another MAC is a conflict, not an existing binding: {}", e.message);
+    assert!(e.message.contains("neigh del"), "{}", e.message);
+    assert_eq!(st.config().bridges[0].neighbors.len(), 2);
+    assert_eq!(dp.inner().neigh.len(), 2);
+    let list: NeighList = serde_json::from_value(run(&mut st, Command::NeighShow { bridge: None }).unwrap()).unwrap();
+    let got: Vec<(String, u16, String)> =
+        list.entries.iter().map(|e| (e.ip.to_string(), e.vlan, e.source.clone())).collect();
+    assert_eq!(got, vec![("198.18.0.2".into(), 1, "static".into()), ("2001:2::2".into(), 10, "static".into())]);
+    // Restored from the db.
+    let dp2 = FakeDp::default();
+    let _st2 = State::restore(&db, dp2.clone()).unwrap();
+    assert_eq!(dp2.inner().neigh.len(), 2);
+    // Removed, then not found.
+    let del = |ip: &str, vlan: u16| Command::NeighDel { bridge: "br0".into(), ip: ip.into(), vlan };
+    run(&mut st, del("198.18.0.2", 1)).unwrap();
+    assert_eq!(kind(&mut st, del("198.18.0.2", 1)), Some(ErrorKind::NotFound));
+    assert_eq!(st.config().bridges[0].neighbors.len(), 1);
+    // A learned binding (not in the configuration) can be removed too.
+    let learned = (IpAddr::from([198, 18, 0, 9]), 1);
+    dp.inner().neigh.insert(
+        ("br0".into(), learned.0, learned.1),
+        (MacAddr([2, 0, 0, 0, 0, 9]), crate::datapath::NeighSource::Learned),
+    );
+    run(&mut st, del("198.18.0.9", 1)).unwrap();
+    assert_eq!(kind(&mut st, Command::NeighShow { bridge: Some("nope".into()) }), Some(ErrorKind::NotFound));
+}
+
+#[test]
 fn static_macs() {
     let (mut st, dp, _db) = setup("st-fdb");
     run(&mut st, br_add("br0")).unwrap();

@@ -38,7 +38,7 @@ impl Dp {
                 b.as_ref().map(|b| {
                     let members: Vec<&PortInfo> =
                         ports.iter().flatten().filter(|p| p.bridge == Some(BridgeId(i as u16))).collect();
-                    BridgeInfo::new(BridgeId(i as u16), &b.name, b.fdb.clone(), &members)
+                    BridgeInfo::new(BridgeId(i as u16), &b.name, b.fdb.clone(), b.neigh.clone(), &members)
                 })
             })
             .collect();

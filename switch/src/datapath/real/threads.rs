@@ -91,6 +91,7 @@ impl Dp {
                         }
                     }
                     Action::Flood(_) => "flood".to_string(),
+                    Action::Answer(p) => format!("answer:{}", p.name()),
                     Action::Drop(r) => format!("drop:{}", r.name()),
                 };
                 out.push(FlowInfo {

@@ -2,6 +2,8 @@
 //! code, with every step written down.
 
 use super::*;
+use rvs_dataplane::neigh::Glean;
+use rvs_dataplane::responder;
 
 impl Dp {
     /// The address of remote `r` of tunnel port `port`, if it is one.
@@ -177,6 +179,9 @@ impl Dp {
             );
         }
         let br = self.ports.get(ingress.index()).and_then(Option::as_ref).and_then(|p| snap.bridge(p.bridge?));
+        if let (Some(msg), Some(br), true) = (responder::inspect(&frame), br, v.vid != Vid(0)) {
+            step("neigh", neigh_step(&msg, v.glean, br.neigh.as_ref(), v.vid));
+        }
         if let (Some(eth), Some(br)) = (EthernetFrame::new_checked(&frame[..]), br) {
             if v.vid != Vid(0) && !eth.dst().is_multicast() {
                 step(
@@ -225,6 +230,7 @@ impl Dp {
             Action::Drop(r) => format!("drop:{}", r.name()),
             Action::Unicast(_) => "output".into(),
             Action::Flood(_) => "flood".into(),
+            Action::Answer(p) => format!("answer:{}", p.name()),
         };
         step("decision", decision.clone());
         let (mut ingress_on, _) = self.kernel_flags(ingress);
@@ -253,4 +259,23 @@ impl Dp {
         }
         Ok(TraceResult { steps, decision, outputs, frame: hex })
     }
+}
+
+/// What the neighbour table makes of an ARP or ND frame, for a trace.
+fn neigh_step(msg: &responder::NeighMsg, glean: Option<Glean>, table: &NeighTable, vid: Vid) -> String {
+    let mut out = Vec::new();
+    if let (Some((ip, mac)), Some(g)) = (msg.binding, glean) {
+        out.push(match g {
+            Glean::Known | Glean::Refreshed => format!("{ip} -> {mac} known"),
+            Glean::New => format!("{ip} -> {mac} would be learned"),
+            Glean::Refused => format!("{ip} -> {mac} not learned: the neighbour table is at its limit"),
+            Glean::Static => format!("{ip} -> {mac} not learned: a static binding holds {ip}"),
+        });
+    }
+    out.push(match msg.target.map(|t| (t, table.lookup(t, vid))) {
+        Some((t, Some((mac, source)))) => format!("asks for {t}: bound to {mac} ({})", source.name()),
+        Some((t, None)) => format!("asks for {t}: not bound, flooded"),
+        None => format!("{}: not a request rvs answers", msg.proto.name()),
+    });
+    out.join("; ")
 }
