@@ -910,3 +910,116 @@ fn neighbour_bindings_cross_the_overlay() {
         n[0].rvsd.ctl_ok(&["neigh", "show"])
     );
 }
+
+/// Runs rvs-cni `cmd` in host namespace `host` as a runtime would, for
+/// container `id` whose namespace is `netns`; its exit success and stdout.
+fn cni_in(host: &Netns, cmd: &str, id: &str, netns: &Netns, conf: &Value) -> (bool, String) {
+    let bin = rvsd_bin().with_file_name("rvs-cni");
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &host.name])
+        .arg(&bin)
+        .env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", format!("/var/run/netns/{}", netns.name))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run rvs-cni");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), conf.to_string().as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Issue 15: containers attached by rvs-cni on two hosts (each its own
+/// rvsd in the etcd cluster) reach each other over VXLAN, and the ARP
+/// request of one for the other is answered by its own host's rvs from the
+/// binding rvs-cni made on the other host: no ARP request crosses the
+/// tunnel (a capture on the underlay side of the uplink). DEL withdraws
+/// the bindings everywhere.
+#[test]
+fn containers_on_two_hosts_with_arp_answered_locally() {
+    if !require_root()
+        || !require_etcd()
+        || !rvs_dataplane::testing::require_root("cni overlay", &["/usr/lib/cni/host-local"])
+    {
+        return;
+    }
+    let _serial = serial();
+    let fabric = fabric();
+    let _etcd = Etcd::start(&fabric);
+    let n: Vec<Node> = (1..=2).map(|i| Node::new(&fabric, i)).collect();
+    for (i, node) in n.iter().enumerate() {
+        let want = vec![format!("198.18.200.{}", 2 - i)];
+        assert!(wait_for(Duration::from_secs(10), || node.remotes() == want), "h{} found no peer", i + 1);
+    }
+    let containers: Vec<Netns> = (0..2).map(|_| Netns::new()).collect();
+    let ipam_dir = std::env::temp_dir().join(format!("rvst-cni-ovl-{}", tag()));
+    let conf = |i: usize| {
+        serde_json::json!({
+            "cniVersion": "1.0.0", "name": "overlay", "type": "rvs", "bridge": "br0",
+            "socket": n[i].rvsd.socket,
+            "ipam": {"type": "host-local", "dataDir": ipam_dir.join(format!("h{i}")),
+                     "ranges": [[{"subnet": "198.18.20.0/24",
+                                  "rangeStart": format!("198.18.20.{}", 101 + 10 * i),
+                                  "rangeEnd": format!("198.18.20.{}", 109 + 10 * i)}]]}
+        })
+    };
+    let mut ips = Vec::new();
+    let mut hosts = Vec::new();
+    for i in 0..2 {
+        let (ok, out) = cni_in(&n[i]._host, "ADD", &format!("ctr{i}"), &containers[i], &conf(i));
+        assert!(ok, "ADD on h{}: {out}", i + 1);
+        let r: Value = serde_json::from_str(&out).unwrap();
+        ips.push(r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string());
+        hosts.push(r["interfaces"][0]["name"].as_str().unwrap().to_string());
+        // The default MTU is the tunnel's inner MTU.
+        assert_eq!(containers[i].ok(&["cat", "/sys/class/net/eth0/mtu"]).trim(), "1450");
+    }
+    // rvs-cni bound each container's address on its host; the other host
+    // installs it from etcd.
+    for (me, other) in [(1, 0), (0, 1)] {
+        assert!(
+            wait_for(Duration::from_secs(10), || binding(&n[me], &ips[other]).is_some_and(|b| b.0 == "remote")),
+            "{} not installed on h{}: {}",
+            ips[other],
+            me + 1,
+            n[me].rvsd.ctl_ok(&["neigh", "show"])
+        );
+        assert_eq!(binding(&n[other], &ips[other]).map(|b| b.0), Some("static".to_string()));
+    }
+    for c in &containers {
+        c.ip(&["neigh", "flush", "dev", "eth0"]);
+    }
+    let before = json::port_counter(&n[1].rvsd.ctl_json(&["stats"]), &hosts[1], "arp_suppressed");
+    let cap = PcapCapture::start(&fabric, "fab2", 100_000, &["udp", "port", "4789"]);
+    assert!(ping_settled(&containers[1], &ips[0], 3), "container 2 cannot reach container 1 across hosts");
+    let frames = cap.finish(Duration::from_secs(2));
+    let inner = inner_frames(&frames);
+    assert!(!inner.is_empty(), "no VXLAN frames captured: the pings did not cross the tunnel");
+    let arp: Vec<&&[u8]> = inner.iter().filter(|f| f.get(12..14) == Some(&[8, 6][..])).collect();
+    assert!(arp.is_empty(), "ARP inside the tunnel: {arp:02x?}");
+    let after = json::port_counter(&n[1].rvsd.ctl_json(&["stats"]), &hosts[1], "arp_suppressed");
+    assert!(after > before, "h2's rvs answered no ARP request for container 1");
+
+    // DEL (twice): the bindings go with the ports, here and on the other host.
+    for i in 0..2 {
+        for _ in 0..2 {
+            let (ok, out) = cni_in(&n[i]._host, "DEL", &format!("ctr{i}"), &containers[i], &conf(i));
+            assert!(ok, "DEL on h{}: {out}", i + 1);
+        }
+    }
+    for (me, other) in [(1, 0), (0, 1)] {
+        assert!(
+            wait_for(Duration::from_secs(10), || binding(&n[me], &ips[other]).is_none()),
+            "{} stayed on h{}: {}",
+            ips[other],
+            me + 1,
+            n[me].rvsd.ctl_ok(&["neigh", "show"])
+        );
+    }
+    let _ = std::fs::remove_dir_all(&ipam_dir);
+}

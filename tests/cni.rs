@@ -221,6 +221,20 @@ fn add_check_del_as_a_runtime_does() {
         v.sort();
         v
     });
+    // Each address is bound to its container's MAC, owned by its port.
+    let bound = || -> Vec<(String, String, String)> {
+        json::neigh_entries(&rvsd.ctl_json(&["neigh", "show", "br0"]))
+            .into_iter()
+            .filter(|e| e.source == "static")
+            .map(|e| (e.ip, e.mac, e.vlan.to_string()))
+            .collect()
+    };
+    let mut want_bound =
+        vec![(ip_a.clone(), a.mac("eth0"), "1".to_string()), (ip_b.clone(), b.mac("eth0"), "1".to_string())];
+    want_bound.sort();
+    let mut have_bound = bound();
+    have_bound.sort();
+    assert_eq!(have_bound, want_bound);
     assert!(ping_settled(&a, &ip_b, 3), "ping a -> b\n{}", rvsd.log_text());
     assert!(ping_settled(&b, &ip_a, 3), "ping b -> a");
 
@@ -263,6 +277,7 @@ fn add_check_del_as_a_runtime_does() {
         assert!(!has_host_link(&host_a), "{host_a} left behind");
         assert!(!a.has_link("eth0"), "eth0 left in the container");
         assert_eq!(net.reserved(), vec![ip_b.clone()]);
+        assert_eq!(bound().into_iter().map(|b| b.0).collect::<Vec<_>>(), vec![ip_b.clone()], "a's binding stayed");
     }
 
     // The whole cycle once more on the same container.

@@ -7,8 +7,9 @@
 //! control socket as an AF_XDP port; or, with `"portType": "tap"`, has rvsd
 //! make a tap named CNI_IFNAME inside the container (the port keeps the
 //! hashed name). Either port is tagged with the container. ADD then
-//! delegates IPAM to the plugin the config names and sets its addresses and
-//! routes in the container. DEL undoes it and succeeds when any part is
+//! delegates IPAM to the plugin the config names, sets its addresses and
+//! routes in the container, and binds the addresses to the container's MAC
+//! in rvs (owned by the port), so that rvs answers ARP and ND for them. DEL undoes it and succeeds when any part is
 //! gone already. CHECK verifies it against `prevResult`. STATUS says whether
 //! rvsd and the bridge are there; GC removes the network's ports of
 //! attachments the runtime no longer has. Errors are the spec's error
@@ -131,13 +132,17 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
                 vec![result::Interface { name: env.ifname.clone(), mac, sandbox }]
             }
         };
+        let container_mac = interfaces.last().map(|i| i.mac.clone()).unwrap_or_default();
         let result = CniResult::for_add(&conf.cni_version, interfaces.clone(), interfaces.len() - 1, &ipam);
         let ips = result.container_ips(&env.ifname);
         let subnets: Vec<IfAddr> =
             ips.iter().map(|ip| IfAddr { addr: ip.address.addr, prefix: ip.address.prefix }).collect();
+        let addrs: Vec<std::net::IpAddr> = subnets.iter().map(|s| s.addr).collect();
         link::configure(&netns, path, &env.ifname, &ips, &result.routes)
+            .and_then(|()| rvsd::bind(conf, host, &addrs, &container_mac))
             .and_then(|()| if conf.ip_masq { masq::add(&conf.network, &env.container_id, &subnets) } else { Ok(()) })
             .inspect_err(|_| {
+                // The port's bindings go with it.
                 let _ = rvsd::del_port(conf, host);
                 let _ = link::delete_host(host);
             })?;

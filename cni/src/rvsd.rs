@@ -47,6 +47,36 @@ pub fn add_port(conf: &NetConf, port: PortConfig) -> Result<(), CniError> {
     })
 }
 
+/// Binds the container's addresses to its MAC on the bridge, owned by its
+/// port `host`: rvs answers ARP and neighbour solicitations for them
+/// (here and, through the cluster, on other nodes) and removes the
+/// bindings with the port. An address already bound to this MAC is fine.
+pub fn bind(conf: &NetConf, host: &str, ips: &[std::net::IpAddr], mac: &str) -> Result<(), CniError> {
+    let vlan = match conf.vlan {
+        rvs_proto::config::PortVlan::Access { vlan } => vlan,
+        rvs_proto::config::PortVlan::Trunk { .. } => return Ok(()),
+    };
+    for ip in ips {
+        let cmd = Command::NeighAdd {
+            bridge: conf.bridge.clone(),
+            ip: ip.to_string(),
+            mac: mac.to_string(),
+            vlan,
+            port: Some(host.to_string()),
+        };
+        match ask(&conf.socket, cmd)? {
+            Ok(_) | Err(Refusal { kind: Some(ErrorKind::Exists), .. }) => {}
+            Err(r) => {
+                return Err(CniError::new(
+                    code::RVSD_REFUSED,
+                    format!("rvsd refused to bind {ip} to {mac} on bridge {}: {r}", conf.bridge),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes port `host` from the bridge; a port (or bridge) already gone
 /// is success, as `rvsctl port del --if-exists`.
 pub fn del_port(conf: &NetConf, host: &str) -> Result<(), CniError> {

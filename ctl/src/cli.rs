@@ -546,6 +546,9 @@ pub enum NeighCmd {
         /// VLAN
         #[arg(long, value_name = "N", value_parser = vlan, default_value = "1")]
         vlan: u16,
+        /// The port the binding belongs to: removed with it
+        #[arg(long, value_name = "PORT", value_parser = port_name)]
+        port: Option<String>,
         /// Succeed if the address is already bound to this MAC
         #[arg(long)]
         may_exist: bool,
@@ -918,8 +921,14 @@ impl Cli {
                 (Command::FdbFlush { bridge: bridge.clone(), port: port.clone() }, View::Flush)
             }
             Cmd::Neigh(NeighCmd::Show { bridge }) => (Command::NeighShow { bridge: bridge.clone() }, View::Neigh),
-            Cmd::Neigh(NeighCmd::Add { bridge, ip, mac, vlan, .. }) => (
-                Command::NeighAdd { bridge: bridge.clone(), ip: ip.clone(), mac: mac.clone(), vlan: *vlan },
+            Cmd::Neigh(NeighCmd::Add { bridge, ip, mac, vlan, port, .. }) => (
+                Command::NeighAdd {
+                    bridge: bridge.clone(),
+                    ip: ip.clone(),
+                    mac: mac.clone(),
+                    vlan: *vlan,
+                    port: port.clone(),
+                },
                 View::Quiet,
             ),
             Cmd::Neigh(NeighCmd::Del { bridge, ip, vlan, .. }) => {
@@ -1080,7 +1089,8 @@ mod tests {
                 bridge: "br0".into(),
                 ip: "198.18.0.2".into(),
                 mac: "02:00:00:00:00:0a".into(),
-                vlan: 10
+                vlan: 10,
+                port: None,
             }
         );
         assert_eq!(

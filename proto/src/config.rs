@@ -433,6 +433,10 @@ pub struct StaticNeigh {
     pub mac: String,
     /// VLAN.
     pub vlan: u16,
+    /// The port it belongs to (a container's, bound by rvs-cni): removed
+    /// with the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
 }
 
 /// VLAN of a binding or an FDB entry when none is given.

@@ -160,6 +160,10 @@ pub enum Command {
         /// VLAN (default 1).
         #[serde(default = "default_vlan")]
         vlan: u16,
+        /// The port the binding belongs to (a container's): removed with
+        /// it. None: it stays until `neigh del`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
     },
     /// Removes the binding of an address, static or learned.
     NeighDel {
@@ -572,11 +576,18 @@ mod tests {
                 bridge: "br0".into(),
                 ip: "198.18.0.2".into(),
                 mac: "02:00:00:00:00:02".into(),
-                vlan: 1
+                vlan: 1,
+                port: None,
             }
         );
         for cmd in [
-            Command::NeighAdd { bridge: "b".into(), ip: "2001:2::1".into(), mac: "02:00:00:00:00:01".into(), vlan: 7 },
+            Command::NeighAdd {
+                bridge: "b".into(),
+                ip: "2001:2::1".into(),
+                mac: "02:00:00:00:00:01".into(),
+                vlan: 7,
+                port: Some("rvs0123".into()),
+            },
             Command::NeighDel { bridge: "b".into(), ip: "2001:2::1".into(), vlan: 7 },
             Command::NeighShow { bridge: None },
             Command::NeighShow { bridge: Some("b".into()) },

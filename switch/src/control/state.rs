@@ -99,7 +99,10 @@ fn change_line(cmd: &Command) -> Option<String> {
             format!("static MAC {mac} VLAN {vlan} on port {port} of bridge {bridge}")
         }
         Command::FdbDel { bridge, mac, vlan } => format!("MAC {mac} VLAN {vlan} removed from bridge {bridge}"),
-        Command::NeighAdd { bridge, ip, mac, vlan } => format!("{ip} bound to {mac} in VLAN {vlan} of bridge {bridge}"),
+        Command::NeighAdd { bridge, ip, mac, vlan, port } => match port {
+            Some(p) => format!("{ip} bound to {mac} in VLAN {vlan} of bridge {bridge} (port {p})"),
+            None => format!("{ip} bound to {mac} in VLAN {vlan} of bridge {bridge}"),
+        },
         Command::NeighDel { bridge, ip, vlan } => {
             format!("binding of {ip} in VLAN {vlan} removed from bridge {bridge}")
         }
@@ -314,7 +317,7 @@ impl<D: Datapath> State<D> {
                 Some(ErrorKind::NotFound)
             }
             Command::UplinkDel { uplink: u } if !uplink(u) => Some(ErrorKind::NotFound),
-            Command::NeighAdd { bridge: b, ip, vlan, mac } => self.neigh_presence(b, ip, *vlan, Some(mac)),
+            Command::NeighAdd { bridge: b, ip, vlan, mac, .. } => self.neigh_presence(b, ip, *vlan, Some(mac)),
             Command::NeighDel { bridge: b, ip, vlan } => self.neigh_presence(b, ip, *vlan, None),
             Command::NeighShow { bridge: Some(b) } if !bridge(b) => Some(ErrorKind::NotFound),
             _ => None,
@@ -351,7 +354,9 @@ impl<D: Datapath> State<D> {
             Command::FdbAdd { bridge, mac, vlan, port } => Reply::from_result(self.fdb_add(&bridge, &mac, vlan, &port)),
             Command::FdbDel { bridge, mac, vlan } => Reply::from_result(self.fdb_del(&bridge, &mac, vlan)),
             Command::FdbFlush { bridge, port } => Reply::from_result(self.fdb_flush(&bridge, port.as_deref())),
-            Command::NeighAdd { bridge, ip, mac, vlan } => Reply::from_result(self.neigh_add(&bridge, &ip, &mac, vlan)),
+            Command::NeighAdd { bridge, ip, mac, vlan, port } => {
+                Reply::from_result(self.neigh_add(&bridge, &ip, &mac, vlan, port))
+            }
             Command::NeighDel { bridge, ip, vlan } => Reply::from_result(self.neigh_del(&bridge, &ip, vlan)),
             Command::NeighShow { bridge } => Reply::from_result(self.neigh_show(bridge.as_deref())),
             Command::Stats { port } => Reply::from_result(self.stats(port.as_deref())),

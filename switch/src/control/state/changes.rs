@@ -250,9 +250,26 @@ impl<D: Datapath> State<D> {
         let mut new = self.config.clone();
         new.bridges[i].ports.remove(j);
         new.bridges[i].static_macs.retain(|m| m.port != port);
+        // The port's bindings (a container's addresses) go with it.
+        let owned = |n: &config::StaticNeigh| n.port.as_deref() == Some(port);
+        let bindings: Vec<config::StaticNeigh> = br.neighbors.iter().filter(|n| owned(n)).cloned().collect();
+        new.bridges[i].neighbors.retain(|n| !owned(n));
+        let bridge_live = !self.down_bridges.contains_key(bridge);
+        if bridge_live {
+            for n in &bindings {
+                let _ = self.dp.neigh_del(bridge, n.ip, n.vlan);
+            }
+        }
         self.commit(new, |s| {
             if live {
                 s.replay_port(&br, &p);
+            }
+            if bridge_live {
+                for n in &bindings {
+                    if let Ok(mac) = proto::parse_mac(&n.mac, true) {
+                        let _ = s.dp.neigh_add(bridge, n.ip, n.vlan, mac);
+                    }
+                }
             }
         })?;
         self.down_ports.remove(port);

@@ -13,8 +13,18 @@ impl<D: Datapath> State<D> {
     /// Adds a static binding. An identical one is `Exists` (so
     /// `--may-exist` passes); another MAC for the address is refused, so
     /// nothing is silently rebound.
-    pub(super) fn neigh_add(&mut self, bridge: &str, ip: &str, mac: &str, vlan: u16) -> Result<(), String> {
+    pub(super) fn neigh_add(
+        &mut self,
+        bridge: &str,
+        ip: &str,
+        mac: &str,
+        vlan: u16,
+        port: Option<String>,
+    ) -> Result<(), String> {
         let i = self.bridge_idx(bridge)?;
+        if let Some(p) = &port {
+            self.port_in_bridge(i, p)?;
+        }
         let ip = proto::parse_neigh_ip(ip)?;
         let mac = proto::parse_mac(mac, true)?;
         proto::check_vlan(vlan)?;
@@ -32,7 +42,7 @@ impl<D: Datapath> State<D> {
         }
         self.dp.neigh_add(bridge, ip, vlan, mac)?;
         let mut new = self.config.clone();
-        new.bridges[i].neighbors.push(StaticNeigh { ip, mac: mac.to_string(), vlan });
+        new.bridges[i].neighbors.push(StaticNeigh { ip, mac: mac.to_string(), vlan, port });
         self.commit(new, |s| {
             let _ = s.dp.neigh_del(bridge, ip, vlan);
         })

@@ -264,6 +264,7 @@ fn neighbours() {
         ip: ip.into(),
         mac: mac.into(),
         vlan,
+        port: None,
     };
     let kind = |st: &mut State<FakeDp>, cmd| st.handle(Request::new(cmd)).into_outcome().unwrap_err().kind;
     for (bad, why) in [
@@ -277,8 +278,13 @@ fn neighbours() {
         let e = run(&mut st, bad).unwrap_err();
         assert!(e.contains(why), "{e}");
     }
-    let unknown =
-        Command::NeighAdd { bridge: "nope".into(), ip: "198.18.0.2".into(), mac: "02:00:00:00:00:01".into(), vlan: 1 };
+    let unknown = Command::NeighAdd {
+        bridge: "nope".into(),
+        ip: "198.18.0.2".into(),
+        mac: "02:00:00:00:00:01".into(),
+        vlan: 1,
+        port: None,
+    };
     assert_eq!(kind(&mut st, unknown), Some(ErrorKind::NotFound));
     run(&mut st, add("198.18.0.2", "02:00:00:00:00:02", 1)).unwrap();
     run(&mut st, add("2001:2::2", "02:00:00:00:00:02", 10)).unwrap();
@@ -956,4 +962,28 @@ fn ports_of_gone_containers_are_removed() {
     let names: Vec<&str> = st.config().bridges[0].ports.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["rvsc2", "plain"]);
     assert_eq!(db::load(&db).unwrap(), *st.config(), "the removal is saved");
+}
+
+#[test]
+fn a_ports_bindings_go_with_it() {
+    let (mut st, dp, _db) = setup("st-neigh-port");
+    run(&mut st, br_add("br0")).unwrap();
+    run(&mut st, p_add("br0", port("rvsc1"))).unwrap();
+    let add = |ip: &str, port: Option<&str>| Command::NeighAdd {
+        bridge: "br0".into(),
+        ip: ip.into(),
+        mac: "02:00:00:00:00:0c".into(),
+        vlan: 1,
+        port: port.map(str::to_string),
+    };
+    let e = run(&mut st, add("198.18.0.9", Some("nope"))).unwrap_err();
+    assert!(e.contains("nope"), "{e}");
+    run(&mut st, add("198.18.0.12", Some("rvsc1"))).unwrap();
+    run(&mut st, add("2001:2::12", Some("rvsc1"))).unwrap();
+    run(&mut st, add("198.18.0.99", None)).unwrap();
+    assert_eq!(dp.inner().neigh.len(), 3);
+    run(&mut st, Command::PortDel { bridge: "br0".into(), port: "rvsc1".into() }).unwrap();
+    let left: Vec<String> = st.config().bridges[0].neighbors.iter().map(|n| n.ip.to_string()).collect();
+    assert_eq!(left, ["198.18.0.99"]);
+    assert_eq!(dp.inner().neigh.len(), 1, "the datapath kept the port's bindings");
 }
