@@ -45,12 +45,17 @@ fn reserved(pm: &Podman, network: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The containers' ports (not the bridge's gateway port).
 fn rvs_ports(rvsd: &Rvsd) -> Vec<String> {
-    json::show_ports(&rvsd.ctl_json(&["show"])).into_iter().map(|(_, p, _)| p).filter(|p| !p.is_empty()).collect()
+    json::show_ports(&rvsd.ctl_json(&["show"]))
+        .into_iter()
+        .filter(|(_, p, kind)| !p.is_empty() && kind != "internal")
+        .map(|(_, p, _)| p)
+        .collect()
 }
 
-/// Two containers on one rvs network reach each other, iperf3 runs between
-/// them, and `podman rm -f` leaves no port, veth, tap or address: once with
+/// Two containers on one rvs network reach each other and the bridge's
+/// gateway, iperf3 runs between them, and `podman rm -f` leaves no port, veth, tap or address: once with
 /// AF_XDP ports (veth pairs), once with taps inside the containers.
 #[test]
 fn two_containers_on_an_rvs_network() {
@@ -62,7 +67,9 @@ fn two_containers_on_an_rvs_network() {
     let rvsd = Rvsd::start_in(&host);
     // Dropped first: its containers go while rvsd still answers their DEL.
     let pm = Podman::new(&host);
-    rvsd.add_bridge("br0");
+    // The bridge's gateway holds the address host-local gives as each
+    // subnet's gateway.
+    rvsd.ctl_ok(&["bridge", "add", "br0", "--gateway", "198.18.60.1/24", "--gateway", "198.18.61.1/24"]);
     let before = rvs_links(&host);
     for (port_type, subnet) in [("afxdp", "198.18.60.0/24"), ("tap", "198.18.61.0/24")] {
         let net = format!("rvs-{port_type}");
@@ -80,7 +87,7 @@ fn two_containers_on_an_rvs_network() {
         let ports = rvs_ports(&rvsd);
         assert_eq!(ports.len(), 2, "{port_type}: {ports:?}");
         let shown = rvsd.ctl_json(&["show"]);
-        for p in shown["bridges"][0]["ports"].as_array().unwrap() {
+        for p in shown["bridges"][0]["ports"].as_array().unwrap().iter().filter(|p| p["config"]["type"] != "internal") {
             assert_eq!(p["config"]["type"], port_type);
             assert_eq!(p["config"]["owner"]["network"], net.as_str());
         }
@@ -89,6 +96,10 @@ fn two_containers_on_an_rvs_network() {
 
         assert!(pm.ping(&c1, &ip2, 3), "{port_type}: {c1} cannot ping {c2}\n{}", rvsd.log_text());
         assert!(pm.ping(&c2, &ip1, 3), "{port_type}: {c2} cannot ping {c1}");
+        let gateway = format!("{}.1", subnet.trim_end_matches(".0/24"));
+        for c in [&c1, &c2] {
+            assert!(pm.ping(c, &gateway, 2), "{port_type}: {c} cannot ping the gateway {gateway}");
+        }
         let server = pm.cmd(&["exec", &c2, "iperf3", "-s", "-1", "-B", &ip2]).spawn().expect("iperf3 -s");
         let mut server = ChildGuard(server);
         let mut done = false;
