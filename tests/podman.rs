@@ -55,8 +55,9 @@ fn rvs_ports(rvsd: &Rvsd) -> Vec<String> {
 }
 
 /// Two containers on one rvs network reach each other and the bridge's
-/// gateway, iperf3 runs between them, and `podman rm -f` leaves no port, veth, tap or address: once with
-/// AF_XDP ports (veth pairs), once with taps inside the containers.
+/// gateway, iperf3 runs between them, and `podman rm -f` leaves no port,
+/// veth, tap or address: once with AF_XDP ports (veth pairs), once with
+/// taps inside the containers.
 #[test]
 fn two_containers_on_an_rvs_network() {
     if !require() {
