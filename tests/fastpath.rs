@@ -329,12 +329,15 @@ fn tagged_frames_cross_between_a_trunk_and_an_access_port(ex: &str) {
         send_raw(&t, &tv.inner, &[f]);
     };
 
-    // Broadcast requests teach rvs T's MAC; once the kernel knows both
-    // MACs, it carries A's replies and pushes the tag.
-    let pushed = (0..20).any(|_| {
+    // A broadcast request teaches rvs T's MAC and, from A's reply, A's;
+    // once the kernel knows both MACs, it carries A's replies and pushes
+    // the tag. Then unicast requests: rvs answers broadcast ones itself
+    // once it knows A's address (ARP suppression), unicast ones go to A.
+    let amac = parse_mac(&a.mac());
+    let pushed = (0..20).any(|i| {
         let (_, tx0) = kernel_share(&rvsd, &tv.host);
         let cap = Tcpdump::start(Some(&t), &tv.inner, 1, &["ether", "dst", TMAC, "and", "vlan", "10", "and", "arp"]);
-        ask(None);
+        ask(if i == 0 { None } else { Some(amac) });
         let lines = cap.finish(Duration::from_secs(3));
         assert!(!lines.is_empty(), "no tagged reply from A\n{}", rvsd.log_text());
         kernel_share(&rvsd, &tv.host).1 > tx0
@@ -343,7 +346,6 @@ fn tagged_frames_cross_between_a_trunk_and_an_access_port(ex: &str) {
 
     // A unicast request straight to A: the kernel takes it from the trunk
     // and pops the tag.
-    let amac = parse_mac(&a.mac());
     let (rx0, _) = kernel_share(&rvsd, &tv.host);
     let cap = Tcpdump::start(Some(&a.ns), &a.dev, 1, &["ether", "src", TMAC, "and", "arp"]);
     ask(Some(amac));

@@ -125,7 +125,10 @@ fn decide<const LEARN: bool>(snap: &Snapshot, ingress: PortId, remote: u16, fram
         }
         let bound = msg.target.and_then(|t| bridge.neigh.lookup(t, vid));
         // Never answer the owner of the address: it would see a duplicate.
-        if bound.is_some_and(|(mac, _)| mac != src) {
+        // Only requests sent to all (broadcast ARP, NS to a solicited-node
+        // group): a unicast one is a host checking that its neighbour is
+        // alive (NUD), which only the neighbour itself may confirm.
+        if eth.dst().is_multicast() && bound.is_some_and(|(mac, _)| mac != src) {
             return Verdict { action: Action::Answer(msg.proto), vid, tagged, learn, glean, remote };
         }
     }
@@ -418,6 +421,12 @@ mod tests {
             );
             let v = classify(&s, PortId(0), &arp(OP_REQUEST, A, IP_A, Ipv4Addr::new(198, 18, 0, 9), None), 0);
             assert_eq!(v.action, Action::Flood(BridgeId(0)));
+            // Nor a unicast request (a host checking its neighbour is
+            // alive): it goes to the owner.
+            for mut f in [arp(OP_REQUEST, A, IP_A, IP_B, None), solicit(A, v6(1), v6(2), true, None)] {
+                f[..6].copy_from_slice(&B.0);
+                assert!(!matches!(classify(&s, PortId(0), &f, 0).action, Action::Answer(_)));
+            }
             // Nor when the owner asks, nor for probes, gratuitous ARP or DAD.
             let owner = classify(&s, PortId(1), &arp(OP_REQUEST, B, IP_A, IP_B, None), 0);
             assert_eq!(owner.action, Action::Flood(BridgeId(0)));
