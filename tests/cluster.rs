@@ -911,29 +911,6 @@ fn neighbour_bindings_cross_the_overlay() {
     );
 }
 
-/// Runs rvs-cni `cmd` in host namespace `host` as a runtime would, for
-/// container `id` whose namespace is `netns`; its exit success and stdout.
-fn cni_in(host: &Netns, cmd: &str, id: &str, netns: &Netns, conf: &Value) -> (bool, String) {
-    let bin = rvsd_bin().with_file_name("rvs-cni");
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &host.name])
-        .arg(&bin)
-        .env_clear()
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", format!("/var/run/netns/{}", netns.name))
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run rvs-cni");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), conf.to_string().as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
 /// Issue 15: containers attached by rvs-cni on two hosts (each its own
 /// rvsd in the etcd cluster) reach each other over VXLAN, and the ARP
 /// request of one for the other is answered by its own host's rvs from the
@@ -944,7 +921,7 @@ fn cni_in(host: &Netns, cmd: &str, id: &str, netns: &Netns, conf: &Value) -> (bo
 fn containers_on_two_hosts_with_arp_answered_locally() {
     if !require_root()
         || !require_etcd()
-        || !rvs_dataplane::testing::require_root("cni overlay", &["/usr/lib/cni/host-local"])
+        || !rvs_dataplane::testing::require_root("cni overlay", &[&format!("{}/host-local", cni::CNI_DIR)])
     {
         return;
     }
@@ -958,6 +935,7 @@ fn containers_on_two_hosts_with_arp_answered_locally() {
     }
     let containers: Vec<Netns> = (0..2).map(|_| Netns::new()).collect();
     let ipam_dir = std::env::temp_dir().join(format!("rvst-cni-ovl-{}", tag()));
+    let netns_path = |ns: &Netns| format!("/var/run/netns/{}", ns.name);
     let conf = |i: usize| {
         serde_json::json!({
             "cniVersion": "1.0.0", "name": "overlay", "type": "rvs", "bridge": "br0",
@@ -967,13 +945,14 @@ fn containers_on_two_hosts_with_arp_answered_locally() {
                                   "rangeStart": format!("198.18.20.{}", 101 + 10 * i),
                                   "rangeEnd": format!("198.18.20.{}", 109 + 10 * i)}]]}
         })
+        .to_string()
     };
     let mut ips = Vec::new();
     let mut hosts = Vec::new();
     for i in 0..2 {
-        let (ok, out) = cni_in(&n[i]._host, "ADD", &format!("ctr{i}"), &containers[i], &conf(i));
-        assert!(ok, "ADD on h{}: {out}", i + 1);
-        let r: Value = serde_json::from_str(&out).unwrap();
+        let out = cni::cni_in(&n[i]._host, "ADD", &format!("ctr{i}"), Some(&netns_path(&containers[i])), &conf(i));
+        assert!(out.ok, "ADD on h{}: {out:?}", i + 1);
+        let r = out.json();
         ips.push(r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string());
         hosts.push(r["interfaces"][0]["name"].as_str().unwrap().to_string());
         // The default MTU is the tunnel's inner MTU.
@@ -1008,8 +987,8 @@ fn containers_on_two_hosts_with_arp_answered_locally() {
     // DEL (twice): the bindings go with the ports, here and on the other host.
     for i in 0..2 {
         for _ in 0..2 {
-            let (ok, out) = cni_in(&n[i]._host, "DEL", &format!("ctr{i}"), &containers[i], &conf(i));
-            assert!(ok, "DEL on h{}: {out}", i + 1);
+            let out = cni::cni_in(&n[i]._host, "DEL", &format!("ctr{i}"), Some(&netns_path(&containers[i])), &conf(i));
+            assert!(out.ok, "DEL on h{}: {out:?}", i + 1);
         }
     }
     for (me, other) in [(1, 0), (0, 1)] {

@@ -5,47 +5,16 @@
 
 mod common;
 
+use common::cni::{cni, cni_bin, cni_in, plugin, Out, CNI_DIR};
 use common::*;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-/// Where Debian's containernetworking-plugins puts host-local.
-const CNI_DIR: &str = "/usr/lib/cni";
 const SUBNET: &str = "198.18.40.0/24";
 const GATEWAY: &str = "198.18.40.1";
 const ROUTE: &str = "198.19.40.0/24";
 const NETWORK: &str = "rvstest";
-
-/// `rvs-cni`, next to `rvsd` (built by `cargo build --workspace`).
-fn cni_bin() -> PathBuf {
-    let p = rvsd_bin().with_file_name("rvs-cni");
-    assert!(p.is_file(), "{} not found: build it first with `cargo build --workspace`", p.display());
-    p
-}
-
-/// What one plugin run gave back.
-#[derive(Debug)]
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
-    }
-
-    /// The error result's code, after checking it has the spec's shape.
-    fn error_code(&self) -> u64 {
-        assert!(!self.ok, "expected a failure: {self:?}");
-        let v = self.json();
-        assert!(v["cniVersion"].is_string() && v["msg"].is_string(), "not a CNI error result: {v}");
-        v["code"].as_u64().unwrap_or_else(|| panic!("no code: {v}"))
-    }
-}
 
 /// One network of the test: its configuration and host-local's data dir.
 struct Net {
@@ -72,65 +41,13 @@ impl Net {
 
     /// The addresses host-local holds for the network.
     fn reserved(&self) -> Vec<String> {
-        let dir = self.data_dir.join(NETWORK);
-        let mut v: Vec<String> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-            .unwrap_or_default();
-        v.retain(|n| n.parse::<std::net::IpAddr>().is_ok());
-        v.sort();
-        v
+        cni::reserved(&self.data_dir, NETWORK)
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-/// Runs the plugin as a runtime does: a clean environment with the CNI_*
-/// variables, `stdin` on stdin. CNI_PATH starts with a directory that does
-/// not exist, so the search goes on to the next one.
-fn cni(cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
-    plugin(&cni_bin(), cmd, id, netns, stdin)
-}
-
-/// Runs plugin `bin` as [`cni`] runs ours.
-fn plugin(bin: &std::path::Path, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
-    exec_plugin(Command::new(bin), cmd, id, netns, stdin)
-}
-
-/// Runs ours as [`cni`] does, from inside namespace `ns` (a runtime on a
-/// host whose network is `ns`).
-fn cni_in(ns: &Netns, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
-    // The environment is cleared: `ip` by its full path.
-    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).is_file())
-        .expect("ip");
-    let mut c = Command::new(ip);
-    c.args(["netns", "exec", &ns.name]).arg(cni_bin());
-    exec_plugin(c, cmd, id, netns, stdin)
-}
-
-/// Runs the plugin command `c` with the CNI_* variables and `stdin`.
-fn exec_plugin(mut c: Command, cmd: &str, id: &str, netns: Option<&str>, stdin: &str) -> Out {
-    c.env_clear()
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", format!("/nonexistent-rvs:{CNI_DIR}"));
-    if let Some(ns) = netns {
-        c.env("CNI_NETNS", ns);
-    }
-    let mut child =
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run the plugin");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    Out {
-        ok: o.status.success(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
 }
 
@@ -623,8 +540,7 @@ fn rvsd_removes_ports_of_gone_containers() {
     let c_path = format!("/var/run/netns/{}", c.name);
     must(cni("ADD", "ctr-gone-veth", Some(&paths[0]), &veth_conf.to_string()), "ADD veth");
     must(cni("ADD", "ctr-gone-tap", Some(&paths[1]), &tap_conf.to_string()), "ADD tap");
-    must(cni("ADD", "ctr-stays", Some(&c_path), &veth_conf.to_string()), "ADD c");
-    let stays = config_host("ctr-stays");
+    let stays = host_end(&must(cni("ADD", "ctr-stays", Some(&c_path), &veth_conf.to_string()), "ADD c"));
     // The namespaces go with their last process, and the interfaces in them.
     drop(a);
     drop(b);
@@ -650,15 +566,10 @@ fn rvsd_removes_ports_of_gone_containers() {
     assert!(net.reserved().is_empty(), "{:?}", net.reserved());
 }
 
-/// The host end's name the plugin gives container `id`'s eth0.
-fn config_host(id: &str) -> String {
-    // Same derivation as the plugin: FNV-1a over id, NUL, ifname.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes().chain([0]).chain("eth0".bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("rvs{:012x}", h >> 16)
+/// The host end's name in an ADD result of a veth attachment.
+fn host_end(add: &Out) -> String {
+    let r = add.json();
+    r["interfaces"][0]["name"].as_str().unwrap_or_else(|| panic!("no host end in {r}")).to_string()
 }
 
 /// CNI 1.1's STATUS and GC.
@@ -689,9 +600,8 @@ fn status_and_gc() {
     // ports; other networks' ports and plain ports stay.
     let conf = net.conf();
     let (pa, pb) = (format!("/var/run/netns/{}", a.name), format!("/var/run/netns/{}", b.name));
-    must(cni("ADD", "ctr-keep", Some(&pa), &conf.to_string()), "ADD keep");
-    must(cni("ADD", "ctr-stale", Some(&pb), &conf.to_string()), "ADD stale");
-    let (keep, stale) = (config_host("ctr-keep"), config_host("ctr-stale"));
+    let keep = host_end(&must(cni("ADD", "ctr-keep", Some(&pa), &conf.to_string()), "ADD keep"));
+    let stale = host_end(&must(cni("ADD", "ctr-stale", Some(&pb), &conf.to_string()), "ADD stale"));
     let mut gc = conf11.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-keep", "ifname": "eth0"}]);
     let mut other = gc.clone();

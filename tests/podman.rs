@@ -35,16 +35,6 @@ fn rvs_links(host: &Netns) -> Vec<String> {
         .collect()
 }
 
-fn reserved(pm: &Podman, network: &str) -> Vec<String> {
-    std::fs::read_dir(pm.ipam_dir().join(network))
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The containers' ports (not the bridge's gateway port).
 fn rvs_ports(rvsd: &Rvsd) -> Vec<String> {
     json::show_ports(&rvsd.ctl_json(&["show"]))
@@ -127,7 +117,11 @@ fn two_containers_on_an_rvs_network() {
         assert_eq!(rvs_links(&host), before, "{port_type}: veths left");
         let rules = host.ok(&["iptables-save", "-t", "filter"]);
         assert!(!rules.contains(&format!("{ip1}/32")), "{port_type}: firewall rules left: {rules}");
-        assert!(reserved(&pm, &net).is_empty(), "{port_type}: addresses left: {:?}", reserved(&pm, &net));
+        assert!(
+            cni::reserved(&pm.ipam_dir(), &net).is_empty(),
+            "{port_type}: addresses left: {:?}",
+            cni::reserved(&pm.ipam_dir(), &net)
+        );
         for ns in netns {
             assert!(!std::path::Path::new(&ns).exists(), "{port_type}: namespace {ns} left");
         }

@@ -9,13 +9,11 @@
 //! Containers run from a root file system of busybox and iperf3 (with its
 //! libraries), so no image or network access is needed.
 
+use super::cni::CNI_DIR;
 use super::{rvsd_bin, tag, Netns};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// Where Debian's containernetworking-plugins are.
-pub const CNI_PLUGINS: &str = "/usr/lib/cni";
 
 /// The tools a podman test needs.
 pub const TOOLS: &[&str] = &["podman", "runc", "busybox", "nsenter", "iptables", "/usr/lib/cni/host-local"];
@@ -45,7 +43,7 @@ impl Podman {
             pm.dir.join("containers.conf"),
             format!(
                 "[containers]\ndefault_ulimits = []\n[network]\nnetwork_backend = \"cni\"\n\
-                 cni_plugin_dirs = [\"{}\", \"{CNI_PLUGINS}\"]\nnetwork_config_dir = \"{}\"\n",
+                 cni_plugin_dirs = [\"{}\", \"{CNI_DIR}\"]\nnetwork_config_dir = \"{}\"\n",
                 pm.dir.join("bin").display(),
                 pm.dir.join("net").display()
             ),
