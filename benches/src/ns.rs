@@ -2,8 +2,7 @@
 //! on drop with everything in them, plus a sweep of those left behind by an
 //! rvs-bench that was killed.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sh::{self, Result};
@@ -118,15 +117,7 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
 }
 
 fn open_netns(name: &str) -> Result<OwnedFd> {
-    let path = format!("{}/{name}", rvs_dataplane::port::netns::NETNS_DIR);
-    let c = CString::new(path.clone()).map_err(|_| format!("bad namespace name {name:?}"))?;
-    // SAFETY: `c` is a valid NUL-terminated path; the result is checked.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!("opening {path}: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` was just opened and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    rvs_dataplane::port::netns::open_netns(name).map_err(|e| e.to_string())
 }
 
 /// Runs `f` on a thread of its own inside the namespace open as `nsfd`.
