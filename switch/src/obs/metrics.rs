@@ -171,8 +171,7 @@ impl std::fmt::Display for Scaled {
 
 /// The cluster agent's state (nothing when rvsd is not in a cluster).
 fn cluster<D: Datapath>(f: &mut Families, state: &State<D>) {
-    let show = state.cluster_show();
-    let Some(st) = &show.status else { return };
+    let Some((st, peers)) = state.cluster_status() else { return };
     f.family(
         "rvs_cluster_connected",
         "gauge",
@@ -183,7 +182,7 @@ fn cluster<D: Datapath>(f: &mut Families, state: &State<D>) {
         "rvs_cluster_peers",
         "gauge",
         "Other nodes of the cluster, as last read from etcd.",
-        [(String::new(), show.peers.len() as u64)],
+        [(String::new(), peers as u64)],
     );
     f.family(
         "rvs_cluster_state_seconds",

@@ -212,9 +212,14 @@ impl<D: Datapath> State<D> {
         self.cluster_remotes.remove(port);
     }
 
-    /// `cluster show`: the settings, the agent's state, the peers and the
-    /// tunnels that take remotes from them.
-    pub fn cluster_show(&self) -> ClusterShow {
+    /// The cluster agent's state and how many other nodes it knows; None
+    /// outside a cluster. What the metrics need, without `cluster_show`'s
+    /// port and MAC walk.
+    pub fn cluster_status(&self) -> Option<(rvs_proto::cluster::ClusterStatus, usize)> {
+        self.cluster.as_ref().map(|c| (c.status(), self.peers.nodes.len()))
+    }
+
+    pub(super) fn cluster_show(&self) -> ClusterShow {
         let status = self.dp.port_status();
         let tunnels = self
             .config
