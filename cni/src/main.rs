@@ -132,8 +132,10 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], host: &str) -> Result<String, Cn
                 vec![result::Interface { name: env.ifname.clone(), mac, sandbox }]
             }
         };
-        let container_mac = interfaces.last().map(|i| i.mac.clone()).unwrap_or_default();
-        let result = CniResult::for_add(&conf.cni_version, interfaces.clone(), interfaces.len() - 1, &ipam);
+        // The container's interface is the last one (after a veth's host end).
+        let container = interfaces.len() - 1;
+        let result = CniResult::for_add(&conf.cni_version, interfaces, container, &ipam);
+        let container_mac = result.interfaces[container].mac.clone();
         let ips = result.container_ips(&env.ifname);
         let subnets: Vec<IfAddr> =
             ips.iter().map(|ip| IfAddr { addr: ip.address.addr, prefix: ip.address.prefix }).collect();
