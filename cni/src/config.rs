@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use rvs_dataplane::fnv::Fnv1a;
 use rvs_proto::config::{FastPath, PortVlan};
 use serde::Deserialize;
 use serde_json::Value;
@@ -252,12 +253,8 @@ pub fn env_from(get: impl Fn(&str) -> Option<String>) -> Result<Env, CniError> {
 /// finds it without state of its own; two attachments collide only with a
 /// chance of about 2^-48.
 pub fn host_ifname(container_id: &str, ifname: &str) -> String {
-    // FNV-1a, 64 bits: stable across builds and versions, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in container_id.bytes().chain([0]).chain(ifname.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    // Stable across builds and versions, unlike std's hasher.
+    let h = Fnv1a::default().write(container_id.as_bytes()).write(&[0]).write(ifname.as_bytes()).finish();
     format!("rvs{:012x}", h >> 16)
 }
 

@@ -13,6 +13,7 @@ pub mod egress;
 pub mod fastpath;
 pub mod fdb;
 pub mod flow_cache;
+pub mod fnv;
 pub mod ids;
 pub mod neigh;
 pub mod pipeline;

@@ -562,7 +562,7 @@ fn flow_hash(a: &mut Asm) {
             a.ldx_b(R1, base, i).xor(R0, R1).mul(R0, R4);
         }
     }
-    a.ld_imm64(R0, 0xcbf2_9ce4_8422_2325).ld_imm64(R4, 0x0100_0000_01b3);
+    a.ld_imm64(R0, crate::fnv::OFFSET).ld_imm64(R4, crate::fnv::PRIME);
     mix(a, R7, 0..14);
     a.mov_k(R3, 0).mov(R2, R7).add_k(R2, 14).ldx_h(R1, R7, 12);
     a.jne_k(R1, wire16(0x8100), "h_l3");

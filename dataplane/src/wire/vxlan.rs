@@ -237,11 +237,9 @@ pub fn max_inner_frame(mtu: u32, v6: bool, max_frame: usize) -> u32 {
 /// protocol and (TCP/UDP) ports, so underlay ECMP/RSS spreads tunnels.
 #[inline]
 pub fn flow_hash(inner: &[u8]) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut fnv = crate::fnv::Fnv1a::default();
     let mut mix = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        fnv.write(bytes);
     };
     mix(inner.get(..14).unwrap_or(inner));
     let (et, l3) = l3_of(inner).unwrap_or((0, 0));
@@ -268,6 +266,7 @@ pub fn flow_hash(inner: &[u8]) -> u32 {
             mix(ports);
         }
     }
+    let h = fnv.finish();
     (h ^ (h >> 32)) as u32
 }
 

@@ -146,10 +146,7 @@ fn sync_addresses(ifindex: u32, want: &[IfAddr]) -> Result<(), String> {
 fn internal_mac(bridge: &str) -> MacAddr {
     let machine =
         std::fs::read("/etc/machine-id").or_else(|_| std::fs::read("/proc/sys/kernel/hostname")).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in machine.iter().chain(b"/").chain(bridge.as_bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = rvs_dataplane::fnv::Fnv1a::default().write(&machine).write(b"/").write(bridge.as_bytes()).finish();
     let b = h.to_be_bytes();
     MacAddr([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
 }
